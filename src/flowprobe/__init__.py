@@ -1,0 +1,3 @@
+"""flowprobe: exact, bounded flow metering and export for OpenWrt and Linux."""
+
+__version__ = "0.1.0"

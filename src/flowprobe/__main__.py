@@ -1,0 +1,3 @@
+from flowprobe.cli import main
+
+raise SystemExit(main())

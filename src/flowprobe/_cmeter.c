@@ -1,0 +1,299 @@
+/* The meter: settings, the per-packet pipeline (decode → fragments → flow
+ * table), the clock, and the accounting that keeps every packet either in
+ * a flow or under a named reason. */
+#include "cmeter/meter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_TABLE_FLOWS (1u << 24)
+#define MAX_TABLE_FRAGMENTS (1u << 20)
+/* a flow's duration is kept in 32 bits of milliseconds */
+#define MAX_TIMEOUT_MS (7u * 24 * 3600 * 1000)
+
+static int settings_invalid(const struct fp_settings *s, char *error)
+{
+	const char *problem = NULL;
+
+	if (s->max_flows < 1 || s->max_flows > MAX_TABLE_FLOWS)
+		problem = "max_flows must be 1..16777216";
+	else if (s->max_fragments < 1 || s->max_fragments > MAX_TABLE_FRAGMENTS)
+		problem = "max_fragments must be 1..1048576";
+	else if (s->idle_timeout_ms < 1 || s->idle_timeout_ms > MAX_TIMEOUT_MS)
+		problem = "idle_timeout must be 1 ms..7 days";
+	else if (s->active_timeout_ms < 1 || s->active_timeout_ms > MAX_TIMEOUT_MS)
+		problem = "active_timeout must be 1 ms..7 days";
+	else if (s->unanswered_timeout_ms < 1 || s->unanswered_timeout_ms > MAX_TIMEOUT_MS)
+		problem = "unanswered_timeout must be 1 ms..7 days";
+	else if (s->tcp_end_grace_ms > MAX_TIMEOUT_MS)
+		problem = "tcp_end_grace must be 0..7 days";
+	else if (s->fragment_timeout_ms < 1 || s->fragment_timeout_ms > MAX_TIMEOUT_MS)
+		problem = "fragment_timeout must be 1 ms..7 days";
+	else if (s->overflow_policy != FP_OVERFLOW_EVICT_OLDEST && s->overflow_policy != FP_OVERFLOW_REFUSE_NEW)
+		problem = "overflow_policy must be evict or refuse";
+	if (problem && error)
+		snprintf(error, FP_ERROR_SIZE, "%s", problem);
+	return problem != NULL;
+}
+
+/* Never blocks: a router early in boot may have no entropy yet, and a
+ * weaker seed is better than a probe that does not start. */
+static void random_seed(uint64_t seed[2])
+{
+	struct timespec now;
+
+	if (getrandom(seed, 2 * sizeof(uint64_t), GRND_NONBLOCK) == 2 * sizeof(uint64_t))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	seed[0] = (uint64_t)now.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+	clock_gettime(CLOCK_REALTIME, &now);
+	seed[1] = (uint64_t)now.tv_sec * 0xc2b2ae3d27d4eb4fULL ^ (uint64_t)now.tv_nsec;
+}
+
+struct fp_meter *fp_meter_new(const struct fp_settings *settings, char *error)
+{
+	struct fp_meter *m;
+	uint64_t seed[2];
+
+	if (settings_invalid(settings, error))
+		return NULL;
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		snprintf(error, FP_ERROR_SIZE, "out of memory");
+		return NULL;
+	}
+	m->settings = *settings;
+	if (settings->hash_seed) {
+		seed[0] = settings->hash_seed;
+		seed[1] = settings->hash_seed * 0x9e3779b97f4a7c15ULL + 1;
+	} else {
+		random_seed(seed);
+	}
+	if (flow_table_init(&m->flows, settings, seed) ||
+	    frag_table_init(&m->fragments, settings->max_fragments, settings->fragment_timeout_ms, seed)) {
+		snprintf(error, FP_ERROR_SIZE, "cannot allocate the tables (max_flows %u, max_fragments %u)",
+			 settings->max_flows, settings->max_fragments);
+		fp_meter_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+void fp_meter_free(struct fp_meter *m)
+{
+	int i;
+
+	if (!m)
+		return;
+	for (i = 0; i < FP_MAX_SOURCES; i++)
+		fp_meter_close_source(m, i);
+	flow_table_free(&m->flows);
+	frag_table_free(&m->fragments);
+	free(m);
+}
+
+uint16_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex)
+{
+	uint16_t slot;
+
+	for (slot = 0; slot < m->interface_slots_used; slot++)
+		if (m->ifindex_of_slot[slot] == ifindex)
+			return slot;
+	if (m->interface_slots_used == METER_INTERFACE_SLOTS)
+		return METER_INTERFACE_SLOTS - 1;  /* shares the last slot rather than fail */
+	m->ifindex_of_slot[m->interface_slots_used] = ifindex;
+	return m->interface_slots_used++;
+}
+
+static void count_account(struct fp_meter *m, enum account_result result,
+			  uint64_t packets, uint64_t octets)
+{
+	switch (result) {
+	case ACCOUNT_OK:
+		m->counters.packets_metered += packets;
+		m->counters.octets_metered += octets;
+		break;
+	case ACCOUNT_TABLE_FULL:
+		m->counters.dropped_flow_table_full += packets;
+		break;
+	case ACCOUNT_NO_SLOT:
+		m->counters.dropped_export_backlog += packets;
+		break;
+	}
+}
+
+static void count_orphans(struct fp_meter *m, const struct frag_orphans *orphans)
+{
+	m->counters.dropped_fragment_orphaned += orphans->packets;
+	m->counters.fragment_packets_held -= orphans->packets;
+}
+
+static void advance_clock(struct fp_meter *m, uint64_t now_ms)
+{
+	struct frag_orphans orphans = {0, 0};
+
+	if (now_ms > m->counters.clock_ms)
+		m->counters.clock_ms = now_ms;
+	if (m->counters.clock_ms < m->next_scan_ms)
+		return;
+	m->next_scan_ms = m->counters.clock_ms + SCAN_INTERVAL_MS;
+	flow_table_expire(&m->flows, m->counters.clock_ms);
+	frag_table_expire(&m->fragments, m->counters.clock_ms, &orphans);
+	count_orphans(m, &orphans);
+}
+
+/* A fragment: the first brings the ports (and settles what was held for
+ * it); later ones take the ports from the table, or wait as counts. */
+static void process_fragment(struct fp_meter *m, struct packet *p)
+{
+	struct frag_orphans orphans = {0, 0};
+	uint32_t i = frag_table_get(&m->fragments, p, &orphans);
+	struct frag_entry *f = &m->fragments.entries[i];
+
+	count_orphans(m, &orphans);
+	if (p->fragment_offset == 0) {
+		f->src_port = p->src_port;
+		f->dst_port = p->dst_port;
+		f->ipsec_spi = p->ipsec_spi;
+		f->have_first = 1;
+		count_account(m, flow_table_account(&m->flows, p, 1, p->ip_length,
+						    p->timestamp_ms, p->timestamp_ms),
+			      1, p->ip_length);
+		if (f->held_packets) {
+			struct packet held = *p;
+
+			held.tcp_flags = 0;
+			count_account(m, flow_table_account(&m->flows, &held, f->held_packets,
+							    f->held_octets, f->held_first_ms,
+							    f->held_last_ms),
+				      f->held_packets, f->held_octets);
+			m->counters.fragment_packets_held -= f->held_packets;
+			f->held_packets = 0;
+			f->held_octets = 0;
+		}
+	} else if (f->have_first) {
+		p->src_port = f->src_port;
+		p->dst_port = f->dst_port;
+		p->ipsec_spi = f->ipsec_spi;
+		count_account(m, flow_table_account(&m->flows, p, 1, p->ip_length,
+						    p->timestamp_ms, p->timestamp_ms),
+			      1, p->ip_length);
+	} else {
+		if (!f->held_packets || p->timestamp_ms < f->held_first_ms)
+			f->held_first_ms = p->timestamp_ms;
+		if (p->timestamp_ms > f->held_last_ms)
+			f->held_last_ms = p->timestamp_ms;
+		f->held_packets++;
+		f->held_octets += p->ip_length;
+		m->counters.fragment_packets_held++;
+	}
+	frag_table_seen(&m->fragments, i, p);
+}
+
+void meter_process(struct fp_meter *m, int linktype, uint16_t interface_slot,
+		   uint64_t timestamp_us, const uint8_t *frame,
+		   uint32_t captured_length, uint32_t wire_length)
+{
+	struct packet p;
+
+	m->counters.packets_read++;
+	memset(&p, 0, sizeof(p));
+	switch (decode_frame(linktype, frame, captured_length, wire_length, &p)) {
+	case DECODE_OK:
+		break;
+	case DECODE_TRUNCATED:
+		m->counters.dropped_truncated++;
+		return;
+	case DECODE_NON_IP:
+		m->counters.dropped_non_ip++;
+		return;
+	case DECODE_MALFORMED:
+		m->counters.dropped_malformed++;
+		return;
+	}
+	p.timestamp_ms = timestamp_us / 1000;
+	p.source = interface_slot;
+	advance_clock(m, p.timestamp_ms);
+
+	if (p.is_fragment)
+		process_fragment(m, &p);
+	else
+		count_account(m, flow_table_account(&m->flows, &p, 1, p.ip_length,
+						    p.timestamp_ms, p.timestamp_ms),
+			      1, p.ip_length);
+
+	/* each packet adds at most two records; stop well before the reserve
+	 * runs out so the caller drains and nothing is refused */
+	if (m->dispatching && flow_table_pending(&m->flows) >= flow_table_reserve(&m->flows) / 2)
+		pcap_breakloop(m->dispatching);
+}
+
+void fp_meter_process_frame(struct fp_meter *m, int linktype, uint32_t ifindex,
+			    uint64_t timestamp_us, const uint8_t *frame,
+			    uint32_t captured_length, uint32_t wire_length)
+{
+	meter_process(m, linktype, meter_interface_slot(m, ifindex), timestamp_us, frame,
+		      captured_length, wire_length);
+}
+
+void fp_meter_expire(struct fp_meter *m, uint64_t now_ms)
+{
+	m->next_scan_ms = 0;  /* scan now, whatever the interval */
+	advance_clock(m, now_ms);
+}
+
+void fp_meter_flush(struct fp_meter *m)
+{
+	struct frag_orphans orphans = {0, 0};
+
+	flow_table_expire_all(&m->flows, FP_END_FORCED);
+	frag_table_expire_all(&m->fragments, &orphans);
+	count_orphans(m, &orphans);
+}
+
+int fp_meter_drain(struct fp_meter *m, struct fp_record *out, int max)
+{
+	int n = flow_table_drain(&m->flows, m->ifindex_of_slot, out, max);
+
+	m->counters.records_drained += (uint64_t)n;
+	return n;
+}
+
+uint64_t fp_meter_pending(struct fp_meter *m)
+{
+	return flow_table_pending(&m->flows);
+}
+
+void fp_meter_counters(struct fp_meter *m, struct fp_counters *c)
+{
+	const struct flow_table *t = &m->flows;
+
+	*c = m->counters;
+	c->flows_created = t->created;
+	c->flows_expired_idle = t->expired[FP_END_IDLE_TIMEOUT];
+	c->flows_expired_active = t->expired[FP_END_ACTIVE_TIMEOUT];
+	c->flows_expired_end_of_flow = t->expired[FP_END_OF_FLOW];
+	c->flows_expired_forced = t->expired[FP_END_FORCED];
+	c->flows_evicted = t->expired[FP_END_LACK_OF_RESOURCES];
+	c->flows_active = flow_table_active(t);
+	c->flows_pending_export = flow_table_pending(t);
+	c->flows_peak = t->peak;
+	c->fragments_tracked = m->fragments.used;
+	c->fragment_datagrams = m->fragments.datagrams;
+	c->fragment_entries_evicted = m->fragments.evicted;
+	c->fragment_entries_timed_out = m->fragments.timed_out;
+}
+
+uint64_t fp_meter_memory_bytes(struct fp_meter *m)
+{
+	return m->flows.memory_bytes + m->fragments.memory_bytes + sizeof(*m);
+}
+
+int fp_linktype_supported(int linktype)
+{
+	return decode_linktype_supported(linktype);
+}

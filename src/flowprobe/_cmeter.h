@@ -1,0 +1,158 @@
+/*
+ * flowprobe metering core: the public contract.
+ *
+ * A meter turns packets (from libpcap handles it owns, or frames handed in)
+ * into flow records.  Every table is sized once in fp_meter_new() and never
+ * grows; every packet read ends in a flow or in a named drop counter.
+ *
+ * The block between the cffi markers is read verbatim by _build_cmeter.py,
+ * so it holds only declarations cffi can parse (no #if, no macros with
+ * expressions).
+ */
+#ifndef FLOWPROBE_CMETER_H
+#define FLOWPROBE_CMETER_H
+
+#include <stdint.h>
+
+/* cffi-begin */
+
+/* flowEndReason values, IANA IPFIX IE 136 */
+#define FP_END_IDLE_TIMEOUT 1
+#define FP_END_ACTIVE_TIMEOUT 2
+#define FP_END_OF_FLOW 3
+#define FP_END_FORCED 4
+#define FP_END_LACK_OF_RESOURCES 5
+
+#define FP_OVERFLOW_EVICT_OLDEST 0
+#define FP_OVERFLOW_REFUSE_NEW 1
+
+#define FP_MAX_SOURCES 64
+#define FP_ERROR_SIZE 256
+
+/* fp_meter_dispatch() results below zero */
+#define FP_DISPATCH_ERROR -1
+
+struct fp_settings {
+	uint32_t max_flows;             /* active flows; overflow policy beyond */
+	uint32_t max_fragments;         /* datagrams tracked in the fragment table */
+	uint32_t idle_timeout_ms;
+	uint32_t active_timeout_ms;     /* long flows report and go on counting */
+	uint32_t unanswered_timeout_ms; /* flows with no reverse traffic (scans, SYN only) */
+	uint32_t tcp_end_grace_ms;      /* after FIN both ways or RST */
+	uint32_t fragment_timeout_ms;
+	uint32_t overflow_policy;       /* FP_OVERFLOW_* */
+	uint32_t bidirectional;         /* reverse direction folds into the same entry */
+	uint64_t hash_seed;             /* 0: random from the kernel */
+};
+
+/* One flow record, as drained.  Addresses are in network byte order; an
+ * IPv4 address fills the first 4 bytes. */
+struct fp_record {
+	uint8_t src_addr[16];
+	uint8_t dst_addr[16];
+	uint64_t packets;
+	uint64_t octets;               /* sum of IP total lengths */
+	uint64_t flow_start_ms;        /* Unix epoch milliseconds */
+	uint64_t flow_end_ms;
+	uint64_t reverse_packets;      /* bidirectional mode only */
+	uint64_t reverse_octets;
+	uint64_t reverse_start_ms;
+	uint64_t reverse_end_ms;
+	uint32_t ifindex;
+	uint32_t ipsec_spi;            /* ESP */
+	uint16_t src_port;
+	uint16_t dst_port;             /* ICMP: type * 256 + code */
+	uint16_t vlan_id;              /* outer tag, 0 if none */
+	uint16_t inner_vlan_id;        /* 802.1ad customer tag, 0 if none */
+	uint8_t ip_version;
+	uint8_t protocol;
+	uint8_t tcp_flags;
+	uint8_t reverse_tcp_flags;
+	uint8_t tos;
+	uint8_t end_reason;            /* FP_END_* */
+	uint8_t padding[2];
+};
+
+/* Invariant once flushed and drained:
+ *   packets_read == packets in records + every dropped_* counter.
+ * Before that, packets_metered and fragment_packets_held hold the rest. */
+struct fp_counters {
+	uint64_t packets_read;
+	uint64_t packets_metered;
+	uint64_t octets_metered;
+	uint64_t fragment_packets_held;   /* gauge: waiting for their first fragment */
+	uint64_t dropped_truncated;       /* capture too short for the headers */
+	uint64_t dropped_non_ip;          /* ARP, LLDP, other ethertypes */
+	uint64_t dropped_malformed;       /* impossible lengths, bad versions, header loops */
+	uint64_t dropped_flow_table_full; /* refused by the "refuse" overflow policy */
+	uint64_t dropped_export_backlog;  /* no slot: records waiting to be drained */
+	uint64_t dropped_fragment_orphaned; /* first fragment never came */
+	uint64_t flows_created;
+	uint64_t flows_expired_idle;
+	uint64_t flows_expired_active;
+	uint64_t flows_expired_end_of_flow;
+	uint64_t flows_expired_forced;
+	uint64_t flows_evicted;           /* lack of resources */
+	uint64_t records_drained;
+	uint64_t flows_active;            /* gauge */
+	uint64_t flows_pending_export;    /* gauge */
+	uint64_t flows_peak;
+	uint64_t fragments_tracked;       /* gauge */
+	uint64_t fragment_datagrams;      /* datagrams seen fragmented */
+	uint64_t fragment_entries_evicted;
+	uint64_t fragment_entries_timed_out;
+	uint64_t clock_ms;                /* the meter's notion of now */
+};
+
+struct fp_source_stats {
+	uint64_t packets_read;
+	uint32_t pcap_received;   /* pcap_stats(): kernel counters, live only */
+	uint32_t pcap_dropped;
+	uint32_t pcap_if_dropped;
+	int32_t linktype;
+};
+
+struct fp_meter;
+
+/* Returns NULL and writes a reason into error (FP_ERROR_SIZE bytes). */
+struct fp_meter *fp_meter_new(const struct fp_settings *settings, char *error);
+void fp_meter_free(struct fp_meter *meter);
+
+/* Sources: return a source id >= 0, or -1 with the reason in error. */
+int fp_meter_open_offline(struct fp_meter *meter, const char *path, uint32_t ifindex, char *error);
+int fp_meter_open_live(struct fp_meter *meter, const char *device, uint32_t ifindex,
+		       int snaplen, int promiscuous, int buffer_bytes, const char *bpf_filter,
+		       char *error);
+void fp_meter_close_source(struct fp_meter *meter, int source);
+int fp_meter_source_fd(struct fp_meter *meter, int source);  /* for poll(); -1 if none */
+int fp_meter_source_stats(struct fp_meter *meter, int source, struct fp_source_stats *stats);
+
+/* Reads up to max_packets (<= 0: one buffer) from a source.  Returns the
+ * number read; 0 when nothing is waiting (live), at end of file (offline),
+ * or while records wait to be drained (drain, then call again);
+ * FP_DISPATCH_ERROR with the reason in error.  Returns early, without losing
+ * anything, when expired records should be drained first. */
+int fp_meter_dispatch(struct fp_meter *meter, int source, int max_packets, char *error);
+
+/* One frame handed in directly (tests, fuzzing, other sources). */
+void fp_meter_process_frame(struct fp_meter *meter, int linktype, uint32_t ifindex,
+			    uint64_t timestamp_us, const uint8_t *frame,
+			    uint32_t captured_length, uint32_t wire_length);
+
+/* Moves flows whose time has come to the export queue (idle, unanswered,
+ * TCP end grace) and expires stale fragments. */
+void fp_meter_expire(struct fp_meter *meter, uint64_t now_ms);
+/* Ends every flow (FP_END_FORCED) and settles held fragments: for shutdown. */
+void fp_meter_flush(struct fp_meter *meter);
+/* Copies up to max queued records out, oldest first, and frees their slots. */
+int fp_meter_drain(struct fp_meter *meter, struct fp_record *out, int max);
+uint64_t fp_meter_pending(struct fp_meter *meter);
+
+void fp_meter_counters(struct fp_meter *meter, struct fp_counters *counters);
+/* Bytes held by the tables, fixed at fp_meter_new(). */
+uint64_t fp_meter_memory_bytes(struct fp_meter *meter);
+int fp_linktype_supported(int linktype);
+
+/* cffi-end */
+
+#endif

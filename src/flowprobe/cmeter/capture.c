@@ -1,0 +1,197 @@
+/* Capture sources: libpcap handles owned by the meter, read with
+ * pcap_dispatch() and a C callback, so no packet ever reaches Python.
+ * Live handles are non-blocking: the daemon polls their selectable fd. */
+#include "meter.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define LIVE_TIMEOUT_MS 100  /* how long the kernel may hold a partly filled block */
+
+struct dispatch_context {
+	struct fp_meter *meter;
+	struct capture_source *source;
+	int count;
+};
+
+static void on_packet(u_char *user, const struct pcap_pkthdr *header, const u_char *bytes)
+{
+	struct dispatch_context *ctx = (struct dispatch_context *)user;
+	uint64_t timestamp_us = (uint64_t)header->ts.tv_sec * 1000000u + (uint64_t)header->ts.tv_usec;
+
+	meter_process(ctx->meter, ctx->source->linktype, ctx->source->interface_slot, timestamp_us,
+		      bytes, header->caplen, header->len);
+	ctx->source->packets_read++;
+	ctx->count++;
+}
+
+static int free_source(struct fp_meter *m, char *error)
+{
+	int i;
+
+	for (i = 0; i < FP_MAX_SOURCES; i++)
+		if (!m->sources[i].handle)
+			return i;
+	snprintf(error, FP_ERROR_SIZE, "too many capture sources (at most %d)", FP_MAX_SOURCES);
+	return -1;
+}
+
+static int adopt(struct fp_meter *m, int id, pcap_t *handle, uint32_t ifindex, const char *name, char *error)
+{
+	int linktype = pcap_datalink(handle);
+	struct capture_source *s = &m->sources[id];
+
+	if (!decode_linktype_supported(linktype)) {
+		const char *link_name = pcap_datalink_val_to_name(linktype);
+
+		snprintf(error, FP_ERROR_SIZE, "%s: unsupported link type %d (%s)", name, linktype,
+			 link_name ? link_name : "unknown");
+		pcap_close(handle);
+		return -1;
+	}
+	memset(s, 0, sizeof(*s));
+	s->handle = handle;
+	s->linktype = linktype;
+	s->interface_slot = meter_interface_slot(m, ifindex);
+	return id;
+}
+
+int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex, char *error)
+{
+	char pcap_error[PCAP_ERRBUF_SIZE] = "";
+	int id = free_source(m, error);
+	pcap_t *handle;
+
+	if (id < 0)
+		return -1;
+	handle = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_MICRO, pcap_error);
+	if (!handle) {
+		if (strstr(pcap_error, path))
+			snprintf(error, FP_ERROR_SIZE, "%s", pcap_error);
+		else
+			snprintf(error, FP_ERROR_SIZE, "%s: %s", path, pcap_error);
+		return -1;
+	}
+	return adopt(m, id, handle, ifindex, path, error);
+}
+
+int fp_meter_open_live(struct fp_meter *m, const char *device, uint32_t ifindex,
+		       int snaplen, int promiscuous, int buffer_bytes, const char *bpf_filter,
+		       char *error)
+{
+	char pcap_error[PCAP_ERRBUF_SIZE] = "";
+	struct bpf_program program;
+	int id = free_source(m, error), status;
+	pcap_t *handle;
+
+	if (id < 0)
+		return -1;
+	handle = pcap_create(device, pcap_error);
+	if (!handle) {
+		snprintf(error, FP_ERROR_SIZE, "%s: %s", device, pcap_error);
+		return -1;
+	}
+	pcap_set_snaplen(handle, snaplen);
+	pcap_set_promisc(handle, promiscuous);
+	pcap_set_timeout(handle, LIVE_TIMEOUT_MS);
+	if (buffer_bytes > 0)
+		pcap_set_buffer_size(handle, buffer_bytes);
+	status = pcap_activate(handle);
+	if (status < 0) {
+		snprintf(error, FP_ERROR_SIZE, "%s: %s", device,
+			 status == PCAP_ERROR ? pcap_geterr(handle) : pcap_statustostr(status));
+		pcap_close(handle);
+		return -1;
+	}
+	if (pcap_setnonblock(handle, 1, pcap_error) < 0) {
+		snprintf(error, FP_ERROR_SIZE, "%s: %s", device, pcap_error);
+		pcap_close(handle);
+		return -1;
+	}
+	if (bpf_filter && *bpf_filter) {
+		if (pcap_compile(handle, &program, bpf_filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+			snprintf(error, FP_ERROR_SIZE, "%s: filter \"%s\": %s", device, bpf_filter,
+				 pcap_geterr(handle));
+			pcap_close(handle);
+			return -1;
+		}
+		status = pcap_setfilter(handle, &program);
+		pcap_freecode(&program);
+		if (status < 0) {
+			snprintf(error, FP_ERROR_SIZE, "%s: %s", device, pcap_geterr(handle));
+			pcap_close(handle);
+			return -1;
+		}
+	}
+	return adopt(m, id, handle, ifindex, device, error);
+}
+
+static struct capture_source *source_of(struct fp_meter *m, int id)
+{
+	if (id < 0 || id >= FP_MAX_SOURCES || !m->sources[id].handle)
+		return NULL;
+	return &m->sources[id];
+}
+
+void fp_meter_close_source(struct fp_meter *m, int id)
+{
+	struct capture_source *s = source_of(m, id);
+
+	if (!s)
+		return;
+	pcap_close(s->handle);
+	s->handle = NULL;
+}
+
+int fp_meter_source_fd(struct fp_meter *m, int id)
+{
+	struct capture_source *s = source_of(m, id);
+
+	return s ? pcap_get_selectable_fd(s->handle) : -1;
+}
+
+int fp_meter_source_stats(struct fp_meter *m, int id, struct fp_source_stats *stats)
+{
+	struct capture_source *s = source_of(m, id);
+	struct pcap_stat ps;
+
+	if (!s)
+		return -1;
+	memset(stats, 0, sizeof(*stats));
+	stats->packets_read = s->packets_read;
+	stats->linktype = s->linktype;
+	if (pcap_stats(s->handle, &ps) == 0) {  /* fails on savefiles: no kernel counters */
+		stats->pcap_received = ps.ps_recv;
+		stats->pcap_dropped = ps.ps_drop;
+		stats->pcap_if_dropped = ps.ps_ifdrop;
+	}
+	return 0;
+}
+
+int fp_meter_dispatch(struct fp_meter *m, int id, int max_packets, char *error)
+{
+	struct capture_source *s = source_of(m, id);
+	struct dispatch_context ctx = { m, s, 0 };
+	int status;
+
+	if (!s) {
+		snprintf(error, FP_ERROR_SIZE, "no capture source %d", id);
+		return FP_DISPATCH_ERROR;
+	}
+	/* records waiting to be drained: let the caller do that first */
+	if (flow_table_pending(&m->flows) >= flow_table_reserve(&m->flows) / 2)
+		return 0;
+	m->dispatching = s->handle;
+	status = pcap_dispatch(s->handle, max_packets > 0 ? max_packets : -1, on_packet, (u_char *)&ctx);
+	/* a savefile keeps a break requested after its last packet for the
+	 * next call, which then reads nothing: read on, or it looks like EOF */
+	if (status == PCAP_ERROR_BREAK && ctx.count == 0)
+		status = pcap_dispatch(s->handle, max_packets > 0 ? max_packets : -1, on_packet,
+				       (u_char *)&ctx);
+	m->dispatching = NULL;
+	if (status == PCAP_ERROR) {
+		snprintf(error, FP_ERROR_SIZE, "%s", pcap_geterr(s->handle));
+		return FP_DISPATCH_ERROR;
+	}
+	return ctx.count;  /* PCAP_ERROR_BREAK too: our own early stop */
+}

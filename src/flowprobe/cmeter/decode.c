@@ -1,0 +1,394 @@
+/* Frame decoding.  Each layer checks the captured length before it reads,
+ * and the IP length against the frame's length on the wire: link-layer
+ * padding is never counted, and an IP length larger than the frame is a
+ * malformed packet, not a big one. */
+#include "decode.h"
+
+#include <string.h>
+#include <pcap/dlt.h>
+
+#define ETHERTYPE_IPV4 0x0800
+#define ETHERTYPE_IPV6 0x86dd
+#define ETHERTYPE_VLAN 0x8100
+#define ETHERTYPE_QINQ 0x88a8
+#define ETHERTYPE_QINQ_OLD 0x9100
+#define ETHERTYPE_PPPOE_SESSION 0x8864
+#define PPP_IPV4 0x0021
+#define PPP_IPV6 0x0057
+
+#define MAX_VLAN_TAGS 4          /* deeper stacks are not real traffic */
+#define MAX_IPV6_EXTENSIONS 16   /* bounds the header walk against loops */
+
+#define DLT_RAW_OPENBSD 14
+
+struct cursor {
+	const uint8_t *data;
+	uint32_t captured;  /* bytes readable from data */
+	uint32_t wire;      /* bytes the frame had from data on */
+};
+
+static inline uint16_t read16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t read32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void skip(struct cursor *c, uint32_t n)
+{
+	c->data += n;
+	c->captured -= n;
+	c->wire -= n;
+}
+
+int decode_linktype_supported(int linktype)
+{
+	switch (linktype) {
+	case DLT_NULL:
+	case DLT_EN10MB:
+	case DLT_RAW:
+	case DLT_RAW_OPENBSD:
+	case DLT_LOOP:
+	case DLT_LINUX_SLL:
+	case DLT_LINUX_SLL2:
+	case DLT_IPV4:
+	case DLT_IPV6:
+		return 1;
+	}
+	return 0;
+}
+
+/* Transport header of an unfragmented datagram or a first fragment. */
+static enum decode_result decode_transport(struct cursor *c, uint32_t remaining_ip,
+					   struct packet *pkt)
+{
+	uint32_t need;
+
+	switch (pkt->protocol) {
+	case PROTO_TCP:
+		need = 14;  /* ports, sequence, ack, offset, flags */
+		break;
+	case PROTO_UDP:
+	case PROTO_UDPLITE:
+	case PROTO_SCTP:
+	case PROTO_ESP:
+		need = 4;
+		break;
+	case PROTO_ICMP:
+	case PROTO_ICMPV6:
+		need = 2;
+		break;
+	default:
+		return DECODE_OK;  /* counted by addresses and protocol alone */
+	}
+	if (remaining_ip < need)
+		return DECODE_MALFORMED;
+	if (c->captured < need)
+		return DECODE_TRUNCATED;
+
+	switch (pkt->protocol) {
+	case PROTO_TCP:
+		pkt->tcp_flags = c->data[13];
+		/* fall through */
+	case PROTO_UDP:
+	case PROTO_UDPLITE:
+	case PROTO_SCTP:
+		pkt->src_port = read16(c->data);
+		pkt->dst_port = read16(c->data + 2);
+		break;
+	case PROTO_ESP:
+		pkt->ipsec_spi = read32(c->data);
+		break;
+	case PROTO_ICMP:
+	case PROTO_ICMPV6:
+		/* the NetFlow convention: type and code in the destination port */
+		pkt->dst_port = (uint16_t)(c->data[0] << 8 | c->data[1]);
+		break;
+	}
+	return DECODE_OK;
+}
+
+/* IPv4 AH sits where the transport header would; step over it. */
+static enum decode_result skip_ipv4_ah(struct cursor *c, uint32_t *remaining_ip, struct packet *pkt)
+{
+	uint32_t length;
+
+	if (*remaining_ip < 8)
+		return DECODE_MALFORMED;
+	if (c->captured < 8)
+		return DECODE_TRUNCATED;
+	length = ((uint32_t)c->data[1] + 2) * 4;
+	if (length > *remaining_ip)
+		return DECODE_MALFORMED;
+	if (length > c->captured)
+		return DECODE_TRUNCATED;
+	pkt->protocol = c->data[0];
+	pkt->ipsec_spi = read32(c->data + 4);
+	skip(c, length);
+	*remaining_ip -= length;
+	return DECODE_OK;
+}
+
+static enum decode_result decode_ipv4(struct cursor *c, struct packet *pkt)
+{
+	uint32_t header_length, total_length, remaining;
+	uint16_t fragment_field;
+	const uint8_t *ip = c->data;
+	enum decode_result result;
+
+	if (c->captured < 20)
+		return DECODE_TRUNCATED;
+	if ((ip[0] >> 4) != 4)
+		return DECODE_MALFORMED;
+	header_length = (uint32_t)(ip[0] & 0x0f) * 4;
+	if (header_length < 20)
+		return DECODE_MALFORMED;
+	total_length = read16(ip + 2);
+	if (total_length == 0)
+		total_length = c->wire;  /* TSO / BIG TCP leave it zero: the frame is the datagram */
+	if (total_length < header_length || total_length > c->wire)
+		return DECODE_MALFORMED;
+	if (c->captured < header_length)
+		return DECODE_TRUNCATED;
+
+	pkt->ip_version = 4;
+	pkt->tos = ip[1];
+	pkt->protocol = ip[9];
+	memcpy(pkt->src, ip + 12, 4);
+	memcpy(pkt->dst, ip + 16, 4);
+	pkt->ip_length = total_length;
+
+	fragment_field = read16(ip + 6);
+	pkt->more_fragments = (fragment_field & 0x2000) != 0;
+	pkt->fragment_offset = (uint32_t)(fragment_field & 0x1fff) * 8;
+	if (pkt->more_fragments || pkt->fragment_offset) {
+		pkt->is_fragment = 1;
+		pkt->fragment_id = read16(ip + 4);
+		pkt->fragment_payload = total_length - header_length;
+		if (pkt->fragment_offset + pkt->fragment_payload > 65535)
+			return DECODE_MALFORMED;
+		if (pkt->fragment_offset)
+			return DECODE_OK;  /* no transport header here */
+	}
+
+	skip(c, header_length);
+	remaining = total_length - header_length;
+	if (pkt->protocol == PROTO_AH) {
+		result = skip_ipv4_ah(c, &remaining, pkt);
+		if (result != DECODE_OK)
+			return result;
+	}
+	return decode_transport(c, remaining, pkt);
+}
+
+static enum decode_result decode_ipv6(struct cursor *c, struct packet *pkt)
+{
+	const uint8_t *ip = c->data;
+	uint32_t payload_length, total_length, offset, length, remaining;
+	uint8_t next_header;
+	int headers;
+
+	if (c->captured < 40)
+		return DECODE_TRUNCATED;
+	if ((ip[0] >> 4) != 6)
+		return DECODE_MALFORMED;
+	payload_length = read16(ip + 4);
+	/* zero means a jumbogram (RFC 2675) or a GSO frame: use the frame */
+	total_length = payload_length ? 40 + payload_length : c->wire;
+	if (total_length > c->wire || total_length < 40)
+		return DECODE_MALFORMED;
+
+	pkt->ip_version = 6;
+	pkt->tos = (uint8_t)((ip[0] & 0x0f) << 4 | ip[1] >> 4);
+	memcpy(pkt->src, ip + 8, 16);
+	memcpy(pkt->dst, ip + 24, 16);
+	pkt->ip_length = total_length;
+
+	next_header = ip[6];
+	offset = 40;
+	for (headers = 0;; headers++) {
+		if (headers > MAX_IPV6_EXTENSIONS)
+			return DECODE_MALFORMED;
+		switch (next_header) {
+		case 0:   /* hop-by-hop */
+		case 43:  /* routing */
+		case 60:  /* destination options */
+		case 135: /* mobility */
+		case 139: /* HIP */
+		case 140: /* shim6 */
+		case PROTO_AH:
+			if (offset + 8 > total_length)
+				return DECODE_MALFORMED;
+			if (offset + 8 > c->captured)
+				return DECODE_TRUNCATED;
+			if (next_header == PROTO_AH) {
+				length = ((uint32_t)ip[offset + 1] + 2) * 4;
+				pkt->ipsec_spi = read32(ip + offset + 4);
+			} else {
+				length = ((uint32_t)ip[offset + 1] + 1) * 8;
+			}
+			next_header = ip[offset];
+			offset += length;
+			continue;
+		case 44: { /* fragment */
+			uint16_t field;
+
+			if (offset + 8 > total_length)
+				return DECODE_MALFORMED;
+			if (offset + 8 > c->captured)
+				return DECODE_TRUNCATED;
+			field = read16(ip + offset + 2);
+			next_header = ip[offset];
+			pkt->fragment_offset = field & 0xfff8;
+			pkt->more_fragments = field & 1;
+			offset += 8;
+			if (!pkt->fragment_offset && !pkt->more_fragments)
+				continue;  /* atomic fragment (RFC 6946): a whole datagram */
+			pkt->is_fragment = 1;
+			pkt->fragment_id = read32(ip + offset - 4);
+			pkt->fragment_payload = total_length - offset;
+			pkt->protocol = next_header;
+			if (pkt->fragment_offset + pkt->fragment_payload > 65535)
+				return DECODE_MALFORMED;
+			if (pkt->fragment_offset)
+				return DECODE_OK;
+			continue;
+		}
+		default:
+			break;
+		}
+		break;
+	}
+	if (offset > total_length)
+		return DECODE_MALFORMED;
+	if (offset > c->captured)
+		return DECODE_TRUNCATED;
+	pkt->protocol = next_header;
+	skip(c, offset);
+	remaining = total_length - offset;
+	return decode_transport(c, remaining, pkt);
+}
+
+static enum decode_result decode_ip(struct cursor *c, struct packet *pkt)
+{
+	if (c->captured < 1)
+		return DECODE_TRUNCATED;
+	switch (c->data[0] >> 4) {
+	case 4:
+		return decode_ipv4(c, pkt);
+	case 6:
+		return decode_ipv6(c, pkt);
+	}
+	return DECODE_MALFORMED;
+}
+
+/* The ethertype chain shared by Ethernet and Linux cooked captures:
+ * VLAN tags (802.1Q, 802.1ad), PPPoE session, then IP. */
+static enum decode_result decode_ethertype(struct cursor *c, uint16_t ethertype, struct packet *pkt)
+{
+	int tags = 0;
+
+	for (;;) {
+		switch (ethertype) {
+		case ETHERTYPE_IPV4:
+		case ETHERTYPE_IPV6:
+			return decode_ip(c, pkt);
+		case ETHERTYPE_VLAN:
+		case ETHERTYPE_QINQ:
+		case ETHERTYPE_QINQ_OLD:
+			if (++tags > MAX_VLAN_TAGS)
+				return DECODE_MALFORMED;
+			if (c->captured < 4)
+				return DECODE_TRUNCATED;
+			if (tags == 1)
+				pkt->vlan_id = read16(c->data) & 0x0fff;
+			else if (tags == 2)
+				pkt->inner_vlan_id = read16(c->data) & 0x0fff;
+			ethertype = read16(c->data + 2);
+			skip(c, 4);
+			continue;
+		case ETHERTYPE_PPPOE_SESSION: {
+			uint16_t ppp_protocol;
+
+			if (c->captured < 8)
+				return DECODE_TRUNCATED;
+			if (c->data[0] != 0x11 || c->data[1] != 0)  /* version 1, type 1, session data */
+				return DECODE_MALFORMED;
+			ppp_protocol = read16(c->data + 6);
+			skip(c, 8);
+			if (ppp_protocol == PPP_IPV4 || ppp_protocol == PPP_IPV6)
+				return decode_ip(c, pkt);
+			return DECODE_NON_IP;  /* LCP, IPCP, ... */
+		}
+		default:
+			return DECODE_NON_IP;
+		}
+	}
+}
+
+/* BSD loopback: a 4-byte address family in the capturing host's byte
+ * order (DLT_NULL) or in network order (DLT_LOOP); accept both orders and
+ * every system's AF_INET6 value. */
+static enum decode_result decode_loopback(struct cursor *c, struct packet *pkt)
+{
+	uint32_t family;
+
+	if (c->captured < 4)
+		return DECODE_TRUNCATED;
+	family = read32(c->data);
+	if (family > 0xffff)
+		family = __builtin_bswap32(family);
+	skip(c, 4);
+	switch (family) {
+	case 2:
+	case 10: case 24: case 28: case 30:
+		return decode_ip(c, pkt);
+	}
+	return DECODE_NON_IP;
+}
+
+enum decode_result decode_frame(int linktype, const uint8_t *frame, uint32_t captured_length,
+				uint32_t wire_length, struct packet *pkt)
+{
+	struct cursor c = {
+		.data = frame,
+		.captured = captured_length,
+		.wire = wire_length > captured_length ? wire_length : captured_length,
+	};
+
+	switch (linktype) {
+	case DLT_EN10MB:
+		if (c.captured < 14)
+			return DECODE_TRUNCATED;
+		skip(&c, 14);
+		return decode_ethertype(&c, read16(frame + 12), pkt);
+	case DLT_LINUX_SLL:
+		if (c.captured < 16)
+			return DECODE_TRUNCATED;
+		skip(&c, 16);
+		return decode_ethertype(&c, read16(frame + 14), pkt);
+	case DLT_LINUX_SLL2:
+		if (c.captured < 20)
+			return DECODE_TRUNCATED;
+		skip(&c, 20);
+		return decode_ethertype(&c, read16(frame), pkt);
+	case DLT_NULL:
+	case DLT_LOOP:
+		return decode_loopback(&c, pkt);
+	case DLT_RAW:
+	case DLT_RAW_OPENBSD:
+		return decode_ip(&c, pkt);
+	case DLT_IPV4:
+		if (c.captured && (c.data[0] >> 4) != 4)
+			return DECODE_MALFORMED;
+		return decode_ip(&c, pkt);
+	case DLT_IPV6:
+		if (c.captured && (c.data[0] >> 4) != 6)
+			return DECODE_MALFORMED;
+		return decode_ip(&c, pkt);
+	}
+	return DECODE_NON_IP;
+}

@@ -1,0 +1,53 @@
+/* Frame decoding: link layer → IP → transport, into a flat packet view.
+ * Reads never go past the captured length; every refusal has a reason. */
+#ifndef FLOWPROBE_DECODE_H
+#define FLOWPROBE_DECODE_H
+
+#include <stdint.h>
+
+enum decode_result {
+	DECODE_OK = 0,
+	DECODE_TRUNCATED,
+	DECODE_NON_IP,
+	DECODE_MALFORMED,
+};
+
+struct packet {
+	uint8_t src[16], dst[16];  /* IPv4: first 4 bytes, rest zero */
+	uint64_t timestamp_ms;
+	uint32_t ip_length;        /* octets to count: IP total length */
+	uint32_t ipsec_spi;
+	uint32_t fragment_id;
+	uint32_t fragment_offset;  /* bytes */
+	uint32_t fragment_payload; /* bytes of the datagram this fragment carries */
+	uint16_t src_port, dst_port;
+	uint16_t vlan_id, inner_vlan_id;
+	uint16_t source;           /* meter's interface slot */
+	uint8_t ip_version;
+	uint8_t protocol;
+	uint8_t tos;
+	uint8_t tcp_flags;
+	uint8_t is_fragment;
+	uint8_t more_fragments;
+};
+
+#define PROTO_ICMP 1
+#define PROTO_TCP 6
+#define PROTO_UDP 17
+#define PROTO_GRE 47
+#define PROTO_ESP 50
+#define PROTO_AH 51
+#define PROTO_ICMPV6 58
+#define PROTO_SCTP 132
+#define PROTO_UDPLITE 136
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+
+int decode_linktype_supported(int linktype);
+/* Fills pkt (except timestamp_ms and source) from one captured frame. */
+enum decode_result decode_frame(int linktype, const uint8_t *frame, uint32_t captured_length,
+				uint32_t wire_length, struct packet *pkt);
+
+#endif

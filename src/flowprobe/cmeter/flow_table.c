@@ -1,0 +1,558 @@
+/* The flow table.  Lookups hash both endpoints symmetrically, so the
+ * reverse of a flow sits in the same chain: biflow folding and the
+ * "was this answered?" check cost no second probe of the index.
+ *
+ * Each packet checks its own entry's deadlines (idle, unanswered, end
+ * grace, active), so records come out the same whether the periodic scan
+ * ran a moment ago or not; the scan only makes them leave on time. */
+#include "flow_table.h"
+#include "hash.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static inline int is_icmp(uint8_t protocol)
+{
+	return protocol == PROTO_ICMP || protocol == PROTO_ICMPV6;
+}
+
+/* Ports as stored in the key: ESP keeps its SPI there (SAs are one-way). */
+static inline void key_ports(const struct packet *p, uint16_t port[2])
+{
+	if (p->protocol == PROTO_ESP) {
+		port[0] = (uint16_t)(p->ipsec_spi >> 16);
+		port[1] = (uint16_t)p->ipsec_spi;
+	} else {
+		port[0] = p->src_port;
+		port[1] = p->dst_port;
+	}
+}
+
+/* The ICMP message a reply to this one would carry, or -1. */
+static int icmp_reverse(uint8_t protocol, uint16_t type_code)
+{
+	uint8_t type = type_code >> 8, code = type_code & 0xff;
+
+	if (protocol == PROTO_ICMP) {
+		switch (type) {
+		case 0: return 8 << 8 | code;   /* echo */
+		case 8: return 0 << 8 | code;
+		case 13: return 14 << 8 | code; /* timestamp */
+		case 14: return 13 << 8 | code;
+		}
+	} else {
+		switch (type) {
+		case 128: return 129 << 8 | code;
+		case 129: return 128 << 8 | code;
+		}
+	}
+	return -1;
+}
+
+static uint32_t key_hash(const struct flow_table *t, const uint8_t *src, const uint8_t *dst,
+			 const uint16_t port[2], uint8_t protocol, uint16_t vlan_id,
+			 uint16_t inner_vlan_id, uint16_t source)
+{
+	uint16_t sport = port[0], dport = port[1];
+	uint64_t h;
+
+	if (is_icmp(protocol))
+		sport = dport = 0;  /* a request and its reply share a chain */
+	/* the sum is symmetric: both directions land in one chain */
+	h = hash_endpoint(t->seed, src, sport) + hash_endpoint(t->seed, dst, dport);
+	h ^= (uint64_t)protocol << 48 | (uint64_t)vlan_id << 32 |
+	     (uint64_t)inner_vlan_id << 16 | source;
+	return (uint32_t)hash_mix(h ^ t->seed[1]);
+}
+
+static void entry_addresses(const struct flow_table *t, uint32_t i, uint8_t src[16], uint8_t dst[16])
+{
+	const struct flow_entry *e = &t->entries[i];
+
+	if (e->flags & FLOW_IPV6) {
+		memcpy(src, t->addr6[i].src, 16);
+		memcpy(dst, t->addr6[i].dst, 16);
+	} else {
+		memset(src, 0, 16);
+		memset(dst, 0, 16);
+		memcpy(src, &e->addr4[0], 4);
+		memcpy(dst, &e->addr4[1], 4);
+	}
+}
+
+static uint32_t entry_bucket(const struct flow_table *t, uint32_t i)
+{
+	const struct flow_entry *e = &t->entries[i];
+	uint8_t src[16], dst[16];
+
+	entry_addresses(t, i, src, dst);
+	return key_hash(t, src, dst, e->port, e->protocol, e->vlan_id, e->inner_vlan_id,
+			e->source) & t->bucket_mask;
+}
+
+static inline int same_address(const struct flow_table *t, uint32_t i, int which, const uint8_t *addr)
+{
+	const struct flow_entry *e = &t->entries[i];
+
+	if (e->flags & FLOW_IPV6)
+		return memcmp(which ? t->addr6[i].dst : t->addr6[i].src, addr, 16) == 0;
+	return memcmp(&e->addr4[which], addr, 4) == 0;
+}
+
+/* 1: same direction, -1: the reverse direction, 0: another flow. */
+static int entry_match(const struct flow_table *t, uint32_t i, const struct packet *p,
+		       const uint16_t port[2], int reverse_port)
+{
+	const struct flow_entry *e = &t->entries[i];
+
+	if (e->protocol != p->protocol || e->source != p->source || e->vlan_id != p->vlan_id ||
+	    e->inner_vlan_id != p->inner_vlan_id || ((e->flags & FLOW_IPV6) != 0) != (p->ip_version == 6))
+		return 0;
+	if (e->port[0] == port[0] && e->port[1] == port[1] &&
+	    same_address(t, i, 0, p->src) && same_address(t, i, 1, p->dst))
+		return 1;
+	if (reverse_port >= 0 && e->port[0] == (is_icmp(p->protocol) ? port[0] : port[1]) &&
+	    e->port[1] == reverse_port &&
+	    same_address(t, i, 0, p->dst) && same_address(t, i, 1, p->src))
+		return -1;
+	return 0;
+}
+
+static uint32_t find(const struct flow_table *t, uint32_t bucket, const struct packet *p,
+		     const uint16_t port[2], int want, int reverse_port)
+{
+	uint32_t i;
+
+	for (i = t->buckets[bucket]; i != FLOW_NONE; i = t->entries[i].bucket_next) {
+		int match = entry_match(t, i, p, port, reverse_port);
+
+		if (match && (want == 0 || match == want))
+			return i;
+	}
+	return FLOW_NONE;
+}
+
+/* ---- lists ---- */
+
+static void list_remove(struct flow_table *t, uint32_t i)
+{
+	struct flow_entry *e = &t->entries[i];
+	struct flow_list_ends *l = &t->lists[e->list];
+
+	if (e->list_prev != FLOW_NONE)
+		t->entries[e->list_prev].list_next = e->list_next;
+	else
+		l->head = e->list_next;
+	if (e->list_next != FLOW_NONE)
+		t->entries[e->list_next].list_prev = e->list_prev;
+	else
+		l->tail = e->list_prev;
+	l->count--;
+}
+
+static void list_push(struct flow_table *t, uint32_t i, enum flow_list list)
+{
+	struct flow_entry *e = &t->entries[i];
+	struct flow_list_ends *l = &t->lists[list];
+
+	e->list = (uint8_t)list;
+	e->list_prev = FLOW_NONE;
+	e->list_next = l->head;
+	if (l->head != FLOW_NONE)
+		t->entries[l->head].list_prev = i;
+	else
+		l->tail = i;
+	l->head = i;
+	l->count++;
+}
+
+static void list_move(struct flow_table *t, uint32_t i, enum flow_list list)
+{
+	if (t->entries[i].list == list && t->lists[list].head == i)
+		return;
+	list_remove(t, i);
+	list_push(t, i, list);
+}
+
+/* ---- times ---- */
+
+static inline uint64_t entry_first(const struct flow_table *t, uint32_t i)
+{
+	uint64_t first = t->entries[i].last_ms - t->entries[i].duration_ms;
+
+	if (t->reverse && t->reverse[i].packets && t->reverse[i].first_ms < first)
+		first = t->reverse[i].first_ms;
+	return first;
+}
+
+static inline uint64_t entry_last(const struct flow_table *t, uint32_t i)
+{
+	uint64_t last = t->entries[i].last_ms;
+
+	if (t->reverse && t->reverse[i].last_ms > last)
+		last = t->reverse[i].last_ms;
+	return last;
+}
+
+static uint32_t list_timeout(const struct flow_table *t, enum flow_list list)
+{
+	switch (list) {
+	case LIST_UNANSWERED:
+		return t->unanswered_timeout_ms;
+	case LIST_CLOSING:
+		return t->tcp_end_grace_ms;
+	default:
+		return t->idle_timeout_ms;
+	}
+}
+
+/* ---- expiry ---- */
+
+static void expire_entry(struct flow_table *t, uint32_t i, uint8_t reason)
+{
+	struct flow_entry *e = &t->entries[i];
+	uint32_t *link = &t->buckets[entry_bucket(t, i)];
+
+	while (*link != i)
+		link = &t->entries[*link].bucket_next;
+	*link = e->bucket_next;
+	e->bucket_next = FLOW_NONE;
+
+	list_remove(t, i);
+	e->end_reason = reason;
+	t->expired[reason]++;
+	list_push(t, i, LIST_PENDING);
+}
+
+static uint8_t timeout_reason(enum flow_list list)
+{
+	return list == LIST_CLOSING ? FP_END_OF_FLOW : FP_END_IDLE_TIMEOUT;
+}
+
+void flow_table_expire(struct flow_table *t, uint64_t now_ms)
+{
+	enum flow_list list;
+
+	for (list = LIST_ANSWERED; list <= LIST_CLOSING; list++) {
+		uint64_t timeout = list_timeout(t, list);
+		uint32_t i;
+
+		while ((i = t->lists[list].tail) != FLOW_NONE && now_ms >= entry_last(t, i) + timeout)
+			expire_entry(t, i, timeout_reason(list));
+	}
+}
+
+void flow_table_expire_all(struct flow_table *t, uint8_t end_reason)
+{
+	enum flow_list list;
+	uint32_t i;
+
+	for (list = LIST_ANSWERED; list <= LIST_CLOSING; list++)
+		while ((i = t->lists[list].tail) != FLOW_NONE)
+			expire_entry(t, i, end_reason);
+}
+
+static void evict_oldest(struct flow_table *t)
+{
+	uint32_t victim = FLOW_NONE;
+	enum flow_list list;
+
+	for (list = LIST_ANSWERED; list <= LIST_CLOSING; list++) {
+		uint32_t i = t->lists[list].tail;
+
+		if (i != FLOW_NONE && (victim == FLOW_NONE || entry_last(t, i) < entry_last(t, victim)))
+			victim = i;
+	}
+	if (victim != FLOW_NONE)
+		expire_entry(t, victim, FP_END_LACK_OF_RESOURCES);
+}
+
+/* ---- accounting ---- */
+
+static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct packet *p,
+			     const uint16_t port[2], uint64_t first_ms, uint64_t last_ms)
+{
+	uint32_t i = t->free_head;
+	struct flow_entry *e = &t->entries[i];
+
+	t->free_head = e->bucket_next;
+	memset(e, 0, sizeof(*e));
+	if (p->ip_version == 6) {
+		e->flags = FLOW_IPV6;
+		memcpy(t->addr6[i].src, p->src, 16);
+		memcpy(t->addr6[i].dst, p->dst, 16);
+	} else {
+		memcpy(&e->addr4[0], p->src, 4);
+		memcpy(&e->addr4[1], p->dst, 4);
+	}
+	e->port[0] = port[0];
+	e->port[1] = port[1];
+	e->protocol = p->protocol;
+	e->vlan_id = p->vlan_id;
+	e->inner_vlan_id = p->inner_vlan_id;
+	e->source = p->source;
+	e->tos = p->tos;
+	e->last_ms = last_ms;
+	e->duration_ms = (uint32_t)(last_ms - first_ms);
+	if (t->reverse)
+		memset(&t->reverse[i], 0, sizeof(t->reverse[i]));
+
+	e->bucket_next = t->buckets[bucket];
+	t->buckets[bucket] = i;
+	e->list = LIST_FREE;
+	list_push(t, i, LIST_UNANSWERED);
+	t->created++;
+	if (flow_table_active(t) > t->peak)
+		t->peak = flow_table_active(t);
+	return i;
+}
+
+static void mark_answered(struct flow_table *t, uint32_t i)
+{
+	if (t->entries[i].list == LIST_UNANSWERED)
+		list_move(t, i, LIST_ANSWERED);
+}
+
+static void mark_closing(struct flow_table *t, uint32_t i)
+{
+	if (i != FLOW_NONE)
+		list_move(t, i, LIST_CLOSING);
+}
+
+/* A packet for entry i that the entry must not absorb: it is past one of
+ * its deadlines, or a new connection reuses a closing one's ports. */
+static int entry_is_over(const struct flow_table *t, uint32_t i, const struct packet *p,
+			 uint64_t first_ms, uint64_t last_ms, uint8_t *reason)
+{
+	const struct flow_entry *e = &t->entries[i];
+
+	if (last_ms >= entry_last(t, i) + list_timeout(t, e->list)) {
+		*reason = timeout_reason(e->list);
+		return 1;
+	}
+	if (e->list == LIST_CLOSING && p->protocol == PROTO_TCP &&
+	    (p->tcp_flags & (TCP_SYN | 0x10)) == TCP_SYN) {
+		*reason = FP_END_OF_FLOW;
+		return 1;
+	}
+	if (last_ms >= entry_first(t, i) + t->active_timeout_ms && first_ms >= entry_first(t, i)) {
+		*reason = FP_END_ACTIVE_TIMEOUT;
+		return 1;
+	}
+	return 0;
+}
+
+enum account_result flow_table_account(struct flow_table *t, const struct packet *p,
+				       uint64_t packets, uint64_t octets,
+				       uint64_t first_ms, uint64_t last_ms)
+{
+	uint16_t port[2];
+	uint32_t bucket, i, reverse = FLOW_NONE;
+	int reverse_port, direction = 1;
+	uint8_t reason;
+
+	key_ports(p, port);
+	if (is_icmp(p->protocol))
+		reverse_port = icmp_reverse(p->protocol, port[1]);
+	else if (p->protocol == PROTO_ESP)
+		reverse_port = -1;
+	else
+		reverse_port = port[0];
+	bucket = key_hash(t, p->src, p->dst, port, p->protocol, p->vlan_id, p->inner_vlan_id,
+			  p->source) & t->bucket_mask;
+
+	i = find(t, bucket, p, port, t->bidirectional ? 0 : 1, reverse_port);
+	if (i != FLOW_NONE && entry_is_over(t, i, p, first_ms, last_ms, &reason)) {
+		expire_entry(t, i, reason);
+		i = FLOW_NONE;
+	}
+	if (i != FLOW_NONE && t->bidirectional)
+		direction = entry_match(t, i, p, port, reverse_port);
+
+	if (i == FLOW_NONE) {
+		if (flow_table_active(t) >= t->max_flows) {
+			if (t->overflow_policy == FP_OVERFLOW_REFUSE_NEW)
+				return ACCOUNT_TABLE_FULL;
+			evict_oldest(t);
+		}
+		if (t->free_head == FLOW_NONE)
+			return ACCOUNT_NO_SLOT;
+		i = create_entry(t, bucket, p, port, first_ms, last_ms);
+		if (!t->bidirectional && reverse_port >= 0) {
+			reverse = find(t, bucket, p, port, -1, reverse_port);
+			if (reverse != FLOW_NONE) {
+				mark_answered(t, i);
+				mark_answered(t, reverse);
+			}
+		}
+	}
+
+	if (direction > 0) {
+		struct flow_entry *e = &t->entries[i];
+		uint64_t first = e->last_ms - e->duration_ms;
+
+		if (first_ms < first)
+			first = first_ms;
+		if (last_ms > e->last_ms)
+			e->last_ms = last_ms;
+		e->duration_ms = (uint32_t)(e->last_ms - first);
+		e->packets += packets;
+		e->octets += octets;
+		e->tcp_flags |= p->tcp_flags;
+	} else {
+		struct flow_reverse *r = &t->reverse[i];
+
+		if (!r->packets || first_ms < r->first_ms)
+			r->first_ms = first_ms;
+		if (last_ms > r->last_ms)
+			r->last_ms = last_ms;
+		r->packets += packets;
+		r->octets += octets;
+		r->tcp_flags |= p->tcp_flags;
+		mark_answered(t, i);
+	}
+
+	if (p->protocol == PROTO_TCP && (p->tcp_flags & (TCP_FIN | TCP_RST))) {
+		struct flow_entry *e = &t->entries[i];
+
+		if (!t->bidirectional && reverse == FLOW_NONE)
+			reverse = find(t, bucket, p, port, -1, reverse_port);
+		if (p->tcp_flags & TCP_RST) {
+			mark_closing(t, i);
+			mark_closing(t, reverse);
+		} else if (t->bidirectional) {
+			e->flags |= direction > 0 ? FLOW_FIN : FLOW_REVERSE_FIN;
+			if ((e->flags & (FLOW_FIN | FLOW_REVERSE_FIN)) == (FLOW_FIN | FLOW_REVERSE_FIN))
+				mark_closing(t, i);
+		} else {
+			e->flags |= FLOW_FIN;
+			if (reverse != FLOW_NONE && (t->entries[reverse].flags & FLOW_FIN)) {
+				mark_closing(t, i);
+				mark_closing(t, reverse);
+			}
+		}
+	}
+	list_move(t, i, t->entries[i].list);
+	return ACCOUNT_OK;
+}
+
+/* ---- draining ---- */
+
+int flow_table_drain(struct flow_table *t, const uint32_t *ifindex_of_source,
+		     struct fp_record *out, int max)
+{
+	int n = 0;
+	uint32_t i;
+
+	while (n < max && (i = t->lists[LIST_PENDING].tail) != FLOW_NONE) {
+		struct flow_entry *e = &t->entries[i];
+		struct fp_record *r = &out[n++];
+
+		memset(r, 0, sizeof(*r));
+		entry_addresses(t, i, r->src_addr, r->dst_addr);
+		r->ip_version = (e->flags & FLOW_IPV6) ? 6 : 4;
+		r->protocol = e->protocol;
+		if (e->protocol == PROTO_ESP) {
+			r->ipsec_spi = (uint32_t)e->port[0] << 16 | e->port[1];
+		} else {
+			r->src_port = e->port[0];
+			r->dst_port = e->port[1];
+		}
+		r->packets = e->packets;
+		r->octets = e->octets;
+		r->flow_start_ms = e->last_ms - e->duration_ms;
+		r->flow_end_ms = e->last_ms;
+		r->tcp_flags = e->tcp_flags;
+		r->tos = e->tos;
+		r->vlan_id = e->vlan_id;
+		r->inner_vlan_id = e->inner_vlan_id;
+		r->ifindex = ifindex_of_source[e->source];
+		r->end_reason = e->end_reason;
+		if (t->reverse && t->reverse[i].packets) {
+			r->reverse_packets = t->reverse[i].packets;
+			r->reverse_octets = t->reverse[i].octets;
+			r->reverse_start_ms = t->reverse[i].first_ms;
+			r->reverse_end_ms = t->reverse[i].last_ms;
+			r->reverse_tcp_flags = t->reverse[i].tcp_flags;
+		}
+
+		list_remove(t, i);
+		e->list = LIST_FREE;
+		e->bucket_next = t->free_head;
+		t->free_head = i;
+	}
+	return n;
+}
+
+/* ---- life cycle ---- */
+
+static uint32_t export_reserve(uint32_t max_flows)
+{
+	uint32_t reserve = max_flows / 16;
+
+	if (reserve < 64)
+		reserve = 64;
+	if (reserve > 4096)
+		reserve = 4096;
+	return reserve;
+}
+
+int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t seed[2])
+{
+	uint32_t i, buckets = 16;
+	enum flow_list list;
+
+	memset(t, 0, sizeof(*t));
+	t->max_flows = s->max_flows;
+	t->slots = s->max_flows + export_reserve(s->max_flows);
+	while (buckets < t->slots && buckets < (1u << 30))
+		buckets <<= 1;
+	t->bucket_mask = buckets - 1;
+	t->seed[0] = seed[0];
+	t->seed[1] = seed[1];
+	t->idle_timeout_ms = s->idle_timeout_ms;
+	t->active_timeout_ms = s->active_timeout_ms;
+	t->unanswered_timeout_ms = s->unanswered_timeout_ms;
+	t->tcp_end_grace_ms = s->tcp_end_grace_ms;
+	t->overflow_policy = s->overflow_policy;
+	t->bidirectional = s->bidirectional != 0;
+
+	/* malloc + explicit writes, not calloc: the pages are committed now, so
+	 * a router short of memory fails at start, never under load */
+	t->entries = malloc((size_t)t->slots * sizeof(*t->entries));
+	t->addr6 = malloc((size_t)t->slots * sizeof(*t->addr6));
+	t->buckets = malloc((size_t)buckets * sizeof(*t->buckets));
+	if (t->bidirectional)
+		t->reverse = malloc((size_t)t->slots * sizeof(*t->reverse));
+	if (!t->entries || !t->addr6 || !t->buckets || (t->bidirectional && !t->reverse)) {
+		flow_table_free(t);
+		return -1;
+	}
+	memset(t->entries, 0, (size_t)t->slots * sizeof(*t->entries));
+	memset(t->addr6, 0, (size_t)t->slots * sizeof(*t->addr6));
+	memset(t->buckets, 0xff, (size_t)buckets * sizeof(*t->buckets));
+	if (t->reverse)
+		memset(t->reverse, 0, (size_t)t->slots * sizeof(*t->reverse));
+	for (i = 0; i < t->slots; i++)
+		t->entries[i].bucket_next = i + 1 < t->slots ? i + 1 : FLOW_NONE;
+	t->free_head = 0;
+	for (list = 0; list < LIST_COUNT; list++)
+		t->lists[list].head = t->lists[list].tail = FLOW_NONE;
+
+	t->memory_bytes = (uint64_t)t->slots * (sizeof(*t->entries) + sizeof(*t->addr6) +
+						(t->reverse ? sizeof(*t->reverse) : 0)) +
+			  (uint64_t)buckets * sizeof(*t->buckets);
+	return 0;
+}
+
+void flow_table_free(struct flow_table *t)
+{
+	free(t->entries);
+	free(t->addr6);
+	free(t->buckets);
+	free(t->reverse);
+	t->entries = NULL;
+	t->addr6 = NULL;
+	t->buckets = NULL;
+	t->reverse = NULL;
+}

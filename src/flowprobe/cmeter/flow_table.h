@@ -1,0 +1,132 @@
+/* The flow table: a fixed array of 64-byte entries, a hash index, and
+ * lists ordered by last packet that make expiry cost O(expired).
+ *
+ * Slots = max_flows active entries + a small export reserve: an expired
+ * flow waits in its own slot until it is drained, so expiry never copies
+ * and never needs memory. */
+#ifndef FLOWPROBE_FLOW_TABLE_H
+#define FLOWPROBE_FLOW_TABLE_H
+
+#include <stdint.h>
+#include "decode.h"
+#include "../_cmeter.h"
+
+#define FLOW_NONE UINT32_MAX
+
+enum flow_list {
+	LIST_FREE = 0,
+	LIST_ANSWERED,    /* traffic seen both ways: idle timeout */
+	LIST_UNANSWERED,  /* one way only so far: the shorter timeout */
+	LIST_CLOSING,     /* FIN both ways or RST: end grace */
+	LIST_PENDING,     /* expired, waiting to be drained */
+	LIST_COUNT,
+};
+
+struct flow_entry {
+	uint64_t packets;
+	uint64_t octets;
+	uint64_t last_ms;
+	uint32_t addr4[2];       /* IPv4 src/dst; IPv6 addresses live in addr6[] */
+	uint32_t duration_ms;    /* first packet = last_ms - duration_ms */
+	uint32_t bucket_next;    /* hash chain, or the free list */
+	uint32_t list_prev;
+	uint32_t list_next;
+	uint16_t port[2];        /* ESP: the SPI, high and low half */
+	uint16_t vlan_id;
+	uint16_t inner_vlan_id;
+	uint16_t source;         /* index into the meter's interface list */
+	uint8_t protocol;
+	uint8_t tos;
+	uint8_t tcp_flags;
+	uint8_t list;            /* enum flow_list */
+	uint8_t flags;           /* FLOW_* */
+	uint8_t end_reason;
+};
+
+#define FLOW_IPV6 0x01
+#define FLOW_FIN 0x02
+#define FLOW_REVERSE_FIN 0x04
+
+/* Reverse direction of a bidirectional entry (allocated only in that mode). */
+struct flow_reverse {
+	uint64_t packets;
+	uint64_t octets;
+	uint64_t first_ms;
+	uint64_t last_ms;
+	uint8_t tcp_flags;
+};
+
+struct flow_addr6 {
+	uint8_t src[16];
+	uint8_t dst[16];
+};
+
+struct flow_list_ends {
+	uint32_t head;  /* most recent */
+	uint32_t tail;  /* oldest */
+	uint32_t count;
+};
+
+struct flow_table {
+	struct flow_entry *entries;
+	struct flow_addr6 *addr6;
+	struct flow_reverse *reverse;  /* NULL unless bidirectional */
+	uint32_t *buckets;
+	uint32_t bucket_mask;
+	uint32_t slots;
+	uint32_t max_flows;
+	uint32_t free_head;
+	struct flow_list_ends lists[LIST_COUNT];
+	uint64_t seed[2];
+	uint64_t memory_bytes;
+
+	uint32_t idle_timeout_ms;
+	uint32_t active_timeout_ms;
+	uint32_t unanswered_timeout_ms;
+	uint32_t tcp_end_grace_ms;
+	uint32_t overflow_policy;
+	int bidirectional;
+
+	uint64_t created;
+	uint64_t expired[FP_END_LACK_OF_RESOURCES + 1];  /* by flowEndReason */
+	uint64_t peak;
+};
+
+enum account_result {
+	ACCOUNT_OK = 0,
+	ACCOUNT_TABLE_FULL,      /* refuse policy */
+	ACCOUNT_NO_SLOT,         /* every spare slot holds an undrained record */
+};
+
+int flow_table_init(struct flow_table *t, const struct fp_settings *settings, uint64_t seed[2]);
+void flow_table_free(struct flow_table *t);
+
+/* Counts one packet (or, with packets > 1, fragments held for it) into its
+ * flow, creating or expiring entries as needed. */
+enum account_result flow_table_account(struct flow_table *t, const struct packet *pkt,
+				       uint64_t packets, uint64_t octets,
+				       uint64_t first_ms, uint64_t last_ms);
+
+void flow_table_expire(struct flow_table *t, uint64_t now_ms);
+void flow_table_expire_all(struct flow_table *t, uint8_t end_reason);
+int flow_table_drain(struct flow_table *t, const uint32_t *ifindex_of_source,
+		     struct fp_record *out, int max);
+
+static inline uint32_t flow_table_active(const struct flow_table *t)
+{
+	return t->lists[LIST_ANSWERED].count + t->lists[LIST_UNANSWERED].count +
+	       t->lists[LIST_CLOSING].count;
+}
+
+static inline uint32_t flow_table_pending(const struct flow_table *t)
+{
+	return t->lists[LIST_PENDING].count;
+}
+
+/* Spare slots beyond max_flows; half of them full means: drain now. */
+static inline uint32_t flow_table_reserve(const struct flow_table *t)
+{
+	return t->slots - t->max_flows;
+}
+
+#endif

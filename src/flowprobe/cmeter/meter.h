@@ -1,0 +1,44 @@
+/* The meter's insides, shared by the packet pipeline (_cmeter.c) and the
+ * capture sources (capture.c).  Not part of the public API. */
+#ifndef FLOWPROBE_METER_H
+#define FLOWPROBE_METER_H
+
+#include <pcap/pcap.h>
+
+#include "../_cmeter.h"
+#include "decode.h"
+#include "flow_table.h"
+#include "frag_table.h"
+
+/* Interface slots: one per capture source, plus ifindexes seen in frames
+ * handed in directly.  A flow stores the slot (16 bits), not the ifindex. */
+#define METER_INTERFACE_SLOTS (FP_MAX_SOURCES * 2)
+
+#define SCAN_INTERVAL_MS 1000
+
+struct capture_source {
+	pcap_t *handle;
+	int linktype;
+	uint16_t interface_slot;
+	uint64_t packets_read;
+};
+
+struct fp_meter {
+	struct fp_settings settings;
+	struct flow_table flows;
+	struct frag_table fragments;
+	struct fp_counters counters;
+	uint64_t next_scan_ms;
+	uint32_t ifindex_of_slot[METER_INTERFACE_SLOTS];
+	uint16_t interface_slots_used;
+	struct capture_source sources[FP_MAX_SOURCES];
+	pcap_t *dispatching;  /* the handle to break out of when records pile up */
+};
+
+uint16_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex);
+/* The per-packet pipeline: decode, fragments, flow table, clock. */
+void meter_process(struct fp_meter *m, int linktype, uint16_t interface_slot,
+		   uint64_t timestamp_us, const uint8_t *frame,
+		   uint32_t captured_length, uint32_t wire_length);
+
+#endif

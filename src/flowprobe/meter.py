@@ -1,0 +1,140 @@
+"""Meter: settings in, flow records out, in batches.
+
+A thin wrapper over the C core.  Packets never pass through here: the core
+reads them from libpcap itself; Python moves records, a batch at a time.
+"""
+
+from flowprobe._cmeter_ffi import ffi, lib
+from flowprobe.records import record_to_dict
+from flowprobe.settings import MeterSettings
+
+DRAIN_BATCH = 1024
+DISPATCH_BATCH = 65536
+
+
+class MeterError(RuntimeError):
+    pass
+
+
+class CaptureError(MeterError):
+    pass
+
+
+def _error_buffer():
+    return ffi.new("char[]", lib.FP_ERROR_SIZE)
+
+
+class Meter:
+    def __init__(self, settings=None):
+        self.settings = settings or MeterSettings()
+        s = self.settings
+        c_settings = ffi.new("struct fp_settings *", {
+            "max_flows": s.max_flows,
+            "max_fragments": s.max_fragments,
+            "idle_timeout_ms": round(s.idle_timeout * 1000),
+            "active_timeout_ms": round(s.active_timeout * 1000),
+            "unanswered_timeout_ms": round(s.unanswered_timeout * 1000),
+            "tcp_end_grace_ms": round(s.tcp_end_grace * 1000),
+            "fragment_timeout_ms": round(s.fragment_timeout * 1000),
+            "overflow_policy": (lib.FP_OVERFLOW_REFUSE_NEW if s.overflow_policy == "refuse"
+                                else lib.FP_OVERFLOW_EVICT_OLDEST),
+            "bidirectional": int(s.bidirectional),
+            "hash_seed": s.hash_seed,
+        })
+        error = _error_buffer()
+        meter = lib.fp_meter_new(c_settings, error)
+        if meter == ffi.NULL:
+            raise MeterError(ffi.string(error).decode())
+        self._meter = ffi.gc(meter, lib.fp_meter_free)
+        self._batch = ffi.new("struct fp_record[]", DRAIN_BATCH)
+
+    # ---- sources ----
+
+    def open_file(self, path, ifindex=0):
+        error = _error_buffer()
+        source = lib.fp_meter_open_offline(self._meter, str(path).encode(), ifindex, error)
+        if source < 0:
+            raise CaptureError(ffi.string(error).decode(errors="replace"))
+        return source
+
+    def open_live(self, device, ifindex=0, snaplen=128, promiscuous=False,
+                  buffer_bytes=0, bpf_filter=""):
+        error = _error_buffer()
+        source = lib.fp_meter_open_live(self._meter, device.encode(), ifindex, snaplen,
+                                        int(promiscuous), buffer_bytes, bpf_filter.encode(), error)
+        if source < 0:
+            raise CaptureError(ffi.string(error).decode(errors="replace"))
+        return source
+
+    def close(self, source):
+        lib.fp_meter_close_source(self._meter, source)
+
+    def fileno(self, source):
+        return lib.fp_meter_source_fd(self._meter, source)
+
+    def source_stats(self, source):
+        stats = ffi.new("struct fp_source_stats *")
+        if lib.fp_meter_source_stats(self._meter, source, stats) < 0:
+            raise MeterError(f"no capture source {source}")
+        return {name: getattr(stats, name) for name, _ in ffi.typeof(stats[0]).fields}
+
+    def dispatch(self, source, max_packets=DISPATCH_BATCH):
+        """Reads packets in C; returns how many (0: none waiting, or end of file)."""
+        error = _error_buffer()
+        count = lib.fp_meter_dispatch(self._meter, source, max_packets, error)
+        if count < 0:
+            raise CaptureError(ffi.string(error).decode(errors="replace"))
+        return count
+
+    def process_frame(self, frame, linktype, timestamp_us, ifindex=0, wire_length=None):
+        """One frame handed in: for tests and fuzzing, not a data path."""
+        lib.fp_meter_process_frame(self._meter, linktype, ifindex, timestamp_us, frame,
+                                   len(frame), wire_length or len(frame))
+
+    # ---- time and records ----
+
+    def expire(self, now_ms):
+        lib.fp_meter_expire(self._meter, now_ms)
+
+    def flush(self):
+        lib.fp_meter_flush(self._meter)
+
+    @property
+    def pending(self):
+        return lib.fp_meter_pending(self._meter)
+
+    def drain_raw(self):
+        """Yields batches of struct fp_record cdata (valid until the next batch)."""
+        while True:
+            n = lib.fp_meter_drain(self._meter, self._batch, DRAIN_BATCH)
+            if n == 0:
+                return
+            yield self._batch, n
+
+    def drain(self):
+        """Every waiting record, as dicts."""
+        bidirectional = self.settings.bidirectional
+        return [record_to_dict(batch[i], bidirectional)
+                for batch, n in self.drain_raw() for i in range(n)]
+
+    def read_file(self, path, ifindex=0):
+        """Meters a whole capture file; yields record dicts as they expire.
+        The caller flushes (and drains) when every input is read."""
+        source = self.open_file(path, ifindex)
+        try:
+            while True:
+                count = self.dispatch(source)
+                yield from self.drain()
+                if count == 0:
+                    return
+        finally:
+            self.close(source)
+
+    def counters(self):
+        counters = ffi.new("struct fp_counters *")
+        lib.fp_meter_counters(self._meter, counters)
+        return {name: getattr(counters, name) for name, _ in ffi.typeof(counters[0]).fields}
+
+    @property
+    def memory_bytes(self):
+        return lib.fp_meter_memory_bytes(self._meter)

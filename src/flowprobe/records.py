@@ -1,0 +1,56 @@
+"""Flow records as Python sees them: converted from C in batches."""
+
+import socket
+
+from flowprobe._cmeter_ffi import ffi
+
+# IANA IPFIX flowEndReason (IE 136)
+END_REASONS = {
+    1: "idle_timeout",
+    2: "active_timeout",
+    3: "end_of_flow",
+    4: "forced_end",
+    5: "lack_of_resources",
+}
+
+PROTOCOL_ESP = 50
+
+
+def _address(raw, ip_version):
+    if ip_version == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+def record_to_dict(r, bidirectional=False):
+    """One struct fp_record → a plain dict (JSON-ready)."""
+    version = r.ip_version
+    record = {
+        "ip_version": version,
+        "protocol": r.protocol,
+        "src_addr": _address(bytes(ffi.buffer(r.src_addr)), version),
+        "dst_addr": _address(bytes(ffi.buffer(r.dst_addr)), version),
+        "src_port": r.src_port,
+        "dst_port": r.dst_port,
+        "packets": r.packets,
+        "octets": r.octets,
+        "flow_start_ms": r.flow_start_ms,
+        "flow_end_ms": r.flow_end_ms,
+        "tcp_flags": r.tcp_flags,
+        "tos": r.tos,
+        "vlan_id": r.vlan_id,
+        "inner_vlan_id": r.inner_vlan_id,
+        "ifindex": r.ifindex,
+        "end_reason": END_REASONS.get(r.end_reason, str(r.end_reason)),
+    }
+    if r.protocol == PROTOCOL_ESP:
+        record["ipsec_spi"] = r.ipsec_spi
+    if bidirectional:
+        record.update(
+            reverse_packets=r.reverse_packets,
+            reverse_octets=r.reverse_octets,
+            reverse_start_ms=r.reverse_start_ms,
+            reverse_end_ms=r.reverse_end_ms,
+            reverse_tcp_flags=r.reverse_tcp_flags,
+        )
+    return record
