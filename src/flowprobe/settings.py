@@ -37,7 +37,8 @@ class MeterSettings:
             _check_seconds(name, getattr(self, name), 0.001)
         _check_seconds("tcp_end_grace", self.tcp_end_grace, 0.0)
         if self.overflow_policy not in OVERFLOW_POLICIES:
-            raise SettingsError("overflow_policy", self.overflow_policy, " or ".join(OVERFLOW_POLICIES))
+            raise SettingsError("overflow_policy", self.overflow_policy,
+                                " or ".join(OVERFLOW_POLICIES))
         if not isinstance(self.bidirectional, bool):
             raise SettingsError("bidirectional", self.bidirectional, "true or false")
         _check_int("hash_seed", self.hash_seed, 0, (1 << 64) - 1)

@@ -488,12 +488,13 @@ int flow_table_drain(struct flow_table *t, const uint32_t *ifindex_of_source,
 
 static uint32_t export_reserve(uint32_t max_flows)
 {
-	uint32_t reserve = max_flows / 16;
+	/* enough for what one dispatch can expire before the caller drains */
+	uint32_t reserve = max_flows / 64;
 
 	if (reserve < 64)
 		reserve = 64;
-	if (reserve > 4096)
-		reserve = 4096;
+	if (reserve > 1024)
+		reserve = 1024;
 	return reserve;
 }
 
@@ -505,7 +506,7 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	memset(t, 0, sizeof(*t));
 	t->max_flows = s->max_flows;
 	t->slots = s->max_flows + export_reserve(s->max_flows);
-	while (buckets < t->slots && buckets < (1u << 30))
+	while (buckets < t->max_flows && buckets < (1u << 30))
 		buckets <<= 1;
 	t->bucket_mask = buckets - 1;
 	t->seed[0] = seed[0];

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs what flowprobe needs on Debian/Ubuntu and builds it into .venv.
+# Idempotent: packages already present are not touched.
+set -eu
+
+cd "$(dirname "$0")/.."
+
+PACKAGES="build-essential python3-dev python3-venv libpcap-dev
+tcpdump tshark iproute2 iputils-ping curl softflowd nfdump shfmt"
+
+missing=""
+for package in $PACKAGES; do
+	dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	echo "setup: installing$missing"
+	$sudo apt-get update -q
+	# tshark asks about non-root capture through debconf otherwise
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip setuptools wheel cffi
+.venv/bin/pip install -q -e '.[test]'
+echo "setup: done (.venv/bin/flowprobe)"
