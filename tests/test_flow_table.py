@@ -1,10 +1,11 @@
 """Flow table: expiry by idle, active, TCP end and overflow; biflows; bounds."""
 
 from captures import START_US, assert_conserved
-from flowprobe.meter import Meter
-from flowprobe.settings import MeterSettings
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
+
+from flowprobe.meter import Meter
+from flowprobe.settings import MeterSettings
 
 MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
 CLIENT, SERVER = "10.1.0.1", "10.2.0.2"

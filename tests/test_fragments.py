@@ -27,7 +27,8 @@ def ipv6_ping_fragments(ident=9, size=3000):
 
 
 def ipv4_udp_fragments(ident, sport):
-    datagram = IP(src="10.0.0.1", dst="10.0.0.2", id=ident) / UDP(sport=sport, dport=9) / (b"u" * 4000)
+    datagram = (IP(src="10.0.0.1", dst="10.0.0.2", id=ident) / UDP(sport=sport, dport=9)
+                / (b"u" * 4000))
     return [ether(f) for f in fragment(datagram, fragsize=1480)]
 
 
