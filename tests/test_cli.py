@@ -1,0 +1,88 @@
+"""flowprobe read: the command-line contract."""
+
+import json
+
+from captures import START_US, cli_records, run_cli, write_pcap
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+
+MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+KEYS = {"ip_version", "protocol", "src_addr", "dst_addr", "src_port", "dst_port", "packets",
+        "octets", "flow_start_ms", "flow_end_ms", "tcp_flags", "end_reason"}
+
+
+def udp_frames(count, sport=1000, gap_ms=1, family=4):
+    ip = IP(src="10.0.0.1", dst="10.0.0.2") if family == 4 else IPv6(src="fd00::1", dst="fd00::2")
+    data = bytes(Ether(**MACS) / ip / UDP(sport=sport, dport=9) / b"data")
+    return [(START_US + n * gap_ms * 1000, data) for n in range(count)]
+
+
+def test_json_records_and_summary(tmp_path):
+    path = write_pcap(tmp_path / "a.pcap", udp_frames(3) + udp_frames(2, family=6))
+    result = run_cli("read", path, "--json")
+    assert result.returncode == 0, result.stderr
+    records = cli_records(result.stdout)
+    assert len(records) == 2 and all(KEYS <= set(r) for r in records)
+    assert sorted((r["ip_version"], r["packets"], r["octets"]) for r in records) == \
+        [(4, 3, 96), (6, 2, 104)]
+    summary = json.loads(result.stderr.strip().splitlines()[-1])
+    assert summary["counters"]["packets_read"] == 5 and summary["memory_bytes"] > 0
+
+
+def test_active_timeout_splits_into_lines(tmp_path):
+    path = write_pcap(tmp_path / "long.pcap", udp_frames(10, gap_ms=1000))
+    result = run_cli("read", path, "--json", "--active-timeout", "3")
+    records = cli_records(result.stdout)
+    assert [r["packets"] for r in records] == [3, 3, 3, 1]
+    assert [r["end_reason"] for r in records] == ["active_timeout"] * 3 + ["forced_end"]
+
+
+def test_several_files_are_one_capture(tmp_path):
+    first = write_pcap(tmp_path / "1.pcap", udp_frames(2))
+    second = write_pcap(tmp_path / "2.pcap", [(START_US + 5000, udp_frames(1)[0][1])])
+    records = cli_records(run_cli("read", first, second, "--json").stdout)
+    assert [r["packets"] for r in records] == [3]
+
+
+def test_text_output(tmp_path):
+    result = run_cli("read", write_pcap(tmp_path / "t.pcap", udp_frames(1)))
+    assert result.returncode == 0
+    assert "10.0.0.1:1000 > 10.0.0.2:9" in result.stdout
+
+
+def test_missing_file_is_one_line_and_nothing_else(tmp_path):
+    good = write_pcap(tmp_path / "good.pcap", udp_frames(1))
+    result = run_cli("read", good, tmp_path / "missing.pcap", "--json")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0
+    assert "missing.pcap" in result.stderr and "No such file" in result.stderr
+
+
+def test_not_a_capture(tmp_path):
+    bogus = tmp_path / "bogus.pcap"
+    bogus.write_bytes(b"this is not a capture file at all")
+    result = run_cli("read", bogus)
+    assert result.returncode == 1 and "bogus.pcap" in result.stderr
+
+
+def test_cut_capture_reports_what_was_read_and_fails(tmp_path):
+    path = write_pcap(tmp_path / "cut.pcap", udp_frames(5))
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])  # the last packet's bytes are cut short
+    result = run_cli("read", path, "--json")
+    assert result.returncode == 1
+    assert [r["packets"] for r in cli_records(result.stdout)] == [4]
+    assert "truncated" in result.stderr
+
+
+def test_bad_table_option_names_it(tmp_path):
+    result = run_cli("read", write_pcap(tmp_path / "x.pcap", udp_frames(1)), "--max-flows", "0")
+    assert result.returncode == 2
+    assert "--max-flows" in result.stderr and "0" in result.stderr
+
+
+def test_version():
+    from flowprobe import __version__
+    result = run_cli("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
