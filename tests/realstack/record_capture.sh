@@ -79,10 +79,11 @@ ip -n "$ns_a" addr add "$v6_a/64" dev veth-a nodad
 ip -n "$ns_b" addr add "$v6_b/64" dev veth-b nodad
 
 # Servers in B, started before the capture so that only the exchanges
-# below are recorded.
+# below are recorded. Background jobs call "ip netns exec" directly: it
+# execs its command, so $! is the server itself and cleanup can kill it.
 mkdir "$work/www"
 head -c 300000 /dev/urandom >"$work/www/blob.bin"
-in_b python3 -m http.server --bind :: --directory "$work/www" "$http_port" \
+ip netns exec "$ns_b" python3 -m http.server --bind :: --directory "$work/www" "$http_port" \
 	>"$work/http.log" 2>&1 &
 pids="$pids $!"
 
@@ -98,7 +99,7 @@ while True:
     data, peer = sock.recvfrom(65535)
     sock.sendto(data, peer)
 EOF
-in_b python3 "$work/udp_echo.py" "$udp_port" >"$work/udp.log" 2>&1 &
+ip netns exec "$ns_b" python3 "$work/udp_echo.py" "$udp_port" >"$work/udp.log" 2>&1 &
 pids="$pids $!"
 
 wait_listening() {
@@ -115,7 +116,7 @@ wait_listening -t "$http_port"
 wait_listening -u "$udp_port"
 
 # -Z root: write the file as root wherever OUT is; -U: flush every packet.
-in_a tcpdump -i veth-a -n -U -Z root -w "$out" >"$work/tcpdump.log" 2>&1 &
+ip netns exec "$ns_a" tcpdump -i veth-a -n -U -Z root -w "$out" >"$work/tcpdump.log" 2>&1 &
 tcpdump_pid=$!
 pids="$pids $tcpdump_pid"
 for _ in $(seq 100); do
@@ -179,10 +180,11 @@ EOF
 in_a python3 "$work/abort_client.py" "$v4_b" "$http_port"
 in_a python3 "$work/abort_client.py" "$v6_b" "$http_port"
 
-# Let the last answers arrive and tcpdump write them (-U), then stop it
-# with SIGINT so it closes the file cleanly.
+# Let the last answers arrive and tcpdump write them (-U), then stop it.
+# SIGTERM, not SIGINT: a non-interactive shell starts background commands
+# with SIGINT ignored. tcpdump exits cleanly on either.
 sleep 0.5
-kill -INT "$tcpdump_pid"
+kill -TERM "$tcpdump_pid"
 wait "$tcpdump_pid" || die "tcpdump exited with an error: $(cat "$work/tcpdump.log")"
 pids=${pids% "$tcpdump_pid"}
 grep -E "packets (captured|dropped by kernel)" "$work/tcpdump.log" >&2 || true
