@@ -194,15 +194,44 @@ static void process_fragment(struct fp_meter *m, struct packet *p)
 	frag_table_seen(&m->fragments, i, p);
 }
 
+void meter_process_batch(struct fp_meter *m)
+{
+	struct flow_table *t = &m->flows;
+	int i, n = m->batch_count;
+
+	for (i = 0; i < n && i < PREFETCH_AHEAD; i++)
+		if (m->batch[i].bucket_ready)
+			flow_table_prefetch_entry(t, m->batch[i].bucket);
+	for (i = 0; i < n; i++) {
+		struct packet *p = &m->batch[i];
+
+		if (i + PREFETCH_AHEAD < n && m->batch[i + PREFETCH_AHEAD].bucket_ready)
+			flow_table_prefetch_entry(t, m->batch[i + PREFETCH_AHEAD].bucket);
+		advance_clock(m, p->timestamp_ms);
+		if (p->is_fragment)
+			process_fragment(m, p);
+		else
+			count_account(m, flow_table_account(t, p, 1, p->ip_length, p->timestamp_ms,
+							    p->timestamp_ms),
+				      1, p->ip_length);
+	}
+	m->batch_count = 0;
+
+	/* a batch adds at most two records a packet; stop well before the
+	 * reserve runs out so the caller drains and nothing is refused */
+	if (m->dispatching && flow_table_pending(t) >= flow_table_reserve(t) / 2)
+		pcap_breakloop(m->dispatching);
+}
+
 void meter_process(struct fp_meter *m, int linktype, uint16_t interface_slot,
 		   uint64_t timestamp_us, const uint8_t *frame,
 		   uint32_t captured_length, uint32_t wire_length)
 {
-	struct packet p;
+	struct packet *p = &m->batch[m->batch_count];
 
 	m->counters.packets_read++;
-	memset(&p, 0, sizeof(p));
-	switch (decode_frame(linktype, frame, captured_length, wire_length, &p)) {
+	memset(p, 0, sizeof(*p));
+	switch (decode_frame(linktype, frame, captured_length, wire_length, p)) {
 	case DECODE_OK:
 		break;
 	case DECODE_TRUNCATED:
@@ -215,21 +244,15 @@ void meter_process(struct fp_meter *m, int linktype, uint16_t interface_slot,
 		m->counters.dropped_malformed++;
 		return;
 	}
-	p.timestamp_ms = timestamp_us / 1000;
-	p.source = interface_slot;
-	advance_clock(m, p.timestamp_ms);
-
-	if (p.is_fragment)
-		process_fragment(m, &p);
-	else
-		count_account(m, flow_table_account(&m->flows, &p, 1, p.ip_length,
-						    p.timestamp_ms, p.timestamp_ms),
-			      1, p.ip_length);
-
-	/* each packet adds at most two records; stop well before the reserve
-	 * runs out so the caller drains and nothing is refused */
-	if (m->dispatching && flow_table_pending(&m->flows) >= flow_table_reserve(&m->flows) / 2)
-		pcap_breakloop(m->dispatching);
+	p->timestamp_ms = timestamp_us / 1000;
+	p->source = interface_slot;
+	if (!p->is_fragment) {  /* a later fragment's ports come from the fragment table */
+		p->bucket = flow_table_bucket(&m->flows, p);
+		p->bucket_ready = 1;
+		flow_table_prefetch_bucket(&m->flows, p->bucket);
+	}
+	if (++m->batch_count == BATCH_SIZE)
+		meter_process_batch(m);
 }
 
 void fp_meter_process_frame(struct fp_meter *m, int linktype, uint32_t ifindex,
@@ -238,10 +261,12 @@ void fp_meter_process_frame(struct fp_meter *m, int linktype, uint32_t ifindex,
 {
 	meter_process(m, linktype, meter_interface_slot(m, ifindex), timestamp_us, frame,
 		      captured_length, wire_length);
+	meter_process_batch(m);
 }
 
 void fp_meter_expire(struct fp_meter *m, uint64_t now_ms)
 {
+	meter_process_batch(m);
 	m->next_scan_ms = 0;  /* scan now, whatever the interval */
 	advance_clock(m, now_ms);
 }
@@ -250,6 +275,7 @@ void fp_meter_flush(struct fp_meter *m)
 {
 	struct frag_orphans orphans = {0, 0};
 
+	meter_process_batch(m);
 	flow_table_expire_all(&m->flows, FP_END_FORCED);
 	frag_table_expire_all(&m->fragments, &orphans);
 	count_orphans(m, &orphans);
@@ -257,7 +283,10 @@ void fp_meter_flush(struct fp_meter *m)
 
 int fp_meter_drain(struct fp_meter *m, struct fp_record *out, int max)
 {
-	int n = flow_table_drain(&m->flows, m->ifindex_of_slot, out, max);
+	int n;
+
+	meter_process_batch(m);
+	n = flow_table_drain(&m->flows, m->ifindex_of_slot, out, max);
 
 	m->counters.records_drained += (uint64_t)n;
 	return n;
@@ -265,6 +294,7 @@ int fp_meter_drain(struct fp_meter *m, struct fp_record *out, int max)
 
 uint64_t fp_meter_pending(struct fp_meter *m)
 {
+	meter_process_batch(m);
 	return flow_table_pending(&m->flows);
 }
 
@@ -272,6 +302,7 @@ void fp_meter_counters(struct fp_meter *m, struct fp_counters *c)
 {
 	const struct flow_table *t = &m->flows;
 
+	meter_process_batch(m);
 	*c = m->counters;
 	c->flows_created = t->created;
 	c->flows_expired_idle = t->expired[FP_END_IDLE_TIMEOUT];

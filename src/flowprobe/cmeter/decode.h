@@ -29,6 +29,8 @@ struct packet {
 	uint8_t tcp_flags;
 	uint8_t is_fragment;
 	uint8_t more_fragments;
+	uint8_t bucket_ready;      /* set by the batch stage: bucket holds the flow hash */
+	uint32_t bucket;
 };
 
 #define PROTO_ICMP 1

@@ -90,6 +90,30 @@ static uint32_t entry_bucket(const struct flow_table *t, uint32_t i)
 			e->source) & t->bucket_mask;
 }
 
+uint32_t flow_table_bucket(const struct flow_table *t, const struct packet *p)
+{
+	uint16_t port[2];
+
+	key_ports(p, port);
+	return key_hash(t, p->src, p->dst, port, p->protocol, p->vlan_id, p->inner_vlan_id,
+			p->source) & t->bucket_mask;
+}
+
+void flow_table_prefetch_bucket(const struct flow_table *t, uint32_t bucket)
+{
+	__builtin_prefetch(&t->buckets[bucket]);
+}
+
+void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket)
+{
+	uint32_t i = t->buckets[bucket];
+
+	if (i != FLOW_NONE) {
+		__builtin_prefetch(&t->entries[i]);
+		__builtin_prefetch(&t->addr6[i]);
+	}
+}
+
 static inline int same_address(const struct flow_table *t, uint32_t i, int which, const uint8_t *addr)
 {
 	const struct flow_entry *e = &t->entries[i];
@@ -358,8 +382,7 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 		reverse_port = -1;
 	else
 		reverse_port = port[0];
-	bucket = key_hash(t, p->src, p->dst, port, p->protocol, p->vlan_id, p->inner_vlan_id,
-			  p->source) & t->bucket_mask;
+	bucket = p->bucket_ready ? p->bucket : flow_table_bucket(t, p);
 
 	i = find(t, bucket, p, port, t->bidirectional ? 0 : 1, reverse_port);
 	if (i != FLOW_NONE && entry_is_over(t, i, p, first_ms, last_ms, &reason)) {
@@ -491,8 +514,8 @@ static uint32_t export_reserve(uint32_t max_flows)
 	/* enough for what one dispatch can expire before the caller drains */
 	uint32_t reserve = max_flows / 64;
 
-	if (reserve < 64)
-		reserve = 64;
+	if (reserve < 128)  /* a batch may add 2 * BATCH_SIZE before the check */
+		reserve = 128;
 	if (reserve > 1024)
 		reserve = 1024;
 	return reserve;

@@ -107,6 +107,12 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 				       uint64_t packets, uint64_t octets,
 				       uint64_t first_ms, uint64_t last_ms);
 
+/* For batches: hash a packet's key, and warm the cache for its lookup a few
+ * packets ahead (the table is far larger than the caches). */
+uint32_t flow_table_bucket(const struct flow_table *t, const struct packet *p);
+void flow_table_prefetch_bucket(const struct flow_table *t, uint32_t bucket);
+void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket);
+
 void flow_table_expire(struct flow_table *t, uint64_t now_ms);
 void flow_table_expire_all(struct flow_table *t, uint8_t end_reason);
 int flow_table_drain(struct flow_table *t, const uint32_t *ifindex_of_source,
