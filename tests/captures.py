@@ -43,7 +43,7 @@ def write_pcap(path, frames, linktype=LINKTYPE_ETHERNET, snaplen=65535):
 def meter_pcap(path, **settings):
     """All records of a capture (flushed at the end) and the final counters."""
     meter = Meter(MeterSettings(hash_seed=1, **settings))
-    records = list(meter.read_file(path))
+    records = [record for batch in meter.read_file(path) for record in batch]
     meter.flush()
     records += meter.drain()
     return records, meter.counters()

@@ -86,3 +86,24 @@ def test_version():
     from flowprobe import __version__
     result = run_cli("--version")
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_json_from_c_equals_the_python_records(tmp_path):
+    """--json is formatted in C; it must say exactly what the Python records say."""
+    from captures import meter_pcap
+    from scapy.layers.inet import ICMP, TCP
+    from scapy.layers.ipsec import ESP
+    from scapy.layers.l2 import Dot1Q
+    frames = udp_frames(2) + udp_frames(1, family=6) + [
+        (START_US + 9000, bytes(Ether(**MACS) / Dot1Q(vlan=4094) / IP(src="1.2.3.4", dst="5.6.7.8")
+                                / TCP(flags="SA", sport=65535))),
+        (START_US + 9001, bytes(Ether(**MACS) / IP(src="5.6.7.8", dst="1.2.3.4") / ICMP(type=0))),
+        (START_US + 9002, bytes(Ether(**MACS) / IP(src="1.2.3.4", dst="5.6.7.8") / ICMP(type=8))),
+        (START_US + 9003, bytes(Ether(**MACS) / IPv6(src="::ffff:1.2.3.4", dst="fe80::1")
+                                / ESP(spi=0xFFFFFFFF))),
+    ]
+    path = write_pcap(tmp_path / "mix.pcap", frames)
+    for options in ([], ["--biflow"]):
+        expected, _ = meter_pcap(path, bidirectional=bool(options))
+        result = run_cli("read", path, "--json", "--hash-seed", "1", *options)
+        assert cli_records(result.stdout) == expected

@@ -12,7 +12,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCES = ["_cmeter.c", "cmeter/decode.c", "cmeter/flow_table.c",
-             "cmeter/frag_table.c", "cmeter/capture.c"]
+             "cmeter/frag_table.c", "cmeter/capture.c", "cmeter/record_json.c"]
 
 
 def public_declarations():

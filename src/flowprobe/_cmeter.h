@@ -153,6 +153,12 @@ void fp_meter_counters(struct fp_meter *meter, struct fp_counters *counters);
 uint64_t fp_meter_memory_bytes(struct fp_meter *meter);
 int fp_linktype_supported(int linktype);
 
+/* JSON lines for a batch of records (the keys of flowprobe.records), for
+ * `flowprobe read --json`.  Returns the bytes written, or -1 when size is
+ * below 800 bytes per record. */
+int fp_records_format_json(const struct fp_record *records, int count, int bidirectional,
+			   char *out, int size);
+
 /* cffi-end */
 
 #endif

@@ -66,20 +66,23 @@ def command_read(args):
         print(f"flowprobe: {e}", file=sys.stderr)
         return 1
 
-    out = sys.stdout
-    dump = json.dumps if args.json else _text_line
+    out = sys.stdout.buffer
+    if args.json:  # formatted in C, a batch at a time
+        drain = meter.drain_json
+    else:
+        def drain():
+            return "".join(_text_line(r) + "\n" for r in meter.drain()).encode()
     status = 0
     try:
         for path in args.files:
-            for record in meter.read_file(path):
-                out.write(dump(record) + "\n")
+            for text in meter.read_file(path, drain=drain):
+                out.write(text)
     except CaptureError as e:
         # a capture cut short: what was read is still reported
         print(f"flowprobe: {e}", file=sys.stderr)
         status = 1
     meter.flush()
-    for record in meter.drain():
-        out.write(dump(record) + "\n")
+    out.write(drain())
     out.flush()
     summary = {"counters": meter.counters(), "memory_bytes": meter.memory_bytes}
     print(json.dumps(summary), file=sys.stderr)

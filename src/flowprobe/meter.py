@@ -47,6 +47,7 @@ class Meter:
             raise MeterError(ffi.string(error).decode())
         self._meter = ffi.gc(meter, lib.fp_meter_free)
         self._batch = ffi.new("struct fp_record[]", DRAIN_BATCH)
+        self._json_buffer = ffi.new("char[]", DRAIN_BATCH * 800)
 
     # ---- sources ----
 
@@ -117,14 +118,26 @@ class Meter:
         return [record_to_dict(batch[i], bidirectional)
                 for batch, n in self.drain_raw() for i in range(n)]
 
-    def read_file(self, path, ifindex=0):
-        """Meters a whole capture file; yields record dicts as they expire.
-        The caller flushes (and drains) when every input is read."""
+    def drain_json(self):
+        """Every waiting record as JSON lines (bytes), formatted in C."""
+        text = self._json_buffer
+        chunks = []
+        for batch, n in self.drain_raw():
+            length = lib.fp_records_format_json(batch, n, int(self.settings.bidirectional),
+                                                text, len(text))
+            chunks.append(ffi.buffer(text, length)[:])
+        return b"".join(chunks)
+
+    def read_file(self, path, ifindex=0, drain=None):
+        """Meters a whole capture file; yields what `drain` (default: drain)
+        returns each time records expired. The caller flushes (and drains)
+        when every input is read."""
+        drain = drain or self.drain
         source = self.open_file(path, ifindex)
         try:
             while True:
                 count = self.dispatch(source)
-                yield from self.drain()
+                yield drain()
                 if count == 0:
                     return
         finally:
