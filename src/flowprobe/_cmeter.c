@@ -199,14 +199,13 @@ void meter_process_batch(struct fp_meter *m)
 	struct flow_table *t = &m->flows;
 	int i, n = m->batch_count;
 
-	for (i = 0; i < n && i < PREFETCH_AHEAD; i++)
+	/* the buckets were prefetched while the batch was decoded */
+	for (i = 0; i < n; i++)
 		if (m->batch[i].bucket_ready)
 			flow_table_prefetch_entry(t, m->batch[i].bucket);
 	for (i = 0; i < n; i++) {
 		struct packet *p = &m->batch[i];
 
-		if (i + PREFETCH_AHEAD < n && m->batch[i + PREFETCH_AHEAD].bucket_ready)
-			flow_table_prefetch_entry(t, m->batch[i + PREFETCH_AHEAD].bucket);
 		advance_clock(m, p->timestamp_ms);
 		if (p->is_fragment)
 			process_fragment(m, p);

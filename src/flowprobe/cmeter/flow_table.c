@@ -514,8 +514,8 @@ static uint32_t export_reserve(uint32_t max_flows)
 	/* enough for what one dispatch can expire before the caller drains */
 	uint32_t reserve = max_flows / 64;
 
-	if (reserve < 128)  /* a batch may add 2 * BATCH_SIZE before the check */
-		reserve = 128;
+	if (reserve < 256)  /* a batch may add 2 * BATCH_SIZE before the check */
+		reserve = 256;
 	if (reserve > 1024)
 		reserve = 1024;
 	return reserve;

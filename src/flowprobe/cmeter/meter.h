@@ -19,8 +19,7 @@
 /* Decoded packets wait in a small batch so that their flow-table lookups
  * can be prefetched: the table is larger than the caches, and a lookup is
  * otherwise two cache misses in a row. */
-#define BATCH_SIZE 16
-#define PREFETCH_AHEAD 4
+#define BATCH_SIZE 32
 
 struct capture_source {
 	pcap_t *handle;
