@@ -96,9 +96,9 @@ void fp_meter_free(struct fp_meter *m)
 	free(m);
 }
 
-uint16_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex)
+uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex)
 {
-	uint16_t slot;
+	uint8_t slot;
 
 	for (slot = 0; slot < m->interface_slots_used; slot++)
 		if (m->ifindex_of_slot[slot] == ifindex)
@@ -106,7 +106,7 @@ uint16_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex)
 	if (m->interface_slots_used == METER_INTERFACE_SLOTS)
 		return METER_INTERFACE_SLOTS - 1;  /* shares the last slot rather than fail */
 	m->ifindex_of_slot[m->interface_slots_used] = ifindex;
-	return m->interface_slots_used++;
+	return (uint8_t)m->interface_slots_used++;
 }
 
 static void count_account(struct fp_meter *m, enum account_result result,
@@ -222,7 +222,7 @@ void meter_process_batch(struct fp_meter *m)
 		pcap_breakloop(m->dispatching);
 }
 
-void meter_process(struct fp_meter *m, int linktype, uint16_t interface_slot,
+void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		   uint64_t timestamp_us, const uint8_t *frame,
 		   uint32_t captured_length, uint32_t wire_length)
 {

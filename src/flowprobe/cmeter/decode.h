@@ -22,7 +22,7 @@ struct packet {
 	uint32_t fragment_payload; /* bytes of the datagram this fragment carries */
 	uint16_t src_port, dst_port;
 	uint16_t vlan_id, inner_vlan_id;
-	uint16_t source;           /* meter's interface slot */
+	uint8_t source;            /* meter's interface slot */
 	uint8_t ip_version;
 	uint8_t protocol;
 	uint8_t tos;

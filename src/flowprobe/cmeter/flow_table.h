@@ -34,12 +34,13 @@ struct flow_entry {
 	uint16_t port[2];        /* ESP: the SPI, high and low half */
 	uint16_t vlan_id;
 	uint16_t inner_vlan_id;
-	uint16_t source;         /* index into the meter's interface list */
+	uint16_t list_second;    /* when it last moved to its list's head (s, wraps) */
+	uint8_t source;          /* index into the meter's interface list */
 	uint8_t protocol;
 	uint8_t tos;
 	uint8_t tcp_flags;
-	uint8_t list;            /* enum flow_list */
-	uint8_t flags;           /* FLOW_* */
+	uint8_t list : 3;        /* enum flow_list */
+	uint8_t flags : 5;       /* FLOW_* */
 	uint8_t end_reason;
 };
 

@@ -11,7 +11,7 @@ static uint32_t frag_bucket(const struct frag_table *t, const uint8_t *src, cons
 			    uint32_t id, uint8_t protocol, uint16_t vlan_id, uint16_t inner_vlan_id,
 			    uint16_t source)
 {
-	uint64_t h = hash_endpoint(t->seed, src, 0) ^ (hash_endpoint(t->seed, dst, 1) << 1);
+	uint64_t h = hash_endpoint(t->seed, src, 0, 1) ^ (hash_endpoint(t->seed, dst, 1, 1) << 1);
 
 	h ^= (uint64_t)id << 24 ^ (uint64_t)protocol << 56 ^ (uint64_t)vlan_id << 8 ^
 	     (uint64_t)inner_vlan_id << 40 ^ source;

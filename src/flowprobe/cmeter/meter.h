@@ -11,7 +11,7 @@
 #include "frag_table.h"
 
 /* Interface slots: one per capture source, plus ifindexes seen in frames
- * handed in directly.  A flow stores the slot (16 bits), not the ifindex. */
+ * handed in directly.  A flow stores the slot (8 bits), not the ifindex. */
 #define METER_INTERFACE_SLOTS (FP_MAX_SOURCES * 2)
 
 #define SCAN_INTERVAL_MS 1000
@@ -24,7 +24,7 @@
 struct capture_source {
 	pcap_t *handle;
 	int linktype;
-	uint16_t interface_slot;
+	uint8_t interface_slot;
 	uint64_t packets_read;
 	char *file_buffer;  /* savefiles: a large stdio buffer, freed after pcap_close */
 };
@@ -43,10 +43,10 @@ struct fp_meter {
 	int batch_count;
 };
 
-uint16_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex);
+uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex);
 /* The per-packet pipeline: decode into the batch (drops counted at once);
  * a full batch goes on to fragments, flow table and clock. */
-void meter_process(struct fp_meter *m, int linktype, uint16_t interface_slot,
+void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		   uint64_t timestamp_us, const uint8_t *frame,
 		   uint32_t captured_length, uint32_t wire_length);
 /* Processes what waits in the batch; every entry point calls it first. */
