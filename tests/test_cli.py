@@ -107,3 +107,21 @@ def test_json_from_c_equals_the_python_records(tmp_path):
         expected, _ = meter_pcap(path, bidirectional=bool(options))
         result = run_cli("read", path, "--json", "--hash-seed", "1", *options)
         assert cli_records(result.stdout) == expected
+
+
+IPV6_FORMS = ["::", "::1", "::1.2.3.4", "::ffff:1.2.3.4", "1::", "2001:db8::1:0:0:1",
+              "2001:db8:0:1:1:1:1:1", "fe80::abcd:0:0:0", "0:0:1::", "ffff:ffff:ffff:ffff::",
+              "::ffff:0:1.2.3.4", "64:ff9b::192.0.2.33", "1:0:0:2:0:0:0:3"]
+
+
+def test_ipv6_text_from_c_equals_python(tmp_path):
+    """Every zero-run shape and IPv4-embedded form, as Python (glibc) writes them."""
+    from captures import meter_pcap
+    frames = [(START_US + n, bytes(Ether(**MACS) / IPv6(src=address, dst="2001:db8::2")
+                                   / UDP(sport=n + 1, dport=9)))
+              for n, address in enumerate(IPV6_FORMS)]
+    path = write_pcap(tmp_path / "v6.pcap", frames)
+    expected, _ = meter_pcap(path)
+    printed = cli_records(run_cli("read", path, "--json", "--hash-seed", "1").stdout)
+    assert printed == expected
+    assert len({r["src_addr"] for r in printed}) == len(IPV6_FORMS)

@@ -68,21 +68,22 @@ def command_read(args):
 
     out = sys.stdout.buffer
     if args.json:  # formatted in C, a batch at a time
-        drain = meter.drain_json
+        def drain():
+            meter.drain_json(out.write)
     else:
         def drain():
-            return "".join(_text_line(r) + "\n" for r in meter.drain()).encode()
+            out.write("".join(_text_line(r) + "\n" for r in meter.drain()).encode())
     status = 0
     try:
         for path in args.files:
-            for text in meter.read_file(path, drain=drain):
-                out.write(text)
+            for _ in meter.read_file(path, drain=drain):
+                pass
     except CaptureError as e:
         # a capture cut short: what was read is still reported
         print(f"flowprobe: {e}", file=sys.stderr)
         status = 1
     meter.flush()
-    out.write(drain())
+    drain()
     out.flush()
     summary = {"counters": meter.counters(), "memory_bytes": meter.memory_bytes}
     print(json.dumps(summary), file=sys.stderr)

@@ -118,15 +118,14 @@ class Meter:
         return [record_to_dict(batch[i], bidirectional)
                 for batch, n in self.drain_raw() for i in range(n)]
 
-    def drain_json(self):
-        """Every waiting record as JSON lines (bytes), formatted in C."""
+    def drain_json(self, write):
+        """Every waiting record as JSON lines, formatted in C, passed to
+        write() a batch at a time (the buffer is reused: write must copy)."""
         text = self._json_buffer
-        chunks = []
         for batch, n in self.drain_raw():
             length = lib.fp_records_format_json(batch, n, int(self.settings.bidirectional),
                                                 text, len(text))
-            chunks.append(ffi.buffer(text, length)[:])
-        return b"".join(chunks)
+            write(ffi.buffer(text, length))
 
     def read_file(self, path, ifindex=0, drain=None):
         """Meters a whole capture file; yields what `drain` (default: drain)

@@ -1,97 +1,146 @@
 /* Records as JSON lines, a batch at a time: `flowprobe read --json` can
  * print hundreds of thousands of records, and formatting them one by one in
  * Python would cost more than metering the packets. The keys and their
- * order are those of flowprobe/records.py. */
+ * order are those of flowprobe/records.py; addresses are written as glibc's
+ * inet_ntop writes them (RFC 5952, with its IPv4-embedded forms), which is
+ * what Python's records use. */
 #include "../_cmeter.h"
 
-#include <arpa/inet.h>
 #include <string.h>
 
 /* the longest line: every number at 20 digits, two IPv6 addresses */
 #define RECORD_JSON_MAX 800
 
+#define PUT_LITERAL(out, text) (memcpy((out), (text), sizeof(text) - 1), (out) + sizeof(text) - 1)
+
 static const char *const end_reasons[] = {
 	"unknown", "idle_timeout", "active_timeout", "end_of_flow", "forced_end", "lack_of_resources",
 };
 
-static char *put_text(char *out, const char *text)
-{
-	size_t length = strlen(text);
+static const char digit_pairs[] =
+	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	"8081828384858687888990919293949596979899";
 
-	memcpy(out, text, length);
-	return out + length;
-}
-
+/* two digits a division: most numbers here are 13-digit timestamps */
 static char *put_number(char *out, uint64_t value)
 {
 	char digits[20];
-	int n = 0;
+	int n = 20;
 
-	do {
-		digits[n++] = (char)('0' + value % 10);
-		value /= 10;
-	} while (value);
-	while (n)
-		*out++ = digits[--n];
+	while (value >= 100) {
+		unsigned pair = (unsigned)(value % 100);
+
+		value /= 100;
+		n -= 2;
+		memcpy(digits + n, digit_pairs + 2 * pair, 2);
+	}
+	if (value >= 10) {
+		n -= 2;
+		memcpy(digits + n, digit_pairs + 2 * value, 2);
+	} else {
+		digits[--n] = (char)('0' + value);
+	}
+	memcpy(out, digits + n, (size_t)(20 - n));
+	return out + 20 - n;
+}
+
+static char *put_hex16(char *out, unsigned value)
+{
+	static const char hex[] = "0123456789abcdef";
+	int shift = 12;
+
+	while (shift > 0 && !(value >> shift))
+		shift -= 4;
+	for (; shift >= 0; shift -= 4)
+		*out++ = hex[(value >> shift) & 0xf];
 	return out;
 }
 
-static char *put_field(char *out, const char *key, uint64_t value)
+static char *put_ipv4(char *out, const uint8_t *address)
 {
-	return put_number(put_text(out, key), value);
+	out = put_number(out, address[0]);
+	for (int i = 1; i < 4; i++) {
+		*out++ = '.';
+		out = put_number(out, address[i]);
+	}
+	return out;
 }
 
-static char *put_address(char *out, const char *key, const uint8_t *address, int ip_version)
+/* RFC 5952: the first longest run of two or more zero groups becomes "::" */
+static char *put_ipv6(char *out, const uint8_t *address)
 {
-	char text[INET6_ADDRSTRLEN];
-	int i;
+	unsigned words[8];
+	int best = -1, best_length = 0, run = -1, run_length = 0, i;
 
-	out = put_text(out, key);
-	if (ip_version == 4) {  /* glibc's inet_ntop formats IPv4 through sprintf: slow */
-		for (i = 0; i < 4; i++) {
-			if (i)
-				*out++ = '.';
-			out = put_number(out, address[i]);
+	for (i = 0; i < 8; i++) {
+		words[i] = (unsigned)address[2 * i] << 8 | address[2 * i + 1];
+		if (words[i] == 0) {
+			if (run < 0)
+				run = i, run_length = 0;
+			if (++run_length > best_length)
+				best = run, best_length = run_length;
+		} else {
+			run = -1;
 		}
-	} else {
-		inet_ntop(AF_INET6, address, text, sizeof(text));
-		out = put_text(out, text);
 	}
-	*out++ = '"';
+	if (best_length < 2)
+		best = -1;
+
+	for (i = 0; i < 8; i++) {
+		if (best >= 0 && i >= best && i < best + best_length) {
+			if (i == best)
+				*out++ = ':';
+			continue;
+		}
+		if (i)
+			*out++ = ':';
+		/* IPv4-compatible and IPv4-mapped addresses end in dotted form */
+		if (i == 6 && best == 0 && (best_length == 6 || (best_length == 5 && words[5] == 0xffff)))
+			return put_ipv4(out, address + 12);
+		out = put_hex16(out, words[i]);
+	}
+	if (best >= 0 && best + best_length == 8)
+		*out++ = ':';
 	return out;
 }
 
 static char *format_record(char *out, const struct fp_record *r, int bidirectional)
 {
-	uint8_t reason = r->end_reason <= FP_END_LACK_OF_RESOURCES ? r->end_reason : 0;
+	const char *reason = end_reasons[r->end_reason <= FP_END_LACK_OF_RESOURCES ? r->end_reason : 0];
+	int ipv4 = r->ip_version == 4;
 
-	out = put_field(out, "{\"ip_version\": ", r->ip_version);
-	out = put_field(out, ", \"protocol\": ", r->protocol);
-	out = put_address(out, ", \"src_addr\": \"", r->src_addr, r->ip_version);
-	out = put_address(out, ", \"dst_addr\": \"", r->dst_addr, r->ip_version);
-	out = put_field(out, ", \"src_port\": ", r->src_port);
-	out = put_field(out, ", \"dst_port\": ", r->dst_port);
-	out = put_field(out, ", \"packets\": ", r->packets);
-	out = put_field(out, ", \"octets\": ", r->octets);
-	out = put_field(out, ", \"flow_start_ms\": ", r->flow_start_ms);
-	out = put_field(out, ", \"flow_end_ms\": ", r->flow_end_ms);
-	out = put_field(out, ", \"tcp_flags\": ", r->tcp_flags);
-	out = put_field(out, ", \"tos\": ", r->tos);
-	out = put_field(out, ", \"vlan_id\": ", r->vlan_id);
-	out = put_field(out, ", \"inner_vlan_id\": ", r->inner_vlan_id);
-	out = put_field(out, ", \"ifindex\": ", r->ifindex);
-	out = put_text(put_text(out, ", \"end_reason\": \""), end_reasons[reason]);
+	out = put_number(PUT_LITERAL(out, "{\"ip_version\": "), r->ip_version);
+	out = put_number(PUT_LITERAL(out, ", \"protocol\": "), r->protocol);
+	out = PUT_LITERAL(out, ", \"src_addr\": \"");
+	out = ipv4 ? put_ipv4(out, r->src_addr) : put_ipv6(out, r->src_addr);
+	out = PUT_LITERAL(out, "\", \"dst_addr\": \"");
+	out = ipv4 ? put_ipv4(out, r->dst_addr) : put_ipv6(out, r->dst_addr);
+	out = put_number(PUT_LITERAL(out, "\", \"src_port\": "), r->src_port);
+	out = put_number(PUT_LITERAL(out, ", \"dst_port\": "), r->dst_port);
+	out = put_number(PUT_LITERAL(out, ", \"packets\": "), r->packets);
+	out = put_number(PUT_LITERAL(out, ", \"octets\": "), r->octets);
+	out = put_number(PUT_LITERAL(out, ", \"flow_start_ms\": "), r->flow_start_ms);
+	out = put_number(PUT_LITERAL(out, ", \"flow_end_ms\": "), r->flow_end_ms);
+	out = put_number(PUT_LITERAL(out, ", \"tcp_flags\": "), r->tcp_flags);
+	out = put_number(PUT_LITERAL(out, ", \"tos\": "), r->tos);
+	out = put_number(PUT_LITERAL(out, ", \"vlan_id\": "), r->vlan_id);
+	out = put_number(PUT_LITERAL(out, ", \"inner_vlan_id\": "), r->inner_vlan_id);
+	out = put_number(PUT_LITERAL(out, ", \"ifindex\": "), r->ifindex);
+	out = PUT_LITERAL(out, ", \"end_reason\": \"");
+	memcpy(out, reason, strlen(reason));
+	out += strlen(reason);
 	*out++ = '"';
 	if (r->protocol == 50)
-		out = put_field(out, ", \"ipsec_spi\": ", r->ipsec_spi);
+		out = put_number(PUT_LITERAL(out, ", \"ipsec_spi\": "), r->ipsec_spi);
 	if (bidirectional) {
-		out = put_field(out, ", \"reverse_packets\": ", r->reverse_packets);
-		out = put_field(out, ", \"reverse_octets\": ", r->reverse_octets);
-		out = put_field(out, ", \"reverse_start_ms\": ", r->reverse_start_ms);
-		out = put_field(out, ", \"reverse_end_ms\": ", r->reverse_end_ms);
-		out = put_field(out, ", \"reverse_tcp_flags\": ", r->reverse_tcp_flags);
+		out = put_number(PUT_LITERAL(out, ", \"reverse_packets\": "), r->reverse_packets);
+		out = put_number(PUT_LITERAL(out, ", \"reverse_octets\": "), r->reverse_octets);
+		out = put_number(PUT_LITERAL(out, ", \"reverse_start_ms\": "), r->reverse_start_ms);
+		out = put_number(PUT_LITERAL(out, ", \"reverse_end_ms\": "), r->reverse_end_ms);
+		out = put_number(PUT_LITERAL(out, ", \"reverse_tcp_flags\": "), r->reverse_tcp_flags);
 	}
-	return put_text(out, "}\n");
+	return PUT_LITERAL(out, "}\n");
 }
 
 int fp_records_format_json(const struct fp_record *records, int count, int bidirectional,
