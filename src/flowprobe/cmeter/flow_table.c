@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(sizeof(struct flow_entry) == 64, "a flow entry is one cache line");
+
 static inline int is_icmp(uint8_t protocol)
 {
 	return protocol == PROTO_ICMP || protocol == PROTO_ICMPV6;
