@@ -203,3 +203,18 @@ def test_memory_per_flow_slot():
     """The table's own bytes per flow: entry, IPv6 addresses, index, reserve."""
     meter = Meter(MeterSettings(max_flows=1 << 16, max_fragments=1))
     assert meter.memory_bytes / (1 << 16) < 104
+
+
+def test_reading_a_file_while_records_wait(tmp_path):
+    """Records left undrained must not make a file look empty."""
+    from captures import write_pcap
+    run = Run(max_flows=256, idle_timeout=1)
+    for port in range(300):  # more than half the export reserve, then expired
+        run.meter.process_frame(udp(sport=port), 1, START_US)
+    run.meter.expire(START_US // 1000 + 5000)
+    assert run.meter.pending >= 128
+    path = write_pcap(tmp_path / "later.pcap", [(START_US + 10_000_000, udp(sport=7))])
+    records = [r for batch in run.meter.read_file(path) for r in batch]
+    run.meter.flush()
+    records += run.meter.drain()
+    assert len(records) == 301 and run.meter.counters()["packets_read"] == 301

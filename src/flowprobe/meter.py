@@ -135,9 +135,8 @@ class Meter:
         source = self.open_file(path, ifindex)
         try:
             while True:
-                count = self.dispatch(source)
-                yield drain()
-                if count == 0:
+                yield drain()  # dispatch reads nothing while records wait
+                if self.dispatch(source) == 0:
                     return
         finally:
             self.close(source)
