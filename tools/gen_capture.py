@@ -112,7 +112,8 @@ class Conversation:
         else:
             self.ipv6_first_word = [struct.pack("!I", 0x60000000 | rng.getrandbits(20))
                                     for _ in range(2)]
-            self.ipv6_tails = [{nh: bytes((nh, hop)) + pair for nh in (protocol, IPV6_NEXT_FRAGMENT)}
+            self.ipv6_tails = [{next_header: bytes((next_header, hop)) + pair
+                                for next_header in (protocol, IPV6_NEXT_FRAGMENT)}
                                for hop, pair in zip(self.hop_limits, self.addresses)]
             self.packet = self.ipv6_packet
 
