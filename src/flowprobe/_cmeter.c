@@ -136,6 +136,8 @@ static void advance_clock(struct fp_meter *m, uint64_t now_ms)
 {
 	struct frag_orphans orphans = {0, 0};
 
+	if (!m->counters.clock_first_ms || now_ms < m->counters.clock_first_ms)
+		m->counters.clock_first_ms = now_ms;
 	if (now_ms > m->counters.clock_ms)
 		m->counters.clock_ms = now_ms;
 	if (m->counters.clock_ms < m->next_scan_ms)

@@ -102,6 +102,7 @@ struct fp_counters {
 	uint64_t fragment_entries_evicted;
 	uint64_t fragment_entries_timed_out;
 	uint64_t clock_ms;                /* the meter's notion of now */
+	uint64_t clock_first_ms;          /* the earliest time seen: no record starts before */
 };
 
 struct fp_source_stats {
@@ -152,6 +153,35 @@ void fp_meter_counters(struct fp_meter *meter, struct fp_counters *counters);
 /* Bytes held by the tables, fixed at fp_meter_new(). */
 uint64_t fp_meter_memory_bytes(struct fp_meter *meter);
 int fp_linktype_supported(int linktype);
+
+/* Export data records: a layout is a list of these codes; each has a fixed
+ * length (fp_field_length) and is written in network byte order. */
+enum fp_field {
+	FP_FIELD_SRC_ADDR4 = 1, FP_FIELD_DST_ADDR4, FP_FIELD_SRC_ADDR6, FP_FIELD_DST_ADDR6,
+	FP_FIELD_SRC_PORT, FP_FIELD_DST_PORT, FP_FIELD_ICMP_TYPE_CODE,
+	FP_FIELD_PROTOCOL, FP_FIELD_TOS, FP_FIELD_TCP_FLAGS, FP_FIELD_IP_VERSION, FP_FIELD_END_REASON,
+	FP_FIELD_PACKETS, FP_FIELD_OCTETS, FP_FIELD_PACKETS32, FP_FIELD_OCTETS32,
+	FP_FIELD_START_MS, FP_FIELD_END_MS, FP_FIELD_START_UPTIME, FP_FIELD_END_UPTIME,
+	FP_FIELD_INGRESS, FP_FIELD_INGRESS16, FP_FIELD_EGRESS, FP_FIELD_VLAN, FP_FIELD_INNER_VLAN,
+	FP_FIELD_SPI,
+	FP_FIELD_REVERSE_PACKETS, FP_FIELD_REVERSE_OCTETS, FP_FIELD_REVERSE_START_MS,
+	FP_FIELD_REVERSE_END_MS, FP_FIELD_REVERSE_TCP_FLAGS,
+	FP_FIELD_ZERO8, FP_FIELD_ZERO16, FP_FIELD_ZERO32
+};
+
+int fp_field_length(int field);
+/* Indices of the records of one IP version (and, with with_reverse, only
+ * those with reverse traffic) among records offset, offset + stride, ...
+ * (a collector group's share); returns how many. */
+int fp_records_select(const struct fp_record *records, int count, int ip_version, int with_reverse,
+		      int stride, int offset, int *indices);
+/* Packs records[indices[0..count)] as data records; reverse_view turns a
+ * biflow record's reverse direction into a uniflow one; the *_UPTIME fields
+ * are milliseconds since uptime_base_ms.  Returns bytes written, or -1 when
+ * they do not fit in size or the layout has an unknown code. */
+int fp_records_pack(const struct fp_record *records, const int *indices, int count,
+		    const uint8_t *layout, int layout_length, int reverse_view,
+		    uint64_t uptime_base_ms, uint8_t *out, int size);
 
 /* JSON lines for a batch of records (the keys of flowprobe.records), for
  * `flowprobe read --json`.  Returns the bytes written, or -1 when size is

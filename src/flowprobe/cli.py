@@ -11,7 +11,10 @@ import json
 import sys
 
 from flowprobe import __version__
+from flowprobe.export.collectors import Exporter, ProfileError, profile_from_url
+from flowprobe.export.transport import TransportError
 from flowprobe.meter import CaptureError, Meter, MeterError
+from flowprobe.records import record_to_dict
 from flowprobe.settings import OVERFLOW_POLICIES, MeterSettings, SettingsError
 
 DEFAULTS = MeterSettings()
@@ -33,7 +36,7 @@ def _add_table_options(parser):
     table.add_argument("--hash-seed", type=int, default=0, help=argparse.SUPPRESS)
 
 
-def _settings_from(args):
+def _settings_from(args, biflow=False):
     return MeterSettings(
         max_flows=args.max_flows,
         max_fragments=args.max_fragments,
@@ -43,7 +46,7 @@ def _settings_from(args):
         tcp_end_grace=args.tcp_end_grace,
         fragment_timeout=args.fragment_timeout,
         overflow_policy=args.overflow,
-        bidirectional=args.biflow,
+        bidirectional=args.biflow or biflow,
         hash_seed=args.hash_seed,
     )
 
@@ -54,38 +57,100 @@ def _text_line(r):
             f"  {r['flow_start_ms']}..{r['flow_end_ms']} {r['end_reason']}")
 
 
+def _packets_ignored(counters):
+    return sum(v for k, v in counters.items() if k.startswith("dropped_"))
+
+
+class RecordSink:
+    """Where `read` sends records: stdout (JSON formatted in C, or text)
+    and the collectors of --export, a batch at a time."""
+
+    def __init__(self, meter, profiles, print_json, print_text):
+        self.meter, self.profiles = meter, profiles
+        self.print_json, self.print_text = print_json, print_text
+        self.out = sys.stdout.buffer
+        self.exporter = None
+        if profiles:  # transports are opened (and checked) before reading
+            self.exporter = Exporter(profiles, boot_ms=0,
+                                     meter_biflow=meter.settings.bidirectional)
+        self.started = False
+
+    def _now_ms(self):
+        return self.meter.counters()["clock_ms"]
+
+    def _exporter(self):
+        if not self.started:
+            # v9/v5 uptimes count from the capture's first packet, known by now
+            counters = self.meter.counters()
+            self.exporter.start(counters["clock_ms"], boot_ms=counters["clock_first_ms"])
+            self.started = True
+        return self.exporter
+
+    def drain(self):
+        bidirectional = self.meter.settings.bidirectional
+        for batch, count in self.meter.drain_raw():
+            if self.profiles:
+                self._exporter().export(batch, count, self._now_ms())
+            if self.print_json:
+                self.meter.format_json(batch, count, self.out.write)
+            elif self.print_text:
+                self.out.write("".join(_text_line(record_to_dict(batch[i], bidirectional)) + "\n"
+                                       for i in range(count)).encode())
+        if self.exporter and self.started:
+            self.exporter.tick(self._now_ms())
+
+    def finish(self):
+        self.drain()
+        self.out.flush()
+        if not self.profiles:
+            return []
+        exporter = self._exporter()
+        exporter.finish(self._now_ms(), _packets_ignored(self.meter.counters()))
+        return exporter.stats()
+
+
 def command_read(args):
     try:
-        meter = Meter(_settings_from(args))
+        profiles = [profile_from_url(url) for url in args.export]
+        settings = _settings_from(args, biflow=any(p.biflow for p in profiles))
+        meter = Meter(settings)
         for path in args.files:  # every file must open before anything is printed
             meter.close(meter.open_file(path))
     except SettingsError as e:
         print(f"flowprobe: --{e.option.replace('_', '-')}: {e}", file=sys.stderr)
         return 2
+    except ProfileError as e:
+        print(f"flowprobe: --export: {e}", file=sys.stderr)
+        return 2
     except MeterError as e:
         print(f"flowprobe: {e}", file=sys.stderr)
         return 1
 
-    out = sys.stdout.buffer
-    if args.json:  # formatted in C, a batch at a time
-        def drain():
-            meter.drain_json(out.write)
-    else:
-        def drain():
-            out.write("".join(_text_line(r) + "\n" for r in meter.drain()).encode())
+    try:
+        sink = RecordSink(meter, profiles, args.json, not profiles)
+    except TransportError as e:
+        print(f"flowprobe: --export: {e}", file=sys.stderr)
+        return 2
     status = 0
     try:
         for path in args.files:
-            for _ in meter.read_file(path, drain=drain):
+            for _ in meter.read_file(path, drain=sink.drain):
                 pass
+        meter.flush()
+        exporters = sink.finish()
     except CaptureError as e:
         # a capture cut short: what was read is still reported
         print(f"flowprobe: {e}", file=sys.stderr)
         status = 1
-    meter.flush()
-    drain()
-    out.flush()
+        meter.flush()
+        exporters = sink.finish()
+    for collector in exporters:
+        if collector["records_not_sent"]:
+            print(f"flowprobe: {collector['collector']}: {collector['records_not_sent']} records "
+                  f"not sent (last error: {collector['last_error']})", file=sys.stderr)
     summary = {"counters": meter.counters(), "memory_bytes": meter.memory_bytes}
+    if profiles:
+        summary["exporters"] = exporters
     print(json.dumps(summary), file=sys.stderr)
     return status
 
@@ -97,6 +162,10 @@ def build_parser():
     read = commands.add_parser("read", help="meter capture files and print their flow records")
     read.add_argument("files", nargs="+", metavar="FILE")
     read.add_argument("--json", action="store_true", help="one JSON object per record")
+    read.add_argument("--export", action="append", default=[], metavar="URL",
+                      help="send the records to a collector: ipfix://HOST:PORT, netflow9://..., "
+                           "netflow5://... with ?biflow=1&transport=tcp&fields=a,b&domain=N"
+                           "&group=NAME; repeatable")
     _add_table_options(read)
     read.set_defaults(handler=command_read)
     return parser

@@ -118,14 +118,18 @@ class Meter:
         return [record_to_dict(batch[i], bidirectional)
                 for batch, n in self.drain_raw() for i in range(n)]
 
-    def drain_json(self, write):
-        """Every waiting record as JSON lines, formatted in C, passed to
-        write() a batch at a time (the buffer is reused: write must copy)."""
+    def format_json(self, batch, count, write):
+        """A drained batch as JSON lines, formatted in C, passed to write()
+        (the buffer is reused: write must copy)."""
         text = self._json_buffer
-        for batch, n in self.drain_raw():
-            length = lib.fp_records_format_json(batch, n, int(self.settings.bidirectional),
-                                                text, len(text))
-            write(ffi.buffer(text, length))
+        length = lib.fp_records_format_json(batch, count, int(self.settings.bidirectional),
+                                            text, len(text))
+        write(ffi.buffer(text, length))
+
+    def drain_json(self, write):
+        """Every waiting record as JSON lines, written a batch at a time."""
+        for batch, count in self.drain_raw():
+            self.format_json(batch, count, write)
 
     def read_file(self, path, ifindex=0, drain=None):
         """Meters a whole capture file; yields what `drain` (default: drain)

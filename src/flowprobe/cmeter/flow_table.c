@@ -7,6 +7,7 @@
  * ran a moment ago or not; the scan only makes them leave on time. */
 #include "flow_table.h"
 #include "hash.h"
+#include "icmp.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,27 +29,6 @@ static inline void key_ports(const struct packet *p, uint16_t port[2])
 		port[0] = p->src_port;
 		port[1] = p->dst_port;
 	}
-}
-
-/* The ICMP message a reply to this one would carry, or -1. */
-static int icmp_reverse(uint8_t protocol, uint16_t type_code)
-{
-	uint8_t type = type_code >> 8, code = type_code & 0xff;
-
-	if (protocol == PROTO_ICMP) {
-		switch (type) {
-		case 0: return 8 << 8 | code;   /* echo */
-		case 8: return 0 << 8 | code;
-		case 13: return 14 << 8 | code; /* timestamp */
-		case 14: return 13 << 8 | code;
-		}
-	} else {
-		switch (type) {
-		case 128: return 129 << 8 | code;
-		case 129: return 128 << 8 | code;
-		}
-	}
-	return -1;
 }
 
 static uint32_t key_hash(const struct flow_table *t, const uint8_t *src, const uint8_t *dst,
@@ -397,7 +377,7 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 
 	key_ports(p, port);
 	if (is_icmp(p->protocol))
-		reverse_port = icmp_reverse(p->protocol, port[1]);
+		reverse_port = icmp_reply(p->protocol, port[1]);
 	else if (p->protocol == PROTO_ESP)
 		reverse_port = -1;
 	else

@@ -1,0 +1,166 @@
+/* Data records for the export encoders: records → fields in network byte
+ * order, following a layout (a list of FP_FIELD_* codes) that the Python
+ * encoder derived from its template.  Templates, headers and sets stay in
+ * Python; this is only the part that runs once per record and field. */
+#include "../_cmeter.h"
+#include "icmp.h"
+
+#include <string.h>
+
+static inline uint8_t *put8(uint8_t *out, uint64_t value)
+{
+	*out = (uint8_t)value;
+	return out + 1;
+}
+
+static inline uint8_t *put16(uint8_t *out, uint64_t value)
+{
+	out[0] = (uint8_t)(value >> 8);
+	out[1] = (uint8_t)value;
+	return out + 2;
+}
+
+static inline uint8_t *put32(uint8_t *out, uint64_t value)
+{
+	out[0] = (uint8_t)(value >> 24);
+	out[1] = (uint8_t)(value >> 16);
+	out[2] = (uint8_t)(value >> 8);
+	out[3] = (uint8_t)value;
+	return out + 4;
+}
+
+static inline uint8_t *put64(uint8_t *out, uint64_t value)
+{
+	return put32(put32(out, value >> 32), value);
+}
+
+int fp_field_length(int field)
+{
+	switch (field) {
+	case FP_FIELD_PROTOCOL: case FP_FIELD_TOS: case FP_FIELD_TCP_FLAGS: case FP_FIELD_IP_VERSION:
+	case FP_FIELD_END_REASON: case FP_FIELD_REVERSE_TCP_FLAGS: case FP_FIELD_ZERO8:
+		return 1;
+	case FP_FIELD_SRC_PORT: case FP_FIELD_DST_PORT: case FP_FIELD_VLAN: case FP_FIELD_INNER_VLAN:
+	case FP_FIELD_ICMP_TYPE_CODE: case FP_FIELD_INGRESS16: case FP_FIELD_ZERO16:
+		return 2;
+	case FP_FIELD_SRC_ADDR4: case FP_FIELD_DST_ADDR4: case FP_FIELD_INGRESS: case FP_FIELD_EGRESS:
+	case FP_FIELD_START_UPTIME: case FP_FIELD_END_UPTIME: case FP_FIELD_SPI:
+	case FP_FIELD_PACKETS32: case FP_FIELD_OCTETS32: case FP_FIELD_ZERO32:
+		return 4;
+	case FP_FIELD_PACKETS: case FP_FIELD_OCTETS: case FP_FIELD_START_MS: case FP_FIELD_END_MS:
+	case FP_FIELD_REVERSE_PACKETS: case FP_FIELD_REVERSE_OCTETS:
+	case FP_FIELD_REVERSE_START_MS: case FP_FIELD_REVERSE_END_MS:
+		return 8;
+	case FP_FIELD_SRC_ADDR6: case FP_FIELD_DST_ADDR6:
+		return 16;
+	}
+	return -1;
+}
+
+/* One direction of a record, as a uniflow record sees it. */
+struct view {
+	const uint8_t *src, *dst;
+	uint16_t src_port, dst_port;
+	uint64_t packets, octets, start_ms, end_ms;
+	uint8_t tcp_flags;
+};
+
+static void view_of(const struct fp_record *r, int reverse, struct view *v)
+{
+	if (!reverse) {
+		*v = (struct view){ r->src_addr, r->dst_addr, r->src_port, r->dst_port, r->packets,
+				    r->octets, r->flow_start_ms, r->flow_end_ms, r->tcp_flags };
+		return;
+	}
+	*v = (struct view){ r->dst_addr, r->src_addr, r->dst_port, r->src_port, r->reverse_packets,
+			    r->reverse_octets, r->reverse_start_ms, r->reverse_end_ms,
+			    r->reverse_tcp_flags };
+	if (r->protocol == 1 || r->protocol == 58) {  /* the reply's type, not the request's */
+		int reply = icmp_reply(r->protocol, r->dst_port);
+
+		v->src_port = 0;
+		v->dst_port = reply >= 0 ? (uint16_t)reply : r->dst_port;
+	}
+}
+
+static uint8_t *pack_field(uint8_t *out, int field, const struct fp_record *r, const struct view *v,
+			   uint64_t uptime_base_ms)
+{
+	int icmp = r->protocol == 1 || r->protocol == 58;
+
+	switch (field) {
+	case FP_FIELD_SRC_ADDR4: memcpy(out, v->src, 4); return out + 4;
+	case FP_FIELD_DST_ADDR4: memcpy(out, v->dst, 4); return out + 4;
+	case FP_FIELD_SRC_ADDR6: memcpy(out, v->src, 16); return out + 16;
+	case FP_FIELD_DST_ADDR6: memcpy(out, v->dst, 16); return out + 16;
+	case FP_FIELD_SRC_PORT: return put16(out, v->src_port);
+	case FP_FIELD_DST_PORT: return put16(out, v->dst_port);
+	case FP_FIELD_ICMP_TYPE_CODE: return put16(out, icmp ? v->dst_port : 0);
+	case FP_FIELD_PROTOCOL: return put8(out, r->protocol);
+	case FP_FIELD_TOS: return put8(out, r->tos);
+	case FP_FIELD_TCP_FLAGS: return put8(out, v->tcp_flags);
+	case FP_FIELD_IP_VERSION: return put8(out, r->ip_version);
+	case FP_FIELD_END_REASON: return put8(out, r->end_reason);
+	case FP_FIELD_PACKETS: return put64(out, v->packets);
+	case FP_FIELD_OCTETS: return put64(out, v->octets);
+	case FP_FIELD_PACKETS32: return put32(out, v->packets);  /* the caller split bigger ones */
+	case FP_FIELD_OCTETS32: return put32(out, v->octets);
+	case FP_FIELD_START_MS: return put64(out, v->start_ms);
+	case FP_FIELD_END_MS: return put64(out, v->end_ms);
+	case FP_FIELD_START_UPTIME: return put32(out, v->start_ms - uptime_base_ms);
+	case FP_FIELD_END_UPTIME: return put32(out, v->end_ms - uptime_base_ms);
+	case FP_FIELD_INGRESS: return put32(out, r->ifindex);
+	case FP_FIELD_INGRESS16: return put16(out, r->ifindex);
+	case FP_FIELD_EGRESS: return put32(out, 0);
+	case FP_FIELD_VLAN: return put16(out, r->vlan_id);
+	case FP_FIELD_INNER_VLAN: return put16(out, r->inner_vlan_id);
+	case FP_FIELD_SPI: return put32(out, r->ipsec_spi);
+	case FP_FIELD_REVERSE_PACKETS: return put64(out, r->reverse_packets);
+	case FP_FIELD_REVERSE_OCTETS: return put64(out, r->reverse_octets);
+	case FP_FIELD_REVERSE_START_MS: return put64(out, r->reverse_start_ms);
+	case FP_FIELD_REVERSE_END_MS: return put64(out, r->reverse_end_ms);
+	case FP_FIELD_REVERSE_TCP_FLAGS: return put8(out, r->reverse_tcp_flags);
+	case FP_FIELD_ZERO8: return put8(out, 0);
+	case FP_FIELD_ZERO16: return put16(out, 0);
+	case FP_FIELD_ZERO32: return put32(out, 0);
+	}
+	return out;
+}
+
+int fp_records_select(const struct fp_record *records, int count, int ip_version, int with_reverse,
+		      int stride, int offset, int *indices)
+{
+	int i, n = 0;
+
+	for (i = offset; i < count; i += stride)
+		if (records[i].ip_version == ip_version && (!with_reverse || records[i].reverse_packets))
+			indices[n++] = i;
+	return n;
+}
+
+int fp_records_pack(const struct fp_record *records, const int *indices, int count,
+		    const uint8_t *layout, int layout_length, int reverse_view,
+		    uint64_t uptime_base_ms, uint8_t *out, int size)
+{
+	uint8_t *end = out;
+	int i, f, record_length = 0;
+
+	for (f = 0; f < layout_length; f++) {
+		int length = fp_field_length(layout[f]);
+
+		if (length < 0)
+			return -1;
+		record_length += length;
+	}
+	if ((long)record_length * count > size)
+		return -1;
+	for (i = 0; i < count; i++) {
+		const struct fp_record *r = &records[indices[i]];
+		struct view v;
+
+		view_of(r, reverse_view, &v);
+		for (f = 0; f < layout_length; f++)
+			end = pack_field(end, layout[f], r, &v, uptime_base_ms);
+	}
+	return (int)(end - out);
+}

@@ -1,0 +1,331 @@
+"""Collector profiles, and the exporter that feeds every collector.
+
+A profile says what one collector gets: protocol, address, transport, field
+list, uniflow or biflow, observation domain, template refresh. Every
+collector receives every record, except collectors sharing a group: those
+split the group's records round-robin.
+"""
+
+import selectors
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+from flowprobe.export.fields import DEFAULT_FIELDS, ELEMENTS, REVERSE_FIELDS, is_reverse
+from flowprobe.export.ipfix import IpfixEncoder
+from flowprobe.export.netflow5 import Netflow5Encoder
+from flowprobe.export.netflow9 import Netflow9Encoder
+from flowprobe.export.transport import TransportError, open_transport
+
+PROTOCOLS = ("ipfix", "netflow9", "netflow5")
+TRANSPORTS = ("udp", "tcp")
+DEFAULT_PORTS = {"ipfix": 4739, "netflow9": 2055, "netflow5": 2055}
+
+
+class ProfileError(ValueError):
+    def __init__(self, option, value, allowed):
+        self.option, self.value, self.allowed = option, value, allowed
+        super().__init__(f"{option}: invalid value {value!r} (allowed: {allowed})")
+
+
+@dataclass(frozen=True)
+class CollectorProfile:
+    host: str
+    port: int = 0                       # 0: the protocol's usual port
+    protocol: str = "ipfix"
+    transport: str = "udp"
+    fields: tuple = ()                  # IPFIX element names; empty: the standard record
+    biflow: bool = False
+    observation_domain: int = 0         # v9 source id, v5 engine id
+    template_refresh_seconds: int = 60
+    template_refresh_packets: int = 20
+    # exporting-process statistics (options data): at start and at the end,
+    # and every stats_interval seconds if set. nfdump 1.7 does not count
+    # options records in IPFIX sequence checks, so each periodic one shows
+    # there as a "sequence failure"; hence off unless asked for.
+    stats_interval: int = 0
+    mtu: int = 1400
+    source_address: str = ""
+    group: str = ""
+    queue_limit: int = 256
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        def check(option, ok, allowed):
+            if not ok:
+                raise ProfileError(option, getattr(self, option), allowed)
+
+        check("protocol", self.protocol in PROTOCOLS, " or ".join(PROTOCOLS))
+        check("transport", self.transport in TRANSPORTS, " or ".join(TRANSPORTS))
+        check("transport", self.transport == "udp" or self.protocol == "ipfix",
+              "udp (tcp is for ipfix only)")
+        check("host", isinstance(self.host, str) and self.host != "", "an address or host name")
+        check("port", _int_in(self.port, 0, 65535), "1 to 65535")
+        check("biflow", isinstance(self.biflow, bool), "true or false")
+        check("biflow", not self.biflow or self.protocol == "ipfix",
+              "false (RFC 5103 biflows are IPFIX only)")
+        check("observation_domain", _int_in(self.observation_domain, 0, 2**32 - 1),
+              "0 to 4294967295")
+        check("template_refresh_seconds", _int_in(self.template_refresh_seconds, 1, 86400),
+              "1 to 86400")
+        check("template_refresh_packets", _int_in(self.template_refresh_packets, 1, 100000),
+              "1 to 100000")
+        check("stats_interval", _int_in(self.stats_interval, 0, 86400), "0 (off) to 86400")
+        check("mtu", _int_in(self.mtu, 256, 65000), "256 to 65000")
+        check("queue_limit", _int_in(self.queue_limit, 1, 1_000_000), "1 to 1000000")
+        if self.fields:
+            check("fields", self.protocol != "netflow5", "none (the NetFlow v5 record is fixed)")
+            for name in self.fields:
+                if name not in ELEMENTS:
+                    raise ProfileError("fields", name, "names from: " + " ".join(sorted(ELEMENTS)))
+                if self.protocol == "netflow9" and ELEMENTS[name].v9_id is None:
+                    raise ProfileError("fields", name, "elements NetFlow v9 can carry")
+                if is_reverse(name) and not self.biflow:
+                    raise ProfileError("fields", name, "reverse elements with biflow only")
+
+    @property
+    def effective_port(self):
+        return self.port or DEFAULT_PORTS[self.protocol]
+
+    @property
+    def field_names(self):
+        if self.fields:
+            return tuple(self.fields)
+        names = DEFAULT_FIELDS + (REVERSE_FIELDS if self.biflow else ())
+        if self.protocol == "netflow9":
+            names = tuple(n for n in names if ELEMENTS[n].v9_id is not None)
+        return names
+
+    @property
+    def label(self):
+        return self.name or f"{self.protocol}://{self.host}:{self.effective_port}"
+
+
+def _int_in(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+URL_OPTIONS = {
+    "transport": ("transport", str),
+    "fields": ("fields", lambda v: tuple(x for x in v.replace(",", " ").split() if x)),
+    "biflow": ("biflow", lambda v: v.lower() in ("1", "true", "yes", "on")),
+    "domain": ("observation_domain", int),
+    "refresh": ("template_refresh_seconds", int),
+    "refresh_packets": ("template_refresh_packets", int),
+    "stats": ("stats_interval", int),
+    "mtu": ("mtu", int),
+    "source": ("source_address", str),
+    "group": ("group", str),
+    "queue": ("queue_limit", int),
+    "name": ("name", str),
+}
+
+
+def profile_from_url(url):
+    """ipfix://HOST:PORT?biflow=1&transport=tcp&fields=a,b&domain=5&group=g ..."""
+    parts = urlsplit(url)
+    if parts.scheme not in PROTOCOLS:
+        raise ProfileError("protocol", parts.scheme or url, "ipfix://, netflow9:// or netflow5://")
+    try:
+        port = parts.port or 0
+    except ValueError:
+        raise ProfileError("port", parts.netloc, "1 to 65535") from None
+    options = {}
+    for key, values in parse_qs(parts.query, keep_blank_values=True).items():
+        if key not in URL_OPTIONS:
+            raise ProfileError(key, values[-1], "options: " + ", ".join(sorted(URL_OPTIONS)))
+        option, convert = URL_OPTIONS[key]
+        try:
+            options[option] = convert(values[-1])
+        except ValueError:
+            raise ProfileError(option, values[-1], "a number") from None
+    return CollectorProfile(host=parts.hostname or "", port=port, protocol=parts.scheme, **options)
+
+
+def exclusion_filter(profiles):
+    """A BPF expression matching the probe's own export traffic, so that
+    capture never meters it (to be ANDed, negated, with the user's filter)."""
+    terms = [f"({p.transport} and dst host {p.host} and dst port {p.effective_port})"
+             for p in profiles]
+    return " or ".join(terms)
+
+
+class Collector:
+    """One profile: its encoder, its transport, and what became of records."""
+
+    def __init__(self, profile, *, boot_ms, meter_biflow, interfaces=None):
+        self.profile = profile
+        self.meter_biflow = meter_biflow
+        self.interfaces = interfaces or {}
+        reliable = profile.transport == "tcp"
+        refresh = dict(template_refresh_seconds=profile.template_refresh_seconds,
+                       template_refresh_messages=profile.template_refresh_packets,
+                       reliable=reliable)
+        if profile.protocol == "ipfix":
+            self.encoder = IpfixEncoder(profile.field_names, biflow=profile.biflow,
+                                        observation_domain=profile.observation_domain,
+                                        mtu=profile.mtu, **refresh)
+        elif profile.protocol == "netflow9":
+            self.encoder = Netflow9Encoder(profile.field_names,
+                                           source_id=profile.observation_domain,
+                                           mtu=profile.mtu, boot_ms=boot_ms, **refresh)
+        else:
+            self.encoder = Netflow5Encoder(engine_id=profile.observation_domain,
+                                           mtu=profile.mtu, boot_ms=boot_ms)
+        self.now_ms = boot_ms
+        self.last_template_ms = None
+        self.last_stats_ms = None
+        options = dict(source_address=profile.source_address or None,
+                       queue_limit=profile.queue_limit)
+        if reliable:
+            options["on_connect"] = self._new_session
+        self.transport = open_transport(profile.transport, profile.host, profile.effective_port,
+                                        **options)
+
+    def _new_session(self):
+        """A (re)connected TCP session starts with the templates."""
+        self.encoder.reset()
+        return b"".join(message for message, _ in self._templates(self.now_ms))
+
+    def _templates(self, now_ms):
+        messages = self.encoder.template_messages(now_ms)
+        if messages:
+            self.last_template_ms = now_ms
+        if self.interfaces and messages:
+            messages += self.encoder.interface_messages(now_ms, self.interfaces)
+        return messages
+
+    def _send(self, messages):
+        for message, records in messages:
+            self.transport.send(message, records)
+
+    def start(self, now_ms):
+        self.now_ms = now_ms
+        if self.profile.transport == "udp":
+            self._send(self._templates(now_ms))
+            self.send_stats(now_ms)  # before any data: no collector sees a sequence gap
+        elif hasattr(self.encoder, "schedule"):
+            # over TCP the templates open each session (_new_session), never the data
+            self.encoder.schedule.sent(now_ms)
+
+    def export(self, records, count, now_ms, stride=1, offset=0):
+        self.now_ms = now_ms
+        if self.encoder.templates_due(now_ms) and self.profile.transport == "udp":
+            self._send(self._templates(now_ms))
+        self._send(self.encoder.encode(records, count, now_ms, self.meter_biflow, stride, offset))
+
+    def tick(self, now_ms, packets_ignored=0):
+        self.now_ms = now_ms
+        if self.profile.transport == "udp" and self.encoder.templates_due(now_ms):
+            self._send(self._templates(now_ms))
+        interval_ms = self.profile.stats_interval * 1000
+        if interval_ms and now_ms - (self.last_stats_ms or 0) >= interval_ms:
+            self.send_stats(now_ms, packets_ignored)
+        self.transport.tick(time.monotonic())
+
+    def send_stats(self, now_ms, packets_ignored=0):
+        if not hasattr(self.encoder, "stats_message"):
+            return  # NetFlow v5 has no options
+        sent = self.transport.stats()
+        stats = {"messages": sent["messages_sent"], "records": sent["records_sent"],
+                 "octets": sent["octets_sent"], "records_not_sent": sent["records_not_sent"],
+                 "packets_ignored": packets_ignored}
+        self.last_stats_ms = now_ms
+        self._send([self.encoder.stats_message(now_ms, stats)])
+
+    def stats(self):
+        stats = dict(self.transport.stats(), collector=self.profile.label,
+                     protocol=self.profile.protocol, group=self.profile.group or None,
+                     last_template_ms=self.last_template_ms)
+        stats["records_not_exportable"] = getattr(self.encoder, "records_not_exportable", 0)
+        return stats
+
+
+class Exporter:
+    """Every collector gets every record; a group's members take turns."""
+
+    def __init__(self, profiles, *, boot_ms, meter_biflow=False, interfaces=None):
+        self.collectors = []
+        try:
+            for profile in profiles:
+                self.collectors.append(Collector(profile, boot_ms=boot_ms,
+                                                 meter_biflow=meter_biflow,
+                                                 interfaces=interfaces))
+        except TransportError:
+            self.close()
+            raise
+        self.groups = {}
+        for collector in self.collectors:
+            if collector.profile.group:
+                self.groups.setdefault(collector.profile.group, []).append(collector)
+        self._turn = {name: 0 for name in self.groups}
+
+    def start(self, now_ms, boot_ms=None):
+        """Templates out; boot_ms (sysUptime zero for v9/v5) may be learnt
+        only now, from the first records' capture."""
+        for collector in self.collectors:
+            if boot_ms is not None and hasattr(collector.encoder, "boot_ms"):
+                collector.encoder.boot_ms = boot_ms
+            collector.start(now_ms)
+
+    def export(self, records, count, now_ms):
+        for collector in self.collectors:
+            if not collector.profile.group:
+                collector.export(records, count, now_ms)
+        for name, members in self.groups.items():
+            size, turn = len(members), self._turn[name]
+            for position, member in enumerate(members):
+                # record i goes to member (i + turn) % size
+                member.export(records, count, now_ms, size, (position - turn) % size)
+            self._turn[name] = (turn + count) % size
+        self.pump(0)
+
+    def tick(self, now_ms, packets_ignored=0):
+        for collector in self.collectors:
+            collector.tick(now_ms, packets_ignored)
+        self.pump(0)
+
+    def pump(self, timeout_s):
+        """Moves queued messages into sockets; waits up to timeout_s for
+        slow ones. Never longer: metering must go on."""
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as selector:
+            while True:
+                waiting = {}
+                for collector in self.collectors:
+                    transport = collector.transport
+                    fd = transport.fileno()
+                    if fd is None:
+                        continue
+                    events = selectors.EVENT_READ
+                    if transport.wants_write():
+                        events |= selectors.EVENT_WRITE
+                    waiting[fd] = transport
+                    selector.register(fd, events, transport)
+                left = deadline - time.monotonic()
+                for key, events in selector.select(max(left, 0)):
+                    if events & selectors.EVENT_READ:
+                        key.data.on_readable()
+                    if events & selectors.EVENT_WRITE:
+                        key.data.on_writable()
+                for fd in waiting:
+                    selector.unregister(fd)
+                for collector in self.collectors:
+                    collector.transport.tick(time.monotonic())
+                busy = any(c.transport.wants_write() for c in self.collectors)
+                if not busy or time.monotonic() >= deadline:
+                    return
+
+    def finish(self, now_ms, packets_ignored=0, timeout_s=5.0):
+        """Statistics last, then what waits is delivered (within timeout_s)."""
+        for collector in self.collectors:
+            collector.send_stats(now_ms, packets_ignored)
+        self.pump(timeout_s)
+        self.close()
+
+    def close(self):
+        for collector in self.collectors:
+            collector.transport.close()
+
+    def stats(self):
+        return [collector.stats() for collector in self.collectors]

@@ -1,0 +1,74 @@
+"""What the IPFIX, NetFlow v9 and v5 encoders share: selecting and packing
+data records in C, a batch at a time, and when templates are due."""
+
+from flowprobe._cmeter_ffi import ffi, lib
+
+
+class EncodingError(ValueError):
+    pass
+
+
+class RecordPacker:
+    """Packs the records of one address family into fixed-length data
+    records. select() picks the records of a batch (forward, or the reverse
+    directions of biflow records); pack() writes a run of them."""
+
+    def __init__(self, codes):
+        self.layout = bytes(codes)
+        self.record_length = sum(lib.fp_field_length(c) for c in codes)
+        self._indices = {False: ffi.new("int[]", 1024), True: ffi.new("int[]", 1024)}
+        self._buffer = ffi.new("uint8_t[]", 65536)
+
+    def select(self, records, count, family, reverse_view=False, stride=1, offset=0):
+        """How many records of the batch go out in this direction."""
+        if count > len(self._indices[reverse_view]):
+            self._indices[reverse_view] = ffi.new("int[]", count)
+        return lib.fp_records_select(records, count, family, int(reverse_view), stride, offset,
+                                     self._indices[reverse_view])
+
+    def pack(self, records, start, count, reverse_view=False, uptime_base_ms=0):
+        """Data records for selected records start .. start + count, as bytes."""
+        length = lib.fp_records_pack(records, self._indices[reverse_view] + start, count,
+                                     self.layout, len(self.layout), int(reverse_view),
+                                     uptime_base_ms, self._buffer, len(self._buffer))
+        if length < 0:
+            raise EncodingError("data records do not fit the packing buffer")
+        return ffi.buffer(self._buffer, length)[:]
+
+
+def views(meter_biflow, profile_biflow):
+    """The directions to export: a uniflow profile fed by a bidirectional
+    meter gets each biflow record's reverse direction as a record of its own."""
+    return (False, True) if meter_biflow and not profile_biflow else (False,)
+
+
+class TemplateSchedule:
+    """Templates go out before the first data, after reset() (a new
+    session), and, over UDP, again after refresh_seconds or every
+    refresh_messages messages, whichever comes first (collectors such as
+    goflow2 forget templates after a while; RFC 7011 §8.4)."""
+
+    def __init__(self, refresh_seconds, refresh_messages, reliable):
+        self.refresh_ms = refresh_seconds * 1000
+        self.refresh_messages = refresh_messages
+        self.reliable = reliable
+        self.reset()
+
+    def reset(self):
+        self.sent_ms = None
+        self.messages_since = 0
+
+    def due(self, now_ms):
+        if self.sent_ms is None:
+            return True
+        if self.reliable:
+            return False
+        return (now_ms - self.sent_ms >= self.refresh_ms
+                or self.messages_since >= self.refresh_messages)
+
+    def sent(self, now_ms):
+        self.sent_ms = now_ms
+        self.messages_since = 0
+
+    def counted(self, messages=1):
+        self.messages_since += messages

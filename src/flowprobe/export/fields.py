@@ -1,0 +1,96 @@
+"""The information elements flowprobe exports, by their IANA IPFIX names.
+
+Each element says how IPFIX carries it (RFC 7012 / IANA registry, RFC 5103
+reverse elements under enterprise 29305), how NetFlow v9 carries it (RFC
+3954 field types; None: not at all), and which C packer field fills it.
+A collector profile's field list is a list of these names.
+"""
+
+from dataclasses import dataclass
+
+from flowprobe._cmeter_ffi import lib
+
+REVERSE_PEN = 29305  # RFC 5103
+
+
+@dataclass(frozen=True)
+class Element:
+    name: str
+    ipfix_id: int
+    code: int                   # lib.FP_FIELD_*: fills the IPFIX field
+    family: int = 0             # 4 or 6: only in that address family's template
+    enterprise: int = 0
+    v9_id: int = None           # NetFlow v9 field type
+    v9_code: int = None         # its packer field when it differs (times are uptime there)
+
+    @property
+    def length(self):
+        return lib.fp_field_length(self.code)
+
+    @property
+    def v9_length(self):
+        return lib.fp_field_length(self.v9_code or self.code)
+
+
+def _elements():
+    f = lib
+    return [
+        Element("octetDeltaCount", 1, f.FP_FIELD_OCTETS, v9_id=1),
+        Element("packetDeltaCount", 2, f.FP_FIELD_PACKETS, v9_id=2),
+        Element("protocolIdentifier", 4, f.FP_FIELD_PROTOCOL, v9_id=4),
+        Element("ipClassOfService", 5, f.FP_FIELD_TOS, v9_id=5),
+        # unsigned16 in IANA's registry; one byte is a reduced-size encoding
+        # (RFC 7011 §6.2) that NetFlow v9 collectors also expect
+        Element("tcpControlBits", 6, f.FP_FIELD_TCP_FLAGS, v9_id=6),
+        Element("sourceTransportPort", 7, f.FP_FIELD_SRC_PORT, v9_id=7),
+        Element("sourceIPv4Address", 8, f.FP_FIELD_SRC_ADDR4, family=4, v9_id=8),
+        Element("ingressInterface", 10, f.FP_FIELD_INGRESS, v9_id=10),
+        Element("destinationTransportPort", 11, f.FP_FIELD_DST_PORT, v9_id=11),
+        Element("destinationIPv4Address", 12, f.FP_FIELD_DST_ADDR4, family=4, v9_id=12),
+        Element("egressInterface", 14, f.FP_FIELD_EGRESS, v9_id=14),
+        Element("sourceIPv6Address", 27, f.FP_FIELD_SRC_ADDR6, family=6, v9_id=27),
+        Element("destinationIPv6Address", 28, f.FP_FIELD_DST_ADDR6, family=6, v9_id=28),
+        Element("icmpTypeCodeIPv4", 32, f.FP_FIELD_ICMP_TYPE_CODE, family=4, v9_id=32),
+        Element("vlanId", 58, f.FP_FIELD_VLAN, v9_id=58),
+        Element("ipVersion", 60, f.FP_FIELD_IP_VERSION, v9_id=60),
+        Element("flowEndReason", 136, f.FP_FIELD_END_REASON),
+        Element("icmpTypeCodeIPv6", 139, f.FP_FIELD_ICMP_TYPE_CODE, family=6),
+        Element("flowStartMilliseconds", 152, f.FP_FIELD_START_MS,
+                v9_id=22, v9_code=f.FP_FIELD_START_UPTIME),   # FIRST_SWITCHED
+        Element("flowEndMilliseconds", 153, f.FP_FIELD_END_MS,
+                v9_id=21, v9_code=f.FP_FIELD_END_UPTIME),     # LAST_SWITCHED
+        Element("dot1qCustomerVlanId", 245, f.FP_FIELD_INNER_VLAN),
+        Element("ipSecSPI", 295, f.FP_FIELD_SPI),
+        Element("reverseOctetDeltaCount", 1, f.FP_FIELD_REVERSE_OCTETS, enterprise=REVERSE_PEN),
+        Element("reversePacketDeltaCount", 2, f.FP_FIELD_REVERSE_PACKETS, enterprise=REVERSE_PEN),
+        Element("reverseTcpControlBits", 6, f.FP_FIELD_REVERSE_TCP_FLAGS, enterprise=REVERSE_PEN),
+        Element("reverseFlowStartMilliseconds", 152, f.FP_FIELD_REVERSE_START_MS,
+                enterprise=REVERSE_PEN),
+        Element("reverseFlowEndMilliseconds", 153, f.FP_FIELD_REVERSE_END_MS,
+                enterprise=REVERSE_PEN),
+    ]
+
+
+ELEMENTS = {e.name: e for e in _elements()}
+
+# a standard record: 5-tuple, counters, times, flags, interface, VLAN, end reason
+DEFAULT_FIELDS = (
+    "sourceIPv4Address", "destinationIPv4Address", "sourceIPv6Address", "destinationIPv6Address",
+    "sourceTransportPort", "destinationTransportPort", "protocolIdentifier", "ipClassOfService",
+    "tcpControlBits", "icmpTypeCodeIPv4", "icmpTypeCodeIPv6", "packetDeltaCount",
+    "octetDeltaCount", "flowStartMilliseconds", "flowEndMilliseconds", "ingressInterface",
+    "vlanId", "flowEndReason",
+)
+REVERSE_FIELDS = (
+    "reversePacketDeltaCount", "reverseOctetDeltaCount", "reverseFlowStartMilliseconds",
+    "reverseFlowEndMilliseconds", "reverseTcpControlBits",
+)
+
+
+def is_reverse(name):
+    return ELEMENTS[name].enterprise == REVERSE_PEN
+
+
+def family_elements(names, family):
+    """The elements of a field list that belong in one address family's template."""
+    return [ELEMENTS[n] for n in names if ELEMENTS[n].family in (0, family)]

@@ -1,0 +1,101 @@
+"""NetFlow v5 datagrams: the fixed 48-byte IPv4 record.
+
+v5 carries IPv4 only and 32-bit counters: a flow beyond 2^32 - 1 packets or
+octets is split over as many records as it needs (their sums are exact),
+and IPv6 flows are counted as not exportable, never dropped silently.
+"""
+
+import struct
+
+from flowprobe._cmeter_ffi import ffi, lib
+from flowprobe.export.encoding import RecordPacker, views
+
+VERSION = 5
+# version, count, sysUptime, secs, nsecs, flow sequence, engine type and id, sampling
+HEADER = struct.Struct("!HHIIIIBBH")
+MAX_RECORDS = 30                      # the format's own limit
+COUNTER_LIMIT = 2**32 - 1
+
+f = lib
+LAYOUT = (
+    f.FP_FIELD_SRC_ADDR4, f.FP_FIELD_DST_ADDR4, f.FP_FIELD_ZERO32,      # nexthop
+    f.FP_FIELD_INGRESS16, f.FP_FIELD_ZERO16,                            # input, output
+    f.FP_FIELD_PACKETS32, f.FP_FIELD_OCTETS32, f.FP_FIELD_START_UPTIME, f.FP_FIELD_END_UPTIME,
+    f.FP_FIELD_SRC_PORT, f.FP_FIELD_DST_PORT, f.FP_FIELD_ZERO8,         # pad1
+    f.FP_FIELD_TCP_FLAGS, f.FP_FIELD_PROTOCOL, f.FP_FIELD_TOS,
+    f.FP_FIELD_ZERO16, f.FP_FIELD_ZERO16,                               # src_as, dst_as
+    f.FP_FIELD_ZERO8, f.FP_FIELD_ZERO8, f.FP_FIELD_ZERO16,              # masks, pad2
+)
+
+
+def _split(record, reverse):
+    """Copies of a record whose counters fit in 32 bits, summing to it."""
+    packets = record.reverse_packets if reverse else record.packets
+    octets = record.reverse_octets if reverse else record.octets
+    pieces = max(-(-packets // COUNTER_LIMIT), -(-octets // COUNTER_LIMIT), 1)
+    copies = ffi.new("struct fp_record[]", pieces)
+    for n in range(pieces):
+        copies[n] = record
+        share_packets = packets // pieces + (n < packets % pieces)
+        share_octets = octets // pieces + (n < octets % pieces)
+        if reverse:
+            copies[n].reverse_packets, copies[n].reverse_octets = share_packets, share_octets
+        else:
+            copies[n].packets, copies[n].octets = share_packets, share_octets
+    return copies, pieces
+
+
+class Netflow5Encoder:
+    def __init__(self, *, engine_id=0, mtu=1400, boot_ms=0):
+        self.engine_id = engine_id & 0xFF
+        self.boot_ms = boot_ms
+        self.flow_sequence = 0  # records sent before this datagram
+        self.per_message = min(MAX_RECORDS, (mtu - HEADER.size) // 48)
+        self.packer = RecordPacker(LAYOUT)
+        self.records_not_exportable = 0  # IPv6
+
+    def reset(self):
+        pass  # no templates in v5
+
+    def templates_due(self, now_ms):
+        return False
+
+    def template_messages(self, now_ms):
+        return []
+
+    def _datagram(self, now_ms, data, count):
+        header = HEADER.pack(VERSION, count, (now_ms - self.boot_ms) & 0xFFFFFFFF, now_ms // 1000,
+                             (now_ms % 1000) * 1_000_000, self.flow_sequence, 0,
+                             self.engine_id, 0)
+        self.flow_sequence = (self.flow_sequence + count) & 0xFFFFFFFF
+        return header + data, count
+
+    def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
+        messages = []
+        for reverse in views(meter_biflow, False):
+            self.records_not_exportable += self.packer.select(records, count, 6, reverse,
+                                                              stride, offset)
+            selected = self.packer.select(records, count, 4, reverse, stride, offset)
+            source, selected = self._within_32_bits(records, selected, reverse)
+            for start in range(0, selected, self.per_message):
+                n = min(self.per_message, selected - start)
+                data = self.packer.pack(source, start, n, reverse, self.boot_ms)
+                messages.append(self._datagram(now_ms, data, n))
+        return messages
+
+    def _within_32_bits(self, records, selected, reverse):
+        """The selection, with records too big for 32-bit counters split;
+        returns the records to pack from and how many are selected."""
+        indices = self.packer._indices[reverse]
+        chosen = [records[indices[i]] for i in range(selected)]
+        if all(max(r.reverse_packets, r.reverse_octets) <= COUNTER_LIMIT if reverse
+               else max(r.packets, r.octets) <= COUNTER_LIMIT for r in chosen):
+            return records, selected
+        pieces = []
+        for record in chosen:
+            copies, n = _split(record, reverse)
+            pieces += [copies[i] for i in range(n)]
+        expanded = ffi.new("struct fp_record[]", len(pieces))
+        for i, piece in enumerate(pieces):
+            expanded[i] = piece
+        return expanded, self.packer.select(expanded, len(pieces), 4, reverse)

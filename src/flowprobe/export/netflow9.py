@@ -1,0 +1,117 @@
+"""NetFlow v9 (RFC 3954) packets: templates, data flowsets, options.
+
+Times are sysUptime-relative (FIRST_SWITCHED / LAST_SWITCHED) against the
+exporter's boot time; the sequence number counts export packets. Uniflow
+only: biflow records go out as two records.
+"""
+
+import struct
+
+from flowprobe.export.encoding import EncodingError, RecordPacker, TemplateSchedule, views
+from flowprobe.export.fields import family_elements
+
+VERSION = 9
+HEADER = struct.Struct("!HHIIII")  # version, count, sysUptime, unix secs, sequence, source id
+FLOWSET_HEADER = struct.Struct("!HH")
+TEMPLATE_FLOWSET, OPTIONS_TEMPLATE_FLOWSET = 0, 1
+FIRST_TEMPLATE_ID = 256
+INTERFACE_NAME_LENGTH = 16  # IF_NAME has no variable length in v9
+
+SCOPE_SYSTEM, SCOPE_INTERFACE = 1, 2
+# exported totals (RFC 3954 field types 40-42), scoped by the system (source id)
+STATS_FIELDS = ((40, 8, "octets"), (41, 8, "messages"), (42, 8, "records"))
+IF_NAME = 82
+
+
+def _flowset(flowset_id, body):
+    body += b"\0" * (-len(body) % 4)  # flowsets end on a 32-bit boundary (RFC 3954 §5.3)
+    return FLOWSET_HEADER.pack(flowset_id, FLOWSET_HEADER.size + len(body)) + body
+
+
+def supported(element):
+    return element.v9_id is not None
+
+
+class Netflow9Encoder:
+    def __init__(self, field_names, *, source_id=0, mtu=1400, boot_ms=0,
+                 template_refresh_seconds=60, template_refresh_messages=20, reliable=False):
+        self.source_id = source_id
+        self.mtu = mtu
+        self.boot_ms = boot_ms   # sysUptime zero: no record may start earlier
+        self.sequence = 0        # export packets sent
+        self.schedule = TemplateSchedule(template_refresh_seconds, template_refresh_messages,
+                                         reliable)
+        self.templates = {}
+        for n, family in enumerate((4, 6)):
+            elements = [e for e in family_elements(field_names, family) if supported(e)]
+            packer = RecordPacker([e.v9_code or e.code for e in elements])
+            if packer.record_length + HEADER.size + FLOWSET_HEADER.size > mtu:
+                raise EncodingError(f"one record ({packer.record_length} bytes) exceeds mtu {mtu}")
+            self.templates[family] = (FIRST_TEMPLATE_ID + n, elements, packer)
+        self.stats_template_id = FIRST_TEMPLATE_ID + 2
+        self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
+
+    def reset(self):
+        self.schedule.reset()
+
+    def _packet(self, now_ms, body, count, records=0):
+        uptime = (now_ms - self.boot_ms) & 0xFFFFFFFF
+        packet = HEADER.pack(VERSION, count, uptime, now_ms // 1000, self.sequence,
+                             self.source_id) + body
+        self.sequence = (self.sequence + 1) & 0xFFFFFFFF
+        self.schedule.counted()
+        return packet, records
+
+    def templates_due(self, now_ms):
+        return self.schedule.due(now_ms)
+
+    def template_messages(self, now_ms):
+        body, count = b"", 0
+        for template_id, elements, _ in self.templates.values():
+            body += struct.pack("!HH", template_id, len(elements))
+            body += b"".join(struct.pack("!HH", e.v9_id, e.v9_length) for e in elements)
+            count += 1
+        templates = _flowset(TEMPLATE_FLOWSET, body)
+        stats = struct.pack("!HHH", self.stats_template_id, 4, 4 * len(STATS_FIELDS))
+        stats += struct.pack("!HH", SCOPE_SYSTEM, 4)
+        stats += b"".join(struct.pack("!HH", i, n) for i, n, _ in STATS_FIELDS)
+        interfaces = struct.pack("!HHH", self.interfaces_template_id, 4, 4)
+        interfaces += struct.pack("!HHHH", SCOPE_INTERFACE, 4, IF_NAME, INTERFACE_NAME_LENGTH)
+        options = _flowset(OPTIONS_TEMPLATE_FLOWSET, stats + interfaces)
+        message = self._packet(now_ms, templates + options, count + 2)
+        self.schedule.sent(now_ms)
+        return [message]
+
+    def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
+        messages = self.template_messages(now_ms) if self.templates_due(now_ms) else []
+        for family, (template_id, _, packer) in self.templates.items():
+            room = self.mtu - HEADER.size - FLOWSET_HEADER.size - 3  # padding
+            per_message = room // packer.record_length
+            for reverse in views(meter_biflow, False):
+                selected = packer.select(records, count, family, reverse, stride, offset)
+                for start in range(0, selected, per_message):
+                    n = min(per_message, selected - start)
+                    data = packer.pack(records, start, n, reverse, self.boot_ms)
+                    messages.append(self._packet(now_ms, _flowset(template_id, data), n, n))
+        return messages
+
+    def stats_message(self, now_ms, stats):
+        record = struct.pack("!I", self.source_id)
+        record += b"".join((stats[key] & (2**64 - 1)).to_bytes(n, "big")
+                           for _, n, key in STATS_FIELDS)
+        return self._packet(now_ms, _flowset(self.stats_template_id, record), 1, 1)
+
+    def interface_messages(self, now_ms, names):
+        room = self.mtu - HEADER.size - FLOWSET_HEADER.size - 3
+        per_message = room // (4 + INTERFACE_NAME_LENGTH)
+        items = sorted(names.items())
+        messages = []
+        for start in range(0, len(items), per_message):
+            chunk = items[start:start + per_message]
+            body = b"".join(struct.pack("!I", ifindex)
+                            + name.encode()[:INTERFACE_NAME_LENGTH].ljust(INTERFACE_NAME_LENGTH,
+                                                                         b"\0")
+                            for ifindex, name in chunk)
+            messages.append(self._packet(now_ms, _flowset(self.interfaces_template_id, body),
+                                         len(chunk), len(chunk)))
+        return messages

@@ -1,0 +1,501 @@
+"""Transports: carry already-encoded export messages to one collector.
+
+Encoders make bytes; a transport only moves them.  Everything here is
+non-blocking and single-threaded, driven by the daemon's event loop:
+
+    register fileno() for reading always, for writing while wants_write();
+    call on_readable() / on_writable() when the poll says so;
+    call tick(now) by next_timer() (reconnects, connect timeouts, pauses);
+    look at fileno() again after every call: it changes when a TCP
+    connection is made again (and is None while there is no socket).
+
+A collector that is down, refusing or slow never stalls the caller: messages
+wait in a bounded queue and whatever cannot be delivered is counted as not
+sent, with its records.  "Sent" means handed to the kernel: a TCP connection
+that breaks loses what sat in the kernel's buffer, and a UDP datagram to a
+dead port is gone; neither protocol (RFC 7011 section 10) acknowledges.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+from collections import deque
+
+# An established TCP connection to a collector that vanished without a RST
+# would otherwise hold its unacknowledged data for the kernel's full
+# retransmission time (~15 minutes), the queue overflowing all along.
+TCP_STALL_SECONDS = 60.0
+# ENOBUFS (a full device queue) is not a socket state the poll reports, so
+# retrying at once would spin; wait this long instead.
+NOBUFS_PAUSE_SECONDS = 0.05
+# Gather at most this many queued messages into one sendmsg() (IOV_MAX is 1024).
+GATHER_MESSAGES = 64
+# A peer's ICMP error surfaces on our next send and costs that send; retrying
+# is right, but not without end.
+REFUSED_RETRIES = 2
+
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE as an error, never SIGPIPE
+
+
+class TransportError(ValueError):
+    """A collector setting that cannot work (unresolvable name, bad port...)."""
+
+
+class _Message:
+    __slots__ = ("data", "records", "template")
+
+    def __init__(self, data, records, template=False):
+        self.data, self.records, self.template = data, records, template
+
+
+def _endpoint_text(host, port, sockaddr):
+    address = sockaddr[0]
+    text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if host != address:
+        text += f" ({address})"
+    return text
+
+
+def _resolve(host, port, socktype, source_address):
+    """One getaddrinfo at construction: (family, collector sockaddr, local sockaddr)."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise TransportError(f"collector port: invalid value {port!r} (allowed: 1..65535)")
+    try:
+        found = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socktype)
+    except (socket.gaierror, UnicodeError) as e:
+        raise TransportError(f"collector {host!r} does not resolve: {e}") from None
+    found = [f for f in found if f[0] in (socket.AF_INET, socket.AF_INET6)]
+    if not found:
+        raise TransportError(f"collector {host!r} has no IPv4 or IPv6 address")
+    if source_address is None:
+        return found[0][0], found[0][4], None
+    try:
+        sources = socket.getaddrinfo(source_address, 0, socket.AF_UNSPEC, socktype, 0,
+                                     socket.AI_PASSIVE | socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError) as e:
+        raise TransportError(f"source address {source_address!r} is not an IP address: {e}") \
+            from None
+    for family, _, _, _, sockaddr in found:
+        for source_family, _, _, _, source_sockaddr in sources:
+            if source_family == family:
+                return family, sockaddr, source_sockaddr
+    raise TransportError(f"source address {source_address!r} and collector {host!r} "
+                         "are not of the same address family")
+
+
+class _Transport:
+    """The queue, the counters and the timers shared by UDP and TCP."""
+
+    _socktype = socket.SOCK_DGRAM
+    _connecting = False
+
+    def __init__(self, host, port, *, source_address=None, queue_limit=256,
+                 clock=time.monotonic, backoff_min=1.0, backoff_max=60.0, send_buffer=None):
+        if not isinstance(queue_limit, int) or queue_limit < 1:
+            raise TransportError(f"queue_limit: invalid value {queue_limit!r} (allowed: >= 1)")
+        if not 0 < backoff_min <= backoff_max:
+            raise TransportError(f"backoff: invalid range {backoff_min!r}..{backoff_max!r} "
+                                 "(allowed: 0 < min <= max)")
+        self.host, self.port = host, port
+        self.family, self.address, self.source = _resolve(host, port, self._socktype,
+                                                          source_address)
+        self.endpoint = _endpoint_text(host, port, self.address)
+        self.queue_limit = queue_limit
+        self.backoff_min, self.backoff_max = backoff_min, backoff_max
+        self.send_buffer = send_buffer
+        self._clock = clock
+        self._queue = deque()
+        self._offset = 0            # octets of the head message already written (TCP)
+        self._templates = 0         # on_connect messages in the queue, outside queue_limit
+        self._sock = None
+        self._closed = False
+        self._retry_at = None       # clock time of the next (re)open
+        self._backoff = backoff_min
+        self.messages_sent = self.records_sent = self.octets_sent = 0
+        self.messages_not_sent = self.records_not_sent = 0
+        self.errors = 0
+        self.last_error = None
+        self.last_error_time = None
+        self.reconnects = 0         # attempts after the first
+        self.connects = 0           # times a connection was established
+
+    # the event loop's side
+
+    def fileno(self) -> int | None:
+        return self._sock.fileno() if self._sock is not None else None
+
+    def next_timer(self) -> float | None:
+        """Clock time at which tick() has work, or None."""
+        return self._retry_at
+
+    def send(self, message: bytes, records: int = 0) -> bool:
+        """Queue a message and write what the socket takes now.
+
+        False when the queue is full or the transport closed: the message is
+        then counted as not sent, with its records."""
+        if self._closed or len(self._queue) - self._templates >= self.queue_limit:
+            self._count_not_sent(1, records)
+            return False
+        self._queue.append(_Message(bytes(message), records))
+        if self._can_write():
+            self._flush()
+        return True
+
+    def wants_write(self) -> bool:
+        return self._connecting or (bool(self._queue) and self._can_write())
+
+    def on_writable(self) -> None:
+        if self._can_write():
+            self._flush()
+
+    def close(self) -> None:
+        """Write what the socket takes now, count the rest as not sent, close.
+
+        Never waits: what the kernel accepted still goes out after the close."""
+        if self._closed:
+            return
+        if self._can_write():
+            self._flush()
+        for message in self._queue:
+            self._count_not_sent(1, message.records)
+        self._queue.clear()
+        self._offset = self._templates = 0
+        self._drop_socket()
+        self._closed = True
+        self._connecting = False
+        self._retry_at = None
+
+    def stats(self) -> dict:
+        return {
+            "messages_sent": self.messages_sent,
+            "records_sent": self.records_sent,
+            "octets_sent": self.octets_sent,
+            "messages_not_sent": self.messages_not_sent,
+            "records_not_sent": self.records_not_sent,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "last_error_time": self.last_error_time,
+            "connected": self._sock is not None and not self._connecting,
+            "reconnects": self.reconnects,
+            "connects": self.connects,
+            "queued": len(self._queue),
+        }
+
+    # shared machinery
+
+    def _can_write(self):
+        return self._sock is not None and not self._connecting and self._retry_at is None
+
+    def _error(self, text):
+        self.errors += 1
+        self.last_error = text
+        self.last_error_time = time.time()
+
+    def _errno_text(self, err, doing):
+        if err == errno.ECONNREFUSED:
+            return f"connection refused by {self.endpoint}"
+        if err == errno.ECONNRESET:
+            return f"connection reset by {self.endpoint}"
+        return f"{doing} {self.endpoint}: {os.strerror(err)}"
+
+    def _count_sent(self, message):
+        self.messages_sent += 1
+        self.records_sent += message.records
+        self.octets_sent += len(message.data)
+
+    def _count_not_sent(self, messages, records):
+        self.messages_not_sent += messages
+        self.records_not_sent += records
+
+    def _drop(self, message):
+        self._count_not_sent(1, message.records)
+        if message.template:
+            self._templates -= 1
+
+    def _new_socket(self):
+        sock = socket.socket(self.family, self._socktype)
+        try:
+            sock.setblocking(False)
+            if self.send_buffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
+            if self.source is not None:
+                sock.bind(self.source)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _drop_socket(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _schedule_retry(self, now):
+        self._retry_at = now + self._backoff
+        self._backoff = min(self._backoff * 2, self.backoff_max)
+
+
+class UdpTransport(_Transport):
+    """Datagrams over a connected UDP socket.
+
+    connect() on UDP makes the kernel report the collector's ICMP port
+    unreachable as ECONNREFUSED on a later send or recv: counted as an error,
+    never a stall.  A socket that fails outright (the route or the local
+    address went away) is opened again after a backoff."""
+
+    def __init__(self, host: str, port: int, *, source_address: str | None = None,
+                 queue_limit: int = 256, clock=time.monotonic, backoff_min: float = 1.0,
+                 backoff_max: float = 60.0, send_buffer: int | None = None):
+        super().__init__(host, port, source_address=source_address, queue_limit=queue_limit,
+                         clock=clock, backoff_min=backoff_min, backoff_max=backoff_max,
+                         send_buffer=send_buffer)
+        self._paused = False        # _retry_at is an ENOBUFS pause, not a reopen
+        self._open(self._clock())
+
+    def on_readable(self) -> None:
+        # A collector sends nothing; reading clears pending ICMP errors.
+        while self._sock is not None:
+            try:
+                self._sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno == errno.ECONNREFUSED:
+                    self._error(self._errno_text(e.errno, "receiving from"))
+                else:
+                    return
+
+    def tick(self, now: float) -> None:
+        if self._closed or self._retry_at is None or now < self._retry_at:
+            return
+        self._retry_at = None
+        if self._paused:
+            self._paused = False
+        else:
+            self.reconnects += 1
+            self._open(now)
+        if self._can_write():
+            self._flush()
+
+    def _open(self, now):
+        try:
+            sock = self._new_socket()
+        except OSError as e:
+            self._error(self._errno_text(e.errno, "cannot open a socket for"))
+            self._schedule_retry(now)
+            return
+        try:
+            sock.connect(self.address)
+        except OSError as e:
+            sock.close()
+            self._error(self._errno_text(e.errno, "cannot send to"))
+            self._schedule_retry(now)
+            return
+        self._sock = sock
+        self.connects += 1
+        self._backoff = self.backoff_min
+
+    def _flush(self):
+        refused = 0
+        while self._queue:
+            message = self._queue[0]
+            try:
+                self._sock.send(message.data, _SEND_FLAGS)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno == errno.ECONNREFUSED:
+                    # the error of an earlier datagram; this one was not sent yet
+                    self._error(self._errno_text(e.errno, "sending to"))
+                    refused += 1
+                    if refused <= REFUSED_RETRIES:
+                        continue
+                    self._queue.popleft()
+                    self._drop(message)
+                    refused = 0
+                    continue
+                if e.errno == errno.ENOBUFS:
+                    self._paused = True
+                    self._retry_at = self._clock() + NOBUFS_PAUSE_SECONDS
+                    return
+                self._queue.popleft()
+                self._drop(message)
+                if e.errno == errno.EMSGSIZE:
+                    self._error(f"message of {len(message.data)} octets too large "
+                                f"for a datagram to {self.endpoint}")
+                    continue
+                self._error(self._errno_text(e.errno, "cannot send to"))
+                self._drop_socket()
+                self._schedule_retry(self._clock())
+                return
+            refused = 0
+            self._queue.popleft()
+            self._count_sent(message)
+
+
+class TcpTransport(_Transport):
+    """A stream of messages over TCP, with reconnects.
+
+    on_connect() is called each time a connection is established and returns
+    the message(s) to send first: the encoder's templates (RFC 7011 section
+    8.1 - a new connection knows no templates).  Queued messages follow."""
+
+    _socktype = socket.SOCK_STREAM
+
+    def __init__(self, host: str, port: int, *, source_address: str | None = None,
+                 queue_limit: int = 256, clock=time.monotonic, on_connect=None,
+                 backoff_min: float = 1.0, backoff_max: float = 60.0,
+                 connect_timeout: float = 10.0, send_buffer: int | None = None):
+        super().__init__(host, port, source_address=source_address, queue_limit=queue_limit,
+                         clock=clock, backoff_min=backoff_min, backoff_max=backoff_max,
+                         send_buffer=send_buffer)
+        self.on_connect = on_connect
+        self.connect_timeout = connect_timeout
+        self._connect(self._clock())
+
+    def on_readable(self) -> None:
+        if self._sock is None:
+            return
+        if self._connecting:
+            self._finish_connect()
+            return
+        try:
+            data = self._sock.recv(65536)  # a collector sends nothing; discard
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self._broken(self._errno_text(e.errno, "connection lost to"))
+            return
+        if not data:
+            self._broken(f"connection closed by {self.endpoint}")
+
+    def on_writable(self) -> None:
+        if self._connecting:
+            self._finish_connect()
+        super().on_writable()
+
+    def tick(self, now: float) -> None:
+        if self._closed or self._retry_at is None or now < self._retry_at:
+            return
+        if self._connecting:
+            self._drop_socket()
+            self._connecting = False
+            self._retry_at = None
+            self._error(f"connection to {self.endpoint} timed out "
+                        f"after {self.connect_timeout:g} s")
+            self._schedule_retry(now)
+            return
+        self._retry_at = None
+        self.reconnects += 1
+        self._connect(now)
+
+    def _connect(self, now):
+        try:
+            sock = self._new_socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                                int(TCP_STALL_SECONDS * 1000))
+        except OSError as e:
+            self._error(self._errno_text(e.errno, "cannot open a socket for"))
+            self._schedule_retry(now)
+            return
+        err = sock.connect_ex(self.address)
+        self._sock = sock
+        if err in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
+            self._connecting = True
+            self._retry_at = now + self.connect_timeout
+        elif err == 0:
+            self._connected()
+        else:
+            self._connect_failed(err, now)
+
+    def _finish_connect(self):
+        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err in (errno.EINPROGRESS, errno.EALREADY):
+            return
+        self._connecting = False
+        self._retry_at = None
+        if err:
+            self._connect_failed(err, self._clock())
+        else:
+            self._connected()
+
+    def _connect_failed(self, err, now):
+        self._drop_socket()
+        self._error(self._errno_text(err, "cannot connect to"))
+        self._schedule_retry(now)
+
+    def _connected(self):
+        self._connecting = False
+        self._retry_at = None
+        self._backoff = self.backoff_min
+        self.connects += 1
+        first = self.on_connect() if self.on_connect is not None else None
+        if isinstance(first, (bytes, bytearray, memoryview)):
+            first = [first]
+        for data in reversed(list(first or ())):
+            if data:
+                self._queue.appendleft(_Message(bytes(data), 0, template=True))
+                self._templates += 1
+        self._flush()
+
+    def _broken(self, text):
+        """Drop the socket, the partly written message and the old templates;
+        try again after the backoff."""
+        self._error(text)
+        self._drop_socket()
+        if self._offset:
+            self._drop(self._queue.popleft())
+            self._offset = 0
+        # templates not yet written belong to the old connection; the next
+        # one asks on_connect() again
+        for message in [m for m in self._queue if m.template]:
+            self._queue.remove(message)
+            self._drop(message)
+        self._schedule_retry(self._clock())
+
+    def _flush(self):
+        while self._queue and self._sock is not None:
+            buffers = []
+            for message in self._queue:
+                view = memoryview(message.data)
+                buffers.append(view[self._offset:] if not buffers else view)
+                if len(buffers) == GATHER_MESSAGES:
+                    break
+            try:
+                written = self._sock.sendmsg(buffers, (), _SEND_FLAGS)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self._broken(self._errno_text(e.errno, "connection lost to"))
+                return
+            full = written == sum(len(b) for b in buffers)
+            while written:
+                message = self._queue[0]
+                left = len(message.data) - self._offset
+                if written < left:
+                    self._offset += written
+                    break
+                written -= left
+                self._offset = 0
+                self._queue.popleft()
+                if message.template:
+                    self._templates -= 1
+                self._count_sent(message)
+            if not full:
+                return
+
+
+def open_transport(kind: str, host, port, **kw):
+    """A transport by its config name: "udp" or "tcp"."""
+    kinds = {"udp": UdpTransport, "tcp": TcpTransport}
+    try:
+        cls = kinds[kind]
+    except KeyError:
+        raise TransportError(f"transport: invalid value {kind!r} "
+                             f"(allowed: {' or '.join(kinds)})") from None
+    return cls(host, port, **kw)
