@@ -2,10 +2,11 @@
 
 import json
 
-from captures import START_US, cli_records, run_cli, write_pcap
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
+
+from captures import START_US, cli_records, run_cli, write_pcap
 
 MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
 KEYS = {"ip_version", "protocol", "src_addr", "dst_addr", "src_port", "dst_port", "packets",
@@ -90,10 +91,11 @@ def test_version():
 
 def test_json_from_c_equals_the_python_records(tmp_path):
     """--json is formatted in C; it must say exactly what the Python records say."""
-    from captures import meter_pcap
     from scapy.layers.inet import ICMP, TCP
     from scapy.layers.ipsec import ESP
     from scapy.layers.l2 import Dot1Q
+
+    from captures import meter_pcap
     frames = udp_frames(2) + udp_frames(1, family=6) + [
         (START_US + 9000, bytes(Ether(**MACS) / Dot1Q(vlan=4094) / IP(src="1.2.3.4", dst="5.6.7.8")
                                 / TCP(flags="SA", sport=65535))),

@@ -3,18 +3,6 @@
 import struct
 
 import pytest
-from captures import (
-    LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_LINUX_SLL2,
-    LINKTYPE_LOOP,
-    LINKTYPE_NULL,
-    LINKTYPE_RAW,
-    assert_conserved,
-    meter_frames,
-)
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -28,6 +16,19 @@ from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q
 from scapy.layers.l2 import Ether as ScapyEther
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.layers.sctp import SCTP
+
+from captures import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    assert_conserved,
+    meter_frames,
+)
 
 A4, B4 = "192.0.2.1", "198.51.100.2"
 A6, B6 = "2001:db8::1", "2001:db8:ffff::2"

@@ -1,9 +1,9 @@
 """Flow table: expiry by idle, active, TCP end and overflow; biflows; bounds."""
 
-from captures import START_US, assert_conserved
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from captures import START_US, assert_conserved
 from flowprobe.meter import Meter
 from flowprobe.settings import MeterSettings
 

@@ -1,10 +1,11 @@
 """Fragments land in the flow of their datagram, in any order, in bounded memory."""
 
 import pytest
-from captures import START_US, assert_conserved, meter_frames
 from scapy.layers.inet import ICMP, IP, UDP, fragment
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment, fragment6
 from scapy.layers.l2 import Ether
+
+from captures import START_US, assert_conserved, meter_frames
 
 MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
 

@@ -78,3 +78,56 @@ def test_live_capture_on_loopback():
     assert record["ifindex"] == 7
     assert result["stats"]["pcap_received"] >= 50 and result["stats"]["pcap_dropped"] == 0
     assert result["counters"]["packets_read"] == 50
+
+
+OWN_EXPORT_SCRIPT = textwrap.dedent("""
+    import json, select, socket, time
+    from flowprobe.export.collectors import Exporter, capture_filter, profile_from_url
+    from flowprobe.meter import Meter
+    from flowprobe.settings import MeterSettings
+
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    port = collector.getsockname()[1]
+    profile = profile_from_url(f"ipfix://127.0.0.1:{port}")
+
+    meter = Meter(MeterSettings(hash_seed=1))
+    source = meter.open_live("lo", bpf_filter=capture_filter("udp", [profile]))
+    exporter = Exporter([profile], boot_ms=int(time.time() * 1000))
+    exporter.start(int(time.time() * 1000))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for n in range(20):
+        sender.sendto(b"metered", ("127.0.0.1", 9999))
+    poller = select.poll()
+    poller.register(meter.fileno(source), select.POLLIN)
+    read, deadline = 0, time.monotonic() + 5
+    exported = 0
+    while read < 20 and time.monotonic() < deadline:
+        poller.poll(100)
+        read += meter.dispatch(source)
+    meter.flush()
+    for batch, count in meter.drain_raw():  # export, as the daemon will
+        exported += count
+        exporter.export(batch, count, int(time.time() * 1000))
+    exporter.finish(int(time.time() * 1000))
+    time.sleep(0.3)  # the export datagrams went past the capture: meter again
+    read += meter.dispatch(source)
+    meter.flush()
+    later = meter.drain()
+    received = 0
+    collector.setblocking(False)
+    try:
+        while collector.recv(65535):
+            received += 1
+    except BlockingIOError:
+        pass
+    print(json.dumps({"read": read, "exported": exported, "received": received,
+                      "later": later, "filter": capture_filter("udp", [profile])}))
+""")
+
+
+def test_own_export_traffic_is_never_metered():
+    result = run_in_namespace(OWN_EXPORT_SCRIPT)
+    assert result["filter"].startswith("(udp) and not ((udp and dst host 127.0.0.1 and dst port")
+    assert result["exported"] == 1 and result["received"] >= 2  # templates, data, statistics
+    assert result["read"] == 20 and result["later"] == []

@@ -5,7 +5,6 @@ in a record or under a named drop reason, and the table never holds more
 than max_flows active flows.
 """
 
-from captures import START_US, dropped
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
@@ -18,6 +17,7 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
+from captures import START_US, dropped
 from flowprobe.meter import Meter
 from flowprobe.settings import MeterSettings
 

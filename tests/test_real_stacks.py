@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from realstack import simple_truth
 
 RECORD_SCRIPT = Path(__file__).parent / "realstack" / "record_capture.sh"

@@ -143,11 +143,21 @@ def profile_from_url(url):
 
 
 def exclusion_filter(profiles):
-    """A BPF expression matching the probe's own export traffic, so that
-    capture never meters it (to be ANDed, negated, with the user's filter)."""
+    """A BPF expression matching the probe's own export traffic."""
     terms = [f"({p.transport} and dst host {p.host} and dst port {p.effective_port})"
              for p in profiles]
     return " or ".join(terms)
+
+
+def capture_filter(user_filter, profiles):
+    """The filter a capture runs with: the user's, minus the probe's own
+    export traffic, which it must never meter."""
+    own = exclusion_filter(profiles)
+    if not own:
+        return user_filter
+    if not user_filter:
+        return f"not ({own})"
+    return f"({user_filter}) and not ({own})"
 
 
 class Collector:

@@ -91,11 +91,12 @@ class Netflow5Encoder:
         if all(max(r.reverse_packets, r.reverse_octets) <= COUNTER_LIMIT if reverse
                else max(r.packets, r.octets) <= COUNTER_LIMIT for r in chosen):
             return records, selected
-        pieces = []
-        for record in chosen:
-            copies, n = _split(record, reverse)
-            pieces += [copies[i] for i in range(n)]
-        expanded = ffi.new("struct fp_record[]", len(pieces))
-        for i, piece in enumerate(pieces):
-            expanded[i] = piece
-        return expanded, self.packer.select(expanded, len(pieces), 4, reverse)
+        splits = [_split(record, reverse) for record in chosen]  # arrays kept alive here
+        expanded = ffi.new("struct fp_record[]", sum(n for _, n in splits))
+        position = 0
+        for copies, n in splits:
+            for i in range(n):
+                expanded[position] = copies[i]
+                position += 1
+        self._expanded = expanded  # must outlive the packing that follows
+        return expanded, self.packer.select(expanded, position, 4, reverse)
