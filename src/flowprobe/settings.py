@@ -7,14 +7,14 @@ the value and what is allowed.
 
 from dataclasses import dataclass, fields
 
+from flowprobe.errors import OptionError
+
 OVERFLOW_POLICIES = ("evict", "refuse")
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600  # flow durations are kept in 32-bit milliseconds
 
 
-class SettingsError(ValueError):
-    def __init__(self, option, value, allowed):
-        self.option, self.value, self.allowed = option, value, allowed
-        super().__init__(f"{option}: invalid value {value!r} (allowed: {allowed})")
+class SettingsError(OptionError):
+    """A meter setting out of range."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+from flowprobe.errors import OptionError
 from flowprobe.export.fields import DEFAULT_FIELDS, ELEMENTS, REVERSE_FIELDS, is_reverse
 from flowprobe.export.ipfix import IpfixEncoder
 from flowprobe.export.netflow5 import Netflow5Encoder
@@ -22,10 +23,8 @@ TRANSPORTS = ("udp", "tcp")
 DEFAULT_PORTS = {"ipfix": 4739, "netflow9": 2055, "netflow5": 2055}
 
 
-class ProfileError(ValueError):
-    def __init__(self, option, value, allowed):
-        self.option, self.value, self.allowed = option, value, allowed
-        super().__init__(f"{option}: invalid value {value!r} (allowed: {allowed})")
+class ProfileError(OptionError):
+    """A collector profile option out of range."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 data records in C, a batch at a time, and when templates are due."""
 
 from flowprobe._cmeter_ffi import ffi, lib
+from flowprobe.export.fields import family_elements
+
+FIRST_TEMPLATE_ID = 256  # lower ids are set ids
 
 
 class EncodingError(ValueError):
@@ -72,3 +75,16 @@ class TemplateSchedule:
 
     def counted(self, messages=1):
         self.messages_since += messages
+
+
+def family_templates(field_names, mtu, overhead, code_of, carried=lambda element: True):
+    """{family: (template id, elements, packer)}: IPv4 records and IPv6
+    records each have a template of their own."""
+    templates = {}
+    for n, family in enumerate((4, 6)):
+        elements = [e for e in family_elements(field_names, family) if carried(e)]
+        packer = RecordPacker([code_of(e) for e in elements])
+        if packer.record_length + overhead > mtu:
+            raise EncodingError(f"one record ({packer.record_length} bytes) exceeds mtu {mtu}")
+        templates[family] = (FIRST_TEMPLATE_ID + n, elements, packer)
+    return templates

@@ -7,14 +7,17 @@ biflow profile the records carry RFC 5103 reverse elements.
 
 import struct
 
-from flowprobe.export.encoding import EncodingError, RecordPacker, TemplateSchedule, views
-from flowprobe.export.fields import family_elements
+from flowprobe.export.encoding import (
+    FIRST_TEMPLATE_ID,
+    TemplateSchedule,
+    family_templates,
+    views,
+)
 
 VERSION = 10
 HEADER = struct.Struct("!HHIII")   # version, length, export time, sequence, domain
 SET_HEADER = struct.Struct("!HH")  # set id, length
 TEMPLATE_SET, OPTIONS_TEMPLATE_SET = 2, 3
-FIRST_TEMPLATE_ID = 256
 VARIABLE_LENGTH = 65535
 
 # RFC 7011 §4.3: the exporting process's statistics, scoped by domain
@@ -48,13 +51,8 @@ class IpfixEncoder:
         self.sequence = 0  # data records sent in this session (RFC 7011 §3.1)
         self.schedule = TemplateSchedule(template_refresh_seconds, template_refresh_messages,
                                          reliable)
-        self.templates = {}
-        for n, family in enumerate((4, 6)):
-            elements = family_elements(field_names, family)
-            packer = RecordPacker([e.code for e in elements])
-            if packer.record_length + HEADER.size + SET_HEADER.size > mtu:
-                raise EncodingError(f"one record ({packer.record_length} bytes) exceeds mtu {mtu}")
-            self.templates[family] = (FIRST_TEMPLATE_ID + n, elements, packer)
+        self.templates = family_templates(field_names, mtu, HEADER.size + SET_HEADER.size,
+                                          lambda e: e.code)
         self.stats_template_id = FIRST_TEMPLATE_ID + 2
         self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
 

@@ -7,14 +7,17 @@ only: biflow records go out as two records.
 
 import struct
 
-from flowprobe.export.encoding import EncodingError, RecordPacker, TemplateSchedule, views
-from flowprobe.export.fields import family_elements
+from flowprobe.export.encoding import (
+    FIRST_TEMPLATE_ID,
+    TemplateSchedule,
+    family_templates,
+    views,
+)
 
 VERSION = 9
 HEADER = struct.Struct("!HHIIII")  # version, count, sysUptime, unix secs, sequence, source id
 FLOWSET_HEADER = struct.Struct("!HH")
 TEMPLATE_FLOWSET, OPTIONS_TEMPLATE_FLOWSET = 0, 1
-FIRST_TEMPLATE_ID = 256
 INTERFACE_NAME_LENGTH = 16  # IF_NAME has no variable length in v9
 
 SCOPE_SYSTEM, SCOPE_INTERFACE = 1, 2
@@ -41,13 +44,8 @@ class Netflow9Encoder:
         self.sequence = 0        # export packets sent
         self.schedule = TemplateSchedule(template_refresh_seconds, template_refresh_messages,
                                          reliable)
-        self.templates = {}
-        for n, family in enumerate((4, 6)):
-            elements = [e for e in family_elements(field_names, family) if supported(e)]
-            packer = RecordPacker([e.v9_code or e.code for e in elements])
-            if packer.record_length + HEADER.size + FLOWSET_HEADER.size > mtu:
-                raise EncodingError(f"one record ({packer.record_length} bytes) exceeds mtu {mtu}")
-            self.templates[family] = (FIRST_TEMPLATE_ID + n, elements, packer)
+        self.templates = family_templates(field_names, mtu, HEADER.size + FLOWSET_HEADER.size,
+                                          lambda e: e.v9_code or e.code, supported)
         self.stats_template_id = FIRST_TEMPLATE_ID + 2
         self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
 
