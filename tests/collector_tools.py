@@ -1,0 +1,913 @@
+"""Real collectors as test oracles for flowprobe's exporters.
+
+- Nfcapd: nfdump's collector (Debian nfdump 1.7.1) on a loopback UDP port; flows are read back
+  with nfdump's JSON output and normalised to one dict shape.
+- DatagramRecorder: a UDP (or TCP) sink that keeps what arrives and writes it to a classic pcap
+  with synthetic headers, so tshark's cflow dissector can judge the bytes.
+- tshark_decode / tshark_problems / cflow_totals / sequence_problems: what tshark 4.0 sees in
+  such a pcap, and totals to compare with the meter's.
+
+Independent of flowprobe's own code on purpose: an oracle must not share the code it judges.
+Targets are loopback only (127.0.0.1 or ::1).
+"""
+
+import datetime
+import ipaddress
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+NFCAPD = shutil.which("nfcapd") or "/usr/bin/nfcapd"
+NFDUMP = shutil.which("nfdump") or "/usr/bin/nfdump"
+TSHARK = shutil.which("tshark") or "/usr/bin/tshark"
+SOFTFLOWD = shutil.which("softflowd") or "/usr/sbin/softflowd"
+
+IPFIX_REVERSE_PEN = 29305  # RFC 5103 reverse information elements
+
+
+class ToolError(RuntimeError):
+    """A collector tool failed; the message carries its command and output."""
+
+
+def missing_tools(*paths):
+    """A skip reason naming the tools that are not installed, or None when all are."""
+    missing = [p for p in paths if not os.access(p, os.X_OK)]
+    if not missing:
+        return None
+    return "not installed: " + ", ".join(missing) + " (apt-get install nfdump tshark softflowd)"
+
+
+def _family(host):
+    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+
+
+def free_udp_port(host="127.0.0.1"):
+    """A UDP port nothing is bound to on host right now (the kernel's pick)."""
+    with socket.socket(_family(host), socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def free_tcp_port(host="127.0.0.1"):
+    """A TCP port nothing is bound to on host right now (the kernel's pick)."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def udp_sockets(port):
+    """Kernel view of UDP sockets bound to port: dicts with inode, rx_queue (bytes not yet
+    read by the owner) and drops (datagrams lost to a full buffer), from /proc/net/udp{,6}."""
+    found = []
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            local_port = int(cols[1].rsplit(":", 1)[1], 16)
+            if local_port == port:
+                found.append({"inode": int(cols[9]),
+                              "rx_queue": int(cols[4].split(":")[1], 16),
+                              "drops": int(cols[12])})
+    return found
+
+
+def _socket_inodes(pid):
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    except OSError:
+        pass
+    return inodes
+
+
+# nfdump prints TCP flags as 8 characters, CWR first; '.' marks a clear bit.
+_NFDUMP_FLAG_BITS = (0x80, 0x40, 0x20, 0x10, 0x08, 0x04, 0x02, 0x01)
+
+
+def _nfdump_tcp_flags(text):
+    if text is None:
+        return None
+    return sum(bit for bit, char in zip(_NFDUMP_FLAG_BITS, text) if char != ".")
+
+
+def _nfdump_time_ms(text):
+    # nfdump prints local time; Nfcapd runs nfdump with TZ=UTC so this is UTC.
+    if not text:
+        return None
+    moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f")
+    return round(moment.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
+
+def normalise_nfdump_flow(raw):
+    """One nfdump 1.7.1 JSON record in flowprobe's terms.
+
+    ICMP/ICMPv6: nfdump's JSON has icmp_type/icmp_code instead of ports; they are mapped as
+    nfdump's own csv output does: src_port 0, dst_port type*256+code.
+    Biflows: nfdump 1.7.1 keeps the RFC 5103 reverse counters (PEN 29305 reverse octet/packet
+    delta counts) as out_bytes/out_packets; here reverse_octets/reverse_packets (None when the
+    record has none)."""
+    protocol = raw.get("proto")
+    src = raw.get("src4_addr") or raw.get("src6_addr")
+    dst = raw.get("dst4_addr") or raw.get("dst6_addr")
+    if "icmp_type" in raw:
+        src_port, dst_port = 0, raw["icmp_type"] * 256 + raw.get("icmp_code", 0)
+    else:
+        src_port, dst_port = raw.get("src_port", 0), raw.get("dst_port", 0)
+    return {
+        "protocol": protocol,
+        "src_addr": str(ipaddress.ip_address(src)) if src else None,
+        "dst_addr": str(ipaddress.ip_address(dst)) if dst else None,
+        "src_port": src_port,
+        "dst_port": dst_port,
+        "packets": raw.get("in_packets"),
+        "octets": raw.get("in_bytes"),
+        "reverse_packets": raw.get("out_packets"),
+        "reverse_octets": raw.get("out_bytes"),
+        "first_ms": _nfdump_time_ms(raw.get("first")),
+        "last_ms": _nfdump_time_ms(raw.get("last")),
+        "tcp_flags": _nfdump_tcp_flags(raw.get("tcp_flags")),
+        "in_if": raw.get("input_snmp"),
+        "out_if": raw.get("output_snmp"),
+        "direction": raw.get("direction"),
+        "exporter": raw.get("ip4_router") or raw.get("ip6_router"),
+        "raw": raw,
+    }
+
+
+def _parse_key_values(text):
+    stats = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        value = value.strip()
+        key = key.strip().lower().replace(" ", "_")
+        stats[key] = int(value) if value.lstrip("-").isdigit() else value
+    return stats
+
+
+_NFCAPD_ROUTINE = ("Add flow source", "Bound to", "Init ", "Startup", "Ident:", "Terminating")
+
+
+class Nfcapd:
+    """nfcapd on a loopback UDP port, writing into a temporary directory.
+
+    with Nfcapd() as collector:
+        export to ("127.0.0.1", collector.port)
+        flows = collector.flows()          # stops nfcapd first, so every record is on disk
+        assert collector.stats()["sequence_failures"] == 0
+    """
+
+    def __init__(self, host="127.0.0.1", port=None, directory=None, rotate_seconds=60,
+                 extra_args=(), start_timeout=5.0):
+        self.host = host
+        self.port = port or free_udp_port(host)
+        self._own_directory = directory is None
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="nfcapd-"))
+        self.rotate_seconds = rotate_seconds
+        self.extra_args = tuple(extra_args)
+        self.start_timeout = start_timeout
+        self.process = None
+        self.returncode = None
+        self.final_socket = None
+        self._log = None
+
+    @property
+    def address(self):
+        return (self.host, self.port)
+
+    def command(self):
+        family = "-6" if _family(self.host) == socket.AF_INET6 else "-4"
+        # -C none: no site config file may change the options under test.
+        return [NFCAPD, "-w", str(self.directory), "-b", self.host, "-p", str(self.port),
+                family, "-t", str(self.rotate_seconds), "-C", "none", *self.extra_args]
+
+    def start(self):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(self.command(), stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ToolError(f"nfcapd exited with {self.process.returncode} before binding "
+                                f"{self.host}:{self.port}:\n{self.log()}")
+            owned = _socket_inodes(self.process.pid)
+            if any(s["inode"] in owned for s in udp_sockets(self.port)):
+                return self
+            time.sleep(0.01)
+        self.stop()
+        raise ToolError(f"nfcapd did not bind {self.host}:{self.port} within "
+                        f"{self.start_timeout}s:\n{self.log()}")
+
+    def socket_state(self):
+        """rx_queue and drops of nfcapd's socket (None when it is not running)."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        owned = _socket_inodes(self.process.pid)
+        for state in udp_sockets(self.port):
+            if state["inode"] in owned:
+                return state
+        return None
+
+    def drain(self, timeout=5.0):
+        """Wait until nfcapd has read every datagram queued on its socket."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.socket_state()
+            if state is None or state["rx_queue"] == 0:
+                return state
+            time.sleep(0.01)
+        raise ToolError(f"nfcapd left datagrams unread for {timeout}s")
+
+    def stop(self, timeout=10.0):
+        """Let nfcapd read what is queued, then SIGTERM and wait: the file is complete after.
+        Returns nfcapd's exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.final_socket = self.drain()
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired as expired:
+                self.process.kill()
+                self.process.wait()
+                raise ToolError(f"nfcapd ignored SIGTERM for {timeout}s:\n{self.log()}") \
+                    from expired
+        self.returncode = self.process.returncode
+        return self.returncode
+
+    def close(self):
+        self.stop()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def log(self):
+        """What nfcapd printed (its per-file 'Ident: ... Sequence Errors ...' lines among it)."""
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def complaints(self):
+        """nfcapd log lines other than its routine start, file and stop messages: what it
+        found wrong in the datagrams (e.g. "Process_v5: Unexpected record count ...")."""
+        return [line for line in self.log().splitlines()
+                if line.strip() and not line.startswith(_NFCAPD_ROUTINE)
+                and ": New " not in line]
+
+    def files(self):
+        return sorted(p for p in self.directory.iterdir()
+                      if p.name.startswith("nfcapd.") and not p.name.startswith("nfcapd.current"))
+
+    def nfdump(self, *args):
+        """Run nfdump over every file nfcapd wrote (stopping nfcapd first); its stdout."""
+        self.stop()
+        if not self.files():
+            return None
+        command = [NFDUMP, "-R", str(self.directory), *args]
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env={**os.environ, "TZ": "UTC"})
+        if result.returncode != 0:
+            raise ToolError(f"{' '.join(command)} failed ({result.returncode}):\n"
+                            f"{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def raw_flows(self):
+        """nfdump's JSON records unchanged."""
+        text = self.nfdump("-o", "json")
+        if text is None:
+            return []
+        # nfdump 1.7.1 prints "No matching flows" inside the JSON brackets when empty
+        text = text.replace("No matching flows", "")
+        return json.loads(text)
+
+    def flows(self):
+        """Every record nfcapd stored, normalised (see normalise_nfdump_flow)."""
+        return [normalise_nfdump_flow(raw) for raw in self.raw_flows()]
+
+    def stats(self):
+        """nfdump -I summary (flows, packets, bytes, per protocol, sequence_failures, ...) plus
+        nfcapd's own counters summed over its log lines: sequence_errors, bad_packets.
+        Also kernel_drops: datagrams the kernel dropped before nfcapd read them."""
+        text = self.nfdump("-I")
+        stats = _parse_key_values(text) if text else {"flows": 0, "sequence_failures": 0}
+        stats["sequence_errors"] = stats["bad_packets"] = 0
+        for line in self.log().splitlines():
+            if line.startswith("Ident:"):
+                for part in line.split(","):
+                    key, _, value = part.strip().rpartition(": ")
+                    key = key.split("'")[-1].strip().lower().replace(" ", "_")
+                    if key in ("sequence_errors", "bad_packets") and value.isdigit():
+                        stats[key] += int(value)
+        stats["kernel_drops"] = self.final_socket["drops"] if self.final_socket else 0
+        return stats
+
+
+class Received:
+    """One datagram, or one TCP connection's byte stream."""
+
+    def __init__(self, peer, time_s, data=b""):
+        self.peer = peer          # (address, port) of the sender
+        self.time = time_s        # arrival (first chunk) time, seconds since the epoch
+        self.chunks = [(time_s, data)] if data else []
+        self.closed_time = None   # TCP: when the peer closed
+
+    @property
+    def data(self):
+        return b"".join(chunk for _, chunk in self.chunks)
+
+    def __repr__(self):
+        return f"Received(peer={self.peer}, {len(self.data)} bytes)"
+
+
+class DatagramRecorder:
+    """A loopback UDP (or, tcp=True, TCP) sink recording what arrives, in a thread.
+
+    .datagrams: Received per UDP datagram; .streams: Received per TCP connection (chunks
+    as recv() returned them).  write_pcap() turns them into frames tshark can dissect."""
+
+    def __init__(self, host="127.0.0.1", tcp=False, port=None, receive_buffer=4 << 20):
+        self.host = host
+        self.tcp = tcp
+        kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
+        self._socket = socket.socket(_family(host), kind)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self._socket.bind((host, port or 0))
+        self.port = self._socket.getsockname()[1]
+        self.datagrams = []
+        self.streams = []
+        self._lock = threading.Lock()
+        self._last_arrival = 0.0
+        self._stopping = threading.Event()
+        self._thread = None
+
+    @property
+    def address(self):
+        return (self.host, self.port)
+
+    def start(self):
+        if self.tcp:
+            self._socket.listen(16)
+        self._socket.setblocking(False)
+        self._thread = threading.Thread(target=self._run, name="DatagramRecorder", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        selector = selectors.DefaultSelector()
+        selector.register(self._socket, selectors.EVENT_READ, None)
+        try:
+            while not self._stopping.is_set():
+                for key, _ in selector.select(timeout=0.05):
+                    if not self.tcp:
+                        self._receive_datagrams()
+                    elif key.data is None:
+                        self._accept(selector)
+                    else:
+                        self._receive_stream(selector, key.fileobj, key.data)
+        finally:
+            for key in list(selector.get_map().values()):
+                if key.data is not None:
+                    key.fileobj.close()
+            selector.close()
+
+    def _receive_datagrams(self):
+        while True:
+            try:
+                data, peer = self._socket.recvfrom(65535)
+            except BlockingIOError:
+                return
+            now = time.time()
+            with self._lock:
+                self.datagrams.append(Received(peer[:2], now, data))
+                self._last_arrival = now
+
+    def _accept(self, selector):
+        connection, peer = self._socket.accept()
+        connection.setblocking(False)
+        stream = Received(peer[:2], time.time())
+        with self._lock:
+            self.streams.append(stream)
+            self._last_arrival = stream.time
+        selector.register(connection, selectors.EVENT_READ, stream)
+
+    def _receive_stream(self, selector, connection, stream):
+        try:
+            data = connection.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except ConnectionError:
+            data = b""
+        now = time.time()
+        with self._lock:
+            self._last_arrival = now
+            if data:
+                stream.chunks.append((now, data))
+            else:
+                stream.closed_time = now
+        if not data:
+            selector.unregister(connection)
+            connection.close()
+
+    def received(self):
+        """Datagrams (UDP) or connections (TCP) so far."""
+        with self._lock:
+            return list(self.streams if self.tcp else self.datagrams)
+
+    def wait(self, count=1, timeout=5.0, quiet=0.2):
+        """Wait until at least count datagrams (TCP: closed connections) have arrived and
+        nothing more for quiet seconds. True when that happened within timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                items = self.streams if self.tcp else self.datagrams
+                done = [s for s in items if not self.tcp or s.closed_time is not None]
+                idle = time.time() - self._last_arrival
+            if len(done) >= count and idle >= quiet:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        self._socket.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def write_pcap(self, path):
+        """A classic pcap (Ethernet) of what arrived, with synthetic IP/UDP headers from the
+        real sender address to the recorder's; TCP: a handshake, one segment per recv()
+        chunk with consistent sequence numbers, and a FIN exchange, so tshark reassembles."""
+        frames = []
+        with self._lock:
+            datagrams, streams = list(self.datagrams), list(self.streams)
+        for datagram in datagrams:
+            frames.append((datagram.time,
+                           _udp_frame(datagram.peer, self.address, datagram.data)))
+        for stream in streams:
+            frames.extend(_tcp_frames(stream, self.address))
+        frames.sort(key=lambda frame: frame[0])
+        write_classic_pcap(path, frames)
+        return path
+
+
+# ---- synthetic frames --------------------------------------------------------------------
+
+LINKTYPE_ETHERNET = 1
+_MAC_SENDER = bytes.fromhex("020000000001")
+_MAC_RECEIVER = bytes.fromhex("020000000002")
+
+
+def write_classic_pcap(path, frames, linktype=LINKTYPE_ETHERNET):
+    """frames: (time_seconds, bytes). Microsecond pcap, snaplen large enough for 64 KiB IP."""
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
+        for time_s, data in frames:
+            microseconds = round(time_s * 1_000_000)
+            out.write(struct.pack("<IIII", microseconds // 1_000_000, microseconds % 1_000_000,
+                                  len(data), len(data)))
+            out.write(data)
+    return path
+
+
+def _checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+_ip_id = 0
+
+
+def _ip_frame(source, destination, protocol, transport):
+    """Ethernet + IPv4/IPv6 header around transport (whose checksum is at checksum_at)."""
+    global _ip_id
+    src, dst = ipaddress.ip_address(source), ipaddress.ip_address(destination)
+    if src.version == 4:
+        _ip_id = (_ip_id + 1) & 0xFFFF
+        header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(transport), _ip_id, 0x4000,
+                             64, protocol, 0, src.packed, dst.packed)
+        header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+        return _MAC_RECEIVER + _MAC_SENDER + b"\x08\x00" + header + transport
+    header = struct.pack("!IHBB16s16s", 0x60000000, len(transport), protocol, 64,
+                         src.packed, dst.packed)
+    return _MAC_RECEIVER + _MAC_SENDER + b"\x86\xdd" + header + transport
+
+
+def _with_checksum(source, destination, protocol, transport, offset):
+    src, dst = ipaddress.ip_address(source), ipaddress.ip_address(destination)
+    if src.version == 4:
+        pseudo = src.packed + dst.packed + struct.pack("!BBH", 0, protocol, len(transport))
+    else:
+        pseudo = src.packed + dst.packed + struct.pack("!IxxxB", len(transport), protocol)
+    value = _checksum(pseudo + transport) or 0xFFFF
+    return transport[:offset] + struct.pack("!H", value) + transport[offset + 2:]
+
+
+def _udp_frame(source, destination, payload):
+    udp = struct.pack("!HHHH", source[1], destination[1], 8 + len(payload), 0) + payload
+    udp = _with_checksum(source[0], destination[0], 17, udp, 6)
+    return _ip_frame(source[0], destination[0], 17, udp)
+
+
+_TCP_FIN, _TCP_SYN, _TCP_PSH, _TCP_ACK = 0x01, 0x02, 0x08, 0x10
+_TCP_SEGMENT_LIMIT = 65000  # fits an IPv4 total length with room for headers
+
+
+def _tcp_frame(source, destination, seq, ack, flags, payload=b""):
+    tcp = struct.pack("!HHIIBBHHH", source[1], destination[1], seq & 0xFFFFFFFF,
+                      ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0) + payload
+    tcp = _with_checksum(source[0], destination[0], 6, tcp, 16)
+    return _ip_frame(source[0], destination[0], 6, tcp)
+
+
+def _tcp_frames(stream, server):
+    client = stream.peer
+    client_seq, server_seq = 1000, 5000
+    frames = [(stream.time, _tcp_frame(client, server, client_seq, 0, _TCP_SYN)),
+              (stream.time, _tcp_frame(server, client, server_seq, client_seq + 1,
+                                       _TCP_SYN | _TCP_ACK)),
+              (stream.time, _tcp_frame(client, server, client_seq + 1, server_seq + 1,
+                                       _TCP_ACK))]
+    client_seq, server_seq = client_seq + 1, server_seq + 1
+    last_time = stream.time
+    for time_s, chunk in stream.chunks:
+        for start in range(0, len(chunk), _TCP_SEGMENT_LIMIT):
+            segment = chunk[start:start + _TCP_SEGMENT_LIMIT]
+            frames.append((time_s, _tcp_frame(client, server, client_seq, server_seq,
+                                              _TCP_PSH | _TCP_ACK, segment)))
+            client_seq += len(segment)
+        last_time = time_s
+    if stream.closed_time is not None:
+        end = stream.closed_time
+        frames += [(end, _tcp_frame(client, server, client_seq, server_seq,
+                                    _TCP_FIN | _TCP_ACK)),
+                   (end, _tcp_frame(server, client, server_seq, client_seq + 1,
+                                    _TCP_FIN | _TCP_ACK)),
+                   (end, _tcp_frame(client, server, client_seq + 1, server_seq + 1,
+                                    _TCP_ACK))]
+    else:
+        frames.append((last_time, _tcp_frame(server, client, server_seq, client_seq, _TCP_ACK)))
+    return frames
+
+
+# ---- tshark ------------------------------------------------------------------------------
+
+_SEVERITIES = {0x00200000: "chat", 0x00400000: "note", 0x00600000: "warn", 0x00800000: "error"}
+_SEVERITY_RANK = {"chat": 1, "note": 2, "warn": 3, "error": 4}
+_EXPERT_GROUPS = {0x01000000: "Checksum", 0x02000000: "Sequence", 0x03000000: "Response code",
+                  0x04000000: "Request code", 0x05000000: "Undecoded", 0x06000000: "Reassemble",
+                  0x07000000: "Malformed", 0x08000000: "Debug", 0x09000000: "Protocol",
+                  0x0A000000: "Security", 0x0B000000: "Comment", 0x0C000000: "Decryption",
+                  0x0D000000: "Assumption", 0x0E000000: "Deprecated"}
+
+
+def _run_tshark_pdml(pcap_path, port, transport):
+    if transport not in ("udp", "tcp"):
+        raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+    command = [TSHARK, "-n", "-r", str(pcap_path), "-d", f"{transport}.port=={port},cflow",
+               "-T", "pdml"]
+    if transport == "tcp":
+        command += ["-o", "tcp.desegment_tcp_streams:TRUE"]
+    result = subprocess.run(command, capture_output=True)
+    if result.returncode != 0:
+        raise ToolError(f"{' '.join(command)} failed ({result.returncode}):\n"
+                        f"{result.stderr.decode(errors='replace')}")
+    return ElementTree.fromstring(result.stdout)
+
+
+def _fields(element):
+    return element.findall("field")
+
+
+def _first(element, name):
+    for field in element.iter("field"):
+        if field.get("name") == name:
+            return field.get("show")
+    return None
+
+
+def _int_or_none(text):
+    if text is None:
+        return None
+    try:
+        return int(text, 0)
+    except ValueError:
+        return None
+
+
+def _add_value(fields, name, value):
+    if name in fields:
+        if not isinstance(fields[name], list):
+            fields[name] = [fields[name]]
+        fields[name].append(value)
+    else:
+        fields[name] = value
+
+
+def _record_fields(record):
+    """name -> show for every named field under a record (nested ones too). RFC 5103 reverse
+    fields, which tshark names like the forward ones and labels '(Reverse Type ...)', are
+    keyed 'reverse:<name>', their subfields too. A name seen twice gets a list of values, in
+    wire order."""
+    fields = {}
+
+    def walk(element, reverse):
+        for field in _fields(element):
+            name = field.get("name")
+            is_reverse = reverse or "(Reverse Type" in (field.get("showname") or "")
+            if name and not name.startswith("_ws."):
+                _add_value(fields, ("reverse:" if is_reverse else "") + name, field.get("show"))
+            walk(field, is_reverse)
+
+    walk(record, False)
+    return fields
+
+
+def _template(element, options):
+    fields = []
+    for field in _fields(element):
+        label = field.get("show") or ""
+        if not label.startswith("Field"):
+            continue
+        field_type = (_first(field, "cflow.template_ipfix_field_type")
+                      or _first(field, "cflow.template_field_type")
+                      or _first(field, "cflow.scope_field_type"))
+        fields.append({"enterprise": _int_or_none(_first(field, "cflow.template_ipfix_field_pen"))
+                       or 0,
+                       "type": _int_or_none(field_type),
+                       "length": _int_or_none(_first(field, "cflow.template_field_length")),
+                       "scope": "[Scope]" in label,
+                       "label": label.split(": ", 1)[-1]})
+    return {"template_id": _int_or_none(_first(element, "cflow.template_id")),
+            "options": options, "fields": fields}
+
+
+def _message(proto, frame, exporter, known_templates):
+    header = {}
+    for field in _fields(proto):
+        if field.get("name"):
+            header[field.get("name")] = field.get("show")
+            for child in field.iter("field"):
+                if child is not field and child.get("name"):
+                    header.setdefault(child.get("name"), child.get("show"))
+    version = _int_or_none(header.get("cflow.version"))
+    domain = header.get("cflow.od_id") if version == 10 else header.get("cflow.source_id")
+    message = {
+        "frame": frame["number"], "time": frame["time"], "exporter": exporter,
+        "udp_payload": frame["udp_payload"],
+        "version": version,
+        "sequence": _int_or_none(header.get("cflow.sequence")),
+        "domain": _int_or_none(domain),
+        "count": _int_or_none(header.get("cflow.count")),
+        "length": _int_or_none(header.get("cflow.len")),
+        "export_time": _int_or_none(header.get("cflow.exporttime")
+                                    or header.get("cflow.unix_secs")),
+        "header": header, "sets": [], "templates": [], "records": [],
+    }
+    template_set_ids = {10: (2, 3), 9: (0, 1)}.get(version, ())
+    for element in _fields(proto):
+        label = element.get("show") or ""
+        if element.get("name"):
+            continue
+        if label.startswith("pdu "):  # NetFlow v5 record
+            message["records"].append({"set_id": None, "kind": "data",
+                                       "fields": _record_fields(element)})
+            continue
+        if not (label.startswith("Set ") or label.startswith("FlowSet ")):
+            continue
+        set_id = _int_or_none(_first(element, "cflow.flowset_id"))
+        entry = {"set_id": set_id, "length": _int_or_none(_first(element, "cflow.flowset_length")),
+                 "label": label, "records": 0}
+        if set_id in template_set_ids:
+            options = set_id == template_set_ids[1]
+            entry["kind"] = "options_template" if options else "template"
+            for child in _fields(element):
+                if not child.get("name") and "Template" in (child.get("show") or ""):
+                    template = _template(child, options)
+                    message["templates"].append(template)
+                    known_templates[(exporter, message["domain"], template["template_id"])] = \
+                        "options" if options else "data"
+                    entry["records"] += 1
+        else:
+            kind = known_templates.get((exporter, message["domain"], set_id), "unknown")
+            entry["kind"] = kind
+            for child in _fields(element):
+                if not child.get("name") and (child.get("show") or "").startswith("Flow "):
+                    message["records"].append({"set_id": set_id, "kind": kind,
+                                               "fields": _record_fields(child)})
+                    entry["records"] += 1
+        message["sets"].append(entry)
+    return message
+
+
+def _frame_info(packet):
+    frame = {"number": None, "time": None, "src": None, "sport": None, "udp_payload": None}
+    for proto in packet.findall("proto"):
+        name = proto.get("name")
+        if name == "frame":
+            frame["number"] = _int_or_none(_first(proto, "frame.number"))
+            frame["time"] = float(_first(proto, "frame.time_epoch") or 0)
+        elif name in ("ip", "ipv6"):
+            frame["src"] = _first(proto, "ip.src" if name == "ip" else "ipv6.src")
+        elif name in ("udp", "tcp"):
+            frame["sport"] = _first(proto, f"{name}.srcport")
+            if name == "udp":
+                frame["udp_payload"] = (_int_or_none(_first(proto, "udp.length")) or 8) - 8
+    return frame
+
+
+def tshark_decode(pcap_path, port, transport="udp"):
+    """Every NetFlow/IPFIX message tshark's cflow dissector finds in the pcap, as dicts:
+
+    frame, time (capture epoch seconds), exporter ("addr:port"), udp_payload (datagram
+    length, None over TCP), version, sequence, domain
+    (IPFIX observation domain / v9 source id), count (v5/v9 header), length (IPFIX header),
+    export_time (unix seconds), header (header fields by tshark name), sets (set_id, kind,
+    length, records), templates (template_id, options, fields: enterprise/type/length/scope),
+    records (set_id, kind: "data" | "options" | "unknown" (no template seen), fields: tshark
+    field name -> shown value, e.g. "cflow.srcaddr", "cflow.octets", "reverse:cflow.octets")."""
+    root = _run_tshark_pdml(pcap_path, port, transport)
+    messages, known_templates = [], {}
+    for packet in root.findall("packet"):
+        frame = _frame_info(packet)
+        host = frame["src"] or ""
+        exporter = f"[{host}]:{frame['sport']}" if ":" in host else f"{host}:{frame['sport']}"
+        for proto in packet.findall("proto"):
+            if proto.get("name") == "cflow":
+                messages.append(_message(proto, frame, exporter, known_templates))
+    return messages
+
+
+def tshark_problems(pcap_path, port, transport="udp", min_severity="warn"):
+    """tshark's expert infos of min_severity or worse and malformed packets, as readable
+    strings ("frame 2: warn/Sequence: Unexpected flow sequence ..."); [] when all is well."""
+    root = _run_tshark_pdml(pcap_path, port, transport)
+    problems = []
+    for packet in root.findall("packet"):
+        number = _frame_info(packet)["number"]
+        reported = False
+        for expert in packet.iter("field"):
+            if expert.get("name") != "_ws.expert":
+                continue
+            severity_code = _int_or_none(_first(expert, "_ws.expert.severity")) or 0
+            severity = _SEVERITIES.get(severity_code, hex(severity_code))
+            if _SEVERITY_RANK.get(severity, 4) < _SEVERITY_RANK[min_severity]:
+                continue
+            group_code = _int_or_none(_first(expert, "_ws.expert.group")) or 0
+            group = _EXPERT_GROUPS.get(group_code, hex(group_code))
+            message = _first(expert, "_ws.expert.message")
+            problems.append(f"frame {number}: {severity}/{group}: {message}")
+            reported = True
+        malformed = [p for p in packet.findall("proto")
+                     if p.get("name") in ("_ws.malformed", "_ws.short")]
+        if malformed and not reported:
+            problems.append(f"frame {number}: error/Malformed: {malformed[0].get('showname')}")
+    return problems
+
+
+PACKET_FIELDS = ("cflow.packets",)
+OCTET_FIELDS = ("cflow.octets",)
+
+
+def _sum_values(fields, names):
+    total = 0
+    for name in names:
+        values = fields.get(name, [])
+        for value in values if isinstance(values, list) else [values]:
+            total += int(value, 0)
+    return total
+
+
+def cflow_totals(messages, packet_fields=PACKET_FIELDS, octet_fields=OCTET_FIELDS):
+    """Totals over the decoded data records: messages, data_records, options_records,
+    unknown_sets (data sets tshark had no template for), packets, octets, reverse_packets,
+    reverse_octets, and records_per_message (data records in each message, in order)."""
+    totals = {"messages": len(messages), "data_records": 0, "options_records": 0,
+              "unknown_sets": 0, "packets": 0, "octets": 0, "reverse_packets": 0,
+              "reverse_octets": 0, "records_per_message": []}
+    for message in messages:
+        in_message = 0
+        totals["unknown_sets"] += sum(1 for s in message["sets"] if s["kind"] == "unknown")
+        for record in message["records"]:
+            if record["kind"] == "options":
+                totals["options_records"] += 1
+                continue
+            in_message += 1
+            fields = record["fields"]
+            totals["packets"] += _sum_values(fields, packet_fields)
+            totals["octets"] += _sum_values(fields, octet_fields)
+            totals["reverse_packets"] += _sum_values(
+                fields, ["reverse:" + name for name in packet_fields])
+            totals["reverse_octets"] += _sum_values(
+                fields, ["reverse:" + name for name in octet_fields])
+        totals["data_records"] += in_message
+        totals["records_per_message"].append(in_message)
+    return totals
+
+
+def sequence_problems(messages):
+    """Sequence numbers that do not follow from the previous message of the same exporter,
+    version and domain: v5 adds the previous message's record count (RFC-less Cisco rule),
+    v9 adds 1 per message (RFC 3954 5.1), IPFIX adds the previous message's data records,
+    options data records included (RFC 7011 3.1).  [] when every step is right.  An IPFIX
+    step after a message with a set tshark had no template for is not judged (its record
+    count is unknown; tshark_problems reports the missing template)."""
+    problems, previous = [], {}
+    for message in messages:
+        key = (message["exporter"], message["version"], message["domain"])
+        if key in previous:
+            before = previous[key]
+            if message["version"] == 9:
+                step = 1
+            elif message["version"] == 10:
+                if any(s["kind"] == "unknown" for s in before["sets"]):
+                    previous[key] = message
+                    continue
+                step = len(before["records"])
+            else:
+                step = before["count"] or len(before["records"])
+            expected = (before["sequence"] + step) & 0xFFFFFFFF
+            if message["sequence"] != expected:
+                problems.append(f"frame {message['frame']}: v{message['version']} domain "
+                                f"{message['domain']} sequence {message['sequence']}, expected "
+                                f"{expected} (frame {before['frame']} had {before['sequence']}"
+                                f" + {step})")
+        previous[key] = message
+    return problems
+
+
+def structure_problems(messages):
+    """Header fields that disagree with the body, which tshark does not flag itself:
+    v5 count vs records and length; v9 count vs records (RFC 3954 5.1: template, options
+    template and data records together) and undissected bytes (tshark 4.0 stops a v9 packet
+    after `count` FlowSets, silently); IPFIX length vs the sets.  [] when all agree."""
+    problems = []
+    for message in messages:
+        where = f"frame {message['frame']}: v{message['version']}"
+        set_bytes = sum(s["length"] or 0 for s in message["sets"])
+        records = len(message["records"]) + len(message["templates"])
+        if message["version"] == 5:
+            if message["count"] != len(message["records"]):
+                problems.append(f"{where} count {message['count']}, "
+                                f"{len(message['records'])} records")
+            if message["udp_payload"] not in (None, 24 + 48 * len(message["records"])):
+                problems.append(f"{where} {message['udp_payload']} bytes for "
+                                f"{len(message['records'])} records")
+        elif message["version"] == 9:
+            if any(s["kind"] == "unknown" for s in message["sets"]):
+                continue  # record count unknown without the template
+            if message["count"] != records:
+                problems.append(f"{where} count {message['count']}, {records} records "
+                                f"(templates {len(message['templates'])} + data)")
+            if message["udp_payload"] not in (None, 20 + set_bytes):
+                problems.append(f"{where} datagram {message['udp_payload']} bytes, header and "
+                                f"dissected FlowSets {20 + set_bytes}")
+        elif message["version"] == 10:
+            if message["length"] != 16 + set_bytes:
+                problems.append(f"{where} length {message['length']}, header and sets "
+                                f"{16 + set_bytes}")
+            if message["udp_payload"] not in (None, message["length"]):
+                problems.append(f"{where} datagram {message['udp_payload']} bytes, length "
+                                f"field {message['length']}")
+    return problems
