@@ -295,34 +295,34 @@ class Exporter:
         self.pump(0)
 
     def pump(self, timeout_s):
-        """Moves queued messages into sockets; waits up to timeout_s for
-        slow ones. Never longer: metering must go on."""
+        """Moves queued messages into sockets and reads what collectors sent
+        back (ICMP errors, TCP closes); waits up to timeout_s, only while
+        something is still queued. Never longer: metering must go on."""
         deadline = time.monotonic() + timeout_s
         with selectors.DefaultSelector() as selector:
             while True:
-                waiting = {}
+                busy = False
                 for collector in self.collectors:
                     transport = collector.transport
                     fd = transport.fileno()
-                    if fd is None:
-                        continue
-                    events = selectors.EVENT_READ
-                    if transport.wants_write():
-                        events |= selectors.EVENT_WRITE
-                    waiting[fd] = transport
-                    selector.register(fd, events, transport)
-                left = deadline - time.monotonic()
-                for key, events in selector.select(max(left, 0)):
+                    writing = transport.wants_write()
+                    busy = busy or writing
+                    if fd is not None:
+                        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
+                        selector.register(fd, events, transport)
+                wait = min(deadline - time.monotonic(), 0.1) if busy else 0
+                for key, events in selector.select(max(wait, 0)):
                     if events & selectors.EVENT_READ:
                         key.data.on_readable()
                     if events & selectors.EVENT_WRITE:
                         key.data.on_writable()
-                for fd in waiting:
-                    selector.unregister(fd)
+                for key in list(selector.get_map().values()):
+                    selector.unregister(key.fileobj)
                 for collector in self.collectors:
                     collector.transport.tick(time.monotonic())
-                busy = any(c.transport.wants_write() for c in self.collectors)
-                if not busy or time.monotonic() >= deadline:
+                if not any(c.transport.wants_write() for c in self.collectors):
+                    return
+                if time.monotonic() >= deadline:
                     return
 
     def finish(self, now_ms, packets_ignored=0, timeout_s=5.0):
