@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -30,33 +29,9 @@ RECORD_SCRIPT = Path(__file__).parent / "realstack" / "record_capture.sh"
 LONG = ["--idle-timeout", "3600", "--active-timeout", "3600", "--unanswered-timeout", "3600"]
 
 
-def missing_prerequisite() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    for tool in ("ip", "tcpdump", "curl", "ping"):
-        if shutil.which(tool) is None:
-            return f"needs {tool} in PATH"
-    # `ip netns list` works in containers that still cannot create one.
-    probe = f"fp-probe-{os.getpid()}"
-    added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if added.returncode != 0:
-        return f"cannot create a network namespace: {added.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
-
-
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory) -> Path:
-    reason = missing_prerequisite()
-    if reason:
-        pytest.skip(f"real-stacks capture: {reason}")
-    path = tmp_path_factory.mktemp("realstack") / "real.pcap"
-    done = subprocess.run(
-        [str(RECORD_SCRIPT), str(path)], capture_output=True, text=True, timeout=120
-    )
-    if done.returncode != 0:
-        pytest.fail(f"record_capture.sh failed ({done.returncode}):\n{done.stderr}")
-    return path
+def capture(real_stacks_capture) -> Path:
+    return real_stacks_capture
 
 
 @pytest.fixture(scope="module")

@@ -182,6 +182,7 @@ class Collector:
             self.encoder = Netflow5Encoder(engine_id=profile.observation_domain,
                                            mtu=profile.mtu, boot_ms=boot_ms)
         self.now_ms = boot_ms
+        self.records_offered = 0
         self.last_template_ms = None
         self.last_stats_ms = None
         options = dict(source_address=profile.source_address or None,
@@ -192,12 +193,18 @@ class Collector:
                                         **options)
 
     def _new_session(self):
-        """A (re)connected TCP session starts with the templates."""
+        """A (re)connected TCP session starts with the templates, ahead of
+        what was queued while it was down."""
+        sent = self.transport.stats()
+        queued = self.records_offered - sent["records_sent"] - sent["records_not_sent"]
         self.encoder.reset()
-        return b"".join(message for message, _ in self._templates(self.now_ms))
+        return b"".join(message for message, _ in self._templates(self.now_ms, queued))
 
-    def _templates(self, now_ms):
-        messages = self.encoder.template_messages(now_ms)
+    def _templates(self, now_ms, records_queued=0):
+        if records_queued:
+            messages = self.encoder.template_messages(now_ms, records_queued)
+        else:
+            messages = self.encoder.template_messages(now_ms)
         if messages:
             self.last_template_ms = now_ms
         if self.interfaces and messages:
@@ -206,6 +213,7 @@ class Collector:
 
     def _send(self, messages):
         for message, records in messages:
+            self.records_offered += records
             self.transport.send(message, records)
 
     def start(self, now_ms):

@@ -54,7 +54,8 @@ def _elements():
         Element("vlanId", 58, f.FP_FIELD_VLAN, v9_id=58),
         Element("ipVersion", 60, f.FP_FIELD_IP_VERSION, v9_id=60),
         Element("flowEndReason", 136, f.FP_FIELD_END_REASON),
-        Element("icmpTypeCodeIPv6", 139, f.FP_FIELD_ICMP_TYPE_CODE, family=6),
+        # v9 has one ICMP_TYPE (32) for both families; collectors know no other
+        Element("icmpTypeCodeIPv6", 139, f.FP_FIELD_ICMP_TYPE_CODE, family=6, v9_id=32),
         Element("flowStartMilliseconds", 152, f.FP_FIELD_START_MS,
                 v9_id=22, v9_code=f.FP_FIELD_START_UPTIME),   # FIRST_SWITCHED
         Element("flowEndMilliseconds", 153, f.FP_FIELD_END_MS,

@@ -57,14 +57,15 @@ class IpfixEncoder:
         self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
 
     def reset(self):
-        """A new transport session: sequence from zero, templates first."""
-        self.sequence = 0
+        """A new transport session: templates first."""
         self.schedule.reset()
 
-    def _message(self, now_ms, body, records=0):
-        message = HEADER.pack(VERSION, HEADER.size + len(body), now_ms // 1000, self.sequence,
+    def _message(self, now_ms, body, records=0, sequence=None):
+        if sequence is None:
+            sequence = self.sequence
+            self.sequence = (self.sequence + records) & 0xFFFFFFFF
+        message = HEADER.pack(VERSION, HEADER.size + len(body), now_ms // 1000, sequence,
                               self.observation_domain) + body
-        self.sequence = (self.sequence + records) & 0xFFFFFFFF
         self.schedule.counted()
         return message, records
 
@@ -88,9 +89,12 @@ class IpfixEncoder:
     def templates_due(self, now_ms):
         return self.schedule.due(now_ms)
 
-    def template_messages(self, now_ms):
-        """[(message, data_records)] carrying every template."""
-        message = self._message(now_ms, self._template_set() + self._options_template_set())
+    def template_messages(self, now_ms, records_queued=0):
+        """[(message, data_records)] carrying every template. Sent ahead of
+        records_queued records encoded earlier, it carries their sequence."""
+        sequence = (self.sequence - records_queued) & 0xFFFFFFFF
+        message = self._message(now_ms, self._template_set() + self._options_template_set(),
+                                sequence=sequence)
         self.schedule.sent(now_ms)
         return [message]
 

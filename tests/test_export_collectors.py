@@ -1,0 +1,298 @@
+"""Exports judged by real collectors: nfdump's nfcapd and tshark's decoder.
+
+The same captures as the metering tests (a generated one everywhere, the
+real-stacks one where namespaces can be made) go out as IPFIX, NetFlow v9,
+v5 and IPFIX biflows; what the collectors store must be the capture's truth,
+flow by flow, and tshark must find nothing wrong.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.ipsec import ESP
+from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
+
+from captures import START_US, write_pcap
+from collector_tools import (
+    NFCAPD,
+    NFDUMP,
+    TSHARK,
+    DatagramRecorder,
+    Nfcapd,
+    cflow_totals,
+    free_tcp_port,
+    free_udp_port,
+    missing_tools,
+    sequence_problems,
+    structure_problems,
+    tshark_decode,
+    tshark_problems,
+)
+from flowprobe.export.fields import ELEMENTS, REVERSE_PEN
+from realstack import simple_truth
+
+GENERATOR = Path(__file__).resolve().parent.parent / "tools" / "gen_capture.py"
+LONG = ("--idle-timeout", "3600", "--active-timeout", "3600", "--unanswered-timeout", "3600")
+PROFILES = {"ipfix": "ipfix", "netflow9": "netflow9", "netflow5": "netflow5",
+            "ipfix-biflow": "ipfix?biflow=1"}
+ICMP_REPLY = {(1, 8): 0, (1, 0): 8, (1, 13): 14, (1, 14): 13, (58, 128): 129, (58, 129): 128}
+MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+
+pytestmark = pytest.mark.skipif(missing_tools(NFCAPD, NFDUMP, TSHARK) is not None,
+                                reason=f"collectors: {missing_tools(NFCAPD, NFDUMP, TSHARK)}")
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("generated")
+    pcap, truth = directory / "gen.pcap", directory / "gen.truth.json"
+    subprocess.run([sys.executable, str(GENERATOR), "-o", str(pcap), "--truth", str(truth),
+                    "--packets", "4000", "--flows", "150", "--seed", "3"],
+                   check=True, capture_output=True)
+    flows = json.loads(truth.read_text())["flows"]
+    return pcap, {(f["ip_version"], f["protocol"], f["src_addr"], f["dst_addr"], f["src_port"],
+                   f["dst_port"]): (f["packets"], f["octets"]) for f in flows}
+
+
+@pytest.fixture(params=["generated", "real-stacks"])
+def capture(request, generated):
+    if request.param == "generated":
+        return generated
+    path = request.getfixturevalue("real_stacks_capture")
+    return path, simple_truth.truth(str(path))
+
+
+def export(capture_path, *urls, extra=()):
+    result = subprocess.run([sys.executable, "-m", "flowprobe", "read", str(capture_path), *LONG,
+                             *extra, *(arg for url in urls for arg in ("--export", url))],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stderr.strip().splitlines()[-1])
+
+
+def version_of(address):
+    return 6 if ":" in address else 4
+
+
+def reverse_port(protocol, sport, dport):
+    if protocol in (1, 58):
+        return 0, (ICMP_REPLY.get((protocol, dport >> 8), dport >> 8) << 8) | (dport & 0xFF)
+    return dport, sport
+
+
+def nfdump_per_key(flows):
+    """(packets, octets) per flow key, biflow reverse counters under the reverse key."""
+    totals = {}
+
+    def add(key, packets, octets):
+        old = totals.get(key, (0, 0))
+        totals[key] = (old[0] + packets, old[1] + octets)
+
+    for f in flows:
+        key = (version_of(f["src_addr"]), f["protocol"], f["src_addr"], f["dst_addr"],
+               f["src_port"], f["dst_port"])
+        add(key, f["packets"], f["octets"])
+        if f["reverse_packets"]:
+            sport, dport = reverse_port(f["protocol"], f["src_port"], f["dst_port"])
+            add((key[0], key[1], key[3], key[2], sport, dport), f["reverse_packets"],
+                f["reverse_octets"])
+    return totals
+
+
+def expected_for(protocol, truth):
+    if protocol == "netflow5":
+        return {k: v for k, v in truth.items() if k[0] == 4}
+    return truth
+
+
+def differences(expected, actual):
+    keys = set(expected) | set(actual)
+    return sorted(f"{k}: expected {expected.get(k)}, collector {actual.get(k)}"
+                  for k in keys if expected.get(k) != actual.get(k))
+
+
+@pytest.mark.parametrize("protocol", list(PROFILES))
+def test_nfcapd_stores_the_capture_exactly(capture, protocol):
+    path, truth = capture
+    with Nfcapd() as collector:
+        scheme, _, query = PROFILES[protocol].partition("?")
+        summary = export(path, f"{scheme}://127.0.0.1:{collector.port}?{query}")
+        flows = collector.flows()
+        stats = collector.stats()
+        complaints = collector.complaints()
+    assert differences(expected_for(protocol, truth), nfdump_per_key(flows)) == []
+    assert stats["sequence_failures"] == 0 and complaints == []
+    exporter = summary["exporters"][0]
+    assert exporter["records_not_sent"] == 0 and exporter["errors"] == 0
+    has_ipv6 = any(k[0] == 6 for k in truth)
+    assert (exporter["records_not_exportable"] > 0) == (protocol == "netflow5" and has_ipv6)
+
+
+@pytest.mark.parametrize("protocol", list(PROFILES))
+def test_tshark_decodes_everything_and_finds_nothing_wrong(capture, protocol, tmp_path):
+    path, truth = capture
+    expected = expected_for(protocol, truth)
+    with DatagramRecorder() as recorder:
+        scheme, _, query = PROFILES[protocol].partition("?")
+        summary = export(path, f"{scheme}://127.0.0.1:{recorder.port}?{query}")
+        recorder.wait(summary["exporters"][0]["messages_sent"])
+        recorder.write_pcap(tmp_path / "export.pcap")
+    assert tshark_problems(tmp_path / "export.pcap", recorder.port) == []
+    messages = tshark_decode(tmp_path / "export.pcap", recorder.port)
+    assert structure_problems(messages) == [] and sequence_problems(messages) == []
+    totals = cflow_totals(messages)
+    assert totals["unknown_sets"] == 0
+    assert totals["packets"] + totals["reverse_packets"] == sum(p for p, _ in expected.values())
+    assert totals["octets"] + totals["reverse_octets"] == sum(o for _, o in expected.values())
+
+
+def test_ipfix_over_tcp(generated, tmp_path):
+    path, truth = generated
+    with DatagramRecorder(tcp=True) as recorder:
+        summary = export(path, f"ipfix://127.0.0.1:{recorder.port}?transport=tcp")
+        recorder.wait(1)
+        recorder.write_pcap(tmp_path / "tcp.pcap")
+    assert summary["exporters"][0]["records_not_sent"] == 0
+    assert tshark_problems(tmp_path / "tcp.pcap", recorder.port, transport="tcp") == []
+    messages = tshark_decode(tmp_path / "tcp.pcap", recorder.port, transport="tcp")
+    assert messages[0]["templates"] and sequence_problems(messages) == []
+    totals = cflow_totals(messages)
+    assert (totals["packets"], totals["octets"]) == (sum(p for p, _ in truth.values()),
+                                                     sum(o for _, o in truth.values()))
+
+
+# ---- every element, with the value it should carry ----
+
+def element_capture(tmp_path):
+    frames = [
+        bytes(Ether(**MACS) / Dot1AD(vlan=100) / Dot1Q(vlan=200)
+              / IP(src="10.0.0.1", dst="10.0.0.2", tos=0xB8) / TCP(sport=1234, dport=80,
+                                                                  flags="S")),
+        bytes(Ether(**MACS) / Dot1AD(vlan=100) / Dot1Q(vlan=200)
+              / IP(src="10.0.0.2", dst="10.0.0.1", tos=0xB8) / TCP(sport=80, dport=1234,
+                                                                  flags="SA")),
+        bytes(Ether(**MACS) / IP(src="10.0.0.3", dst="10.0.0.4") / ICMP(type=3, code=1)),
+        bytes(Ether(**MACS) / IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest()),
+        bytes(Ether(**MACS) / IPv6(src="2001:db8::2", dst="2001:db8::1") / ICMPv6EchoReply()),
+        bytes(Ether(**MACS) / IP(src="10.0.0.5", dst="10.0.0.6") / ESP(spi=0xDEADBEEF, seq=1)
+              / (b"\0" * 16)),
+    ]
+    return write_pcap(tmp_path / "elements.pcap",
+                      [(START_US + 1000 * n, frame) for n, frame in enumerate(frames)])
+
+
+def decoded_records(tmp_path, path, url):
+    with DatagramRecorder() as recorder:
+        summary = export(path, url.format(port=recorder.port))
+        recorder.wait(summary["exporters"][0]["messages_sent"])
+        recorder.write_pcap(tmp_path / "out.pcap")
+    assert tshark_problems(tmp_path / "out.pcap", recorder.port) == []
+    messages = tshark_decode(tmp_path / "out.pcap", recorder.port)
+    templates = [t for m in messages for t in m["templates"]]
+    records = [r["fields"] for m in messages for r in m["records"] if r["kind"] == "data"]
+    return templates, records
+
+
+def by_source(records, address):
+    (record,) = [r for r in records
+                 if address in (r.get("cflow.srcaddr"), r.get("cflow.srcaddrv6"))]
+    return record
+
+
+def test_every_element_decodes_with_its_value(tmp_path):
+    names = [n for n in ELEMENTS if ELEMENTS[n].enterprise == 0]
+    path = element_capture(tmp_path)
+    templates, records = decoded_records(
+        tmp_path, path, "ipfix://127.0.0.1:{port}?fields=" + ",".join(names))
+    announced = {(f["enterprise"], f["type"]) for t in templates for f in t["fields"]}
+    assert {(0, ELEMENTS[n].ipfix_id) for n in names} <= announced
+
+    tcp = by_source(records, "10.0.0.1")
+    assert tcp["cflow.dstaddr"] == "10.0.0.2"
+    assert (tcp["cflow.srcport"], tcp["cflow.dstport"], tcp["cflow.protocol"]) == ("1234", "80",
+                                                                                    "6")
+    assert (tcp["cflow.tos"], tcp["cflow.tcpflags"]) == ("0xb8", "0x02")
+    assert (tcp["cflow.packets"], tcp["cflow.octets"]) == ("1", "40")
+    assert (tcp["cflow.vlanid"], tcp["cflow.dot1q_customer_vlan_id"]) == ("100", "200")
+    assert (tcp["cflow.ip_version"], tcp["cflow.flow_end_reason"]) == ("4", "4")
+    assert (tcp["cflow.inputint"], tcp["cflow.outputint"]) == ("0", "0")
+    assert tcp["cflow.abstimestart"] == "Nov 14, 2023 22:13:20.000000000 UTC"
+    assert tcp["cflow.abstimeend"] == "Nov 14, 2023 22:13:20.000000000 UTC"
+    unreachable = by_source(records, "10.0.0.3")
+    assert unreachable["cflow.icmp_type_code_ipv4"] == "0x0301"
+    assert unreachable["cflow.dstport"] == str(3 * 256 + 1)
+    echo = by_source(records, "2001:db8::1")
+    assert echo["cflow.dstaddrv6"] == "2001:db8::2"
+    assert (echo["cflow.icmp_ipv6_type"], echo["cflow.icmp_ipv6_code"]) == ("128", "0")
+    assert by_source(records, "10.0.0.5")["cflow.ipsec_spi"] == str(0xDEADBEEF)
+
+
+def test_reverse_elements_decode_with_their_values(tmp_path):
+    names = [n for n in ELEMENTS if ELEMENTS[n].family in (0, 4)]
+    path = element_capture(tmp_path)
+    templates, records = decoded_records(
+        tmp_path, path, "ipfix://127.0.0.1:{port}?biflow=1&fields=" + ",".join(names))
+    announced = {(f["enterprise"], f["type"]) for t in templates for f in t["fields"]}
+    assert {(REVERSE_PEN, ELEMENTS[n].ipfix_id) for n in names
+            if ELEMENTS[n].enterprise} <= announced
+    tcp = by_source(records, "10.0.0.1")
+    assert (tcp["cflow.packets"], tcp["reverse:cflow.packets"]) == ("1", "1")
+    assert (tcp["cflow.octets"], tcp["reverse:cflow.octets"]) == ("40", "40")
+    assert tcp["reverse:cflow.tcpflags"] == "0x12"
+    # tshark shows reverse times under the forward name: [forward, reverse]
+    assert tcp["cflow.abstimestart"] == ["Nov 14, 2023 22:13:20.000000000 UTC",
+                                         "Nov 14, 2023 22:13:20.001000000 UTC"]
+
+
+def test_interface_names_go_out_as_options(tmp_path):
+    from flowprobe.export.collectors import Exporter, profile_from_url
+    with DatagramRecorder() as recorder:
+        exporter = Exporter([profile_from_url(f"ipfix://127.0.0.1:{recorder.port}")],
+                            boot_ms=START_US // 1000, interfaces={2: "eth0", 7: "br-lan"})
+        exporter.start(START_US // 1000)
+        exporter.finish(START_US // 1000)
+        recorder.wait(3)
+        recorder.write_pcap(tmp_path / "names.pcap")
+    assert tshark_problems(tmp_path / "names.pcap", recorder.port) == []
+    options = [r["fields"] for m in tshark_decode(tmp_path / "names.pcap", recorder.port)
+               for r in m["records"] if r["kind"] == "options"]
+    names = {r["cflow.inputint"]: r["cflow.if_name"] for r in options if "cflow.if_name" in r}
+    assert names == {"2": "eth0", "7": "br-lan"}
+
+
+# ---- collectors that fail, and groups ----
+
+def test_dead_collectors_cost_only_their_counters(generated):
+    path, truth = generated
+    closed_udp, closed_tcp = free_udp_port(), free_tcp_port()
+    with Nfcapd() as alive:
+        summary = export(path, f"ipfix://127.0.0.1:{closed_udp}",
+                         f"ipfix://127.0.0.1:{closed_tcp}?transport=tcp",
+                         f"netflow9://127.0.0.1:{alive.port}")
+        flows = alive.flows()
+    assert differences(truth, nfdump_per_key(flows)) == []
+    refused_udp, refused_tcp, good = summary["exporters"]
+    assert refused_udp["errors"] > 0 and "refused" in refused_udp["last_error"]
+    records = summary["counters"]["records_drained"]
+    assert good["records_sent"] == records + 2  # statistics at start and at the end
+    # over TCP the statistics go only at the end: no session at the start
+    assert refused_tcp["records_not_sent"] == records + 1 and refused_tcp["records_sent"] == 0
+    assert summary["counters"]["packets_metered"] == sum(p for p, _ in truth.values())
+
+
+def test_a_group_shares_its_records_round_robin(generated):
+    path, truth = generated
+    with Nfcapd() as first, Nfcapd() as second, Nfcapd() as everything:
+        export(path, f"ipfix://127.0.0.1:{first.port}?group=pair",
+               f"ipfix://127.0.0.1:{second.port}?group=pair",
+               f"netflow9://127.0.0.1:{everything.port}")
+        first_flows, second_flows = first.flows(), second.flows()
+        all_flows = everything.flows()
+    assert abs(len(first_flows) - len(second_flows)) <= 2
+    assert differences(truth, nfdump_per_key(first_flows + second_flows)) == []
+    assert differences(truth, nfdump_per_key(all_flows)) == []
