@@ -96,16 +96,17 @@ void fp_meter_free(struct fp_meter *m)
 	free(m);
 }
 
-uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex)
+uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex, uint8_t direction)
 {
+	struct interface_slot *slots = m->interface_slots;
 	uint8_t slot;
 
 	for (slot = 0; slot < m->interface_slots_used; slot++)
-		if (m->ifindex_of_slot[slot] == ifindex)
+		if (slots[slot].ifindex == ifindex && slots[slot].direction == direction)
 			return slot;
 	if (m->interface_slots_used == METER_INTERFACE_SLOTS)
 		return METER_INTERFACE_SLOTS - 1;  /* shares the last slot rather than fail */
-	m->ifindex_of_slot[m->interface_slots_used] = ifindex;
+	slots[m->interface_slots_used] = (struct interface_slot){ ifindex, direction };
 	return (uint8_t)m->interface_slots_used++;
 }
 
@@ -260,8 +261,9 @@ void fp_meter_process_frame(struct fp_meter *m, int linktype, uint32_t ifindex,
 			    uint64_t timestamp_us, const uint8_t *frame,
 			    uint32_t captured_length, uint32_t wire_length)
 {
-	meter_process(m, linktype, meter_interface_slot(m, ifindex), timestamp_us, frame,
-		      captured_length, wire_length);
+	uint8_t slot = meter_interface_slot(m, ifindex, FP_DIRECTION_ANY);
+
+	meter_process(m, linktype, slot, timestamp_us, frame, captured_length, wire_length);
 	meter_process_batch(m);
 }
 
@@ -287,10 +289,45 @@ int fp_meter_drain(struct fp_meter *m, struct fp_record *out, int max)
 	int n;
 
 	meter_process_batch(m);
-	n = flow_table_drain(&m->flows, m->ifindex_of_slot, out, max);
+	n = flow_table_drain(&m->flows, m->interface_slots, out, max);
 
 	m->counters.records_drained += (uint64_t)n;
 	return n;
+}
+
+int fp_meter_snapshot(struct fp_meter *m, struct fp_record *out, int max, uint32_t *cursor)
+{
+	meter_process_batch(m);
+	return flow_table_snapshot(&m->flows, m->interface_slots, out, max, cursor);
+}
+
+int fp_meter_expire_matching(struct fp_meter *m, const struct fp_flow_filter *filter)
+{
+	meter_process_batch(m);
+	return flow_table_expire_matching(&m->flows, m->interface_slots, filter);
+}
+
+int fp_meter_update_settings(struct fp_meter *m, const struct fp_settings *s, char *error)
+{
+	struct flow_table *t = &m->flows;
+
+	if (settings_invalid(s, error))
+		return -1;
+	if (s->max_flows != m->settings.max_flows || s->max_fragments != m->settings.max_fragments ||
+	    s->bidirectional != m->settings.bidirectional) {
+		snprintf(error, FP_ERROR_SIZE, "table capacities or bidirectional changed: "
+			 "a new meter is needed");
+		return -1;
+	}
+	meter_process_batch(m);
+	t->idle_timeout_ms = s->idle_timeout_ms;
+	t->active_timeout_ms = s->active_timeout_ms;
+	t->unanswered_timeout_ms = s->unanswered_timeout_ms;
+	t->tcp_end_grace_ms = s->tcp_end_grace_ms;
+	t->overflow_policy = s->overflow_policy;
+	m->fragments.timeout_ms = s->fragment_timeout_ms;
+	m->settings = *s;
+	return 0;
 }
 
 uint64_t fp_meter_pending(struct fp_meter *m)

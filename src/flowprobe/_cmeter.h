@@ -26,6 +26,12 @@
 #define FP_OVERFLOW_EVICT_OLDEST 0
 #define FP_OVERFLOW_REFUSE_NEW 1
 
+/* A capture's direction (pcap_setdirection); records carry it (IPFIX
+ * flowDirection: in = ingress, out = egress). */
+#define FP_DIRECTION_ANY 0
+#define FP_DIRECTION_IN 1
+#define FP_DIRECTION_OUT 2
+
 #define FP_MAX_SOURCES 64
 #define FP_ERROR_SIZE 256
 
@@ -69,8 +75,19 @@ struct fp_record {
 	uint8_t tcp_flags;
 	uint8_t reverse_tcp_flags;
 	uint8_t tos;
-	uint8_t end_reason;            /* FP_END_* */
-	uint8_t padding[2];
+	uint8_t end_reason;            /* FP_END_*; 0 in a snapshot of a live flow */
+	uint8_t direction;             /* FP_DIRECTION_* of the capture that saw it */
+	uint8_t padding;
+};
+
+/* Which flows a query or an expiry applies to; zero fields match all. */
+struct fp_flow_filter {
+	uint8_t ip_version;
+	uint8_t prefix_length;         /* the address matches source or destination */
+	uint8_t address[16];
+	uint8_t protocol;
+	uint16_t port;                 /* source or destination */
+	uint32_t ifindex;
 };
 
 /* Invariant once flushed and drained:
@@ -122,8 +139,8 @@ void fp_meter_free(struct fp_meter *meter);
 /* Sources: return a source id >= 0, or -1 with the reason in error. */
 int fp_meter_open_offline(struct fp_meter *meter, const char *path, uint32_t ifindex, char *error);
 int fp_meter_open_live(struct fp_meter *meter, const char *device, uint32_t ifindex,
-		       int snaplen, int promiscuous, int buffer_bytes, const char *bpf_filter,
-		       char *error);
+		       int direction, int snaplen, int promiscuous, int buffer_bytes,
+		       const char *bpf_filter, char *error);
 void fp_meter_close_source(struct fp_meter *meter, int source);
 int fp_meter_source_fd(struct fp_meter *meter, int source);  /* for poll(); -1 if none */
 int fp_meter_source_stats(struct fp_meter *meter, int source, struct fp_source_stats *stats);
@@ -149,6 +166,17 @@ void fp_meter_flush(struct fp_meter *meter);
 int fp_meter_drain(struct fp_meter *meter, struct fp_record *out, int max);
 uint64_t fp_meter_pending(struct fp_meter *meter);
 
+/* The live table without changing it: copies up to max active flows from
+ * *cursor on (start at 0); returns how many, 0 once the table is done. */
+int fp_meter_snapshot(struct fp_meter *meter, struct fp_record *out, int max, uint32_t *cursor);
+/* Ends the matching active flows now (FP_END_FORCED); returns how many. */
+int fp_meter_expire_matching(struct fp_meter *meter, const struct fp_flow_filter *filter);
+/* New timeouts and overflow policy for a running meter; -1 (and nothing
+ * changed) when the settings differ in what needs new tables: capacities,
+ * bidirectional. */
+int fp_meter_update_settings(struct fp_meter *meter, const struct fp_settings *settings,
+			     char *error);
+
 void fp_meter_counters(struct fp_meter *meter, struct fp_counters *counters);
 /* Bytes held by the tables, fixed at fp_meter_new(). */
 uint64_t fp_meter_memory_bytes(struct fp_meter *meter);
@@ -163,7 +191,7 @@ enum fp_field {
 	FP_FIELD_PACKETS, FP_FIELD_OCTETS, FP_FIELD_PACKETS32, FP_FIELD_OCTETS32,
 	FP_FIELD_START_MS, FP_FIELD_END_MS, FP_FIELD_START_UPTIME, FP_FIELD_END_UPTIME,
 	FP_FIELD_INGRESS, FP_FIELD_INGRESS16, FP_FIELD_EGRESS, FP_FIELD_VLAN, FP_FIELD_INNER_VLAN,
-	FP_FIELD_SPI,
+	FP_FIELD_SPI, FP_FIELD_DIRECTION,
 	FP_FIELD_REVERSE_PACKETS, FP_FIELD_REVERSE_OCTETS, FP_FIELD_REVERSE_START_MS,
 	FP_FIELD_REVERSE_END_MS, FP_FIELD_REVERSE_TCP_FLAGS,
 	FP_FIELD_ZERO8, FP_FIELD_ZERO16, FP_FIELD_ZERO32

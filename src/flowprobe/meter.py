@@ -4,11 +4,14 @@ A thin wrapper over the C core.  Packets never pass through here: the core
 reads them from libpcap itself; Python moves records, a batch at a time.
 """
 
+import ipaddress
+
 from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.records import record_to_dict
 from flowprobe.settings import MeterSettings
 
 DRAIN_BATCH = 1024
+DIRECTIONS = {"both": lib.FP_DIRECTION_ANY, "in": lib.FP_DIRECTION_IN, "out": lib.FP_DIRECTION_OUT}
 DISPATCH_BATCH = 65536
 
 
@@ -24,23 +27,26 @@ def _error_buffer():
     return ffi.new("char[]", lib.FP_ERROR_SIZE)
 
 
+def _c_settings(s):
+    return ffi.new("struct fp_settings *", {
+        "max_flows": s.max_flows,
+        "max_fragments": s.max_fragments,
+        "idle_timeout_ms": round(s.idle_timeout * 1000),
+        "active_timeout_ms": round(s.active_timeout * 1000),
+        "unanswered_timeout_ms": round(s.unanswered_timeout * 1000),
+        "tcp_end_grace_ms": round(s.tcp_end_grace * 1000),
+        "fragment_timeout_ms": round(s.fragment_timeout * 1000),
+        "overflow_policy": (lib.FP_OVERFLOW_REFUSE_NEW if s.overflow_policy == "refuse"
+                            else lib.FP_OVERFLOW_EVICT_OLDEST),
+        "bidirectional": int(s.bidirectional),
+        "hash_seed": s.hash_seed,
+    })
+
+
 class Meter:
     def __init__(self, settings=None):
         self.settings = settings or MeterSettings()
-        s = self.settings
-        c_settings = ffi.new("struct fp_settings *", {
-            "max_flows": s.max_flows,
-            "max_fragments": s.max_fragments,
-            "idle_timeout_ms": round(s.idle_timeout * 1000),
-            "active_timeout_ms": round(s.active_timeout * 1000),
-            "unanswered_timeout_ms": round(s.unanswered_timeout * 1000),
-            "tcp_end_grace_ms": round(s.tcp_end_grace * 1000),
-            "fragment_timeout_ms": round(s.fragment_timeout * 1000),
-            "overflow_policy": (lib.FP_OVERFLOW_REFUSE_NEW if s.overflow_policy == "refuse"
-                                else lib.FP_OVERFLOW_EVICT_OLDEST),
-            "bidirectional": int(s.bidirectional),
-            "hash_seed": s.hash_seed,
-        })
+        c_settings = _c_settings(self.settings)
         error = _error_buffer()
         meter = lib.fp_meter_new(c_settings, error)
         if meter == ffi.NULL:
@@ -59,10 +65,13 @@ class Meter:
         return source
 
     def open_live(self, device, ifindex=0, snaplen=128, promiscuous=False,
-                  buffer_bytes=0, bpf_filter=""):
+                  buffer_bytes=0, bpf_filter="", direction="both"):
+        """A non-blocking capture on a device; direction "in" or "out" keeps
+        one direction only, and the records say which."""
         error = _error_buffer()
-        source = lib.fp_meter_open_live(self._meter, device.encode(), ifindex, snaplen,
-                                        int(promiscuous), buffer_bytes, bpf_filter.encode(), error)
+        source = lib.fp_meter_open_live(self._meter, device.encode(), ifindex,
+                                        DIRECTIONS[direction], snaplen, int(promiscuous),
+                                        buffer_bytes, bpf_filter.encode(), error)
         if source < 0:
             raise CaptureError(ffi.string(error).decode(errors="replace"))
         return source
@@ -144,6 +153,43 @@ class Meter:
                     return
         finally:
             self.close(source)
+
+    def snapshot(self):
+        """The active flows, as record dicts (end_reason "0"), without
+        touching them: for status and queries."""
+        cursor = ffi.new("uint32_t *", 0)
+        flows = []
+        bidirectional = self.settings.bidirectional
+        while True:
+            n = lib.fp_meter_snapshot(self._meter, self._batch, DRAIN_BATCH, cursor)
+            if n == 0:
+                return flows
+            flows += [record_to_dict(self._batch[i], bidirectional) for i in range(n)]
+
+    def expire_matching(self, address=None, prefix_length=None, protocol=0, port=0, ifindex=0):
+        """Ends the matching active flows now (forced_end); returns how many.
+        address: an IP address or network ("192.0.2.0/24") matching either end."""
+        query = ffi.new("struct fp_flow_filter *")
+        if address:
+            network = ipaddress.ip_network(address, strict=False)
+            query.ip_version = network.version
+            query.prefix_length = prefix_length or network.prefixlen or 0
+            packed = network.network_address.packed
+            ffi.memmove(query.address, packed, len(packed))
+            if query.prefix_length == 0:  # 0.0.0.0/0: the family only
+                query.ip_version = network.version
+        query.protocol, query.port, query.ifindex = protocol, port, ifindex
+        return lib.fp_meter_expire_matching(self._meter, query)
+
+    def update_settings(self, settings):
+        """New timeouts and policy without losing the table. False when the
+        new settings need new tables (capacities, bidirectional)."""
+        c_settings = _c_settings(settings)
+        error = _error_buffer()
+        if lib.fp_meter_update_settings(self._meter, c_settings, error) < 0:
+            return False
+        self.settings = settings
+        return True
 
     def counters(self):
         counters = ffi.new("struct fp_counters *")

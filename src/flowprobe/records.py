@@ -14,6 +14,7 @@ END_REASONS = {
 }
 
 PROTOCOL_ESP = 50
+DIRECTIONS = {1: "in", 2: "out"}  # FP_DIRECTION_*; absent: the capture saw both
 
 
 def _address(raw, ip_version):
@@ -45,6 +46,8 @@ def record_to_dict(r, bidirectional=False):
     }
     if r.protocol == PROTOCOL_ESP:
         record["ipsec_spi"] = r.ipsec_spi
+    if r.direction:
+        record["direction"] = DIRECTIONS[r.direction]
     if bidirectional:
         record.update(
             reverse_packets=r.reverse_packets,

@@ -39,7 +39,8 @@ static int free_source(struct fp_meter *m, char *error)
 	return -1;
 }
 
-static int adopt(struct fp_meter *m, int id, pcap_t *handle, uint32_t ifindex, const char *name, char *error)
+static int adopt(struct fp_meter *m, int id, pcap_t *handle, uint32_t ifindex, uint8_t direction,
+		 const char *name, char *error)
 {
 	int linktype = pcap_datalink(handle);
 	struct capture_source *s = &m->sources[id];
@@ -55,7 +56,7 @@ static int adopt(struct fp_meter *m, int id, pcap_t *handle, uint32_t ifindex, c
 	memset(s, 0, sizeof(*s));
 	s->handle = handle;
 	s->linktype = linktype;
-	s->interface_slot = meter_interface_slot(m, ifindex);
+	s->interface_slot = meter_interface_slot(m, ifindex, direction);
 	return id;
 }
 
@@ -89,7 +90,7 @@ int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex
 			snprintf(error, FP_ERROR_SIZE, "%s: %s", path, pcap_error);
 		return -1;
 	}
-	id = adopt(m, id, handle, ifindex, path, error);
+	id = adopt(m, id, handle, ifindex, FP_DIRECTION_ANY, path, error);
 	if (id < 0)
 		free(buffer);
 	else
@@ -98,8 +99,8 @@ int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex
 }
 
 int fp_meter_open_live(struct fp_meter *m, const char *device, uint32_t ifindex,
-		       int snaplen, int promiscuous, int buffer_bytes, const char *bpf_filter,
-		       char *error)
+		       int direction, int snaplen, int promiscuous, int buffer_bytes,
+		       const char *bpf_filter, char *error)
 {
 	char pcap_error[PCAP_ERRBUF_SIZE] = "";
 	struct bpf_program program;
@@ -125,6 +126,12 @@ int fp_meter_open_live(struct fp_meter *m, const char *device, uint32_t ifindex,
 		pcap_close(handle);
 		return -1;
 	}
+	if (direction != FP_DIRECTION_ANY &&
+	    pcap_setdirection(handle, direction == FP_DIRECTION_IN ? PCAP_D_IN : PCAP_D_OUT) < 0) {
+		snprintf(error, FP_ERROR_SIZE, "%s: direction: %s", device, pcap_geterr(handle));
+		pcap_close(handle);
+		return -1;
+	}
 	if (pcap_setnonblock(handle, 1, pcap_error) < 0) {
 		snprintf(error, FP_ERROR_SIZE, "%s: %s", device, pcap_error);
 		pcap_close(handle);
@@ -145,7 +152,7 @@ int fp_meter_open_live(struct fp_meter *m, const char *device, uint32_t ifindex,
 			return -1;
 		}
 	}
-	return adopt(m, id, handle, ifindex, device, error);
+	return adopt(m, id, handle, ifindex, (uint8_t)direction, device, error);
 }
 
 static struct capture_source *source_of(struct fp_meter *m, int id)

@@ -471,7 +471,43 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 
 /* ---- draining ---- */
 
-int flow_table_drain(struct flow_table *t, const uint32_t *ifindex_of_source,
+static void fill_record(const struct flow_table *t, uint32_t i, const struct interface_slot *slots,
+			struct fp_record *r)
+{
+	const struct flow_entry *e = &t->entries[i];
+
+	memset(r, 0, sizeof(*r));
+	entry_addresses(t, i, r->src_addr, r->dst_addr);
+	r->ip_version = (e->flags & FLOW_IPV6) ? 6 : 4;
+	r->protocol = e->protocol;
+	if (e->protocol == PROTO_ESP) {
+		r->ipsec_spi = (uint32_t)e->port[0] << 16 | e->port[1];
+	} else {
+		r->src_port = e->port[0];
+		r->dst_port = e->port[1];
+	}
+	r->packets = e->packets;
+	r->octets = e->octets;
+	r->flow_start_ms = e->last_ms - e->duration_ms;
+	r->flow_end_ms = e->last_ms;
+	r->tcp_flags = e->tcp_flags;
+	r->tos = e->tos;
+	r->vlan_id = e->vlan_id;
+	r->inner_vlan_id = e->inner_vlan_id;
+	r->ifindex = slots[e->source].ifindex;
+	r->direction = slots[e->source].direction;
+	if (e->list == LIST_PENDING)
+		r->end_reason = e->end_reason;
+	if (t->reverse && t->reverse[i].packets) {
+		r->reverse_packets = t->reverse[i].packets;
+		r->reverse_octets = t->reverse[i].octets;
+		r->reverse_start_ms = t->reverse[i].first_ms;
+		r->reverse_end_ms = t->reverse[i].last_ms;
+		r->reverse_tcp_flags = t->reverse[i].tcp_flags;
+	}
+}
+
+int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,
 		     struct fp_record *out, int max)
 {
 	int n = 0;
@@ -479,40 +515,72 @@ int flow_table_drain(struct flow_table *t, const uint32_t *ifindex_of_source,
 
 	while (n < max && (i = t->lists[LIST_PENDING].tail) != FLOW_NONE) {
 		struct flow_entry *e = &t->entries[i];
-		struct fp_record *r = &out[n++];
 
-		memset(r, 0, sizeof(*r));
-		entry_addresses(t, i, r->src_addr, r->dst_addr);
-		r->ip_version = (e->flags & FLOW_IPV6) ? 6 : 4;
-		r->protocol = e->protocol;
-		if (e->protocol == PROTO_ESP) {
-			r->ipsec_spi = (uint32_t)e->port[0] << 16 | e->port[1];
-		} else {
-			r->src_port = e->port[0];
-			r->dst_port = e->port[1];
-		}
-		r->packets = e->packets;
-		r->octets = e->octets;
-		r->flow_start_ms = e->last_ms - e->duration_ms;
-		r->flow_end_ms = e->last_ms;
-		r->tcp_flags = e->tcp_flags;
-		r->tos = e->tos;
-		r->vlan_id = e->vlan_id;
-		r->inner_vlan_id = e->inner_vlan_id;
-		r->ifindex = ifindex_of_source[e->source];
-		r->end_reason = e->end_reason;
-		if (t->reverse && t->reverse[i].packets) {
-			r->reverse_packets = t->reverse[i].packets;
-			r->reverse_octets = t->reverse[i].octets;
-			r->reverse_start_ms = t->reverse[i].first_ms;
-			r->reverse_end_ms = t->reverse[i].last_ms;
-			r->reverse_tcp_flags = t->reverse[i].tcp_flags;
-		}
-
+		fill_record(t, i, slots, &out[n++]);
 		list_remove(t, i);
 		e->list = LIST_FREE;
 		e->bucket_next = t->free_head;
 		t->free_head = i;
+	}
+	return n;
+}
+
+static inline int is_active(const struct flow_entry *e)
+{
+	return e->list == LIST_ANSWERED || e->list == LIST_UNANSWERED || e->list == LIST_CLOSING;
+}
+
+int flow_table_snapshot(const struct flow_table *t, const struct interface_slot *slots,
+			struct fp_record *out, int max, uint32_t *cursor)
+{
+	int n = 0;
+
+	for (; *cursor < t->slots && n < max; (*cursor)++)
+		if (is_active(&t->entries[*cursor]))
+			fill_record(t, *cursor, slots, &out[n++]);
+	return n;
+}
+
+static int prefix_matches(const uint8_t *address, const uint8_t *prefix, unsigned bits)
+{
+	unsigned whole = bits / 8, rest = bits % 8;
+
+	if (memcmp(address, prefix, whole))
+		return 0;
+	return !rest || ((address[whole] ^ prefix[whole]) & (0xff00 >> rest) & 0xff) == 0;
+}
+
+static int filter_matches(const struct fp_record *r, const struct fp_flow_filter *f)
+{
+	if (f->ip_version && f->ip_version != r->ip_version)
+		return 0;
+	if (f->protocol && f->protocol != r->protocol)
+		return 0;
+	if (f->port && f->port != r->src_port && f->port != r->dst_port)
+		return 0;
+	if (f->ifindex && f->ifindex != r->ifindex)
+		return 0;
+	if (f->prefix_length && !prefix_matches(r->src_addr, f->address, f->prefix_length) &&
+	    !prefix_matches(r->dst_addr, f->address, f->prefix_length))
+		return 0;
+	return 1;
+}
+
+int flow_table_expire_matching(struct flow_table *t, const struct interface_slot *slots,
+			       const struct fp_flow_filter *filter)
+{
+	struct fp_record r;
+	uint32_t i;
+	int n = 0;
+
+	for (i = 0; i < t->slots; i++) {
+		if (!is_active(&t->entries[i]))
+			continue;
+		fill_record(t, i, slots, &r);
+		if (filter_matches(&r, filter)) {
+			expire_entry(t, i, FP_END_FORCED);
+			n++;
+		}
 	}
 	return n;
 }

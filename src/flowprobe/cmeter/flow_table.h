@@ -116,8 +116,18 @@ void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket);
 
 void flow_table_expire(struct flow_table *t, uint64_t now_ms);
 void flow_table_expire_all(struct flow_table *t, uint8_t end_reason);
-int flow_table_drain(struct flow_table *t, const uint32_t *ifindex_of_source,
+/* What a flow's 8-bit interface slot stands for. */
+struct interface_slot {
+	uint32_t ifindex;
+	uint8_t direction;
+};
+
+int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,
 		     struct fp_record *out, int max);
+int flow_table_snapshot(const struct flow_table *t, const struct interface_slot *slots,
+			struct fp_record *out, int max, uint32_t *cursor);
+int flow_table_expire_matching(struct flow_table *t, const struct interface_slot *slots,
+			       const struct fp_flow_filter *filter);
 
 static inline uint32_t flow_table_active(const struct flow_table *t)
 {

@@ -35,7 +35,7 @@ struct fp_meter {
 	struct frag_table fragments;
 	struct fp_counters counters;
 	uint64_t next_scan_ms;
-	uint32_t ifindex_of_slot[METER_INTERFACE_SLOTS];
+	struct interface_slot interface_slots[METER_INTERFACE_SLOTS];
 	uint16_t interface_slots_used;
 	struct capture_source sources[FP_MAX_SOURCES];
 	pcap_t *dispatching;  /* the handle to break out of when records pile up */
@@ -43,7 +43,7 @@ struct fp_meter {
 	int batch_count;
 };
 
-uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex);
+uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex, uint8_t direction);
 /* The per-packet pipeline: decode into the batch (drops counted at once);
  * a full batch goes on to fragments, flow table and clock. */
 void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,

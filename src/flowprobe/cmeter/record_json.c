@@ -133,6 +133,10 @@ static char *format_record(char *out, const struct fp_record *r, int bidirection
 	*out++ = '"';
 	if (r->protocol == 50)
 		out = put_number(PUT_LITERAL(out, ", \"ipsec_spi\": "), r->ipsec_spi);
+	if (r->direction == FP_DIRECTION_IN)
+		out = PUT_LITERAL(out, ", \"direction\": \"in\"");
+	else if (r->direction == FP_DIRECTION_OUT)
+		out = PUT_LITERAL(out, ", \"direction\": \"out\"");
 	if (bidirectional) {
 		out = put_number(PUT_LITERAL(out, ", \"reverse_packets\": "), r->reverse_packets);
 		out = put_number(PUT_LITERAL(out, ", \"reverse_octets\": "), r->reverse_octets);

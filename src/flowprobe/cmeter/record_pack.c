@@ -39,6 +39,7 @@ int fp_field_length(int field)
 	switch (field) {
 	case FP_FIELD_PROTOCOL: case FP_FIELD_TOS: case FP_FIELD_TCP_FLAGS: case FP_FIELD_IP_VERSION:
 	case FP_FIELD_END_REASON: case FP_FIELD_REVERSE_TCP_FLAGS: case FP_FIELD_ZERO8:
+	case FP_FIELD_DIRECTION:
 		return 1;
 	case FP_FIELD_SRC_PORT: case FP_FIELD_DST_PORT: case FP_FIELD_VLAN: case FP_FIELD_INNER_VLAN:
 	case FP_FIELD_ICMP_TYPE_CODE: case FP_FIELD_INGRESS16: case FP_FIELD_ZERO16:
@@ -109,9 +110,11 @@ static uint8_t *pack_field(uint8_t *out, int field, const struct fp_record *r, c
 	case FP_FIELD_END_MS: return put64(out, v->end_ms);
 	case FP_FIELD_START_UPTIME: return put32(out, v->start_ms - uptime_base_ms);
 	case FP_FIELD_END_UPTIME: return put32(out, v->end_ms - uptime_base_ms);
-	case FP_FIELD_INGRESS: return put32(out, r->ifindex);
-	case FP_FIELD_INGRESS16: return put16(out, r->ifindex);
-	case FP_FIELD_EGRESS: return put32(out, 0);
+	/* a flow captured going out of an interface left through it */
+	case FP_FIELD_INGRESS: return put32(out, r->direction == FP_DIRECTION_OUT ? 0 : r->ifindex);
+	case FP_FIELD_INGRESS16: return put16(out, r->direction == FP_DIRECTION_OUT ? 0 : r->ifindex);
+	case FP_FIELD_EGRESS: return put32(out, r->direction == FP_DIRECTION_OUT ? r->ifindex : 0);
+	case FP_FIELD_DIRECTION: return put8(out, r->direction == FP_DIRECTION_OUT);  /* 1: egress */
 	case FP_FIELD_VLAN: return put16(out, r->vlan_id);
 	case FP_FIELD_INNER_VLAN: return put16(out, r->inner_vlan_id);
 	case FP_FIELD_SPI: return put32(out, r->ipsec_spi);

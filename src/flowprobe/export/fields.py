@@ -52,6 +52,7 @@ def _elements():
         Element("destinationIPv6Address", 28, f.FP_FIELD_DST_ADDR6, family=6, v9_id=28),
         Element("icmpTypeCodeIPv4", 32, f.FP_FIELD_ICMP_TYPE_CODE, family=4, v9_id=32),
         Element("vlanId", 58, f.FP_FIELD_VLAN, v9_id=58),
+        Element("flowDirection", 61, f.FP_FIELD_DIRECTION, v9_id=61),
         Element("ipVersion", 60, f.FP_FIELD_IP_VERSION, v9_id=60),
         Element("flowEndReason", 136, f.FP_FIELD_END_REASON),
         # v9 has one ICMP_TYPE (32) for both families; collectors know no other
