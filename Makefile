@@ -40,6 +40,7 @@ lint: build
 	gcc -fsyntax-only -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
 		-Isrc/flowprobe $(filter %.c,$(C_SOURCES))
 	shfmt -d tools/*.sh .ci/run $(wildcard tests/realstack/*.sh)
+	shfmt -d -sr -s files/etc/init.d/flowprobe  # as the OpenWrt SDK's CI checks init scripts
 
 bench: build
 	$(PYTHON) bench/bench.py
