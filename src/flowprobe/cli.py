@@ -18,6 +18,7 @@ from flowprobe.records import record_to_dict
 from flowprobe.settings import OVERFLOW_POLICIES, MeterSettings, SettingsError
 
 DEFAULTS = MeterSettings()
+DEFAULT_CONFIG = "/etc/config/flowprobe"
 
 
 def _add_table_options(parser):
@@ -168,7 +169,23 @@ def build_parser():
                            "&group=NAME; repeatable")
     _add_table_options(read)
     read.set_defaults(handler=command_read)
+
+    run = commands.add_parser("run", help="the service: meter live interfaces and export "
+                                          "(in the foreground; procd or systemd keep it)")
+    run.add_argument("--config", default=DEFAULT_CONFIG,
+                     help=f"UCI-format configuration (default {DEFAULT_CONFIG})")
+    run.add_argument("--socket", help="control socket (default: from the config)")
+    run.add_argument("--no-ubus", action="store_true", help="do not register on ubus")
+    run.set_defaults(handler=_run_daemon)
+
+    from flowprobe.control.commands import add_commands  # status, flows, expire, reload, top
+    add_commands(commands)
     return parser
+
+
+def _run_daemon(args):
+    from flowprobe.daemon import run  # the control and config modules only when needed
+    return run(args)
 
 
 def main(argv=None):

@@ -1,0 +1,95 @@
+"""The ubus object `flowprobe`, served through python-ubus from the daemon's
+loop: python-ubus offers no file descriptor to wait on, so the daemon calls
+poll() every tick (ubus.loop(0) handles whatever is pending and returns).
+
+Install the daemon's SIGTERM/SIGINT/SIGHUP handlers before creating this:
+ubus.connect() runs uloop_init(), which takes over every signal still at
+SIG_DFL (libubox uloop_setup_signals).
+
+python-ubus (CZ-NIC, 0.1.x) checks a call's arguments against the declared
+signature before the callback runs, and requires *every* declared argument
+(`test_policies`: passed_count == n_policy) and rejects any undeclared one.
+Optional filters cannot be declared that way, so by default each method is
+declared without arguments: `ubus call flowprobe status|flows|expire|reload`
+work, and filtered queries go through the control socket (the CLI).  With a
+python-ubus whose arguments are optional, pass typed_signatures=True.
+"""
+
+import json
+import logging
+
+from flowprobe.control.handlers import ControlError
+
+OBJECT_NAME = "flowprobe"
+
+log = logging.getLogger("flowprobe.control")
+
+
+def _signatures(ubus):
+    string, integer = ubus.BLOBMSG_TYPE_STRING, ubus.BLOBMSG_TYPE_INT32
+    filters = {"address": string, "port": integer, "protocol": ubus.BLOBMSG_TYPE_UNSPEC,
+               "interface": string}
+    return {"status": {}, "reload": {}, "expire": dict(filters),
+            "flows": dict(filters, sort=string, limit=integer)}
+
+
+class UbusObject:
+    def __init__(self, handlers, socket_path=None, typed_signatures=False):
+        try:
+            import ubus
+        except ImportError:
+            raise ControlError("python-ubus is not installed (no ubus object; "
+                               "the control socket still works)") from None
+        self.ubus, self.handlers = ubus, handlers
+        try:
+            if socket_path is None:
+                ubus.connect()
+            else:
+                ubus.connect(socket_path=str(socket_path))
+        except (IOError, RuntimeError) as e:
+            raise ControlError(f"cannot connect to ubusd: {str(e).strip()}") from None
+        signatures = _signatures(ubus) if typed_signatures else {}
+        methods = {name: {"method": self._callback(name), "signature": signatures.get(name, {})}
+                   for name in handlers.METHODS}
+        try:
+            ubus.add(OBJECT_NAME, methods)
+        except (RuntimeError, TypeError) as e:
+            ubus.disconnect()
+            raise ControlError(f"cannot publish the ubus object {OBJECT_NAME}: {e}") from None
+        self.connected = True
+
+    def _callback(self, method):
+        def callback(request, data):
+            request.reply(self.reply(method, data))
+        return callback
+
+    def reply(self, method, data):
+        """The reply object for one call. Errors are replied as {"error":
+        message} (what LuCI views test for) rather than a bare ubus status,
+        which would lose the message."""
+        try:
+            result = self.handlers.call(method, data or None)
+            # blobmsg_add_json_from_string takes a JSON object only; find out
+            # here, where the error can still be told to the caller
+            if not isinstance(result, dict):
+                raise TypeError(f"reply is a {type(result).__name__}, not an object")
+            json.dumps(result)
+        except ControlError as e:
+            return {"error": str(e)}
+        except Exception as e:  # the daemon outlives a bug in one method
+            log.exception("ubus method %s failed", method)
+            return {"error": f"{method} failed: {type(e).__name__}: {e}"}
+        return result
+
+    def poll(self):
+        """Serves what is pending on the ubus socket; never blocks."""
+        if self.connected:
+            self.ubus.loop(0)
+
+    def close(self):
+        if self.connected:
+            self.connected = False
+            try:
+                self.ubus.disconnect()
+            except RuntimeError:
+                pass
