@@ -65,11 +65,13 @@ def free_tcp_port(host="127.0.0.1"):
         return sock.getsockname()[1]
 
 
-def udp_sockets(port):
+def udp_sockets(port, pid=None):
     """Kernel view of UDP sockets bound to port: dicts with inode, rx_queue (bytes not yet
-    read by the owner) and drops (datagrams lost to a full buffer), from /proc/net/udp{,6}."""
+    read by the owner) and drops (datagrams lost to a full buffer), from /proc/net/udp{,6}
+    (of process pid's network namespace when given)."""
     found = []
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
+    base = f"/proc/{pid}/net" if pid else "/proc/net"
+    for table in (f"{base}/udp", f"{base}/udp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
@@ -178,9 +180,10 @@ class Nfcapd:
     """
 
     def __init__(self, host="127.0.0.1", port=None, directory=None, rotate_seconds=60,
-                 extra_args=(), start_timeout=5.0):
+                 extra_args=(), start_timeout=5.0, netns=None):
         self.host = host
-        self.port = port or free_udp_port(host)
+        self.netns = netns  # run inside this network namespace (ip netns exec)
+        self.port = port or (free_udp_port(host) if netns is None else 2055)
         self._own_directory = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="nfcapd-"))
         self.rotate_seconds = rotate_seconds
@@ -198,8 +201,10 @@ class Nfcapd:
     def command(self):
         family = "-6" if _family(self.host) == socket.AF_INET6 else "-4"
         # -C none: no site config file may change the options under test.
-        return [NFCAPD, "-w", str(self.directory), "-b", self.host, "-p", str(self.port),
-                family, "-t", str(self.rotate_seconds), "-C", "none", *self.extra_args]
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return [*prefix, NFCAPD, "-w", str(self.directory), "-b", self.host, "-p",
+                str(self.port), family, "-t", str(self.rotate_seconds), "-C", "none",
+                *self.extra_args]
 
     def start(self):
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -212,7 +217,7 @@ class Nfcapd:
                 raise ToolError(f"nfcapd exited with {self.process.returncode} before binding "
                                 f"{self.host}:{self.port}:\n{self.log()}")
             owned = _socket_inodes(self.process.pid)
-            if any(s["inode"] in owned for s in udp_sockets(self.port)):
+            if any(s["inode"] in owned for s in udp_sockets(self.port, self.process.pid)):
                 return self
             time.sleep(0.01)
         self.stop()
@@ -224,7 +229,7 @@ class Nfcapd:
         if self.process is None or self.process.poll() is not None:
             return None
         owned = _socket_inodes(self.process.pid)
-        for state in udp_sockets(self.port):
+        for state in udp_sockets(self.port, self.process.pid):
             if state["inode"] in owned:
                 return state
         return None

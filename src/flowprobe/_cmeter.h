@@ -142,6 +142,12 @@ int fp_meter_open_live(struct fp_meter *meter, const char *device, uint32_t ifin
 		       int direction, int snaplen, int promiscuous, int buffer_bytes,
 		       const char *bpf_filter, char *error);
 void fp_meter_close_source(struct fp_meter *meter, int source);
+/* A new BPF filter on an open live source, swapped in the kernel at once:
+ * no packet is lost or seen twice. */
+int fp_meter_set_filter(struct fp_meter *meter, int source, const char *bpf_filter, char *error);
+/* Moves every capture source of `from` to `to` (which has none), keeping
+ * their ids: a meter with new tables goes on reading the same handles. */
+int fp_meter_take_sources(struct fp_meter *to, struct fp_meter *from, char *error);
 int fp_meter_source_fd(struct fp_meter *meter, int source);  /* for poll(); -1 if none */
 int fp_meter_source_stats(struct fp_meter *meter, int source, struct fp_source_stats *stats);
 

@@ -79,6 +79,19 @@ class Meter:
     def close(self, source):
         lib.fp_meter_close_source(self._meter, source)
 
+    def set_filter(self, source, bpf_filter):
+        """Swaps a live source's BPF filter in place: no packet lost or doubled."""
+        error = _error_buffer()
+        if lib.fp_meter_set_filter(self._meter, source, bpf_filter.encode(), error) < 0:
+            raise CaptureError(ffi.string(error).decode(errors="replace"))
+
+    def take_sources(self, other):
+        """Moves the capture sources of another meter here, ids kept: a meter
+        with new tables reads on from the same handles, without a gap."""
+        error = _error_buffer()
+        if lib.fp_meter_take_sources(self._meter, other._meter, error) < 0:
+            raise MeterError(ffi.string(error).decode(errors="replace"))
+
     def fileno(self, source):
         return lib.fp_meter_source_fd(self._meter, source)
 

@@ -60,6 +60,25 @@ static int adopt(struct fp_meter *m, int id, pcap_t *handle, uint32_t ifindex, u
 	return id;
 }
 
+static int apply_filter(pcap_t *handle, const char *device, const char *bpf_filter, char *error)
+{
+	struct bpf_program program;
+	int status;
+
+	if (pcap_compile(handle, &program, bpf_filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+		snprintf(error, FP_ERROR_SIZE, "%s: filter \"%s\": %s", device, bpf_filter,
+			 pcap_geterr(handle));
+		return -1;
+	}
+	status = pcap_setfilter(handle, &program);
+	pcap_freecode(&program);
+	if (status < 0) {
+		snprintf(error, FP_ERROR_SIZE, "%s: %s", device, pcap_geterr(handle));
+		return -1;
+	}
+	return 0;
+}
+
 int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex, char *error)
 {
 	char pcap_error[PCAP_ERRBUF_SIZE] = "";
@@ -103,7 +122,6 @@ int fp_meter_open_live(struct fp_meter *m, const char *device, uint32_t ifindex,
 		       const char *bpf_filter, char *error)
 {
 	char pcap_error[PCAP_ERRBUF_SIZE] = "";
-	struct bpf_program program;
 	int id = free_source(m, error), status;
 	pcap_t *handle;
 
@@ -137,20 +155,9 @@ int fp_meter_open_live(struct fp_meter *m, const char *device, uint32_t ifindex,
 		pcap_close(handle);
 		return -1;
 	}
-	if (bpf_filter && *bpf_filter) {
-		if (pcap_compile(handle, &program, bpf_filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
-			snprintf(error, FP_ERROR_SIZE, "%s: filter \"%s\": %s", device, bpf_filter,
-				 pcap_geterr(handle));
-			pcap_close(handle);
-			return -1;
-		}
-		status = pcap_setfilter(handle, &program);
-		pcap_freecode(&program);
-		if (status < 0) {
-			snprintf(error, FP_ERROR_SIZE, "%s: %s", device, pcap_geterr(handle));
-			pcap_close(handle);
-			return -1;
-		}
+	if (bpf_filter && *bpf_filter && apply_filter(handle, device, bpf_filter, error) < 0) {
+		pcap_close(handle);
+		return -1;
 	}
 	return adopt(m, id, handle, ifindex, (uint8_t)direction, device, error);
 }
@@ -172,6 +179,42 @@ void fp_meter_close_source(struct fp_meter *m, int id)
 	free(s->file_buffer);
 	s->handle = NULL;
 	s->file_buffer = NULL;
+}
+
+int fp_meter_set_filter(struct fp_meter *m, int id, const char *bpf_filter, char *error)
+{
+	struct capture_source *s = source_of(m, id);
+
+	if (!s) {
+		snprintf(error, FP_ERROR_SIZE, "no capture source %d", id);
+		return -1;
+	}
+	/* an empty filter is one that takes everything */
+	return apply_filter(s->handle, "capture", *bpf_filter ? bpf_filter : "", error);
+}
+
+int fp_meter_take_sources(struct fp_meter *to, struct fp_meter *from, char *error)
+{
+	int id;
+
+	for (id = 0; id < FP_MAX_SOURCES; id++)
+		if (to->sources[id].handle) {
+			snprintf(error, FP_ERROR_SIZE, "the new meter has sources already");
+			return -1;
+		}
+	meter_process_batch(from);
+	for (id = 0; id < FP_MAX_SOURCES; id++) {
+		struct capture_source *s = &from->sources[id];
+
+		if (!s->handle)
+			continue;
+		to->sources[id] = *s;
+		to->sources[id].interface_slot = meter_interface_slot(
+			to, from->interface_slots[s->interface_slot].ifindex,
+			from->interface_slots[s->interface_slot].direction);
+		memset(s, 0, sizeof(*s));
+	}
+	return 0;
 }
 
 int fp_meter_source_fd(struct fp_meter *m, int id)

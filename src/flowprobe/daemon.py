@@ -1,0 +1,461 @@
+"""The flowprobe service: live metering on several interfaces, exported to
+the configured collectors, controlled over a local socket (and ubus).
+
+One thread, one loop: capture handles, collector sockets, the control
+socket and signals are all file descriptors in one selector; ubus is
+polled each turn; timers (expiry, template refresh, interface retries) run
+from the loop. Per-packet work stays in C: a readable capture is read by
+the core, and Python moves expired records to the exporter in batches.
+"""
+
+import logging
+import os
+import selectors
+import signal
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from flowprobe import __version__
+from flowprobe import config as configuration
+from flowprobe.control.handlers import ControlError, Handlers
+from flowprobe.control.server import ControlServer
+from flowprobe.export.collectors import Exporter, capture_filter
+from flowprobe.meter import CaptureError, Meter
+
+log = logging.getLogger("flowprobe")
+
+TICK_S = 1.0                 # expiry scan and export timers
+RETRY_S = 5.0                # a missing or failed interface is tried again this often
+DISPATCH_PACKETS = 4096      # packets read per call, before records are moved on
+DISPATCH_ROUNDS = 16         # calls per readable event: other sources get their turn
+FINISH_TIMEOUT_S = 5.0       # at stop: how long queued exports may take to leave
+# counters that say how things are now, not how many so far
+GAUGES = {"fragment_packets_held", "flows_active", "flows_pending_export", "flows_peak",
+          "fragments_tracked", "clock_ms", "clock_first_ms"}
+SYS_NET = Path("/sys/class/net")
+
+
+@dataclass
+class Capture:
+    """One configured interface and what is open for it."""
+    config: object                       # configuration.InterfaceConfig
+    device: str = ""
+    ifindex: int = 0
+    sources: dict = field(default_factory=dict)   # source id -> direction
+    error: str = None
+    retry_at: float = 0.0
+    opened_at: float = None
+
+
+def directions_of(interface):
+    # "both" opens one handle a direction, so every record says which way it went
+    return ("in", "out") if interface.direction == "both" else (interface.direction,)
+
+
+class Probe:
+    def __init__(self, config_path, control_socket=None, ubus=True):
+        self.config_path = config_path
+        self.config = configuration.load(config_path)   # ConfigError: the caller exits non-zero
+        self.control_socket = control_socket or self.config.control_socket
+        self.use_ubus = ubus
+        self.config_error = None
+        self.started = time.time()
+        self.stopping = False
+        self.reload_requested = False
+        self.meter = Meter(self.config.meter)
+        self.interface_names = {}          # ifindex -> name, shared with the exporter
+        self.records_without_collector = 0
+        self.retired = {}                  # counters of meters replaced by a reload
+        self.captures = {}
+        self.exporter = self._new_exporter(self.config)
+        self.handlers = Handlers(self)
+        self.ubus = None
+        self.server = None
+        self.selector = None
+
+    # ---- what the control handlers use ----
+
+    def now_ms(self):
+        return int(time.time() * 1000)
+
+    def interface_index(self, name):
+        capture = self.captures.get(name)
+        return capture.ifindex if capture and capture.ifindex else None
+
+    def interface_name(self, ifindex):
+        return self.interface_names.get(ifindex)
+
+    def status(self):
+        counters = self.counters()
+        return {
+            "version": __version__,
+            "running_since": int(self.started),
+            "uptime_s": int(time.time() - self.started),
+            "config": str(self.config_path),
+            "config_error": self.config_error,
+            "warnings": list(self.config.warnings),
+            "ubus": self.ubus is not None,
+            "meter": dict(counters, memory_bytes=self.meter.memory_bytes,
+                          max_flows=self.meter.settings.max_flows,
+                          table_fill=round(counters["flows_active"]
+                                           / self.meter.settings.max_flows, 4)),
+            "interfaces": [self._capture_status(c) for c in self.captures.values()],
+            "collectors": self.exporter.stats() if self.exporter else [],
+            "records_without_collector": self.records_without_collector,
+        }
+
+    def _capture_status(self, capture):
+        status = {"name": capture.config.name, "device": capture.device or None,
+                  "ifindex": capture.ifindex or None, "direction": capture.config.direction,
+                  "up": bool(capture.sources), "error": capture.error,
+                  "packets_read": 0, "pcap_received": 0, "pcap_dropped": 0,
+                  "pcap_if_dropped": 0}
+        for source in capture.sources:
+            stats = self.meter.source_stats(source)
+            for key in ("packets_read", "pcap_received", "pcap_dropped", "pcap_if_dropped"):
+                status[key] += stats[key]
+        return status
+
+    def reload(self):
+        """SIGHUP or the control API: apply a changed config without losing
+        the flow table; a bad config keeps the old one running."""
+        try:
+            new = configuration.load(self.config_path)
+        except configuration.ConfigError as e:
+            self.config_error = str(e)
+            log.error("reload refused, still running the previous config: %s", e)
+            return {"reloaded": False, "error": str(e)}
+        old = self.config
+        now_ms = self.now_ms()
+        if not self.meter.update_settings(new.meter):
+            # new capacities: the old table's flows are exported, and a new
+            # table reads on from the same capture handles (no gap)
+            log.info("table settings changed: exporting %d flows, then a new table",
+                     self.meter.counters()["flows_active"])
+            self.meter.flush()
+            self._export_expired(now_ms)
+            meter = Meter(new.meter)
+            meter.take_sources(self.meter)
+            self._retire(self.meter)
+            self.meter = meter
+        if new.collectors != old.collectors or new.meter.bidirectional != old.meter.bidirectional:
+            self._export_expired(now_ms)
+            if self.exporter:
+                self.exporter.finish(now_ms, self._packets_ignored())
+            self.exporter = self._new_exporter(new)
+            if self.exporter:
+                self.exporter.start(now_ms)
+        self.config, self.config_error = new, None
+        self._refilter_captures(new.collectors != old.collectors)
+        self._open_captures()
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        log.info("reloaded %s", self.config_path)
+        if not new.enabled:
+            log.info("disabled in %s: stopping", self.config_path)
+            self.stopping = True
+        return {"reloaded": True, "error": None}
+
+    # ---- interfaces ----
+
+    def _resolve(self, interface):
+        """(device, ifindex) of a configured interface: a device name, or an
+        OpenWrt logical name (lan, wan) that netifd resolves over ubus."""
+        device = interface.device or interface.name
+        if not (SYS_NET / device).exists() and not interface.device:
+            device = self._netifd_device(interface.name) or device
+        try:
+            ifindex = int((SYS_NET / device / "ifindex").read_text())
+        except (OSError, ValueError):
+            raise LookupError(f"no such device {device!r}") from None
+        return device, ifindex
+
+    def _netifd_device(self, name):
+        """The device of an OpenWrt logical interface, from netifd; None
+        without ubus or without such an interface."""
+        if not self.ubus:
+            return None
+        try:
+            import ubus  # python-ubus, connected by UbusObject
+            reply = ubus.call(f"network.interface.{name}", "status", {})
+        except (ImportError, RuntimeError, TypeError) as e:
+            log.debug("netifd has no interface %s: %s", name, e)
+            return None
+        status = reply[0] if reply else {}
+        return status.get("l3_device") or status.get("device")
+
+    def _refilter_captures(self, collectors_changed):
+        """A capture whose filter alone changed (its own, or the collectors'
+        addresses it leaves out) keeps its handles: the kernel swaps the filter."""
+        wanted = {i.name: i for i in self.config.interfaces}
+        for name, capture in self.captures.items():
+            interface = wanted.get(name)
+            if interface is None:
+                continue  # closed by _open_captures
+            if replace(interface, bpf_filter="") != replace(capture.config, bpf_filter=""):
+                continue  # other options changed: reopened by _open_captures
+            if interface == capture.config and not collectors_changed:
+                continue
+            bpf = capture_filter(interface.bpf_filter, self.config.collectors)
+            try:
+                for source in capture.sources:
+                    self.meter.set_filter(source, bpf)
+            except CaptureError as e:
+                log.error("interface %s: %s", name, e)
+                continue
+            capture.config = interface
+
+    def _open_captures(self):
+        """Opens every configured interface not open yet; failures are
+        reported and retried, never fatal."""
+        wanted = {i.name: i for i in self.config.interfaces}
+        for name in list(self.captures):
+            if name not in wanted or self.captures[name].config != wanted[name]:
+                self._close_capture(self.captures.pop(name))
+        now = time.monotonic()
+        for name, interface in wanted.items():
+            capture = self.captures.setdefault(name, Capture(interface))
+            if capture.sources or now < capture.retry_at:
+                continue
+            try:
+                capture.device, capture.ifindex = self._resolve(interface)
+                bpf = capture_filter(interface.bpf_filter, self.config.collectors)
+                for direction in directions_of(interface):
+                    source = self.meter.open_live(
+                        capture.device, ifindex=capture.ifindex, snaplen=interface.snaplen,
+                        promiscuous=interface.promiscuous,
+                        buffer_bytes=interface.buffer_kb * 1024, bpf_filter=bpf,
+                        direction=direction)
+                    capture.sources[source] = direction
+            except (LookupError, CaptureError) as e:
+                self._close_capture(capture, keep=True)
+                if capture.error != str(e):
+                    log.warning("interface %s: %s (retrying every %g s)", name, e, RETRY_S)
+                capture.error, capture.retry_at = str(e), now + RETRY_S
+                continue
+            capture.error, capture.opened_at = None, now
+            self.interface_names[capture.ifindex] = name
+            log.info("interface %s: capturing on %s (ifindex %d, %s)", name, capture.device,
+                     capture.ifindex, interface.direction)
+            if self.selector:
+                for source in capture.sources:
+                    self.selector.register(self.meter.fileno(source), selectors.EVENT_READ,
+                                           self._reader(capture, source))
+
+    def _close_capture(self, capture, keep=False):
+        for source in list(capture.sources):
+            fd = self.meter.fileno(source)
+            if self.selector and fd >= 0:
+                try:
+                    self.selector.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+            try:
+                self._read(source)  # what the kernel still holds is metered first
+            except CaptureError:
+                pass  # the device is gone: nothing left to read
+            self.meter.close(source)
+        capture.sources.clear()
+        if not keep:
+            self.interface_names.pop(capture.ifindex, None)
+
+    def _close_captures(self):
+        for capture in self.captures.values():
+            self._close_capture(capture, keep=True)
+        self.captures.clear()
+
+    def _reader(self, capture, source):
+        def on_readable(events):
+            try:
+                self._read(source)
+            except CaptureError as e:  # the interface went away
+                log.warning("interface %s: %s (retrying every %g s)", capture.config.name, e,
+                            RETRY_S)
+                self._close_capture(capture, keep=True)
+                capture.error, capture.retry_at = str(e), time.monotonic() + RETRY_S
+            self._export_expired(self.now_ms())
+        return on_readable
+
+    def _read(self, source):
+        for _ in range(DISPATCH_ROUNDS):
+            if self.meter.dispatch(source, DISPATCH_PACKETS) == 0 and not self.meter.pending:
+                return
+            self._export_expired(self.now_ms())
+
+    # ---- records ----
+
+    def _new_exporter(self, config):
+        if not config.collectors:
+            return None
+        return Exporter(config.collectors, boot_ms=self.now_ms(),
+                        meter_biflow=config.meter.bidirectional,
+                        interfaces=self.interface_names)
+
+    def _export_expired(self, now_ms):
+        for batch, count in self.meter.drain_raw():
+            if self.exporter:
+                self.exporter.export(batch, count, now_ms)
+            else:  # no collector configured: counted, and the status says so
+                self.records_without_collector += count
+
+    def _retire(self, meter):
+        """Counters of a replaced meter carry on in the totals."""
+        for key, value in meter.counters().items():
+            if key not in GAUGES:
+                self.retired[key] = self.retired.get(key, 0) + value
+
+    def counters(self):
+        """The meter's counters since the daemon started, across table changes."""
+        counters = self.meter.counters()
+        return {key: value + (0 if key in GAUGES else self.retired.get(key, 0))
+                for key, value in counters.items()}
+
+    def _packets_ignored(self):
+        return sum(v for k, v in self.counters().items() if k.startswith("dropped_"))
+
+    def _tick(self):
+        now_ms = self.now_ms()
+        self.meter.expire(now_ms)
+        self._export_expired(now_ms)
+        if self.exporter:
+            self.exporter.tick(now_ms, self._packets_ignored())
+        self._open_captures()
+
+    # ---- the loop ----
+
+    def _on_signal(self, signum, frame):
+        if signum == signal.SIGHUP:
+            self.reload_requested = True
+        else:
+            self.stopping = True
+
+    def run(self):
+        # signal handlers before ubus.connect(): python-ubus would otherwise own them
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        signal.set_wakeup_fd(wake_write)
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(wake_read, selectors.EVENT_READ,
+                               lambda events: os.read(wake_read, 4096))
+        try:
+            self.server = ControlServer(self.control_socket, self.handlers)
+        except ControlError as e:
+            log.error("%s", e)
+            return 1
+        self.server.attach(self.selector)
+        if self.use_ubus:
+            self._connect_ubus()
+        for warning in self.config.warnings:
+            log.warning("%s", warning)
+        if self.exporter:
+            self.exporter.start(self.now_ms())
+        self._open_captures()
+        log.info("flowprobe %s running: %d interfaces, %d collectors, control at %s",
+                 __version__, len(self.config.interfaces), len(self.config.collectors),
+                 self.control_socket)
+        next_tick = time.monotonic() + TICK_S
+        try:
+            while not self.stopping:
+                self._register_transports()
+                timeout = max(0.0, next_tick - time.monotonic())
+                if self.ubus:
+                    timeout = min(timeout, 0.1)
+                for key, events in self.selector.select(timeout):
+                    key.data(events)
+                self._unregister_transports()
+                if self.ubus:
+                    self.ubus.poll()
+                if self.reload_requested:
+                    self.reload_requested = False
+                    self.reload()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + TICK_S
+                    self._tick()
+        finally:
+            self._stop()
+            signal.set_wakeup_fd(-1)
+            os.close(wake_read)
+            os.close(wake_write)
+        return 0
+
+    def _connect_ubus(self):
+        try:
+            from flowprobe.control.ubus import UbusObject
+            self.ubus = UbusObject(self.handlers)
+            log.info("ubus object flowprobe registered")
+        except ControlError as e:
+            log.info("running without ubus: %s", e)
+
+    def _register_transports(self):
+        self._transport_fds = []
+        if not self.exporter:
+            return
+        for collector in self.exporter.collectors:
+            transport = collector.transport
+            fd = transport.fileno()
+            if fd is None:
+                continue
+            events = selectors.EVENT_READ
+            if transport.wants_write():
+                events |= selectors.EVENT_WRITE
+
+            def on_event(ready, transport=transport):
+                if ready & selectors.EVENT_READ:
+                    transport.on_readable()
+                if ready & selectors.EVENT_WRITE:
+                    transport.on_writable()
+            self.selector.register(fd, events, on_event)
+            self._transport_fds.append(fd)
+
+    def _unregister_transports(self):
+        for fd in self._transport_fds:
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        self._transport_fds = []
+
+    def _stop(self):
+        """Every flow ends, is exported, and the exports get their chance to
+        leave: a stop loses nothing that was metered."""
+        log.info("stopping: flushing %d flows", self.meter.counters()["flows_active"])
+        for capture in self.captures.values():
+            self._close_capture(capture)
+        now_ms = self.now_ms()
+        self.meter.flush()
+        self._export_expired(now_ms)
+        if self.exporter:
+            self.exporter.finish(now_ms, self._packets_ignored(), FINISH_TIMEOUT_S)
+            for collector in self.exporter.stats():
+                if collector["records_not_sent"]:
+                    log.warning("%s: %d records not sent (last error: %s)",
+                                collector["collector"], collector["records_not_sent"],
+                                collector["last_error"])
+        counters = self.counters()
+        not_sent = sum(c["records_not_sent"] for c in self.exporter.stats()) if self.exporter else 0
+        log.info("stopped: %d packets read, %d metered, %d dropped by reason; %d records, "
+                 "%d not sent", counters["packets_read"], counters["packets_metered"],
+                 self._packets_ignored(), counters["records_drained"], not_sent)
+        if self.server:
+            self.server.close()
+        if self.ubus:
+            self.ubus.close()
+
+
+def run(args):
+    """`flowprobe run`: the service, in the foreground (procd keeps it)."""
+    logging.basicConfig(format="flowprobe: %(levelname)s: %(message)s", level=logging.INFO)
+    try:
+        probe = Probe(args.config, control_socket=args.socket, ubus=not args.no_ubus)
+    except configuration.ConfigError as e:
+        log.error("%s", e)
+        return 2
+    logging.getLogger().setLevel(probe.config.log_level.upper())
+    if not probe.config.enabled:
+        log.info("disabled in %s (option enabled '0'): nothing to do", args.config)
+        return 0
+    return probe.run()

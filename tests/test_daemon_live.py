@@ -1,0 +1,241 @@
+"""The daemon live, on a router of network namespaces: what it exports to
+nfcapd must equal what tcpdump saw on the same interfaces, flow by flow,
+across a reload and a stop during traffic; a deleted interface comes back.
+
+Needs root, ip netns, tcpdump, curl, ping and nfcapd; skipped otherwise.
+"""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from collector_tools import NFCAPD, NFDUMP, Nfcapd, missing_tools
+from flowprobe.control.server import call
+from netlab import RouterLab, missing
+from realstack import simple_truth
+
+# Both captures leave out neighbour discovery and MLD, which the stacks send
+# whenever they like: the comparison must not depend on their timing.
+QUIET = "not ip6 proto 0 and not (icmp6 and icmp6[0] >= 133 and icmp6[0] <= 137)"
+LATE_PORT = 7777
+LONG = {"idle_timeout": 3600, "active_timeout": 3600, "unanswered_timeout": 3600}
+
+skip_reason = missing() or missing_tools(NFCAPD, NFDUMP)
+pytestmark = pytest.mark.skipif(skip_reason is not None, reason=f"live daemon: {skip_reason}")
+
+
+def uci_config(socket_path, collector_port, interfaces, extra=None, collectors=1):
+    main = {"enabled": 1, **LONG, "control_socket": socket_path, "filter": QUIET,
+            "direction": "in", **(extra or {})}
+    lines = ["config flowprobe 'main'"]
+    lines += [f"\toption {key} '{value}'" for key, value in main.items()]
+    lines += [f"\tlist interface '{name}'" for name in interfaces]
+    for n in range(collectors):
+        lines += [f"config collector 'c{n}'", "\toption protocol 'ipfix'",
+                  "\toption host '127.0.0.1'", f"\toption port '{collector_port + n}'"]
+    return "\n".join(lines) + "\n"
+
+
+class Daemon:
+    def __init__(self, lab, tmp_path, config_text):
+        self.lab, self.config = lab, tmp_path / "flowprobe.conf"
+        self.socket = str(tmp_path / "control.sock")
+        self.config.write_text(config_text)
+        self.log = open(tmp_path / "daemon.log", "w+")
+        self.process = lab.popen(lab.router, sys.executable, "-m", "flowprobe", "run",
+                                 "--config", str(self.config), "--no-ubus",
+                                 stdout=self.log, stderr=subprocess.STDOUT)
+
+    def status(self):
+        return call(self.socket, "status")
+
+    def wait_until(self, predicate, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.output()
+            try:
+                if predicate(self.status()):
+                    return
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"daemon never got there:\n{self.output()}")
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(30) == 0, self.output()
+
+
+def all_up(status):
+    return status["interfaces"] and all(i["up"] for i in status["interfaces"])
+
+
+def start_truth(lab, tmp_path, devices):
+    """tcpdump on the same interfaces, the same direction and filter."""
+    captures = []
+    for device in devices:
+        path = tmp_path / f"{device}.pcap"
+        process = lab.popen(lab.router, "tcpdump", "-i", device, "-Q", "in", "-U", "-n",
+                            "-w", str(path), QUIET, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+        captures.append((process, path))
+    time.sleep(1)  # tcpdump says "listening" only on a terminal: give it time to attach
+    return captures
+
+
+def stop_truth(captures):
+    truth = {}
+    for process, path in captures:
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        for key, (packets, octets) in simple_truth.truth(str(path)).items():
+            old = truth.get(key, (0, 0))
+            truth[key] = (old[0] + packets, old[1] + octets)
+    return truth
+
+
+def collected(collectors):
+    totals = {}
+    for collector in collectors:
+        for f in collector.flows():
+            version = 6 if ":" in f["src_addr"] else 4
+            key = (version, f["protocol"], f["src_addr"], f["dst_addr"], f["src_port"],
+                   f["dst_port"])
+            old = totals.get(key, (0, 0))
+            totals[key] = (old[0] + f["packets"], old[1] + f["octets"])
+    return totals
+
+
+def traffic(lab, big_file_url4, big_file_url6):
+    lab.run(lab.client, "curl", "-s", "-o", "/dev/null", big_file_url4)
+    lab.run(lab.client, "curl", "-s", "-o", "/dev/null", "-g", big_file_url6)
+    lab.run(lab.client, "ping", "-c", "3", "-i", "0.2", "-s", "3000", lab.server4)
+    lab.run(lab.client, "ping", "-6", "-c", "3", "-i", "0.2", "-s", "3000", lab.server6)
+    lab.run(lab.client, sys.executable, "-c",
+            "import socket\n"
+            f"s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for n in range(20): s.sendto(b'x' * (n * 200), ('{lab.server4}', 5000))\n")
+
+
+@pytest.fixture
+def lab(tmp_path):
+    with RouterLab() as lab:
+        (tmp_path / "www").mkdir()
+        (tmp_path / "www" / "big").write_bytes(b"b" * 400_000)
+        lab.popen(lab.server, sys.executable, "-m", "http.server", "8080", "--bind", "::",
+                  "--directory", str(tmp_path / "www"), stdout=subprocess.DEVNULL,
+                  stderr=subprocess.DEVNULL)
+        # a sink for the late stream: no ICMP errors answer it after the stop
+        lab.popen(lab.server, sys.executable, "-c",
+                  "import socket\n"
+                  "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+                  f"s.bind(('::', {LATE_PORT}))\n"
+                  "while True: s.recv(2048)\n")
+        time.sleep(0.5)
+        yield lab
+
+
+def test_exports_equal_the_wire_across_reload_and_stop(lab, tmp_path):
+    url4 = f"http://{lab.server4}:8080/big"
+    url6 = f"http://[{lab.server6}]:8080/big"
+    with Nfcapd(netns=lab.router, port=2055) as first, \
+            Nfcapd(netns=lab.router, port=2056) as second:
+        truth_captures = start_truth(lab, tmp_path, lab.router_devices)
+        daemon = Daemon(lab, tmp_path, uci_config(str(tmp_path / "control.sock"), 2055,
+                                                  lab.router_devices))
+        daemon.wait_until(all_up)
+        traffic(lab, url4, url6)
+
+        # reload in place during traffic: new timeouts and a second collector
+        pinger = lab.popen(lab.client, "ping", "-c", "60", "-i", "0.05", lab.server4,
+                           stdout=subprocess.DEVNULL)
+        time.sleep(1)
+        daemon.config.write_text(uci_config(daemon.socket, 2055, lab.router_devices,
+                                            {"tcp_end_grace": 1}, collectors=2))
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_until(lambda s: len(s["collectors"]) == 2 and all_up(s))
+        # and again with a new table size: its flows are exported, a new table reads on
+        daemon.config.write_text(uci_config(daemon.socket, 2055, lab.router_devices,
+                                            {"max_flows": 1000}, collectors=2))
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_until(lambda s: s["meter"]["max_flows"] == 1000)
+        traffic(lab, url4, url6)
+        status = daemon.status()
+        pinger.wait(10)
+        # a stream of its own, still running when the daemon stops
+        lab.popen(lab.client, sys.executable, "-c",
+                  "import socket, time\n"
+                  "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+                  f"for n in range(300): s.sendto(b'late', ('{lab.server6}', {LATE_PORT})); "
+                  "time.sleep(0.005)\n")
+        time.sleep(0.5)
+        daemon.stop()  # what it metered must still arrive
+        truth = stop_truth(truth_captures)
+        # the first collector was there all along; the second joined at the reload
+        whole_run, second_half = collected([first]), collected([second])
+    assert status["config_error"] is None
+    assert {i["name"] for i in status["interfaces"]} == set(lab.router_devices)
+    assert any(k[1] == 6 and k[5] == 8080 for k in truth), "the capture lacks the HTTP flows"
+    late = [k for k in truth if k[5] == LATE_PORT]
+    assert len(late) == 1 and 0 < whole_run[late[0]][0] <= truth[late[0]][0]
+    # before the stop, every flow exactly as on the wire
+    assert differences({k: v for k, v in truth.items() if k not in late},
+                       {k: v for k, v in whole_run.items() if k not in late}) == []
+    # at the stop, everything the daemon metered reached the collector
+    metered = int(re.search(r"stopped: \d+ packets read, (\d+) metered", daemon.output())[1])
+    assert sum(p for p, _ in whole_run.values()) == metered
+    assert second_half and all(second_half[k][0] <= truth[k][0] for k in second_half)
+    log = daemon.output()
+    assert "reload refused" not in log and "Traceback" not in log
+
+
+def differences(expected, actual):
+    keys = set(expected) | set(actual)
+    return sorted(f"{k}: wire {expected.get(k)}, exported {actual.get(k)}"
+                  for k in keys if expected.get(k) != actual.get(k))
+
+
+def test_bad_reload_keeps_the_old_config(lab, tmp_path):
+    with Nfcapd(netns=lab.router, port=2055):
+        daemon = Daemon(lab, tmp_path, uci_config(str(tmp_path / "control.sock"), 2055,
+                                                  lab.router_devices))
+        daemon.wait_until(all_up)
+        daemon.config.write_text(uci_config(daemon.socket, 2055, lab.router_devices,
+                                            {"idle_timeout": "soon"}))
+        reply = call(daemon.socket, "reload")
+        status = daemon.status()
+        daemon.stop()
+    assert reply["reloaded"] is False
+    assert "flowprobe.main.idle_timeout" in reply["error"] and "soon" in reply["error"]
+    assert status["config_error"] == reply["error"] and all_up(status)
+
+
+def test_a_deleted_interface_comes_back(lab, tmp_path):
+    daemon = Daemon(lab, tmp_path, uci_config(str(tmp_path / "control.sock"), 2055,
+                                              ["r-cli"], collectors=0))
+    daemon.wait_until(all_up)
+    lab.ip("-n", lab.router, "link", "del", "r-cli")
+    daemon.wait_until(lambda s: not s["interfaces"][0]["up"] and s["interfaces"][0]["error"])
+    lab.connect_client()
+    daemon.wait_until(all_up, timeout=20)
+    lab.run(lab.client, "ping", "-c", "3", "-i", "0.2", lab.router_client4)
+
+    def echo_requests():
+        flows = call(daemon.socket, "flows", {"protocol": "icmp"})["flows"]
+        return [f["packets"] for f in flows if f["src_addr"] == lab.client4]
+
+    deadline = time.monotonic() + 5
+    while echo_requests() != [3] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen = echo_requests()
+    daemon.stop()
+    assert seen == [3], daemon.output()
