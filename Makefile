@@ -7,7 +7,7 @@ EXTENSION_STAMP := build/.extension-built
 SAMPLE := build/sample.pcap
 PCAP ?= $(SAMPLE)
 
-.PHONY: setup build run test lint bench clean
+.PHONY: setup build run read test lint bench clean
 
 .setup-done: tools/setup-debian.sh pyproject.toml setup.py
 	./tools/setup-debian.sh
@@ -26,8 +26,13 @@ $(SAMPLE): tools/gen_capture.py | .setup-done
 	@mkdir -p build
 	$(PYTHON) tools/gen_capture.py --packets 20000 --flows 500 --seed 1 -o $@
 
-# the main job: meter a capture (a generated sample unless PCAP=file given)
-run: build $(PCAP)
+# the main job: the daemon on the default-route interface, with the live view
+# (collectors from ./flowprobe.conf if it exists); q or Ctrl-C stops both
+run: build
+	$(PYTHON) tools/run_local.py
+
+# meter a capture file (a generated sample unless PCAP=file given)
+read: build $(PCAP)
 	.venv/bin/flowprobe read $(PCAP)
 
 # pytest exits 5 when it collected nothing; say so rather than fail

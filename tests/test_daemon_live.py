@@ -239,3 +239,27 @@ def test_a_deleted_interface_comes_back(lab, tmp_path):
     seen = echo_requests()
     daemon.stop()
     assert seen == [3], daemon.output()
+
+
+def test_forwarded_packets_with_both_directions_say_where_they_went(lab, tmp_path):
+    """direction 'both' on two router interfaces: a forwarded flow gives one
+    record per interface, each saying which interface and which way."""
+    daemon = Daemon(lab, tmp_path, uci_config(str(tmp_path / "control.sock"), 2055,
+                                              lab.router_devices, {"direction": "both"},
+                                              collectors=0))
+    daemon.wait_until(all_up)
+    lab.run(lab.client, "ping", "-c", "3", "-i", "0.2", lab.server4)
+
+    def echo_records():
+        flows = call(daemon.socket, "flows", {"protocol": "icmp"})["flows"]
+        return sorted((f["interface"], f["direction"], f["src_addr"], f["packets"])
+                      for f in flows if f["dst_port"] >> 8 in (0, 8))
+
+    expected = [("r-cli", "in", lab.client4, 3), ("r-cli", "out", lab.server4, 3),
+                ("r-srv", "in", lab.server4, 3), ("r-srv", "out", lab.client4, 3)]
+    deadline = time.monotonic() + 5
+    while echo_records() != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen = echo_records()
+    daemon.stop()
+    assert seen == expected
