@@ -91,10 +91,21 @@ def start_truth(lab, tmp_path, devices):
     return captures
 
 
+def settle(path, quiet_s=0.5, timeout_s=10):
+    """tcpdump drops what it has not read when it exits, and on a loaded
+    machine it lags: wait until its file stops growing."""
+    deadline, size = time.monotonic() + timeout_s, -1
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        if path.stat().st_size == size:
+            return
+        size = path.stat().st_size
+
+
 def stop_truth(captures):
     truth = {}
     for process, path in captures:
-        time.sleep(0.5)
+        settle(path)
         process.send_signal(signal.SIGTERM)
         process.wait(10)
         for key, (packets, octets) in simple_truth.truth(str(path)).items():
@@ -172,13 +183,15 @@ def test_exports_equal_the_wire_across_reload_and_stop(lab, tmp_path):
         status = daemon.status()
         pinger.wait(10)
         # a stream of its own, still running when the daemon stops
-        lab.popen(lab.client, sys.executable, "-c",
-                  "import socket, time\n"
-                  "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
-                  f"for n in range(300): s.sendto(b'late', ('{lab.server6}', {LATE_PORT})); "
-                  "time.sleep(0.005)\n")
+        late_sender = lab.popen(
+            lab.client, sys.executable, "-c",
+            "import socket, time\n"
+            "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+            f"for n in range(300): s.sendto(b'late', ('{lab.server6}', {LATE_PORT})); "
+            "time.sleep(0.005)\n")
         time.sleep(0.5)
         daemon.stop()  # what it metered must still arrive
+        late_sender.wait(30)
         truth = stop_truth(truth_captures)
         # the first collector was there all along; the second joined at the reload
         whole_run, second_half = collected([first]), collected([second])

@@ -181,9 +181,17 @@ in_a python3 "$work/abort_client.py" "$v4_b" "$http_port"
 in_a python3 "$work/abort_client.py" "$v6_b" "$http_port"
 
 # Let the last answers arrive and tcpdump write them (-U), then stop it.
+# tcpdump drops what it has not read yet when it exits, and on a loaded
+# machine it lags: wait until the file stops growing (at most 10 s).
 # SIGTERM, not SIGINT: a non-interactive shell starts background commands
 # with SIGINT ignored. tcpdump exits cleanly on either.
-sleep 0.5
+last_size=-1
+for _ in $(seq 40); do
+	sleep 0.25
+	size=$(stat -c %s "$out")
+	[ "$size" = "$last_size" ] && break
+	last_size=$size
+done
 kill -TERM "$tcpdump_pid"
 wait "$tcpdump_pid" || die "tcpdump exited with an error: $(cat "$work/tcpdump.log")"
 pids=${pids% "$tcpdump_pid"}
