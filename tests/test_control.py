@@ -753,3 +753,39 @@ def test_ubus_object_serves_the_methods(handlers, tmp_path):
     finally:
         ubusd.terminate()
         ubusd.wait(5)
+
+
+@pytest.mark.skipif(ubus_missing() is not None, reason=f"ubus: {ubus_missing()}")
+def test_ubus_object_comes_back_after_ubusd_restarts(handlers, tmp_path):
+    """procd respawns a dead ubusd; the object must be published again."""
+    from flowprobe.control.ubus import UbusObject
+    ubus_socket = str(tmp_path / "ubus.sock")
+
+    def start_ubusd():
+        process = subprocess.Popen(["ubusd", "-s", ubus_socket])
+        for _ in range(100):
+            if os.path.exists(ubus_socket):
+                break
+            time.sleep(0.05)
+        return process
+
+    ubusd = start_ubusd()
+    served = UbusObject(handlers, socket_path=ubus_socket)
+    try:
+        assert served.check()
+        ubusd.terminate()
+        ubusd.wait(5)
+        served.poll()
+        assert not served.check() and not served.connected
+        ubusd = start_ubusd()
+        assert served.check() and served.connected
+        call = subprocess.Popen(["ubus", "-s", ubus_socket, "call", "flowprobe", "reload"],
+                                stdout=subprocess.PIPE, text=True)
+        while call.poll() is None:
+            served.poll()
+            time.sleep(0.01)
+        assert json.loads(call.stdout.read()) == {"reloaded": True, "error": None}
+    finally:
+        served.close()
+        ubusd.terminate()
+        ubusd.wait(5)

@@ -71,6 +71,7 @@ class Probe:
         self.exporter = self._new_exporter(self.config)
         self.handlers = Handlers(self)
         self.ubus = None
+        self.ubus_check_at = 0.0
         self.server = None
         self.selector = None
 
@@ -95,7 +96,7 @@ class Probe:
             "config": str(self.config_path),
             "config_error": self.config_error,
             "warnings": list(self.config.warnings),
-            "ubus": self.ubus is not None,
+            "ubus": bool(self.ubus and self.ubus.connected),
             "meter": dict(counters, memory_bytes=self.meter.memory_bytes,
                           max_flows=self.meter.settings.max_flows,
                           table_fill=round(counters["flows_active"]
@@ -178,7 +179,8 @@ class Probe:
             return None
         try:
             import ubus  # python-ubus, connected by UbusObject
-            reply = ubus.call(f"network.interface.{name}", "status", {})
+            # a netifd that does not answer must not stop the loop (ms)
+            reply = ubus.call(f"network.interface.{name}", "status", {}, timeout=1000)
         except (ImportError, RuntimeError, TypeError) as e:
             log.debug("netifd has no interface %s: %s", name, e)
             return None
@@ -320,6 +322,9 @@ class Probe:
         self._export_expired(now_ms)
         if self.exporter:
             self.exporter.tick(now_ms, self._packets_ignored())
+        if self.ubus and time.monotonic() >= self.ubus_check_at:
+            self.ubus_check_at = time.monotonic() + RETRY_S
+            self.ubus.check()
         self._open_captures()
 
     # ---- the loop ----

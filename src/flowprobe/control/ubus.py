@@ -41,6 +41,13 @@ class UbusObject:
             raise ControlError("python-ubus is not installed (no ubus object; "
                                "the control socket still works)") from None
         self.ubus, self.handlers = ubus, handlers
+        self.socket_path, self.typed_signatures = socket_path, typed_signatures
+        self.connected = False
+        self._register()
+
+    def _register(self):
+        ubus, handlers = self.ubus, self.handlers
+        socket_path, typed_signatures = self.socket_path, self.typed_signatures
         try:
             if socket_path is None:
                 ubus.connect()
@@ -85,6 +92,22 @@ class UbusObject:
         """Serves what is pending on the ubus socket; never blocks."""
         if self.connected:
             self.ubus.loop(0)
+
+    def check(self):
+        """After ubusd restarted (procd respawns it) the object is gone:
+        find out, and publish it again. Returns whether it is published."""
+        if self.connected:
+            try:
+                self.ubus.objects(OBJECT_NAME)
+                return True
+            except RuntimeError:  # a dead connection fails at once
+                log.warning("lost ubusd: publishing the ubus object again")
+                self.close()
+        try:
+            self._register()
+        except ControlError as e:
+            log.debug("ubus not back yet: %s", e)
+        return self.connected
 
     def close(self):
         if self.connected:
