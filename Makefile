@@ -50,6 +50,7 @@ lint: build
 bench: build
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/export_bench.py
+	$(PYTHON) bench/live_bench.py
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info

@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential python3-dev python3-venv libpcap-dev
-tcpdump tshark iproute2 iputils-ping curl softflowd nfdump shfmt"
+tcpdump tshark iproute2 iputils-ping curl softflowd nfdump shfmt tcpreplay"
 
 missing=""
 for package in $PACKAGES; do
