@@ -186,10 +186,16 @@ in_a python3 "$work/abort_client.py" "$v6_b" "$http_port"
 # SIGTERM, not SIGINT: a non-interactive shell starts background commands
 # with SIGINT ignored. tcpdump exits cleanly on either.
 last_size=-1
+quiet=0
 for _ in $(seq 40); do
 	sleep 0.25
 	size=$(stat -c %s "$out")
-	[ "$size" = "$last_size" ] && break
+	if [ "$size" = "$last_size" ]; then
+		quiet=$((quiet + 1))
+		[ "$quiet" -ge 4 ] && break # a second with nothing new
+	else
+		quiet=0
+	fi
 	last_size=$size
 done
 kill -TERM "$tcpdump_pid"
