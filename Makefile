@@ -7,7 +7,7 @@ EXTENSION_STAMP := build/.extension-built
 SAMPLE := build/sample.pcap
 PCAP ?= $(SAMPLE)
 
-.PHONY: setup build run read test lint bench clean
+.PHONY: setup build run read test lint bench fuzz test-asan clean
 
 .setup-done: tools/setup-debian.sh pyproject.toml setup.py
 	./tools/setup-debian.sh
@@ -41,11 +41,34 @@ test: build
 	if [ $$status -eq 5 ]; then echo "test: no tests collected"; status=0; fi; exit $$status
 
 lint: build
-	.venv/bin/ruff check src tests tools $(wildcard bench)
+	.venv/bin/ruff check src tests tools bench fuzz
 	gcc -fsyntax-only -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
-		-Isrc/flowprobe $(filter %.c,$(C_SOURCES))
+		-Isrc/flowprobe $(filter %.c,$(C_SOURCES)) fuzz/fuzz_meter.c
 	shfmt -d tools/*.sh .ci/run $(wildcard tests/realstack/*.sh)
 	shfmt -d -sr -s files/etc/init.d/flowprobe  # as the OpenWrt SDK's CI checks init scripts
+
+# fuzzing (fuzz/README.md): libFuzzer + ASan + UBSan over the C core
+FUZZ_TIME ?= 300
+FUZZ_SOURCES := src/flowprobe/_cmeter.c $(wildcard src/flowprobe/cmeter/*.c) fuzz/fuzz_meter.c
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+build/fuzz/fuzz_meter: $(FUZZ_SOURCES) $(filter %.h,$(C_SOURCES))
+	@mkdir -p build/fuzz
+	clang $(FUZZ_FLAGS) -Isrc/flowprobe $(FUZZ_SOURCES) -lpcap -o $@
+
+build/fuzz/.corpus-made: fuzz/make_corpus.py | .setup-done
+	rm -rf build/fuzz/corpus
+	$(PYTHON) fuzz/make_corpus.py build/fuzz/corpus
+	@touch $@
+
+fuzz: build/fuzz/fuzz_meter build/fuzz/.corpus-made
+	@mkdir -p build/fuzz/found build/fuzz/artifacts
+	build/fuzz/fuzz_meter -max_total_time=$(FUZZ_TIME) -max_len=8192 -print_final_stats=1 \
+		-artifact_prefix=build/fuzz/artifacts/ build/fuzz/found build/fuzz/corpus
+
+# the C core with ASan + UBSan under the tests that drive it (in build/asan/)
+test-asan: build
+	tools/sanitize.sh
 
 bench: build
 	$(PYTHON) bench/bench.py

@@ -218,3 +218,14 @@ def test_reading_a_file_while_records_wait(tmp_path):
     run.meter.flush()
     records += run.meter.drain()
     assert len(records) == 301 and run.meter.counters()["packets_read"] == 301
+
+
+def test_an_evicted_reverse_flow_stays_evicted():
+    """Found by the fuzzer: with a full table, the flow evicted for a new one
+    can be the new one's reverse; a RST (or FIN) must not revive it."""
+    run = Run(max_flows=1, overflow_policy="evict")
+    run.feed(0, tcp("S")).feed(1, tcp("R", forward=False))
+    records = run.finish()
+    assert sorted((r["src_addr"], r["end_reason"]) for r in records) == [
+        (CLIENT, "lack_of_resources"), (SERVER, "forced_end")]
+    assert run.meter.counters()["flows_active"] == 0

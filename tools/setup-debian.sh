@@ -5,8 +5,10 @@ set -eu
 
 cd "$(dirname "$0")/.."
 
-PACKAGES="build-essential python3-dev python3-venv libpcap-dev
+PACKAGES="build-essential python3-dev python3-venv libpcap-dev clang
 tcpdump tshark iproute2 iputils-ping curl softflowd nfdump shfmt tcpreplay"
+# libFuzzer's runtime; Ubuntu 22.04 names it by clang version only
+apt-cache show libclang-rt-dev >/dev/null 2>&1 && PACKAGES="$PACKAGES libclang-rt-dev"
 
 missing=""
 for package in $PACKAGES; do

@@ -268,7 +268,7 @@ void flow_table_expire_all(struct flow_table *t, uint8_t end_reason)
  * millisecond among the first few. */
 #define EVICTION_CANDIDATES 16
 
-static void evict_oldest(struct flow_table *t)
+static uint32_t evict_oldest(struct flow_table *t)
 {
 	uint32_t victim = FLOW_NONE;
 	enum flow_list list;
@@ -287,6 +287,7 @@ static void evict_oldest(struct flow_table *t)
 	}
 	if (victim != FLOW_NONE)
 		expire_entry(t, victim, FP_END_LACK_OF_RESOURCES);
+	return victim;
 }
 
 /* ---- accounting ---- */
@@ -397,7 +398,10 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 		if (flow_table_active(t) >= t->max_flows) {
 			if (t->overflow_policy == FP_OVERFLOW_REFUSE_NEW)
 				return ACCOUNT_TABLE_FULL;
-			evict_oldest(t);
+			/* the reverse flow noted above may be the one evicted: it now
+			 * waits for export and must not be touched again */
+			if (evict_oldest(t) == reverse)
+				reverse = FLOW_NONE;
 		}
 		if (t->free_head == FLOW_NONE)
 			return ACCOUNT_NO_SLOT;

@@ -1,0 +1,411 @@
+/* libFuzzer target over the metering core: decoder, fragment table, flow
+ * table, expiry, draining, snapshots, filters and the record encoders, on a
+ * meter with tiny tables so that eviction, refusal, orphaned fragments and
+ * the export reserve are reached by short inputs.
+ *
+ * Input (fuzz/make_corpus.py writes seeds in this format):
+ *   4 bytes of settings (see settings_from), then operations until the end.
+ *   op 0x00-0x9f  a frame: low nibble picks the link type (LINK_TYPES),
+ *                 op >> 4 the ifindex; then dt, wire, length (2 bytes, big
+ *                 endian) and that many bytes of frame
+ *   op 0xa0-0xaf  the last frame again, count times, byte pos bumped by the
+ *                 repetition number: count, pos, dt
+ *   op 0xb0-0xb7  fp_meter_expire at the clock plus a step (EXPIRE_STEPS_MS)
+ *   op 0xb8-0xbf  drain up to 1 << (op & 7) records, check and encode them
+ *   op 0xc0-0xc7  snapshot the table, (op & 7) + 1 records at a time
+ *   op 0xc8-0xcf  fp_meter_expire_matching: 8 bytes of filter
+ *   op 0xd0-0xd7  fp_meter_update_settings: 4 bytes, as the header
+ *   op 0xd8-0xdf  check the counters' running invariant
+ *   op 0xe0-0xef  fp_meter_flush (the meter goes on afterwards)
+ *   op 0xf0-0xff  drain everything
+ * Finally flush, drain everything and check that every packet read is in a
+ * drained record or under a dropped_* counter.  A violated invariant is a
+ * __builtin_trap(), which libFuzzer reports as a crash with its input. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "_cmeter.h"
+
+#define START_US 1700000000000000ULL
+#define MAX_DRAIN 128
+#define JSON_RECORD_BYTES 800  /* fp_records_format_json's stated need */
+
+#define CHECK(condition) do { if (!(condition)) __builtin_trap(); } while (0)
+
+/* DLT values as libpcap hands them out (LINKTYPE_RAW 101 reads as DLT_RAW
+ * 12), plus values the decoder must refuse as non-IP; Ethernet is repeated
+ * because most traffic is Ethernet. */
+static const int LINK_TYPES[16] = {
+	0, 1, 12, 14, 108, 113, 276, 228, 229, 1, 1, 113, 101, 105, -1, 0x7fffffff,
+};
+
+static const int64_t EXPIRE_STEPS_MS[8] = {
+	0, 1, 10, 100, 1000, 10000, 3600000, -1000,
+};
+
+struct input {
+	const uint8_t *data;
+	size_t size;
+};
+
+static int take(struct input *in, uint8_t *byte)
+{
+	if (!in->size)
+		return 0;
+	*byte = *in->data++;
+	in->size--;
+	return 1;
+}
+
+static uint8_t take_or_zero(struct input *in)
+{
+	uint8_t byte = 0;
+
+	take(in, &byte);
+	return byte;
+}
+
+struct run {
+	struct fp_meter *meter;
+	struct fp_settings settings;
+	uint64_t now_us;
+	uint8_t *last_frame;     /* malloc'd to its exact length: ASan sees overreads */
+	uint32_t last_length;
+	uint32_t last_wire;
+	int last_linktype;
+	uint32_t last_ifindex;
+	uint64_t drained_packets;
+	uint64_t drained_octets;
+	uint64_t drained_records;
+	struct fp_record records[MAX_DRAIN];
+};
+
+static void settings_from(const uint8_t b[4], struct fp_settings *s)
+{
+	static const uint32_t flows[4] = { 1, 2, 4, 8 };
+
+	memset(s, 0, sizeof(*s));
+	s->bidirectional = b[0] & 1;
+	s->overflow_policy = (b[0] >> 1) & 1 ? FP_OVERFLOW_REFUSE_NEW : FP_OVERFLOW_EVICT_OLDEST;
+	s->max_flows = flows[(b[0] >> 2) & 3];
+	s->max_fragments = 1 + ((b[0] >> 4) & 3);
+	s->tcp_end_grace_ms = (b[0] >> 6) & 1 ? 0 : 20;
+	s->idle_timeout_ms = 1 + (b[1] & 15) * 40u;
+	s->active_timeout_ms = 1 + (b[1] >> 4) * 150u;
+	s->unanswered_timeout_ms = 1 + (b[2] & 15) * 30u;
+	s->fragment_timeout_ms = 1 + (b[2] >> 4) * 50u;
+	s->hash_seed = 1 + b[3];
+}
+
+/* dt: 0x00-0x7f milliseconds on, 0x80-0xef seconds on, 0xf0-0xfe seconds
+ * back (several capture files out of order), 0xff 60 days on. */
+static void advance(struct run *r, uint8_t dt)
+{
+	uint64_t step;
+
+	if (dt < 0x80) {
+		step = dt * 1000ULL;
+	} else if (dt < 0xf0) {
+		step = (dt - 0x7fULL) * 1000000ULL;
+	} else if (dt < 0xff) {
+		step = (dt - 0xefULL) * 1000000ULL;
+		r->now_us = r->now_us > step ? r->now_us - step : 0;
+		return;
+	} else {
+		step = 60ULL * 86400 * 1000000;
+	}
+	r->now_us += step;
+}
+
+/* wire: 0 the captured length, 0x01-0x7f that much more (snapped),
+ * 0x80-0xfe less (a lying capture), 0xff UINT32_MAX. */
+static uint32_t wire_length(uint32_t captured, uint8_t wire)
+{
+	if (wire < 0x80)
+		return captured + wire;
+	if (wire < 0xff)
+		return captured > (wire & 0x7fu) ? captured - (wire & 0x7fu) : 0;
+	return UINT32_MAX;
+}
+
+static void process_last(struct run *r)
+{
+	fp_meter_process_frame(r->meter, r->last_linktype, r->last_ifindex, r->now_us,
+			       r->last_frame, r->last_length, r->last_wire);
+}
+
+static void op_frame(struct run *r, uint8_t op, struct input *in)
+{
+	uint8_t dt = take_or_zero(in), wire = take_or_zero(in);
+	uint32_t length = (uint32_t)take_or_zero(in) << 8;
+
+	length |= take_or_zero(in);
+	if (length > in->size)
+		length = (uint32_t)in->size;
+	free(r->last_frame);
+	r->last_frame = malloc(length ? length : 1);
+	if (!r->last_frame)
+		abort();
+	memcpy(r->last_frame, in->data, length);
+	in->data += length;
+	in->size -= length;
+	r->last_length = length;
+	r->last_wire = wire_length(length, wire);
+	r->last_linktype = LINK_TYPES[op & 15];
+	r->last_ifindex = op >> 4;
+	advance(r, dt);
+	process_last(r);
+}
+
+/* Many flows or fragments from one frame: reaches the export reserve (256
+ * slots) and the overflow policies without a long input. */
+static void op_repeat(struct run *r, struct input *in)
+{
+	uint8_t count = take_or_zero(in), pos = take_or_zero(in), dt = take_or_zero(in);
+	unsigned i;
+
+	if (!r->last_frame)
+		return;
+	for (i = 0; i < count + 1u; i++) {
+		if (r->last_length)
+			r->last_frame[pos % r->last_length] += 1;
+		advance(r, dt);
+		process_last(r);
+	}
+}
+
+static void check_records(struct run *r, const struct fp_record *records, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		const struct fp_record *rec = &records[i];
+
+		CHECK(rec->ip_version == 4 || rec->ip_version == 6);
+		CHECK(rec->end_reason >= FP_END_IDLE_TIMEOUT &&
+		      rec->end_reason <= FP_END_LACK_OF_RESOURCES);
+		CHECK(rec->packets >= 1);
+		CHECK(rec->flow_start_ms <= rec->flow_end_ms);
+		CHECK(r->settings.bidirectional || rec->reverse_packets == 0);
+		if (rec->reverse_packets)
+			CHECK(rec->reverse_start_ms <= rec->reverse_end_ms);
+		r->drained_packets += rec->packets + rec->reverse_packets;
+		r->drained_octets += rec->octets + rec->reverse_octets;
+	}
+	r->drained_records += (uint64_t)n;
+}
+
+/* Buffers are allocated to the exact size the API asks for, so an encoder
+ * writing one byte too many is an ASan report. */
+static void encode_records(struct run *r, const struct fp_record *records, int n)
+{
+	static const uint8_t bad_layout[2] = { FP_FIELD_PROTOCOL, 0 };
+	uint8_t layout[FP_FIELD_ZERO32];
+	int indices[MAX_DRAIN], i, record_length = 0, selected, version;
+	size_t json_size = (size_t)n * JSON_RECORD_BYTES;
+	char *json = malloc(json_size ? json_size : 1);
+	uint8_t *packed;
+	int written;
+
+	if (!json)
+		abort();
+	written = fp_records_format_json(records, n, (int)r->settings.bidirectional, json, (int)json_size);
+	CHECK(written >= 0 && (size_t)written <= json_size);
+	for (i = 0, selected = 0; i < written; i++)
+		selected += json[i] == '\n';
+	CHECK(selected == n);
+	if (n == 1)  /* the bound is per record: only one record pins it */
+		CHECK(fp_records_format_json(records, 1, 0, json, JSON_RECORD_BYTES - 1) == -1);
+	free(json);
+
+	for (i = 0; i < FP_FIELD_ZERO32; i++) {
+		layout[i] = (uint8_t)(FP_FIELD_SRC_ADDR4 + i);
+		CHECK(fp_field_length(layout[i]) > 0);
+		record_length += fp_field_length(layout[i]);
+	}
+	CHECK(fp_field_length(0) == -1 && fp_field_length(FP_FIELD_ZERO32 + 1) == -1);
+	packed = malloc((size_t)record_length * (n ? n : 1));
+	if (!packed)
+		abort();
+	for (version = 4; version <= 6; version += 2) {
+		int stride = 1 + (int)(r->drained_records % 3);
+
+		selected = fp_records_select(records, n, version, 0, stride, 0, indices);
+		CHECK(selected >= 0 && selected <= n);
+		written = fp_records_pack(records, indices, selected, layout, FP_FIELD_ZERO32, 0,
+					  r->now_us / 1000 - 5000, packed, record_length * selected);
+		CHECK(written == record_length * selected);
+		selected = fp_records_select(records, n, version, 1, 1, 0, indices);
+		written = fp_records_pack(records, indices, selected, layout, FP_FIELD_ZERO32, 1,
+					  r->now_us / 1000, packed, record_length * selected);
+		CHECK(written == record_length * selected);
+		if (selected) {
+			CHECK(fp_records_pack(records, indices, selected, layout, FP_FIELD_ZERO32, 0,
+					      0, packed, record_length * selected - 1) == -1);
+			CHECK(fp_records_pack(records, indices, selected, bad_layout, 2, 0, 0,
+					      packed, record_length * selected) == -1);
+		}
+	}
+	free(packed);
+}
+
+static int drain(struct run *r, int max)
+{
+	int n = fp_meter_drain(r->meter, r->records, max);
+
+	CHECK(n >= 0 && n <= max);
+	check_records(r, r->records, n);
+	encode_records(r, r->records, n);
+	return n;
+}
+
+static void drain_all(struct run *r)
+{
+	while (drain(r, MAX_DRAIN) > 0)
+		;
+	CHECK(fp_meter_pending(r->meter) == 0);
+}
+
+static uint64_t dropped(const struct fp_counters *c)
+{
+	return c->dropped_truncated + c->dropped_non_ip + c->dropped_malformed +
+	       c->dropped_flow_table_full + c->dropped_export_backlog +
+	       c->dropped_fragment_orphaned;
+}
+
+/* Holds at any time: read = metered + held + dropped; the tables stay in
+ * their bounds; what was drained was metered. */
+static void check_counters(struct run *r, struct fp_counters *c)
+{
+	fp_meter_counters(r->meter, c);
+	CHECK(c->packets_read == c->packets_metered + c->fragment_packets_held + dropped(c));
+	CHECK(c->flows_active <= r->settings.max_flows);
+	CHECK(c->fragments_tracked <= r->settings.max_fragments);
+	CHECK(c->records_drained == r->drained_records);
+	CHECK(r->drained_packets <= c->packets_metered);
+	CHECK(r->drained_octets <= c->octets_metered);
+}
+
+static void op_snapshot(struct run *r, int max)
+{
+	uint32_t cursor = 0;
+	uint64_t active = 0;
+	struct fp_counters c;
+	int n, i;
+
+	while ((n = fp_meter_snapshot(r->meter, r->records, max, &cursor)) > 0) {
+		CHECK(n <= max);
+		for (i = 0; i < n; i++) {
+			CHECK(r->records[i].end_reason == 0);
+			CHECK(r->records[i].packets >= 1);
+			CHECK(r->records[i].flow_start_ms <= r->records[i].flow_end_ms);
+		}
+		encode_records(r, r->records, n);
+		active += (uint64_t)n;
+	}
+	fp_meter_counters(r->meter, &c);
+	CHECK(active == c.flows_active);
+}
+
+static void op_expire_matching(struct run *r, struct input *in)
+{
+	struct fp_flow_filter filter;
+	uint8_t b[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		b[i] = take_or_zero(in);
+	memset(&filter, 0, sizeof(filter));
+	filter.ip_version = (uint8_t[]){ 0, 4, 6, 5 }[b[0] & 3];
+	filter.prefix_length = b[1] % 129;
+	/* a short address pattern, repeated: matches are still reachable */
+	for (i = 0; i < 16; i++)
+		filter.address[i] = b[2 + (i & 1)];
+	if (b[0] & 4)
+		memset(filter.address + 4, 0, 12);  /* an IPv4 prefix */
+	filter.protocol = b[4];
+	filter.port = (uint16_t)(b[5] << 8 | b[6]);
+	filter.ifindex = b[7] & 15;
+	CHECK(fp_meter_expire_matching(r->meter, &filter) >= 0);
+}
+
+static void op_update_settings(struct run *r, struct input *in)
+{
+	struct fp_settings s;
+	uint8_t b[4];
+	char error[FP_ERROR_SIZE];
+	int i, result;
+
+	for (i = 0; i < 4; i++)
+		b[i] = take_or_zero(in);
+	settings_from(b, &s);
+	result = fp_meter_update_settings(r->meter, &s, error);
+	if (s.max_flows != r->settings.max_flows || s.max_fragments != r->settings.max_fragments ||
+	    s.bidirectional != r->settings.bidirectional) {
+		CHECK(result == -1);
+	} else {
+		CHECK(result == 0);
+		r->settings = s;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct input in = { data, size };
+	struct run *r;
+	struct fp_counters c;
+	char error[FP_ERROR_SIZE];
+	uint8_t header[4] = { 0, 0, 0, 0 }, op;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		take(&in, &header[i]);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		abort();
+	settings_from(header, &r->settings);
+	r->meter = fp_meter_new(&r->settings, error);
+	CHECK(r->meter != NULL);
+	r->now_us = START_US;
+
+	while (take(&in, &op)) {
+		if (op < 0xa0)
+			op_frame(r, op, &in);
+		else if (op < 0xb0)
+			op_repeat(r, &in);
+		else if (op < 0xb8) {
+			int64_t now_ms = (int64_t)(r->now_us / 1000) + EXPIRE_STEPS_MS[op & 7];
+
+			fp_meter_expire(r->meter, now_ms > 0 ? (uint64_t)now_ms : 0);
+		} else if (op < 0xc0)
+			drain(r, 1 << (op & 7));
+		else if (op < 0xc8)
+			op_snapshot(r, (op & 7) + 1);
+		else if (op < 0xd0)
+			op_expire_matching(r, &in);
+		else if (op < 0xd8)
+			op_update_settings(r, &in);
+		else if (op < 0xe0)
+			check_counters(r, &c);
+		else if (op < 0xf0)
+			fp_meter_flush(r->meter);
+		else
+			drain_all(r);
+	}
+
+	fp_meter_flush(r->meter);
+	drain_all(r);
+	check_counters(r, &c);
+	/* the conservation invariant of _cmeter.h */
+	CHECK(c.packets_read == r->drained_packets + dropped(&c));
+	CHECK(c.packets_metered == r->drained_packets);
+	CHECK(c.octets_metered == r->drained_octets);
+	CHECK(c.fragment_packets_held == 0);
+	CHECK(c.flows_active == 0 && c.flows_pending_export == 0);
+
+	fp_meter_free(r->meter);
+	free(r->last_frame);
+	free(r);
+	return 0;
+}

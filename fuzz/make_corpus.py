@@ -1,0 +1,225 @@
+"""Seed corpus for fuzz/fuzz_meter.c: the frames the tests build (every link
+type, VLANs, PPPoE, IPv4 options, IPv6 extension chains, fragments in
+several orders, truncated and malformed frames), in fuzz_meter's input
+format, each scenario once per settings variant.
+
+    .venv/bin/python fuzz/make_corpus.py build/fuzz/corpus
+"""
+
+import argparse
+import pathlib
+import struct
+
+from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, fragment
+from scapy.layers.inet6 import (
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    fragment6,
+)
+from scapy.layers.ipsec import AH, ESP
+from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
+from scapy.layers.ppp import PPP, PPPoE
+from scapy.layers.sctp import SCTP
+
+# fuzz_meter.c LINK_TYPES indices
+NULL, ETHERNET, RAW, RAW_OPENBSD, LOOP, SLL, SLL2, IPV4, IPV6 = range(9)
+UNSUPPORTED = 12
+
+# fuzz_meter.c operations
+EXPIRE_1S, EXPIRE_PAST = 0xB4, 0xB7
+DRAIN_4, DRAIN_128 = 0xBA, 0xBF
+SNAPSHOT_2 = 0xC1
+EXPIRE_MATCHING = 0xC8
+UPDATE_SETTINGS = 0xD0
+CHECK_COUNTERS = 0xD8
+FLUSH = 0xE0
+DRAIN_ALL = 0xF0
+REPEAT = 0xA0
+
+A4, B4 = "192.0.2.1", "198.51.100.2"
+A6, B6 = "2001:db8::1", "2001:db8:ffff::2"
+MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+
+# settings bytes (fuzz_meter.c settings_from): uniflow with 8 flows and 4
+# fragments; biflow; one flow, evicted or refused when full, short timeouts
+SETTINGS = {
+    "uni": bytes([0x3C, 0x88, 0x88, 0]),
+    "bi": bytes([0x3D, 0x88, 0x88, 1]),
+    "evict1": bytes([0x00, 0x21, 0x11, 3]),
+    "refuse1": bytes([0x02, 0x21, 0x11, 2]),
+}
+
+
+def frame(data, linktype=ETHERNET, dt=1, wire=0, ifindex=0):
+    data = bytes(data)
+    return bytes([ifindex << 4 | linktype, dt, wire]) + struct.pack(">H", len(data)) + data
+
+
+def eth(packet):
+    return bytes(Ether(**MACS) / packet)
+
+
+def tcp_conversation(src, dst, ip=IP):
+    forward = ip(src=src, dst=dst)
+    back = ip(src=dst, dst=src)
+    return [forward / TCP(sport=40000, dport=443, flags="S"),
+            back / TCP(sport=443, dport=40000, flags="SA"),
+            forward / TCP(sport=40000, dport=443, flags="A") / (b"x" * 10),
+            forward / TCP(sport=40000, dport=443, flags="FA"),
+            back / TCP(sport=443, dport=40000, flags="FA")]
+
+
+def link_layer_scenarios():
+    v4 = tcp_conversation(A4, B4)
+    v6 = tcp_conversation(A6, B6, IPv6)
+    loop = {4: struct.pack(">I", 2), 6: struct.pack(">I", 10)}
+    return {
+        "ethernet": [frame(eth(p)) for p in v4 + v6],
+        "null_le": [frame(struct.pack("<I", 2) + bytes(p), NULL) for p in v4]
+        + [frame(struct.pack("<I", 30) + bytes(p), NULL) for p in v6],
+        "loop": [frame(loop[4] + bytes(p), LOOP) for p in v4]
+        + [frame(loop[6] + bytes(p), LOOP) for p in v6],
+        "raw": [frame(p, RAW) for p in v4 + v6],
+        "raw_openbsd": [frame(p, RAW_OPENBSD) for p in v4 + v6],
+        "ipv4": [frame(p, IPV4) for p in v4] + [frame(v6[0], IPV4)],
+        "ipv6": [frame(p, IPV6) for p in v6] + [frame(v4[0], IPV6)],
+        "sll": [frame(CookedLinux(pkttype=4, proto=0x0800) / p, SLL) for p in v4]
+        + [frame(CookedLinux(proto=0x8100) / Dot1Q(vlan=42) / v4[0], SLL)],
+        "sll2": [frame(CookedLinuxV2(proto=0x86DD, ifindex=3) / p, SLL2) for p in v6],
+        "unsupported": [frame(eth(v4[0]), UNSUPPORTED)],
+        "interfaces": [frame(eth(p), ifindex=n % 3) for n, p in enumerate(v4)],
+    }
+
+
+def header_scenarios():
+    udp4 = IP(src=A4, dst=B4) / UDP(sport=5000, dport=53) / b"q"
+    udp6 = IPv6(src=A6, dst=B6) / UDP(sport=53, dport=5353) / b"q"
+    chain = IPv6(src=A6, dst=B6)
+    for _ in range(20):  # past the decoder's bound on extension headers
+        chain = chain / IPv6ExtHdrDestOpt()
+    chain = chain / UDP()
+    return {
+        "vlan": [frame(Ether(**MACS) / Dot1Q(vlan=10) / udp4),
+                 frame(Ether(**MACS) / Dot1AD(vlan=100) / Dot1Q(vlan=20) / udp4),
+                 frame(Ether(**MACS, type=0x9100) / Dot1Q(vlan=30) / udp6),
+                 frame(Ether(**MACS) / Dot1Q(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3)
+                       / Dot1Q(vlan=4) / Dot1Q(vlan=5) / udp4)],
+        "pppoe": [frame(Ether(**MACS) / PPPoE(sessionid=5) / PPP(proto=0x0021) / udp4),
+                  frame(Ether(**MACS) / PPPoE(sessionid=5) / PPP(proto=0x0057) / udp6),
+                  frame(Ether(**MACS) / PPPoE(sessionid=5) / PPP(proto=0xC021)
+                        / b"\x01\x01\x00\x04")],
+        "ipv4_options": [frame(eth(IP(src=A4, dst=B4, options=b"\x94\x04\x00\x00" * 3)
+                                   / UDP(sport=1, dport=2)))],
+        "ipv6_extensions": [frame(eth(IPv6(src=A6, dst=B6) / IPv6ExtHdrHopByHop()
+                                      / IPv6ExtHdrRouting() / IPv6ExtHdrDestOpt()
+                                      / TCP(sport=1234, dport=80, flags="SA")))],
+        "ipv6_header_loop": [frame(eth(chain))],
+        "ah": [frame(eth(IPv6(src=A6, dst=B6) / AH(spi=0x1234, nh=6, payloadlen=4,
+                                                   icv=b"\0" * 12) / TCP(dport=25))),
+               frame(eth(IP(src=A4, dst=B4) / AH(spi=0x99, nh=17, payloadlen=4,
+                                                 icv=b"\0" * 12) / UDP(dport=500)))],
+        "esp": [frame(eth(IP(src=A4, dst=B4) / ESP(spi=spi, seq=1) / (b"\0" * 16)))
+                for spi in (0xDEADBEEF, 0x01020304, 0xDEADBEEF)],
+        "transports": [frame(eth(IP(src=A4, dst=B4) / layer)) for layer in (
+            SCTP(sport=2905, dport=2906), ICMP(type=8), GRE(),
+            struct.pack(">HHHH", 7000, 7001, 8, 0))]
+        + [frame(eth(IP(src=B4, dst=A4) / ICMP(type=0))),
+           frame(eth(IP(src=A4, dst=B4, proto=136) / struct.pack(">HHHH", 7000, 7001, 8, 0))),
+           frame(eth(IP(src=A4, dst=B4, proto=89) / b"ospf hello....."))],
+        "icmpv6": [frame(eth(IPv6(src=A6, dst=B6) / ICMPv6EchoRequest())),
+                   frame(eth(IPv6(src=B6, dst=A6) / ICMPv6EchoReply()))],
+        "tos": [frame(eth(IP(src=A4, dst=B4, tos=0xB8) / UDP())),
+                frame(eth(IPv6(src=A6, dst=B6, tc=0xB8) / UDP()))],
+        "non_ip": [frame(Ether(**MACS) / ARP()),
+                   frame(Ether(**MACS, type=0x88CC) / (b"\0" * 46)),
+                   frame(Ether(dst="01:80:c2:00:00:00", type=0x26) / (b"\0" * 46))],
+    }
+
+
+def broken_scenarios():
+    full = eth(IP(src=A4, dst=B4) / TCP(sport=40000, dport=443) / (b"x" * 10))
+    packet = bytes(IP(src=A4, dst=B4) / UDP() / b"data")
+    ether_header = bytes(Ether(**MACS, type=0x0800))
+    mangled = [packet[:2] + struct.pack(">H", 9999) + packet[4:],
+               packet[:2] + struct.pack(">H", 10) + packet[4:],
+               bytes([0x43]) + packet[1:], bytes([0x55]) + packet[1:],
+               packet[:2] + b"\0\0" + packet[4:]]
+    ext = bytearray(bytes(IPv6(src=A6, dst=B6) / IPv6ExtHdrHopByHop() / UDP()))
+    ext[41] = 200
+    padded = eth(IP(src=A4, dst=B4) / UDP() / b"p") + b"\0" * 20
+    return {
+        "truncated": [frame(full[:cut], wire=len(full) - cut) for cut in (0, 10, 30, 40, 47)]
+        + [frame(full, wire=0x7F), frame(full, wire=0xFF), frame(full, wire=0x85)],
+        "malformed": [frame(ether_header + m) for m in mangled]
+        + [frame(bytes(Ether(**MACS, type=0x86DD)) + bytes(ext)), frame(padded)],
+    }
+
+
+def fragment_scenarios():
+    datagram4 = IP(src="10.0.0.1", dst="10.0.0.2", id=7) / ICMP(type=8) / (b"p" * 200)
+    udp4 = IP(src="10.0.0.1", dst="10.0.0.2", id=8) / UDP(sport=1111, dport=9) / (b"u" * 200)
+    datagram6 = (IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=9)
+                 / ICMPv6EchoRequest(data=b"q" * 200))
+    v4 = [eth(f) for f in fragment(datagram4, fragsize=64)]
+    udp = [eth(f) for f in fragment(udp4, fragsize=64)]
+    v6 = [eth(f) for f in fragment6(datagram6, 120)]
+    scenarios = {}
+    for family, fragments in (("4", v4), ("6", v6)):
+        scenarios[f"fragments{family}_in_order"] = [frame(f) for f in fragments]
+        scenarios[f"fragments{family}_reversed"] = [frame(f) for f in fragments[::-1]]
+        scenarios[f"fragments{family}_first_last"] = [
+            frame(f) for f in fragments[1:] + fragments[:1]]
+        scenarios[f"fragments{family}_orphans"] = [frame(f) for f in fragments[1:]]
+        scenarios[f"fragments{family}_late_first"] = (
+            [frame(f) for f in fragments[1:]] + [frame(fragments[0], dt=0x85)])
+    scenarios["fragments_interleaved"] = [frame(f) for pair in zip(v4, udp) for f in pair]
+    # one datagram's later fragment, its ident bumped: many held datagrams
+    scenarios["fragments_many"] = [frame(v4[1]), bytes([REPEAT, 40, 19, 0])]
+    return scenarios
+
+
+def operations():
+    """Scenarios that drive the meter's other entry points between frames."""
+    syn = frame(eth(IP(src=A4, dst=B4) / TCP(sport=1000, dport=80, flags="S")))
+    reply = frame(eth(IP(src=B4, dst=A4) / TCP(sport=80, dport=1000, flags="SA")))
+    v6 = frame(eth(IPv6(src=A6, dst=B6) / UDP(sport=5, dport=6)))
+    prefix = bytes([1, 24, 192, 0, 6, 0, 80, 0])  # IPv4, /24 of 192.0.x, TCP, port 80
+    return {
+        "ops_mixed": [syn, reply, v6, bytes([CHECK_COUNTERS, SNAPSHOT_2, DRAIN_4]),
+                      bytes([EXPIRE_MATCHING]) + prefix, syn,
+                      bytes([EXPIRE_1S, DRAIN_128, EXPIRE_PAST]), v6, bytes([FLUSH]), reply,
+                      bytes([UPDATE_SETTINGS, 0x3C, 0x11, 0x11, 0, CHECK_COUNTERS])],
+        "ops_scan": [syn, bytes([REPEAT, 255, 37, 0, REPEAT, 255, 36, 1, CHECK_COUNTERS,
+                                 DRAIN_ALL])],
+        "ops_capacity_change": [syn, bytes([UPDATE_SETTINGS, 0x00, 0, 0, 0, SNAPSHOT_2])],
+        # found by the fuzzer: the reply's RST revived the flow it had just evicted
+        "evicted_reverse_rst": [syn, frame(eth(IP(src=B4, dst=A4)
+                                              / TCP(sport=80, dport=1000, flags="R")))],
+        "ops_time_jumps": [syn, frame(b"", dt=0xFF), reply, syn[:1] + bytes([0xF5]) + syn[2:],
+                           bytes([EXPIRE_PAST, DRAIN_ALL])],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=pathlib.Path)
+    args = parser.parse_args()
+    args.directory.mkdir(parents=True, exist_ok=True)
+    scenarios = {**link_layer_scenarios(), **header_scenarios(), **broken_scenarios(),
+                 **fragment_scenarios(), **operations()}
+    written = 0
+    for name, parts in scenarios.items():
+        body = b"".join(parts)
+        for variant, settings in SETTINGS.items():
+            (args.directory / f"{name}-{variant}").write_bytes(settings + body)
+            written += 1
+    print(f"make_corpus: {written} seeds in {args.directory}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+#!/bin/sh
+# Builds the C core with AddressSanitizer + UndefinedBehaviorSanitizer into a
+# copy of the package under build/asan/ (the normal build in .venv is not
+# touched) and runs the tests that drive the C core against it.
+#   tools/sanitize.sh [pytest arguments]
+# Python is not built with ASan, so libasan is preloaded into it (and into
+# every process the tests start); leak detection is off because the
+# interpreter keeps its own allocations to the end.  Any sanitizer report
+# fails the run, even one from a subprocess whose exit status a test ignored.
+set -eu
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+python="$root/.venv/bin/python"
+work="$root/build/asan"
+logs="$work/logs"
+tests="tests/test_decode.py tests/test_fragments.py tests/test_flow_table.py
+tests/test_properties.py tests/test_cli.py tests/test_export_encoders.py"
+
+# gcc's runtime, so that the library preloaded is the one the build links
+export CC=gcc
+libasan=$(gcc -print-file-name=libasan.so)
+[ -f "$libasan" ] || {
+	echo "sanitize: libasan not found (gcc -print-file-name=libasan.so)" >&2
+	exit 1
+}
+
+rm -rf "$work"
+mkdir -p "$work" "$logs"
+cp -R src tests pyproject.toml "$work/"
+rm -f "$work"/src/flowprobe/_cmeter_ffi*
+
+echo "sanitize: building the C core with ASan + UBSan"
+sanitizers="-fsanitize=address,undefined -fno-sanitize-recover=all"
+(
+	cd "$work/src"
+	FLOWPROBE_EXTRA_CFLAGS="$sanitizers -fno-omit-frame-pointer -g -O1" \
+		FLOWPROBE_EXTRA_LDFLAGS="$sanitizers" \
+		"$python" flowprobe/_build_cmeter.py >"$logs/build.log" 2>&1
+) || {
+	cat "$logs/build.log" >&2
+	exit 1
+}
+
+sanitized() {
+	PYTHONPATH="$work/src" LD_PRELOAD="$libasan" \
+		ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:log_path=$logs/asan" \
+		UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan" \
+		"$@"
+}
+
+cd "$work"
+# the tests must meter with the instrumented module, not the one in .venv
+module=$(sanitized "$python" -c 'import flowprobe._cmeter_ffi as m; print(m.__file__)')
+case "$module" in
+"$work"/src/flowprobe/*) ;;
+*)
+	echo "sanitize: imported $module, not the sanitized build" >&2
+	exit 1
+	;;
+esac
+
+echo "sanitize: running the C-facing tests under the sanitizers"
+status=0
+# shellcheck disable=SC2086 # the test list is meant to split
+sanitized "$python" -m pytest -p no:cacheprovider -q $tests "$@" || status=$?
+for report in "$logs"/asan.* "$logs"/ubsan.*; do
+	[ -e "$report" ] || continue
+	echo "sanitize: sanitizer report $report:" >&2
+	cat "$report" >&2
+	status=1
+done
+[ "$status" -eq 0 ] && echo "sanitize: no sanitizer reports"
+exit "$status"
