@@ -294,7 +294,7 @@ static void op_snapshot(struct run *r, int max)
 	struct fp_counters c;
 	int n, i;
 
-	while ((n = fp_meter_snapshot(r->meter, r->records, max, &cursor)) > 0) {
+	while ((n = fp_meter_snapshot(r->meter, NULL, r->records, max, &cursor)) > 0) {
 		CHECK(n <= max);
 		for (i = 0; i < n; i++) {
 			CHECK(r->records[i].end_reason == 0);

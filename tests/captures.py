@@ -9,7 +9,7 @@ import struct
 import subprocess
 import sys
 
-from flowprobe.meter import Meter
+from flowprobe.meter import Meter, packets_ignored
 from flowprobe.settings import MeterSettings
 
 LINKTYPE_NULL = 0
@@ -54,7 +54,7 @@ def meter_frames(tmp_path, frames, linktype=LINKTYPE_ETHERNET, **settings):
 
 
 def dropped(counters):
-    return sum(v for k, v in counters.items() if k.startswith("dropped_"))
+    return packets_ignored(counters)
 
 
 def assert_conserved(records, counters):
@@ -72,3 +72,10 @@ def run_cli(*args):
 
 def cli_records(stdout):
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def differences(expected, actual, names=("expected", "got")):
+    """Keys whose (packets, octets) differ, as readable lines; [] when equal."""
+    return [f"{key}: {names[0]} {expected.get(key)}, {names[1]} {actual.get(key)}"
+            for key in sorted(set(expected) | set(actual), key=repr)
+            if expected.get(key) != actual.get(key)]

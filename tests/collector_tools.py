@@ -916,3 +916,33 @@ def structure_problems(messages):
                 problems.append(f"{where} datagram {message['udp_payload']} bytes, length "
                                 f"field {message['length']}")
     return problems
+
+
+# ICMP messages and the type of their answer: a biflow's reverse direction
+_ICMP_REPLY = {(1, 8): 0, (1, 0): 8, (1, 13): 14, (1, 14): 13, (58, 128): 129, (58, 129): 128}
+
+
+def per_flow_key(flows):
+    """(packets, octets) per flow key (ip_version, protocol, src, dst, sport,
+    dport; ICMP: 0, type*256+code) over normalised nfdump flows; a biflow's
+    reverse counters go under the reverse key."""
+    totals = {}
+
+    def add(key, packets, octets):
+        old = totals.get(key, (0, 0))
+        totals[key] = (old[0] + packets, old[1] + octets)
+
+    for f in flows:
+        version = 6 if ":" in f["src_addr"] else 4
+        key = (version, f["protocol"], f["src_addr"], f["dst_addr"], f["src_port"],
+               f["dst_port"])
+        add(key, f["packets"], f["octets"])
+        if f["reverse_packets"]:
+            if f["protocol"] in (1, 58):
+                reply = _ICMP_REPLY.get((f["protocol"], f["dst_port"] >> 8), f["dst_port"] >> 8)
+                sport, dport = 0, reply << 8 | (f["dst_port"] & 0xFF)
+            else:
+                sport, dport = f["dst_port"], f["src_port"]
+            add((version, f["protocol"], f["dst_addr"], f["src_addr"], sport, dport),
+                f["reverse_packets"], f["reverse_octets"])
+    return totals

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from collector_tools import NFCAPD, NFDUMP, Nfcapd, missing_tools
+from captures import differences
+from collector_tools import NFCAPD, NFDUMP, Nfcapd, missing_tools, per_flow_key
 from flowprobe.control.server import call
 from netlab import RouterLab, missing
 from realstack import simple_truth
@@ -114,18 +115,6 @@ def stop_truth(captures):
     return truth
 
 
-def collected(collectors):
-    totals = {}
-    for collector in collectors:
-        for f in collector.flows():
-            version = 6 if ":" in f["src_addr"] else 4
-            key = (version, f["protocol"], f["src_addr"], f["dst_addr"], f["src_port"],
-                   f["dst_port"])
-            old = totals.get(key, (0, 0))
-            totals[key] = (old[0] + f["packets"], old[1] + f["octets"])
-    return totals
-
-
 def traffic(lab, big_file_url4, big_file_url6):
     lab.run(lab.client, "curl", "-s", "-o", "/dev/null", big_file_url4)
     lab.run(lab.client, "curl", "-s", "-o", "/dev/null", "-g", big_file_url6)
@@ -194,7 +183,7 @@ def test_exports_equal_the_wire_across_reload_and_stop(lab, tmp_path):
         late_sender.wait(30)
         truth = stop_truth(truth_captures)
         # the first collector was there all along; the second joined at the reload
-        whole_run, second_half = collected([first]), collected([second])
+        whole_run, second_half = per_flow_key(first.flows()), per_flow_key(second.flows())
     assert status["config_error"] is None
     assert {i["name"] for i in status["interfaces"]} == set(lab.router_devices)
     assert any(k[1] == 6 and k[5] == 8080 for k in truth), "the capture lacks the HTTP flows"
@@ -202,19 +191,14 @@ def test_exports_equal_the_wire_across_reload_and_stop(lab, tmp_path):
     assert len(late) == 1 and 0 < whole_run[late[0]][0] <= truth[late[0]][0]
     # before the stop, every flow exactly as on the wire
     assert differences({k: v for k, v in truth.items() if k not in late},
-                       {k: v for k, v in whole_run.items() if k not in late}) == []
+                       {k: v for k, v in whole_run.items() if k not in late},
+                       ("wire", "exported")) == []
     # at the stop, everything the daemon metered reached the collector
     metered = int(re.search(r"stopped: \d+ packets read, (\d+) metered", daemon.output())[1])
     assert sum(p for p, _ in whole_run.values()) == metered
     assert second_half and all(second_half[k][0] <= truth[k][0] for k in second_half)
     log = daemon.output()
     assert "reload refused" not in log and "Traceback" not in log
-
-
-def differences(expected, actual):
-    keys = set(expected) | set(actual)
-    return sorted(f"{k}: wire {expected.get(k)}, exported {actual.get(k)}"
-                  for k in keys if expected.get(k) != actual.get(k))
 
 
 def test_bad_reload_keeps_the_old_config(lab, tmp_path):

@@ -17,7 +17,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
-from captures import START_US, write_pcap
+from captures import START_US, differences, write_pcap
 from collector_tools import (
     NFCAPD,
     NFDUMP,
@@ -28,6 +28,7 @@ from collector_tools import (
     free_tcp_port,
     free_udp_port,
     missing_tools,
+    per_flow_key,
     sequence_problems,
     structure_problems,
     tshark_decode,
@@ -40,7 +41,7 @@ GENERATOR = Path(__file__).resolve().parent.parent / "tools" / "gen_capture.py"
 LONG = ("--idle-timeout", "3600", "--active-timeout", "3600", "--unanswered-timeout", "3600")
 PROFILES = {"ipfix": "ipfix", "netflow9": "netflow9", "netflow5": "netflow5",
             "ipfix-biflow": "ipfix?biflow=1"}
-ICMP_REPLY = {(1, 8): 0, (1, 0): 8, (1, 13): 14, (1, 14): 13, (58, 128): 129, (58, 129): 128}
+NAMES = ("truth", "collector")
 MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
 
 pytestmark = pytest.mark.skipif(missing_tools(NFCAPD, NFDUMP, TSHARK) is not None,
@@ -75,45 +76,10 @@ def export(capture_path, *urls, extra=()):
     return json.loads(result.stderr.strip().splitlines()[-1])
 
 
-def version_of(address):
-    return 6 if ":" in address else 4
-
-
-def reverse_port(protocol, sport, dport):
-    if protocol in (1, 58):
-        return 0, (ICMP_REPLY.get((protocol, dport >> 8), dport >> 8) << 8) | (dport & 0xFF)
-    return dport, sport
-
-
-def nfdump_per_key(flows):
-    """(packets, octets) per flow key, biflow reverse counters under the reverse key."""
-    totals = {}
-
-    def add(key, packets, octets):
-        old = totals.get(key, (0, 0))
-        totals[key] = (old[0] + packets, old[1] + octets)
-
-    for f in flows:
-        key = (version_of(f["src_addr"]), f["protocol"], f["src_addr"], f["dst_addr"],
-               f["src_port"], f["dst_port"])
-        add(key, f["packets"], f["octets"])
-        if f["reverse_packets"]:
-            sport, dport = reverse_port(f["protocol"], f["src_port"], f["dst_port"])
-            add((key[0], key[1], key[3], key[2], sport, dport), f["reverse_packets"],
-                f["reverse_octets"])
-    return totals
-
-
 def expected_for(protocol, truth):
     if protocol == "netflow5":
         return {k: v for k, v in truth.items() if k[0] == 4}
     return truth
-
-
-def differences(expected, actual):
-    keys = set(expected) | set(actual)
-    return sorted(f"{k}: expected {expected.get(k)}, collector {actual.get(k)}"
-                  for k in keys if expected.get(k) != actual.get(k))
 
 
 @pytest.mark.parametrize("protocol", list(PROFILES))
@@ -125,7 +91,7 @@ def test_nfcapd_stores_the_capture_exactly(capture, protocol):
         flows = collector.flows()
         stats = collector.stats()
         complaints = collector.complaints()
-    assert differences(expected_for(protocol, truth), nfdump_per_key(flows)) == []
+    assert differences(expected_for(protocol, truth), per_flow_key(flows), NAMES) == []
     assert stats["sequence_failures"] == 0 and complaints == []
     exporter = summary["exporters"][0]
     assert exporter["records_not_sent"] == 0 and exporter["errors"] == 0
@@ -275,7 +241,7 @@ def test_dead_collectors_cost_only_their_counters(generated):
                          f"ipfix://127.0.0.1:{closed_tcp}?transport=tcp",
                          f"netflow9://127.0.0.1:{alive.port}")
         flows = alive.flows()
-    assert differences(truth, nfdump_per_key(flows)) == []
+    assert differences(truth, per_flow_key(flows), NAMES) == []
     refused_udp, refused_tcp, good = summary["exporters"]
     assert refused_udp["errors"] > 0 and "refused" in refused_udp["last_error"]
     records = summary["counters"]["records_drained"]
@@ -294,5 +260,5 @@ def test_a_group_shares_its_records_round_robin(generated):
         first_flows, second_flows = first.flows(), second.flows()
         all_flows = everything.flows()
     assert abs(len(first_flows) - len(second_flows)) <= 2
-    assert differences(truth, nfdump_per_key(first_flows + second_flows)) == []
-    assert differences(truth, nfdump_per_key(all_flows)) == []
+    assert differences(truth, per_flow_key(first_flows + second_flows), NAMES) == []
+    assert differences(truth, per_flow_key(all_flows), NAMES) == []

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from captures import differences
 from realstack import simple_truth
 
 RECORD_SCRIPT = Path(__file__).parent / "realstack" / "record_capture.sh"
@@ -74,15 +75,6 @@ def totals_per_key(records: list[dict]) -> dict[tuple, tuple[int, int]]:
     return totals
 
 
-def differences(expected: dict, actual: dict) -> list[str]:
-    lines = []
-    for key in sorted(expected.keys() | actual.keys()):
-        want, got = expected.get(key), actual.get(key)
-        if want != got:
-            lines.append(f"{key}: truth (packets, octets)={want} flowprobe={got}")
-    return lines
-
-
 def assert_every_packet_accounted(counters: dict, records: list[dict], frames: int) -> None:
     drops = {name: value for name, value in counters.items() if name.startswith("dropped_")}
     assert drops, f"no dropped_* counters in {sorted(counters)}"
@@ -110,7 +102,7 @@ def test_capture_has_what_the_test_needs(reference):
 
 def test_totals_match_truth_for_every_key(capture, reference):
     records, counters = run_flowprobe(capture, *LONG)
-    assert differences(reference.flows, totals_per_key(records)) == []
+    assert differences(reference.flows, totals_per_key(records), ("truth", "flowprobe")) == []
     assert_every_packet_accounted(counters, records, reference.frames)
 
 
@@ -138,7 +130,7 @@ def test_totals_match_truth_for_every_key(capture, reference):
 )
 def test_splitting_records_loses_nothing(capture, reference, options):
     records, counters = run_flowprobe(capture, *options)
-    assert differences(reference.flows, totals_per_key(records)) == []
+    assert differences(reference.flows, totals_per_key(records), ("truth", "flowprobe")) == []
     assert_every_packet_accounted(counters, records, reference.frames)
     if options:
         assert len(records) > len(reference.flows), "options meant to split flows did not"
@@ -197,7 +189,7 @@ def test_tshark_agrees_on_tcp(capture):
     assert tshark_totals, "tshark found no TCP"
     records, _ = run_flowprobe(capture, *LONG)
     flowprobe_tcp = {k: v for k, v in totals_per_key(records).items() if k[1] == 6}
-    assert differences(tshark_totals, flowprobe_tcp) == []
+    assert differences(tshark_totals, flowprobe_tcp, ("tshark", "flowprobe")) == []
 
 
 # simple_truth's own checks, on captures built here byte by byte.

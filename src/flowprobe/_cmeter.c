@@ -295,10 +295,11 @@ int fp_meter_drain(struct fp_meter *m, struct fp_record *out, int max)
 	return n;
 }
 
-int fp_meter_snapshot(struct fp_meter *m, struct fp_record *out, int max, uint32_t *cursor)
+int fp_meter_snapshot(struct fp_meter *m, const struct fp_flow_filter *filter,
+		      struct fp_record *out, int max, uint32_t *cursor)
 {
 	meter_process_batch(m);
-	return flow_table_snapshot(&m->flows, m->interface_slots, out, max, cursor);
+	return flow_table_snapshot(&m->flows, m->interface_slots, filter, out, max, cursor);
 }
 
 int fp_meter_expire_matching(struct fp_meter *m, const struct fp_flow_filter *filter)

@@ -172,9 +172,11 @@ void fp_meter_flush(struct fp_meter *meter);
 int fp_meter_drain(struct fp_meter *meter, struct fp_record *out, int max);
 uint64_t fp_meter_pending(struct fp_meter *meter);
 
-/* The live table without changing it: copies up to max active flows from
- * *cursor on (start at 0); returns how many, 0 once the table is done. */
-int fp_meter_snapshot(struct fp_meter *meter, struct fp_record *out, int max, uint32_t *cursor);
+/* The live table without changing it: copies up to max active flows that
+ * match filter (NULL: all) from *cursor on (start at 0); returns how many,
+ * 0 once the table is done. */
+int fp_meter_snapshot(struct fp_meter *meter, const struct fp_flow_filter *filter,
+		      struct fp_record *out, int max, uint32_t *cursor);
 /* Ends the matching active flows now (FP_END_FORCED); returns how many. */
 int fp_meter_expire_matching(struct fp_meter *meter, const struct fp_flow_filter *filter);
 /* New timeouts and overflow policy for a running meter; -1 (and nothing

@@ -13,7 +13,7 @@ import sys
 from flowprobe import __version__
 from flowprobe.export.collectors import Exporter, ProfileError, profile_from_url
 from flowprobe.export.transport import TransportError
-from flowprobe.meter import CaptureError, Meter, MeterError
+from flowprobe.meter import CaptureError, Meter, MeterError, packets_ignored
 from flowprobe.records import record_to_dict
 from flowprobe.settings import OVERFLOW_POLICIES, MeterSettings, SettingsError
 
@@ -56,10 +56,6 @@ def _text_line(r):
     return (f"{r['protocol']:>3} {r['src_addr']}:{r['src_port']} > {r['dst_addr']}:{r['dst_port']}"
             f"  packets {r['packets']} octets {r['octets']}"
             f"  {r['flow_start_ms']}..{r['flow_end_ms']} {r['end_reason']}")
-
-
-def _packets_ignored(counters):
-    return sum(v for k, v in counters.items() if k.startswith("dropped_"))
 
 
 class RecordSink:
@@ -106,7 +102,7 @@ class RecordSink:
         if not self.profiles:
             return []
         exporter = self._exporter()
-        exporter.finish(self._now_ms(), _packets_ignored(self.meter.counters()))
+        exporter.finish(self._now_ms(), packets_ignored(self.meter.counters()))
         return exporter.stats()
 
 

@@ -21,7 +21,7 @@ from flowprobe import config as configuration
 from flowprobe.control.handlers import ControlError, Handlers
 from flowprobe.control.server import ControlServer
 from flowprobe.export.collectors import Exporter, capture_filter
-from flowprobe.meter import CaptureError, Meter
+from flowprobe.meter import CaptureError, Meter, packets_ignored
 
 log = logging.getLogger("flowprobe")
 
@@ -314,7 +314,7 @@ class Probe:
                 for key, value in counters.items()}
 
     def _packets_ignored(self):
-        return sum(v for k, v in self.counters().items() if k.startswith("dropped_"))
+        return packets_ignored(self.counters())
 
     def _tick(self):
         now_ms = self.now_ms()
@@ -397,31 +397,14 @@ class Probe:
 
     def _register_transports(self):
         self._transport_fds = []
-        if not self.exporter:
-            return
-        for collector in self.exporter.collectors:
-            transport = collector.transport
-            fd = transport.fileno()
-            if fd is None:
-                continue
-            events = selectors.EVENT_READ
-            if transport.wants_write():
-                events |= selectors.EVENT_WRITE
-
-            def on_event(ready, transport=transport):
-                if ready & selectors.EVENT_READ:
-                    transport.on_readable()
-                if ready & selectors.EVENT_WRITE:
-                    transport.on_writable()
-            self.selector.register(fd, events, on_event)
-            self._transport_fds.append(fd)
+        if self.exporter:
+            for fd, events, on_event in self.exporter.watched():
+                self.selector.register(fd, events, on_event)
+                self._transport_fds.append(fd)
 
     def _unregister_transports(self):
         for fd in self._transport_fds:
-            try:
-                self.selector.unregister(fd)
-            except (KeyError, ValueError):
-                pass
+            self.selector.unregister(fd)
         self._transport_fds = []
 
     def _stop(self):

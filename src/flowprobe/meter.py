@@ -43,6 +43,25 @@ def _c_settings(s):
     })
 
 
+def packets_ignored(counters):
+    """Packets read but in no flow: every named drop reason (IPFIX
+    ignoredPacketTotalCount)."""
+    return sum(value for key, value in counters.items() if key.startswith("dropped_"))
+
+
+def _flow_filter(address=None, prefix_length=None, protocol=0, port=0, ifindex=0):
+    """The core's fp_flow_filter: the one place that decides what matches."""
+    query = ffi.new("struct fp_flow_filter *")
+    if address:
+        network = ipaddress.ip_network(address, strict=False)
+        query.ip_version = network.version  # a /0 matches the family only
+        query.prefix_length = network.prefixlen if prefix_length is None else prefix_length
+        packed = network.network_address.packed
+        ffi.memmove(query.address, packed, len(packed))
+    query.protocol, query.port, query.ifindex = protocol, port, ifindex
+    return query
+
+
 class Meter:
     def __init__(self, settings=None):
         self.settings = settings or MeterSettings()
@@ -167,32 +186,24 @@ class Meter:
         finally:
             self.close(source)
 
-    def snapshot(self):
-        """The active flows, as record dicts (end_reason "0"), without
-        touching them: for status and queries."""
+    def snapshot(self, **query):
+        """The active flows matching query (the keywords of expire_matching;
+        none: all), as record dicts (end_reason "0"), without touching them."""
+        flow_filter = _flow_filter(**query)
         cursor = ffi.new("uint32_t *", 0)
         flows = []
         bidirectional = self.settings.bidirectional
         while True:
-            n = lib.fp_meter_snapshot(self._meter, self._batch, DRAIN_BATCH, cursor)
+            n = lib.fp_meter_snapshot(self._meter, flow_filter, self._batch, DRAIN_BATCH, cursor)
             if n == 0:
                 return flows
             flows += [record_to_dict(self._batch[i], bidirectional) for i in range(n)]
 
-    def expire_matching(self, address=None, prefix_length=None, protocol=0, port=0, ifindex=0):
+    def expire_matching(self, **query):
         """Ends the matching active flows now (forced_end); returns how many.
-        address: an IP address or network ("192.0.2.0/24") matching either end."""
-        query = ffi.new("struct fp_flow_filter *")
-        if address:
-            network = ipaddress.ip_network(address, strict=False)
-            query.ip_version = network.version
-            query.prefix_length = prefix_length or network.prefixlen or 0
-            packed = network.network_address.packed
-            ffi.memmove(query.address, packed, len(packed))
-            if query.prefix_length == 0:  # 0.0.0.0/0: the family only
-                query.ip_version = network.version
-        query.protocol, query.port, query.ifindex = protocol, port, ifindex
-        return lib.fp_meter_expire_matching(self._meter, query)
+        address: an IP address or network ("192.0.2.0/24") matching either end;
+        protocol, port (either end), ifindex: 0 or absent matches all."""
+        return lib.fp_meter_expire_matching(self._meter, _flow_filter(**query))
 
     def update_settings(self, settings):
         """New timeouts and policy without losing the table. False when the

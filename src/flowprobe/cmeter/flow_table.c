@@ -534,17 +534,6 @@ static inline int is_active(const struct flow_entry *e)
 	return e->list == LIST_ANSWERED || e->list == LIST_UNANSWERED || e->list == LIST_CLOSING;
 }
 
-int flow_table_snapshot(const struct flow_table *t, const struct interface_slot *slots,
-			struct fp_record *out, int max, uint32_t *cursor)
-{
-	int n = 0;
-
-	for (; *cursor < t->slots && n < max; (*cursor)++)
-		if (is_active(&t->entries[*cursor]))
-			fill_record(t, *cursor, slots, &out[n++]);
-	return n;
-}
-
 static int prefix_matches(const uint8_t *address, const uint8_t *prefix, unsigned bits)
 {
 	unsigned whole = bits / 8, rest = bits % 8;
@@ -568,6 +557,22 @@ static int filter_matches(const struct fp_record *r, const struct fp_flow_filter
 	    !prefix_matches(r->dst_addr, f->address, f->prefix_length))
 		return 0;
 	return 1;
+}
+
+int flow_table_snapshot(const struct flow_table *t, const struct interface_slot *slots,
+			const struct fp_flow_filter *filter, struct fp_record *out, int max,
+			uint32_t *cursor)
+{
+	int n = 0;
+
+	for (; *cursor < t->slots && n < max; (*cursor)++) {
+		if (!is_active(&t->entries[*cursor]))
+			continue;
+		fill_record(t, *cursor, slots, &out[n]);
+		if (!filter || filter_matches(&out[n], filter))
+			n++;
+	}
+	return n;
 }
 
 int flow_table_expire_matching(struct flow_table *t, const struct interface_slot *slots,

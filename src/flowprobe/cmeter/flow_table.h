@@ -125,7 +125,8 @@ struct interface_slot {
 int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,
 		     struct fp_record *out, int max);
 int flow_table_snapshot(const struct flow_table *t, const struct interface_slot *slots,
-			struct fp_record *out, int max, uint32_t *cursor);
+			const struct fp_flow_filter *filter, struct fp_record *out, int max,
+			uint32_t *cursor);
 int flow_table_expire_matching(struct flow_table *t, const struct interface_slot *slots,
 			       const struct fp_flow_filter *filter);
 

@@ -21,31 +21,15 @@ class ControlError(Exception):
 
 
 class FlowFilter:
-    """address (network), port, protocol, ifindex; None matches all. Matches
-    exactly as the core's fp_flow_filter does, so `flows` with a filter lists
-    what `expire` with the same filter ends."""
+    """address (network), port, protocol, ifindex; None matches all. The core
+    does the matching (fp_flow_filter), so `flows` with a filter lists what
+    `expire` with the same filter ends."""
 
     def __init__(self, network=None, port=None, protocol=None, ifindex=None):
         self.network, self.port, self.protocol, self.ifindex = network, port, protocol, ifindex
 
-    def matches(self, flow):
-        if self.protocol is not None and flow["protocol"] != self.protocol:
-            return False
-        if self.port is not None and self.port not in (flow["src_port"], flow["dst_port"]):
-            return False
-        if self.ifindex is not None and flow["ifindex"] != self.ifindex:
-            return False
-        if self.network is not None:
-            if flow["ip_version"] != self.network.version:
-                return False
-            if self.network.prefixlen and not any(
-                    ipaddress.ip_address(flow[end]) in self.network
-                    for end in ("src_addr", "dst_addr")):
-                return False
-        return True
-
-    def expire_arguments(self):
-        """Keyword arguments of Meter.expire_matching."""
+    def meter_query(self):
+        """Keyword arguments of Meter.snapshot and Meter.expire_matching."""
         arguments = {"protocol": self.protocol or 0, "port": self.port or 0,
                      "ifindex": self.ifindex or 0}
         if self.network is not None:
@@ -102,8 +86,8 @@ class Handlers:
         if not _is_integer(limit) or not 1 <= limit <= MAX_LIMIT:
             raise ControlError(f"flows: limit must be an integer 1..{MAX_LIMIT}, got {limit!r}")
 
-        active = self.probe.meter.snapshot()
-        matched = [flow for flow in active if flow_filter.matches(flow)]
+        active = self.probe.meter.counters()["flows_active"]
+        matched = self.probe.meter.snapshot(**flow_filter.meter_query())
         # biggest first; ties in a stable, meaningful order (older first)
         if sort == "age":
             matched.sort(key=lambda f: (f["flow_start_ms"], -f["octets"]))
@@ -119,12 +103,12 @@ class Handlers:
                 names[ifindex] = self.probe.interface_name(ifindex) if ifindex else None
             flows.append(dict(flow, interface=names[ifindex],
                               age_ms=max(0, now_ms - flow["flow_start_ms"])))
-        return {"flows": flows, "matched": len(matched), "active": len(active)}
+        return {"flows": flows, "matched": len(matched), "active": active}
 
     def expire(self, args):
         args = _check_keys("expire", args, FILTER_KEYS)
         flow_filter = self._filter("expire", args)
-        return {"expired": self.probe.meter.expire_matching(**flow_filter.expire_arguments())}
+        return {"expired": self.probe.meter.expire_matching(**flow_filter.meter_query())}
 
     def reload(self, args):
         _check_keys("reload", args, ())

@@ -295,42 +295,55 @@ class Exporter:
                 # record i goes to member (i + turn) % size
                 member.export(records, count, now_ms, size, (position - turn) % size)
             self._turn[name] = (turn + count) % size
-        self.pump(0)
 
     def tick(self, now_ms, packets_ignored=0):
         for collector in self.collectors:
             collector.tick(now_ms, packets_ignored)
         self.pump(0)
 
+    def watched(self):
+        """(fd, events, callback(ready events)) for every transport with a
+        socket: read always (ICMP errors, TCP closes), write while queued.
+        The daemon's loop and pump() wait on these."""
+        watched = []
+        for collector in self.collectors:
+            transport = collector.transport
+            fd = transport.fileno()
+            if fd is None:
+                continue
+            events = selectors.EVENT_READ
+            if transport.wants_write():
+                events |= selectors.EVENT_WRITE
+
+            def on_event(ready, transport=transport):
+                if ready & selectors.EVENT_READ:
+                    transport.on_readable()
+                if ready & selectors.EVENT_WRITE:
+                    transport.on_writable()
+            watched.append((fd, events, on_event))
+        return watched
+
+    def busy(self):
+        return any(c.transport.wants_write() for c in self.collectors)
+
     def pump(self, timeout_s):
         """Moves queued messages into sockets and reads what collectors sent
-        back (ICMP errors, TCP closes); waits up to timeout_s, only while
-        something is still queued. Never longer: metering must go on."""
+        back; waits up to timeout_s, only while something is still queued.
+        Never longer: metering must go on."""
         deadline = time.monotonic() + timeout_s
         with selectors.DefaultSelector() as selector:
             while True:
-                busy = False
-                for collector in self.collectors:
-                    transport = collector.transport
-                    fd = transport.fileno()
-                    writing = transport.wants_write()
-                    busy = busy or writing
-                    if fd is not None:
-                        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
-                        selector.register(fd, events, transport)
-                wait = min(deadline - time.monotonic(), 0.1) if busy else 0
-                for key, events in selector.select(max(wait, 0)):
-                    if events & selectors.EVENT_READ:
-                        key.data.on_readable()
-                    if events & selectors.EVENT_WRITE:
-                        key.data.on_writable()
-                for key in list(selector.get_map().values()):
-                    selector.unregister(key.fileobj)
+                watched = self.watched()
+                for fd, events, on_event in watched:
+                    selector.register(fd, events, on_event)
+                wait = min(deadline - time.monotonic(), 0.1) if self.busy() else 0
+                for key, ready in selector.select(max(wait, 0)):
+                    key.data(ready)
+                for fd, _, _ in watched:
+                    selector.unregister(fd)
                 for collector in self.collectors:
                     collector.transport.tick(time.monotonic())
-                if not any(c.transport.wants_write() for c in self.collectors):
-                    return
-                if time.monotonic() >= deadline:
+                if not self.busy() or time.monotonic() >= deadline:
                     return
 
     def finish(self, now_ms, packets_ignored=0, timeout_s=5.0):
