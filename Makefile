@@ -77,3 +77,6 @@ bench: build
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info
+
+# system tests in QEMU and cross-architecture replays (qemu/*.mk; qemu/README.md)
+-include $(wildcard qemu/*.mk)
