@@ -12,6 +12,7 @@
 #ifndef FLOWPROBE_CMETER_H
 #define FLOWPROBE_CMETER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* cffi-begin */
@@ -224,6 +225,12 @@ int fp_records_pack(const struct fp_record *records, const int *indices, int cou
  * below 800 bytes per record. */
 int fp_records_format_json(const struct fp_record *records, int count, int bidirectional,
 			   char *out, int size);
+
+/* The process: after opening captures and sockets, become uid/gid with
+ * only CAP_NET_RAW kept (keep_net_raw) and no_new_privs set.  Returns 0, or
+ * -1 with the failed step and errno's text in error. */
+int fp_drop_privileges(unsigned int uid, unsigned int gid, int keep_net_raw, char *error,
+		       size_t error_size);
 
 /* cffi-end */
 

@@ -114,6 +114,7 @@ class Config:
     collectors: tuple        # of CollectorProfile (enabled ones only; name = section name)
     log_level: str = "info"  # debug | info | warning | error
     control_socket: str = "/var/run/flowprobe.sock"
+    user: str = ""           # after start-up, run as this user ("" stays as started)
     warnings: tuple = ()     # unknown sections/options, each naming flowprobe.section.option
 
     def __post_init__(self):
@@ -126,6 +127,8 @@ class Config:
                 or len(path.encode()) > SUN_PATH_MAX):
             raise ConfigOptionError("control_socket", path,
                                     f"an absolute path of at most {SUN_PATH_MAX} bytes")
+        if self.user and not USER_NAME.fullmatch(self.user):
+            raise ConfigOptionError("user", self.user, USER_NAME_ALLOWED)
 
 
 # ---- reading: the strict parser ----
@@ -350,6 +353,7 @@ MAIN_OPTIONS = {
     "interface": ("interfaces", WORDS),
     "log_level": ("log_level", TEXT),
     "control_socket": ("control_socket", TEXT),
+    "user": ("user", TEXT),
     **METER_OPTIONS,
     **CAPTURE_OPTIONS,
 }
@@ -386,6 +390,8 @@ ALIASES = {"overflow_policy": "overflow", "bidirectional": "biflow", "interfaces
 DEVICE_NAME_ALLOWED = "an interface name: 1 to 15 characters, no spaces, '/' or ':'"
 HOST_ALLOWED = "an IPv4 or IPv6 address or a host name"
 GROUP = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")   # as useradd and busybox adduser
+USER_NAME_ALLOWED = "a user name: a letter or _, then up to 31 letters, digits, _ . or -"
 HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 INTEGER_TEXT = re.compile(r"[0-9]+")
 SECONDS_TEXT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
@@ -448,7 +454,8 @@ def build(sections):
     collectors = tuple(profile for profile in
                        (_collector(section, warnings) for section in by_type.get("collector", []))
                        if profile is not None)
-    own = {key: values[key] for key in ("enabled", "log_level", "control_socket") if key in values}
+    own = {key: values[key] for key in ("enabled", "log_level", "control_socket", "user")
+           if key in values}
     own.setdefault("enabled", False)   # a file that does not say so starts no capture
     if own["enabled"] and not interfaces:
         raise ConfigError("missing (required when enabled: at least one, as list interface 'lan')",

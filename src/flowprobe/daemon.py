@@ -22,6 +22,7 @@ from flowprobe.control.handlers import ControlError, Handlers
 from flowprobe.control.server import ControlServer
 from flowprobe.export.collectors import Exporter, capture_filter
 from flowprobe.meter import CaptureError, Meter, packets_ignored
+from flowprobe.privileges import PrivilegeError, account, drop_to, effective_capabilities
 
 log = logging.getLogger("flowprobe")
 
@@ -97,6 +98,7 @@ class Probe:
             "config_error": self.config_error,
             "warnings": list(self.config.warnings),
             "ubus": bool(self.ubus and self.ubus.connected),
+            "user": {"uid": os.getuid(), "capabilities": effective_capabilities()},
             "meter": dict(counters, memory_bytes=self.meter.memory_bytes,
                           max_flows=self.meter.settings.max_flows,
                           table_fill=round(counters["flows_active"]
@@ -147,6 +149,9 @@ class Probe:
             self.exporter = self._new_exporter(new)
             if self.exporter:
                 self.exporter.start(now_ms)
+        for option in ("control_socket", "user"):
+            if getattr(new, option) != getattr(old, option):
+                log.warning("option %s changed: it takes effect at the next restart", option)
         self.config, self.config_error = new, None
         self._refilter_captures(new.collectors != old.collectors)
         self._open_captures()
@@ -347,8 +352,10 @@ class Probe:
         self.selector.register(wake_read, selectors.EVENT_READ,
                                lambda events: os.read(wake_read, 4096))
         try:
-            self.server = ControlServer(self.control_socket, self.handlers)
-        except ControlError as e:
+            user = account(self.config.user) if self.config.user else None
+            self.server = ControlServer(self.control_socket, self.handlers,
+                                        gid=user.gid if user else None)
+        except (ControlError, PrivilegeError) as e:
             log.error("%s", e)
             return 1
         self.server.attach(self.selector)
@@ -359,6 +366,14 @@ class Probe:
         if self.exporter:
             self.exporter.start(self.now_ms())
         self._open_captures()
+        if user:
+            try:
+                if drop_to(user):
+                    log.info("running as %s, keeping only CAP_NET_RAW", user.name)
+            except PrivilegeError as e:
+                log.error("%s", e)
+                self._stop()
+                return 1
         log.info("flowprobe %s running: %d interfaces, %d collectors, control at %s",
                  __version__, len(self.config.interfaces), len(self.config.collectors),
                  self.control_socket)

@@ -51,7 +51,11 @@ def _socket_in_use(path):
 
 
 class ControlServer:
-    def __init__(self, path, handlers, mode=0o600):
+    def __init__(self, path, handlers, mode=0o600, gid=None):
+        """mode 0o600: root only; with gid (the daemon's own group once it
+        runs as a user) 0o660, so that group's members may ask too."""
+        if gid is not None:
+            mode |= 0o060
         self.path, self.handlers, self.mode = str(path), handlers, mode
         self.clients = {}
         self.selector = None
@@ -70,6 +74,8 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.path, mode)
+        if gid is not None:
+            os.chown(self.path, -1, gid)
         listener.listen(MAX_CLIENTS)
         listener.setblocking(False)
         self.listener = listener
@@ -107,6 +113,10 @@ class ControlServer:
                 os.unlink(self.path)
         except FileNotFoundError:
             pass
+        except PermissionError:
+            # no longer root, in a root-owned directory: the next start
+            # finds the socket stale and replaces it
+            log.debug("control socket %s left for the next start to replace", self.path)
 
     def _accept(self, _events):
         while True:

@@ -1,0 +1,60 @@
+/* Dropping root once the capture handles and sockets are open.
+ *
+ * The daemon keeps CAP_NET_RAW only, so it can still open an interface
+ * that appears later or is added by a reload; everything else root could
+ * do is gone, and no_new_privs means nothing it might execute could get it
+ * back.  Direct syscalls, so no libcap is needed on a router. */
+
+#define _GNU_SOURCE /* setresuid, setresgid */
+#include <errno.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "_cmeter.h"
+
+static int fail(char *error, size_t size, const char *doing)
+{
+	snprintf(error, size, "%s: %s", doing, strerror(errno));
+	return -1;
+}
+
+static int set_capabilities(uint32_t keep)
+{
+	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+
+	memset(data, 0, sizeof(data));
+	data[0].effective = data[0].permitted = keep;
+	return (int)syscall(SYS_capset, &header, data);
+}
+
+int fp_drop_privileges(unsigned int uid, unsigned int gid, int keep_net_raw, char *error,
+		       size_t error_size)
+{
+	gid_t groups[1] = { gid };
+	uint32_t keep = keep_net_raw ? 1u << CAP_NET_RAW : 0;
+
+	if (setgroups(1, groups) < 0)
+		return fail(error, error_size, "setgroups");
+	if (setresgid(gid, gid, gid) < 0)
+		return fail(error, error_size, "setresgid");
+	/* without KEEPCAPS, setuid away from root clears the permitted set */
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+		return fail(error, error_size, "prctl(PR_SET_KEEPCAPS)");
+	if (setresuid(uid, uid, uid) < 0)
+		return fail(error, error_size, "setresuid");
+	if (set_capabilities(keep) < 0)
+		return fail(error, error_size, "capset");
+	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+		return fail(error, error_size, "prctl(PR_SET_KEEPCAPS)");
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return fail(error, error_size, "prctl(PR_SET_NO_NEW_PRIVS)");
+	/* dumpable again (setuid cleared it): the user may read /proc/self */
+	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+	return 0;
+}

@@ -1,0 +1,69 @@
+"""Running without root.
+
+The daemon starts as root (procd, systemd or a shell) because opening
+capture handles needs CAP_NET_RAW and the control socket lives in
+/var/run.  Once those are open it becomes the configured user, keeping
+CAP_NET_RAW alone: interfaces that appear later, or come with a reload,
+can still be opened; nothing else root could do remains, and no_new_privs
+is set.  The daemon executes nothing, named in config or traffic.
+"""
+
+import grp
+import os
+import pwd
+from dataclasses import dataclass
+
+from flowprobe._cmeter_ffi import ffi, lib
+
+CAP_NET_RAW = 13
+
+
+class PrivilegeError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    group: str
+
+
+def account(name):
+    """The user's uid, primary gid and group name; PrivilegeError if it does
+    not exist (on OpenWrt the package creates it)."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise PrivilegeError(f"user {name!r} does not exist (option user)") from None
+    try:
+        group = grp.getgrgid(entry.pw_gid).gr_name
+    except KeyError:
+        group = str(entry.pw_gid)
+    return Account(name, entry.pw_uid, entry.pw_gid, group)
+
+
+def drop_to(user):
+    """Become `user` with only CAP_NET_RAW; a no-op when already that user.
+    PrivilegeError names what failed."""
+    if os.getuid() == user.uid and os.geteuid() == user.uid:
+        return False
+    if os.geteuid() != 0:
+        raise PrivilegeError(f"cannot become {user.name!r}: not started as root "
+                             f"(uid {os.geteuid()})")
+    error = ffi.new("char[]", 256)
+    if lib.fp_drop_privileges(user.uid, user.gid, 1, error, len(error)) != 0:
+        raise PrivilegeError(f"cannot become {user.name!r}: "
+                             f"{ffi.string(error).decode(errors='replace')}")
+    return True
+
+
+def effective_capabilities():
+    """The capability numbers in effect now (from /proc), for status."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                mask = int(line.split()[1], 16)
+                return [bit for bit in range(64) if mask >> bit & 1]
+    return []
