@@ -736,18 +736,26 @@ def test_ubus_object_serves_the_methods(handlers, tmp_path):
             time.sleep(0.05)
         served = UbusObject(handlers, socket_path=ubus_socket)
         try:
-            def ubus_call(*argv):
-                process = subprocess.Popen(["ubus", "-s", ubus_socket, "call", "flowprobe",
+            def ubus_call(*argv, target="flowprobe"):
+                process = subprocess.Popen(["ubus", "-s", ubus_socket, "call", target,
                                             *argv], stdout=subprocess.PIPE, text=True)
                 while process.poll() is None:
                     served.poll()
                     time.sleep(0.01)
-                return json.loads(process.stdout.read())
+                output = process.stdout.read()
+                return json.loads(output) if output else process.returncode
 
             assert ubus_call("status")["version"] == "test"
             assert ubus_call("flows")["active"] == 4
             assert ubus_call("reload") == {"reloaded": True, "error": None}
             assert ubus_call("expire") == {"expired": 4}
+            # as uhttpd forwards LuCI's calls: with the session, to the web object
+            session = json.dumps({"ubus_rpc_session": "0123456789abcdef"})
+            assert ubus_call("status", session, target="luci.flowprobe")["version"] == "test"
+            assert ubus_call("flows", session, target="luci.flowprobe")["active"] == 0  # expired
+            # python-ubus refuses an undeclared argument: the ubus CLI exits with
+            # -UBUS_STATUS_INVALID_ARGUMENT (2), as a byte
+            assert ubus_call("status", session) == 256 - 2
         finally:
             served.close()
     finally:

@@ -13,6 +13,12 @@ Optional filters cannot be declared that way, so by default each method is
 declared without arguments: `ubus call flowprobe status|flows|expire|reload`
 work, and filtered queries go through the control socket (the CLI).  With a
 python-ubus whose arguments are optional, pass typed_signatures=True.
+
+LuCI cannot call that object: uhttpd adds `ubus_rpc_session` to every call
+it forwards, which the empty signature refuses, and declaring it would make
+it required from the shell.  So the same methods are published a second
+time as `luci.flowprobe`, each declaring `ubus_rpc_session` (and ignoring
+it: rpcd has already checked the session against the ACL).
 """
 
 import json
@@ -21,6 +27,8 @@ import logging
 from flowprobe.control.handlers import ControlError
 
 OBJECT_NAME = "flowprobe"
+WEB_OBJECT_NAME = "luci.flowprobe"   # for calls through uhttpd/rpcd (LuCI)
+SESSION_ARGUMENT = "ubus_rpc_session"
 
 log = logging.getLogger("flowprobe.control")
 
@@ -58,11 +66,15 @@ class UbusObject:
         signatures = _signatures(ubus) if typed_signatures else {}
         methods = {name: {"method": self._callback(name), "signature": signatures.get(name, {})}
                    for name in handlers.METHODS}
-        try:
-            ubus.add(OBJECT_NAME, methods)
-        except (RuntimeError, TypeError) as e:
-            ubus.disconnect()
-            raise ControlError(f"cannot publish the ubus object {OBJECT_NAME}: {e}") from None
+        web_methods = {name: {"method": self._callback(name),
+                              "signature": {SESSION_ARGUMENT: ubus.BLOBMSG_TYPE_STRING}}
+                       for name in handlers.METHODS}
+        for name, table in ((OBJECT_NAME, methods), (WEB_OBJECT_NAME, web_methods)):
+            try:
+                ubus.add(name, table)
+            except (RuntimeError, TypeError) as e:
+                ubus.disconnect()
+                raise ControlError(f"cannot publish the ubus object {name}: {e}") from None
         self.connected = True
 
     def _callback(self, method):
@@ -74,6 +86,8 @@ class UbusObject:
         """The reply object for one call. Errors are replied as {"error":
         message} (what LuCI views test for) rather than a bare ubus status,
         which would lose the message."""
+        if data:
+            data = {key: value for key, value in data.items() if key != SESSION_ARGUMENT}
         try:
             result = self.handlers.call(method, data or None)
             # blobmsg_add_json_from_string takes a JSON object only; find out
