@@ -1,0 +1,369 @@
+"""Static checks of the OpenWrt package (package/flowprobe/), no SDK needed.
+
+- every module the daemon imports at run time maps to a package in DEPENDS,
+  and DEPENDS names nothing that no import or linked library needs;
+- every file the install recipe names exists (and executables are executable);
+- every JSON file of the repository parses;
+- the init script and test.sh are shfmt-clean as the SDK's CI wants;
+- the version is one that both opkg and apk accept, and the code's own;
+- with OPENWRT_TREE set, OpenWrt's own metadata scan of every package here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import package_manifest as manifest
+
+REPO = manifest.REPO
+SOURCE_ROOT = os.path.join(REPO, "src", "flowprobe")
+OWN_PACKAGE = "flowprobe"
+BUILD_ONLY_MODULES = {"_build_cmeter.py"}  # the cffi builder runs in the SDK, on the host
+INIT_SCRIPT = os.path.join(REPO, "files", "etc", "init.d", "flowprobe")
+PACKAGE_DIR = os.path.dirname(manifest.PACKAGE_MAKEFILE)
+
+# Standard-library modules that OpenWrt ships outside python3-light, read from
+# openwrt/packages lang/python/python3/files/python3-package-*.mk (each one's
+# Py3BasePackage file list, snapshot 0521bb5) and lang/python/python3/Makefile.
+# Every other module of sys.stdlib_module_names is in python3-light (its
+# filespec is the whole /usr/lib/python3.X minus these) or python3-base, which
+# python3-light depends on.
+STDLIB_SPLIT_PACKAGES = {
+    "asyncio": "python3-asyncio",
+    "_codecs_cn": "python3-codecs", "_codecs_hk": "python3-codecs",
+    "_codecs_iso2022": "python3-codecs", "_codecs_jp": "python3-codecs",
+    "_codecs_kr": "python3-codecs", "_codecs_tw": "python3-codecs",
+    "unicodedata": "python3-codecs",
+    "ctypes": "python3-ctypes", "_ctypes": "python3-ctypes",
+    "dbm": "python3-dbm", "_dbm": "python3-dbm", "_gdbm": "python3-dbm",
+    "decimal": "python3-decimal", "_decimal": "python3-decimal",
+    "logging": "python3-logging",
+    "lzma": "python3-lzma", "_lzma": "python3-lzma",
+    "multiprocessing": "python3-multiprocessing", "_multiprocessing": "python3-multiprocessing",
+    "curses": "python3-ncurses", "_curses": "python3-ncurses", "_curses_panel": "python3-ncurses",
+    "ssl": "python3-openssl", "_ssl": "python3-openssl", "_hashlib": "python3-openssl",
+    "doctest": "python3-pydoc", "pydoc": "python3-pydoc", "pydoc_data": "python3-pydoc",
+    "readline": "python3-readline",
+    "sqlite3": "python3-sqlite3", "_sqlite3": "python3-sqlite3",
+    "unittest": "python3-unittest",
+    "email": "python3-urllib", "urllib": "python3-urllib",
+    "uuid": "python3-uuid", "_uuid": "python3-uuid",
+    "xml": "python3-xml", "xmlrpc": "python3-xml", "_elementtree": "python3-xml",
+    "pyexpat": "python3-xml",
+    "ensurepip": "python3-venv", "venv": "python3-venv",
+}
+# removed from python3-light's filespec and in no other package
+STDLIB_NOT_ON_OPENWRT = {"idlelib", "tkinter", "_tkinter", "turtledemo", "turtle", "webbrowser",
+                         "_osx_support"}
+INTERPRETER_PACKAGE = "python3-light"
+
+# Third-party modules and the OpenWrt package that provides each
+# (lang/python/python-*/Makefile in openwrt/packages).
+THIRD_PARTY_PACKAGES = {
+    "cffi": "python3-cffi",
+    "_cffi_backend": "python3-cffi",  # what a compiled cffi module imports
+    "ubus": "python3-ubus",
+    "uci": "python3-uci", "euci": "python3-uci",
+    "jinja2": "python3-jinja2",
+}
+# C libraries the extension links (set_source libraries=[...]) and their packages
+C_LIBRARY_PACKAGES = {"pcap": "libpcap"}
+
+
+def pyproject_table(name):
+    """A table of pyproject.toml as {key: string value} (tomllib is 3.11+;
+    the file's tables of interest hold only `key = "string"` lines)."""
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        text = f.read()
+    body = re.search(rf"^\[{re.escape(name)}\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    assert body, f"pyproject.toml has no [{name}]"
+    return dict(re.findall(r'^(\w[\w.-]*)\s*=\s*"([^"]*)"', body.group(1), re.M))
+
+
+# ---- what the code needs ----
+
+def runtime_sources():
+    for directory, subdirectories, names in os.walk(SOURCE_ROOT):
+        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+        for name in sorted(names):
+            if name.endswith(".py") and name not in BUILD_ONLY_MODULES:
+                yield os.path.join(directory, name)
+
+
+def _is_type_checking(test):
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imported_modules(tree):
+    """Absolute module names imported anywhere in a module (functions too:
+    they run on the router), including importlib.import_module("literal"),
+    but not under `if TYPE_CHECKING:`."""
+    found = []
+
+    def visit(node):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__":
+            found.append(node.module)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr == "import_module" and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.append(node.args[0].value)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def cffi_builder():
+    """The compiled module's name and the C libraries it links, from the
+    builder's ffibuilder.set_source(name, ..., libraries=[...])."""
+    with open(os.path.join(SOURCE_ROOT, "_build_cmeter.py")) as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "set_source":
+            libraries = next((ast.literal_eval(k.value) for k in node.keywords
+                              if k.arg == "libraries"), [])
+            return ast.literal_eval(node.args[0]), libraries
+    raise AssertionError("_build_cmeter.py: no ffibuilder.set_source(...) call")
+
+
+def package_for_module(module):
+    """The OpenWrt package that provides a top-level module, or None for the
+    daemon's own; AssertionError when none does."""
+    if module == OWN_PACKAGE:
+        return None
+    if module in STDLIB_NOT_ON_OPENWRT:
+        raise AssertionError(f"{module} is not packaged for OpenWrt")
+    if module in sys.stdlib_module_names:
+        return STDLIB_SPLIT_PACKAGES.get(module, INTERPRETER_PACKAGE)
+    if module in THIRD_PARTY_PACKAGES:
+        return THIRD_PARTY_PACKAGES[module]
+    raise AssertionError(f"{module} maps to no OpenWrt package: add it to THIRD_PARTY_PACKAGES "
+                         f"in {os.path.relpath(__file__, REPO)}")
+
+
+def needed_packages():
+    """{package: [why, ...]} for everything the installed daemon needs."""
+    compiled_module, libraries = cffi_builder()
+    needs = {INTERPRETER_PACKAGE: ["the interpreter"]}
+    for library in libraries:
+        needs.setdefault(C_LIBRARY_PACKAGES[library], []).append(
+            f"{compiled_module} links lib{library}")
+    for path in runtime_sources():
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        where = os.path.relpath(path, REPO)
+        for module in imported_modules(tree):
+            if module == compiled_module:
+                module, why = "_cffi_backend", f"{where} imports {compiled_module} (cffi API mode)"
+            else:
+                why = f"{where} imports {module}"
+            try:
+                package = package_for_module(module.split(".")[0])
+            except AssertionError as e:
+                raise AssertionError(f"{where}: {e}") from None
+            if package:
+                needs.setdefault(package, []).append(why)
+    return needs
+
+
+# ---- the checks ----
+
+def test_the_import_walk_sees_what_it_must():
+    source = (
+        "import os.path\n"
+        "from typing import TYPE_CHECKING\n"
+        "from . import sibling\n"
+        "if TYPE_CHECKING:\n"
+        "    import decimal\n"
+        "else:\n"
+        "    import json\n"
+        "def later():\n"
+        "    import ubus\n"
+        "    return importlib.import_module('uci')\n"
+    )
+    assert imported_modules(ast.parse(source)) == ["os.path", "typing", "json", "ubus", "uci"]
+    # and on the real code, the ones known to be there
+    needs = needed_packages()
+    assert any("collectors.py imports urllib.parse" in why for why in needs["python3-urllib"])
+    assert any("imports uci" in why for why in needs["python3-uci"])
+    assert any("links libpcap" in why for why in needs["libpcap"])
+
+
+def test_every_stdlib_split_package_is_a_known_stdlib_module():
+    unknown = sorted(m for m in STDLIB_SPLIT_PACKAGES if m not in sys.stdlib_module_names
+                     and not m.startswith("_") and m not in {"pydoc_data"})
+    assert unknown == []
+
+
+def test_depends_names_exactly_what_the_daemon_needs():
+    needs = needed_packages()
+    declared = set(manifest.depends())
+    missing = {package: needs[package] for package in sorted(set(needs) - declared)}
+    unneeded = sorted(declared - set(needs))
+    problems = [f"DEPENDS lacks +{package}, needed because: {'; '.join(why[:3])}"
+                for package, why in missing.items()]
+    problems += [f"DEPENDS names +{package}, which no runtime import or linked library needs"
+                 for package in unneeded]
+    assert not problems, f"{manifest.PACKAGE_MAKEFILE}:\n  " + "\n  ".join(problems)
+
+
+def test_every_installed_file_exists():
+    directories, files = manifest.installed_entries()
+    assert files, "the install recipe installs nothing"
+    scripts = pyproject_table("project.scripts")
+    problems = []
+    for entry in files:
+        if entry.built:
+            name = os.path.basename(entry.source)
+            expected = f"{manifest.BUILD_OUTPUT_PREFIX}usr/bin/{name}"
+            if entry.source != expected or name not in scripts:
+                problems.append(f"{entry.source}: not a console script of pyproject.toml")
+        elif not os.path.isfile(entry.source):
+            problems.append(f"{entry.source}: no such file")
+        elif entry.mode & 0o111 and not os.access(entry.source, os.X_OK):
+            problems.append(f"{entry.source}: installed as a program but not executable here")
+        if os.path.dirname(entry.destination) not in directories:
+            problems.append(f"{entry.destination}: its directory is not made by $(INSTALL_DIR)")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_package_ships_every_file_under_files():
+    shipped = {source for source, _ in manifest.installed_files()}
+    files_root = os.path.join(REPO, "files")
+    unshipped = sorted(os.path.relpath(os.path.join(d, n), REPO)
+                       for d, _, names in os.walk(files_root) for n in names
+                       if os.path.join(d, n) not in shipped)
+    assert unshipped == [], f"not installed by {manifest.PACKAGE_MAKEFILE}: {unshipped}"
+
+
+def test_the_init_script_and_config_are_where_the_package_puts_them():
+    destinations = {destination for _, destination in manifest.installed_files()}
+    with open(INIT_SCRIPT) as f:
+        init = f.read()
+    for variable in ("PROG", "CONFIG"):
+        path = re.search(rf"^{variable}=(\S+)$", init, re.M).group(1)
+        assert path in destinations, f"the init script's {variable}={path} is not installed"
+    for conffile in manifest.conffiles():
+        assert conffile in destinations, f"conffile {conffile} is not installed"
+
+
+def repository_json_files():
+    try:
+        listed = subprocess.run(
+            ["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+             "--", "*.json"], capture_output=True, check=True).stdout.decode()
+        return sorted({os.path.join(REPO, p) for p in listed.split("\0") if p})
+    except (OSError, subprocess.CalledProcessError):
+        skipped = {".git", ".venv", "build", "node_modules"}
+        found = []
+        for directory, subdirectories, names in os.walk(REPO):
+            subdirectories[:] = [d for d in subdirectories if d not in skipped]
+            found += [os.path.join(directory, n) for n in names if n.endswith(".json")]
+        return sorted(found)
+
+
+def test_every_json_file_parses():
+    paths = [p for p in repository_json_files() if os.path.isfile(p)]
+    assert any(p.endswith("acl.d/flowprobe.json") for p in paths), paths
+    problems = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            problems.append(f"{os.path.relpath(path, REPO)}: {e}")
+    assert not problems, "\n".join(problems)
+
+
+def test_shell_scripts_are_shfmt_clean():
+    shfmt = shutil.which("shfmt")
+    if shfmt is None:
+        pytest.skip("shfmt is not installed (Debian: apt-get install shfmt)")
+    test_script = os.path.join(PACKAGE_DIR, "test.sh")
+    scripts = [INIT_SCRIPT] + ([test_script] if os.path.exists(test_script) else [])
+    # -sr -s: what the OpenWrt SDK CI (openwrt/gh-action-sdk) applies to init scripts
+    result = subprocess.run([shfmt, "-d", "-sr", "-s", *scripts], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_version_is_valid_for_opkg_and_apk_and_is_the_codes():
+    values = manifest.variables()
+    version, release = values["PKG_VERSION"], values["PKG_RELEASE"]
+    # apk-tools v3 rejects anything else (openwrt/packages #23706)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"PKG_VERSION {version!r} is not X.Y.Z"
+    assert re.fullmatch(r"[1-9]\d*", release), f"PKG_RELEASE {release!r} is not a positive integer"
+    with open(os.path.join(SOURCE_ROOT, "__init__.py")) as f:
+        init = ast.parse(f.read())
+    code_version = next(ast.literal_eval(n.value) for n in init.body if isinstance(n, ast.Assign)
+                        and any(getattr(t, "id", None) == "__version__" for t in n.targets))
+    wheel_version = pyproject_table("project")["version"]
+    # flowprobe --version prints __version__; the SDK installs the wheel named by PKG_VERSION
+    assert version == code_version == wheel_version, (version, code_version, wheel_version)
+
+
+# ---- with a real OpenWrt tree ----
+
+def package_directories():
+    root = os.path.join(REPO, "package")
+    return sorted(os.path.join(root, d) for d in os.listdir(root)
+                  if os.path.isfile(os.path.join(root, d, "Makefile")))
+
+
+def known_packages(tree):
+    """Binary and source package names from the tree's metadata index."""
+    index = os.path.join(tree, "tmp", ".packageinfo")
+    if not os.path.isfile(index):
+        pytest.fail(f"{index} is missing: run './scripts/feeds update -a && ./scripts/feeds "
+                    f"install -a && make defconfig' in {tree} first")
+    binary, source = set(), set()
+    with open(index, errors="replace") as f:
+        for line in f:
+            if line.startswith(("Package: ", "Provides: ")):
+                binary.update(line.split(":", 1)[1].split())
+            elif line.startswith("Source-Makefile: "):
+                source.add(os.path.basename(os.path.dirname(line.split(":", 1)[1].strip())))
+    return binary, source
+
+
+def test_openwrt_metadata_scan_finds_every_dependency():
+    tree = os.environ.get("OPENWRT_TREE")
+    if not tree:
+        pytest.skip("OPENWRT_TREE is not set: point it at an OpenWrt SDK or buildroot with the "
+                    "packages and luci feeds installed to run its metadata scan on these packages")
+    binary, source = known_packages(tree)
+    problems = []
+    for directory in package_directories():
+        name = os.path.basename(directory)
+        result = subprocess.run(["make", "--no-print-directory", "-r", "-C", directory, "DUMP=1",
+                                 f"TOPDIR={tree}"], capture_output=True, text=True)
+        if result.returncode != 0 or "Package: " not in result.stdout:
+            problems.append(f"{name}: the metadata scan failed: {result.stderr.strip()}")
+            continue
+        for line in result.stdout.splitlines():
+            field, _, value = line.partition(": ")
+            if field == "Depends":
+                wanted = [w.lstrip("+").split(":")[-1] for w in value.split()
+                          if not w.startswith("@")]
+                problems += [f"{name}: Depends on {w}, which the tree does not have"
+                             for w in wanted if w not in binary]
+            elif field == "Build-Depends":
+                wanted = [w.split("/")[0] for w in value.split()]
+                problems += [f"{name}: Build-Depends on {w}, which the tree does not have"
+                             for w in wanted if w not in source and w not in binary]
+    assert not problems, "\n".join(problems)
