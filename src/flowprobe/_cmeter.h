@@ -125,6 +125,7 @@ struct fp_counters {
 
 struct fp_source_stats {
 	uint64_t packets_read;
+	uint64_t octets_read;     /* frame lengths on the wire, link header included */
 	uint32_t pcap_received;   /* pcap_stats(): kernel counters, live only */
 	uint32_t pcap_dropped;
 	uint32_t pcap_if_dropped;

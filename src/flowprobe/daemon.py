@@ -112,11 +112,12 @@ class Probe:
         status = {"name": capture.config.name, "device": capture.device or None,
                   "ifindex": capture.ifindex or None, "direction": capture.config.direction,
                   "up": bool(capture.sources), "error": capture.error,
-                  "packets_read": 0, "pcap_received": 0, "pcap_dropped": 0,
+                  "packets_read": 0, "octets_read": 0, "pcap_received": 0, "pcap_dropped": 0,
                   "pcap_if_dropped": 0}
         for source in capture.sources:
             stats = self.meter.source_stats(source)
-            for key in ("packets_read", "pcap_received", "pcap_dropped", "pcap_if_dropped"):
+            for key in ("packets_read", "octets_read", "pcap_received", "pcap_dropped",
+                        "pcap_if_dropped"):
                 status[key] += stats[key]
         return status
 

@@ -25,6 +25,7 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *header, const u_ch
 	meter_process(ctx->meter, ctx->source->linktype, ctx->source->interface_slot, timestamp_us,
 		      bytes, header->caplen, header->len);
 	ctx->source->packets_read++;
+	ctx->source->octets_read += header->len;
 	ctx->count++;
 }
 
@@ -233,6 +234,7 @@ int fp_meter_source_stats(struct fp_meter *m, int id, struct fp_source_stats *st
 		return -1;
 	memset(stats, 0, sizeof(*stats));
 	stats->packets_read = s->packets_read;
+	stats->octets_read = s->octets_read;
 	stats->linktype = s->linktype;
 	if (pcap_stats(s->handle, &ps) == 0) {  /* fails on savefiles: no kernel counters */
 		stats->pcap_received = ps.ps_recv;

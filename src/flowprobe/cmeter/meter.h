@@ -26,6 +26,7 @@ struct capture_source {
 	int linktype;
 	uint8_t interface_slot;
 	uint64_t packets_read;
+	uint64_t octets_read;
 	char *file_buffer;  /* savefiles: a large stdio buffer, freed after pcap_close */
 };
 

@@ -252,7 +252,9 @@ class Collector:
 
     def stats(self):
         stats = dict(self.transport.stats(), collector=self.profile.label,
-                     protocol=self.profile.protocol, group=self.profile.group or None,
+                     protocol=self.profile.protocol, host=self.profile.host,
+                     port=self.profile.port, transport=self.profile.transport,
+                     group=self.profile.group or None,
                      last_template_ms=self.last_template_ms)
         stats["records_not_exportable"] = getattr(self.encoder, "records_not_exportable", 0)
         return stats
