@@ -1,0 +1,262 @@
+'use strict';
+'require view';
+'require form';
+'require rpc';
+'require uci';
+'require tools.widgets as widgets';
+'require flowprobe.validate as fpvalidate';
+
+/*
+ * Services -> Flow probe -> Settings: a form over /etc/config/flowprobe.
+ * Every value is checked as the daemon checks it (flowprobe/validate.js),
+ * so the form refuses what a reload would refuse, in the daemon's words.
+ * Save & Apply commits; procd's config trigger then reloads the daemon.
+ */
+
+var callStatus = rpc.declare({ object: 'flowprobe', method: 'status', expect: { '': {} } });
+
+/* collector options whose valid values depend on each other */
+var COLLECTOR_SIBLINGS = [ 'protocol', 'transport', 'biflow', 'field' ];
+
+function formValue(option, section_id, name) {
+	var other = option.map.lookupOption(name, section_id);
+	return other ? other[0].formvalue(section_id) : uci.get('flowprobe', section_id, name);
+}
+
+/* the daemon's verdict on one option, the others as the form holds them */
+function validator(type, siblings) {
+	return function(section_id, value) {
+		var others = {};
+		(siblings || []).forEach(L.bind(function(name) {
+			if (name != this.option)
+				others[name] = formValue(this, section_id, name);
+		}, this));
+		return fpvalidate.checkOption(type, section_id, this.option, value, others);
+	};
+}
+
+/* `interface` is one list in UCI: logical networks from the picker and
+ * devices typed by hand (as nlbwmon's local_network) */
+function interfaceNames(option, section_id) {
+	return [].concat(
+		L.toArray(formValue(option, section_id, '_networks')),
+		L.toArray(formValue(option, section_id, '_devices')));
+}
+
+function networkNames(option) {
+	var networks = option.map.lookupOption('_networks', 'main');
+	return ((networks && networks[0].networks) || []).map(function(n) { return n.getName() });
+}
+
+function writeInterfaces(section_id) {
+	var names = interfaceNames(this, section_id),
+	    old = L.toArray(uci.get('flowprobe', section_id, 'interface'));
+	if (names.join(' ') == old.join(' '))
+		return;
+	if (names.length)
+		uci.set('flowprobe', section_id, 'interface', names);
+	else
+		uci.unset('flowprobe', section_id, 'interface');
+}
+
+function validateInterfaces(section_id, value) {
+	var names = interfaceNames(this, section_id),
+	    enabled = formValue(this, section_id, 'enabled');
+	return fpvalidate.checkOption('flowprobe', 'main', 'interface', names,
+	                              { enabled: enabled == null ? '0' : enabled });
+}
+
+/* `field` (a list) or `fields` (names split by spaces) are one option to
+ * the daemon; the form writes the list */
+function fieldsValue(section_id) {
+	var list = uci.get('flowprobe', section_id, 'field');
+	return L.toArray(list != null ? list : uci.get('flowprobe', section_id, 'fields'));
+}
+
+function writeFields(section_id, value) {
+	uci.unset('flowprobe', section_id, 'fields');
+	if (L.toArray(value).length)
+		uci.set('flowprobe', section_id, 'field', L.toArray(value));
+	else
+		uci.unset('flowprobe', section_id, 'field');
+}
+
+return view.extend({
+	load: function() {
+		return Promise.all([
+			uci.load('flowprobe'),
+			callStatus().catch(function(e) { return e })
+		]);
+	},
+
+	renderStatusNote: function(status) {
+		if (status instanceof Error)
+			return E('div', { 'class': 'alert-message warning', 'data-state': 'stopped' },
+				_('The flow probe is not running. A saved configuration it would refuse is marked below.'));
+		if (status.config_error)
+			return E('div', { 'class': 'alert-message warning', 'data-state': 'misconfigured' }, [
+				_('The last configuration change was refused; the previous one is still running:'),
+				' ', E('code', status.config_error)
+			]);
+		return E([]);
+	},
+
+	render: function(data) {
+		var m, s, o, main = validator('flowprobe');
+
+		m = new form.Map('flowprobe', _('Flow probe'),
+			_('Meters the traffic of the chosen interfaces into flows and exports them to IPFIX / NetFlow collectors. Every value is checked as the daemon checks it.'));
+
+		s = m.section(form.NamedSection, 'main', 'flowprobe', _('Metering'));
+		s.addremove = false;
+		s.tab('general', _('General'));
+		s.tab('table', _('Flow table'));
+		s.tab('capture', _('Capture'));
+
+		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'),
+			_('Start metering. Needs at least one interface.'));
+		o.rmempty = false;
+		o.validate = validateInterfaces;
+
+		o = s.taboption('general', widgets.NetworkSelect, '_networks', _('Networks'),
+			_('OpenWrt networks to meter; their devices are found through netifd.'));
+		o.multiple = true;
+		o.nocreate = true;
+		o.cfgvalue = function(section_id) {
+			var known = networkNames(this);
+			return L.toArray(uci.get('flowprobe', section_id, 'interface')).filter(function(n) {
+				return known.indexOf(n) >= 0;
+			});
+		};
+		o.write = writeInterfaces;
+		o.remove = writeInterfaces;
+		o.validate = validateInterfaces;
+
+		o = s.taboption('general', form.DynamicList, '_devices', _('Other devices'),
+			_('Devices by name (eth0, br-lan, eth0.2) that are not one of the networks above.'));
+		o.cfgvalue = function(section_id) {
+			var known = networkNames(this);
+			return L.toArray(uci.get('flowprobe', section_id, 'interface')).filter(function(n) {
+				return known.indexOf(n) < 0;
+			});
+		};
+		o.write = writeInterfaces;
+		o.remove = writeInterfaces;
+		o.validate = validateInterfaces;
+
+		o = s.taboption('general', form.ListValue, 'direction', _('Direction'),
+			_('"in": each forwarded packet is counted once, at the interface it arrives on.'));
+		o.value('in', _('in (arriving)'));
+		o.value('out', _('out (leaving)'));
+		o.value('both', _('both'));
+		o.default = 'in';
+		o.validate = main;
+
+		o = s.taboption('general', form.ListValue, 'log_level', _('Log level'));
+		[ 'debug', 'info', 'warning', 'error' ].forEach(function(level) { o.value(level) });
+		o.default = 'info';
+		o.validate = main;
+
+		o = s.taboption('table', form.Value, 'max_flows', _('Flow table capacity'),
+			_('Flows, about 100 bytes each, all allocated at start. 1 to 16777216.'));
+		o.placeholder = '65536';
+		o.validate = main;
+
+		o = s.taboption('table', form.Value, 'max_fragments', _('Fragment table capacity'),
+			_('IP datagrams waiting for their first fragment. 1 to 1048576.'));
+		o.placeholder = '4096';
+		o.validate = main;
+
+		o = s.taboption('table', form.ListValue, 'overflow', _('When the table is full'));
+		o.value('evict', _('evict the least recently seen flow'));
+		o.value('refuse', _('refuse new flows (their packets are counted as dropped)'));
+		o.default = 'evict';
+		o.validate = main;
+
+		[
+			[ 'idle_timeout', _('Idle timeout'), '15', _('A flow without packets this long ends.') ],
+			[ 'active_timeout', _('Active timeout'), '300', _('A long flow is reported this often.') ],
+			[ 'unanswered_timeout', _('Unanswered timeout'), '5', _('A flow with no reverse traffic ends sooner.') ],
+			[ 'tcp_end_grace', _('TCP end grace'), '2', _('After FIN both ways or RST; 0 allowed.') ],
+			[ 'fragment_timeout', _('Fragment timeout'), '30', _('How long fragments wait for their first fragment.') ]
+		].forEach(function(t) {
+			o = s.taboption('table', form.Value, t[0], t[1],
+				t[3] + ' ' + _('Seconds, fractions allowed, up to 604800.'));
+			o.placeholder = t[2];
+			o.validate = main;
+		});
+
+		o = s.taboption('table', form.Flag, 'biflow', _('Biflows'),
+			_('One record per connection holding both directions (RFC 5103).'));
+		o.validate = main;
+
+		o = s.taboption('capture', form.Flag, 'promisc', _('Promiscuous mode'),
+			_('Only for a mirror (SPAN) port: a router sees what it forwards anyway.'));
+		o.validate = main;
+
+		o = s.taboption('capture', form.Value, 'filter', _('Capture filter'),
+			_('A libpcap filter expression, as tcpdump\'s (e.g. "not port 22"). The probe\'s own exports are always left out.'));
+		o.validate = main;
+
+		o = s.taboption('capture', form.Value, 'snaplen', _('Snap length'),
+			_('Bytes captured of each packet. 64 to 262144.'));
+		o.placeholder = '128';
+		o.validate = main;
+
+		o = s.taboption('capture', form.Value, 'buffer_kb', _('Capture buffer (KiB)'),
+			_('Per interface; 0 for libpcap\'s default. Up to 1048576.'));
+		o.placeholder = '2048';
+		o.validate = main;
+
+		s = m.section(form.TableSection, 'collector', _('Collectors'),
+			_('Every record goes to every enabled collector; collectors sharing a group take turns.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
+		o.rmempty = false;
+		o.validate = validator('collector');
+
+		o = s.option(form.ListValue, 'protocol', _('Protocol'));
+		o.value('ipfix', 'IPFIX');
+		o.value('netflow9', 'NetFlow v9');
+		o.value('netflow5', 'NetFlow v5');
+		o.default = 'ipfix';
+		o.validate = validator('collector', COLLECTOR_SIBLINGS);
+
+		o = s.option(form.Value, 'host', _('Host'));
+		o.rmempty = false;
+		o.placeholder = '192.0.2.10';
+		o.validate = validator('collector');
+
+		o = s.option(form.Value, 'port', _('Port'));
+		o.placeholder = _('4739 / 2055');
+		o.validate = validator('collector');
+
+		o = s.option(form.ListValue, 'transport', _('Transport'));
+		o.value('udp', 'UDP');
+		o.value('tcp', _('TCP (IPFIX)'));
+		o.default = 'udp';
+		o.validate = validator('collector', COLLECTOR_SIBLINGS);
+
+		o = s.option(form.Flag, 'biflow', _('Biflow'));
+		o.validate = validator('collector', COLLECTOR_SIBLINGS);
+
+		o = s.option(form.MultiValue, 'field', _('Fields'));
+		fpvalidate.elements.forEach(function(e) { o.value(e[0]) });
+		o.placeholder = _('standard record');
+		o.cfgvalue = fieldsValue;
+		o.write = writeFields;
+		o.remove = writeFields;
+		o.validate = validator('collector', COLLECTOR_SIBLINGS);
+
+		o = s.option(form.Value, 'group', _('Group'));
+		o.validate = validator('collector');
+
+		return m.render().then(L.bind(function(node) {
+			return E([ this.renderStatusNote(data[1]), node ]);
+		}, this));
+	}
+});
