@@ -160,3 +160,17 @@ def installed_files(makefile_path=PACKAGE_MAKEFILE, package="flowprobe"):
 def conffiles(makefile_path=PACKAGE_MAKEFILE, package="flowprobe"):
     return [line.strip() for _, line in define_block(makefile_path, f"Package/{package}/conffiles")
             if line.strip()]
+
+
+def recipe(makefile_path, name):
+    """The shell lines of `define NAME` (a recipe), continuations joined."""
+    return [line.strip() for _, line in define_block(makefile_path, name) if line.strip()]
+
+
+def filespec(makefile_path=PACKAGE_MAKEFILE, package="flowprobe"):
+    """[(command, path)] of `Py3Package/<package>/filespec` ('+' copy, '-' remove)."""
+    entries = []
+    for line in recipe(makefile_path, f"Py3Package/{package}/filespec"):
+        command, _, path = line.partition("|")
+        entries.append((command.strip(), path.split("|")[0].strip()))
+    return entries

@@ -317,6 +317,78 @@ def test_version_is_valid_for_opkg_and_apk_and_is_the_codes():
     assert version == code_version == wheel_version, (version, code_version, wheel_version)
 
 
+def _has_module(name):
+    # run outside the repository: its build/ directory would pass for `build`
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({name!r}) is None)"
+    return subprocess.run([sys.executable, "-c", probe], cwd="/").returncode == 0
+
+
+def test_the_package_build_steps_on_the_host(tmp_path):
+    """The Makefile's own Build/Prepare recipe, then the wheel build and
+    install that python3-package.mk runs (python -m build / installer, or
+    pip with the same setuptools backend where those are not installed),
+    then the filespec: what reaches the router is the wheel named by
+    PKG_VERSION, the compiled core and the console script, and no C source."""
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler: the wheel builds the C core")
+    values = manifest.variables()
+    build_dir, install_dir = tmp_path / "build", tmp_path / "ipkg-install"
+    build_dir.mkdir()
+    substitutions = dict(values, PKG_BUILD_DIR=str(build_dir), CP="cp -fpR", FIND="find")
+    prepare = "\n".join(manifest.expand(line, substitutions)
+                        for line in manifest.recipe(manifest.PACKAGE_MAKEFILE, "Build/Prepare"))
+    subprocess.run(["sh", "-ec", prepare], check=True)
+    assert not list(build_dir.rglob("*.so")), "a host-built extension was copied into the build"
+
+    wheels = tmp_path / "openwrt-build"
+    if _has_module("build") and _has_module("installer"):
+        build = [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", wheels]
+    else:  # the same PEP 517 backend (setuptools + cffi) through pip
+        build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps",
+                 "--wheel-dir", wheels]
+    subprocess.run([*build, str(build_dir)], check=True, capture_output=True, cwd=tmp_path)
+    # Py3Build/Install/Default looks for $(PYTHON3_PKG_WHEEL_NAME)-$(PKG_VERSION)-*.whl
+    pattern = f"{values['PKG_NAME'].replace('-', '_')}-{values['PKG_VERSION']}-*.whl"
+    found = list(wheels.glob(pattern))
+    assert len(found) == 1, f"the SDK looks for {pattern}; the build made {os.listdir(wheels)}"
+    wheel = found[0]
+    if _has_module("installer"):
+        install = [sys.executable, "-m", "installer", "--destdir", install_dir, "--prefix", "/usr",
+                   "--no-compile-bytecode"]
+    else:
+        install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                   "--no-compile", "--root", install_dir, "--prefix", "/usr"]
+    subprocess.run([*install, str(wheel)], check=True, capture_output=True, cwd=tmp_path)
+
+    site = os.path.relpath(site_packages(install_dir), install_dir)
+    problems = []
+    for command, path in manifest.filespec():
+        matches = list(install_dir.glob(path.replace("$(PYTHON3_PKG_DIR)", site)))
+        if not matches:  # python-package-install.sh stops the build then
+            problems.append(f"filespec {command}|{path}: matches nothing the wheel installs")
+        if command == "-":
+            for match in matches:
+                if match.is_dir():
+                    shutil.rmtree(match)
+                else:
+                    match.unlink()
+    assert not problems, "\n".join(problems)
+    package = install_dir / site / "flowprobe"
+    assert list(package.glob("_cmeter_ffi*.so")), "the compiled core is not in the package"
+    assert not [p.name for p in package.rglob("*.[ch]")], "C sources would reach the router"
+    for source, _ in manifest.installed_files():
+        if source.startswith(manifest.BUILD_OUTPUT_PREFIX):
+            script = install_dir / source[len(manifest.BUILD_OUTPUT_PREFIX):]
+            assert script.is_file() and script.read_text().startswith("#!"), script
+
+
+def site_packages(root):
+    """site-packages under root as an installer with --prefix /usr lays it out."""
+    found = [p for p in root.glob("usr/lib/python3*/site-packages") if p.is_dir()]
+    assert len(found) == 1, found
+    return found[0]
+
+
 # ---- with a real OpenWrt tree ----
 
 def package_directories():
