@@ -76,6 +76,12 @@ THIRD_PARTY_PACKAGES = {
 }
 # C libraries the extension links (set_source libraries=[...]) and their packages
 C_LIBRARY_PACKAGES = {"pcap": "libpcap"}
+# Kernel interfaces the C core speaks, by the header it includes, and the
+# kernel module package that provides them (nlbwmon's Makefile does the same)
+KERNEL_HEADER_PACKAGES = {
+    "linux/netfilter/nfnetlink_conntrack.h": "kmod-nf-conntrack-netlink",
+}
+INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
 
 
 def pyproject_table(name):
@@ -129,6 +135,27 @@ def imported_modules(tree):
     return found
 
 
+def compiled_sources():
+    """The C files the builder compiles (its C_SOURCES list), and the local
+    headers they include, as paths."""
+    with open(os.path.join(SOURCE_ROOT, "_build_cmeter.py")) as f:
+        tree = ast.parse(f.read())
+    names = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and any(getattr(t, "id", None) == "C_SOURCES" for t in n.targets))
+    pending = [os.path.join(SOURCE_ROOT, name) for name in names]
+    seen = []
+    while pending:
+        path = os.path.normpath(pending.pop())
+        if path in seen or not os.path.isfile(path):
+            continue
+        seen.append(path)
+        with open(path) as f:
+            for kind, header in INCLUDE.findall(f.read()):
+                if kind == '"':
+                    pending.append(os.path.join(os.path.dirname(path), header))
+    return sorted(seen)
+
+
 def cffi_builder():
     """The compiled module's name and the C libraries it links, from the
     builder's ffibuilder.set_source(name, ..., libraries=[...])."""
@@ -162,8 +189,17 @@ def needed_packages():
     compiled_module, libraries = cffi_builder()
     needs = {INTERPRETER_PACKAGE: ["the interpreter"]}
     for library in libraries:
+        if library not in C_LIBRARY_PACKAGES:
+            raise AssertionError(f"the C core links lib{library}: add its OpenWrt package to "
+                                 f"C_LIBRARY_PACKAGES in {os.path.relpath(__file__, REPO)}")
         needs.setdefault(C_LIBRARY_PACKAGES[library], []).append(
             f"{compiled_module} links lib{library}")
+    for path in compiled_sources():
+        with open(path) as f:
+            for kind, header in INCLUDE.findall(f.read()):
+                if kind == "<" and header in KERNEL_HEADER_PACKAGES:
+                    needs.setdefault(KERNEL_HEADER_PACKAGES[header], []).append(
+                        f"{os.path.relpath(path, REPO)} speaks {header}")
     for path in runtime_sources():
         with open(path) as f:
             tree = ast.parse(f.read(), path)
@@ -391,10 +427,30 @@ def site_packages(root):
 
 # ---- with a real OpenWrt tree ----
 
+# include/scan.mk (openwrt/openwrt): how the SDK finds a feed's packages
+FEED_SCAN_SIGNATURE = re.compile(r"call (Build/DefaultTargets|Build(Package|Target)|.+Package)")
+FEED_SCAN_DEPTH = 5
+
+
 def package_directories():
-    root = os.path.join(REPO, "package")
-    return sorted(os.path.join(root, d) for d in os.listdir(root)
-                  if os.path.isfile(os.path.join(root, d, "Makefile")))
+    """The directories the SDK's feed scan takes for packages of this repository."""
+    found = []
+    for directory, subdirectories, names in os.walk(REPO):
+        depth = os.path.relpath(directory, REPO).count(os.sep) + 1
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")
+                             and d not in {"build", "node_modules"} and depth < FEED_SCAN_DEPTH]
+        if "Makefile" in names:
+            with open(os.path.join(directory, "Makefile"), errors="replace") as f:
+                if FEED_SCAN_SIGNATURE.search(f.read()):
+                    found.append(directory)
+    return sorted(found)
+
+
+def test_the_feed_scan_finds_the_package_and_not_the_repository_root():
+    found = package_directories()
+    assert os.path.dirname(manifest.PACKAGE_MAKEFILE) in found
+    # with src-git the repository root is the feed's root: its Makefile must not look like a package
+    assert REPO not in found, f"the SDK would take {REPO}/Makefile for a package"
 
 
 def known_packages(tree):
