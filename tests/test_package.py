@@ -392,8 +392,9 @@ def test_the_package_build_steps_on_the_host(tmp_path):
         install = [sys.executable, "-m", "installer", "--destdir", install_dir, "--prefix", "/usr",
                    "--no-compile-bytecode"]
     else:
+        # --ignore-installed: otherwise pip uninstalls the venv's own flowprobe first
         install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                   "--no-compile", "--root", install_dir, "--prefix", "/usr"]
+                   "--ignore-installed", "--no-compile", "--root", install_dir, "--prefix", "/usr"]
     subprocess.run([*install, str(wheel)], check=True, capture_output=True, cwd=tmp_path)
 
     site = os.path.relpath(site_packages(install_dir), install_dir)
@@ -472,8 +473,9 @@ def known_packages(tree):
 def test_openwrt_metadata_scan_finds_every_dependency():
     tree = os.environ.get("OPENWRT_TREE")
     if not tree:
-        pytest.skip("OPENWRT_TREE is not set: point it at an OpenWrt SDK or buildroot with the "
-                    "packages and luci feeds installed to run its metadata scan on these packages")
+        pytest.skip("OPENWRT_TREE is not set: point it at an OpenWrt SDK or buildroot whose "
+                    "feeds (packages, luci and this repository) are installed, to run its "
+                    "metadata scan on these packages")
     binary, source = known_packages(tree)
     problems = []
     for directory in package_directories():
