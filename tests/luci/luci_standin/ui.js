@@ -1,0 +1,44 @@
+'use strict';
+'require baseclass';
+
+/* STAND-IN for LuCI's ui class: notifications, button handlers that
+ * disable the button while their promise runs, and changes.apply() as
+ * rpcd's `uci apply` (then the page reloads, as LuCI's does). */
+return baseclass.extend({
+	addNotification: function(title, children, classes) {
+		var area = document.getElementById('notifications');
+		var node = E('div', { 'class': 'alert-message ' + (classes || ''), 'data-notification': '' }, [
+			title ? E('h4', title) : '', children ]);
+		area.appendChild(node);
+		return node;
+	},
+
+	createHandlerFn: function(ctx, fn) {
+		var args = Array.prototype.slice.call(arguments, 2),
+		    handler = (typeof(fn) == 'function') ? fn : ctx[fn];
+		return function(ev) {
+			var button = ev.currentTarget;
+			button.disabled = true;
+			button.classList.add('spinning');
+			return Promise.resolve(handler.apply(ctx, args.concat([ ev ]))).finally(function() {
+				button.disabled = false;
+				button.classList.remove('spinning');
+			});
+		};
+	},
+
+	changes: {
+		apply: function(checked) {
+			return fetch('/ubus/uci.apply', {
+				method: 'POST', headers: { 'Content-Type': 'application/json' },
+				body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'call', params: [
+					L.env.sessionid, 'uci', 'apply', { rollback: !!checked, timeout: 10 } ] })
+			}).then(function(r) { return r.json() }).then(function(msg) {
+				if (msg.error || msg.result[0] !== 0)
+					throw new Error('uci apply failed: ' + JSON.stringify(msg.error || msg.result));
+				document.body.setAttribute('data-applied', '1');
+				window.location.reload();
+			});
+		}
+	}
+});

@@ -1,0 +1,242 @@
+"""luci-app-flowprobe in a real browser against a real daemon.
+
+A namespace router (netlab) runs `flowprobe run` on real traffic (ping between
+two namespaces) exporting to a real nfcapd. The app's views are loaded in
+headless Chromium (Debian's) driven by playwright-core (tests/luci), through
+the LuCI stand-in (tests/luci/luci_standin: LuCI's client runtime is not
+available offline) and its server (tests/luci/standin_server.py), which
+bridges the views' ubus calls to the daemon's control socket and their UCI
+changes to its config file, under the app's own ACL. Checked:
+- Status shows the daemon's interfaces with rates and drops, the table's fill
+  and capacity, the collector's records and last template, the chart, the
+  busiest flows and their filter; Flush flows and Reload work;
+- Settings refuses an invalid value with the daemon's message and saves
+  nothing; a valid change (timeout, capacity, an interface, a NetFlow v9
+  collector) lands in the file and, after apply, in the running daemon;
+- a refused reload shows the "misconfigured" banner with the daemon's error, a
+  stopped daemon the "stopped" banner with why its config would not start;
+- every call the views made is granted by the ACL, and the ACL grants nothing
+  they did not make.
+Screenshots: build/artifacts/luci-status.png, luci-settings.png (and
+luci-settings-invalid.png, luci-misconfigured.png, luci-stopped.png).
+
+Needs root, ip netns, ping, nfcapd, node, chromium, and `npm ci` in tests/luci;
+skipped otherwise, with the reason.
+"""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from collector_tools import NFCAPD, Nfcapd, missing_tools
+from flowprobe import config
+from flowprobe.config import ConfigError
+from flowprobe.control.server import call
+from netlab import RouterLab, missing
+
+ROOT = Path(__file__).resolve().parent.parent
+LUCI_TESTS = ROOT / "tests" / "luci"
+DRIVER = LUCI_TESTS / "drive_pages.js"
+ARTIFACTS = ROOT / "build" / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ACL = ROOT / "luci-app-flowprobe/root/usr/share/rpcd/acl.d/luci-app-flowprobe.json"
+STATUS_PAGE, SETTINGS_PAGE = "admin/services/flowprobe/status", "admin/services/flowprobe/settings"
+
+
+def why_skip():
+    reason = missing() or missing_tools(NFCAPD)
+    if reason:
+        return reason
+    if shutil.which("node") is None:
+        return "needs node (Debian package nodejs)"
+    if not Path(CHROMIUM).exists():
+        return "needs chromium (Debian package chromium)"
+    if not (LUCI_TESTS / "node_modules" / "playwright-core").is_dir():
+        return "needs playwright-core: run `npm ci` in tests/luci (tools/setup-debian.sh does)"
+    return None
+
+
+skip_reason = why_skip()
+pytestmark = pytest.mark.skipif(skip_reason is not None, reason=f"LuCI browser test: "
+                                                                f"{skip_reason}")
+
+if skip_reason is None:
+    sys.path.insert(0, str(LUCI_TESTS))
+    from standin_server import StandinLuci  # noqa: E402
+
+
+def config_text(socket_path):
+    return "\n".join([
+        "config flowprobe 'main'",
+        "\toption enabled '1'",
+        "\tlist interface 'r-cli'",
+        f"\toption control_socket '{socket_path}'",
+        "\toption active_timeout '2'",     # records leave while ping goes on
+        "\toption direction 'in'",
+        "",
+        "config collector 'nfcapd'",
+        "\toption protocol 'ipfix'",
+        "\toption host '127.0.0.1'",
+        "\toption port '2055'",
+        ""]) + "\n"
+
+
+def drive(step, url, **params):
+    result = subprocess.run(["node", str(DRIVER), step, url, str(ARTIFACTS), json.dumps(params)],
+                            capture_output=True, text=True, timeout=180, cwd=LUCI_TESTS,
+                            env={"PATH": "/usr/bin:/bin", "CHROMIUM": CHROMIUM, "HOME": "/tmp"})
+    try:
+        seen = json.loads(result.stdout)
+    except ValueError:
+        raise AssertionError(f"driver {step}: {result.stdout}\n{result.stderr}") from None
+    assert "failure" not in seen, f"driver {step}: {seen['failure']}\n{result.stderr}"
+    assert not seen["pageErrors"], f"{step}: errors in the page: {seen['pageErrors']}"
+    return seen
+
+
+def wait_until(what, predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception:  # the daemon is not listening yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"never: {what}")
+
+
+def daemons_error(path):
+    try:
+        config.load(str(path))
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+@pytest.fixture
+def router(tmp_path):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with RouterLab() as lab:
+        socket_path = tmp_path / "control.sock"
+        conf = tmp_path / "flowprobe"
+        conf.write_text(config_text(socket_path))
+        with Nfcapd(netns=lab.router, directory=tmp_path / "nfcapd") as collector:
+            log = open(tmp_path / "daemon.log", "w+")
+            daemon = lab.popen(lab.router, sys.executable, "-m", "flowprobe", "run", "--config",
+                               str(conf), "--no-ubus", stdout=log, stderr=subprocess.STDOUT)
+            lab.popen(lab.client, "ping", "-q", "-i", "0.2", lab.server4,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            lab.popen(lab.client, "ping", "-q", "-i", "0.5", "-s", "1000", lab.server6,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            yield lab, daemon, socket_path, conf, collector
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
+                daemon.wait(30)
+
+
+def test_status_and_settings_against_a_running_daemon(router):
+    lab, daemon, socket_path, conf, collector = router
+    status = wait_until("the collector got records", lambda: (
+        lambda s: s if s["collectors"] and s["collectors"][0]["records_sent"] > 0 else None)(
+        call(socket_path, "status")))
+    assert status["interfaces"][0]["up"], status
+
+    with StandinLuci(socket_path, conf, networks=RouterLab.router_devices) as luci:
+        # ---- Status ----
+        seen = drive("status", luci.url(STATUS_PAGE), filter=lab.server4)
+        assert seen["banner"] == [], seen["banner"]
+        assert len(seen["interfaces"]) == 1 and seen["interfaces"][0].startswith("r-cli")
+        assert "capturing" in seen["interfaces"][0]
+        assert seen["packetRates"][0].endswith("pkt/s") and seen["packetRates"][0] != "0.0 pkt/s"
+        assert seen["drops"] == ["0 kernel, 0 interface"]
+        assert "/ 65\u202f536" in seen["fill"][0], seen["fill"]
+        assert seen["evicted"] == ["0"]
+        assert len(seen["collectors"]) == 1 and seen["collectors"][0].startswith("nfcapd")
+        assert int(seen["recordsSent"][0].replace("\u202f", "")) > 0
+        assert seen["lastTemplate"][0].endswith("ago"), seen["lastTemplate"]
+        assert seen["throughput"][0].startswith("Now:") and seen["chartPoints"] >= 2
+        assert any(lab.server4 in flow for flow in seen["flows"]), seen["flows"]
+        assert any(lab.server6 in flow for flow in seen["flows"]), seen["flows"]
+        assert seen["filtered"] and all(lab.server4 in flow for flow in seen["filtered"])
+        assert len(seen["filtered"]) < len(seen["flows"])
+        assert seen["filteredNone"] == []
+        assert seen["expired"][0].endswith("flows ended and exported.")
+        assert int(seen["expired"][0].split()[0]) >= 1
+        assert seen["reloaded"] == ["Configuration reloaded."]
+
+        # ---- Settings: an invalid value is refused in the daemon's words ----
+        before = conf.read_text()
+        seen = drive("settings-invalid", luci.url(SETTINGS_PAGE), idle_timeout="soon")
+        conf_with_error = conf.parent / "flowprobe_check"
+        conf_with_error.write_text(before.replace("option active_timeout '2'",
+                                                  "option active_timeout '2'\n"
+                                                  "\toption idle_timeout 'soon'"))
+        assert seen["error"] == {"invalid": True, "message": daemons_error(conf_with_error)}
+        assert seen["saveError"] and seen["applied"] is None
+        assert conf.read_text() == before
+
+        # ---- Settings: a valid change reaches the file, then the daemon ----
+        seen = drive("settings-change", luci.url(SETTINGS_PAGE), idle_timeout="42",
+                     max_flows="5000", networks=list(RouterLab.router_devices),
+                     collector={"name": "second", "protocol": "netflow9", "host": "127.0.0.1",
+                                "port": "2056", "fields": ["octetDeltaCount",
+                                                           "packetDeltaCount",
+                                                           "sourceIPv4Address"]})
+        assert seen["fieldError"] == ("flowprobe.second.field: invalid value 'flowEndReason' "
+                                      "(allowed: elements NetFlow v9 can carry)")
+        assert seen["after"] == {"idle_timeout": "42", "max_flows": "5000",
+                                 "networks": list(RouterLab.router_devices),
+                                 "host": "127.0.0.1", "protocol": "netflow9",
+                                 "fields": ["octetDeltaCount", "packetDeltaCount",
+                                            "sourceIPv4Address"]}
+        saved = config.load(str(conf))
+        assert saved.meter.idle_timeout == 42 and saved.meter.max_flows == 5000
+        assert [i.name for i in saved.interfaces] == list(RouterLab.router_devices)
+        second = next(c for c in saved.collectors if c.name == "second")
+        assert (second.protocol, second.host, second.port, second.fields) == (
+            "netflow9", "127.0.0.1", 2056,
+            ("octetDeltaCount", "packetDeltaCount", "sourceIPv4Address"))
+        assert luci.reloads[-1] == {"reloaded": True, "error": None}
+        status = call(socket_path, "status")
+        assert status["config_error"] is None
+        assert status["meter"]["max_flows"] == 5000
+        assert [i["name"] for i in status["interfaces"]] == list(RouterLab.router_devices)
+        assert "second" in [c["collector"] for c in status["collectors"]]
+
+        # ---- a refused reload: the misconfigured banner ----
+        conf.write_text(conf.read_text().replace("option idle_timeout '42'",
+                                                 "option idle_timeout 'soon'"))
+        error = daemons_error(conf)
+        assert error and call(socket_path, "reload")["reloaded"] is False
+        seen = drive("banner", luci.url(STATUS_PAGE), screenshot="luci-misconfigured.png")
+        assert seen["banner"][0]["state"] == "misconfigured"
+        assert error in seen["banner"][0]["text"]
+
+        # ---- stopped: the stopped banner says why it would not start ----
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+        seen = drive("banner", luci.url(STATUS_PAGE), screenshot="luci-stopped.png")
+        assert seen["banner"][0]["state"] == "stopped"
+        assert error in seen["banner"][0]["text"]
+        assert seen["buttonsDisabled"] == [True, True]
+
+        # ---- the ACL against what the views called ----
+        assert [c for c in luci.calls if c[3] == "denied"] == []
+        acl = json.loads(ACL.read_text())["luci-app-flowprobe"]
+        granted = {(obj, method) for access in ("read", "write")
+                   for obj, methods in acl[access].get("ubus", {}).items() for method in methods}
+        called = {(obj, method) for obj, method, _, verdict in luci.calls
+                  if obj != "uci" and verdict != "framework"}
+        assert called == granted
+        assert {config for obj, _, config, _ in luci.calls if obj == "uci" and config} == \
+            set(acl["read"]["uci"]) == set(acl["write"]["uci"])
+        for name in ("luci-status.png", "luci-settings.png"):
+            assert (ARTIFACTS / name).stat().st_size > 10000
