@@ -1,8 +1,12 @@
-"""Static checks of the OpenWrt package (package/flowprobe/), no SDK needed.
+"""Checks of the OpenWrt package (package/flowprobe/) that need no SDK.
 
-- every module the daemon imports at run time maps to a package in DEPENDS,
-  and DEPENDS names nothing that no import or linked library needs;
-- every file the install recipe names exists (and executables are executable);
+- every module the daemon imports at run time, every library the C core
+  links and every kernel interface it speaks maps to a package in DEPENDS,
+  and DEPENDS names nothing that none of them needs;
+- every file the install recipe names exists (executables executable), every
+  file under files/ is installed, the init script's paths are the installed ones;
+- the package's own Build/Prepare recipe, the wheel build and install the SDK
+  runs, and its filespec, on the host: what would reach the router;
 - every JSON file of the repository parses;
 - the init script and test.sh are shfmt-clean as the SDK's CI wants;
 - the version is one that both opkg and apk accept, and the code's own;
