@@ -13,7 +13,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCES = ["_cmeter.c", "cmeter/decode.c", "cmeter/flow_table.c",
              "cmeter/frag_table.c", "cmeter/capture.c", "cmeter/record_json.c",
-             "cmeter/record_pack.c", "cmeter/privileges.c"]
+             "cmeter/record_pack.c", "cmeter/conntrack.c", "cmeter/privileges.c"]
 
 
 def public_declarations():

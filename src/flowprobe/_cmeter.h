@@ -79,6 +79,17 @@ struct fp_record {
 	uint8_t end_reason;            /* FP_END_*; 0 in a snapshot of a live flow */
 	uint8_t direction;             /* FP_DIRECTION_* of the capture that saw it */
 	uint8_t padding;
+	/* conntrack source: the original direction after NAT (nat = 1), the
+	 * connection's id, mark and zone; all 0 for captured flows */
+	uint8_t post_src_addr[16];
+	uint8_t post_dst_addr[16];
+	uint16_t post_src_port;
+	uint16_t post_dst_port;
+	uint16_t conntrack_zone;
+	uint8_t nat;
+	uint8_t padding2;
+	uint32_t conntrack_mark;
+	uint64_t flow_id;
 };
 
 /* Which flows a query or an expiry applies to; zero fields match all. */
@@ -204,7 +215,9 @@ enum fp_field {
 	FP_FIELD_SPI, FP_FIELD_DIRECTION,
 	FP_FIELD_REVERSE_PACKETS, FP_FIELD_REVERSE_OCTETS, FP_FIELD_REVERSE_START_MS,
 	FP_FIELD_REVERSE_END_MS, FP_FIELD_REVERSE_TCP_FLAGS,
-	FP_FIELD_ZERO8, FP_FIELD_ZERO16, FP_FIELD_ZERO32
+	FP_FIELD_ZERO8, FP_FIELD_ZERO16, FP_FIELD_ZERO32,
+	FP_FIELD_POST_SRC_ADDR4, FP_FIELD_POST_DST_ADDR4, FP_FIELD_POST_SRC_ADDR6,
+	FP_FIELD_POST_DST_ADDR6, FP_FIELD_POST_SRC_PORT, FP_FIELD_POST_DST_PORT, FP_FIELD_FLOW_ID
 };
 
 int fp_field_length(int field);
@@ -232,6 +245,62 @@ int fp_records_format_json(const struct fp_record *records, int count, int bidir
  * -1 with the failed step and errno's text in error. */
 int fp_drop_privileges(unsigned int uid, unsigned int gid, int keep_net_raw, char *error,
 		       size_t error_size);
+
+/* The conntrack metering source (cmeter/conntrack.c): connections from
+ * ctnetlink events and dumps, as biflow records with pre- and post-NAT
+ * addresses.  Every record carries what the kernel counted since the
+ * connection's previous record. */
+struct fp_conntrack_settings {
+	uint32_t max_connections;      /* tracked at once; beyond: counted, reported at their end */
+	uint32_t active_timeout_ms;    /* long connections report deltas (checked at each dump) */
+	uint32_t vanish_grace_ms;      /* a connection missing from a dump waits this for DESTROY */
+	uint32_t receive_buffer_bytes; /* event socket SO_RCVBUF; 0: the kernel's default */
+};
+
+struct fp_conntrack_counters {
+	uint64_t events_new;
+	uint64_t events_destroy;
+	uint64_t messages_malformed;
+	uint64_t dumps;
+	uint64_t dump_entries;
+	uint64_t overruns;             /* ENOBUFS: the kernel dropped events for us */
+	uint64_t resyncs;              /* dumps run because of an overrun */
+	uint64_t overflows;            /* new connections not tracked: table full */
+	uint64_t destroys_untracked;   /* ended without being tracked: reported whole */
+	uint64_t vanished;             /* gone without DESTROY: last known counters, lackOfResources */
+	uint64_t ends_without_traffic; /* ended with nothing since their last record */
+	uint64_t records_lost;         /* no slot for an ending connection (never while drained) */
+	uint64_t records;
+	uint64_t records_pending;      /* gauge */
+	uint64_t packets;              /* in records, both directions */
+	uint64_t octets;
+	uint64_t connections;          /* gauge: tracked now */
+	uint64_t peak;
+	uint64_t capacity;
+	uint64_t tombstones;           /* gauge */
+	uint64_t memory_bytes;
+	uint64_t clock_ms;
+};
+
+struct fp_conntrack;
+
+/* Opens the event and dump sockets; NULL with the reason in error. */
+struct fp_conntrack *fp_conntrack_new(const struct fp_conntrack_settings *settings, char *error);
+void fp_conntrack_free(struct fp_conntrack *ct);
+int fp_conntrack_fd(struct fp_conntrack *ct);   /* the event socket, for poll() */
+/* Reads waiting events (non-blocking); after an overrun, resyncs with a
+ * dump.  Returns messages handled, or -1 with the reason in error. */
+int fp_conntrack_read(struct fp_conntrack *ct, uint64_t now_ms, char *error);
+/* Reads every connection's counters (blocking, a few ms per thousand):
+ * active timeouts, missed connections.  0, or -1 with the reason. */
+int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error);
+/* Connections missing past the grace leave (lackOfResources). */
+void fp_conntrack_expire(struct fp_conntrack *ct, uint64_t now_ms);
+/* Ends every tracked connection (forcedEnd): dump first for fresh counters. */
+void fp_conntrack_flush(struct fp_conntrack *ct, uint64_t now_ms);
+int fp_conntrack_drain(struct fp_conntrack *ct, struct fp_record *out, int max);
+void fp_conntrack_counters(struct fp_conntrack *ct, struct fp_conntrack_counters *counters);
+void fp_conntrack_set_active_timeout(struct fp_conntrack *ct, uint32_t active_timeout_ms);
 
 /* cffi-end */
 

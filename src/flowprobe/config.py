@@ -33,6 +33,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 
+from flowprobe.conntrack_settings import ConntrackSettings
 from flowprobe.errors import OptionError
 from flowprobe.export.collectors import CollectorProfile
 from flowprobe.settings import MeterSettings
@@ -115,6 +116,7 @@ class Config:
     log_level: str = "info"  # debug | info | warning | error
     control_socket: str = "/var/run/flowprobe.sock"
     user: str = ""           # after start-up, run as this user ("" stays as started)
+    conntrack: ConntrackSettings = ConntrackSettings()   # option source and conntrack_*
     warnings: tuple = ()     # unknown sections/options, each naming flowprobe.section.option
 
     def __post_init__(self):
@@ -348,6 +350,13 @@ CAPTURE_OPTIONS = {   # in main: the defaults of every interface
     "snaplen": ("snaplen", INTEGER),
     "buffer_kb": ("buffer_kb", INTEGER),
 }
+CONNTRACK_OPTIONS = {   # in main: the metering source (flowprobe.conntrack)
+    "source": ("source", TEXT),
+    "conntrack_max_connections": ("conntrack_max_connections", INTEGER),
+    "conntrack_dump_interval": ("conntrack_dump_interval", SECONDS),
+    "conntrack_vanish_grace": ("conntrack_vanish_grace", SECONDS),
+    "conntrack_buffer_kb": ("conntrack_buffer_kb", INTEGER),
+}
 MAIN_OPTIONS = {
     "enabled": ("enabled", BOOLEAN),
     "interface": ("interfaces", WORDS),
@@ -356,6 +365,7 @@ MAIN_OPTIONS = {
     "user": ("user", TEXT),
     **METER_OPTIONS,
     **CAPTURE_OPTIONS,
+    **CONNTRACK_OPTIONS,
 }
 INTERFACE_OPTIONS = {
     "name": ("name", TEXT),    # for names a UCI section cannot have: br-lan, eth0.2
@@ -457,12 +467,18 @@ def build(sections):
     own = {key: values[key] for key in ("enabled", "log_level", "control_socket", "user")
            if key in values}
     own.setdefault("enabled", False)   # a file that does not say so starts no capture
-    if own["enabled"] and not interfaces:
+    conntrack = _checked(ConntrackSettings, main, origin, {
+        key: values[key] for key, _ in CONNTRACK_OPTIONS.values() if key in values})
+    if not conntrack.captures and interfaces:
+        warnings.append(f"{PACKAGE}.{main.label}.interface: not captured with source "
+                        f"'{conntrack.source}', ignored")
+        interfaces = ()
+    if own["enabled"] and not interfaces and conntrack.captures:
         raise ConfigError("missing (required when enabled: at least one, as list interface 'lan')",
                           section=main.label, option="interface",
                           allowed="at least one interface")
     return _checked(Config, main, origin, dict(
-        own, meter=meter, interfaces=interfaces, collectors=collectors,
+        own, meter=meter, interfaces=interfaces, collectors=collectors, conntrack=conntrack,
         warnings=tuple(warnings)))
 
 

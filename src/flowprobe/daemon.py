@@ -18,6 +18,7 @@ from pathlib import Path
 
 from flowprobe import __version__
 from flowprobe import config as configuration
+from flowprobe.conntrack import ConntrackService, with_nat_fields
 from flowprobe.control.handlers import ControlError, Handlers
 from flowprobe.control.server import ControlServer
 from flowprobe.export.collectors import Exporter, capture_filter
@@ -69,6 +70,7 @@ class Probe:
         self.records_without_collector = 0
         self.retired = {}                  # counters of meters replaced by a reload
         self.captures = {}
+        self.conntrack = ConntrackService(self)   # the conntrack source, when configured
         self.exporter = self._new_exporter(self.config)
         self.handlers = Handlers(self)
         self.ubus = None
@@ -106,6 +108,8 @@ class Probe:
             "interfaces": [self._capture_status(c) for c in self.captures.values()],
             "collectors": self.exporter.stats() if self.exporter else [],
             "records_without_collector": self.records_without_collector,
+            "source": self.config.conntrack.source,
+            "conntrack": self.conntrack.status(self.config, counters),
         }
 
     def _capture_status(self, capture):
@@ -143,7 +147,9 @@ class Probe:
             meter.take_sources(self.meter)
             self._retire(self.meter)
             self.meter = meter
-        if new.collectors != old.collectors or new.meter.bidirectional != old.meter.bidirectional:
+        self.conntrack.before_reload(new, now_ms)   # off: what it holds leaves first
+        if (new.collectors != old.collectors or new.meter.bidirectional != old.meter.bidirectional
+                or new.conntrack.tracks != old.conntrack.tracks):
             self._export_expired(now_ms)
             if self.exporter:
                 self.exporter.finish(now_ms, self._packets_ignored())
@@ -156,6 +162,7 @@ class Probe:
         self.config, self.config_error = new, None
         self._refilter_captures(new.collectors != old.collectors)
         self._open_captures()
+        self.conntrack.apply(new, now_ms)
         for warning in new.warnings:
             log.warning("%s", warning)
         log.info("reloaded %s", self.config_path)
@@ -296,8 +303,9 @@ class Probe:
     def _new_exporter(self, config):
         if not config.collectors:
             return None
-        return Exporter(config.collectors, boot_ms=self.now_ms(),
-                        meter_biflow=config.meter.bidirectional,
+        tracks = config.conntrack.tracks   # conntrack records: biflows with NAT fields
+        return Exporter(with_nat_fields(config.collectors) if tracks else config.collectors,
+                        boot_ms=self.now_ms(), meter_biflow=config.meter.bidirectional or tracks,
                         interfaces=self.interface_names)
 
     def _export_expired(self, now_ms):
@@ -326,6 +334,7 @@ class Probe:
         now_ms = self.now_ms()
         self.meter.expire(now_ms)
         self._export_expired(now_ms)
+        self.conntrack.tick(now_ms)
         if self.exporter:
             self.exporter.tick(now_ms, self._packets_ignored())
         if self.ubus and time.monotonic() >= self.ubus_check_at:
@@ -367,6 +376,7 @@ class Probe:
         if self.exporter:
             self.exporter.start(self.now_ms())
         self._open_captures()
+        self.conntrack.apply(self.config, self.now_ms())
         if user:
             try:
                 if drop_to(user):
@@ -432,6 +442,7 @@ class Probe:
         now_ms = self.now_ms()
         self.meter.flush()
         self._export_expired(now_ms)
+        self.conntrack.close(now_ms)
         if self.exporter:
             self.exporter.finish(now_ms, self._packets_ignored(), FINISH_TIMEOUT_S)
             for collector in self.exporter.stats():

@@ -42,17 +42,20 @@ int fp_field_length(int field)
 	case FP_FIELD_DIRECTION:
 		return 1;
 	case FP_FIELD_SRC_PORT: case FP_FIELD_DST_PORT: case FP_FIELD_VLAN: case FP_FIELD_INNER_VLAN:
+	case FP_FIELD_POST_SRC_PORT: case FP_FIELD_POST_DST_PORT:
 	case FP_FIELD_ICMP_TYPE_CODE: case FP_FIELD_INGRESS16: case FP_FIELD_ZERO16:
 		return 2;
 	case FP_FIELD_SRC_ADDR4: case FP_FIELD_DST_ADDR4: case FP_FIELD_INGRESS: case FP_FIELD_EGRESS:
 	case FP_FIELD_START_UPTIME: case FP_FIELD_END_UPTIME: case FP_FIELD_SPI:
 	case FP_FIELD_PACKETS32: case FP_FIELD_OCTETS32: case FP_FIELD_ZERO32:
+	case FP_FIELD_POST_SRC_ADDR4: case FP_FIELD_POST_DST_ADDR4:
 		return 4;
 	case FP_FIELD_PACKETS: case FP_FIELD_OCTETS: case FP_FIELD_START_MS: case FP_FIELD_END_MS:
 	case FP_FIELD_REVERSE_PACKETS: case FP_FIELD_REVERSE_OCTETS:
-	case FP_FIELD_REVERSE_START_MS: case FP_FIELD_REVERSE_END_MS:
+	case FP_FIELD_REVERSE_START_MS: case FP_FIELD_REVERSE_END_MS: case FP_FIELD_FLOW_ID:
 		return 8;
 	case FP_FIELD_SRC_ADDR6: case FP_FIELD_DST_ADDR6:
+	case FP_FIELD_POST_SRC_ADDR6: case FP_FIELD_POST_DST_ADDR6:
 		return 16;
 	}
 	return -1;
@@ -62,25 +65,53 @@ int fp_field_length(int field)
 struct view {
 	const uint8_t *src, *dst;
 	uint16_t src_port, dst_port;
+	const uint8_t *post_src, *post_dst;  /* after NAT (conntrack); zeros when unknown */
+	uint16_t post_src_port, post_dst_port;
 	uint64_t packets, octets, start_ms, end_ms;
 	uint8_t tcp_flags;
 };
 
+static const uint8_t no_address[16];
+
 static void view_of(const struct fp_record *r, int reverse, struct view *v)
 {
 	if (!reverse) {
-		*v = (struct view){ r->src_addr, r->dst_addr, r->src_port, r->dst_port, r->packets,
+		*v = (struct view){ r->src_addr, r->dst_addr, r->src_port, r->dst_port,
+				    no_address, no_address, 0, 0, r->packets,
 				    r->octets, r->flow_start_ms, r->flow_end_ms, r->tcp_flags };
+		if (r->nat) {
+			v->post_src = r->post_src_addr;
+			v->post_dst = r->post_dst_addr;
+			v->post_src_port = r->post_src_port;
+			v->post_dst_port = r->post_dst_port;
+		}
 		return;
 	}
-	*v = (struct view){ r->dst_addr, r->src_addr, r->dst_port, r->src_port, r->reverse_packets,
+	*v = (struct view){ r->dst_addr, r->src_addr, r->dst_port, r->src_port,
+			    no_address, no_address, 0, 0, r->reverse_packets,
 			    r->reverse_octets, r->reverse_start_ms, r->reverse_end_ms,
 			    r->reverse_tcp_flags };
+	if (r->nat) {
+		/* replies arrive addressed as the reply tuple (the original
+		 * after NAT, turned around) and leave as the original turned around */
+		v->src = r->post_dst_addr;
+		v->dst = r->post_src_addr;
+		v->src_port = r->post_dst_port;
+		v->dst_port = r->post_src_port;
+		v->post_src = r->dst_addr;
+		v->post_dst = r->src_addr;
+		v->post_src_port = r->dst_port;
+		v->post_dst_port = r->src_port;
+	}
 	if (r->protocol == 1 || r->protocol == 58) {  /* the reply's type, not the request's */
 		int reply = icmp_reply(r->protocol, r->dst_port);
 
 		v->src_port = 0;
 		v->dst_port = reply >= 0 ? (uint16_t)reply : r->dst_port;
+		if (r->nat) {
+			v->post_src_port = 0;
+			v->post_dst_port = v->dst_port;
+		}
 	}
 }
 
@@ -123,6 +154,13 @@ static uint8_t *pack_field(uint8_t *out, int field, const struct fp_record *r, c
 	case FP_FIELD_REVERSE_START_MS: return put64(out, r->reverse_start_ms);
 	case FP_FIELD_REVERSE_END_MS: return put64(out, r->reverse_end_ms);
 	case FP_FIELD_REVERSE_TCP_FLAGS: return put8(out, r->reverse_tcp_flags);
+	case FP_FIELD_POST_SRC_ADDR4: memcpy(out, v->post_src, 4); return out + 4;
+	case FP_FIELD_POST_DST_ADDR4: memcpy(out, v->post_dst, 4); return out + 4;
+	case FP_FIELD_POST_SRC_ADDR6: memcpy(out, v->post_src, 16); return out + 16;
+	case FP_FIELD_POST_DST_ADDR6: memcpy(out, v->post_dst, 16); return out + 16;
+	case FP_FIELD_POST_SRC_PORT: return put16(out, v->post_src_port);
+	case FP_FIELD_POST_DST_PORT: return put16(out, v->post_dst_port);
+	case FP_FIELD_FLOW_ID: return put64(out, r->flow_id);
 	case FP_FIELD_ZERO8: return put8(out, 0);
 	case FP_FIELD_ZERO16: return put16(out, 0);
 	case FP_FIELD_ZERO32: return put32(out, 0);

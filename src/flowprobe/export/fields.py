@@ -63,6 +63,17 @@ def _elements():
                 v9_id=21, v9_code=f.FP_FIELD_END_UPTIME),     # LAST_SWITCHED
         Element("dot1qCustomerVlanId", 245, f.FP_FIELD_INNER_VLAN),
         Element("ipSecSPI", 295, f.FP_FIELD_SPI),
+        # conntrack source: the original direction after NAT (RFC 8158 / IANA; v9
+        # carries the same numbers as Cisco NSEL does, and nfdump reads them)
+        Element("postNATSourceIPv4Address", 225, f.FP_FIELD_POST_SRC_ADDR4, family=4, v9_id=225),
+        Element("postNATDestinationIPv4Address", 226, f.FP_FIELD_POST_DST_ADDR4, family=4,
+                v9_id=226),
+        Element("postNAPTSourceTransportPort", 227, f.FP_FIELD_POST_SRC_PORT, v9_id=227),
+        Element("postNAPTDestinationTransportPort", 228, f.FP_FIELD_POST_DST_PORT, v9_id=228),
+        Element("postNATSourceIPv6Address", 281, f.FP_FIELD_POST_SRC_ADDR6, family=6, v9_id=281),
+        Element("postNATDestinationIPv6Address", 282, f.FP_FIELD_POST_DST_ADDR6, family=6,
+                v9_id=282),
+        Element("flowId", 148, f.FP_FIELD_FLOW_ID),   # the conntrack id
         Element("reverseOctetDeltaCount", 1, f.FP_FIELD_REVERSE_OCTETS, enterprise=REVERSE_PEN),
         Element("reversePacketDeltaCount", 2, f.FP_FIELD_REVERSE_PACKETS, enterprise=REVERSE_PEN),
         Element("reverseTcpControlBits", 6, f.FP_FIELD_REVERSE_TCP_FLAGS, enterprise=REVERSE_PEN),
@@ -86,6 +97,13 @@ DEFAULT_FIELDS = (
 REVERSE_FIELDS = (
     "reversePacketDeltaCount", "reverseOctetDeltaCount", "reverseFlowStartMilliseconds",
     "reverseFlowEndMilliseconds", "reverseTcpControlBits",
+)
+
+# what the conntrack source adds to the standard record
+NAT_FIELDS = (
+    "postNATSourceIPv4Address", "postNATDestinationIPv4Address", "postNATSourceIPv6Address",
+    "postNATDestinationIPv6Address", "postNAPTSourceTransportPort",
+    "postNAPTDestinationTransportPort", "flowId",
 )
 
 

@@ -1,0 +1,320 @@
+"""The conntrack metering source: flow records from the kernel's connection
+tracker rather than from packets.
+
+The kernel already counts every connection it tracks for NAT (with
+nf_conntrack_acct=1), also the packets software flow offloading takes away
+from capture. The C core (cmeter/conntrack.c) reads ctnetlink events and
+dumps and keeps the connections in a fixed table; Python sees only record
+batches, as with packet capture. Records are biflows: the original
+direction with its reply counters, pre- and post-NAT addresses and ports.
+"""
+
+import dataclasses
+import ipaddress
+import logging
+import os
+import selectors
+import time
+
+from flowprobe._cmeter_ffi import ffi, lib
+from flowprobe.export.fields import ELEMENTS, NAT_FIELDS
+from flowprobe.records import record_to_dict
+
+log = logging.getLogger("flowprobe")
+
+DRAIN_BATCH = 1024
+SYSCTL = "/proc/sys/net/netfilter"
+
+
+class ConntrackError(RuntimeError):
+    pass
+
+
+def _sysctl_path(name):
+    return os.path.join(SYSCTL, name)
+
+
+def ensure_sysctl(name):
+    """(on, error): net.netfilter.<name> is 1, or is set to 1 when allowed;
+    error says why not (the value is per network namespace)."""
+    path = _sysctl_path(name)
+    try:
+        with open(path) as file:
+            if file.read().strip() == "1":
+                return True, None
+    except OSError as e:
+        return False, (f"net.netfilter.{name} cannot be read ({e.strerror}): is nf_conntrack "
+                       "loaded? (a firewall rule using conntrack loads it)")
+    try:
+        with open(path, "w") as file:
+            file.write("1\n")
+    except OSError as e:
+        return False, (f"net.netfilter.{name} is 0 and cannot be set to 1 ({e.strerror}); "
+                       f"set it with: sysctl -w net.netfilter.{name}=1")
+    log.info("set net.netfilter.%s=1", name)
+    return True, None
+
+
+class ConntrackSource:
+    """The C source: events read on fileno(), dumps on dump(), records out
+    of drain_raw(), a batch at a time."""
+
+    def __init__(self, max_connections=16384, active_timeout=300.0, vanish_grace=5.0,
+                 buffer_kb=1024):
+        settings = ffi.new("struct fp_conntrack_settings *", {
+            "max_connections": max_connections,
+            "active_timeout_ms": round(active_timeout * 1000),
+            "vanish_grace_ms": round(vanish_grace * 1000),
+            "receive_buffer_bytes": buffer_kb * 1024,
+        })
+        self._error = ffi.new("char[]", lib.FP_ERROR_SIZE)
+        source = lib.fp_conntrack_new(settings, self._error)
+        if source == ffi.NULL:
+            raise ConntrackError(self._error_text())
+        self._source = ffi.gc(source, lib.fp_conntrack_free)
+        self._batch = ffi.new("struct fp_record[]", DRAIN_BATCH)
+
+    def _error_text(self):
+        return ffi.string(self._error).decode(errors="replace")
+
+    def fileno(self):
+        return lib.fp_conntrack_fd(self._source)
+
+    def read(self, now_ms):
+        """Handles waiting events; resyncs with a dump after an overrun."""
+        n = lib.fp_conntrack_read(self._source, now_ms, self._error)
+        if n < 0:
+            raise ConntrackError(self._error_text())
+        return n
+
+    def dump(self, now_ms):
+        if lib.fp_conntrack_dump(self._source, now_ms, self._error) < 0:
+            raise ConntrackError(self._error_text())
+
+    def expire(self, now_ms):
+        lib.fp_conntrack_expire(self._source, now_ms)
+
+    def flush(self, now_ms):
+        """Every connection ends now (forced_end), with fresh counters."""
+        try:
+            self.read(now_ms)  # DESTROYs that are waiting carry final counters
+            self.dump(now_ms)
+        except ConntrackError as e:
+            log.warning("conntrack: %s (ending connections with their last known counters)", e)
+        lib.fp_conntrack_flush(self._source, now_ms)
+
+    def set_active_timeout(self, seconds):
+        lib.fp_conntrack_set_active_timeout(self._source, round(seconds * 1000))
+
+    def drain_raw(self):
+        """Yields (struct fp_record batch, count) until nothing is waiting."""
+        while True:
+            n = lib.fp_conntrack_drain(self._source, self._batch, DRAIN_BATCH)
+            if n == 0:
+                return
+            yield self._batch, n
+
+    def drain(self):
+        """Every waiting record as a dict (tests, tools)."""
+        return [conntrack_record_to_dict(batch[i])
+                for batch, n in self.drain_raw() for i in range(n)]
+
+    def counters(self):
+        counters = ffi.new("struct fp_conntrack_counters *")
+        lib.fp_conntrack_counters(self._source, counters)
+        return {name: getattr(counters, name) for name, _ in ffi.typeof(counters[0]).fields}
+
+
+def conntrack_record_to_dict(r):
+    """A conntrack record: the biflow record plus post-NAT addresses, ports,
+    conntrack id, mark and zone."""
+    record = record_to_dict(r, bidirectional=True)
+    version = r.ip_version
+    size = 4 if version == 4 else 16
+    post = {"post_src_addr": bytes(ffi.buffer(r.post_src_addr))[:size],
+            "post_dst_addr": bytes(ffi.buffer(r.post_dst_addr))[:size]}
+    record.update({key: str(ipaddress.ip_address(value)) for key, value in post.items()})
+    record.update(post_src_port=r.post_src_port, post_dst_port=r.post_dst_port,
+                  flow_id=r.flow_id, conntrack_mark=r.conntrack_mark,
+                  conntrack_zone=r.conntrack_zone)
+    return record
+
+
+def with_nat_fields(profiles):
+    """Collectors without their own field list get the standard record plus
+    the NAT fields and flowId their protocol can carry (v5: none)."""
+    adjusted = []
+    for profile in profiles:
+        if profile.fields or profile.protocol == "netflow5":
+            adjusted.append(profile)
+            continue
+        names = profile.field_names + tuple(
+            n for n in NAT_FIELDS
+            if profile.protocol == "ipfix" or ELEMENTS[n].v9_id is not None)
+        adjusted.append(dataclasses.replace(profile, fields=names))
+    return adjusted
+
+
+class ConntrackService:
+    """The source inside the daemon: opened, reloaded, ticked, flushed and
+    reported by the Probe; its event socket is one more fd in the loop."""
+
+    def __init__(self, probe):
+        self.probe = probe
+        self.source = None
+        self.settings = None
+        self.error = None
+        self.accounting = self.timestamps = None
+        self.next_dump = 0.0
+        self.registered_fd = None
+        self.retired = {}   # counters of sources closed by a reload
+
+    # ---- lifecycle ----
+
+    def wanted(self, config):
+        return config.conntrack.tracks
+
+    def before_reload(self, new_config, now_ms):
+        """Closes the source (exporting what it holds) when the new config
+        turns it off or needs a new table; called while the old exporter
+        still runs."""
+        if self.source is None:
+            return
+        settings = new_config.conntrack
+        if (not settings.tracks
+                or settings.conntrack_max_connections != self.settings.conntrack_max_connections
+                or settings.conntrack_buffer_kb != self.settings.conntrack_buffer_kb):
+            self.close(now_ms)
+
+    def apply(self, config, now_ms):
+        """Opens the source when the config wants it and it is not open."""
+        settings = config.conntrack
+        if not settings.tracks:
+            return
+        if self.source is not None:
+            self.settings = settings
+            self.source.set_active_timeout(config.meter.active_timeout)
+            return
+        self.settings = settings
+        self.accounting, accounting_error = ensure_sysctl("nf_conntrack_acct")
+        self.timestamps, _ = ensure_sysctl("nf_conntrack_timestamp")
+        try:
+            self.source = ConntrackSource(
+                max_connections=settings.conntrack_max_connections,
+                active_timeout=config.meter.active_timeout,
+                vanish_grace=settings.conntrack_vanish_grace,
+                buffer_kb=settings.conntrack_buffer_kb)
+            self.source.dump(now_ms)   # connections open now, tracked from here
+        except ConntrackError as e:
+            self.source = None
+            self.error = f"conntrack source cannot start: {e}"
+            log.error("%s (retrying at every dump interval)", self.error)
+            self.next_dump = time.monotonic() + settings.conntrack_dump_interval
+            return
+        self.error = accounting_error
+        if accounting_error:
+            log.error("conntrack: %s: records will have no counters", accounting_error)
+        self.next_dump = time.monotonic() + settings.conntrack_dump_interval
+        self._register()
+        log.info("conntrack source: %d connections tracked at start (capacity %d)",
+                 self.source.counters()["connections"], settings.conntrack_max_connections)
+        self.export(now_ms)
+
+    def _register(self):
+        selector = self.probe.selector
+        if selector and self.source and self.registered_fd is None:
+            self.registered_fd = self.source.fileno()
+            selector.register(self.registered_fd, selectors.EVENT_READ, self._on_readable)
+
+    def _unregister(self):
+        if self.registered_fd is not None and self.probe.selector:
+            try:
+                self.probe.selector.unregister(self.registered_fd)
+            except (KeyError, ValueError):
+                pass
+        self.registered_fd = None
+
+    def close(self, now_ms):
+        """Every connection ends (forced_end) and is exported."""
+        if self.source is None:
+            return
+        self._unregister()
+        self.source.flush(now_ms)
+        self.export(now_ms)
+        for key, value in self.source.counters().items():
+            self.retired[key] = self.retired.get(key, 0) + value
+        log.info("conntrack source closed")
+        self.source = None
+
+    # ---- the loop ----
+
+    def _on_readable(self, events):
+        now_ms = self.probe.now_ms()
+        try:
+            self.source.read(now_ms)
+        except ConntrackError as e:
+            self.error = str(e)
+            log.error("conntrack: %s", e)
+        self.export(now_ms)
+
+    def tick(self, now_ms):
+        if self.settings is None or not self.settings.tracks:
+            return
+        if self.source is None:
+            if time.monotonic() >= self.next_dump:
+                self.apply(self.probe.config, now_ms)   # retry a source that failed
+            return
+        if time.monotonic() >= self.next_dump:
+            self.next_dump = time.monotonic() + self.settings.conntrack_dump_interval
+            try:
+                self.source.read(now_ms)
+                self.source.dump(now_ms)
+            except ConntrackError as e:
+                self.error = str(e)
+                log.error("conntrack: %s", e)
+        self.source.expire(now_ms)
+        self.export(now_ms)
+
+    def export(self, now_ms):
+        probe = self.probe
+        for batch, count in self.source.drain_raw():
+            if probe.exporter:
+                probe.exporter.export(batch, count, now_ms)
+            else:
+                probe.records_without_collector += count
+
+    # ---- status ----
+
+    def counters(self):
+        current = self.source.counters() if self.source else {}
+        keys = set(current) | set(self.retired)
+        gauges = {"connections", "records_pending", "capacity", "tombstones", "memory_bytes",
+                  "clock_ms", "peak"}
+        return {key: current.get(key, 0) + (0 if key in gauges else self.retired.get(key, 0))
+                for key in keys}
+
+    def status(self, config, capture_counters):
+        if not config.conntrack.tracks and self.source is None:
+            return None
+        counters = self.counters()
+        capacity = config.conntrack.conntrack_max_connections
+        status = {
+            "running": self.source is not None,
+            "error": self.error,
+            "accounting": self.accounting,
+            "timestamps": self.timestamps,
+            "connections": counters.get("connections", 0),
+            "capacity": capacity,
+            "table_fill": round(counters.get("connections", 0) / capacity, 4),
+            **{key: counters.get(key, 0) for key in (
+                "peak", "events_new", "events_destroy", "dumps", "overruns", "resyncs",
+                "overflows", "vanished", "destroys_untracked", "records", "records_lost",
+                "packets", "octets", "memory_bytes")},
+            "not_seen_by_capture": None,
+        }
+        if config.conntrack.source == "both":
+            status["not_seen_by_capture"] = {
+                "packets": max(0, status["packets"] - capture_counters["packets_metered"]),
+                "octets": max(0, status["octets"] - capture_counters["octets_metered"]),
+            }
+        return status
