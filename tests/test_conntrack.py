@@ -247,3 +247,50 @@ def test_nat_records_equal_both_sides_of_the_router(nat_lab, tmp_path):
     v6_post = [f for f in fields if any("xlate" in name.lower() or "post_nat" in name.lower()
                                         for name in f) and "cflow.srcaddrv6" in f]
     assert v6_post, fields[:3]
+
+
+def burst(lab, connections):
+    """Short TCP connections (1000 bytes each) and one-datagram UDP ones, as
+    fast as the client can open them."""
+    lab.run(lab.client, sys.executable, "-c",
+            "import socket\n"
+            f"for n in range({connections}):\n"
+            "    t = socket.create_connection(('" + lab.server4 + f"', {TCP_BURST_PORT}))\n"
+            "    while t.recv(4096): pass\n"
+            "    t.close()\n"
+            "    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "    u.sendto(b'u' * 64, ('" + lab.server4 + f"', {UDP_PORT})); u.close()\n",
+            timeout=120)
+
+
+def test_an_overrun_loses_nothing_and_counts_nothing_twice(nat_lab, tmp_path):
+    """A receive buffer of 1 KB cannot hold a burst of events: the kernel
+    reports ENOBUFS, the daemon resyncs with a dump, and every connection's
+    totals still equal the wire."""
+    lab = nat_lab
+    with Nfcapd(netns=lab.router, port=2055) as biflow, Nfcapd(netns=lab.router, port=2056):
+        captures = start_captures(lab, tmp_path)
+        daemon = Daemon(lab, tmp_path, config_text(str(tmp_path / "control.sock"),
+                                                   {"conntrack_buffer_kb": 1,
+                                                    "conntrack_dump_interval": 2}))
+        daemon.wait_until(lambda s: s["conntrack"] and s["conntrack"]["running"])
+        burst(lab, 300)
+        time.sleep(5)   # their DESTROY events, lost or not
+        status = daemon.status()
+        daemon.stop()
+        client, _ = stop_captures(captures)
+        exported = exported_connections(biflow.raw_flows())
+    conntrack = status["conntrack"]
+    assert conntrack["overruns"] > 0 and conntrack["resyncs"] > 0, conntrack
+    assert conntrack["records_lost"] == 0
+    connections = [k for k in client if k[3] == lab.server4]
+    assert len(connections) >= 590   # a UDP source port may come round twice
+    problems = []
+    for key in connections:
+        got = exported.get(key)
+        reverse = client.get(reverse_key(key), (0, 0))
+        if got is None or (got[0], got[1]) != client[key] or (got[2], got[3]) != reverse:
+            problems.append(f"{key}: exported {got and got[:4]}, client saw {client[key]}, "
+                            f"{reverse}")
+    assert problems == [], f"{len(problems)} wrong:\n" + "\n".join(problems[:20])
+    assert set(exported) <= set(client)
