@@ -1,0 +1,256 @@
+/* The fuzz harness's input format, replayed with output (replay_corpus.h).
+ * The semantics follow fuzz/fuzz_meter.c's header comment exactly, so a
+ * seed means the same scenario here as there; where the harness checks,
+ * this prints. */
+#include "replay_corpus.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "_cmeter.h"
+#include "replay_print.h"
+
+#define START_US 1700000000000000ULL
+#define MAX_INPUT (1 << 20)
+
+static const int LINK_TYPES[16] = {
+	0, 1, 12, 14, 108, 113, 276, 228, 229, 1, 1, 113, 101, 105, -1, 0x7fffffff,
+};
+
+static const int64_t EXPIRE_STEPS_MS[8] = {
+	0, 1, 10, 100, 1000, 10000, 3600000, -1000,
+};
+
+struct input {
+	const uint8_t *data;
+	size_t size;
+};
+
+struct run {
+	FILE *out;
+	struct fp_meter *meter;
+	struct fp_settings settings;
+	uint64_t now_us;
+	/* one byte past an aligned address: every field of every header is
+	 * misaligned, so a cast load traps under qemu-mips (see README) */
+	uint8_t frame_storage[65536 + 8];
+	uint8_t *frame;
+	uint32_t length;
+	uint32_t wire;
+	int linktype;
+	uint32_t ifindex;
+	int have_frame;
+};
+
+static uint8_t take(struct input *in)
+{
+	if (!in->size)
+		return 0;
+	in->size--;
+	return *in->data++;
+}
+
+static void settings_from(const uint8_t b[4], struct fp_settings *s)
+{
+	static const uint32_t flows[4] = { 1, 2, 4, 8 };
+
+	memset(s, 0, sizeof(*s));
+	s->bidirectional = b[0] & 1;
+	s->overflow_policy = (b[0] >> 1) & 1 ? FP_OVERFLOW_REFUSE_NEW : FP_OVERFLOW_EVICT_OLDEST;
+	s->max_flows = flows[(b[0] >> 2) & 3];
+	s->max_fragments = 1 + ((b[0] >> 4) & 3);
+	s->tcp_end_grace_ms = (b[0] >> 6) & 1 ? 0 : 20;
+	s->idle_timeout_ms = 1 + (b[1] & 15) * 40u;
+	s->active_timeout_ms = 1 + (b[1] >> 4) * 150u;
+	s->unanswered_timeout_ms = 1 + (b[2] & 15) * 30u;
+	s->fragment_timeout_ms = 1 + (b[2] >> 4) * 50u;
+	s->hash_seed = 1 + b[3];
+}
+
+static void advance(struct run *r, uint8_t dt)
+{
+	uint64_t step;
+
+	if (dt < 0x80) {
+		step = dt * 1000ULL;
+	} else if (dt < 0xf0) {
+		step = (dt - 0x7fULL) * 1000000ULL;
+	} else if (dt < 0xff) {
+		step = (dt - 0xefULL) * 1000000ULL;
+		r->now_us = r->now_us > step ? r->now_us - step : 0;
+		return;
+	} else {
+		step = 60ULL * 86400 * 1000000;
+	}
+	r->now_us += step;
+}
+
+static uint32_t wire_length(uint32_t captured, uint8_t wire)
+{
+	if (wire < 0x80)
+		return captured + wire;
+	if (wire < 0xff)
+		return captured > (wire & 0x7fu) ? captured - (wire & 0x7fu) : 0;
+	return UINT32_MAX;
+}
+
+static void process_last(struct run *r)
+{
+	fp_meter_process_frame(r->meter, r->linktype, r->ifindex, r->now_us, r->frame, r->length,
+			       r->wire);
+}
+
+static void op_frame(struct run *r, uint8_t op, struct input *in)
+{
+	uint8_t dt = take(in), wire = take(in);
+	uint32_t length = (uint32_t)take(in) << 8;
+
+	length |= take(in);
+	if (length > in->size)
+		length = (uint32_t)in->size;
+	memcpy(r->frame, in->data, length);
+	in->data += length;
+	in->size -= length;
+	r->length = length;
+	r->wire = wire_length(length, wire);
+	r->linktype = LINK_TYPES[op & 15];
+	r->ifindex = op >> 4;
+	r->have_frame = 1;
+	advance(r, dt);
+	process_last(r);
+}
+
+static void op_repeat(struct run *r, struct input *in)
+{
+	uint8_t count = take(in), pos = take(in), dt = take(in);
+	unsigned i;
+
+	if (!r->have_frame)
+		return;
+	for (i = 0; i < count + 1u; i++) {
+		if (r->length)
+			r->frame[pos % r->length] += 1;
+		advance(r, dt);
+		process_last(r);
+	}
+}
+
+static void op_expire_matching(struct run *r, struct input *in)
+{
+	struct fp_flow_filter filter;
+	uint8_t b[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		b[i] = take(in);
+	memset(&filter, 0, sizeof(filter));
+	filter.ip_version = (uint8_t[]){ 0, 4, 6, 5 }[b[0] & 3];
+	filter.prefix_length = b[1] % 129;
+	for (i = 0; i < 16; i++)
+		filter.address[i] = b[2 + (i & 1)];
+	if (b[0] & 4)
+		memset(filter.address + 4, 0, 12);
+	filter.protocol = b[4];
+	filter.port = (uint16_t)(b[5] << 8 | b[6]);
+	filter.ifindex = b[7] & 15;
+	fprintf(r->out, "expire_matching %d\n", fp_meter_expire_matching(r->meter, &filter));
+}
+
+static void op_update_settings(struct run *r, struct input *in)
+{
+	struct fp_settings s;
+	char error[FP_ERROR_SIZE];
+	uint8_t b[4];
+	int i, result;
+
+	for (i = 0; i < 4; i++)
+		b[i] = take(in);
+	settings_from(b, &s);
+	result = fp_meter_update_settings(r->meter, &s, error);
+	fprintf(r->out, "update_settings %d%s%s\n", result, result ? " " : "", result ? error : "");
+	if (result == 0)
+		r->settings = s;
+}
+
+static void drain(struct run *r, int max)
+{
+	fprintf(r->out, "drain %d\n", max);
+	print_drain(r->out, r->meter, (int)r->settings.bidirectional, max);
+}
+
+static void run_ops(struct run *r, struct input *in)
+{
+	uint8_t op;
+
+	while (in->size) {
+		op = take(in);
+		if (op < 0xa0) {
+			op_frame(r, op, in);
+		} else if (op < 0xb0) {
+			op_repeat(r, in);
+		} else if (op < 0xb8) {
+			int64_t now_ms = (int64_t)(r->now_us / 1000) + EXPIRE_STEPS_MS[op & 7];
+
+			fprintf(r->out, "expire %lld\n", (long long)now_ms);
+			fp_meter_expire(r->meter, now_ms > 0 ? (uint64_t)now_ms : 0);
+		} else if (op < 0xc0) {
+			drain(r, 1 << (op & 7));
+		} else if (op < 0xc8) {
+			print_snapshot(r->out, r->meter, NULL, (int)r->settings.bidirectional, (op & 7) + 1);
+		} else if (op < 0xd0) {
+			op_expire_matching(r, in);
+		} else if (op < 0xd8) {
+			op_update_settings(r, in);
+		} else if (op < 0xe0) {
+			print_counters(r->out, r->meter);
+		} else if (op < 0xf0) {
+			fprintf(r->out, "flush\n");
+			fp_meter_flush(r->meter);
+		} else {
+			fprintf(r->out, "drain all\n");
+			print_drain_all(r->out, r->meter, (int)r->settings.bidirectional);
+		}
+	}
+}
+
+int replay_corpus_file(FILE *out, const char *path)
+{
+	static uint8_t data[MAX_INPUT];
+	struct input in = { data, 0 };
+	char error[FP_ERROR_SIZE];
+	uint8_t header[4];
+	struct run *r;
+	FILE *file = fopen(path, "rb");
+	int i;
+
+	if (!file) {
+		perror(path);
+		return -1;
+	}
+	in.size = fread(data, 1, sizeof(data), file);
+	fclose(file);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		abort();
+	for (i = 0; i < 4; i++)
+		header[i] = take(&in);
+	settings_from(header, &r->settings);
+	r->out = out;
+	r->frame = r->frame_storage + 1;
+	r->now_us = START_US;
+	r->meter = fp_meter_new(&r->settings, error);
+	if (!r->meter) {
+		fprintf(out, "fp_meter_new: %s\n", error);
+		free(r);
+		return 0;
+	}
+	run_ops(r, &in);
+	fp_meter_flush(r->meter);
+	fprintf(out, "end\n");
+	print_drain_all(out, r->meter, (int)r->settings.bidirectional);
+	print_counters(out, r->meter);
+	fp_meter_free(r->meter);
+	free(r);
+	return 0;
+}
