@@ -33,3 +33,12 @@ def real_stacks_capture(tmp_path_factory):
         if report.tcp_rst_packets and report.ipv4_fragments and report.ipv6_fragments:
             return path
     return path  # test_capture_has_what_the_test_needs says what is missing
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Figures tests measured (flood memory, drops), shown at the end of the run."""
+    figures = getattr(config, "flowprobe_figures", [])
+    if figures:
+        terminalreporter.section("measured")
+        for line in figures:
+            terminalreporter.write_line(line)
