@@ -66,6 +66,7 @@ class UciFile:
         self.read()
 
     def read(self):
+        self.read_at = self.path.stat().st_mtime_ns
         self.sections = []
         for number, section in enumerate(read_sections(self.path.read_text(), str(self.path))):
             self.sections.append({
@@ -75,6 +76,8 @@ class UciFile:
         self.staged = [dict(s, options=dict(s["options"])) for s in self.sections]
 
     def values(self):
+        if self.path.stat().st_mtime_ns != self.read_at:
+            self.read()   # changed by hand (vi, uci commit): rpcd reads the file anew
         return {s["name"]: dict(s["options"], **{".type": s["type"], ".name": s["name"],
                                                 ".anonymous": s["anonymous"], ".index": i})
                 for i, s in enumerate(self.staged)}
@@ -111,7 +114,9 @@ class UciFile:
         lines = []
         for section in self.staged:
             header = f"config {section['type']}"
-            lines.append(header if section["anonymous"] else f"{header} {uci_quote(section['name'])}")
+            if not section["anonymous"]:
+                header += " " + uci_quote(section["name"])
+            lines.append(header)
             for option, value in section["options"].items():
                 if isinstance(value, list):
                     lines += [f"\tlist {option} {uci_quote(v)}" for v in value]

@@ -273,7 +273,12 @@ var TableSection = TypedSection.extend({
 				return E('td', { 'class': 'td', 'data-title': o.title }, o.render(sid));
 			})).concat([ E('td', { 'class': 'td' }, self.addremove ? E('button', {
 				'class': 'cbi-button cbi-button-remove', 'type': 'button', 'data-remove': sid,
-				'click': function() { uci.remove(config, sid); self.map.rerender() }
+				'click': function() {
+					return self.map.keepInput().then(function() {
+						uci.remove(config, sid);
+						return self.map.rerender();
+					});
+				}
 			}, _('Delete')) : '') ]));
 		});
 		var name = E('input', { 'type': 'text', 'class': 'cbi-section-create-name',
@@ -287,8 +292,10 @@ var TableSection = TypedSection.extend({
 					'click': function() {
 						if (!/^[A-Za-z0-9_]+$/.test(name.value))
 							return ui.addNotification(null, E('p', _('Invalid section name')), 'error');
-						uci.add(config, self.sectiontype, self.anonymous ? null : name.value);
-						self.map.rerender();
+						return self.map.keepInput().then(function() {
+							uci.add(config, self.sectiontype, self.anonymous ? null : name.value);
+							return self.map.rerender();
+						});
 					} }, _('Add')) ]) : ''
 		]);
 	}
@@ -341,6 +348,15 @@ var Map = L.Class.extend({
 			this.recheck();
 		}, this));
 	},
+	/* before a section is added or removed, what was typed goes into uci
+	 * (the real form saves the map first, then renders it again) */
+	keepInput: function() {
+		return Promise.all(this.children.map(function(s) { return s.parse() })).catch(function(e) {
+			ui.addNotification(_('Save error'), E('p', { 'data-save-error': '' }, e.message), 'error');
+			throw e;
+		});
+	},
+
 	save: function() {
 		return Promise.all(this.children.map(function(s) { return s.parse() }))
 			.then(function() { return uci.save() })

@@ -20,7 +20,10 @@ return baseclass.extend({
 			var button = ev.currentTarget;
 			button.disabled = true;
 			button.classList.add('spinning');
-			return Promise.resolve(handler.apply(ctx, args.concat([ ev ]))).finally(function() {
+			/* a failed save has been shown to the user already */
+			return Promise.resolve(handler.apply(ctx, args.concat([ ev ]))).catch(function(e) {
+				console.warn(e);
+			}).finally(function() {
 				button.disabled = false;
 				button.classList.remove('spinning');
 			});
