@@ -9,6 +9,11 @@ PACKAGES="build-essential python3-dev python3-venv libpcap-dev clang
 tcpdump tshark iproute2 iputils-ping curl softflowd nfdump shfmt tcpreplay"
 # libFuzzer's runtime; Ubuntu 22.04 names it by clang version only
 apt-cache show libclang-rt-dev >/dev/null 2>&1 && PACKAGES="$PACKAGES libclang-rt-dev"
+# the LuCI app's tests: xgettext, headless Chromium, node + npm (Debian's, unless
+# another node is already installed: its npm comes with it)
+PACKAGES="$PACKAGES gettext chromium"
+command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs"
+command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES npm"
 
 missing=""
 for package in $PACKAGES; do
@@ -27,4 +32,9 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip setuptools wheel cffi
 .venv/bin/pip install -q -e '.[test]'
+# playwright-core (pinned in tests/luci/package-lock.json) drives Debian's chromium
+if command -v npm >/dev/null 2>&1 &&
+	[ ! tests/luci/node_modules/.package-lock.json -nt tests/luci/package-lock.json ]; then
+	(cd tests/luci && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "setup: done (.venv/bin/flowprobe)"
