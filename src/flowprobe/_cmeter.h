@@ -299,6 +299,12 @@ void fp_conntrack_expire(struct fp_conntrack *ct, uint64_t now_ms);
 /* Ends every tracked connection (forcedEnd): dump first for fresh counters. */
 void fp_conntrack_flush(struct fp_conntrack *ct, uint64_t now_ms);
 int fp_conntrack_drain(struct fp_conntrack *ct, struct fp_record *out, int max);
+uint64_t fp_conntrack_pending(struct fp_conntrack *ct);   /* records waiting to be drained */
+/* A one-shot timer (for poll()) the caller uses to read a trickle of events
+ * in batches rather than wake for each: hold(ct, ms) clears it and arms it
+ * (0: only clears).  0, or -1 with errno. */
+int fp_conntrack_timer_fd(struct fp_conntrack *ct);
+int fp_conntrack_hold(struct fp_conntrack *ct, uint32_t milliseconds);
 void fp_conntrack_counters(struct fp_conntrack *ct, struct fp_conntrack_counters *counters);
 void fp_conntrack_set_active_timeout(struct fp_conntrack *ct, uint32_t active_timeout_ms);
 

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #ifndef SOL_NETLINK
@@ -80,7 +81,7 @@ struct entry {
 
 struct fp_conntrack {
 	struct fp_conntrack_settings settings;
-	int event_fd, dump_fd;
+	int event_fd, dump_fd, timer_fd;
 	uint32_t capacity;             /* connections; plus a reserve for ended ones */
 	uint32_t slots, bucket_count, free_head, due_head, due_tail;
 	uint32_t tracked;              /* LIVE and MISSING entries */
@@ -747,6 +748,27 @@ void fp_conntrack_counters(struct fp_conntrack *ct, struct fp_conntrack_counters
 				 (uint64_t)ct->bucket_count * sizeof(uint32_t) + RECEIVE_BUFFER;
 }
 
+int fp_conntrack_timer_fd(struct fp_conntrack *ct)
+{
+	return ct->timer_fd;
+}
+
+int fp_conntrack_hold(struct fp_conntrack *ct, uint32_t milliseconds)
+{
+	struct itimerspec when = { .it_value = { .tv_sec = milliseconds / 1000,
+						  .tv_nsec = (long)(milliseconds % 1000) * 1000000 } };
+	uint64_t expirations;
+
+	if (read(ct->timer_fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+		return -1;
+	return milliseconds ? timerfd_settime(ct->timer_fd, 0, &when, NULL) : 0;
+}
+
+uint64_t fp_conntrack_pending(struct fp_conntrack *ct)
+{
+	return ct->counters.records_pending;
+}
+
 int fp_conntrack_fd(struct fp_conntrack *ct)
 {
 	return ct->event_fd;
@@ -798,6 +820,7 @@ struct fp_conntrack *fp_conntrack_new(const struct fp_conntrack_settings *settin
 		snprintf(error, FP_ERROR_SIZE, "out of memory");
 		return NULL;
 	}
+	ct->event_fd = ct->dump_fd = ct->timer_fd = -1;
 	ct->settings = *settings;
 	ct->capacity = settings->max_connections;
 	/* records of connections ending untracked, and ended ones not drained yet */
@@ -810,7 +833,8 @@ struct fp_conntrack *fp_conntrack_new(const struct fp_conntrack_settings *settin
 	ct->buckets = malloc(ct->bucket_count * sizeof *ct->buckets);
 	ct->buffer = malloc(RECEIVE_BUFFER);
 	ct->event_fd = ct->dump_fd = -1;
-	if (!ct->entries || !ct->buckets || !ct->buffer) {
+	ct->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (!ct->entries || !ct->buckets || !ct->buffer || ct->timer_fd < 0) {
 		snprintf(error, FP_ERROR_SIZE, "out of memory for %u connections", ct->capacity);
 		fp_conntrack_free(ct);
 		return NULL;
@@ -840,6 +864,8 @@ void fp_conntrack_free(struct fp_conntrack *ct)
 		close(ct->event_fd);
 	if (ct->dump_fd >= 0)
 		close(ct->dump_fd);
+	if (ct->timer_fd >= 0)
+		close(ct->timer_fd);
 	free(ct->entries);
 	free(ct->buckets);
 	free(ct->buffer);
