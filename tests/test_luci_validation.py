@@ -73,6 +73,12 @@ MAIN_CASES = {
     "user": ["flowprobe", "_fp", "fp-1.x", "1fp", "a" * 32, "a" * 33, "fp user"],
     "control_socket": ["/var/run/flowprobe.sock", "relative.sock", "/" + "s" * 106,
                        "/" + "s" * 107],
+    "spool_dir": ["/var/spool/flowprobe", "spool", "/tmp/x"],
+    "source": ["capture", "conntrack", "both", "pcap"],
+    "conntrack_max_connections": integers(1, 1 << 24),
+    "conntrack_dump_interval": seconds(1) + ["0.5"],
+    "conntrack_vanish_grace": seconds(0),
+    "conntrack_buffer_kb": integers(0, 1 << 20),
 }
 COLLECTOR_CASES = {
     "host": HOSTS,
@@ -116,6 +122,8 @@ MAIN_COMBINATIONS = [
     ("interface", ["eth/0"], {}),
     ("interface", "lan wan", {}),
     ("idle_timeout", "5", {"max_flows": "0"}),
+    ("enabled", "1", {"source": "conntrack"}),
+    ("enabled", "1", {"source": "both"}),
 ]
 
 

@@ -4,7 +4,8 @@ luci-app-flowprobe (LuCI's runtime and rpcd are not available offline).
 It serves the app's views through the client stand-in (luci_standin/*.js)
 and answers their ubus JSON-RPC calls as rpcd would, checking each against
 the app's own ACL file (acl.d/luci-app-flowprobe.json):
-- `flowprobe` methods go to the running daemon's real control socket
+- `luci.flowprobe` methods (the daemon's ubus methods as published for
+  uhttpd) go to the running daemon's real control socket
   (flowprobe.control.server.call); no daemon there is rpcd's "Object not
   found";
 - `uci get|add|set|delete` read and stage changes of the daemon's real config
@@ -24,6 +25,7 @@ from pathlib import Path
 from flowprobe.config import read_sections
 from flowprobe.control.handlers import ControlError
 from flowprobe.control.server import call
+from flowprobe.control.ubus import WEB_OBJECT_NAME
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "luci_standin"
@@ -38,6 +40,7 @@ UCI_READ = {"get"}
 UCI_WRITE = {"add", "set", "delete"}
 OBJECT_NOT_FOUND = (-32000, "Object not found")   # uhttpd-mod-ubus's JSON-RPC errors
 ACCESS_DENIED = (-32002, "Access denied")
+DAEMON_OBJECT = WEB_OBJECT_NAME   # the daemon's methods as published for uhttpd
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title} - LuCI (stand-in)</title>
@@ -182,7 +185,7 @@ class StandinLuci:
         self.calls.append((obj, method, config, access or "denied"))
         if access is None:
             return ACCESS_DENIED, None
-        if obj == "flowprobe":
+        if obj == DAEMON_OBJECT:
             try:
                 return None, [0, call(self.control_socket, method, args or None)]
             except ControlError as e:

@@ -40,6 +40,11 @@ var ELEMENTS = [
 	[ 'flowEndReason', false, false ], [ 'icmpTypeCodeIPv6', true, false ],
 	[ 'flowStartMilliseconds', true, false ], [ 'flowEndMilliseconds', true, false ],
 	[ 'dot1qCustomerVlanId', false, false ], [ 'ipSecSPI', false, false ],
+	[ 'postNATSourceIPv4Address', true, false ], [ 'postNATDestinationIPv4Address', true, false ],
+	[ 'postNAPTSourceTransportPort', true, false ],
+	[ 'postNAPTDestinationTransportPort', true, false ],
+	[ 'postNATSourceIPv6Address', true, false ], [ 'postNATDestinationIPv6Address', true, false ],
+	[ 'flowId', false, false ],
 	[ 'reverseOctetDeltaCount', false, true ], [ 'reversePacketDeltaCount', false, true ],
 	[ 'reverseTcpControlBits', false, true ], [ 'reverseFlowStartMilliseconds', false, true ],
 	[ 'reverseFlowEndMilliseconds', false, true ]
@@ -188,11 +193,18 @@ var CAPTURE_OPTIONS = {
 	filter: [ 'bpf_filter', TEXT ], snaplen: [ 'snaplen', INTEGER ],
 	buffer_kb: [ 'buffer_kb', INTEGER ]
 };
+var CONNTRACK_OPTIONS = {   /* the metering source (conntrack_settings.py) */
+	source: [ 'source', TEXT ],
+	conntrack_max_connections: [ 'conntrack_max_connections', INTEGER ],
+	conntrack_dump_interval: [ 'conntrack_dump_interval', SECONDS ],
+	conntrack_vanish_grace: [ 'conntrack_vanish_grace', SECONDS ],
+	conntrack_buffer_kb: [ 'conntrack_buffer_kb', INTEGER ]
+};
 var MAIN_OPTIONS = Object.assign({
 	enabled: [ 'enabled', BOOLEAN ], 'interface': [ 'interfaces', WORDS ],
 	log_level: [ 'log_level', TEXT ], control_socket: [ 'control_socket', TEXT ],
-	user: [ 'user', TEXT ]
-}, METER_OPTIONS, CAPTURE_OPTIONS);
+	user: [ 'user', TEXT ], spool_dir: [ 'spool_dir', TEXT ]
+}, METER_OPTIONS, CAPTURE_OPTIONS, CONNTRACK_OPTIONS);
 var INTERFACE_OPTIONS = Object.assign({
 	name: [ 'name', TEXT ], device: [ 'device', TEXT ]
 }, CAPTURE_OPTIONS);
@@ -475,8 +487,20 @@ function checkSections(sections) {
 			Object.assign({}, METER_DEFAULTS, pick(values, METER_OPTIONS)));
 		buildInterfaces(main, values, origin, byType['interface']);
 		byType.collector.forEach(buildCollector);
-		var enabled = values.hasOwnProperty('enabled') ? values.enabled : false;
-		if (enabled && !(values.interfaces || []).length)
+		var enabled = values.hasOwnProperty('enabled') ? values.enabled : false,
+		    conntrack = Object.assign({ source: 'capture', conntrack_max_connections: BigInt(16384),
+		    	conntrack_dump_interval: 30, conntrack_vanish_grace: 5,
+		    	conntrack_buffer_kb: BigInt(1024) }, pick(values, CONNTRACK_OPTIONS));
+		checked(function(v) {
+			if ([ 'capture', 'conntrack', 'both' ].indexOf(v.source) < 0)
+				throw new FieldError('source', v.source, 'capture, conntrack, both');
+			checkInt('conntrack_max_connections', v.conntrack_max_connections, 1, 16777216);
+			checkSeconds('conntrack_dump_interval', v.conntrack_dump_interval, 1);
+			checkSeconds('conntrack_vanish_grace', v.conntrack_vanish_grace, 0);
+			checkInt('conntrack_buffer_kb', v.conntrack_buffer_kb, 0, 1048576);
+		}, main.label, MAIN_OPTIONS, origin, conntrack);
+		var captures = conntrack.source != 'conntrack';
+		if (enabled && captures && !(values.interfaces || []).length)
 			throw new Problem(main.label, 'interface', null, null,
 				"missing (required when enabled: at least one, as list interface 'lan')");
 		checked(function(v) {
@@ -489,11 +513,15 @@ function checkSections(sections) {
 					'an absolute path of at most ' + SUN_PATH_MAX + ' bytes');
 			if (v.user && !USER_NAME.test(v.user))
 				throw new FieldError('user', v.user, USER_NAME_ALLOWED);
+			if (typeof(v.spool_dir) != 'string' || v.spool_dir.charAt(0) != '/' ||
+			    v.spool_dir.indexOf('\0') >= 0)
+				throw new FieldError('spool_dir', v.spool_dir, 'an absolute path');
 		}, main.label, MAIN_OPTIONS, origin, {
 			log_level: values.hasOwnProperty('log_level') ? values.log_level : 'info',
 			control_socket: values.hasOwnProperty('control_socket')
 				? values.control_socket : '/var/run/flowprobe.sock',
-			user: values.hasOwnProperty('user') ? values.user : ''
+			user: values.hasOwnProperty('user') ? values.user : '',
+			spool_dir: values.hasOwnProperty('spool_dir') ? values.spool_dir : '/var/spool/flowprobe'
 		});
 	}
 	catch (e) {

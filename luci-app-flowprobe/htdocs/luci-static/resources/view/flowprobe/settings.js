@@ -13,7 +13,7 @@
  * Save & Apply commits; procd's config trigger then reloads the daemon.
  */
 
-var callStatus = rpc.declare({ object: 'flowprobe', method: 'status', expect: { '': {} } });
+var callStatus = rpc.declare({ object: 'luci.flowprobe', method: 'status', expect: { '': {} } });
 
 /* collector options whose valid values depend on each other */
 var COLLECTOR_SIBLINGS = [ 'protocol', 'transport', 'biflow', 'field' ];

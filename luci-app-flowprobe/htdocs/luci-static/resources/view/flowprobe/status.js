@@ -15,12 +15,12 @@
 var POLL_SECONDS = 5,
     HISTORY = 60;   /* 5 minutes at one sample every 5 s */
 
-var callStatus = rpc.declare({ object: 'flowprobe', method: 'status', expect: { '': {} } });
+var callStatus = rpc.declare({ object: 'luci.flowprobe', method: 'status', expect: { '': {} } });
 /* python-ubus passes no arguments: the 100 busiest flows by bytes; the
  * filter box filters them here, in the browser */
-var callFlows = rpc.declare({ object: 'flowprobe', method: 'flows', expect: { '': {} } });
-var callExpire = rpc.declare({ object: 'flowprobe', method: 'expire', expect: { '': {} } });
-var callReload = rpc.declare({ object: 'flowprobe', method: 'reload', expect: { '': {} } });
+var callFlows = rpc.declare({ object: 'luci.flowprobe', method: 'flows', expect: { '': {} } });
+var callExpire = rpc.declare({ object: 'luci.flowprobe', method: 'expire', expect: { '': {} } });
+var callReload = rpc.declare({ object: 'luci.flowprobe', method: 'reload', expect: { '': {} } });
 
 var PROTOCOL_NAMES = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 47: 'GRE', 50: 'ESP', 58: 'ICMPv6',
                        132: 'SCTP', 136: 'UDP-Lite' };
