@@ -116,6 +116,7 @@ class Config:
     log_level: str = "info"  # debug | info | warning | error
     control_socket: str = "/var/run/flowprobe.sock"
     user: str = ""           # after start-up, run as this user ("" stays as started)
+    spool_dir: str = "/var/spool/flowprobe"   # collectors' spools (option spool_kb)
     conntrack: ConntrackSettings = ConntrackSettings()   # option source and conntrack_*
     warnings: tuple = ()     # unknown sections/options, each naming flowprobe.section.option
 
@@ -131,6 +132,9 @@ class Config:
                                     f"an absolute path of at most {SUN_PATH_MAX} bytes")
         if self.user and not USER_NAME.fullmatch(self.user):
             raise ConfigOptionError("user", self.user, USER_NAME_ALLOWED)
+        if (not isinstance(self.spool_dir, str) or not self.spool_dir.startswith("/")
+                or "\0" in self.spool_dir):
+            raise ConfigOptionError("spool_dir", self.spool_dir, "an absolute path")
 
 
 # ---- reading: the strict parser ----
@@ -363,6 +367,7 @@ MAIN_OPTIONS = {
     "log_level": ("log_level", TEXT),
     "control_socket": ("control_socket", TEXT),
     "user": ("user", TEXT),
+    "spool_dir": ("spool_dir", TEXT),
     **METER_OPTIONS,
     **CAPTURE_OPTIONS,
     **CONNTRACK_OPTIONS,
@@ -389,6 +394,7 @@ COLLECTOR_OPTIONS = {
     "source_address": ("source_address", TEXT),
     "group": ("group", TEXT),
     "queue_limit": ("queue_limit", INTEGER),
+    "spool_kb": ("spool_kb", INTEGER),
 }
 SECTION_TYPES = {"flowprobe": MAIN_OPTIONS, "interface": INTERFACE_OPTIONS,
                  "collector": COLLECTOR_OPTIONS}
@@ -464,8 +470,8 @@ def build(sections):
     collectors = tuple(profile for profile in
                        (_collector(section, warnings) for section in by_type.get("collector", []))
                        if profile is not None)
-    own = {key: values[key] for key in ("enabled", "log_level", "control_socket", "user")
-           if key in values}
+    own = {key: values[key] for key in ("enabled", "log_level", "control_socket", "user",
+                                        "spool_dir") if key in values}
     own.setdefault("enabled", False)   # a file that does not say so starts no capture
     conntrack = _checked(ConntrackSettings, main, origin, {
         key: values[key] for key, _ in CONNTRACK_OPTIONS.values() if key in values})

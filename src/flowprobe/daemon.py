@@ -21,7 +21,9 @@ from flowprobe import config as configuration
 from flowprobe.conntrack import ConntrackService, with_nat_fields
 from flowprobe.control.handlers import ControlError, Handlers
 from flowprobe.control.server import ControlServer
+from flowprobe.errors import OptionError
 from flowprobe.export.collectors import Exporter, capture_filter
+from flowprobe.export.transport import TransportError
 from flowprobe.meter import CaptureError, Meter, packets_ignored
 from flowprobe.privileges import PrivilegeError, account, drop_to, effective_capabilities
 
@@ -68,6 +70,7 @@ class Probe:
         self.meter = Meter(self.config.meter)
         self.interface_names = {}          # ifindex -> name, shared with the exporter
         self.records_without_collector = 0
+        self.kernel_dropped_closed = 0     # capture-buffer drops of handles since closed
         self.retired = {}                  # counters of meters replaced by a reload
         self.captures = {}
         self.conntrack = ConntrackService(self)   # the conntrack source, when configured
@@ -102,6 +105,7 @@ class Probe:
             "ubus": bool(self.ubus and self.ubus.connected),
             "user": {"uid": os.getuid(), "capabilities": effective_capabilities()},
             "meter": dict(counters, memory_bytes=self.meter.memory_bytes,
+                          packets_dropped_by_kernel=self.kernel_dropped(),
                           max_flows=self.meter.settings.max_flows,
                           table_fill=round(counters["flows_active"]
                                            / self.meter.settings.max_flows, 4)),
@@ -136,6 +140,15 @@ class Probe:
             return {"reloaded": False, "error": str(e)}
         old = self.config
         now_ms = self.now_ms()
+        exporter_changes = (new.collectors != old.collectors
+                            or new.meter.bidirectional != old.meter.bidirectional
+                            or new.conntrack.tracks != old.conntrack.tracks)
+        try:   # before anything changes: a collector that cannot be set up refuses it all
+            new_exporter = self._new_exporter(new) if exporter_changes else None
+        except (TransportError, OptionError) as e:
+            self.config_error = str(e)
+            log.error("reload refused, still running the previous config: %s", e)
+            return {"reloaded": False, "error": str(e)}
         if not self.meter.update_settings(new.meter):
             # new capacities: the old table's flows are exported, and a new
             # table reads on from the same capture handles (no gap)
@@ -148,12 +161,11 @@ class Probe:
             self._retire(self.meter)
             self.meter = meter
         self.conntrack.before_reload(new, now_ms)   # off: what it holds leaves first
-        if (new.collectors != old.collectors or new.meter.bidirectional != old.meter.bidirectional
-                or new.conntrack.tracks != old.conntrack.tracks):
+        if exporter_changes:
             self._export_expired(now_ms)
             if self.exporter:
                 self.exporter.finish(now_ms, self._packets_ignored())
-            self.exporter = self._new_exporter(new)
+            self.exporter = new_exporter
             if self.exporter:
                 self.exporter.start(now_ms)
         for option in ("control_socket", "user"):
@@ -270,6 +282,7 @@ class Probe:
                 self._read(source)  # what the kernel still holds is metered first
             except CaptureError:
                 pass  # the device is gone: nothing left to read
+            self.kernel_dropped_closed += self.meter.source_stats(source)["pcap_dropped"]
             self.meter.close(source)
         capture.sources.clear()
         if not keep:
@@ -303,10 +316,32 @@ class Probe:
     def _new_exporter(self, config):
         if not config.collectors:
             return None
+        spool_dir = self._spool_dir(config)
         tracks = config.conntrack.tracks   # conntrack records: biflows with NAT fields
         return Exporter(with_nat_fields(config.collectors) if tracks else config.collectors,
                         boot_ms=self.now_ms(), meter_biflow=config.meter.bidirectional or tracks,
-                        interfaces=self.interface_names)
+                        interfaces=self.interface_names, spool_dir=spool_dir)
+
+    def _spool_dir(self, config):
+        """The collectors' spool directory, made (for the daemon's user) when
+        a collector has a spool; None otherwise."""
+        if not any(c.spool_kb for c in config.collectors):
+            return None
+        path = config.spool_dir
+        try:
+            os.makedirs(path, mode=0o750, exist_ok=True)
+            if not getattr(self, "spools_cleared", False):
+                # an earlier run's spools belong to sessions that no longer exist
+                for stale in Path(path).glob("*.spool"):
+                    stale.unlink()
+                self.spools_cleared = True
+            if os.geteuid() == 0 and config.user:
+                user = account(config.user)
+                os.chown(path, user.uid, user.gid)
+        except (OSError, PrivilegeError) as e:
+            raise TransportError(f"spool_dir {path}: {getattr(e, 'strerror', None) or e}") \
+                from None
+        return path
 
     def _export_expired(self, now_ms):
         for batch, count in self.meter.drain_raw():
@@ -327,8 +362,17 @@ class Probe:
         return {key: value + (0 if key in GAUGES else self.retired.get(key, 0))
                 for key, value in counters.items()}
 
+    def kernel_dropped(self):
+        """Packets the kernel dropped because the capture buffer was full:
+        seen at the interface but never metered."""
+        open_now = sum(self.meter.source_stats(source)["pcap_dropped"]
+                       for capture in self.captures.values() for source in capture.sources)
+        return self.kernel_dropped_closed + open_now
+
     def _packets_ignored(self):
-        return packets_ignored(self.counters())
+        """IPFIX ignoredPacketTotalCount: the meter's named drops and the
+        capture buffer's overruns alike."""
+        return packets_ignored(self.counters()) + self.kernel_dropped()
 
     def _tick(self):
         now_ms = self.now_ms()
@@ -466,7 +510,7 @@ def run(args):
     logging.basicConfig(format="flowprobe: %(levelname)s: %(message)s", level=logging.INFO)
     try:
         probe = Probe(args.config, control_socket=args.socket, ubus=not args.no_ubus)
-    except configuration.ConfigError as e:
+    except (configuration.ConfigError, TransportError, OptionError) as e:
         log.error("%s", e)
         return 2
     logging.getLogger().setLevel(probe.config.log_level.upper())

@@ -6,6 +6,9 @@ collector receives every record, except collectors sharing a group: those
 split the group's records round-robin.
 """
 
+import itertools
+import os
+import re
 import selectors
 import time
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from flowprobe.export.fields import DEFAULT_FIELDS, ELEMENTS, REVERSE_FIELDS, is
 from flowprobe.export.ipfix import IpfixEncoder
 from flowprobe.export.netflow5 import Netflow5Encoder
 from flowprobe.export.netflow9 import Netflow9Encoder
+from flowprobe.export.spool import Spool, SpoolError
 from flowprobe.export.transport import TransportError, open_transport
 
 PROTOCOLS = ("ipfix", "netflow9", "netflow5")
@@ -47,6 +51,7 @@ class CollectorProfile:
     source_address: str = ""
     group: str = ""
     queue_limit: int = 256
+    spool_kb: int = 0                   # on-disk overflow of the queue (export/spool.py); 0: off
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -72,6 +77,7 @@ class CollectorProfile:
         check("stats_interval", _int_in(self.stats_interval, 0, 86400), "0 (off) to 86400")
         check("mtu", _int_in(self.mtu, 256, 65000), "256 to 65000")
         check("queue_limit", _int_in(self.queue_limit, 1, 1_000_000), "1 to 1000000")
+        check("spool_kb", _int_in(self.spool_kb, 0, 4_194_304), "0 (off) to 4194304")
         if self.fields:
             check("fields", self.protocol != "netflow5", "none (the NetFlow v5 record is fixed)")
             for name in self.fields:
@@ -159,10 +165,27 @@ def capture_filter(user_filter, profiles):
     return f"({user_filter}) and not ({own})"
 
 
+_spool_serial = itertools.count(1)
+
+
+def _spool(profile, spool_dir):
+    if not profile.spool_kb:
+        return None
+    if not spool_dir:
+        raise ProfileError("spool_kb", profile.spool_kb, "0 (no spool directory is set)")
+    # a reload's new exporter opens its spool while the old one still holds its own
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", profile.name or profile.label)
+    name = f"{name}.{os.getpid()}.{next(_spool_serial)}.spool"
+    try:
+        return Spool(os.path.join(spool_dir, name), profile.spool_kb * 1024)
+    except SpoolError as e:
+        raise TransportError(str(e)) from None
+
+
 class Collector:
     """One profile: its encoder, its transport, and what became of records."""
 
-    def __init__(self, profile, *, boot_ms, meter_biflow, interfaces=None):
+    def __init__(self, profile, *, boot_ms, meter_biflow, interfaces=None, spool_dir=None):
         self.profile = profile
         self.meter_biflow = meter_biflow
         self.interfaces = interfaces or {}
@@ -186,7 +209,7 @@ class Collector:
         self.last_template_ms = None
         self.last_stats_ms = None
         options = dict(source_address=profile.source_address or None,
-                       queue_limit=profile.queue_limit)
+                       queue_limit=profile.queue_limit, spool=_spool(profile, spool_dir))
         if reliable:
             options["on_connect"] = self._new_session
         self.transport = open_transport(profile.transport, profile.host, profile.effective_port,
@@ -263,13 +286,14 @@ class Collector:
 class Exporter:
     """Every collector gets every record; a group's members take turns."""
 
-    def __init__(self, profiles, *, boot_ms, meter_biflow=False, interfaces=None):
+    def __init__(self, profiles, *, boot_ms, meter_biflow=False, interfaces=None,
+                 spool_dir=None):
         self.collectors = []
         try:
             for profile in profiles:
                 self.collectors.append(Collector(profile, boot_ms=boot_ms,
                                                  meter_biflow=meter_biflow,
-                                                 interfaces=interfaces))
+                                                 interfaces=interfaces, spool_dir=spool_dir))
         except TransportError:
             self.close()
             raise

@@ -93,7 +93,8 @@ class _Transport:
     _connecting = False
 
     def __init__(self, host, port, *, source_address=None, queue_limit=256,
-                 clock=time.monotonic, backoff_min=1.0, backoff_max=60.0, send_buffer=None):
+                 clock=time.monotonic, backoff_min=1.0, backoff_max=60.0, send_buffer=None,
+                 spool=None):
         if not isinstance(queue_limit, int) or queue_limit < 1:
             raise TransportError(f"queue_limit: invalid value {queue_limit!r} (allowed: >= 1)")
         if not 0 < backoff_min <= backoff_max:
@@ -106,6 +107,7 @@ class _Transport:
         self.queue_limit = queue_limit
         self.backoff_min, self.backoff_max = backoff_min, backoff_max
         self.send_buffer = send_buffer
+        self.spool = spool          # export.spool.Spool: the queue's overflow, or None
         self._clock = clock
         self._queue = deque()
         self._offset = 0            # octets of the head message already written (TCP)
@@ -136,7 +138,13 @@ class _Transport:
 
         False when the queue is full or the transport closed: the message is
         then counted as not sent, with its records."""
-        if self._closed or len(self._queue) - self._templates >= self.queue_limit:
+        if self._closed:
+            self._count_not_sent(1, records)
+            return False
+        # once messages wait in the spool, new ones queue behind them: order is kept
+        if (self.spool is not None and len(self.spool)) or not self._has_room():
+            if self.spool is not None and self.spool.push(bytes(message), records):
+                return True
             self._count_not_sent(1, records)
             return False
         self._queue.append(_Message(bytes(message), records))
@@ -162,6 +170,8 @@ class _Transport:
         for message in self._queue:
             self._count_not_sent(1, message.records)
         self._queue.clear()
+        if self.spool is not None:
+            self._count_not_sent(*self.spool.close())
         self._offset = self._templates = 0
         self._drop_socket()
         self._closed = True
@@ -182,12 +192,25 @@ class _Transport:
             "reconnects": self.reconnects,
             "connects": self.connects,
             "queued": len(self._queue),
+            **(self.spool.stats() if self.spool is not None else {}),
         }
 
     # shared machinery
 
     def _can_write(self):
         return self._sock is not None and not self._connecting and self._retry_at is None
+
+    def _has_room(self):
+        return len(self._queue) - self._templates < self.queue_limit
+
+    def _refill(self):
+        """Moves spooled messages into the emptied queue; True if any moved."""
+        moved = False
+        while self.spool and self._has_room():
+            data, records = self.spool.pop()
+            self._queue.append(_Message(data, records))
+            moved = True
+        return moved
 
     def _error(self, text):
         self.errors += 1
@@ -248,10 +271,10 @@ class UdpTransport(_Transport):
 
     def __init__(self, host: str, port: int, *, source_address: str | None = None,
                  queue_limit: int = 256, clock=time.monotonic, backoff_min: float = 1.0,
-                 backoff_max: float = 60.0, send_buffer: int | None = None):
+                 backoff_max: float = 60.0, send_buffer: int | None = None, spool=None):
         super().__init__(host, port, source_address=source_address, queue_limit=queue_limit,
                          clock=clock, backoff_min=backoff_min, backoff_max=backoff_max,
-                         send_buffer=send_buffer)
+                         send_buffer=send_buffer, spool=spool)
         self._paused = False        # _retry_at is an ENOBUFS pause, not a reopen
         self._open(self._clock())
 
@@ -300,7 +323,7 @@ class UdpTransport(_Transport):
 
     def _flush(self):
         refused = 0
-        while self._queue:
+        while self._queue or self._refill():
             message = self._queue[0]
             try:
                 self._sock.send(message.data, _SEND_FLAGS)
@@ -348,10 +371,10 @@ class TcpTransport(_Transport):
     def __init__(self, host: str, port: int, *, source_address: str | None = None,
                  queue_limit: int = 256, clock=time.monotonic, on_connect=None,
                  backoff_min: float = 1.0, backoff_max: float = 60.0,
-                 connect_timeout: float = 10.0, send_buffer: int | None = None):
+                 connect_timeout: float = 10.0, send_buffer: int | None = None, spool=None):
         super().__init__(host, port, source_address=source_address, queue_limit=queue_limit,
                          clock=clock, backoff_min=backoff_min, backoff_max=backoff_max,
-                         send_buffer=send_buffer)
+                         send_buffer=send_buffer, spool=spool)
         self.on_connect = on_connect
         self.connect_timeout = connect_timeout
         self._connect(self._clock())
@@ -459,7 +482,7 @@ class TcpTransport(_Transport):
         self._schedule_retry(self._clock())
 
     def _flush(self):
-        while self._queue and self._sock is not None:
+        while (self._queue or self._refill()) and self._sock is not None:
             buffers = []
             for message in self._queue:
                 view = memoryview(message.data)
