@@ -92,6 +92,12 @@ def test_unanswered_flows_have_the_shorter_timeout():
     assert [r["packets"] for r in run.finish()] == [1, 1]
 
 
+def test_an_idle_timeout_below_the_unanswered_one_ends_unanswered_flows_too():
+    run = Run(unanswered_timeout=5, idle_timeout=1)
+    run.feed(0, udp()).feed(2000, udp())  # one way, 2 s apart: two flows, not one
+    assert [r["packets"] for r in run.finish()] == [1, 1]
+
+
 def test_answered_flows_keep_the_idle_timeout():
     run = Run(unanswered_timeout=5, idle_timeout=15)
     run.feed(0, udp()).feed(1, udp(forward=False)).feed(7000, udp())

@@ -205,15 +205,19 @@ static inline uint64_t entry_last(const struct flow_table *t, uint32_t i)
 	return last;
 }
 
+/* Unanswered and closing flows end sooner than idle ones, never later: an
+ * idle timeout set below them applies to them too. */
 static uint32_t list_timeout(const struct flow_table *t, enum flow_list list)
 {
+	uint32_t idle = t->idle_timeout_ms;
+
 	switch (list) {
 	case LIST_UNANSWERED:
-		return t->unanswered_timeout_ms;
+		return t->unanswered_timeout_ms < idle ? t->unanswered_timeout_ms : idle;
 	case LIST_CLOSING:
-		return t->tcp_end_grace_ms;
+		return t->tcp_end_grace_ms < idle ? t->tcp_end_grace_ms : idle;
 	default:
-		return t->idle_timeout_ms;
+		return idle;
 	}
 }
 
