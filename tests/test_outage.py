@@ -1,0 +1,127 @@
+"""Collector outages on the live daemon: both collectors (IPFIX over TCP)
+are down while traffic goes on, then come back.  The one with a spool gets
+every record, in order, with no gap in sequence numbers; the one without
+gets what its queue held and the rest is counted as not sent.  Metering is
+not affected.  (An outage of seconds stands in for one of minutes: nothing
+in the daemon depends on how long it lasts, only on how much is waiting.)
+
+Needs root, ip netns, tcpdump and tshark; skipped otherwise.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from collector_tools import TSHARK, missing_tools, tshark_decode
+from netlab import RouterLab, missing
+from test_daemon_live import Daemon, all_up
+
+SPOOLED, QUEUE_ONLY = 4740, 4741
+OUTAGE_S = 6
+SINK = ("import socket, sys, threading\n"
+        "def drain(c):\n"
+        "    while c.recv(1 << 16): pass\n"
+        "servers = []\n"
+        "for port in map(int, sys.argv[1:]):\n"
+        "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "    s.bind(('127.0.0.1', port)); s.listen(); servers.append(s)\n"
+        "def serve(s):\n"
+        "    while True: threading.Thread(target=drain, args=(s.accept()[0],)).start()\n"
+        "for s in servers: threading.Thread(target=serve, args=(s,)).start()\n")
+
+skip_reason = missing() or missing_tools(TSHARK)
+pytestmark = pytest.mark.skipif(skip_reason is not None, reason=f"outage: {skip_reason}")
+
+
+def config_text(socket_path, spool_dir):
+    return "\n".join([
+        "config flowprobe 'main'", "\toption enabled '1'", "\tlist interface 'r-cli'",
+        f"\toption control_socket '{socket_path}'", f"\toption spool_dir '{spool_dir}'",
+        "\toption idle_timeout '1'", "\toption filter 'udp or icmp'",
+        "config collector 'spooled'", "\toption transport 'tcp'", "\toption host '127.0.0.1'",
+        f"\toption port '{SPOOLED}'", "\toption queue_limit '2'", "\toption spool_kb '4096'",
+        "config collector 'queue_only'", "\toption transport 'tcp'",
+        "\toption host '127.0.0.1'", f"\toption port '{QUEUE_ONLY}'",
+        "\toption queue_limit '2'", ""])
+
+
+def data_records(pcap, port):
+    """(records, sequence problems) of what tshark finds in the TCP stream to port."""
+    records, problems, expected = 0, [], None
+    for message in tshark_decode(pcap, port, transport="tcp"):
+        data = sum(1 for r in message["records"] if r["kind"] == "data")
+        templates_only = not message["records"]
+        if expected is not None and message["sequence"] != expected and not templates_only:
+            problems.append((message["frame"], expected, message["sequence"]))
+        expected = message["sequence"] + data
+        records += data
+    return records, problems
+
+
+def udp_flows(lab, count, port_base):
+    lab.run(lab.client, sys.executable, "-c",
+            "import socket, time\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for n in range({count}):\n"
+            f"    s.sendto(b'x' * 100, ('{lab.server4}', {port_base} + n)); time.sleep(0.01)\n")
+
+
+def test_collectors_down_then_back(tmp_path):
+    spool_dir = tempfile.mkdtemp(prefix="flowprobe-spool-")
+    with RouterLab() as lab:
+        pcap = tmp_path / "export.pcap"
+        recorder = lab.popen(lab.router, "tcpdump", "-i", "lo", "-U", "-n", "-w", str(pcap),
+                             f"tcp port {SPOOLED} or tcp port {QUEUE_ONLY}",
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemon = Daemon(lab, tmp_path, config_text(str(tmp_path / "control.sock"), spool_dir))
+        daemon.wait_until(all_up)
+        time.sleep(1)
+        began = time.monotonic()
+        udp_flows(lab, int(OUTAGE_S * 80), 20000)   # the collectors are not there yet
+        during = daemon.status()
+        sink = lab.popen(lab.router, sys.executable, "-c", SINK, str(SPOOLED), str(QUEUE_ONLY))
+        udp_flows(lab, 200, 30000)                   # and traffic goes on after they are back
+        time.sleep(2)   # the last idle flows end and leave
+
+        def delivered(status):
+            spooled = status["collectors"][0]
+            return spooled["connected"] and not spooled["queued"] \
+                and not spooled["spooled_messages"]
+        daemon.wait_until(delivered, timeout=30)
+        final = daemon.status()
+        daemon.stop()
+        sink.terminate()
+        time.sleep(0.5)
+        recorder.send_signal(signal.SIGTERM)
+        recorder.wait(10)
+    outage_s = time.monotonic() - began
+    spooled, queue_only = final["collectors"]
+    meter = final["meter"]
+    drained = meter["records_drained"]
+    got_spooled, gaps_spooled = data_records(pcap, SPOOLED)
+    got_queue_only, _ = data_records(pcap, QUEUE_ONLY)
+    print(f"outage of {outage_s:.0f} s: {drained} records; spooled collector: "
+          f"{during['collectors'][0]['records_spooled']} spooled, {got_spooled} received; "
+          f"queue-only collector: {got_queue_only} received, "
+          f"{queue_only['records_not_sent']} counted as not sent")
+    # metering went on as if nothing happened
+    assert meter["packets_read"] == meter["packets_metered"]
+    assert final["interfaces"][0]["pcap_dropped"] == 0 and drained >= 600
+    # every record the daemon made (flushed at the stop too): the spooled collector
+    # got them all, in order; for the other, what did not arrive was counted
+    stopped = re.search(r"stopped: .*; (\d+) records, (\d+) not sent", daemon.output())
+    records, not_sent = int(stopped[1]), int(stopped[2])
+    assert during["collectors"][0]["records_spooled"] > 0
+    assert spooled["records_not_sent"] == 0 and gaps_spooled == []
+    assert got_spooled == records >= drained
+    assert queue_only["records_not_sent"] > 0
+    assert got_queue_only + not_sent == records
+    assert not list(Path(spool_dir).glob("*.spool")), "the spool file outlived the daemon"
+    os.rmdir(spool_dir)
