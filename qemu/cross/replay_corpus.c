@@ -34,7 +34,7 @@ struct run {
 	uint64_t now_us;
 	/* one byte past an aligned address: every field of every header is
 	 * misaligned, so a cast load traps under qemu-mips (see README) */
-	uint8_t frame_storage[65536 + 8];
+	uint8_t frame_storage[65536 + 8] __attribute__((aligned(8)));
 	uint8_t *frame;
 	uint32_t length;
 	uint32_t wire;
