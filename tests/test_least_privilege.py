@@ -132,3 +132,26 @@ def test_a_user_that_does_not_exist_stops_the_start(lab, readable_dir, tmp_path)
                                collectors=0))
     assert daemon.process.wait(30) == 1
     assert "user 'no-such-user-fp' does not exist (option user)" in daemon.output()
+
+
+EXECUTING_PYTHON = ("subprocess", "os.system", "os.popen", "os.exec", "os.spawn", "pty.spawn",
+                    "os.posix_spawn")
+EXECUTING_C = ("system(", "popen(", "execl", "execv", "execle", "execvp", "posix_spawn", "fork(")
+
+
+def test_the_daemon_executes_nothing():
+    """Nothing named in config or traffic can be run: the daemon's code has
+    no way to start a program (and no_new_privs holds after the drop)."""
+    import re
+    from pathlib import Path
+    source = Path(privileges.__file__).parent
+    found = []
+    for path in source.rglob("*.py"):
+        text = path.read_text()
+        found += [f"{path.name}: {name}" for name in EXECUTING_PYTHON
+                  if re.search(rf"(?<![\w.]){re.escape(name)}\b", text)]
+    for path in list(source.rglob("*.c")) + list(source.rglob("*.h")):
+        text = re.sub(r"/\*.*?\*/", "", path.read_text(), flags=re.S)
+        found += [f"{path.name}: {name}" for name in EXECUTING_C
+                  if re.search(rf"(?<![\w.]){re.escape(name)}", text)]
+    assert found == []
