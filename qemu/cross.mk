@@ -4,5 +4,5 @@
 
 .PHONY: cross-test
 
-cross-test: .setup-done
+cross-test: build
 	qemu/cross/run.sh

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #define JSON_BYTES_PER_RECORD 800  /* fp_records_format_json's stated need */
-#define ALL_FIELDS FP_FIELD_ZERO32  /* the codes run 1..FP_FIELD_ZERO32 */
 
 static void print_hex(FILE *out, const char *label, const uint8_t *bytes, int length)
 {
@@ -20,18 +19,20 @@ static void print_hex(FILE *out, const char *label, const uint8_t *bytes, int le
 	fputc('\n', out);
 }
 
-/* Every field the packer knows, in code order: a byte-order slip in any
- * one of them changes this line. */
+/* Every field the packer knows (each code it gives a length), in code
+ * order: a byte-order slip in any one of them changes this line, and a
+ * code added to the core is covered without a change here. */
 static void print_packed(FILE *out, const struct fp_record *records, int index, int reverse_view,
 			 uint64_t uptime_base_ms)
 {
-	uint8_t layout[ALL_FIELDS], packed[512];
-	int i, length;
+	uint8_t layout[256], packed[4096];
+	int code, fields = 0, length;
 
-	for (i = 0; i < ALL_FIELDS; i++)
-		layout[i] = (uint8_t)(i + 1);
-	length = fp_records_pack(records, &index, 1, layout, ALL_FIELDS, reverse_view,
-				 uptime_base_ms, packed, (int)sizeof(packed));
+	for (code = 1; code < 256; code++)
+		if (fp_field_length(code) > 0)
+			layout[fields++] = (uint8_t)code;
+	length = fp_records_pack(records, &index, 1, layout, fields, reverse_view, uptime_base_ms,
+				 packed, (int)sizeof(packed));
 	if (length < 0) {
 		fprintf(out, "pack error\n");
 		return;
