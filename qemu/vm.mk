@@ -4,11 +4,14 @@
 # `make qemu-openwrt-test OPENWRT_IMAGE=path` only that.
 .PHONY: qemu-test qemu-openwrt-test qemu-image
 
+OPENWRT_ENV = OPENWRT_IMAGE="$(OPENWRT_IMAGE)" OPENWRT_PACKAGES="$(OPENWRT_PACKAGES)" \
+	OPENWRT_TARGET="$(OPENWRT_TARGET)"
+
 qemu-test: build
-	OPENWRT_IMAGE="$(OPENWRT_IMAGE)" qemu/vm/qemu-test.sh
+	$(OPENWRT_ENV) qemu/vm/qemu-test.sh
 
 qemu-openwrt-test: build
-	QEMU_TEST_SKIP_VM=1 OPENWRT_IMAGE="$(OPENWRT_IMAGE)" qemu/vm/qemu-test.sh
+	QEMU_TEST_SKIP_VM=1 $(OPENWRT_ENV) qemu/vm/qemu-test.sh
 
 # the cached x86-64 test image alone (build/qemu/)
 qemu-image: build

@@ -33,8 +33,7 @@ fi
 
 if [ -n "$OPENWRT_IMAGE" ]; then
 	part "host packages (OpenWrt emulators)" qemu/vm/install-deps.sh openwrt
-	part "OpenWrt image scenario" env OPENWRT_IMAGE="$OPENWRT_IMAGE" \
-		"$PYTHON" -m pytest qemu/vm/test_openwrt_image.py -q -rs -s
+	part "OpenWrt image scenario" "$PYTHON" -m pytest qemu/vm/test_openwrt_image.py -q -rs -s
 else
 	echo "qemu-test: SKIPPED the OpenWrt image scenario: no OPENWRT_IMAGE given" \
 		"(make qemu-test OPENWRT_IMAGE=openwrt-x86-64-generic-squashfs-combined.img.gz," \
