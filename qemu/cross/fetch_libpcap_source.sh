@@ -15,8 +15,11 @@ codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
 # the first mirror serving the release itself (not -security or -updates):
 # deb822 .sources files first, then one-line sources.list files
 mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite="$codename" '
-	/^URIs:/ { uris = $2 }
-	/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) { print uris; exit } }')
+	function stanza_end() { if (uri && found && !done) { print uri; done = 1; exit } uri = ""; found = 0 }
+	/^[ \t]*$/ { stanza_end() }
+	/^URIs:/ { uri = $2 }
+	/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) found = 1 }
+	END { stanza_end() }')
 if [ -z "$mirror" ]; then
 	mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v suite="$codename" '
 		$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:/ && $(i + 1) == suite) { print $i; exit } }')
