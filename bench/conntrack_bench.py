@@ -89,7 +89,7 @@ PYTHON_READER = r"""
 import signal, socket, struct, sys
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)   # NETLINK_NETFILTER
 s.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)                # SO_RCVBUFFORCE
-s.bind((0, 1 | 4))                                          # NEW | DESTROY
+s.bind((0, 1 | 4))                                          # NEW | DESTROY, as the source
 def attrs(data, start, end):
     out = {}
     while start + 4 <= end:
@@ -118,13 +118,6 @@ def cpu_seconds(pid):
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
-def system_busy_seconds():
-    """Every CPU's non-idle time, softirq included (where capture copies packets)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq = values[:7]
-    return (user + nice + system + irq + softirq) / CLOCK_TICKS
-
-
 def config_text(source, socket_path):
     lines = ["config flowprobe 'main'", "\toption enabled '1'", f"\toption source '{source}'",
              f"\toption control_socket '{socket_path}'", "\toption direction 'in'",
@@ -146,22 +139,17 @@ def wait_ready(socket_path, timeout=20):
 
 
 def measure(lab, source, args, work):
-    """(CPU per 1000 connections, CPU per GB, python reader CPU per 1000 connections,
-    system CPU per 1000 connections, system CPU per GB); source "none": no daemon."""
+    """(CPU per 1000 connections, CPU per GB, python reader CPU per 1000 connections)."""
     sock = os.path.join(work, f"{source}.sock")
     config = Path(work) / f"{source}.conf"
     config.write_text(config_text(source, sock))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    command = ([sys.executable, "-c", "import time; time.sleep(1e9)"] if source == "none" else
-               [sys.executable, "-m", "flowprobe", "run", "--config", str(config), "--no-ubus"])
-    daemon = lab.popen(lab.router, *command, stdout=subprocess.DEVNULL,
+    daemon = lab.popen(lab.router, sys.executable, "-m", "flowprobe", "run", "--config",
+                       str(config), "--no-ubus", stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, env=env)
     reader = None
     try:
-        if source == "none":
-            time.sleep(1.0)
-        else:
-            wait_ready(sock)
+        wait_ready(sock)
         if source == "conntrack":
             reader = lab.popen(lab.router, sys.executable, "-c", PYTHON_READER,
                                stdout=subprocess.PIPE, text=True)
@@ -170,23 +158,21 @@ def measure(lab, source, args, work):
         idle_start = cpu_seconds(daemon.pid)
         time.sleep(2.0)
         idle_rate = (cpu_seconds(daemon.pid) - idle_start) / 2.0
-        figures, system = [], []
+        figures = []
         for client, argument, units in (
                 (BURST_CLIENT, str(args.connections), args.connections / 1000),
                 (BULK_CLIENT, str(args.megabytes), args.megabytes / 1024)):
             before, started = cpu_seconds(daemon.pid), time.monotonic()
-            busy = system_busy_seconds()
             reader_before = cpu_seconds(reader.pid) if reader else 0.0
             lab.run(lab.client, sys.executable, "-c", client, lab.server4, argument,
                     timeout=600)
             time.sleep(1.5)   # events and records still on their way
             elapsed = time.monotonic() - started
-            system.append((system_busy_seconds() - busy) / units)
             used = cpu_seconds(daemon.pid) - before - idle_rate * elapsed
             figures.append(max(used, 0.0) / units)
             if reader and client is BURST_CLIENT:
                 reader_cpu = (cpu_seconds(reader.pid) - reader_before) / units
-        return figures[0], figures[1], reader_cpu if reader else None, system[0], system[1]
+        return figures[0], figures[1], reader_cpu if reader else None
     finally:
         for process in (reader, daemon):
             if process and process.poll() is None:
@@ -204,7 +190,7 @@ def main():
     if reason:
         print(f"conntrack bench skipped: {reason}")
         return 0
-    results = {"conntrack": [], "capture": [], "none": []}
+    results = {"conntrack": [], "capture": []}
     with RouterLab() as lab, tempfile.TemporaryDirectory(prefix="ct-bench-") as work:
         loaded = subprocess.run(["ip", "netns", "exec", lab.router, "nft", "-f", "-"],
                                 input=NAT_RULES, capture_output=True, text=True)
@@ -217,15 +203,14 @@ def main():
         lab.popen(lab.router, sys.executable, "-c", SINK)
         time.sleep(0.5)
         for run in range(args.runs):
-            for source in ("conntrack", "capture", "none"):
+            for source in ("conntrack", "capture"):
                 figures = measure(lab, source, args, work)
                 results[source].append(figures)
                 print(f"run {run + 1} {source:9}: daemon {figures[0]:.4f} CPU-s / 1000 "
-                      f"connections, {figures[1]:.4f} CPU-s / GB; whole system "
-                      f"{figures[3]:.3f} and {figures[4]:.3f}"
+                      f"connections, {figures[1]:.4f} CPU-s / GB"
                       + (f"; python ctnetlink reader {figures[2]:.4f} CPU-s / 1000 connections"
                          if figures[2] is not None else ""), flush=True)
-    median = {source: [statistics.median(r[i] for r in runs) for i in (0, 1, 3, 4)]
+    median = {source: [statistics.median(r[i] for r in runs) for i in (0, 1)]
               for source, runs in results.items()}
     reader = statistics.median(r[2] for r in results["conntrack"])
     ct, cap = median["conntrack"], median["capture"]
@@ -235,14 +220,6 @@ def main():
           f"ratio {ct[0] / cap[0] if cap[0] else float('nan'):.3f}")
     print(f"  per GB forwarded:     conntrack {ct[1]:.4f} s, capture {cap[1]:.4f} s, "
           f"ratio {ct[1] / cap[1] if cap[1] else float('nan'):.3f}")
-    none = median["none"]
-    extra = {s: [median[s][2] - none[2], median[s][3] - none[3]] for s in ("conntrack", "capture")}
-    print("whole system (every CPU, softirq included) above the same traffic with no probe "
-          "(noisy: other work on the machine counts too):")
-    print(f"  per 1000 connections: conntrack {extra['conntrack'][0]:+.3f} s, "
-          f"capture {extra['capture'][0]:+.3f} s")
-    print(f"  per GB forwarded:     conntrack {extra['conntrack'][1]:+.3f} s, "
-          f"capture {extra['capture'][1]:+.3f} s")
     print(f"  decoding the same events in Python (struct, no table): {reader:.4f} s per 1000 "
           f"connections, {reader / ct[0] if ct[0] else float('nan'):.1f}x the C source's "
           "whole work")

@@ -14,6 +14,7 @@ kernel with nf_conntrack and nf_nat; skipped otherwise.
 """
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -294,3 +295,59 @@ def test_an_overrun_loses_nothing_and_counts_nothing_twice(nat_lab, tmp_path):
                             f"{reverse}")
     assert problems == [], f"{len(problems)} wrong:\n" + "\n".join(problems[:20])
     assert set(exported) <= set(client)
+
+
+def test_both_sources_report_what_capture_did_not_see(nat_lab, tmp_path):
+    """source 'both', capture on the client side only (direction in): the
+    replies never cross a captured interface inbound, so conntrack saw
+    exactly them on top of what capture metered."""
+    lab = nat_lab
+    text = config_text(str(tmp_path / "control.sock"), {"source": "both", "filter": "icmp",
+                                                        "direction": "in"})
+    text = text.replace("config collector 'biflow'", "\tlist interface 'r-cli'\n"
+                        "config collector 'biflow'", 1)
+    with Nfcapd(netns=lab.router, port=2055), Nfcapd(netns=lab.router, port=2056):
+        daemon = Daemon(lab, tmp_path, text)
+        daemon.wait_until(lambda s: s["conntrack"] and s["conntrack"]["running"]
+                          and s["interfaces"] and s["interfaces"][0]["up"])
+        lab.run(lab.client, "ping", "-c", "5", "-i", "0.2", "-s", "1000", lab.server4)
+        # the echo connection ends (2 s ICMP timeout) and is reported
+        daemon.wait_until(lambda s: s["conntrack"]["packets"] >= 10, timeout=30)
+        status = daemon.status()
+        daemon.stop()
+    assert status["source"] == "both"
+    assert status["meter"]["packets_metered"] == 5
+    assert status["conntrack"]["packets"] == 10
+    assert status["conntrack"]["not_seen_by_capture"] == {"packets": 5, "octets": 5 * 1028}
+
+
+def test_a_reload_that_turns_conntrack_off_exports_what_it_held(nat_lab, tmp_path):
+    lab = nat_lab
+    socket_path = str(tmp_path / "control.sock")
+    port = UDP_PORT + 2
+    with Nfcapd(netns=lab.router, port=2055) as biflow, Nfcapd(netns=lab.router, port=2056):
+        daemon = Daemon(lab, tmp_path, config_text(socket_path))
+        daemon.wait_until(lambda s: s["conntrack"] and s["conntrack"]["running"])
+        # a stream still running at the reload: 60 datagrams over 6 s
+        sender = lab.popen(lab.client, sys.executable, "-c",
+                           "import socket, time\n"
+                           "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                           f"for n in range(60): s.sendto(b'r' * 100, ('{lab.server4}', {port}));"
+                           " time.sleep(0.1)\n")
+        time.sleep(2)
+        off = config_text(socket_path, {"source": "capture"}).replace(
+            "config collector 'biflow'", "\tlist interface 'r-cli'\nconfig collector 'biflow'", 1)
+        daemon.config.write_text(off)
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_until(lambda s: s["source"] == "capture" and s["conntrack"] is None)
+        sender.wait(30)
+        daemon.stop()
+        raws = biflow.raw_flows()
+    stream = [r for r in raws if r.get("dst_port") == port]
+    held = [r for r in stream if _nat_source(r)]          # conntrack's, with NAT fields
+    captured = [r for r in stream if not _nat_source(r)]  # capture's, after the reload
+    assert len(held) == 1, stream
+    assert 5 < held[0]["in_packets"] < 55
+    # nothing lost at the switch but what passed while the capture opened (ms)
+    assert 57 <= held[0]["in_packets"] + sum(r["in_packets"] for r in captured) <= 60
+    assert "conntrack source closed" in daemon.output()

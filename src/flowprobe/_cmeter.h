@@ -261,6 +261,7 @@ struct fp_conntrack_counters {
 	uint64_t events_new;
 	uint64_t events_destroy;
 	uint64_t messages_malformed;
+	uint64_t messages_excluded;    /* the probe's own export traffic */
 	uint64_t dumps;
 	uint64_t dump_entries;
 	uint64_t overruns;             /* ENOBUFS: the kernel dropped events for us */
@@ -304,6 +305,10 @@ uint64_t fp_conntrack_pending(struct fp_conntrack *ct);   /* records waiting to 
  * in batches rather than wake for each: hold(ct, ms) clears it and arms it
  * (0: only clears).  0, or -1 with errno. */
 int fp_conntrack_timer_fd(struct fp_conntrack *ct);
+/* Leaves out connections to address:port (the collectors): 0, or -1 when
+ * 32 are already set; protocol -1 clears the list. */
+int fp_conntrack_exclude(struct fp_conntrack *ct, int protocol, const uint8_t *address,
+			 int address_length, int port);
 int fp_conntrack_hold(struct fp_conntrack *ct, uint32_t milliseconds);
 void fp_conntrack_counters(struct fp_conntrack *ct, struct fp_conntrack_counters *counters);
 void fp_conntrack_set_active_timeout(struct fp_conntrack *ct, uint32_t active_timeout_ms);

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import selectors
+import socket
 import time
 
 from flowprobe._cmeter_ffi import ffi, lib
@@ -89,6 +90,17 @@ class ConntrackSource:
     def fileno(self):
         return lib.fp_conntrack_fd(self._source)
 
+    def exclude_collectors(self, profiles):
+        """Never meter connections to the collectors (the probe's own exports)."""
+        lib.fp_conntrack_exclude(self._source, -1, ffi.NULL, 0, 0)
+        for protocol, address, port in collector_endpoints(profiles):
+            self.exclude(protocol, address, port)
+
+    def exclude(self, protocol, address, port):
+        packed = ipaddress.ip_address(address).packed
+        if lib.fp_conntrack_exclude(self._source, protocol, packed, len(packed), port) < 0:
+            raise ConntrackError("too many collectors to leave out (32 at most)")
+
     def timer_fileno(self):
         return lib.fp_conntrack_timer_fd(self._source)
 
@@ -161,6 +173,21 @@ def conntrack_record_to_dict(r):
     return record
 
 
+def collector_endpoints(profiles):
+    """(protocol number, address, port) of every collector, names resolved."""
+    endpoints = set()
+    for profile in profiles:
+        protocol = socket.IPPROTO_TCP if profile.transport == "tcp" else socket.IPPROTO_UDP
+        try:
+            infos = socket.getaddrinfo(profile.host, profile.effective_port, proto=protocol)
+        except OSError as e:
+            log.warning("conntrack: collector %s not resolved (%s): its export traffic may be "
+                        "metered", profile.host, e)
+            continue
+        endpoints |= {(protocol, info[4][0], profile.effective_port) for info in infos}
+    return sorted(endpoints)
+
+
 def with_nat_fields(profiles):
     """Collectors without their own field list get the standard record plus
     the NAT fields and flowId their protocol can carry (v5: none)."""
@@ -216,6 +243,10 @@ class ConntrackService:
         if self.source is not None:
             self.settings = settings
             self.source.set_active_timeout(config.meter.active_timeout)
+            try:
+                self.source.exclude_collectors(config.collectors)
+            except ConntrackError as e:
+                log.warning("conntrack: %s", e)
             return
         self.settings = settings
         self.accounting, accounting_error = ensure_sysctl("nf_conntrack_acct")
@@ -226,6 +257,7 @@ class ConntrackService:
                 active_timeout=config.meter.active_timeout,
                 vanish_grace=settings.conntrack_vanish_grace,
                 buffer_kb=settings.conntrack_buffer_kb)
+            self.source.exclude_collectors(config.collectors)
             self.source.dump(now_ms)   # connections open now, tracked from here
         except ConntrackError as e:
             self.source = None
@@ -272,8 +304,9 @@ class ConntrackService:
         self._register()
 
     def _on_timer(self, events):
-        if self._read() >= TRICKLE:
-            self._release()      # busy: read as the events come
+        messages = self._read()
+        if messages == 0 or messages >= TRICKLE:
+            self._release()      # quiet, or busy: wait for the socket again
         else:
             self.source.hold(HOLD_MS)
 

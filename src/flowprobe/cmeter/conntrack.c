@@ -41,6 +41,7 @@
 #define DUMP_TIMEOUT_MS 5000
 #define TOMBSTONE_MS 120000   /* a DESTROY later than this after a vanish is not expected */
 #define NONE UINT32_MAX
+#define MAX_EXCLUDED 32
 
 enum entry_state { FREE, LIVE, MISSING, ENDED, TOMBSTONE };
 
@@ -85,13 +86,15 @@ struct fp_conntrack {
 	uint32_t capacity;             /* connections; plus a reserve for ended ones */
 	uint32_t slots, bucket_count, free_head, due_head, due_tail;
 	uint32_t tracked;              /* LIVE and MISSING entries */
-	uint32_t free_count, tombstones;
+	uint32_t free_count, tombstones, missing;
 	uint32_t *buckets;
 	struct entry *entries;
 	uint8_t *buffer;
 	uint32_t dump_generation, dump_sequence;
 	uint64_t dump_started_ms;
 	int resync_pending;
+	int excluded_count;
+	struct { uint8_t protocol, address[16]; uint16_t port; } excluded[MAX_EXCLUDED];
 	struct fp_conntrack_counters counters;
 };
 
@@ -217,6 +220,8 @@ static void learn(struct entry *e, const struct ct_message *m, uint64_t now_ms)
 
 static void end_entry(struct fp_conntrack *ct, struct entry *e, uint8_t reason)
 {
+	if (e->state == MISSING)
+		ct->missing--;
 	if (e->state == LIVE || e->state == MISSING)
 		ct->tracked--;
 	e->state = ENDED;
@@ -450,8 +455,10 @@ static void on_dumped(struct fp_conntrack *ct, const struct ct_message *m, uint6
 		if (!e)
 			return;  /* its DESTROY still brings its counters */
 	}
-	if (e->state == MISSING)
+	if (e->state == MISSING) {
 		e->state = LIVE;  /* it was only created during the dump that missed it */
+		ct->missing--;
+	}
 	if (e->state == LIVE)
 		learn(e, m, now_ms);
 	e->seen_dump = ct->dump_generation;
@@ -478,6 +485,7 @@ static void after_dump(struct fp_conntrack *ct, uint64_t now_ms)
 		if (e->state == LIVE && e->seen_dump != ct->dump_generation &&
 		    e->inserted_ms < ct->dump_started_ms) {
 			e->state = MISSING;  /* its DESTROY may still come: wait */
+			ct->missing++;
 			e->missing_since_ms = now_ms;
 		}
 		if (e->state == LIVE && !e->due &&
@@ -494,6 +502,8 @@ static void settle_missing(struct fp_conntrack *ct, uint64_t now_ms)
 {
 	uint32_t i;
 
+	if (!ct->missing && !ct->tombstones)
+		return;  /* the usual case: no walk over the table each tick */
 	for (i = 0; i < ct->slots; i++) {
 		struct entry *e = &ct->entries[i];
 
@@ -508,6 +518,35 @@ static void settle_missing(struct fp_conntrack *ct, uint64_t now_ms)
 	}
 }
 
+/* The probe's own export traffic, which it must never meter. */
+static int is_excluded(const struct fp_conntrack *ct, const struct ct_message *m)
+{
+	int i;
+
+	for (i = 0; i < ct->excluded_count; i++)
+		if (ct->excluded[i].protocol == m->protocol && ct->excluded[i].port == m->orig.dst_port &&
+		    memcmp(ct->excluded[i].address, m->orig.dst, 16) == 0)
+			return 1;
+	return 0;
+}
+
+int fp_conntrack_exclude(struct fp_conntrack *ct, int protocol, const uint8_t *address,
+			 int address_length, int port)
+{
+	if (protocol < 0) {
+		ct->excluded_count = 0;
+		return 0;
+	}
+	if (ct->excluded_count >= MAX_EXCLUDED || address_length < 0 || address_length > 16)
+		return -1;
+	memset(ct->excluded[ct->excluded_count].address, 0, 16);
+	memcpy(ct->excluded[ct->excluded_count].address, address, (size_t)address_length);
+	ct->excluded[ct->excluded_count].protocol = (uint8_t)protocol;
+	ct->excluded[ct->excluded_count].port = (uint16_t)port;
+	ct->excluded_count++;
+	return 0;
+}
+
 static void handle(struct fp_conntrack *ct, const struct nlmsghdr *h, int from_dump,
 		   uint64_t now_ms)
 {
@@ -518,6 +557,10 @@ static void handle(struct fp_conntrack *ct, const struct nlmsghdr *h, int from_d
 		return;
 	if (parse_message(h, &m) < 0) {
 		ct->counters.messages_malformed++;
+		return;
+	}
+	if (ct->excluded_count && is_excluded(ct, &m)) {
+		ct->counters.messages_excluded++;
 		return;
 	}
 	if (from_dump)
