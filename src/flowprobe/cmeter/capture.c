@@ -19,7 +19,7 @@ struct dispatch_context {
 
 static void on_packet(u_char *user, const struct pcap_pkthdr *header, const u_char *bytes)
 {
-	struct dispatch_context *ctx = (struct dispatch_context *)user;
+	struct dispatch_context *ctx = (struct dispatch_context *)(void *)user;
 	uint64_t timestamp_us = (uint64_t)header->ts.tv_sec * 1000000u + (uint64_t)header->ts.tv_usec;
 
 	meter_process(ctx->meter, ctx->source->linktype, ctx->source->interface_slot, timestamp_us,
