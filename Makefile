@@ -41,11 +41,14 @@ test: build
 	if [ $$status -eq 5 ]; then echo "test: no tests collected"; status=0; fi; exit $$status
 
 lint: build
-	.venv/bin/ruff check src tests tools bench fuzz
+	.venv/bin/ruff check src tests tools bench fuzz qemu
 	gcc -fsyntax-only -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
 		-Isrc/flowprobe $(filter %.c,$(C_SOURCES)) fuzz/fuzz_meter.c
-	shfmt -d tools/*.sh .ci/run $(wildcard tests/realstack/*.sh)
-	shfmt -d -sr -s files/etc/init.d/flowprobe  # as the OpenWrt SDK's CI checks init scripts
+	gcc -fsyntax-only -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
+		-Isrc/flowprobe -Iqemu/cross $(wildcard qemu/cross/*.c)
+	shfmt -d tools/*.sh .ci/run $(wildcard tests/realstack/*.sh qemu/*/*.sh)
+	# as the OpenWrt SDK's CI checks init scripts and the packages feed's test.sh
+	shfmt -d -sr -s files/etc/init.d/flowprobe package/flowprobe/test.sh
 
 # fuzzing (fuzz/README.md): libFuzzer + ASan + UBSan over the C core
 FUZZ_TIME ?= 300
