@@ -234,7 +234,9 @@ def test_nat_records_equal_both_sides_of_the_router(nat_lab, tmp_path):
         post_key = (version, protocol, expected_src, dst,
                     sport if protocol in (1, 58) else (post_sport if version == 4 else sport),
                     dport)
-        if version == 4 and server.get(post_key) != client[key]:
+        # (nfdump has no IPv6 NAT fields: there masquerade keeps the port, as it does
+        # whenever the port is free, and tshark proves the address below)
+        if server.get(post_key) != client[key]:
             problems.append(f"{key}: server saw {server.get(post_key)} as {post_key}")
     assert problems == [], "\n".join(problems) + f"\n{biflow_raw[:2]}"
     # the long one was reported at the active timeout more than once, and adds up
@@ -245,9 +247,10 @@ def test_nat_records_equal_both_sides_of_the_router(nat_lab, tmp_path):
     # IPv6 post-NAT addresses (IEs 281/282), decoded by tshark: nfdump 1.7 has no IPv6 NAT
     decoded = tshark_decode(str(tmp_path / "exports.pcap"), 2055)
     fields = [r["fields"] for m in decoded for r in m["records"] if r["kind"] == "data"]
-    v6_post = [f for f in fields if any("xlate" in name.lower() or "post_nat" in name.lower()
-                                        for name in f) and "cflow.srcaddrv6" in f]
-    assert v6_post, fields[:3]
+    v6_post = {value for f in fields if "cflow.srcaddrv6" in f
+               for name, values in f.items() if "post" in name.lower() or "xlate" in name.lower()
+               for value in (values if isinstance(values, list) else [values])}
+    assert lab.router_server6 in v6_post, [f for f in fields if "cflow.srcaddrv6" in f][:1]
 
 
 def burst(lab, connections):

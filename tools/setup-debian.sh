@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential python3-dev python3-venv libpcap-dev clang
 tcpdump tshark iproute2 iputils-ping curl softflowd nfdump shfmt tcpreplay"
+# the conntrack source's tests: masquerade on a namespace router
+PACKAGES="$PACKAGES nftables"
 # libFuzzer's runtime; Ubuntu 22.04 names it by clang version only
 apt-cache show libclang-rt-dev >/dev/null 2>&1 && PACKAGES="$PACKAGES libclang-rt-dev"
 # the LuCI app's tests: xgettext, headless Chromium, node + npm (Debian's, unless
