@@ -91,8 +91,8 @@ def argv(target, image, link):
         command += ["-drive", f"file={image},if=virtio,format=raw,snapshot=on"]
     else:
         command += ["-kernel", str(image)]
-    rom = ",romfile=" if target.nic_model.startswith("virtio") else ""
+    # -nic as openwrt-tests (labgrid) gives them: on malta the first is the board's own NIC
     command += ["-nic", f"tap,ifname={link.device},script=no,downscript=no,"
-                        f"model={target.nic_model}{rom}",
-                "-nic", f"user,model={target.nic_model}{rom}"]
+                        f"model={target.nic_model}",
+                "-nic", f"user,model={target.nic_model}"]
     return link.command(*command)
