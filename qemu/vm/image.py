@@ -25,7 +25,8 @@ sys.path.insert(0, str(HERE))
 
 import staging  # noqa: E402  (next to this file)
 
-CACHE = staging.REPO / "build" / "qemu"
+# QEMU_CACHE: somewhere that outlives the checkout (a CI machine's clones), if wanted
+CACHE = Path(os.environ.get("QEMU_CACHE") or staging.REPO / "build" / "qemu")
 BASE_INPUTS = (HERE / "guest-packages.txt", HERE / "build-base.sh", HERE / "guest-init.sh")
 SPARE_MB = 200  # free space in the guest's root: logs, the config, the daemon's socket
 KEEP_IMAGES = 3  # older staged images are deleted (each is a few hundred MB)
@@ -136,8 +137,12 @@ def ensure_image(log=print, staged=None):
                                      text=True).stdout.split()[0])
         directory.mkdir(parents=True, exist_ok=True)
         packing = directory / "rootfs.ext4.partial"
-        subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "flowroot", "-d", str(tree),
-                        str(packing), f"{used_mb + SPARE_MB}M"], check=True)
+        packed = subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "flowroot", "-d",
+                                 str(tree), str(packing), f"{used_mb + SPARE_MB}M"],
+                                capture_output=True, text=True)
+        if packed.returncode != 0:
+            raise RuntimeError(f"mke2fs failed ({packed.returncode}):\n{packed.stdout}"
+                               f"{packed.stderr}")
         packing.rename(image.rootfs)
     finally:
         shutil.rmtree(tree, ignore_errors=True)

@@ -109,6 +109,24 @@ def send_traffic(link, guest4, guest6, http_port=None, banner_port=None, rate=40
     return report
 
 
+def ip_packets_metered(status):
+    """IP packets the probe has read (ARP and other non-IP frames are read and counted apart)."""
+    meter = status["meter"]
+    return meter["packets_read"] - meter["dropped_non_ip"]
+
+
+def wait_until_metered(read_status, packets, timeout=60):
+    """The guest under TCG reads behind the host's capture: wait until the probe has read as
+    many IP packets as crossed the link (then a lost packet shows as a difference, not as a
+    race). read_status() returns the status; the last one is returned."""
+    deadline = time.monotonic() + timeout
+    status = read_status()
+    while ip_packets_metered(status) < packets and time.monotonic() < deadline:
+        time.sleep(1)
+        status = read_status()
+    return status
+
+
 def compare(truth, exported):
     """Lines naming every flow whose packets or octets differ; [] when all are exact."""
     return differences(truth, exported, ("on the link", "at nfcapd"))

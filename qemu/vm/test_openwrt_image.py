@@ -158,14 +158,15 @@ def test_the_scenario_on_openwrt(router, tmp_path):
         truth_capture = scenario.TruthCapture(link, tmp_path / "link.pcap")
         sent = scenario.send_traffic(link, openwrt.LAN_GUEST4, openwrt.LAN_GUEST6,
                                      banner_port=22, rate=200, datagrams=300)
-        time.sleep(3)
-        status = json_from(guest.check("ubus call flowprobe status", 60))
+        truth = truth_capture.stop()
+        status = scenario.wait_until_metered(
+            lambda: json_from(guest.check("ubus call flowprobe status", 60)),
+            sum(p for p, _ in truth.values()), timeout=120)
         guest.check("/etc/init.d/flowprobe stop", 120)
         deadline = time.monotonic() + 60
         while guest.run("pgrep -f 'flowprobe run'")[0] == 0 and time.monotonic() < deadline:
             time.sleep(1)
         log = guest.check("logread -e flowprobe")
-        truth = truth_capture.stop()
         exported = scenario.per_flow_key(nfcapd.flows())
     print(f"qemu: OpenWrt {target.name}, installed with {manager}; "
           f"{sum(p for p, _ in truth.values())} packets in {len(truth)} flows; sent {sent}")
