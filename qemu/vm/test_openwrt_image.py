@@ -107,9 +107,10 @@ def install(guest, packages):
     if not packages:
         guest.check("test -x /etc/init.d/flowprobe")  # baked into the image
         return "preinstalled"
-    fetch = " && ".join(f"wget -q -O /tmp/fp/{name} http://{openwrt.LAN_HOST4}:{HTTP_PORT}/{name}"
-                        for name in packages)
-    guest.check(f"mkdir -p /tmp/fp && {fetch}", 300)
+    guest.check("mkdir -p /tmp/fp")
+    for name in packages:  # one short line each: busybox's line editor cuts long ones
+        guest.check(f"wget -q -O /tmp/fp/{name} http://{openwrt.LAN_HOST4}:{HTTP_PORT}/{name}",
+                    300)
     if guest.run("command -v apk")[0] == 0:
         offline, online = "apk add --allow-untrusted /tmp/fp/*.apk", "apk update"
     else:

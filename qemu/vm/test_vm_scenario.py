@@ -83,7 +83,7 @@ def test_the_package_layout_works_on_the_guest(booted, image):
     guest = booted.guest
     listed = guest.check("cat /etc/flowprobe-staged.txt").split()
     assert listed == [f.destination for f in image.staged]
-    modes = guest.check("stat -c '%n %a' " + " ".join(listed)).split("\n")
+    modes = guest.check("xargs stat -c '%n %a' </etc/flowprobe-staged.txt").split("\n")
     assert modes[:-1] == [f"{f.destination} {f.mode:o}" for f in image.staged]
     # the host-built C extension loads in the guest's Debian python3, with its libpcap
     where = guest.check("python3 -c 'import flowprobe._cmeter_ffi, flowprobe; "
