@@ -295,6 +295,9 @@ int fp_conntrack_read(struct fp_conntrack *ct, uint64_t now_ms, char *error);
 /* Reads every connection's counters (blocking, a few ms per thousand):
  * active timeouts, missed connections.  0, or -1 with the reason. */
 int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error);
+/* The first dump: connections open now are tracked, and only what they
+ * carry from now on is reported. */
+int fp_conntrack_baseline(struct fp_conntrack *ct, uint64_t now_ms, char *error);
 /* Connections missing past the grace leave (lackOfResources). */
 void fp_conntrack_expire(struct fp_conntrack *ct, uint64_t now_ms);
 /* Ends every tracked connection (forcedEnd): dump first for fresh counters. */

@@ -120,6 +120,11 @@ class ConntrackSource:
         if lib.fp_conntrack_dump(self._source, now_ms, self._error) < 0:
             raise ConntrackError(self._error_text())
 
+    def baseline(self, now_ms):
+        """The first dump: connections open now report only what comes next."""
+        if lib.fp_conntrack_baseline(self._source, now_ms, self._error) < 0:
+            raise ConntrackError(self._error_text())
+
     def expire(self, now_ms):
         lib.fp_conntrack_expire(self._source, now_ms)
 
@@ -220,9 +225,6 @@ class ConntrackService:
 
     # ---- lifecycle ----
 
-    def wanted(self, config):
-        return config.conntrack.tracks
-
     def before_reload(self, new_config, now_ms):
         """Closes the source (exporting what it holds) when the new config
         turns it off or needs a new table; called while the old exporter
@@ -232,7 +234,8 @@ class ConntrackService:
         settings = new_config.conntrack
         if (not settings.tracks
                 or settings.conntrack_max_connections != self.settings.conntrack_max_connections
-                or settings.conntrack_buffer_kb != self.settings.conntrack_buffer_kb):
+                or settings.conntrack_buffer_kb != self.settings.conntrack_buffer_kb
+                or settings.conntrack_vanish_grace != self.settings.conntrack_vanish_grace):
             self.close(now_ms)
 
     def apply(self, config, now_ms):
@@ -258,7 +261,7 @@ class ConntrackService:
                 vanish_grace=settings.conntrack_vanish_grace,
                 buffer_kb=settings.conntrack_buffer_kb)
             self.source.exclude_collectors(config.collectors)
-            self.source.dump(now_ms)   # connections open now, tracked from here
+            self.source.baseline(now_ms)   # open connections: reported from now on
         except ConntrackError as e:
             self.source = None
             self.error = f"conntrack source cannot start: {e}"

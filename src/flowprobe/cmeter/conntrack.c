@@ -93,6 +93,7 @@ struct fp_conntrack {
 	uint32_t dump_generation, dump_sequence;
 	uint64_t dump_started_ms;
 	int resync_pending;
+	int baseline;                  /* this dump only sets where reporting starts */
 	int excluded_count;
 	struct { uint8_t protocol, address[16]; uint16_t port; } excluded[MAX_EXCLUDED];
 	struct fp_conntrack_counters counters;
@@ -461,6 +462,12 @@ static void on_dumped(struct fp_conntrack *ct, const struct ct_message *m, uint6
 	}
 	if (e->state == LIVE)
 		learn(e, m, now_ms);
+	if (ct->baseline) {
+		/* counted before the source started: not ours to report (a restarted
+		 * source would report it twice) */
+		memcpy(e->reported, e->known, sizeof e->reported);
+		e->period_start_ms = now_ms;
+	}
 	e->seen_dump = ct->dump_generation;
 }
 
@@ -684,6 +691,16 @@ int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 	after_dump(ct, now_ms);
 	settle_missing(ct, now_ms);
 	return 0;
+}
+
+int fp_conntrack_baseline(struct fp_conntrack *ct, uint64_t now_ms, char *error)
+{
+	int result;
+
+	ct->baseline = 1;
+	result = fp_conntrack_dump(ct, now_ms, error);
+	ct->baseline = 0;
+	return result;
 }
 
 void fp_conntrack_expire(struct fp_conntrack *ct, uint64_t now_ms)
