@@ -155,3 +155,14 @@ def test_the_daemon_executes_nothing():
         found += [f"{path.name}: {name}" for name in EXECUTING_C
                   if re.search(rf"(?<![\w.]){re.escape(name)}", text)]
     assert found == []
+
+
+def test_with_the_conntrack_source_cap_net_admin_is_kept_too():
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    code = ("from flowprobe import privileges as p\n"
+            f"p.drop_to(p.account({UNPRIVILEGED!r}), (p.CAP_NET_RAW, p.CAP_NET_ADMIN))\n"
+            "print(p.effective_capabilities())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == f"[{privileges.CAP_NET_ADMIN}, {privileges.CAP_NET_RAW}]"

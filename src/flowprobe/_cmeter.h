@@ -241,9 +241,9 @@ int fp_records_format_json(const struct fp_record *records, int count, int bidir
 			   char *out, int size);
 
 /* The process: after opening captures and sockets, become uid/gid with
- * only CAP_NET_RAW kept (keep_net_raw) and no_new_privs set.  Returns 0, or
- * -1 with the failed step and errno's text in error. */
-int fp_drop_privileges(unsigned int uid, unsigned int gid, int keep_net_raw, char *error,
+ * only the capabilities in keep (a mask of 1 << CAP_*) and no_new_privs
+ * set.  Returns 0, or -1 with the failed step and errno's text in error. */
+int fp_drop_privileges(unsigned int uid, unsigned int gid, uint64_t keep, char *error,
 		       size_t error_size);
 
 /* The conntrack metering source (cmeter/conntrack.c): connections from

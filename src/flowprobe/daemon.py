@@ -25,7 +25,15 @@ from flowprobe.errors import OptionError
 from flowprobe.export.collectors import Exporter, capture_filter
 from flowprobe.export.transport import TransportError
 from flowprobe.meter import CaptureError, Meter, packets_ignored
-from flowprobe.privileges import PrivilegeError, account, drop_to, effective_capabilities
+from flowprobe.privileges import (
+    CAP_NET_ADMIN,
+    CAP_NET_RAW,
+    CAPABILITY_NAMES,
+    PrivilegeError,
+    account,
+    drop_to,
+    effective_capabilities,
+)
 
 log = logging.getLogger("flowprobe")
 
@@ -422,9 +430,13 @@ class Probe:
         self._open_captures()
         self.conntrack.apply(self.config, self.now_ms())
         if user:
+            # conntrack dumps need CAP_NET_ADMIN; decided at start: a reload that
+            # turns the source on later reports the missing capability in status
+            keep = (CAP_NET_RAW, CAP_NET_ADMIN) if self.config.conntrack.tracks else (CAP_NET_RAW,)
             try:
-                if drop_to(user):
-                    log.info("running as %s, keeping only CAP_NET_RAW", user.name)
+                if drop_to(user, keep):
+                    log.info("running as %s, keeping only %s", user.name,
+                             " and ".join(CAPABILITY_NAMES[c] for c in keep))
             except PrivilegeError as e:
                 log.error("%s", e)
                 self._stop()

@@ -3,9 +3,10 @@
 The daemon starts as root (procd, systemd or a shell) because opening
 capture handles needs CAP_NET_RAW and the control socket lives in
 /var/run.  Once those are open it becomes the configured user, keeping
-CAP_NET_RAW alone: interfaces that appear later, or come with a reload,
-can still be opened; nothing else root could do remains, and no_new_privs
-is set.  The daemon executes nothing, named in config or traffic.
+CAP_NET_RAW (interfaces that appear later, or come with a reload, can
+still be opened) and, with the conntrack source, CAP_NET_ADMIN (its table
+dumps need it); nothing else root could do remains, and no_new_privs is
+set.  The daemon executes nothing, named in config or traffic.
 """
 
 import grp
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 
 from flowprobe._cmeter_ffi import ffi, lib
 
+CAP_NET_ADMIN = 12
 CAP_NET_RAW = 13
+CAPABILITY_NAMES = {CAP_NET_ADMIN: "CAP_NET_ADMIN", CAP_NET_RAW: "CAP_NET_RAW"}
 
 
 class PrivilegeError(Exception):
@@ -44,16 +47,17 @@ def account(name):
     return Account(name, entry.pw_uid, entry.pw_gid, group)
 
 
-def drop_to(user):
-    """Become `user` with only CAP_NET_RAW; a no-op when already that user.
-    PrivilegeError names what failed."""
+def drop_to(user, capabilities=(CAP_NET_RAW,)):
+    """Become `user` keeping only `capabilities`; a no-op when already that
+    user.  PrivilegeError names what failed."""
     if os.getuid() == user.uid and os.geteuid() == user.uid:
         return False
     if os.geteuid() != 0:
         raise PrivilegeError(f"cannot become {user.name!r}: not started as root "
                              f"(uid {os.geteuid()})")
     error = ffi.new("char[]", 256)
-    if lib.fp_drop_privileges(user.uid, user.gid, 1, error, len(error)) != 0:
+    keep = sum(1 << capability for capability in set(capabilities))
+    if lib.fp_drop_privileges(user.uid, user.gid, keep, error, len(error)) != 0:
         raise PrivilegeError(f"cannot become {user.name!r}: "
                              f"{ffi.string(error).decode(errors='replace')}")
     return True

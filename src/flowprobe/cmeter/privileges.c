@@ -1,9 +1,10 @@
 /* Dropping root once the capture handles and sockets are open.
  *
- * The daemon keeps CAP_NET_RAW only, so it can still open an interface
- * that appears later or is added by a reload; everything else root could
- * do is gone, and no_new_privs means nothing it might execute could get it
- * back.  Direct syscalls, so no libcap is needed on a router. */
+ * The daemon keeps only the capabilities it names: CAP_NET_RAW, so it can
+ * still open an interface that appears later or is added by a reload, and
+ * CAP_NET_ADMIN with the conntrack source (its table dumps need it);
+ * everything else root could do is gone, and no_new_privs means nothing it
+ * might execute could get it back.  Direct syscalls: no libcap on a router. */
 
 #define _GNU_SOURCE /* setresuid, setresgid */
 #include <errno.h>
@@ -23,21 +24,21 @@ static int fail(char *error, size_t size, const char *doing)
 	return -1;
 }
 
-static int set_capabilities(uint32_t keep)
+static int set_capabilities(uint64_t keep)
 {
 	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2];
 
 	memset(data, 0, sizeof(data));
-	data[0].effective = data[0].permitted = keep;
+	data[0].effective = data[0].permitted = (uint32_t)keep;
+	data[1].effective = data[1].permitted = (uint32_t)(keep >> 32);
 	return (int)syscall(SYS_capset, &header, data);
 }
 
-int fp_drop_privileges(unsigned int uid, unsigned int gid, int keep_net_raw, char *error,
+int fp_drop_privileges(unsigned int uid, unsigned int gid, uint64_t keep, char *error,
 		       size_t error_size)
 {
 	gid_t groups[1] = { gid };
-	uint32_t keep = keep_net_raw ? 1u << CAP_NET_RAW : 0;
 
 	if (setgroups(1, groups) < 0)
 		return fail(error, error_size, "setgroups");
