@@ -77,6 +77,7 @@ bench: build
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/export_bench.py
 	$(PYTHON) bench/live_bench.py
+	$(PYTHON) bench/conntrack_bench.py
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info
