@@ -33,9 +33,10 @@ LONG = {"idle_timeout": 3600, "active_timeout": 3600, "unanswered_timeout": 3600
 
 def main_options(interface):
     """The probe's main section: the guest's link both ways, every flow kept until the stop
-    (so the stop's flush is what exports them)."""
+    (so the stop's flush is what exports them), run as the user the package creates (only
+    CAP_NET_RAW kept, on the guest's own kernel)."""
     return {"enabled": "1", "interface": interface, "direction": "both", "filter": QUIET,
-            **{k: str(v) for k, v in LONG.items()}}
+            "user": "flowprobe", **{k: str(v) for k, v in LONG.items()}}
 
 
 def collector_options(host):

@@ -151,6 +151,8 @@ def test_exports_equal_the_wire(booted, tmp_path):
           f"{len(truth)} flows on the link; sent {sent.strip()}")
 
     assert status["config_error"] is None
+    flowprobe_uid = int(guest.check("id -u flowprobe"))
+    assert status["user"]["uid"] == flowprobe_uid, status["user"]  # it dropped root
     assert [(i["name"], i["up"]) for i in status["interfaces"]] == [("eth0", True)], status
     assert status["interfaces"][0]["pcap_dropped"] == 0, status["interfaces"]
     stopped = re.search(r"stopped: (\d+) packets read, (\d+) metered", log)
