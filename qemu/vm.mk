@@ -2,7 +2,7 @@
 # package installs it, in an x86-64 Debian VM and checks its exports against the wire;
 # `make qemu-test OPENWRT_IMAGE=path` also runs the scenario on a real OpenWrt image,
 # `make qemu-openwrt-test OPENWRT_IMAGE=path` only that.
-.PHONY: qemu-test qemu-openwrt-test qemu-image
+.PHONY: qemu-test qemu-openwrt-test qemu-image qemu-shell
 
 OPENWRT_ENV = OPENWRT_IMAGE="$(OPENWRT_IMAGE)" OPENWRT_PACKAGES="$(OPENWRT_PACKAGES)" \
 	OPENWRT_TARGET="$(OPENWRT_TARGET)"
@@ -17,3 +17,8 @@ qemu-openwrt-test: build
 qemu-image: build
 	qemu/vm/install-deps.sh
 	$(PYTHON) qemu/vm/image.py
+
+# the test VM with its console on the terminal (`exit` powers it off)
+qemu-shell: build
+	qemu/vm/install-deps.sh
+	$(PYTHON) qemu/vm/shell.py
