@@ -4,7 +4,7 @@
 # Usage: install-deps.sh [openwrt]   (openwrt: also the MIPS/ARM system emulators)
 set -eu
 
-packages="qemu-system-x86 qemu-utils mmdebstrap e2fsprogs iproute2 tcpdump iputils-ping curl nfdump"
+packages="qemu-system-x86 qemu-utils mmdebstrap debian-archive-keyring e2fsprogs iproute2 tcpdump iputils-ping curl nfdump"
 if [ "${1:-}" = openwrt ]; then
 	packages="$packages qemu-system-mips qemu-system-arm python3 gzip"
 fi
