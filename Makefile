@@ -45,7 +45,7 @@ lint: build
 	gcc -fsyntax-only -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
 		-Isrc/flowprobe $(filter %.c,$(C_SOURCES)) fuzz/fuzz_meter.c
 	gcc -fsyntax-only -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
-		-Isrc/flowprobe -Iqemu/cross $(wildcard qemu/cross/*.c)
+		-Isrc/flowprobe -Iqemu/cross -Ifuzz $(wildcard qemu/cross/*.c)
 	shfmt -d tools/*.sh .ci/run $(wildcard tests/realstack/*.sh qemu/*/*.sh)
 	# as the OpenWrt SDK's CI checks init scripts and the packages feed's test.sh
 	shfmt -d -sr -s files/etc/init.d/flowprobe package/flowprobe/test.sh
@@ -55,7 +55,7 @@ FUZZ_TIME ?= 300
 FUZZ_SOURCES := src/flowprobe/_cmeter.c $(wildcard src/flowprobe/cmeter/*.c) fuzz/fuzz_meter.c
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-build/fuzz/fuzz_meter: $(FUZZ_SOURCES) $(filter %.h,$(C_SOURCES))
+build/fuzz/fuzz_meter: $(FUZZ_SOURCES) $(filter %.h,$(C_SOURCES)) fuzz/corpus_format.h
 	@mkdir -p build/fuzz
 	clang $(FUZZ_FLAGS) -Isrc/flowprobe $(FUZZ_SOURCES) -lpcap -o $@
 

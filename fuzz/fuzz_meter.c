@@ -26,23 +26,12 @@
 #include <string.h>
 
 #include "_cmeter.h"
+#include "corpus_format.h"
 
-#define START_US 1700000000000000ULL
 #define MAX_DRAIN 128
 #define JSON_RECORD_BYTES 800  /* fp_records_format_json's stated need */
 
 #define CHECK(condition) do { if (!(condition)) __builtin_trap(); } while (0)
-
-/* DLT values as libpcap hands them out (LINKTYPE_RAW 101 reads as DLT_RAW
- * 12), plus values the decoder must refuse as non-IP; Ethernet is repeated
- * because most traffic is Ethernet. */
-static const int LINK_TYPES[16] = {
-	0, 1, 12, 14, 108, 113, 276, 228, 229, 1, 1, 113, 101, 105, -1, 0x7fffffff,
-};
-
-static const int64_t EXPIRE_STEPS_MS[8] = {
-	0, 1, 10, 100, 1000, 10000, 3600000, -1000,
-};
 
 struct input {
 	const uint8_t *data;
@@ -81,54 +70,6 @@ struct run {
 	struct fp_record records[MAX_DRAIN];
 };
 
-static void settings_from(const uint8_t b[4], struct fp_settings *s)
-{
-	static const uint32_t flows[4] = { 1, 2, 4, 8 };
-
-	memset(s, 0, sizeof(*s));
-	s->bidirectional = b[0] & 1;
-	s->overflow_policy = (b[0] >> 1) & 1 ? FP_OVERFLOW_REFUSE_NEW : FP_OVERFLOW_EVICT_OLDEST;
-	s->max_flows = flows[(b[0] >> 2) & 3];
-	s->max_fragments = 1 + ((b[0] >> 4) & 3);
-	s->tcp_end_grace_ms = (b[0] >> 6) & 1 ? 0 : 20;
-	s->idle_timeout_ms = 1 + (b[1] & 15) * 40u;
-	s->active_timeout_ms = 1 + (b[1] >> 4) * 150u;
-	s->unanswered_timeout_ms = 1 + (b[2] & 15) * 30u;
-	s->fragment_timeout_ms = 1 + (b[2] >> 4) * 50u;
-	s->hash_seed = 1 + b[3];
-}
-
-/* dt: 0x00-0x7f milliseconds on, 0x80-0xef seconds on, 0xf0-0xfe seconds
- * back (several capture files out of order), 0xff 60 days on. */
-static void advance(struct run *r, uint8_t dt)
-{
-	uint64_t step;
-
-	if (dt < 0x80) {
-		step = dt * 1000ULL;
-	} else if (dt < 0xf0) {
-		step = (dt - 0x7fULL) * 1000000ULL;
-	} else if (dt < 0xff) {
-		step = (dt - 0xefULL) * 1000000ULL;
-		r->now_us = r->now_us > step ? r->now_us - step : 0;
-		return;
-	} else {
-		step = 60ULL * 86400 * 1000000;
-	}
-	r->now_us += step;
-}
-
-/* wire: 0 the captured length, 0x01-0x7f that much more (snapped),
- * 0x80-0xfe less (a lying capture), 0xff UINT32_MAX. */
-static uint32_t wire_length(uint32_t captured, uint8_t wire)
-{
-	if (wire < 0x80)
-		return captured + wire;
-	if (wire < 0xff)
-		return captured > (wire & 0x7fu) ? captured - (wire & 0x7fu) : 0;
-	return UINT32_MAX;
-}
-
 static void process_last(struct run *r)
 {
 	fp_meter_process_frame(r->meter, r->last_linktype, r->last_ifindex, r->now_us,
@@ -151,10 +92,10 @@ static void op_frame(struct run *r, uint8_t op, struct input *in)
 	in->data += length;
 	in->size -= length;
 	r->last_length = length;
-	r->last_wire = wire_length(length, wire);
-	r->last_linktype = LINK_TYPES[op & 15];
+	r->last_wire = corpus_wire_length(length, wire);
+	r->last_linktype = CORPUS_LINK_TYPES[op & 15];
 	r->last_ifindex = op >> 4;
-	advance(r, dt);
+	corpus_advance(&r->now_us, dt);
 	process_last(r);
 }
 
@@ -170,7 +111,7 @@ static void op_repeat(struct run *r, struct input *in)
 	for (i = 0; i < count + 1u; i++) {
 		if (r->last_length)
 			r->last_frame[pos % r->last_length] += 1;
-		advance(r, dt);
+		corpus_advance(&r->now_us, dt);
 		process_last(r);
 	}
 }
@@ -201,7 +142,7 @@ static void check_records(struct run *r, const struct fp_record *records, int n)
 static void encode_records(struct run *r, const struct fp_record *records, int n)
 {
 	static const uint8_t bad_layout[2] = { FP_FIELD_PROTOCOL, 0 };
-	uint8_t layout[FP_FIELD_ZERO32];
+	uint8_t layout[FP_FIELD_LAST];
 	int indices[MAX_DRAIN], i, record_length = 0, selected, version;
 	size_t json_size = (size_t)n * JSON_RECORD_BYTES;
 	char *json = malloc(json_size ? json_size : 1);
@@ -219,12 +160,12 @@ static void encode_records(struct run *r, const struct fp_record *records, int n
 		CHECK(fp_records_format_json(records, 1, 0, json, JSON_RECORD_BYTES - 1) == -1);
 	free(json);
 
-	for (i = 0; i < FP_FIELD_ZERO32; i++) {
+	for (i = 0; i < FP_FIELD_LAST; i++) {
 		layout[i] = (uint8_t)(FP_FIELD_SRC_ADDR4 + i);
 		CHECK(fp_field_length(layout[i]) > 0);
 		record_length += fp_field_length(layout[i]);
 	}
-	CHECK(fp_field_length(0) == -1 && fp_field_length(FP_FIELD_ZERO32 + 1) == -1);
+	CHECK(fp_field_length(0) == -1 && fp_field_length(FP_FIELD_LAST + 1) == -1);
 	packed = malloc((size_t)record_length * (n ? n : 1));
 	if (!packed)
 		abort();
@@ -233,15 +174,15 @@ static void encode_records(struct run *r, const struct fp_record *records, int n
 
 		selected = fp_records_select(records, n, version, 0, stride, 0, indices);
 		CHECK(selected >= 0 && selected <= n);
-		written = fp_records_pack(records, indices, selected, layout, FP_FIELD_ZERO32, 0,
+		written = fp_records_pack(records, indices, selected, layout, FP_FIELD_LAST, 0,
 					  r->now_us / 1000 - 5000, packed, record_length * selected);
 		CHECK(written == record_length * selected);
 		selected = fp_records_select(records, n, version, 1, 1, 0, indices);
-		written = fp_records_pack(records, indices, selected, layout, FP_FIELD_ZERO32, 1,
+		written = fp_records_pack(records, indices, selected, layout, FP_FIELD_LAST, 1,
 					  r->now_us / 1000, packed, record_length * selected);
 		CHECK(written == record_length * selected);
 		if (selected) {
-			CHECK(fp_records_pack(records, indices, selected, layout, FP_FIELD_ZERO32, 0,
+			CHECK(fp_records_pack(records, indices, selected, layout, FP_FIELD_LAST, 0,
 					      0, packed, record_length * selected - 1) == -1);
 			CHECK(fp_records_pack(records, indices, selected, bad_layout, 2, 0, 0,
 					      packed, record_length * selected) == -1);
@@ -339,7 +280,7 @@ static void op_update_settings(struct run *r, struct input *in)
 
 	for (i = 0; i < 4; i++)
 		b[i] = take_or_zero(in);
-	settings_from(b, &s);
+	corpus_settings(b, &s);
 	result = fp_meter_update_settings(r->meter, &s, error);
 	if (s.max_flows != r->settings.max_flows || s.max_fragments != r->settings.max_fragments ||
 	    s.bidirectional != r->settings.bidirectional) {
@@ -364,10 +305,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		abort();
-	settings_from(header, &r->settings);
+	corpus_settings(header, &r->settings);
 	r->meter = fp_meter_new(&r->settings, error);
 	CHECK(r->meter != NULL);
-	r->now_us = START_US;
+	r->now_us = CORPUS_START_US;
 
 	while (take(&in, &op)) {
 		if (op < 0xa0)
@@ -375,7 +316,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		else if (op < 0xb0)
 			op_repeat(r, &in);
 		else if (op < 0xb8) {
-			int64_t now_ms = (int64_t)(r->now_us / 1000) + EXPIRE_STEPS_MS[op & 7];
+			int64_t now_ms = (int64_t)(r->now_us / 1000) + CORPUS_EXPIRE_STEPS_MS[op & 7];
 
 			fp_meter_expire(r->meter, now_ms > 0 ? (uint64_t)now_ms : 0);
 		} else if (op < 0xc0)

@@ -9,18 +9,10 @@
 #include <string.h>
 
 #include "_cmeter.h"
+#include "corpus_format.h"
 #include "replay_print.h"
 
-#define START_US 1700000000000000ULL
 #define MAX_INPUT (1 << 20)
-
-static const int LINK_TYPES[16] = {
-	0, 1, 12, 14, 108, 113, 276, 228, 229, 1, 1, 113, 101, 105, -1, 0x7fffffff,
-};
-
-static const int64_t EXPIRE_STEPS_MS[8] = {
-	0, 1, 10, 100, 1000, 10000, 3600000, -1000,
-};
 
 struct input {
 	const uint8_t *data;
@@ -51,50 +43,6 @@ static uint8_t take(struct input *in)
 	return *in->data++;
 }
 
-static void settings_from(const uint8_t b[4], struct fp_settings *s)
-{
-	static const uint32_t flows[4] = { 1, 2, 4, 8 };
-
-	memset(s, 0, sizeof(*s));
-	s->bidirectional = b[0] & 1;
-	s->overflow_policy = (b[0] >> 1) & 1 ? FP_OVERFLOW_REFUSE_NEW : FP_OVERFLOW_EVICT_OLDEST;
-	s->max_flows = flows[(b[0] >> 2) & 3];
-	s->max_fragments = 1 + ((b[0] >> 4) & 3);
-	s->tcp_end_grace_ms = (b[0] >> 6) & 1 ? 0 : 20;
-	s->idle_timeout_ms = 1 + (b[1] & 15) * 40u;
-	s->active_timeout_ms = 1 + (b[1] >> 4) * 150u;
-	s->unanswered_timeout_ms = 1 + (b[2] & 15) * 30u;
-	s->fragment_timeout_ms = 1 + (b[2] >> 4) * 50u;
-	s->hash_seed = 1 + b[3];
-}
-
-static void advance(struct run *r, uint8_t dt)
-{
-	uint64_t step;
-
-	if (dt < 0x80) {
-		step = dt * 1000ULL;
-	} else if (dt < 0xf0) {
-		step = (dt - 0x7fULL) * 1000000ULL;
-	} else if (dt < 0xff) {
-		step = (dt - 0xefULL) * 1000000ULL;
-		r->now_us = r->now_us > step ? r->now_us - step : 0;
-		return;
-	} else {
-		step = 60ULL * 86400 * 1000000;
-	}
-	r->now_us += step;
-}
-
-static uint32_t wire_length(uint32_t captured, uint8_t wire)
-{
-	if (wire < 0x80)
-		return captured + wire;
-	if (wire < 0xff)
-		return captured > (wire & 0x7fu) ? captured - (wire & 0x7fu) : 0;
-	return UINT32_MAX;
-}
-
 static void process_last(struct run *r)
 {
 	fp_meter_process_frame(r->meter, r->linktype, r->ifindex, r->now_us, r->frame, r->length,
@@ -113,11 +61,11 @@ static void op_frame(struct run *r, uint8_t op, struct input *in)
 	in->data += length;
 	in->size -= length;
 	r->length = length;
-	r->wire = wire_length(length, wire);
-	r->linktype = LINK_TYPES[op & 15];
+	r->wire = corpus_wire_length(length, wire);
+	r->linktype = CORPUS_LINK_TYPES[op & 15];
 	r->ifindex = op >> 4;
 	r->have_frame = 1;
-	advance(r, dt);
+	corpus_advance(&r->now_us, dt);
 	process_last(r);
 }
 
@@ -131,7 +79,7 @@ static void op_repeat(struct run *r, struct input *in)
 	for (i = 0; i < count + 1u; i++) {
 		if (r->length)
 			r->frame[pos % r->length] += 1;
-		advance(r, dt);
+		corpus_advance(&r->now_us, dt);
 		process_last(r);
 	}
 }
@@ -166,7 +114,7 @@ static void op_update_settings(struct run *r, struct input *in)
 
 	for (i = 0; i < 4; i++)
 		b[i] = take(in);
-	settings_from(b, &s);
+	corpus_settings(b, &s);
 	result = fp_meter_update_settings(r->meter, &s, error);
 	fprintf(r->out, "update_settings %d%s%s\n", result, result ? " " : "", result ? error : "");
 	if (result == 0)
@@ -190,7 +138,7 @@ static void run_ops(struct run *r, struct input *in)
 		} else if (op < 0xb0) {
 			op_repeat(r, in);
 		} else if (op < 0xb8) {
-			int64_t now_ms = (int64_t)(r->now_us / 1000) + EXPIRE_STEPS_MS[op & 7];
+			int64_t now_ms = (int64_t)(r->now_us / 1000) + CORPUS_EXPIRE_STEPS_MS[op & 7];
 
 			fprintf(r->out, "expire %lld\n", (long long)now_ms);
 			fp_meter_expire(r->meter, now_ms > 0 ? (uint64_t)now_ms : 0);
@@ -235,10 +183,10 @@ int replay_corpus_file(FILE *out, const char *path)
 		abort();
 	for (i = 0; i < 4; i++)
 		header[i] = take(&in);
-	settings_from(header, &r->settings);
+	corpus_settings(header, &r->settings);
 	r->out = out;
 	r->frame = r->frame_storage + 1;
-	r->now_us = START_US;
+	r->now_us = CORPUS_START_US;
 	r->meter = fp_meter_new(&r->settings, error);
 	if (!r->meter) {
 		fprintf(out, "fp_meter_new: %s\n", error);

@@ -14,7 +14,7 @@ ARCHES=${CROSS_ARCHES:-"mips mipsel armhf aarch64"}
 PYTHON=${PYTHON:-.venv/bin/python}
 CORE_SOURCES="src/flowprobe/_cmeter.c $(echo src/flowprobe/cmeter/*.c)"
 DRIVER_SOURCES=$(echo qemu/cross/*.c)
-HEADERS="src/flowprobe/_cmeter.h $(echo src/flowprobe/cmeter/*.h qemu/cross/*.h)"
+HEADERS="src/flowprobe/_cmeter.h fuzz/corpus_format.h $(echo src/flowprobe/cmeter/*.h qemu/cross/*.h)"
 # as make lint, plus -Wcast-align=strict, reported but not fatal: libpcap's
 # callback cast in capture.c is a false positive it cannot tell apart
 CFLAGS="-O2 -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter -Wcast-align=strict
@@ -67,7 +67,7 @@ build_driver() {
 	rm -rf "$dir" && mkdir -p "$dir/obj"
 	for source in $CORE_SOURCES $DRIVER_SOURCES; do
 		# shellcheck disable=SC2086 # flags are words
-		$cc $flags -I"$pcap_dir/include" -Isrc/flowprobe -Iqemu/cross -c "$source" \
+		$cc $flags -I"$pcap_dir/include" -Isrc/flowprobe -Iqemu/cross -Ifuzz -c "$source" \
 			-o "$dir/obj/$(basename "$source" .c).o" 2>>"$dir/warnings.log" ||
 			{ log "$arch: $source does not build:" && grep -E 'error|warning' "$dir/warnings.log" && exit 1; }
 	done
