@@ -129,8 +129,6 @@ class Guest:
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.buffer = b""
-        self.started = time.monotonic()
-        self.powered_off = False
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, bufsize=0)
 
@@ -220,7 +218,6 @@ class Guest:
                 self.kill()
                 raise AssertionError(f"the guest did not power off within {timeout} s; "
                                      f"QEMU killed. Last output:\n{self.tail()}")
-        self.powered_off = self.process.returncode == 0
         return self.process.returncode
 
     def kill(self):
