@@ -7,6 +7,11 @@ set -eu
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-.venv/bin/python}
 OPENWRT_IMAGE=${OPENWRT_IMAGE:-}
+# in CI (CI=true) the VM test must run: a missing tool fails it instead of skipping it
+if [ "${CI:-}" = true ]; then
+	QEMU_VM_REQUIRED=${QEMU_VM_REQUIRED:-1}
+	export QEMU_VM_REQUIRED
+fi
 timings=""
 
 part() {
