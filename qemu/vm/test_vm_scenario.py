@@ -152,7 +152,8 @@ def test_exports_equal_the_wire(booted, tmp_path):
                     "while kill -0 $(cat /tmp/flowprobe.pid) 2>/dev/null; do sleep 0.2; done",
                     90)
         log = guest.check(f"cat {GUEST_LOG}")
-        exported = scenario.per_flow_key(nfcapd.flows())
+        received = nfcapd.flows()
+        exported = scenario.per_flow_key(received)
         collector = nfcapd.stats()
     print(f"qemu: traffic {traffic_s:.1f} s, {sum(p for p, _ in truth.values())} packets in "
           f"{len(truth)} flows on the link; sent {sent.strip()}")
@@ -162,8 +163,10 @@ def test_exports_equal_the_wire(booted, tmp_path):
     assert status["user"]["uid"] == flowprobe_uid, status["user"]  # it dropped root
     assert [(i["name"], i["up"]) for i in status["interfaces"]] == [("eth0", True)], status
     assert status["interfaces"][0]["pcap_dropped"] == 0, status["interfaces"]
-    stopped = re.search(r"stopped: (\d+) packets read, (\d+) metered", log)
+    stopped = re.search(r"stopped: (\d+) packets read, (\d+) metered, .*; (\d+) records, "
+                        r"(\d+) not sent", log)
     assert stopped, f"no stop summary in the daemon's log:\n{log}"
+    assert int(stopped[4]) == 0 and int(stopped[3]) == len(received), stopped[0]
     assert "Traceback" not in log, log
     # the traffic the test meant to send is there: IPv4 and IPv6, UDP/TCP/ICMP, fragments
     protocols = {(key[0], key[1]) for key in truth}
