@@ -28,6 +28,14 @@ HTTP_PORT = 8080
 QUIET = "not ip6 proto 0 and not (icmp6 and icmp6[0] >= 133 and icmp6[0] <= 137)"
 # The host's capture leaves out the probe's export, as the probe's own capture does.
 TRUTH_FILTER = f"({QUIET}) and not (udp port {COLLECTOR_PORT})"
+# the guest's UDP sink (python3 udp_sink.py PORT): datagrams are taken, so the guest answers
+# none with an ICMP error
+UDP_SINK = """import socket, sys
+sink = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+sink.bind(("::", int(sys.argv[1])))
+while True:
+    sink.recv(65536)
+"""
 LONG = {"idle_timeout": 3600, "active_timeout": 3600, "unanswered_timeout": 3600}
 
 

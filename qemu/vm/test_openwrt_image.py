@@ -70,7 +70,7 @@ def router(tmp_path_factory):
                 packages.append(path.name)
         if not any(name.startswith("flowprobe") for name in packages):
             pytest.fail(f"OPENWRT_PACKAGES={PACKAGES}: no flowprobe .ipk or .apk in it")
-    (served / "udp_sink.py").write_text(UDP_SINK)
+    (served / "udp_sink.py").write_text(scenario.UDP_SINK)
 
     with vm.HostLink(host4=f"{openwrt.LAN_HOST4}/24", host6=f"{openwrt.LAN_HOST6}/64") as link:
         link.popen(sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind",
@@ -186,10 +186,3 @@ def test_openwrt_powers_off(router):
     guest = router[0]
     guest.shutdown("poweroff", timeout=120, done=rb"reboot: Power down|Power off")
 
-
-UDP_SINK = """import socket, sys
-sink = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-sink.bind(("::", int(sys.argv[1])))
-while True:
-    sink.recv(65536)
-"""

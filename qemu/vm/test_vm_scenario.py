@@ -33,13 +33,6 @@ from realstack import simple_truth
 
 GUEST_LOG = "/tmp/flowprobe.log"
 BIG_FILE_BYTES = 300_000
-# the guest's UDP sink: datagrams are taken, so the guest answers none with an ICMP error
-UDP_SINK = """import socket, sys
-sink = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-sink.bind(("::", int(sys.argv[1])))
-while True:
-    sink.recv(65536)
-"""
 
 skip_reason = vm.missing() or missing_tools(NFCAPD, NFDUMP)
 # CI sets it (through qemu-test.sh): there a missing tool must fail, not pass as a skip
@@ -120,7 +113,7 @@ def test_exports_equal_the_wire(booted, tmp_path):
     guest.check(f"mkdir -p /srv/www && head -c {BIG_FILE_BYTES} /dev/zero > /srv/www/big")
     guest.check(f"cd /srv/www && python3 -m http.server {scenario.HTTP_PORT} --bind :: "
                 ">/tmp/http.log 2>&1 &")
-    (share / "udp_sink.py").write_text(UDP_SINK)
+    (share / "udp_sink.py").write_text(scenario.UDP_SINK)
     guest.check(f"python3 /mnt/host/udp_sink.py {scenario.UDP_PORT} >/tmp/sink.log 2>&1 &")
 
     with scenario.Nfcapd(netns=link.namespace, host=vm.HOST_IP4,
