@@ -27,7 +27,7 @@ import pytest
 from captures import START_US
 from collector_tools import TSHARK, missing_tools, tshark_decode
 from netlab import RouterLab, missing
-from test_daemon_live import Daemon, all_up, uci_config
+from test_daemon_live import Daemon, all_up, settle, uci_config
 
 CHILD = Path(__file__).parent / "floods" / "meter_in_child.py"
 FLOOD_FLOWS = 2_000_000
@@ -192,7 +192,7 @@ def test_a_burst_beyond_the_capture_buffer_is_reported(tmp_path, request):
             slowest = max(slowest, time.monotonic() - began)
             time.sleep(0.05)
         daemon.stop()   # the last statistics record goes out at the stop
-        time.sleep(0.5)
+        settle(export)  # tcpdump drops what it has not written when it exits
         recorder.send_signal(signal.SIGTERM)
         recorder.wait(10)
     interface = status["interfaces"][0]

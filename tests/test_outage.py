@@ -21,7 +21,7 @@ import pytest
 
 from collector_tools import TSHARK, missing_tools, tshark_decode
 from netlab import RouterLab, missing
-from test_daemon_live import Daemon, all_up
+from test_daemon_live import Daemon, all_up, settle
 
 SPOOLED, QUEUE_ONLY = 4740, 4741
 OUTAGE_S = 6
@@ -97,8 +97,8 @@ def test_collectors_down_then_back(tmp_path):
         daemon.wait_until(delivered, timeout=30)
         final = daemon.status()
         daemon.stop()
+        settle(pcap)   # tcpdump drops what it has not written when it exits
         sink.terminate()
-        time.sleep(0.5)
         recorder.send_signal(signal.SIGTERM)
         recorder.wait(10)
     outage_s = time.monotonic() - began
