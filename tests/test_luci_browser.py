@@ -7,18 +7,26 @@ the LuCI stand-in (tests/luci/luci_standin: LuCI's client runtime is not
 available offline) and its server (tests/luci/standin_server.py), which
 bridges the views' ubus calls to the daemon's control socket and their UCI
 changes to its config file, under the app's own ACL. Checked:
-- Status shows the daemon's interfaces with rates and drops, the table's fill
-  and capacity, the collector's records and last template, the chart, the
-  busiest flows and their filter; Flush flows and Reload work;
+- Status shows the metering source, the daemon's interfaces with rates and
+  drops, the table's fill and capacity, the collector's host:port/transport,
+  records and last template, the chart, the busiest flows and their filter;
+  Flush flows and Reload work;
 - Settings refuses an invalid value with the daemon's message and saves
   nothing; a valid change (timeout, capacity, an interface, a NetFlow v9
   collector) lands in the file and, after apply, in the running daemon;
+- Settings shows the conntrack options only for a source using conntrack,
+  refuses one out of range in the daemon's words, and writes source 'both',
+  conntrack_max_connections and a collector's spool_kb to the file; the
+  daemon reloads, and Status shows its Conntrack section: running, or the
+  error the daemon reports (conntrack may be unavailable in the namespace;
+  either is accepted, the test says which it saw), and the spool's use;
 - a refused reload shows the "misconfigured" banner with the daemon's error, a
   stopped daemon the "stopped" banner with why its config would not start;
 - every call the views made is granted by the ACL, and the ACL grants nothing
   they did not make.
 Screenshots: build/artifacts/luci-status.png, luci-settings.png (and
-luci-settings-invalid.png, luci-misconfigured.png, luci-stopped.png).
+luci-settings-invalid.png, luci-settings-collector.png,
+luci-status-conntrack.png, luci-misconfigured.png, luci-stopped.png).
 
 Needs root, ip netns, ping, nfcapd, node, chromium, and `npm ci` in tests/luci;
 skipped otherwise, with the reason.
@@ -71,12 +79,13 @@ if skip_reason is None:
     from standin_server import StandinLuci  # noqa: E402
 
 
-def config_text(socket_path):
+def config_text(socket_path, spool_dir):
     return "\n".join([
         "config flowprobe 'main'",
         "\toption enabled '1'",
         "\tlist interface 'r-cli'",
         f"\toption control_socket '{socket_path}'",
+        f"\toption spool_dir '{spool_dir}'",   # for the spool the settings test sets
         "\toption active_timeout '2'",     # records leave while ping goes on
         "\toption direction 'in'",
         "",
@@ -127,7 +136,7 @@ def router(tmp_path):
     with RouterLab() as lab:
         socket_path = tmp_path / "control.sock"
         conf = tmp_path / "flowprobe"
-        conf.write_text(config_text(socket_path))
+        conf.write_text(config_text(socket_path, tmp_path / "spool"))
         with Nfcapd(netns=lab.router, directory=tmp_path / "nfcapd") as collector:
             log = open(tmp_path / "daemon.log", "w+")
             daemon = lab.popen(lab.router, sys.executable, "-m", "flowprobe", "run", "--config",
@@ -136,23 +145,26 @@ def router(tmp_path):
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             lab.popen(lab.client, "ping", "-q", "-i", "0.5", "-s", "1000", lab.server6,
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            yield lab, daemon, socket_path, conf, collector
+            yield lab, daemon, socket_path, conf, collector, tmp_path / "daemon.log"
             if daemon.poll() is None:
                 daemon.send_signal(signal.SIGTERM)
                 daemon.wait(30)
 
 
 def test_status_and_settings_against_a_running_daemon(router):
-    lab, daemon, socket_path, conf, collector = router
+    lab, daemon, socket_path, conf, collector, log = router
     status = wait_until("the collector got records", lambda: (
         lambda s: s if s["collectors"] and s["collectors"][0]["records_sent"] > 0 else None)(
         call(socket_path, "status")))
     assert status["interfaces"][0]["up"], status
 
-    with StandinLuci(socket_path, conf, networks=RouterLab.router_devices) as luci:
+    # Save & Apply reloads the daemon as procd does on a router: SIGHUP
+    with StandinLuci(socket_path, conf, networks=RouterLab.router_devices,
+                     daemon=(daemon.pid, log)) as luci:
         # ---- Status ----
         seen = drive("status", luci.url(STATUS_PAGE), filter=lab.server4)
         assert seen["banner"] == [], seen["banner"]
+        assert seen["source"] == ["packet capture"] and seen["conntrackSections"] == 0
         assert len(seen["interfaces"]) == 1 and seen["interfaces"][0].startswith("r-cli")
         assert "capturing" in seen["interfaces"][0]
         assert seen["packetRates"][0].endswith("pkt/s") and seen["packetRates"][0] != "0.0 pkt/s"
@@ -161,6 +173,7 @@ def test_status_and_settings_against_a_running_daemon(router):
         assert seen["evicted"] == ["0"]
         assert len(seen["collectors"]) == 1 and seen["collectors"][0].startswith("nfcapd")
         assert int(seen["recordsSent"][0].replace("\u202f", "")) > 0
+        assert seen["destinations"] == ["127.0.0.1:2055/udp"] and seen["spools"] == []
         assert seen["lastTemplate"][0].endswith("ago"), seen["lastTemplate"]
         assert seen["throughput"][0].startswith("Now:") and seen["chartPoints"] >= 2
         assert any(lab.server4 in flow for flow in seen["flows"]), seen["flows"]
@@ -211,6 +224,54 @@ def test_status_and_settings_against_a_running_daemon(router):
         assert [i["name"] for i in status["interfaces"]] == list(RouterLab.router_devices)
         assert "second" in [c["collector"] for c in status["collectors"]]
 
+        # ---- Settings: the metering source, a conntrack option, a spool ----
+        conf_with_error.write_text(conf.read_text().replace(
+            "option max_flows '5000'",
+            "option max_flows '5000'\n\toption conntrack_max_connections '0'"))
+        seen = drive("settings-source", luci.url(SETTINGS_PAGE), source="both",
+                     option="conntrack_max_connections", invalid="0", value="4096",
+                     collector="nfcapd", spool_kb="64")
+        conntrack_options = ["conntrack_max_connections", "conntrack_dump_interval",
+                             "conntrack_vanish_grace", "conntrack_buffer_kb"]
+        assert (seen["sourceBefore"], seen["shownBefore"]) == ("capture", [])
+        assert seen["shownAfter"] == conntrack_options
+        assert seen["error"] == {"invalid": True, "message": daemons_error(conf_with_error)}
+        assert "RAM" in seen["spoolDescription"][0] and "flash" in seen["spoolDescription"][0]
+        assert seen["after"] == {"source": "both", "conntrack_max_connections": "4096",
+                                 "spool_kb": "64"}
+        text = conf.read_text()
+        assert "option source 'both'" in text and "option conntrack_max_connections '4096'" in text
+        saved = config.load(str(conf))
+        assert saved.conntrack.source == "both"
+        assert saved.conntrack.conntrack_max_connections == 4096
+        assert next(c for c in saved.collectors if c.name == "nfcapd").spool_kb == 64
+        # a conntrack source that cannot start is reported in status, not refused
+        assert luci.reloads[-1] == {"reloaded": True, "error": None}, luci.reloads[-1]
+        status = call(socket_path, "status")
+        assert status["source"] == "both" and status["config_error"] is None
+        tracked = status["conntrack"]
+        assert tracked is not None and tracked["capacity"] == 4096
+        assert tracked["running"] or tracked["error"], tracked
+        print(f"conntrack in the test namespace: "
+              f"{'running' if tracked['running'] else 'not running'}"
+              f"{', error: ' + tracked['error'] if tracked['error'] else ''}")
+        spool = next(c for c in status["collectors"] if c["collector"] == "nfcapd")
+        assert spool["spool_budget"] == 64 * 1024
+
+        seen = drive("status-conntrack", luci.url(STATUS_PAGE))
+        assert seen["source"] == ["packet capture and conntrack"]
+        assert "/ 4\u202f096" in seen["conntrack"]["conntrack-fill"], seen["conntrack"]
+        assert seen["conntrack"]["conntrack-state"] == (
+            "reading the kernel's connection tracker" if tracked["running"] else "not running")
+        assert seen["conntrack"]["not-seen"].startswith(tuple("0123456789")), seen["conntrack"]
+        assert "offloaded" in seen["conntrack"]["not-seen"]
+        problems = [b for b in seen["banner"] if b["state"] == "conntrack"]
+        if tracked["error"]:
+            assert len(problems) == 1 and tracked["error"] in problems[0]["text"], seen["banner"]
+        else:
+            assert problems == [], seen["banner"]
+        assert any(s.startswith("0 B of 64.0 KiB") for s in seen["spools"]), seen["spools"]
+
         # ---- a refused reload: the misconfigured banner ----
         conf.write_text(conf.read_text().replace("option idle_timeout '42'",
                                                  "option idle_timeout 'soon'"))
@@ -238,5 +299,5 @@ def test_status_and_settings_against_a_running_daemon(router):
         assert called == granted
         assert {config for obj, _, config, _ in luci.calls if obj == "uci" and config} == \
             set(acl["read"]["uci"]) == set(acl["write"]["uci"])
-        for name in ("luci-status.png", "luci-settings.png"):
+        for name in ("luci-status.png", "luci-settings.png", "luci-status-conntrack.png"):
             assert (ARTIFACTS / name).stat().st_size > 10000

@@ -3,7 +3,8 @@
 // tests/test_luci_browser.py: one step a run, what it saw as JSON on stdout.
 //
 //   node drive_pages.js STEP URL ARTIFACTS_DIR [PARAMS_JSON]
-//   STEP: status | settings-invalid | settings-change | banner
+//   STEP: status | settings-invalid | settings-change | settings-source |
+//         status-conntrack | banner
 'use strict';
 const path = require('path');
 const { chromium } = require('playwright-core');
@@ -45,10 +46,14 @@ const steps = {
 			interfaces: await texts(page, '[data-interface]'),
 			packetRates: await texts(page, '[data-interface] [data-field="packet-rate"]'),
 			drops: await texts(page, '[data-interface] [data-field="drops"]'),
+			source: await texts(page, '[data-field="source"]'),
+			conntrackSections: await page.$$eval('#flowprobe-conntrack', (n) => n.length),
 			fill: await texts(page, '[data-field="fill"]'),
 			evicted: await texts(page, '[data-field="evicted"]'),
 			collectors: await texts(page, '[data-collector]'),
 			recordsSent: await texts(page, '[data-collector] [data-field="records-sent"]'),
+			destinations: await texts(page, '[data-collector] [data-field="destination"]'),
+			spools: await texts(page, '[data-collector] [data-field="spool"]'),
 			lastTemplate: await texts(page, '[data-collector] [data-field="last-template"]'),
 			throughput: await texts(page, '[data-field="throughput"]'),
 			chartPoints: await page.$$eval('#flowprobe-chart polyline', (n) =>
@@ -103,7 +108,7 @@ const steps = {
 		const fieldError = await page.$eval(id(c.name, 'field'), (n) =>
 			n.parentNode.querySelector('.cbi-value-error').textContent);
 		await page.selectOption(id(c.name, 'field'), c.fields);
-		await page.screenshot({ path: path.join(artifacts, 'luci-settings.png'), fullPage: true });
+		await page.screenshot({ path: path.join(artifacts, 'luci-settings-collector.png'), fullPage: true });
 		await Promise.all([
 			page.waitForEvent('load', { timeout: TIMEOUT }),   // LuCI reloads after apply
 			page.click('#save-apply'),
@@ -123,6 +128,61 @@ const steps = {
 				fields: await value(c.name, 'field'),
 			},
 		};
+	},
+
+	// the metering source, a conntrack option shown for it, a collector's spool
+	async 'settings-source'(page) {
+		await rendered(page);
+		const id = (section, option) => `#cbid\\.flowprobe\\.${section}\\.${option}`;
+		const conntrackOption = id('main', params.option);
+		const shown = async () => page.$$eval('[data-tab="conntrack"] .cbi-value', (rows) =>
+			rows.filter((r) => r.offsetParent !== null).map((r) => r.getAttribute('data-name')));
+		await page.waitForSelector(conntrackOption, { state: 'hidden', timeout: TIMEOUT });
+		const shownBefore = await shown();
+		const sourceBefore = await page.$eval(id('main', 'source'), (n) => n.value);
+		await page.selectOption(id('main', 'source'), params.source);
+		await page.waitForSelector(conntrackOption, { state: 'visible', timeout: TIMEOUT });
+		const shownAfter = await shown();
+		// out of range: refused at once, in the daemon's words
+		await page.fill(conntrackOption, params.invalid);
+		const error = await page.$eval(conntrackOption, (n) => ({
+			invalid: n.classList.contains('cbi-input-invalid'),
+			message: n.parentNode.querySelector('.cbi-value-error').textContent,
+		}));
+		await page.fill(conntrackOption, params.value);
+		await page.fill(id(params.collector, 'spool_kb'), params.spool_kb);
+		const spoolDescription = await texts(page,
+			'.cbi-section-table-descr [data-option="spool_kb"]');
+		await page.screenshot({ path: path.join(artifacts, 'luci-settings.png'), fullPage: true });
+		await Promise.all([
+			page.waitForEvent('load', { timeout: TIMEOUT }),   // LuCI reloads after apply
+			page.click('#save-apply'),
+		]);
+		await page.waitForSelector('body[data-rendered="1"]', { timeout: TIMEOUT });
+		await page.waitForSelector(conntrackOption, { state: 'visible', timeout: TIMEOUT });
+		const value = (section, option) => page.$eval(id(section, option), (n) => n.value);
+		return {
+			shownBefore, sourceBefore, shownAfter, error, spoolDescription,
+			after: {
+				source: await value('main', 'source'),
+				[params.option]: await value('main', params.option),
+				spool_kb: await value(params.collector, 'spool_kb'),
+			},
+		};
+	},
+
+	async 'status-conntrack'(page) {
+		await rendered(page);
+		await page.waitForSelector('#flowprobe-conntrack', { timeout: TIMEOUT });
+		const seen = {
+			banner: await banner(page),
+			source: await texts(page, '[data-field="source"]'),
+			conntrack: Object.fromEntries(await page.$$eval('#flowprobe-conntrack [data-field]',
+				(nodes) => nodes.map((n) => [ n.getAttribute('data-field'), n.textContent.trim() ]))),
+			spools: await texts(page, '[data-collector] [data-field="spool"]'),
+		};
+		await page.screenshot({ path: path.join(artifacts, 'luci-status-conntrack.png'), fullPage: true });
+		return seen;
 	},
 
 	async banner(page) {

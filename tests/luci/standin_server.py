@@ -10,15 +10,20 @@ the app's own ACL file (acl.d/luci-app-flowprobe.json):
   found";
 - `uci get|add|set|delete` read and stage changes of the daemon's real config
   file; `uci apply` (LuCI's Save & Apply) writes the file and then reloads the
-  daemon, as procd's config trigger does on a router;
+  daemon, as procd's config trigger does on a router: with SIGHUP (the init
+  script's reload_signal) when the daemon's pid and log are given, its
+  outcome read from the log; else through the control socket's `reload`;
 - anything the ACL does not grant is rpcd's "Access denied".
 Every call is recorded (`calls`), so a test can hold the ACL against what the
 views really called.
 """
 
 import json
+import os
 import re
+import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -136,8 +141,10 @@ class UciFile:
 class StandinLuci:
     """with StandinLuci(socket, config_path, networks) as luci: luci.url(page)"""
 
-    def __init__(self, control_socket, config_path, networks=()):
+    def __init__(self, control_socket, config_path, networks=(), daemon=None):
+        """daemon: (pid, log path) to reload it with SIGHUP, as procd does."""
         self.control_socket = str(control_socket)
+        self.daemon = daemon
         self.uci = {"flowprobe": UciFile(config_path)}
         self.networks = [{"name": name, "up": True} for name in networks]
         self.acl = json.loads(ACL_FILE.read_text())["luci-app-flowprobe"]
@@ -218,11 +225,37 @@ class StandinLuci:
         for config in self.uci.values():
             with config.lock:
                 config.commit()
+        if self.daemon is not None:
+            self.reloads.append(self.signal_reload(*self.daemon))
+            return [0]
         try:
             self.reloads.append(call(self.control_socket, "reload"))
         except ControlError as e:
             self.reloads.append({"error": str(e)})
         return [0]
+
+    @staticmethod
+    def signal_reload(pid, log_path, timeout=15):
+        """procd's reload: SIGHUP; the outcome as the daemon logs it (as the
+        control socket's reload would reply)."""
+        log_path = Path(log_path)
+        start = log_path.stat().st_size
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except ProcessLookupError:
+            return {"error": "not running"}
+        refused = "reload refused, still running the previous config: "
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(log_path, errors="replace") as log:
+                log.seek(start)
+                for line in log.read().splitlines():
+                    if refused in line:
+                        return {"reloaded": False, "error": line.split(refused, 1)[1]}
+                    if ": reloaded " in line:
+                        return {"reloaded": True, "error": None}
+            time.sleep(0.05)
+        return {"error": f"no reload in the daemon's log within {timeout} s"}
 
     # ---- the dispatcher's side ----
 

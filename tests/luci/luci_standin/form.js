@@ -10,6 +10,9 @@
  * DynamicList, with the real API's semantics where the view relies on them:
  * cfgvalue/formvalue/write/remove overridable, validate(section_id, value)
  * returning true or a message, rmempty, default, placeholder,
+ * depends(option, value) / depends({ option: value }) (alternatives OR'ed;
+ * an inactive option is hidden, not validated, and removed on save unless
+ * retain is set), TableSection's description row (unless nodescriptions),
  * map.lookupOption(), section.formvalue(). Widgets are plain HTML controls.
  */
 
@@ -33,6 +36,30 @@ var AbstractValue = L.Class.extend({
 		this.choices = null;
 		this.keylist = [];
 		this.vallist = [];
+		this.deps = [];
+		this.retain = false;
+	},
+
+	/* as form.js: each call one alternative, all of its options must match */
+	depends: function(field, value) {
+		var dep = field;
+		if (typeof(field) == 'string') {
+			dep = {};
+			dep[field] = value;
+		}
+		this.deps.push(dep);
+	},
+
+	isActive: function(section_id) {
+		if (!this.deps.length)
+			return true;
+		var section = this.section;
+		return this.deps.some(function(dep) {
+			return Object.keys(dep).every(function(name) {
+				var value = section.formvalue(section_id, name);
+				return String(value != null ? value : '') == String(dep[name]);
+			});
+		});
 	},
 
 	value: function(key, label) {
@@ -63,10 +90,15 @@ var AbstractValue = L.Class.extend({
 
 	/* true, or the validator's message; shown at the field as LuCI marks it */
 	check: function(section_id) {
-		var result = this.validate(section_id, this.formvalue(section_id)),
+		var active = this.isActive(section_id),
+		    result = active ? this.validate(section_id, this.formvalue(section_id)) : true,
 		    node = this.widget(section_id), message = (result === true || result == null) ? null
 		    	: (typeof(result) == 'string' ? result : _('Invalid value'));
 		if (node) {
+			/* form.js hides an inactive option's row (a table cell's widget) */
+			var row = node.closest('.cbi-value') || node.parentNode;
+			row.style.display = active ? '' : 'none';
+			row.setAttribute('data-active', active ? '1' : '0');
 			node.classList.toggle('cbi-input-invalid', message != null);
 			var error = node.parentNode.querySelector('.cbi-value-error');
 			if (error)
@@ -94,6 +126,8 @@ var AbstractValue = L.Class.extend({
 
 	/* form value to UCI, as form.js's AbstractValue.parse */
 	parse: function(section_id) {
+		if (!this.isActive(section_id))
+			return Promise.resolve(this.retain ? null : this.remove(section_id));
 		var valid = this.check(section_id);
 		if (valid !== true)
 			return Promise.reject(new Error('%s: %s'.format(this.title || this.option, valid)));
@@ -265,6 +299,13 @@ var TableSection = TypedSection.extend({
 		    head = E('tr', { 'class': 'tr table-titles' }, [ E('th', { 'class': 'th' }, _('Name')) ]
 		    	.concat(this.children.map(function(o) { return E('th', { 'class': 'th' }, o.title) }))
 		    	.concat([ E('th', { 'class': 'th' }) ]));
+		/* form.js's TableSection: a row of the options' descriptions under the titles */
+		var descriptions = (!this.nodescriptions && this.children.some(function(o) { return o.description }))
+			? E('tr', { 'class': 'tr cbi-section-table-descr' }, [ E('th', { 'class': 'th' }) ]
+				.concat(this.children.map(function(o) {
+					return E('th', { 'class': 'th cbi-section-table-cell', 'data-option': o.option }, o.description || '');
+				})).concat([ E('th', { 'class': 'th' }) ]))
+			: '';
 		var rows = this.cfgsections().map(function(sid) {
 			var section = uci.sections(config).filter(function(s) { return s['.name'] == sid })[0];
 			return E('tr', { 'class': 'tr cbi-section-table-row', 'data-sid': sid }, [
@@ -286,7 +327,7 @@ var TableSection = TypedSection.extend({
 		return E('div', { 'class': 'cbi-section', 'id': 'cbi-' + config + '-' + this.sectiontype }, [
 			E('h3', this.title),
 			this.description ? E('div', { 'class': 'cbi-section-descr' }, this.description) : '',
-			E('table', { 'class': 'table cbi-section-table' }, [ head ].concat(rows)),
+			E('table', { 'class': 'table cbi-section-table' }, [ head, descriptions ].concat(rows)),
 			this.addremove ? E('div', { 'class': 'cbi-section-create' }, [ name, ' ',
 				E('button', { 'class': 'cbi-button cbi-button-add', 'type': 'button', 'id': 'add-' + this.sectiontype,
 					'click': function() {

@@ -61,9 +61,11 @@ function writeInterfaces(section_id) {
 
 function validateInterfaces(section_id, value) {
 	var names = interfaceNames(this, section_id),
-	    enabled = formValue(this, section_id, 'enabled');
+	    enabled = formValue(this, section_id, 'enabled'),
+	    source = formValue(this, section_id, 'source');
+	/* interfaces are required when enabled, unless the source is conntrack alone */
 	return fpvalidate.checkOption('flowprobe', 'main', 'interface', names,
-	                              { enabled: enabled == null ? '0' : enabled });
+	                              { enabled: enabled == null ? '0' : enabled, source: source });
 }
 
 /* `field` (a list) or `fields` (names split by spaces) are one option to
@@ -112,11 +114,20 @@ return view.extend({
 		s.tab('general', _('General'));
 		s.tab('table', _('Flow table'));
 		s.tab('capture', _('Capture'));
+		s.tab('conntrack', _('Conntrack'));
 
 		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'),
-			_('Start metering. Needs at least one interface.'));
+			_('Start metering. Needs at least one interface, unless the source is conntrack alone.'));
 		o.rmempty = false;
 		o.validate = validateInterfaces;
+
+		o = s.taboption('general', form.ListValue, 'source', _('Metering source'),
+			_('Packet capture meters the packets of the interfaces below. Conntrack reads the kernel\'s connection tracker instead: no packet is copied, both sides of NAT are reported, and traffic that flow offloading takes past capture is still counted (needs kmod-nf-conntrack-netlink). Both: status shows what capture did not see.'));
+		o.value('capture', _('packet capture'));
+		o.value('conntrack', _('conntrack'));
+		o.value('both', _('both'));
+		o.default = 'capture';
+		o.validate = main;
 
 		o = s.taboption('general', widgets.NetworkSelect, '_networks', _('Networks'),
 			_('OpenWrt networks to meter; their devices are found through netifd.'));
@@ -208,11 +219,30 @@ return view.extend({
 		o.placeholder = '2048';
 		o.validate = main;
 
+		/* shown when the source uses conntrack; kept in the file otherwise.
+		 * [ option, title, placeholder (the daemon's default), description ] */
+		[
+		[ 'conntrack_max_connections', _('Connection table capacity'), '16384',
+		  _('Connections tracked at once, about 200 bytes each, all allocated at start; beyond, new connections are counted as overflows and reported whole when they end. 1 to 16777216.') ],
+		[ 'conntrack_dump_interval', _('Table read interval'), '30',
+		  _('Seconds between reads of every connection\'s counters: long connections are reported at the first read after the active timeout. 1 to 604800.') ],
+		[ 'conntrack_vanish_grace', _('Vanish grace'), '5',
+		  _('Seconds a connection missing from such a read waits for its end event before it is reported with its last counters. 0 to 604800.') ],
+		[ 'conntrack_buffer_kb', _('Event buffer (KiB)'), '1024',
+		  _('Room for bursts of connections; 0 for the kernel\'s default. Events the kernel still drops are recovered by a table read. Up to 1048576.') ]
+		].forEach(function(t) {
+			o = s.taboption('conntrack', form.Value, t[0], t[1], t[3]);
+			o.placeholder = t[2];
+			o.depends('source', 'conntrack');
+			o.depends('source', 'both');
+			o.retain = true;
+			o.validate = main;
+		});
+
 		s = m.section(form.TableSection, 'collector', _('Collectors'),
 			_('Every record goes to every enabled collector; collectors sharing a group take turns.'));
 		s.addremove = true;
 		s.anonymous = false;
-		s.nodescriptions = true;
 
 		o = s.option(form.Flag, 'enabled', _('Enabled'));
 		o.default = '1';
@@ -253,6 +283,11 @@ return view.extend({
 		o.validate = validator('collector', COLLECTOR_SIBLINGS);
 
 		o = s.option(form.Value, 'group', _('Group'));
+		o.validate = validator('collector');
+
+		o = s.option(form.Value, 'spool_kb', _('Spool (KiB)'),
+			_('Holds records through long outages. Off by default: it costs RAM (/var), or on flash, wear. Up to 4194304.'));
+		o.placeholder = _('off');
 		o.validate = validator('collector');
 
 		return m.render().then(L.bind(function(node) {

@@ -25,6 +25,9 @@ var callReload = rpc.declare({ object: 'luci.flowprobe', method: 'reload', expec
 var PROTOCOL_NAMES = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 47: 'GRE', 50: 'ESP', 58: 'ICMPv6',
                        132: 'SCTP', 136: 'UDP-Lite' };
 
+/* a collector's port 0 is its protocol's default (export/collectors.py) */
+var DEFAULT_PORTS = { ipfix: 4739, netflow9: 2055, netflow5: 2055 };
+
 function notRunning(error) {
 	/* rpcd answers "Object not found" while no flowprobe is on ubus */
 	return error instanceof Error && /Object not found|not running/.test(error.message);
@@ -69,6 +72,32 @@ function age(ms) {
 	if (s < 7200)
 		return _('%d min').format(Math.round(s / 60));
 	return _('%d h').format(Math.round(s / 3600));
+}
+
+function sourceName(source) {
+	return { capture: _('packet capture'), conntrack: _('conntrack'),
+	         both: _('packet capture and conntrack') }[source] || source || '-';
+}
+
+/* host:port/transport, as the daemon sends to it */
+function destination(c) {
+	if (!c.host)
+		return '-';
+	var port = c.port || DEFAULT_PORTS[c.protocol];
+	return '%s:%s/%s'.format(c.host.indexOf(':') >= 0 ? '[' + c.host + ']' : c.host,
+	                         port != null ? port : '?', c.transport || 'udp');
+}
+
+function fillBar(fill) {
+	return E('div', { 'class': 'cbi-progressbar', 'title': '%.1f%%'.format(fill) },
+		E('div', { 'style': 'width:%.1f%%'.format(Math.min(100, fill)) }));
+}
+
+function row(title, field, content) {
+	return E('tr', { 'class': 'tr' }, [
+		E('td', { 'class': 'td left', 'width': '33%' }, title),
+		E('td', field ? { 'class': 'td left', 'data-field': field } : { 'class': 'td left' }, content)
+	]);
 }
 
 function endpoint(flow, side) {
@@ -131,6 +160,13 @@ return view.extend({
 				         E('code', { 'data-config-error': '' }, status.config_error) ])
 			]));
 		}
+		if (!(status instanceof Error) && status.conntrack && status.conntrack.error)
+			node.appendChild(E('div', { 'class': 'alert-message warning', 'data-state': 'conntrack' }, [
+				E('h4', status.conntrack.running
+					? _('The conntrack source runs without byte and packet counts')
+					: _('The conntrack source is not running')),
+				E('p', { 'data-conntrack-error': '' }, status.conntrack.error)
+			]));
 		if (!(status instanceof Error) && (status.warnings || []).length)
 			node.appendChild(E('div', { 'class': 'alert-message notice', 'data-state': 'warnings' }, [
 				E('h4', _('Configuration warnings')),
@@ -159,12 +195,12 @@ return view.extend({
 		return E('div', { 'class': 'cbi-section' }, [
 			E('h3', _('Flow table')),
 			E('table', { 'class': 'table', 'id': 'flowprobe-table' }, [
+				row(_('Metering source'), 'source', sourceName(status.source || 'capture')),
 				E('tr', { 'class': 'tr' }, [
 					E('td', { 'class': 'td left', 'width': '33%' }, _('Active flows / capacity')),
 					E('td', { 'class': 'td left', 'data-field': 'fill' }, [
 						'%s / %s (%.1f%%)'.format(number(meter.flows_active), number(meter.max_flows), fill),
-						E('div', { 'class': 'cbi-progressbar', 'title': '%.1f%%'.format(fill) },
-							E('div', { 'style': 'width:%.1f%%'.format(Math.min(100, fill)) }))
+						fillBar(fill)
 					])
 				]),
 				E('tr', { 'class': 'tr' }, [
@@ -194,6 +230,50 @@ return view.extend({
 					E('td', { 'class': 'td left' }, '%s / %s'.format(status.version || '-', age((status.uptime_s || 0) * 1000)))
 				])
 			])
+		]);
+	},
+
+	/* the conntrack source (status.conntrack, null when the source is capture) */
+	renderConntrack: function(status) {
+		var ct = status.conntrack, fill = (ct.table_fill || 0) * 100,
+		    rows = [
+			row(_('Connections / capacity'), 'conntrack-fill', [
+				'%s / %s (%.1f%%)'.format(number(ct.connections), number(ct.capacity), fill),
+				fillBar(fill)
+			]),
+			row(_('State'), 'conntrack-state', ct.running
+				? _('reading the kernel\'s connection tracker') : E('strong', _('not running'))),
+			row(_('Accounting'), 'conntrack-accounting', ct.accounting
+				? _('on (net.netfilter.nf_conntrack_acct = 1)')
+				: E('strong', _('off: records carry no byte or packet counts'))),
+			row(_('Events (new / ended)'), 'conntrack-events',
+				'%s / %s'.format(number(ct.events_new), number(ct.events_destroy))),
+			row(_('Table reads'), 'conntrack-dumps', number(ct.dumps)),
+			row(_('Overruns / resyncs'), 'conntrack-overruns',
+				E('span', { 'title': _('Events the kernel dropped (socket buffer full), and the table reads that recovered them') },
+					'%s / %s'.format(number(ct.overruns), number(ct.resyncs)))),
+			row(_('Overflows (table full)'), 'conntrack-overflows',
+				_('%s not tracked, %s ended untracked (reported whole)').format(
+					number(ct.overflows), number(ct.destroys_untracked))),
+			row(_('Vanished'), 'conntrack-vanished',
+				E('span', { 'title': _('Gone without an end event: reported with their last counters') },
+					number(ct.vanished))),
+			row(_('Records (lost)'), 'conntrack-records',
+				_('%s (%s lost): %s packets, %s').format(number(ct.records), number(ct.records_lost),
+					number(ct.packets), bytes(ct.octets))),
+			row(_('Peak / memory (fixed at start)'), null,
+				'%s / %s'.format(number(ct.peak), bytes(ct.memory_bytes)))
+		];
+		if (ct.not_seen_by_capture)
+			rows.push(row(_('Not seen by capture'), 'not-seen', [
+				_('%s packets, %s').format(number(ct.not_seen_by_capture.packets),
+				                           bytes(ct.not_seen_by_capture.octets)),
+				E('br'),
+				E('small', _('Counted by conntrack beyond what capture metered, since start: offloaded traffic, or traffic bypassing the captured interfaces.'))
+			]));
+		return E('div', { 'class': 'cbi-section' }, [
+			E('h3', _('Conntrack')),
+			E('table', { 'class': 'table', 'id': 'flowprobe-conntrack' }, rows)
 		]);
 	},
 
@@ -231,11 +311,13 @@ return view.extend({
 	},
 
 	renderCollectors: function(status) {
-		var now = Date.now();
+		var now = Date.now(),
+		    spools = (status.collectors || []).some(function(c) { return c.spool_budget != null });
 		var rows = (status.collectors || []).map(function(c) {
 			var healthy = !c.errors && !c.records_not_sent;
 			return E('tr', { 'class': 'tr', 'data-collector': c.collector }, [
 				E('td', { 'class': 'td' }, c.collector),
+				E('td', { 'class': 'td', 'data-field': 'destination' }, destination(c)),
 				E('td', { 'class': 'td' }, (c.protocol || '-') + (c.group ? ' (' + _('group %s').format(c.group) + ')' : '')),
 				E('td', { 'class': 'td', 'data-field': 'health' }, healthy
 					? _('OK') : E('strong', _('losing records'))),
@@ -247,13 +329,21 @@ return view.extend({
 					: '-'),
 				E('td', { 'class': 'td', 'data-field': 'last-template' }, c.last_template_ms
 					? _('%s ago').format(age(now - c.last_template_ms)) : _('never'))
-			]);
+			].concat(spools ? [ E('td', { 'class': 'td', 'data-field': 'spool' }, c.spool_budget == null ? '-'
+				: [ _('%s of %s: %s messages').format(bytes(c.spool_octets), bytes(c.spool_budget),
+				                                     number(c.spooled_messages)),
+				    fillBar(c.spool_budget ? 100 * c.spool_octets / c.spool_budget : 0),
+				    E('br'),
+				    E('small', _('%s records spooled since start').format(number(c.records_spooled))),
+				    c.spool_write_errors ? E('strong', ' ' + _('%s write errors').format(number(c.spool_write_errors))) : ''
+				  ]) ] : []));
 		});
 		return E('div', { 'class': 'cbi-section' }, [
 			E('h3', _('Collectors')),
 			E('table', { 'class': 'table', 'id': 'flowprobe-collectors' }, [
 				E('tr', { 'class': 'tr table-titles' }, [
 					E('th', { 'class': 'th' }, _('Collector')),
+					E('th', { 'class': 'th' }, _('Destination')),
 					E('th', { 'class': 'th' }, _('Protocol')),
 					E('th', { 'class': 'th' }, _('Health')),
 					E('th', { 'class': 'th' }, _('Records sent')),
@@ -261,7 +351,7 @@ return view.extend({
 					E('th', { 'class': 'th' }, _('Errors')),
 					E('th', { 'class': 'th' }, _('Last error')),
 					E('th', { 'class': 'th' }, _('Last template'))
-				])
+				].concat(spools ? [ E('th', { 'class': 'th' }, _('Spool')) ] : []))
 			].concat(rows.length ? rows : [ E('tr', { 'class': 'tr placeholder' },
 				E('td', { 'class': 'td' }, E('em', _('No collector: records are counted, not sent')))) ]))
 		]);
@@ -369,10 +459,20 @@ return view.extend({
 	update: function(status) {
 		var page = this.page;
 		var rates = this.sample(status), parts = [ this.renderBanner(status) ];
-		if (!(status instanceof Error))
-			parts.push(this.renderChart(), this.renderInterfaces(status, rates),
-			           this.renderOverview(status), this.renderCollectors(status),
-			           this.renderFlowSection());
+		if (!(status instanceof Error)) {
+			/* the chart, interfaces and busiest flows are packet capture's */
+			var captures = (status.source != 'conntrack');
+			if (captures)
+				parts.push(this.renderChart());
+			if (captures || (status.interfaces || []).length)
+				parts.push(this.renderInterfaces(status, rates));
+			parts.push(this.renderOverview(status));
+			if (status.conntrack)
+				parts.push(this.renderConntrack(status));
+			parts.push(this.renderCollectors(status));
+			if (captures)
+				parts.push(this.renderFlowSection());
+		}
 		this.lastStatus = status;
 		L.dom.content(page, parts);
 		(this.buttons || []).forEach(function(button) {
