@@ -260,3 +260,24 @@ def test_forwarded_packets_with_both_directions_say_where_they_went(lab, tmp_pat
     seen = echo_records()
     daemon.stop()
     assert seen == expected
+
+
+def test_a_reload_over_the_socket_that_swaps_collectors_and_adds_an_interface(lab, tmp_path):
+    """The control socket is served from inside the loop's turn, while the
+    collectors' sockets are registered in it: the old collector's socket
+    closes, the new interface's capture may reuse its descriptor number.
+    And the stop right after the last packet still meters it: the capture
+    ring's last, partly filled block is read before the handle closes."""
+    with Nfcapd(netns=lab.router, port=2055), Nfcapd(netns=lab.router, port=2056) as second:
+        daemon = Daemon(lab, tmp_path, uci_config(str(tmp_path / "control.sock"), 2055,
+                                                  ["r-cli"]))
+        daemon.wait_until(all_up)
+        daemon.config.write_text(uci_config(daemon.socket, 2056, lab.router_devices))
+        reply = call(daemon.socket, "reload")
+        daemon.wait_until(lambda s: len(s["interfaces"]) == 2 and all_up(s))
+        lab.run(lab.client, "ping", "-c", "3", "-i", "0.2", lab.server4)
+        daemon.stop()   # at once: the last reply may still sit in the kernel's ring
+        flows = per_flow_key(second.flows())
+    assert reply == {"reloaded": True, "error": None}, daemon.output()
+    echo = sorted((k[2], v[0]) for k, v in flows.items() if k[1] == 1)
+    assert echo == [(lab.client4, 3), (lab.server4, 3)], daemon.output()

@@ -162,6 +162,12 @@ int fp_meter_set_filter(struct fp_meter *meter, int source, const char *bpf_filt
  * their ids: a meter with new tables goes on reading the same handles. */
 int fp_meter_take_sources(struct fp_meter *to, struct fp_meter *from, char *error);
 int fp_meter_source_fd(struct fp_meter *meter, int source);  /* for poll(); -1 if none */
+/* Before closing a live source: the kernel takes no new packet from now on,
+ * while what it took is still delivered (the ring's last, partly filled
+ * block after FP_LIVE_BLOCK_TIMEOUT_MS at the latest), so reading on until
+ * then loses nothing.  0, or -1 with the reason in error. */
+int fp_meter_seal_source(struct fp_meter *meter, int source, char *error);
+#define FP_LIVE_BLOCK_TIMEOUT_MS 100
 int fp_meter_source_stats(struct fp_meter *meter, int source, struct fp_source_stats *stats);
 
 /* Reads up to max_packets (<= 0: one buffer) from a source.  Returns the

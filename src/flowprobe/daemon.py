@@ -24,7 +24,7 @@ from flowprobe.control.server import ControlServer
 from flowprobe.errors import OptionError
 from flowprobe.export.collectors import Exporter, capture_filter
 from flowprobe.export.transport import TransportError
-from flowprobe.meter import CaptureError, Meter, packets_ignored
+from flowprobe.meter import LIVE_BLOCK_TIMEOUT_S, CaptureError, Meter, packets_ignored
 from flowprobe.privileges import (
     CAP_NET_ADMIN,
     CAP_NET_RAW,
@@ -42,6 +42,7 @@ RETRY_S = 5.0                # a missing or failed interface is tried again this
 DISPATCH_PACKETS = 4096      # packets read per call, before records are moved on
 DISPATCH_ROUNDS = 16         # calls per readable event: other sources get their turn
 FINISH_TIMEOUT_S = 5.0       # at stop: how long queued exports may take to leave
+SEAL_MARGIN_S = 0.05         # beyond the capture ring's block timeout, before closing
 # counters that say how things are now, not how many so far
 GAUGES = {"fragment_packets_held", "flows_active", "flows_pending_export", "flows_peak",
           "fragments_tracked", "clock_ms", "clock_first_ms"}
@@ -170,6 +171,10 @@ class Probe:
             self.meter = meter
         self.conntrack.before_reload(new, now_ms)   # off: what it holds leaves first
         if exporter_changes:
+            # a reload asked over the control socket runs inside the loop's turn, with
+            # the old collectors' sockets still registered: out before they close, or a
+            # capture opened below may reuse a number the selector still holds
+            self._unregister_transports()
             self._export_expired(now_ms)
             if self.exporter:
                 self.exporter.finish(now_ms, self._packets_ignored())
@@ -278,7 +283,30 @@ class Probe:
                     self.selector.register(self.meter.fileno(source), selectors.EVENT_READ,
                                            self._reader(capture, source))
 
-    def _close_capture(self, capture, keep=False):
+    def _seal(self, captures):
+        """The captures take no new packet, and what the kernel already took
+        is read: without this, the ring's last block (up to a block timeout of
+        traffic) would be closed unread at a stop or reopen."""
+        sources = [source for capture in captures for source in capture.sources]
+        for source in list(sources):
+            try:
+                self.meter.seal(source)
+            except CaptureError:
+                sources.remove(source)   # the device is gone: nothing more will come
+        deadline = time.monotonic() + LIVE_BLOCK_TIMEOUT_S + SEAL_MARGIN_S
+        while sources:
+            for source in sources:
+                try:
+                    self._read(source)
+                except CaptureError:
+                    pass
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
+
+    def _close_capture(self, capture, keep=False, sealed=False):
+        if not sealed:
+            self._seal([capture])
         for source in list(capture.sources):
             fd = self.meter.fileno(source)
             if self.selector and fd >= 0:
@@ -493,8 +521,9 @@ class Probe:
         """Every flow ends, is exported, and the exports get their chance to
         leave: a stop loses nothing that was metered."""
         log.info("stopping: flushing %d flows", self.meter.counters()["flows_active"])
+        self._seal(self.captures.values())   # all at once: one block timeout, not one each
         for capture in self.captures.values():
-            self._close_capture(capture)
+            self._close_capture(capture, sealed=True)
         now_ms = self.now_ms()
         self.meter.flush()
         self._export_expired(now_ms)

@@ -13,6 +13,8 @@ from flowprobe.settings import MeterSettings
 DRAIN_BATCH = 1024
 DIRECTIONS = {"both": lib.FP_DIRECTION_ANY, "in": lib.FP_DIRECTION_IN, "out": lib.FP_DIRECTION_OUT}
 DISPATCH_BATCH = 65536
+# the kernel hands a partly filled block of the capture ring over after this
+LIVE_BLOCK_TIMEOUT_S = lib.FP_LIVE_BLOCK_TIMEOUT_MS / 1000
 
 
 class MeterError(RuntimeError):
@@ -97,6 +99,13 @@ class Meter:
 
     def close(self, source):
         lib.fp_meter_close_source(self._meter, source)
+
+    def seal(self, source):
+        """A live source takes no new packet; what it took still comes within
+        LIVE_BLOCK_TIMEOUT_S: read on until then before closing it."""
+        error = _error_buffer()
+        if lib.fp_meter_seal_source(self._meter, source, error) < 0:
+            raise CaptureError(ffi.string(error).decode(errors="replace"))
 
     def set_filter(self, source, bpf_filter):
         """Swaps a live source's BPF filter in place: no packet lost or doubled."""

@@ -4,11 +4,13 @@
 #include "meter.h"
 
 #include <errno.h>
+#include <linux/filter.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define LIVE_TIMEOUT_MS 100  /* how long the kernel may hold a partly filled block */
+#define LIVE_TIMEOUT_MS FP_LIVE_BLOCK_TIMEOUT_MS  /* the kernel may hold a partly filled block */
 #define FILE_BUFFER_BYTES (1 << 20)
 
 struct dispatch_context {
@@ -214,6 +216,26 @@ int fp_meter_take_sources(struct fp_meter *to, struct fp_meter *from, char *erro
 			to, from->interface_slots[s->interface_slot].ifindex,
 			from->interface_slots[s->interface_slot].direction);
 		memset(s, 0, sizeof(*s));
+	}
+	return 0;
+}
+
+int fp_meter_seal_source(struct fp_meter *m, int id, char *error)
+{
+	/* straight into the socket, not pcap_setfilter(): libpcap would apply
+	 * the new filter to the ring's waiting packets too, and drop them */
+	static struct sock_filter reject_all[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
+	struct sock_fprog program = { 1, reject_all };
+	struct capture_source *s = source_of(m, id);
+
+	if (!s) {
+		snprintf(error, FP_ERROR_SIZE, "no capture source %d", id);
+		return -1;
+	}
+	if (setsockopt(pcap_fileno(s->handle), SOL_SOCKET, SO_ATTACH_FILTER, &program,
+		       sizeof(program)) < 0) {
+		snprintf(error, FP_ERROR_SIZE, "cannot seal the capture: %s", strerror(errno));
+		return -1;
 	}
 	return 0;
 }
