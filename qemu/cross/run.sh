@@ -3,7 +3,8 @@
 # aarch64 (Debian's cross compilers, libpcap cross-built from Debian's
 # source), replaying the project's test inputs under qemu-user; every
 # output must equal the x86-64 build's byte for byte.  The x86-64 driver
-# also runs under UBSan (misaligned loads on any CPU), and qemu-mips traps
+# also runs under ASan, LSan and UBSan (leaks, overflows, misaligned loads
+# on any CPU), and qemu-mips traps
 # misaligned loads as a MIPS CPU does.  Exits 1 on any difference.
 # Builds and inputs are cached in build/cross/, keyed by what made them.
 set -eu
@@ -19,8 +20,9 @@ HEADERS="src/flowprobe/_cmeter.h fuzz/corpus_format.h $(echo src/flowprobe/cmete
 # callback cast in capture.c is a false positive it cannot tell apart
 CFLAGS="-O2 -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter -Wcast-align=strict
 -Wno-error=cast-align"
-# warnings are the plain builds' job: -O1 with sanitizers warns differently
-UBSAN_FLAGS="-std=gnu99 -g -O1 -fsanitize=undefined -fsanitize=alignment
+# warnings are the plain builds' job: -O1 with sanitizers warns differently;
+# ASan brings LeakSanitizer: the driver exits non-zero on any leak
+UBSAN_FLAGS="-std=gnu99 -g -O1 -fsanitize=address,undefined -fsanitize=alignment
 -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
 now() { date +%s.%N; }
