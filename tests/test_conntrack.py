@@ -354,3 +354,23 @@ def test_a_reload_that_turns_conntrack_off_exports_what_it_held(nat_lab, tmp_pat
     # nothing lost at the switch but what passed while the capture opened (ms)
     assert 57 <= held[0]["in_packets"] + sum(r["in_packets"] for r in captured) <= 60
     assert "conntrack source closed" in daemon.output()
+
+
+def test_the_conntrack_source_runs_without_root(nat_lab, tmp_path):
+    """As shipped the daemon becomes its own user: with the conntrack source
+    it keeps CAP_NET_ADMIN for the table dumps (and CAP_NET_RAW), nothing else."""
+    lab = nat_lab
+    with Nfcapd(netns=lab.router, port=2055), Nfcapd(netns=lab.router, port=2056):
+        daemon = Daemon(lab, tmp_path, config_text(str(tmp_path / "control.sock"),
+                                                   {"user": "nobody"}))
+        daemon.wait_until(lambda s: s["conntrack"] and s["conntrack"]["running"]
+                          and s["user"]["uid"] != 0)
+        lab.run(lab.client, "ping", "-c", "5", "-i", "0.2", lab.server4)
+        daemon.wait_until(lambda s: s["conntrack"]["packets"] >= 10, timeout=30)
+        dumps_before = daemon.status()["conntrack"]["dumps"]
+        daemon.wait_until(lambda s: s["conntrack"]["dumps"] > dumps_before + 1)
+        status = daemon.status()
+        daemon.stop()
+    assert status["user"]["capabilities"] == [12, 13]   # CAP_NET_ADMIN, CAP_NET_RAW
+    assert status["conntrack"]["error"] is None
+    assert status["conntrack"]["packets"] == 10
