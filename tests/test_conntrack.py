@@ -22,9 +22,10 @@ import time
 import pytest
 
 from collector_tools import NFCAPD, NFDUMP, TSHARK, Nfcapd, missing_tools, tshark_decode
+from flowprobe.control.server import call
 from netlab import RouterLab, missing
 from realstack import simple_truth
-from test_daemon_live import Daemon, settle
+from test_daemon_live import Daemon, all_up, settle
 
 # neighbour discovery, MLD and router solicitations pass no conntrack hook
 QUIET = "not ip6 proto 0 and not (icmp6 and icmp6[0] >= 133 and icmp6[0] <= 143)"
@@ -374,3 +375,32 @@ def test_the_conntrack_source_runs_without_root(nat_lab, tmp_path):
     assert status["user"]["capabilities"] == [12, 13]   # CAP_NET_ADMIN, CAP_NET_RAW
     assert status["conntrack"]["error"] is None
     assert status["conntrack"]["packets"] == 10
+
+
+def test_a_reload_over_the_socket_that_turns_conntrack_on_and_off(nat_lab, tmp_path):
+    """The control socket's reload runs inside the loop's turn: collector
+    sockets close and conntrack's open (reusing their numbers), then a
+    reload closes the source while its descriptors may be ready in the
+    same turn. The daemon must come through both, metering."""
+    lab = nat_lab
+    socket_path = str(tmp_path / "control.sock")
+    capture_only = config_text(socket_path, {"source": "capture", "filter": "icmp"}).replace(
+        "config collector 'biflow'", "\tlist interface 'r-cli'\nconfig collector 'biflow'", 1)
+    with Nfcapd(netns=lab.router, port=2055), Nfcapd(netns=lab.router, port=2056):
+        daemon = Daemon(lab, tmp_path, capture_only)
+        daemon.wait_until(all_up)
+        daemon.config.write_text(capture_only.replace("'capture'", "'both'"))
+        turned_on = call(socket_path, "reload")
+        daemon.wait_until(lambda s: s["conntrack"] and s["conntrack"]["running"])
+        pinger = lab.popen(lab.client, "ping", "-c", "30", "-i", "0.05", lab.server4,
+                           stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        daemon.config.write_text(capture_only)
+        turned_off = call(socket_path, "reload")
+        pinger.wait(30)
+        status = daemon.status()
+        daemon.stop()
+    assert turned_on == {"reloaded": True, "error": None}, daemon.output()
+    assert turned_off == {"reloaded": True, "error": None}, daemon.output()
+    assert status["source"] == "capture" and status["conntrack"] is None
+    assert "Traceback" not in daemon.output()

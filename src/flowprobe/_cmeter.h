@@ -277,6 +277,8 @@ struct fp_conntrack_counters {
 	uint64_t destroys_untracked;   /* ended without being tracked: reported whole */
 	uint64_t vanished;             /* gone without DESTROY: last known counters, lackOfResources */
 	uint64_t ends_without_traffic; /* ended with nothing since their last record */
+	uint64_t ends_before_baseline; /* older than the source, ended before it saw them */
+	uint64_t revived;              /* reported vanished, then listed by a dump again */
 	uint64_t records_lost;         /* no slot for an ending connection (never while drained) */
 	uint64_t records;
 	uint64_t records_pending;      /* gauge */

@@ -34,6 +34,7 @@ EXPORT_BATCH = 256
 # overruns it, which a dump repairs (measured: 50 ms costs half of 20 ms per connection).
 TRICKLE = 64
 HOLD_MS = 50
+CLOSE_READ_ROUNDS = 64   # at close: reads of what the socket still holds, at most
 SYSCTL = "/proc/sys/net/netfilter"
 
 
@@ -308,6 +309,8 @@ class ConntrackService:
         self._register()
 
     def _on_timer(self, events):
+        if self.source is None:   # closed by a reload earlier in the same loop turn
+            return
         messages = self._read()
         if messages == 0 or messages >= TRICKLE:
             self._release()      # quiet, or busy: wait for the socket again
@@ -319,6 +322,17 @@ class ConntrackService:
         if self.source is None:
             return
         self._unregister()
+        # what the socket still holds first, exported as it comes (a read stops
+        # when the records waiting fill the reserve); bounded: events keep coming
+        for _ in range(CLOSE_READ_ROUNDS):
+            try:
+                messages = self.source.read(now_ms)
+            except ConntrackError as e:
+                log.warning("conntrack: %s", e)
+                break
+            self.export(now_ms)
+            if messages == 0:
+                break
         self.source.flush(now_ms)
         self.export(now_ms)
         for key, value in self.source.counters().items():
@@ -329,6 +343,8 @@ class ConntrackService:
     # ---- the loop ----
 
     def _on_readable(self, events):
+        if self.source is None:   # closed by a reload earlier in the same loop turn
+            return
         if self._read() < TRICKLE and self.probe.selector:
             self._hold()
 

@@ -480,7 +480,10 @@ class Probe:
                 if self.ubus:
                     timeout = min(timeout, 0.1)
                 for key, events in self.selector.select(timeout):
-                    key.data(events)
+                    # a callback earlier in this turn (a reload over the control
+                    # socket) may have unregistered or replaced this one
+                    if self.selector.get_map().get(key.fd) is key:
+                        key.data(events)
                 self._unregister_transports()
                 if self.ubus:
                     self.ubus.poll()

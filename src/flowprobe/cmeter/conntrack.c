@@ -94,6 +94,7 @@ struct fp_conntrack {
 	uint64_t dump_started_ms;
 	int resync_pending;
 	int baseline;                  /* this dump only sets where reporting starts */
+	uint64_t started_ms;           /* the first baseline: what started before is not all ours */
 	int excluded_count;
 	struct { uint8_t protocol, address[16]; uint16_t port; } excluded[MAX_EXCLUDED];
 	struct fp_conntrack_counters counters;
@@ -423,8 +424,15 @@ static void on_destroy(struct fp_conntrack *ct, const struct ct_message *m, uint
 	uint64_t end_ms = m->stop_ns ? m->stop_ns / 1000000 : now_ms;
 
 	ct->counters.events_destroy++;
+	if (!e && m->start_ns && m->start_ns / 1000000 < ct->started_ms) {
+		/* older than the source and gone before its baseline saw it: what it
+		 * carried before belongs to whoever metered then (a source before a
+		 * reload or restart); reporting it all would count that twice */
+		ct->counters.ends_before_baseline++;
+		return;
+	}
 	if (!e) {
-		/* never tracked (table full, or older than the daemon): all of it */
+		/* never tracked (table full): all of it */
 		e = insert(ct, m, 0, now_ms);
 		if (!e) {
 			ct->counters.records_lost++;  /* reserve exhausted: cannot happen while drained */
@@ -459,6 +467,16 @@ static void on_dumped(struct fp_conntrack *ct, const struct ct_message *m, uint6
 	if (e->state == MISSING) {
 		e->state = LIVE;  /* it was only created during the dump that missed it */
 		ct->missing--;
+	}
+	if (e->state == TOMBSTONE && ct->tracked < ct->capacity) {
+		/* reported as vanished, yet the kernel still has it: alive again,
+		 * reporting on from what was reported (never from zero) */
+		ct->tombstones--;
+		ct->tracked++;
+		e->state = LIVE;
+		e->vanished = 0;
+		e->period_start_ms = e->known_ms;
+		ct->counters.revived++;
 	}
 	if (e->state == LIVE)
 		learn(e, m, now_ms);
@@ -697,6 +715,8 @@ int fp_conntrack_baseline(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 {
 	int result;
 
+	if (!ct->started_ms)
+		ct->started_ms = now_ms;
 	ct->baseline = 1;
 	result = fp_conntrack_dump(ct, now_ms, error);
 	ct->baseline = 0;
