@@ -147,3 +147,16 @@ def test_udp_without_a_route_spools_until_the_route_is_back(tmp_path):
     # the first message met the unreachable network and is counted; the rest arrive in order
     assert got == list(range(2, 11))
     assert stats["records_sent"] == 9 and stats["records_not_sent"] == 1
+
+
+def test_what_was_replayed_makes_room_for_new_messages(tmp_path):
+    """A collector back from an outage: the replay and the messages that
+    keep coming share the budget; replayed ones no longer take room."""
+    entry = ENTRY.size + 16
+    spool = Spool(tmp_path / "c.spool", budget_bytes=4 * entry)
+    assert all(spool.push(message(n), records=1) for n in range(1, 5))
+    assert not spool.push(message(5), records=1)          # full
+    assert [split_messages(spool.pop()[0]) for _ in range(2)] == [[1], [2]]
+    assert spool.push(message(6), records=1) and spool.push(message(7), records=1)
+    assert os.path.getsize(tmp_path / "c.spool") <= spool.budget
+    assert [split_messages(spool.pop()[0]) for _ in range(4)] == [[3], [4], [6], [7]]

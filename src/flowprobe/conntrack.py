@@ -272,7 +272,8 @@ class ConntrackService:
             return
         self.error = accounting_error
         if accounting_error:
-            log.error("conntrack: %s: records will have no counters", accounting_error)
+            log.error("conntrack: %s: connections carry no counters, so they make no records "
+                      "(counted as ends_without_traffic)", accounting_error)
         self.next_dump = time.monotonic() + settings.conntrack_dump_interval
         self._register()
         log.info("conntrack source: %d connections tracked at start (capacity %d)",

@@ -10,6 +10,7 @@ the core, and Python moves expired records to the exporter in batches.
 
 import logging
 import os
+import re
 import selectors
 import signal
 import time
@@ -43,6 +44,7 @@ DISPATCH_PACKETS = 4096      # packets read per call, before records are moved o
 DISPATCH_ROUNDS = 16         # calls per readable event: other sources get their turn
 FINISH_TIMEOUT_S = 5.0       # at stop: how long queued exports may take to leave
 SEAL_MARGIN_S = 0.05         # beyond the capture ring's block timeout, before closing
+SPOOL_FILE = re.compile(r"[A-Za-z0-9_.-]+\.[0-9]+\.[0-9]+\.spool")   # export/collectors.py
 # counters that say how things are now, not how many so far
 GAUGES = {"fragment_packets_held", "flows_active", "flows_pending_export", "flows_peak",
           "fragments_tracked", "clock_ms", "clock_first_ms"}
@@ -151,7 +153,8 @@ class Probe:
         now_ms = self.now_ms()
         exporter_changes = (new.collectors != old.collectors
                             or new.meter.bidirectional != old.meter.bidirectional
-                            or new.conntrack.tracks != old.conntrack.tracks)
+                            or new.conntrack.tracks != old.conntrack.tracks
+                            or new.spool_dir != old.spool_dir)
         try:   # before anything changes: a collector that cannot be set up refuses it all
             new_exporter = self._new_exporter(new) if exporter_changes else None
         except (TransportError, OptionError) as e:
@@ -250,9 +253,11 @@ class Probe:
         """Opens every configured interface not open yet; failures are
         reported and retried, never fatal."""
         wanted = {i.name: i for i in self.config.interfaces}
-        for name in list(self.captures):
-            if name not in wanted or self.captures[name].config != wanted[name]:
-                self._close_capture(self.captures.pop(name))
+        leaving = [name for name in self.captures
+                   if name not in wanted or self.captures[name].config != wanted[name]]
+        self._seal([self.captures[name] for name in leaving])   # together: one wait
+        for name in leaving:
+            self._close_capture(self.captures.pop(name), sealed=True)
         now = time.monotonic()
         for name, interface in wanted.items():
             capture = self.captures.setdefault(name, Capture(interface))
@@ -365,15 +370,22 @@ class Probe:
             return None
         path = config.spool_dir
         try:
-            os.makedirs(path, mode=0o750, exist_ok=True)
+            try:
+                os.mkdir(path, 0o750)
+                # only a directory made here becomes the user's: spool_dir '/etc'
+                # must not hand /etc over
+                if os.geteuid() == 0 and config.user:
+                    user = account(config.user)
+                    os.chown(path, user.uid, user.gid, follow_symlinks=False)
+            except FileExistsError:
+                pass
             if not getattr(self, "spools_cleared", False):
-                # an earlier run's spools belong to sessions that no longer exist
-                for stale in Path(path).glob("*.spool"):
-                    stale.unlink()
+                # an earlier run's spools belong to sessions that no longer exist;
+                # only files named as this daemon names them, and no link
+                for stale in Path(path).iterdir():
+                    if SPOOL_FILE.fullmatch(stale.name) and not stale.is_symlink():
+                        stale.unlink()
                 self.spools_cleared = True
-            if os.geteuid() == 0 and config.user:
-                user = account(config.user)
-                os.chown(path, user.uid, user.gid)
         except (OSError, PrivilegeError) as e:
             raise TransportError(f"spool_dir {path}: {getattr(e, 'strerror', None) or e}") \
                 from None

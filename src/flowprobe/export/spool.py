@@ -13,7 +13,10 @@ overlay.  Hence off unless a budget is set, and on a router put spool_dir
 on RAM or on a USB disk.
 
 The file is an append-only list of (length, records, message); it is
-emptied (truncated) whenever everything in it has been replayed.  A spool
+emptied (truncated) whenever everything in it has been replayed, and what
+was replayed is cut from its front when a new message would not fit
+otherwise (a collector back from an outage takes the replay and the new
+messages behind it, within the same budget).  A spool
 left by an earlier run is discarded at start: its messages belonged to an
 exporting session that no longer exists.
 """
@@ -22,6 +25,7 @@ import os
 import struct
 
 ENTRY = struct.Struct("!II")   # message octets, records in it
+COPY_CHUNK = 1 << 16
 
 
 class SpoolError(OSError):
@@ -50,7 +54,10 @@ class Spool:
     def push(self, data, records):
         """Appends a message; False when it does not fit the budget (or the
         write failed): the caller counts it as not sent."""
-        if self._write_at + ENTRY.size + len(data) > self.budget:
+        size = ENTRY.size + len(data)
+        if self._write_at + size > self.budget and self._read_at:
+            self._compact()
+        if self._write_at + size > self.budget:
             return False
         try:
             self._file.seek(self._write_at)
@@ -66,6 +73,21 @@ class Spool:
         self.messages_spooled += 1
         self.records_spooled += records
         return True
+
+    def _compact(self):
+        """Moves what waits to the front of the file (copied in chunks: the
+        spool never costs its size in memory)."""
+        source, target = self._read_at, 0
+        while source < self._write_at:
+            self._file.seek(source)
+            chunk = self._file.read(min(COPY_CHUNK, self._write_at - source))
+            self._file.seek(target)
+            self._file.write(chunk)
+            source += len(chunk)
+            target += len(chunk)
+        self._file.truncate(target)
+        self._file.flush()
+        self._write_at, self._read_at = target, 0
 
     def pop(self):
         """(data, records) of the oldest message, or None."""
