@@ -13,6 +13,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -329,6 +330,24 @@ class Probe:
         if not keep:
             self.interface_names.pop(capture.ifindex, None)
 
+    def _drop_vanished_captures(self):
+        """Captures whose device is gone, or came back as another interface
+        (a new ifindex). libpcap reports a vanished device once, through the
+        socket's error, and that report can be missed; this check cannot."""
+        for capture in self.captures.values():
+            if not capture.sources:
+                continue
+            try:
+                present = socket.if_nametoindex(capture.device) == capture.ifindex
+            except OSError:
+                present = False
+            if not present:
+                error = f"{capture.device} (ifindex {capture.ifindex}) is gone"
+                log.warning("interface %s: %s (retrying every %g s)", capture.config.name, error,
+                            RETRY_S)
+                self._close_capture(capture, keep=True)
+                capture.error, capture.retry_at = error, time.monotonic() + RETRY_S
+
     def _close_captures(self):
         for capture in self.captures.values():
             self._close_capture(capture, keep=True)
@@ -432,6 +451,7 @@ class Probe:
         if self.ubus and time.monotonic() >= self.ubus_check_at:
             self.ubus_check_at = time.monotonic() + RETRY_S
             self.ubus.check()
+        self._drop_vanished_captures()
         self._open_captures()
 
     # ---- the loop ----
