@@ -262,3 +262,52 @@ def test_a_group_shares_its_records_round_robin(generated):
     assert abs(len(first_flows) - len(second_flows)) <= 2
     assert differences(truth, per_flow_key(first_flows + second_flows), NAMES) == []
     assert differences(truth, per_flow_key(all_flows), NAMES) == []
+
+
+def test_a_reload_keeps_the_session_of_an_unchanged_collector(generated, tmp_path):
+    """A reload that adds a collector replaces the exporter; the collector
+    whose profile did not change goes on in the new one: the same socket,
+    sequence numbers without a gap, no second start (statistics, templates)."""
+    from flowprobe.export.collectors import Exporter, profile_from_url
+    from flowprobe.meter import Meter
+    from flowprobe.settings import MeterSettings
+    path, _ = generated
+    meter = Meter(MeterSettings())   # default timeouts: records leave while reading
+    with DatagramRecorder() as kept, DatagramRecorder() as dropped, \
+            DatagramRecorder() as added:
+        def profile(recorder):
+            return profile_from_url(f"ipfix://127.0.0.1:{recorder.port}")
+        now = START_US // 1000
+        first = Exporter([profile(kept), profile(dropped)], boot_ms=now)
+        first.start(now)
+        exporter, records, before_reload = first, 0, None
+        source = meter.open_file(str(path))
+        while meter.dispatch(source, 200):
+            if before_reload is None and records >= 100:   # the reload, on the way
+                before_reload = records
+                second = Exporter([profile(kept), profile(added)], boot_ms=now,
+                                  carry_over=first)
+                first.finish(now, handed_over=second.carried)
+                second.start(now)
+                exporter = second
+            for batch, count in meter.drain_raw():
+                exporter.export(batch, count, now)
+                records += count
+        meter.close(source)
+        meter.flush()
+        for batch, count in meter.drain_raw():
+            exporter.export(batch, count, now)
+            records += count
+        exporter.finish(now)
+        for recorder in (kept, dropped, added):
+            recorder.wait(3)
+            recorder.write_pcap(tmp_path / f"{recorder.port}.pcap")
+    kept_messages = tshark_decode(tmp_path / f"{kept.port}.pcap", kept.port)
+    assert len({m["exporter"] for m in kept_messages}) == 1      # one session throughout
+    assert sequence_problems(kept_messages) == []
+    data = sum(1 for m in kept_messages for r in m["records"] if r["kind"] == "data")
+    options = [m for m in kept_messages if any(r["kind"] == "options" for r in m["records"])]
+    assert data == records > 0
+    assert len(options) == 2                 # statistics at the start and at the end only
+    assert sum(1 for m in tshark_decode(tmp_path / f"{dropped.port}.pcap", dropped.port)
+               for r in m["records"] if r["kind"] == "data") == before_reload < records

@@ -157,7 +157,8 @@ class Probe:
                             or new.conntrack.tracks != old.conntrack.tracks
                             or new.spool_dir != old.spool_dir)
         try:   # before anything changes: a collector that cannot be set up refuses it all
-            new_exporter = self._new_exporter(new) if exporter_changes else None
+            new_exporter = (self._new_exporter(new, carry_over=self.exporter)
+                            if exporter_changes else None)
         except (TransportError, OptionError) as e:
             self.config_error = str(e)
             log.error("reload refused, still running the previous config: %s", e)
@@ -181,7 +182,9 @@ class Probe:
             self._unregister_transports()
             self._export_expired(now_ms)
             if self.exporter:
-                self.exporter.finish(now_ms, self._packets_ignored())
+                # unchanged collectors go on in the new exporter, queues and spools too
+                self.exporter.finish(now_ms, self._packets_ignored(),
+                                     handed_over=new_exporter.carried if new_exporter else ())
             self.exporter = new_exporter
             if self.exporter:
                 self.exporter.start(now_ms)
@@ -373,14 +376,15 @@ class Probe:
 
     # ---- records ----
 
-    def _new_exporter(self, config):
+    def _new_exporter(self, config, carry_over=None):
         if not config.collectors:
             return None
         spool_dir = self._spool_dir(config)
         tracks = config.conntrack.tracks   # conntrack records: biflows with NAT fields
         return Exporter(with_nat_fields(config.collectors) if tracks else config.collectors,
                         boot_ms=self.now_ms(), meter_biflow=config.meter.bidirectional or tracks,
-                        interfaces=self.interface_names, spool_dir=spool_dir)
+                        interfaces=self.interface_names, spool_dir=spool_dir,
+                        carry_over=carry_over)
 
     def _spool_dir(self, config):
         """The collectors' spool directory, made (for the daemon's user) when

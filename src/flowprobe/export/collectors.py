@@ -287,10 +287,26 @@ class Exporter:
     """Every collector gets every record; a group's members take turns."""
 
     def __init__(self, profiles, *, boot_ms, meter_biflow=False, interfaces=None,
-                 spool_dir=None):
+                 spool_dir=None, carry_over=None):
+        """carry_over: the exporter a reload replaces. A collector whose
+        profile is unchanged (and records are shaped as before) goes on here
+        with its session: sequence numbers, templates, queue and spool."""
+        self.meter_biflow, self.spool_dir = meter_biflow, spool_dir
         self.collectors = []
+        self.carried = set()   # ids of the collectors taken over from carry_over
+        available = []
+        if carry_over is not None and (carry_over.meter_biflow, carry_over.spool_dir) == \
+                (meter_biflow, spool_dir):
+            available = list(carry_over.collectors)
         try:
             for profile in profiles:
+                kept = next((c for c in available if c.profile == profile), None)
+                if kept is not None:
+                    available.remove(kept)
+                    kept.profile = profile   # the same settings; maybe a new section name
+                    self.carried.add(id(kept))
+                    self.collectors.append(kept)
+                    continue
                 self.collectors.append(Collector(profile, boot_ms=boot_ms,
                                                  meter_biflow=meter_biflow,
                                                  interfaces=interfaces, spool_dir=spool_dir))
@@ -307,6 +323,8 @@ class Exporter:
         """Templates out; boot_ms (sysUptime zero for v9/v5) may be learnt
         only now, from the first records' capture."""
         for collector in self.collectors:
+            if id(collector) in self.carried:
+                continue   # its session goes on: nothing to announce
             if boot_ms is not None and hasattr(collector.encoder, "boot_ms"):
                 collector.encoder.boot_ms = boot_ms
             collector.start(now_ms)
@@ -327,12 +345,12 @@ class Exporter:
             collector.tick(now_ms, packets_ignored)
         self.pump(0)
 
-    def watched(self):
+    def watched(self, collectors=None):
         """(fd, events, callback(ready events)) for every transport with a
         socket: read always (ICMP errors, TCP closes), write while queued.
         The daemon's loop and pump() wait on these."""
         watched = []
-        for collector in self.collectors:
+        for collector in self.collectors if collectors is None else collectors:
             transport = collector.transport
             fd = transport.fileno()
             if fd is None:
@@ -349,39 +367,47 @@ class Exporter:
             watched.append((fd, events, on_event))
         return watched
 
-    def busy(self):
-        return any(c.transport.wants_write() for c in self.collectors)
+    def busy(self, collectors=None):
+        return any(c.transport.wants_write()
+                   for c in (self.collectors if collectors is None else collectors))
 
-    def pump(self, timeout_s):
+    def pump(self, timeout_s, collectors=None):
         """Moves queued messages into sockets and reads what collectors sent
         back; waits up to timeout_s, only while something is still queued.
         Never longer: metering must go on."""
+        collectors = self.collectors if collectors is None else collectors
         deadline = time.monotonic() + timeout_s
         with selectors.DefaultSelector() as selector:
             while True:
-                watched = self.watched()
+                watched = self.watched(collectors)
                 for fd, events, on_event in watched:
                     selector.register(fd, events, on_event)
-                wait = min(deadline - time.monotonic(), 0.1) if self.busy() else 0
+                wait = min(deadline - time.monotonic(), 0.1) if self.busy(collectors) else 0
                 for key, ready in selector.select(max(wait, 0)):
                     key.data(ready)
                 for fd, _, _ in watched:
                     selector.unregister(fd)
-                for collector in self.collectors:
+                for collector in collectors:
                     collector.transport.tick(time.monotonic())
-                if not self.busy() or time.monotonic() >= deadline:
+                if not self.busy(collectors) or time.monotonic() >= deadline:
                     return
 
-    def finish(self, now_ms, packets_ignored=0, timeout_s=5.0):
-        """Statistics last, then what waits is delivered (within timeout_s)."""
-        for collector in self.collectors:
+    def finish(self, now_ms, packets_ignored=0, timeout_s=5.0, handed_over=()):
+        """Statistics last, then what waits is delivered (within timeout_s);
+        collectors handed over to a new exporter (its .carried) go on."""
+        ending = [c for c in self.collectors if id(c) not in handed_over]
+        for collector in ending:
             collector.send_stats(now_ms, packets_ignored)
-        self.pump(timeout_s)
-        self.close()
+        self.pump(timeout_s, ending)   # a carried collector's backlog is not ours to wait for
+        for collector in ending:
+            collector.transport.close()
 
     def close(self):
+        """Closes this exporter's own collectors (not those it took over:
+        their old exporter still has them while a reload may fail)."""
         for collector in self.collectors:
-            collector.transport.close()
+            if id(collector) not in self.carried:
+                collector.transport.close()
 
     def stats(self):
         return [collector.stats() for collector in self.collectors]
