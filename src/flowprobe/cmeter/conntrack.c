@@ -100,6 +100,13 @@ struct fp_conntrack {
 	struct fp_conntrack_counters counters;
 };
 
+/* Time since a wall-clock stamp; 0 when the clock was stepped back past it
+ * (an unsigned difference would wrap and fire every timer at once). */
+static uint64_t elapsed(uint64_t now_ms, uint64_t since_ms)
+{
+	return now_ms > since_ms ? now_ms - since_ms : 0;
+}
+
 static uint32_t mix(uint32_t h, uint32_t v)
 {
 	h ^= v;
@@ -514,7 +521,7 @@ static void after_dump(struct fp_conntrack *ct, uint64_t now_ms)
 			e->missing_since_ms = now_ms;
 		}
 		if (e->state == LIVE && !e->due &&
-		    now_ms - e->period_start_ms >= ct->settings.active_timeout_ms && reported_less(e)) {
+		    elapsed(now_ms, e->period_start_ms) >= ct->settings.active_timeout_ms && reported_less(e)) {
 			e->end_reason = FP_END_ACTIVE_TIMEOUT;
 			make_due(ct, e);
 		}
@@ -532,11 +539,11 @@ static void settle_missing(struct fp_conntrack *ct, uint64_t now_ms)
 	for (i = 0; i < ct->slots; i++) {
 		struct entry *e = &ct->entries[i];
 
-		if (e->state == MISSING && now_ms - e->missing_since_ms >= ct->settings.vanish_grace_ms) {
+		if (e->state == MISSING && elapsed(now_ms, e->missing_since_ms) >= ct->settings.vanish_grace_ms) {
 			ct->counters.vanished++;
 			end_entry(ct, e, FP_END_LACK_OF_RESOURCES);
 			e->vanished = 1;
-		} else if (e->state == TOMBSTONE && now_ms - e->known_ms >= TOMBSTONE_MS) {
+		} else if (e->state == TOMBSTONE && elapsed(now_ms, e->known_ms) >= TOMBSTONE_MS) {
 			ct->tombstones--;
 			release(ct, e);
 		}
