@@ -70,4 +70,77 @@ static inline uint32_t corpus_wire_length(uint32_t captured, uint8_t wire)
 	return UINT32_MAX;
 }
 
+/* The input, read a byte at a time; past its end every byte reads as 0. */
+struct corpus_input {
+	const uint8_t *data;
+	size_t size;
+};
+
+static inline uint8_t corpus_take(struct corpus_input *in)
+{
+	if (!in->size)
+		return 0;
+	in->size--;
+	return *in->data++;
+}
+
+/* A frame operation (op 0x00-0x9f): its bytes stay in the input, which
+ * moves past them; the caller copies them where it wants them. */
+struct corpus_frame {
+	const uint8_t *bytes;
+	uint32_t length, wire, ifindex;
+	int linktype;
+	uint8_t dt;
+};
+
+static inline void corpus_take_frame(struct corpus_input *in, uint8_t op, struct corpus_frame *f)
+{
+	uint8_t wire;
+
+	f->dt = corpus_take(in);
+	wire = corpus_take(in);
+	f->length = (uint32_t)corpus_take(in) << 8;
+	f->length |= corpus_take(in);
+	if (f->length > in->size)
+		f->length = (uint32_t)in->size;
+	f->bytes = in->data;
+	in->data += f->length;
+	in->size -= f->length;
+	f->wire = corpus_wire_length(f->length, wire);
+	f->linktype = CORPUS_LINK_TYPES[op & 15];
+	f->ifindex = op >> 4;
+}
+
+/* op 0xc8-0xcf: 8 bytes of flow filter */
+static inline void corpus_take_filter(struct corpus_input *in, struct fp_flow_filter *filter)
+{
+	uint8_t b[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		b[i] = corpus_take(in);
+	memset(filter, 0, sizeof(*filter));
+	filter->ip_version = (uint8_t[]){ 0, 4, 6, 5 }[b[0] & 3];
+	filter->prefix_length = b[1] % 129;
+	/* a short address pattern, repeated: matches are still reachable */
+	for (i = 0; i < 16; i++)
+		filter->address[i] = b[2 + (i & 1)];
+	if (b[0] & 4)
+		memset(filter->address + 4, 0, 12);  /* an IPv4 prefix */
+	filter->protocol = b[4];
+	filter->port = (uint16_t)(b[5] << 8 | b[6]);
+	filter->ifindex = b[7] & 15;
+}
+
+/* the 4-byte header, and op 0xd0-0xd7: settings */
+static inline void corpus_take_settings(struct corpus_input *in, struct fp_settings *s)
+{
+	uint8_t b[4];
+	int i;
+
+	for (i = 0; i < 4; i++)
+		b[i] = corpus_take(in);
+	corpus_settings(b, s);
+}
+
 #endif

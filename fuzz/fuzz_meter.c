@@ -33,28 +33,6 @@
 
 #define CHECK(condition) do { if (!(condition)) __builtin_trap(); } while (0)
 
-struct input {
-	const uint8_t *data;
-	size_t size;
-};
-
-static int take(struct input *in, uint8_t *byte)
-{
-	if (!in->size)
-		return 0;
-	*byte = *in->data++;
-	in->size--;
-	return 1;
-}
-
-static uint8_t take_or_zero(struct input *in)
-{
-	uint8_t byte = 0;
-
-	take(in, &byte);
-	return byte;
-}
-
 struct run {
 	struct fp_meter *meter;
 	struct fp_settings settings;
@@ -76,34 +54,29 @@ static void process_last(struct run *r)
 			       r->last_frame, r->last_length, r->last_wire);
 }
 
-static void op_frame(struct run *r, uint8_t op, struct input *in)
+static void op_frame(struct run *r, uint8_t op, struct corpus_input *in)
 {
-	uint8_t dt = take_or_zero(in), wire = take_or_zero(in);
-	uint32_t length = (uint32_t)take_or_zero(in) << 8;
+	struct corpus_frame f;
 
-	length |= take_or_zero(in);
-	if (length > in->size)
-		length = (uint32_t)in->size;
+	corpus_take_frame(in, op, &f);
 	free(r->last_frame);
-	r->last_frame = malloc(length ? length : 1);
+	r->last_frame = malloc(f.length ? f.length : 1);
 	if (!r->last_frame)
 		abort();
-	memcpy(r->last_frame, in->data, length);
-	in->data += length;
-	in->size -= length;
-	r->last_length = length;
-	r->last_wire = corpus_wire_length(length, wire);
-	r->last_linktype = CORPUS_LINK_TYPES[op & 15];
-	r->last_ifindex = op >> 4;
-	corpus_advance(&r->now_us, dt);
+	memcpy(r->last_frame, f.bytes, f.length);
+	r->last_length = f.length;
+	r->last_wire = f.wire;
+	r->last_linktype = f.linktype;
+	r->last_ifindex = f.ifindex;
+	corpus_advance(&r->now_us, f.dt);
 	process_last(r);
 }
 
 /* Many flows or fragments from one frame: reaches the export reserve (256
  * slots) and the overflow policies without a long input. */
-static void op_repeat(struct run *r, struct input *in)
+static void op_repeat(struct run *r, struct corpus_input *in)
 {
-	uint8_t count = take_or_zero(in), pos = take_or_zero(in), dt = take_or_zero(in);
+	uint8_t count = corpus_take(in), pos = corpus_take(in), dt = corpus_take(in);
 	unsigned i;
 
 	if (!r->last_frame)
@@ -249,38 +222,21 @@ static void op_snapshot(struct run *r, int max)
 	CHECK(active == c.flows_active);
 }
 
-static void op_expire_matching(struct run *r, struct input *in)
+static void op_expire_matching(struct run *r, struct corpus_input *in)
 {
 	struct fp_flow_filter filter;
-	uint8_t b[8];
-	int i;
 
-	for (i = 0; i < 8; i++)
-		b[i] = take_or_zero(in);
-	memset(&filter, 0, sizeof(filter));
-	filter.ip_version = (uint8_t[]){ 0, 4, 6, 5 }[b[0] & 3];
-	filter.prefix_length = b[1] % 129;
-	/* a short address pattern, repeated: matches are still reachable */
-	for (i = 0; i < 16; i++)
-		filter.address[i] = b[2 + (i & 1)];
-	if (b[0] & 4)
-		memset(filter.address + 4, 0, 12);  /* an IPv4 prefix */
-	filter.protocol = b[4];
-	filter.port = (uint16_t)(b[5] << 8 | b[6]);
-	filter.ifindex = b[7] & 15;
+	corpus_take_filter(in, &filter);
 	CHECK(fp_meter_expire_matching(r->meter, &filter) >= 0);
 }
 
-static void op_update_settings(struct run *r, struct input *in)
+static void op_update_settings(struct run *r, struct corpus_input *in)
 {
 	struct fp_settings s;
-	uint8_t b[4];
 	char error[FP_ERROR_SIZE];
-	int i, result;
+	int result;
 
-	for (i = 0; i < 4; i++)
-		b[i] = take_or_zero(in);
-	corpus_settings(b, &s);
+	corpus_take_settings(in, &s);
 	result = fp_meter_update_settings(r->meter, &s, error);
 	if (s.max_flows != r->settings.max_flows || s.max_fragments != r->settings.max_fragments ||
 	    s.bidirectional != r->settings.bidirectional) {
@@ -293,24 +249,22 @@ static void op_update_settings(struct run *r, struct input *in)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct input in = { data, size };
+	struct corpus_input in = { data, size };
 	struct run *r;
 	struct fp_counters c;
 	char error[FP_ERROR_SIZE];
-	uint8_t header[4] = { 0, 0, 0, 0 }, op;
-	int i;
+	uint8_t op;
 
-	for (i = 0; i < 4; i++)
-		take(&in, &header[i]);
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		abort();
-	corpus_settings(header, &r->settings);
+	corpus_take_settings(&in, &r->settings);
 	r->meter = fp_meter_new(&r->settings, error);
 	CHECK(r->meter != NULL);
 	r->now_us = CORPUS_START_US;
 
-	while (take(&in, &op)) {
+	while (in.size) {
+		op = corpus_take(&in);
 		if (op < 0xa0)
 			op_frame(r, op, &in);
 		else if (op < 0xb0)

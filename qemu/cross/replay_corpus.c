@@ -14,11 +14,6 @@
 
 #define MAX_INPUT (1 << 20)
 
-struct input {
-	const uint8_t *data;
-	size_t size;
-};
-
 struct run {
 	FILE *out;
 	struct fp_meter *meter;
@@ -35,43 +30,30 @@ struct run {
 	int have_frame;
 };
 
-static uint8_t take(struct input *in)
-{
-	if (!in->size)
-		return 0;
-	in->size--;
-	return *in->data++;
-}
-
 static void process_last(struct run *r)
 {
 	fp_meter_process_frame(r->meter, r->linktype, r->ifindex, r->now_us, r->frame, r->length,
 			       r->wire);
 }
 
-static void op_frame(struct run *r, uint8_t op, struct input *in)
+static void op_frame(struct run *r, uint8_t op, struct corpus_input *in)
 {
-	uint8_t dt = take(in), wire = take(in);
-	uint32_t length = (uint32_t)take(in) << 8;
+	struct corpus_frame f;
 
-	length |= take(in);
-	if (length > in->size)
-		length = (uint32_t)in->size;
-	memcpy(r->frame, in->data, length);
-	in->data += length;
-	in->size -= length;
-	r->length = length;
-	r->wire = corpus_wire_length(length, wire);
-	r->linktype = CORPUS_LINK_TYPES[op & 15];
-	r->ifindex = op >> 4;
+	corpus_take_frame(in, op, &f);
+	memcpy(r->frame, f.bytes, f.length);
+	r->length = f.length;
+	r->wire = f.wire;
+	r->linktype = f.linktype;
+	r->ifindex = f.ifindex;
 	r->have_frame = 1;
-	corpus_advance(&r->now_us, dt);
+	corpus_advance(&r->now_us, f.dt);
 	process_last(r);
 }
 
-static void op_repeat(struct run *r, struct input *in)
+static void op_repeat(struct run *r, struct corpus_input *in)
 {
-	uint8_t count = take(in), pos = take(in), dt = take(in);
+	uint8_t count = corpus_take(in), pos = corpus_take(in), dt = corpus_take(in);
 	unsigned i;
 
 	if (!r->have_frame)
@@ -84,37 +66,21 @@ static void op_repeat(struct run *r, struct input *in)
 	}
 }
 
-static void op_expire_matching(struct run *r, struct input *in)
+static void op_expire_matching(struct run *r, struct corpus_input *in)
 {
 	struct fp_flow_filter filter;
-	uint8_t b[8];
-	int i;
 
-	for (i = 0; i < 8; i++)
-		b[i] = take(in);
-	memset(&filter, 0, sizeof(filter));
-	filter.ip_version = (uint8_t[]){ 0, 4, 6, 5 }[b[0] & 3];
-	filter.prefix_length = b[1] % 129;
-	for (i = 0; i < 16; i++)
-		filter.address[i] = b[2 + (i & 1)];
-	if (b[0] & 4)
-		memset(filter.address + 4, 0, 12);
-	filter.protocol = b[4];
-	filter.port = (uint16_t)(b[5] << 8 | b[6]);
-	filter.ifindex = b[7] & 15;
+	corpus_take_filter(in, &filter);
 	fprintf(r->out, "expire_matching %d\n", fp_meter_expire_matching(r->meter, &filter));
 }
 
-static void op_update_settings(struct run *r, struct input *in)
+static void op_update_settings(struct run *r, struct corpus_input *in)
 {
 	struct fp_settings s;
 	char error[FP_ERROR_SIZE];
-	uint8_t b[4];
-	int i, result;
+	int result;
 
-	for (i = 0; i < 4; i++)
-		b[i] = take(in);
-	corpus_settings(b, &s);
+	corpus_take_settings(in, &s);
 	result = fp_meter_update_settings(r->meter, &s, error);
 	fprintf(r->out, "update_settings %d%s%s\n", result, result ? " " : "", result ? error : "");
 	if (result == 0)
@@ -127,12 +93,12 @@ static void drain(struct run *r, int max)
 	print_drain(r->out, r->meter, (int)r->settings.bidirectional, max);
 }
 
-static void run_ops(struct run *r, struct input *in)
+static void run_ops(struct run *r, struct corpus_input *in)
 {
 	uint8_t op;
 
 	while (in->size) {
-		op = take(in);
+		op = corpus_take(in);
 		if (op < 0xa0) {
 			op_frame(r, op, in);
 		} else if (op < 0xb0) {
@@ -165,12 +131,10 @@ static void run_ops(struct run *r, struct input *in)
 int replay_corpus_file(FILE *out, const char *path)
 {
 	static uint8_t data[MAX_INPUT];
-	struct input in = { data, 0 };
+	struct corpus_input in = { data, 0 };
 	char error[FP_ERROR_SIZE];
-	uint8_t header[4];
 	struct run *r;
 	FILE *file = fopen(path, "rb");
-	int i;
 
 	if (!file) {
 		perror(path);
@@ -181,9 +145,7 @@ int replay_corpus_file(FILE *out, const char *path)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		abort();
-	for (i = 0; i < 4; i++)
-		header[i] = take(&in);
-	corpus_settings(header, &r->settings);
+	corpus_take_settings(&in, &r->settings);
 	r->out = out;
 	r->frame = r->frame_storage + 1;
 	r->now_us = CORPUS_START_US;
