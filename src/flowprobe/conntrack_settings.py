@@ -4,7 +4,7 @@ value and what is allowed."""
 
 from dataclasses import dataclass
 
-from flowprobe.errors import OptionError
+from flowprobe.errors import OptionError, check_int, check_seconds
 
 SOURCES = ("capture", "conntrack", "both")
 MAX_SECONDS = 7 * 24 * 3600
@@ -40,11 +40,8 @@ class ConntrackSettings:
 
 
 def _check_int(option, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConntrackSettingsError(option, value, f"an integer from {low} to {high}")
+    check_int(ConntrackSettingsError, option, value, low, high)
 
 
 def _check_seconds(option, value, low):
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not low <= value <= MAX_SECONDS):
-        raise ConntrackSettingsError(option, value, f"seconds from {low:g} to {MAX_SECONDS}")
+    check_seconds(ConntrackSettingsError, option, value, low, MAX_SECONDS)

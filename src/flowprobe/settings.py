@@ -7,7 +7,7 @@ the value and what is allowed.
 
 from dataclasses import dataclass, fields
 
-from flowprobe.errors import OptionError
+from flowprobe.errors import OptionError, check_int, check_seconds
 
 OVERFLOW_POLICIES = ("evict", "refuse")
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600  # flow durations are kept in 32-bit milliseconds
@@ -49,11 +49,8 @@ class MeterSettings:
 
 
 def _check_int(option, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SettingsError(option, value, f"an integer from {low} to {high}")
+    check_int(SettingsError, option, value, low, high)
 
 
 def _check_seconds(option, value, low):
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not low <= value <= MAX_TIMEOUT_SECONDS):
-        raise SettingsError(option, value, f"seconds from {low:g} to {MAX_TIMEOUT_SECONDS}")
+    check_seconds(SettingsError, option, value, low, MAX_TIMEOUT_SECONDS)
