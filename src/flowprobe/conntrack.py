@@ -310,8 +310,6 @@ class ConntrackService:
         self._register()
 
     def _on_timer(self, events):
-        if self.source is None:   # closed by a reload earlier in the same loop turn
-            return
         messages = self._read()
         if messages == 0 or messages >= TRICKLE:
             self._release()      # quiet, or busy: wait for the socket again
@@ -344,8 +342,6 @@ class ConntrackService:
     # ---- the loop ----
 
     def _on_readable(self, events):
-        if self.source is None:   # closed by a reload earlier in the same loop turn
-            return
         if self._read() < TRICKLE and self.probe.selector:
             self._hold()
 
