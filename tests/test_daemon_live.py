@@ -84,7 +84,8 @@ def start_truth(lab, tmp_path, devices):
     captures = []
     for device in devices:
         path = tmp_path / f"{device}.pcap"
-        process = lab.popen(lab.router, "tcpdump", "-i", device, "-Q", "in", "-U", "-n",
+        process = lab.popen(lab.router, "tcpdump", "--immediate-mode",
+                            "-i", device, "-Q", "in", "-U", "-n",
                             "-w", str(path), QUIET, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
         captures.append((process, path))

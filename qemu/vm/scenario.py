@@ -6,6 +6,7 @@ The oracles are tests/'s: realstack/simple_truth.py reads the capture, collector
 receives and nfdump reads back, captures.differences compares. None shares code with flowprobe.
 """
 
+import re
 import signal
 import subprocess
 import sys
@@ -81,8 +82,12 @@ class TruthCapture:
 
     def __init__(self, link, path):
         self.link, self.path = link, Path(path)
-        self.process = link.popen("tcpdump", "-i", link.device, "-U", "-n", "-s", "262144",
-                                  "-w", str(self.path), TRUTH_FILTER,
+        # a large buffer and immediate delivery: under TCG the host is busy, and
+        # a truth with gaps would be blamed on the probe (without immediate mode
+        # the ring's last block waits up to a second, and is lost at the stop)
+        self.process = link.popen("tcpdump", "--immediate-mode",
+                                  "-i", link.device, "-U", "-n", "-s", "262144",
+                                  "-B", "16384", "-w", str(self.path), TRUTH_FILTER,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         # tcpdump says "listening" only on a terminal; its file header shows it is attached
@@ -98,7 +103,9 @@ class TruthCapture:
             size = self.path.stat().st_size  # a loaded tcpdump lags: let it write all
             time.sleep(0.5)
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(10)
+        report = self.process.communicate(timeout=10)[1].decode(errors="replace")
+        dropped = re.search(r"(\d+) packets? dropped by kernel", report)
+        assert dropped and dropped[1] == "0", f"the truth capture lost packets: {report}"
         return simple_truth.truth(str(self.path))
 
 
