@@ -105,8 +105,7 @@ def start_captures(lab, tmp_path):
     captures = []
     for namespace, name in ((lab.client, "client"), (lab.server, "server")):
         path = tmp_path / f"{name}.pcap"
-        process = lab.popen(namespace, "tcpdump", "--immediate-mode",
-                            "-i", "eth0", "-U", "-n", "-B", "16384",
+        process = lab.popen(namespace, "tcpdump", "-i", "eth0", "-U", "-n", "-B", "16384",
                             "-w", str(path), QUIET, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
         captures.append((process, path))

@@ -84,8 +84,7 @@ def start_truth(lab, tmp_path, devices):
     captures = []
     for device in devices:
         path = tmp_path / f"{device}.pcap"
-        process = lab.popen(lab.router, "tcpdump", "--immediate-mode",
-                            "-i", device, "-Q", "in", "-U", "-n",
+        process = lab.popen(lab.router, "tcpdump", "-i", device, "-Q", "in", "-U", "-n",
                             "-w", str(path), QUIET, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
         captures.append((process, path))
@@ -93,9 +92,15 @@ def start_truth(lab, tmp_path, devices):
     return captures
 
 
-def settle(path, quiet_s=0.5, timeout_s=10):
+# tcpdump's capture ring hands over a partly filled block after its 1 s
+# timeout: a file quiet for longer holds everything that was captured
+TCPDUMP_QUIET_S = 1.2
+
+
+def settle(path, quiet_s=TCPDUMP_QUIET_S, timeout_s=15):
     """tcpdump drops what it has not read when it exits, and on a loaded
-    machine it lags: wait until its file stops growing."""
+    machine it lags: wait until its file stops growing for longer than its
+    ring's block timeout."""
     deadline, size = time.monotonic() + timeout_s, -1
     while time.monotonic() < deadline:
         time.sleep(quiet_s)

@@ -172,8 +172,7 @@ def test_a_burst_beyond_the_capture_buffer_is_reported(tmp_path, request):
         # what the daemon exports, as it leaves (the port has no listener:
         # the daemon's sends still succeed, and the capture keeps them)
         export = tmp_path / "export.pcap"
-        recorder = lab.popen(lab.router, "tcpdump", "--immediate-mode",
-                             "-i", "lo", "-U", "-n", "-w", str(export),
+        recorder = lab.popen(lab.router, "tcpdump", "-i", "lo", "-U", "-n", "-w", str(export),
                              f"udp port {COLLECTOR_PORT}", stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         daemon = Daemon(lab, tmp_path, uci_config(str(tmp_path / "control.sock"),

@@ -77,8 +77,7 @@ def test_collectors_down_then_back(tmp_path):
     spool_dir = tempfile.mkdtemp(prefix="flowprobe-spool-")
     with RouterLab() as lab:
         pcap = tmp_path / "export.pcap"
-        recorder = lab.popen(lab.router, "tcpdump", "--immediate-mode",
-                             "-i", "lo", "-U", "-n", "-w", str(pcap),
+        recorder = lab.popen(lab.router, "tcpdump", "-i", "lo", "-U", "-n", "-w", str(pcap),
                              f"tcp port {SPOOLED} or tcp port {QUEUE_ONLY}",
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         daemon = Daemon(lab, tmp_path, config_text(str(tmp_path / "control.sock"), spool_dir))

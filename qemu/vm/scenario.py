@@ -82,11 +82,9 @@ class TruthCapture:
 
     def __init__(self, link, path):
         self.link, self.path = link, Path(path)
-        # a large buffer and immediate delivery: under TCG the host is busy, and
-        # a truth with gaps would be blamed on the probe (without immediate mode
-        # the ring's last block waits up to a second, and is lost at the stop)
-        self.process = link.popen("tcpdump", "--immediate-mode",
-                                  "-i", link.device, "-U", "-n", "-s", "262144",
+        # a large buffer: under TCG the host is busy, and a truth with gaps
+        # would be blamed on the probe
+        self.process = link.popen("tcpdump", "-i", link.device, "-U", "-n", "-s", "262144",
                                   "-B", "16384", "-w", str(self.path), TRUTH_FILTER,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
@@ -98,10 +96,12 @@ class TruthCapture:
 
     def stop(self):
         """Per-flow (packets, octets) of everything captured."""
-        size, deadline = -1, time.monotonic() + 10
+        # a loaded tcpdump lags, and its capture ring hands over a partly filled
+        # block only after 1 s: quiet for longer than that, it has written all
+        size, deadline = -1, time.monotonic() + 15
         while time.monotonic() < deadline and self.path.stat().st_size != size:
-            size = self.path.stat().st_size  # a loaded tcpdump lags: let it write all
-            time.sleep(0.5)
+            size = self.path.stat().st_size
+            time.sleep(1.2)
         self.process.send_signal(signal.SIGTERM)
         report = self.process.communicate(timeout=10)[1].decode(errors="replace")
         dropped = re.search(r"(\d+) packets? dropped by kernel", report)

@@ -116,7 +116,7 @@ wait_listening -t "$http_port"
 wait_listening -u "$udp_port"
 
 # -Z root: write the file as root wherever OUT is; -U: flush every packet.
-ip netns exec "$ns_a" tcpdump -i veth-a -n -U --immediate-mode -Z root -w "$out" >"$work/tcpdump.log" 2>&1 &
+ip netns exec "$ns_a" tcpdump -i veth-a -n -U -Z root -w "$out" >"$work/tcpdump.log" 2>&1 &
 tcpdump_pid=$!
 pids="$pids $tcpdump_pid"
 for _ in $(seq 100); do
