@@ -1,6 +1,7 @@
 """The spool: a collector's queue overflow on disk, within a budget, replayed
 in order when the collector is back (real TCP and UDP sockets on loopback)."""
 
+import errno
 import os
 import socket
 
@@ -136,17 +137,21 @@ def test_udp_without_a_route_spools_until_the_route_is_back(tmp_path):
     for n in range(1, 11):
         assert transport.send(message(n), records=1)
     assert transport.stats()["spooled_messages"] >= 10 - QUEUE - 1
-    clock.now = transport.next_timer()   # the route is back: the socket opens again
+    assert transport.stats()["down"]
+    transport._sock = real_socket        # the route is back
+    for _ in range(2):                   # the back-off ends; then the probe's window
+        clock.now = transport.next_timer()
+        transport.tick(clock.now)
     pump(transport, lambda: transport.stats()["queued"] == 0
          and not transport.stats()["spooled_messages"], clock)
-    got = [split_messages(receiver_socket.recv(100))[0] for _ in range(9)]
+    got = [split_messages(receiver_socket.recv(100))[0] for _ in range(10)]
     stats = transport.stats()
     transport.close()
     real_socket.close()
     receiver_socket.close()
-    # the first message met the unreachable network and is counted; the rest arrive in order
-    assert got == list(range(2, 11))
-    assert stats["records_sent"] == 9 and stats["records_not_sent"] == 1
+    # nothing was sent while the network was unreachable: all arrive, in order
+    assert got == list(range(1, 11))
+    assert stats["records_sent"] == 10 and stats["records_not_sent"] == 0
 
 
 def test_what_was_replayed_makes_room_for_new_messages(tmp_path):
@@ -160,3 +165,75 @@ def test_what_was_replayed_makes_room_for_new_messages(tmp_path):
     assert spool.push(message(6), records=1) and spool.push(message(7), records=1)
     assert os.path.getsize(tmp_path / "c.spool") <= spool.budget
     assert [split_messages(spool.pop()[0]) for _ in range(4)] == [[3], [4], [6], [7]]
+
+
+def test_a_planted_link_is_never_followed(tmp_path):
+    """The spool directory is the daemon user's and the file is created by
+    root: a link the user planted at the coming name must not make root
+    truncate or write what it points to."""
+    target = tmp_path / "secret"
+    target.write_bytes(b"x" * 1900)
+    os.chmod(target, 0o600)
+    planted = tmp_path / "c.1234.1.spool"
+    planted.symlink_to(target)
+    spool = Spool(planted, 1 << 16)
+    assert spool.push(message(1), records=1)
+    assert target.read_bytes() == b"x" * 1900
+    assert not planted.is_symlink() and planted.stat().st_size > 0
+    spool.close()
+
+
+class FailingFile:
+    """Stands for the spool's file on a disk that fails (EIO, ENOSPC)."""
+
+    def __init__(self, real, error):
+        self.real, self.error = real, error
+
+    def __getattr__(self, name):
+        if name in ("write", "read", "truncate", "flush"):
+            def fail(*args):
+                raise OSError(self.error, os.strerror(self.error))
+            return fail
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("error", [errno.EIO, errno.ENOSPC])
+def test_a_failing_spool_file_counts_what_it_held_and_never_raises(tmp_path, error):
+    spool = Spool(tmp_path / "c.spool", 1 << 16)
+    assert all(spool.push(message(n), records=2) for n in range(3))
+    real = spool._file
+    spool._file = FailingFile(real, error)
+    assert not spool.push(message(4), records=2)      # counted by the caller
+    assert spool.pop() is None                         # the file failed: 3 messages lost
+    assert spool.take_lost() == (3, 6) and spool.stats()["spool_errors"] == 1
+    assert os.strerror(error) in spool.stats()["spool_last_error"]
+    spool._file = real                                 # the disk recovers: it works again
+    assert spool.push(message(5), records=1)
+    assert split_messages(spool.pop()[0]) == [5]
+    spool.close()
+
+
+def test_a_full_spool_filesystem_while_replaying_loses_no_count(tmp_path):
+    """The collector returns while the spool's disk fails: the transport
+    counts what the spool lost as not sent, delivers the rest, and raises
+    nothing."""
+    clock = FakeClock()
+    server = tcp_server("127.0.0.1")
+    transport = TcpTransport("127.0.0.1", server.getsockname()[1], clock=clock,
+                             queue_limit=QUEUE, spool=Spool(tmp_path / "t.spool", 1 << 20))
+    pump(transport, lambda: transport.stats()["errors"] == 1, clock)
+    for n in range(1, 11):
+        transport.send(message(n), records=1)
+    spooled = transport.stats()["spooled_records"]
+    assert spooled > 0
+    transport.spool._file = FailingFile(transport.spool._file, errno.ENOSPC)
+    server.listen()
+    clock.now = transport.next_timer()
+    pump(transport, lambda: transport.stats()["queued"] == 0, clock)
+    conn, _ = server.accept()
+    stats = transport.stats()
+    assert stats["records_not_sent"] >= spooled
+    assert stats["records_sent"] + stats["records_not_sent"] == 10
+    transport.close()
+    conn.close()
+    server.close()

@@ -124,11 +124,14 @@ def test_udp_source_address_is_bound():
 
 
 @pytest.mark.parametrize("host", HOSTS)
-def test_udp_refusal_counted_without_stalling_then_delivery(host):
+def test_udp_refused_collector_is_down_and_nothing_refused_counts_as_sent(host):
+    """A UDP collector that is not there: the datagram the ICMP error names is
+    not sent, the rest wait (never reported sent) and go once it is back."""
+    clock = FakeClock()
     reserve = udp_receiver(host)
     port = reserve.getsockname()[1]
-    reserve.close()  # nobody listens: each datagram draws an ICMP port unreachable
-    transport = UdpTransport(host, port)
+    reserve.close()  # nobody listens: a datagram draws an ICMP port unreachable
+    transport = UdpTransport(host, port, clock=clock, queue_limit=100)
     started = time.monotonic()
     for number in range(20):
         assert transport.send(message(number), records=2)
@@ -136,18 +139,34 @@ def test_udp_refusal_counted_without_stalling_then_delivery(host):
     assert time.monotonic() - started < 0.5
     stats = transport.stats()
     shown = f"[{host}]" if ":" in host else host
-    assert stats["errors"] >= 1
     assert stats["last_error"] == f"connection refused by {shown}:{port}"
     assert abs(stats["last_error_time"] - time.time()) < 5
-    assert accounted(stats, 20) and stats["queued"] == 0
+    assert (stats["messages_sent"], stats["records_sent"]) == (0, 0)
+    assert (stats["messages_not_sent"], stats["records_refused"], stats["queued"]) == (1, 2, 19)
+    assert stats["down"] and accounted(stats, 20)
+
+    # the back-off's probe is refused too: still nothing sent, nothing more lost
+    clock.now = transport.next_timer()
+    transport.tick(clock.now)
+    transport.on_readable()
+    stats = transport.stats()
+    assert (stats["messages_sent"], stats["messages_not_sent"], stats["queued"]) == (0, 1, 19)
+    assert transport.next_timer() == pytest.approx(clock.now + 2.0)   # the back-off doubled
 
     receiver = socket.socket(family(host), socket.SOCK_DGRAM)
     receiver.bind((host, port))
     receiver.settimeout(2)
-    for number in range(100, 103):
-        assert transport.send(message(number))
-    assert [split_messages(receiver.recv(100))[0] for _ in range(3)] == [100, 101, 102]
-    assert transport.stats()["messages_sent"] >= 23 - stats["messages_not_sent"]
+    clock.now = transport.next_timer()
+    transport.tick(clock.now)                  # the probe: the queue's head alone
+    assert split_messages(receiver.recv(100)) == [1]
+    assert transport.stats()["messages_sent"] == 0   # not before its probe window ends
+    clock.now = transport.next_timer()
+    transport.tick(clock.now)
+    got = [split_messages(receiver.recv(100))[0] for _ in range(18)]
+    stats = transport.stats()
+    assert got == list(range(2, 20))
+    assert (stats["messages_sent"], stats["messages_not_sent"], stats["queued"]) == (19, 1, 0)
+    assert not stats["down"]
     transport.close()
     receiver.close()
 

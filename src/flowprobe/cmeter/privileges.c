@@ -3,8 +3,8 @@
  * The daemon keeps only the capabilities it names: CAP_NET_RAW, so it can
  * still open an interface that appears later or is added by a reload, and
  * CAP_NET_ADMIN with the conntrack source (its table dumps need it);
- * everything else root could do is gone, and no_new_privs means nothing it
- * might execute could get it back.  Direct syscalls: no libcap on a router. */
+ * everything else root could do is gone, from the bounding set as well, and
+ * no_new_privs means nothing it might execute could get it back.  Direct syscalls: no libcap on a router. */
 
 #define _GNU_SOURCE /* setresuid, setresgid */
 #include <errno.h>
@@ -24,6 +24,22 @@ static int fail(char *error, size_t size, const char *doing)
 	return -1;
 }
 
+/* The bounding set too: a capability outside it can never come back, even
+ * through a file capability (no_new_privs covers exec; this covers the rest). */
+static int drop_bounding_set(uint64_t keep)
+{
+	for (int capability = 0; capability < 64; capability++) {
+		if (keep >> capability & 1)
+			continue;
+		if (prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) < 0) {
+			if (errno == EINVAL) /* beyond the kernel's last capability */
+				break;
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int set_capabilities(uint64_t keep)
 {
 	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3 };
@@ -40,6 +56,8 @@ int fp_drop_privileges(unsigned int uid, unsigned int gid, uint64_t keep, char *
 {
 	gid_t groups[1] = { gid };
 
+	if (drop_bounding_set(keep) < 0) /* needs CAP_SETPCAP: while still root */
+		return fail(error, error_size, "prctl(PR_CAPBSET_DROP)");
 	if (setgroups(1, groups) < 0)
 		return fail(error, error_size, "setgroups");
 	if (setresgid(gid, gid, gid) < 0)

@@ -19,8 +19,18 @@ otherwise (a collector back from an outage takes the replay and the new
 messages behind it, within the same budget).  A spool
 left by an earlier run is discarded at start: its messages belonged to an
 exporting session that no longer exists.
+
+The directory belongs to the daemon's user while the file is created by
+root (at start, before the privilege drop): the user could have planted a
+link at the name, so the file is created new (O_CREAT | O_EXCL) and never
+followed (O_NOFOLLOW), and a name already taken is refused.
+
+A spool never raises once open: a write, read or truncate that fails
+(ENOSPC on a full tmpfs, EIO) counts what it held as not sent, empties it
+and goes on; export carries on without it until the next message fits.
 """
 
+import errno
 import os
 import struct
 
@@ -32,17 +42,37 @@ class SpoolError(OSError):
     pass
 
 
+def _create(path):
+    """A new file at path, never through a link; a name already taken (an
+    earlier run's spool, or a link the directory's owner planted) is removed
+    first, once: unlink() removes the link, not what it points to."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for attempt in (1, 2):
+        try:
+            return os.open(path, flags, 0o600)
+        except FileExistsError:
+            if attempt == 2:
+                break
+            try:
+                os.unlink(path)
+            except OSError as e:
+                raise SpoolError(f"cannot create the spool {path}: {e.strerror}") from None
+        except OSError as e:
+            raise SpoolError(f"cannot create the spool {path}: {e.strerror}") from None
+    raise SpoolError(f"cannot create the spool {path}: the name keeps being taken")
+
+
 class Spool:
     def __init__(self, path, budget_bytes):
         self.path, self.budget = str(path), budget_bytes
-        try:
-            self._file = open(self.path, "w+b")   # truncates a previous run's spool
-        except OSError as e:
-            raise SpoolError(f"cannot create the spool {self.path}: {e.strerror}") from None
+        self._file = os.fdopen(_create(self.path), "w+b")
         self._read_at = self._write_at = 0
         self.messages = self.records = 0          # waiting in it now
         self.messages_spooled = self.records_spooled = 0
         self.write_errors = 0
+        self.errors = 0                           # reads and truncates that failed
+        self.messages_lost = self.records_lost = 0   # held when the file failed
+        self.last_error = None
 
     def __len__(self):
         return self.messages
@@ -56,7 +86,11 @@ class Spool:
         write failed): the caller counts it as not sent."""
         size = ENTRY.size + len(data)
         if self._write_at + size > self.budget and self._read_at:
-            self._compact()
+            try:
+                self._compact()
+            except OSError as e:
+                self._failed(e)
+                return False
         if self._write_at + size > self.budget:
             return False
         try:
@@ -64,8 +98,10 @@ class Spool:
             self._file.write(ENTRY.pack(len(data), records))
             self._file.write(data)
             self._file.flush()
-        except OSError:
+        except OSError as e:
+            # a partial entry past _write_at is never read: it is overwritten
             self.write_errors += 1
+            self.last_error = f"writing {self.path}: {e.strerror}"
             return False
         self._write_at += ENTRY.size + len(data)
         self.messages += 1
@@ -90,29 +126,67 @@ class Spool:
         self._write_at, self._read_at = target, 0
 
     def pop(self):
-        """(data, records) of the oldest message, or None."""
+        """(data, records) of the oldest message, or None (also when the file
+        failed: what it held is then counted in records_lost)."""
         if not self.messages:
             return None
-        self._file.seek(self._read_at)
-        length, records = ENTRY.unpack(self._file.read(ENTRY.size))
-        data = self._file.read(length)
+        try:
+            self._file.seek(self._read_at)
+            head = self._file.read(ENTRY.size)
+            length, records = ENTRY.unpack(head)
+            data = self._file.read(length)
+            if len(data) != length:
+                raise OSError(errno.EIO, "the spool file is shorter than its entries")
+        except (OSError, ValueError, struct.error) as e:
+            self._failed(e)
+            return None
         self._read_at += ENTRY.size + length
         self.messages -= 1
         self.records -= records
         if not self.messages:  # all replayed: start the file over
-            self._file.truncate(0)
+            try:
+                self._file.truncate(0)
+            except OSError as e:
+                self._failed(e)
             self._read_at = self._write_at = 0
         return data, records
+
+    def _failed(self, error):
+        """The file cannot be trusted any more: what it held is lost (and
+        counted), and it starts over empty if it can."""
+        self.errors += 1
+        self.last_error = f"{self.path}: {getattr(error, 'strerror', None) or error}"
+        self.records_lost += self.records
+        self.messages_lost += self.messages
+        self.messages = self.records = 0
+        self._read_at = self._write_at = 0
+        try:
+            self._file.truncate(0)
+        except (OSError, ValueError):
+            pass
+
+    def take_lost(self):
+        """(messages, records) lost to file errors since the last call: the
+        transport counts them as not sent."""
+        lost = (self.messages_lost, self.records_lost)
+        self.messages_lost = self.records_lost = 0
+        return lost
 
     def stats(self):
         return {"spooled_messages": self.messages, "spooled_records": self.records,
                 "spool_octets": self.octets, "spool_budget": self.budget,
-                "records_spooled": self.records_spooled, "spool_write_errors": self.write_errors}
+                "records_spooled": self.records_spooled, "spool_write_errors": self.write_errors,
+                "spool_errors": self.errors, "spool_last_error": self.last_error}
 
     def close(self):
         """Removes the file; returns (messages, records) that were still in it."""
-        left = (self.messages, self.records)
-        self._file.close()
+        left = (self.messages + self.messages_lost,
+                self.records + self.records_lost)
+        self.messages_lost = self.records_lost = 0
+        try:
+            self._file.close()
+        except OSError:
+            pass
         try:
             os.unlink(self.path)
         except OSError:

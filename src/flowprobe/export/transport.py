@@ -11,9 +11,11 @@ non-blocking and single-threaded, driven by the daemon's event loop:
 
 A collector that is down, refusing or slow never stalls the caller: messages
 wait in a bounded queue and whatever cannot be delivered is counted as not
-sent, with its records.  "Sent" means handed to the kernel: a TCP connection
-that breaks loses what sat in the kernel's buffer, and a UDP datagram to a
-dead port is gone; neither protocol (RFC 7011 section 10) acknowledges.
+sent, with its records.  "Sent" means handed to the kernel and not refused:
+a TCP connection that breaks loses what sat in the kernel's buffer, and a
+UDP datagram lost on the way is gone; neither protocol (RFC 7011 section 10)
+acknowledges.  A UDP datagram that draws an ICMP error is not sent (see
+UdpTransport).
 """
 
 from __future__ import annotations
@@ -33,9 +35,13 @@ TCP_STALL_SECONDS = 60.0
 NOBUFS_PAUSE_SECONDS = 0.05
 # Gather at most this many queued messages into one sendmsg() (IOV_MAX is 1024).
 GATHER_MESSAGES = 64
-# A peer's ICMP error surfaces on our next send and costs that send; retrying
-# is right, but not without end.
-REFUSED_RETRIES = 2
+# Errors that say the collector, or the way to it, is not there (an ICMP
+# error for an earlier datagram, or no route): nothing was sent.
+UNREACHABLE = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                         errno.EHOSTDOWN, errno.ENETDOWN))
+# How long a probe datagram to a collector that was down waits for an ICMP
+# error before it counts as delivered: a LAN's round trip, many times over.
+PROBE_WINDOW_SECONDS = 0.25
 
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE as an error, never SIGPIPE
 
@@ -143,8 +149,11 @@ class _Transport:
             return False
         # once messages wait in the spool, new ones queue behind them: order is kept
         if (self.spool is not None and len(self.spool)) or not self._has_room():
-            if self.spool is not None and self.spool.push(bytes(message), records):
-                return True
+            if self.spool is not None:
+                pushed = self.spool.push(bytes(message), records)
+                self._count_not_sent(*self.spool.take_lost())
+                if pushed:
+                    return True
             self._count_not_sent(1, records)
             return False
         self._queue.append(_Message(bytes(message), records))
@@ -207,9 +216,13 @@ class _Transport:
         """Moves spooled messages into the emptied queue; True if any moved."""
         moved = False
         while self.spool and self._has_room():
-            data, records = self.spool.pop()
-            self._queue.append(_Message(data, records))
+            popped = self.spool.pop()
+            if popped is None:     # the spool's file failed: what it held is lost
+                break
+            self._queue.append(_Message(*popped))
             moved = True
+        if self.spool is not None:
+            self._count_not_sent(*self.spool.take_lost())
         return moved
 
     def _error(self, text):
@@ -264,10 +277,19 @@ class _Transport:
 class UdpTransport(_Transport):
     """Datagrams over a connected UDP socket.
 
-    connect() on UDP makes the kernel report the collector's ICMP port
-    unreachable as ECONNREFUSED on a later send or recv: counted as an error,
-    never a stall.  A socket that fails outright (the route or the local
-    address went away) is opened again after a backoff."""
+    A collector that is not there answers a datagram with an ICMP error
+    (port or host unreachable), which the kernel reports as ECONNREFUSED or
+    EHOSTUNREACH on the socket's next send or recv.  That datagram was not
+    delivered: it moves from sent to not sent (the last one sent is the one
+    the error names where the error comes back before the next send: on
+    loopback and a LAN).  The collector is then down for a back-off period
+    (1 s, doubling to 60 s): messages wait in the queue and, beyond it, in
+    the spool if there is one, else are counted as not sent.  When the
+    period ends the queue's head goes alone, as a probe, and is counted sent
+    only if no error came back within PROBE_WINDOW_SECONDS; then the rest
+    follows.  A network that is unreachable (no route) is waited out the
+    same way.  What UDP cannot tell: datagrams lost on the way, and those
+    whose ICMP error never came (rate-limited, or filtered)."""
 
     def __init__(self, host: str, port: int, *, source_address: str | None = None,
                  queue_limit: int = 256, clock=time.monotonic, backoff_min: float = 1.0,
@@ -276,20 +298,23 @@ class UdpTransport(_Transport):
                          clock=clock, backoff_min=backoff_min, backoff_max=backoff_max,
                          send_buffer=send_buffer, spool=spool)
         self._paused = False        # _retry_at is an ENOBUFS pause, not a reopen
+        self._down = False          # _retry_at ends a period of the collector being down
+        self._probing = False       # _retry_at ends a probe's wait for an ICMP error
+        self._last_sent = None      # the datagram an ICMP error names
+        self.messages_refused = self.records_refused = 0
         self._open(self._clock())
 
     def on_readable(self) -> None:
-        # A collector sends nothing; reading clears pending ICMP errors.
+        # A collector sends nothing; reading collects pending ICMP errors.
         while self._sock is not None:
             try:
                 self._sock.recv(65536)
             except BlockingIOError:
                 return
             except OSError as e:
-                if e.errno == errno.ECONNREFUSED:
-                    self._error(self._errno_text(e.errno, "receiving from"))
-                else:
-                    return
+                if e.errno in UNREACHABLE:
+                    self._unreachable(e.errno)
+                return
 
     def tick(self, now: float) -> None:
         if self._closed or self._retry_at is None or now < self._retry_at:
@@ -297,11 +322,19 @@ class UdpTransport(_Transport):
         self._retry_at = None
         if self._paused:
             self._paused = False
+        elif self._probing:
+            self._probe_ended(now)
+        elif self._down:
+            self._probe(now)
         else:
             self.reconnects += 1
             self._open(now)
         if self._can_write():
             self._flush()
+
+    def stats(self) -> dict:
+        return dict(super().stats(), down=self._down, messages_refused=self.messages_refused,
+                    records_refused=self.records_refused)
 
     def _open(self, now):
         try:
@@ -321,8 +354,62 @@ class UdpTransport(_Transport):
         self.connects += 1
         self._backoff = self.backoff_min
 
+    def _unreachable(self, err):
+        """An ICMP error came back: the collector is down for a while."""
+        self._error(self._errno_text(err, "sending to"))
+        if self._probing:
+            self._probing = False      # the probe is still the queue's head: not sent
+        elif self._last_sent is not None:
+            message, self._last_sent = self._last_sent, None
+            self.messages_sent -= 1
+            self.records_sent -= message.records
+            self.octets_sent -= len(message.data)
+            self.messages_refused += 1
+            self.records_refused += message.records
+            self._count_not_sent(1, message.records)
+        self._down, self._paused = True, False
+        self._schedule_retry(self._clock())
+
+    def _probe(self, now):
+        """The down period is over: the queue's head goes alone."""
+        if not (self._queue or self._refill()):
+            self._down = False          # nothing waits: the next message finds out
+            return
+        try:
+            self._sock.send(self._queue[0].data, _SEND_FLAGS)
+        except BlockingIOError:
+            self._retry_at = now + NOBUFS_PAUSE_SECONDS
+            return
+        except OSError as e:
+            if e.errno in UNREACHABLE or e.errno == errno.ENOBUFS:
+                self._unreachable(e.errno)
+                return
+            self._failed(e.errno)
+            return
+        self._probing = True
+        self._retry_at = now + PROBE_WINDOW_SECONDS
+
+    def _probe_ended(self, now):
+        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)   # and clears it
+        self._probing = False
+        if err in UNREACHABLE:
+            self._unreachable(err)
+            return
+        message = self._queue.popleft()
+        self._count_sent(message)
+        self._last_sent = message
+        self._down = False
+        self._backoff = self.backoff_min
+
+    def _failed(self, err):
+        """The socket itself failed (not the collector): a new one after the
+        back-off; the message at hand waits in the queue."""
+        self._error(self._errno_text(err, "cannot send to"))
+        self._drop_socket()
+        self._down = self._probing = False
+        self._schedule_retry(self._clock())
+
     def _flush(self):
-        refused = 0
         while self._queue or self._refill():
             message = self._queue[0]
             try:
@@ -330,33 +417,24 @@ class UdpTransport(_Transport):
             except BlockingIOError:
                 return
             except OSError as e:
-                if e.errno == errno.ECONNREFUSED:
-                    # the error of an earlier datagram; this one was not sent yet
-                    self._error(self._errno_text(e.errno, "sending to"))
-                    refused += 1
-                    if refused <= REFUSED_RETRIES:
-                        continue
-                    self._queue.popleft()
-                    self._drop(message)
-                    refused = 0
-                    continue
+                if e.errno in UNREACHABLE:
+                    self._unreachable(e.errno)   # an earlier datagram's error; this one waits
+                    return
                 if e.errno == errno.ENOBUFS:
                     self._paused = True
                     self._retry_at = self._clock() + NOBUFS_PAUSE_SECONDS
                     return
-                self._queue.popleft()
-                self._drop(message)
                 if e.errno == errno.EMSGSIZE:
+                    self._queue.popleft()
+                    self._drop(message)
                     self._error(f"message of {len(message.data)} octets too large "
                                 f"for a datagram to {self.endpoint}")
                     continue
-                self._error(self._errno_text(e.errno, "cannot send to"))
-                self._drop_socket()
-                self._schedule_retry(self._clock())
+                self._failed(e.errno)
                 return
-            refused = 0
             self._queue.popleft()
             self._count_sent(message)
+            self._last_sent = message
 
 
 class TcpTransport(_Transport):
