@@ -797,3 +797,35 @@ def test_ubus_object_comes_back_after_ubusd_restarts(handlers, tmp_path):
         served.close()
         ubusd.terminate()
         ubusd.wait(5)
+
+
+@pytest.mark.parametrize("sort", ["bytes", "packets", "age"])
+def test_the_top_selection_in_c_equals_a_full_sort(sort):
+    """`flows` selects its top N in C (a bounded heap, no copy of the table):
+    the same flows, in the same order, as sorting every flow would give."""
+    import random
+    rng = random.Random(7)
+    meter = Meter(MeterSettings(hash_seed=1, max_flows=4096))
+    at_us = START_US
+    for n in range(3000):
+        data = bytearray(UDP_FRAME)
+        data[34:36] = (1024 + n).to_bytes(2, "big")      # the UDP source port
+        for _ in range(rng.randint(1, 3)):
+            at_us += rng.choice((0, 1000))               # ties in start time too
+            meter.process_frame(bytes(data), ETHERNET, at_us)
+    everything = meter.snapshot()
+    if sort == "age":
+        everything.sort(key=lambda f: (f["flow_start_ms"], -f["octets"]))
+    else:
+        field = "octets" if sort == "bytes" else "packets"
+        everything.sort(key=lambda f: (-f[field], f["flow_start_ms"]))
+
+    def key(flow):
+        return (flow["octets"], flow["packets"], flow["flow_start_ms"])
+
+    for limit in (1, 7, 500, 3000, 5000):
+        top, matched = meter.top(sort, limit)
+        assert matched == 3000
+        assert [key(f) for f in top] == [key(f) for f in everything[:limit]]
+    top, matched = meter.top(sort, 10, port=1024 + 5)
+    assert matched == 1 and top[0]["src_port"] == 1029

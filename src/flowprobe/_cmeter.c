@@ -302,6 +302,13 @@ int fp_meter_snapshot(struct fp_meter *m, const struct fp_flow_filter *filter,
 	return flow_table_snapshot(&m->flows, m->interface_slots, filter, out, max, cursor);
 }
 
+int fp_meter_top(struct fp_meter *m, const struct fp_flow_filter *filter, int sort,
+		 struct fp_record *out, int limit, uint64_t *matched)
+{
+	meter_process_batch(m);
+	return flow_table_top(&m->flows, m->interface_slots, filter, sort, out, limit, matched);
+}
+
 int fp_meter_expire_matching(struct fp_meter *m, const struct fp_flow_filter *filter)
 {
 	meter_process_batch(m);

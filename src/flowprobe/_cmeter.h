@@ -158,6 +158,9 @@ void fp_meter_close_source(struct fp_meter *meter, int source);
 /* A new BPF filter on an open live source, swapped in the kernel at once:
  * no packet is lost or seen twice. */
 int fp_meter_set_filter(struct fp_meter *meter, int source, const char *bpf_filter, char *error);
+/* Compiles a BPF filter for a link type (DLT_*) without a capture: a config
+ * is checked before anything switches to it.  0, or -1 with the reason. */
+int fp_check_filter(int linktype, int snaplen, const char *bpf_filter, char *error);
 /* Moves every capture source of `from` to `to` (which has none), keeping
  * their ids: a meter with new tables goes on reading the same handles. */
 int fp_meter_take_sources(struct fp_meter *to, struct fp_meter *from, char *error);
@@ -196,6 +199,14 @@ uint64_t fp_meter_pending(struct fp_meter *meter);
  * 0 once the table is done. */
 int fp_meter_snapshot(struct fp_meter *meter, const struct fp_flow_filter *filter,
 		      struct fp_record *out, int max, uint32_t *cursor);
+/* The busiest (or oldest) `limit` active flows that match filter, best
+ * first: a bounded selection over the table, never a copy of all of it.
+ * *matched gets how many flows matched in all; returns how many are in out. */
+#define FP_SORT_OCTETS 0
+#define FP_SORT_PACKETS 1
+#define FP_SORT_AGE 2
+int fp_meter_top(struct fp_meter *meter, const struct fp_flow_filter *filter, int sort,
+		 struct fp_record *out, int limit, uint64_t *matched);
 /* Ends the matching active flows now (FP_END_FORCED); returns how many. */
 int fp_meter_expire_matching(struct fp_meter *meter, const struct fp_flow_filter *filter);
 /* New timeouts and overflow policy for a running meter; -1 (and nothing

@@ -45,6 +45,18 @@ def _c_settings(s):
     })
 
 
+# link types (DLT_*) a filter is checked against, by the device's ARPHRD type
+DLT_EN10MB, DLT_RAW, DLT_LINUX_SLL = 1, 12, 113
+LINKTYPE_OF_ARPHRD = {65534: DLT_RAW, 512: DLT_LINUX_SLL}   # none (tun), ppp
+
+
+def check_filter(bpf_filter, linktype=DLT_EN10MB, snaplen=65535):
+    """Raises CaptureError if the filter does not compile for the link type."""
+    error = _error_buffer()
+    if lib.fp_check_filter(linktype, snaplen, bpf_filter.encode(), error) < 0:
+        raise CaptureError(ffi.string(error).decode(errors="replace"))
+
+
 def packets_ignored(counters):
     """Packets read but in no flow: every named drop reason (IPFIX
     ignoredPacketTotalCount)."""
@@ -207,6 +219,18 @@ class Meter:
             if n == 0:
                 return flows
             flows += [record_to_dict(self._batch[i], bidirectional) for i in range(n)]
+
+    def top(self, sort="bytes", limit=100, **query):
+        """(the `limit` flows that rank first by sort, as record dicts; how
+        many matched in all). Selected in C over the table: the cost does not
+        grow with the flows beyond the limit, in time or memory."""
+        order = {"bytes": lib.FP_SORT_OCTETS, "packets": lib.FP_SORT_PACKETS,
+                 "age": lib.FP_SORT_AGE}[sort]
+        out = ffi.new("struct fp_record[]", max(limit, 1))
+        matched = ffi.new("uint64_t *")
+        n = lib.fp_meter_top(self._meter, _flow_filter(**query), order, out, limit, matched)
+        bidirectional = self.settings.bidirectional
+        return [record_to_dict(out[i], bidirectional) for i in range(n)], matched[0]
 
     def expire_matching(self, **query):
         """Ends the matching active flows now (forced_end); returns how many.

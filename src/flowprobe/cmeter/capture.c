@@ -82,6 +82,25 @@ static int apply_filter(pcap_t *handle, const char *device, const char *bpf_filt
 	return 0;
 }
 
+int fp_check_filter(int linktype, int snaplen, const char *bpf_filter, char *error)
+{
+	struct bpf_program program;
+	pcap_t *dead = pcap_open_dead(linktype, snaplen);
+
+	if (!dead) {
+		snprintf(error, FP_ERROR_SIZE, "cannot check filters: out of memory");
+		return -1;
+	}
+	if (pcap_compile(dead, &program, bpf_filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+		snprintf(error, FP_ERROR_SIZE, "filter \"%s\": %s", bpf_filter, pcap_geterr(dead));
+		pcap_close(dead);
+		return -1;
+	}
+	pcap_freecode(&program);
+	pcap_close(dead);
+	return 0;
+}
+
 int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex, char *error)
 {
 	char pcap_error[PCAP_ERRBUF_SIZE] = "";

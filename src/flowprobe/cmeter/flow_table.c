@@ -579,6 +579,95 @@ int flow_table_snapshot(const struct flow_table *t, const struct interface_slot 
 	return n;
 }
 
+/* Does a rank before b?  Biggest first, ties older first; by age, oldest
+ * first, ties biggest first (the order `flowprobe flows` shows). */
+static int ranks_before(const struct fp_record *a, const struct fp_record *b, int sort)
+{
+	uint64_t ka = sort == FP_SORT_PACKETS ? a->packets : a->octets;
+	uint64_t kb = sort == FP_SORT_PACKETS ? b->packets : b->octets;
+
+	if (sort == FP_SORT_AGE) {
+		if (a->flow_start_ms != b->flow_start_ms)
+			return a->flow_start_ms < b->flow_start_ms;
+		return a->octets > b->octets;
+	}
+	if (ka != kb)
+		return ka > kb;
+	return a->flow_start_ms < b->flow_start_ms;
+}
+
+/* out[0..n) as a heap whose root ranks last: the one a better flow replaces */
+static void heap_sift_down(struct fp_record *heap, int n, int i, int sort)
+{
+	for (;;) {
+		int child = 2 * i + 1, last = i;
+		struct fp_record swap;
+
+		if (child < n && ranks_before(&heap[last], &heap[child], sort))
+			last = child;
+		if (child + 1 < n && ranks_before(&heap[last], &heap[child + 1], sort))
+			last = child + 1;
+		if (last == i)
+			return;
+		swap = heap[i];
+		heap[i] = heap[last];
+		heap[last] = swap;
+		i = last;
+	}
+}
+
+static void heap_sift_up(struct fp_record *heap, int i, int sort)
+{
+	while (i > 0) {
+		int parent = (i - 1) / 2;
+		struct fp_record swap;
+
+		if (!ranks_before(&heap[parent], &heap[i], sort))
+			return;
+		swap = heap[i];
+		heap[i] = heap[parent];
+		heap[parent] = swap;
+		i = parent;
+	}
+}
+
+int flow_table_top(const struct flow_table *t, const struct interface_slot *slots,
+		   const struct fp_flow_filter *filter, int sort, struct fp_record *out, int limit,
+		   uint64_t *matched)
+{
+	struct fp_record r;
+	int n = 0, end;
+	uint32_t i;
+
+	*matched = 0;
+	if (limit <= 0)
+		return 0;
+	for (i = 0; i < t->slots; i++) {
+		if (!is_active(&t->entries[i]))
+			continue;
+		fill_record(t, i, slots, &r);
+		if (filter && !filter_matches(&r, filter))
+			continue;
+		(*matched)++;
+		if (n < limit) {
+			out[n] = r;
+			heap_sift_up(out, n++, sort);
+		} else if (ranks_before(&r, &out[0], sort)) {
+			out[0] = r;
+			heap_sift_down(out, n, 0, sort);
+		}
+	}
+	/* heap sort: the last-ranked root goes to the end each time */
+	for (end = n - 1; end > 0; end--) {
+		struct fp_record swap = out[0];
+
+		out[0] = out[end];
+		out[end] = swap;
+		heap_sift_down(out, end, 0, sort);
+	}
+	return n;
+}
+
 int flow_table_expire_matching(struct flow_table *t, const struct interface_slot *slots,
 			       const struct fp_flow_filter *filter)
 {

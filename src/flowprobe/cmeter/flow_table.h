@@ -127,6 +127,9 @@ int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,
 int flow_table_snapshot(const struct flow_table *t, const struct interface_slot *slots,
 			const struct fp_flow_filter *filter, struct fp_record *out, int max,
 			uint32_t *cursor);
+int flow_table_top(const struct flow_table *t, const struct interface_slot *slots,
+		   const struct fp_flow_filter *filter, int sort, struct fp_record *out, int limit,
+		   uint64_t *matched);
 int flow_table_expire_matching(struct flow_table *t, const struct interface_slot *slots,
 			       const struct fp_flow_filter *filter);
 

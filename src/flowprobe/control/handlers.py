@@ -87,23 +87,18 @@ class Handlers:
             raise ControlError(f"flows: limit must be an integer 1..{MAX_LIMIT}, got {limit!r}")
 
         active = self.probe.meter.counters()["flows_active"]
-        matched = self.probe.meter.snapshot(**flow_filter.meter_query())
-        # biggest first; ties in a stable, meaningful order (older first)
-        if sort == "age":
-            matched.sort(key=lambda f: (f["flow_start_ms"], -f["octets"]))
-        else:
-            field = "octets" if sort == "bytes" else "packets"
-            matched.sort(key=lambda f: (-f[field], f["flow_start_ms"]))
+        # biggest first, ties older first (by age: oldest first): selected in C
+        top, matched = self.probe.meter.top(sort, limit, **flow_filter.meter_query())
         now_ms = self.probe.now_ms()
         names = {}
         flows = []
-        for flow in matched[:limit]:
+        for flow in top:
             ifindex = flow["ifindex"]
             if ifindex not in names:
                 names[ifindex] = self.probe.interface_name(ifindex) if ifindex else None
             flows.append(dict(flow, interface=names[ifindex],
                               age_ms=max(0, now_ms - flow["flow_start_ms"])))
-        return {"flows": flows, "matched": len(matched), "active": active}
+        return {"flows": flows, "matched": matched, "active": active}
 
     def expire(self, args):
         args = _check_keys("expire", args, FILTER_KEYS)
