@@ -11,6 +11,7 @@
 # rpcd-mod-luci). Debian packages needed: cmake, libjson-c-dev, libnl-3-dev.
 # Without components, all of them, in dependency order:
 #   libubox ubus uci ucode lucihttp rpcd rpcd-mod-luci uhttpd ucode-mod-html luci-core
+#   python (python-ubus and pyuci from their sdists, by pip: PREFIX/python)
 #
 # Everything is configured for /usr, as on OpenWrt, and installed under
 # PREFIX (DESTDIR): PREFIX/usr/{bin,sbin,lib,include,share}. The programs
@@ -35,7 +36,7 @@ shift
 SRC=$(cd "$OPENWRT_SRC" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 JOBS=${JOBS:-$(nproc)}
-ALL="libubox ubus uci ucode lucihttp rpcd rpcd-mod-luci uhttpd ucode-mod-html luci-core"
+ALL="libubox ubus uci ucode lucihttp rpcd rpcd-mod-luci uhttpd ucode-mod-html luci-core python"
 [ $# -gt 0 ] || set -- $ALL
 
 STAGE=$PREFIX/usr
@@ -121,6 +122,13 @@ build_one() {
 		mkdir -p "$STAGE/lib/ucode"
 		gcc $CFLAGS_COMMON $GNU -fPIC -Wall -shared $LDFLAGS_COMMON -o "$STAGE/lib/ucode/html.so" \
 			"$SRC/luci/contrib/package/ucode-mod-html/src/html.c" -lucode
+		;;
+	python)
+		# python-ubus and pyuci (as the packages feed ships them), built by
+		# $PYTHON's pip from their sdists against the libraries above, into
+		# PREFIX/python (put it on PYTHONPATH)
+		CFLAGS="$CFLAGS_COMMON $GNU" LDFLAGS="$LDFLAGS_COMMON" "${PYTHON:-python3}" -m pip install \
+			-q --no-deps --no-binary :all: --upgrade --target "$PREFIX/python" ubus==0.1.3 pyuci==0.10.3
 		;;
 	luci-core)
 		# luci-base's C part (translations, crypt): luci.mk builds src/ with
