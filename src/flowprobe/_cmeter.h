@@ -290,6 +290,7 @@ struct fp_conntrack_counters {
 	uint64_t ends_without_traffic; /* ended with nothing since their last record */
 	uint64_t ends_before_baseline; /* older than the source, ended before it saw them */
 	uint64_t revived;              /* reported vanished, then listed by a dump again */
+	uint64_t released_by_resize;   /* a smaller table let them go: reported whole at their end */
 	uint64_t records_lost;         /* no slot for an ending connection (never while drained) */
 	uint64_t records;
 	uint64_t records_pending;      /* gauge */
@@ -334,7 +335,11 @@ int fp_conntrack_exclude(struct fp_conntrack *ct, int protocol, const uint8_t *a
 			 int address_length, int port);
 int fp_conntrack_hold(struct fp_conntrack *ct, uint32_t milliseconds);
 void fp_conntrack_counters(struct fp_conntrack *ct, struct fp_conntrack_counters *counters);
-void fp_conntrack_set_active_timeout(struct fp_conntrack *ct, uint32_t active_timeout_ms);
+/* New settings for an open source: the table is rebuilt for a new capacity
+ * with every connection and queued event kept (nothing reported twice or
+ * lost).  0, or -1 with the reason (the old settings stay). */
+int fp_conntrack_reconfigure(struct fp_conntrack *ct, const struct fp_conntrack_settings *settings,
+			     char *error);
 
 /* cffi-end */
 

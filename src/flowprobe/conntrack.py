@@ -67,18 +67,22 @@ def ensure_sysctl(name):
     return True, None
 
 
+def _settings(max_connections, active_timeout, vanish_grace, buffer_kb):
+    return ffi.new("struct fp_conntrack_settings *", {
+        "max_connections": max_connections,
+        "active_timeout_ms": round(active_timeout * 1000),
+        "vanish_grace_ms": round(vanish_grace * 1000),
+        "receive_buffer_bytes": buffer_kb * 1024,
+    })
+
+
 class ConntrackSource:
     """The C source: events read on fileno(), dumps on dump(), records out
     of drain_raw(), a batch at a time."""
 
     def __init__(self, max_connections=16384, active_timeout=300.0, vanish_grace=5.0,
                  buffer_kb=1024):
-        settings = ffi.new("struct fp_conntrack_settings *", {
-            "max_connections": max_connections,
-            "active_timeout_ms": round(active_timeout * 1000),
-            "vanish_grace_ms": round(vanish_grace * 1000),
-            "receive_buffer_bytes": buffer_kb * 1024,
-        })
+        settings = _settings(max_connections, active_timeout, vanish_grace, buffer_kb)
         self._error = ffi.new("char[]", lib.FP_ERROR_SIZE)
         source = lib.fp_conntrack_new(settings, self._error)
         if source == ffi.NULL:
@@ -139,8 +143,12 @@ class ConntrackSource:
             log.warning("conntrack: %s (ending connections with their last known counters)", e)
         lib.fp_conntrack_flush(self._source, now_ms)
 
-    def set_active_timeout(self, seconds):
-        lib.fp_conntrack_set_active_timeout(self._source, round(seconds * 1000))
+    def reconfigure(self, max_connections, active_timeout, vanish_grace, buffer_kb):
+        """New settings, the same source: a new capacity rebuilds the table
+        around the connections it holds, the event socket goes on."""
+        settings = _settings(max_connections, active_timeout, vanish_grace, buffer_kb)
+        if lib.fp_conntrack_reconfigure(self._source, settings, self._error) < 0:
+            raise ConntrackError(self._error_text())
 
     @property
     def pending(self):
@@ -229,29 +237,21 @@ class ConntrackService:
 
     def before_reload(self, new_config, now_ms):
         """Closes the source (exporting what it holds) when the new config
-        turns it off or needs a new table; called while the old exporter
-        still runs."""
-        if self.source is None:
-            return
-        settings = new_config.conntrack
-        if (not settings.tracks
-                or settings.conntrack_max_connections != self.settings.conntrack_max_connections
-                or settings.conntrack_buffer_kb != self.settings.conntrack_buffer_kb
-                or settings.conntrack_vanish_grace != self.settings.conntrack_vanish_grace):
+        turns it off; called while the old exporter still runs. Any other
+        change keeps the source (apply reconfigures it): closing it and
+        starting another lost the connections between the two and counted
+        some twice (issue 23)."""
+        if self.source is not None and not new_config.conntrack.tracks:
             self.close(now_ms)
 
     def apply(self, config, now_ms):
-        """Opens the source when the config wants it and it is not open."""
+        """Opens the source when the config wants it and it is not open;
+        reconfigures the open one in place."""
         settings = config.conntrack
         if not settings.tracks:
             return
         if self.source is not None:
-            self.settings = settings
-            self.source.set_active_timeout(config.meter.active_timeout)
-            try:
-                self.source.exclude_collectors(config.collectors)
-            except ConntrackError as e:
-                log.warning("conntrack: %s", e)
+            self.reconfigure(config)
             return
         self.settings = settings
         self.accounting, accounting_error = ensure_sysctl("nf_conntrack_acct")
@@ -279,6 +279,27 @@ class ConntrackService:
         log.info("conntrack source: %d connections tracked at start (capacity %d)",
                  self.source.counters()["connections"], settings.conntrack_max_connections)
         self.export(now_ms)
+
+    def reconfigure(self, config):
+        """The open source takes the new settings: its table, its event socket
+        and what is queued there go on, so nothing is lost or reported twice."""
+        settings = config.conntrack
+        try:
+            self.source.reconfigure(settings.conntrack_max_connections, config.meter.active_timeout,
+                                    settings.conntrack_vanish_grace, settings.conntrack_buffer_kb)
+        except ConntrackError as e:
+            log.error("conntrack: %s: the source keeps its previous settings", e)
+        else:
+            if settings.conntrack_max_connections != self.settings.conntrack_max_connections:
+                log.info("conntrack source: table resized from %d to %d connections, %d tracked",
+                         self.settings.conntrack_max_connections,
+                         settings.conntrack_max_connections,
+                         self.source.counters()["connections"])
+            self.settings = settings
+        try:
+            self.source.exclude_collectors(config.collectors)
+        except ConntrackError as e:
+            log.warning("conntrack: %s", e)
 
     def _register(self):
         selector = self.probe.selector
@@ -408,7 +429,8 @@ class ConntrackService:
             "table_fill": round(counters.get("connections", 0) / capacity, 4),
             **{key: counters.get(key, 0) for key in (
                 "peak", "events_new", "events_destroy", "dumps", "overruns", "resyncs",
-                "overflows", "vanished", "destroys_untracked", "records", "records_lost",
+                "overflows", "released_by_resize", "vanished", "destroys_untracked",
+                "ends_before_baseline", "ends_without_traffic", "records", "records_lost",
                 "packets", "octets", "memory_bytes")},
             "not_seen_by_capture": None,
         }

@@ -718,6 +718,118 @@ int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 	return 0;
 }
 
+static int reported_nothing(const struct entry *e)
+{
+	int i;
+
+	for (i = 0; i < COUNTERS; i++)
+		if (e->reported[i])
+			return 0;
+	return 1;
+}
+
+static uint32_t reserve_for(uint32_t capacity)
+{
+	uint32_t reserve = capacity / 16;
+
+	return reserve < 512 ? 512 : reserve > 8192 ? 8192 : reserve;
+}
+
+/* The table rebuilt for a new capacity around the entries it holds: the
+ * event socket with what it has queued, every connection's reported
+ * counters, the records waiting, all go on.  (A new source instead would
+ * lose the events between the old socket's last read and the new one's
+ * bind, and its baseline would take connections the old table never held
+ * for reported.)  Below what is tracked, connections that reported nothing
+ * and began after the source are let go: untracked, their DESTROY reports
+ * them whole, as an overflow's.  The others stay until they end, over the
+ * new capacity. */
+static int resize(struct fp_conntrack *ct, uint32_t capacity, char *error)
+{
+	uint32_t i, n = 0, in_use, slots, bucket_count, *buckets, *moved;
+	uint32_t excess = ct->tracked > capacity ? ct->tracked - capacity : 0;
+	struct entry *entries;
+
+	for (i = 0; excess && i < ct->slots; i++) {
+		struct entry *e = &ct->entries[i];
+
+		if (e->state == LIVE && !e->due && reported_nothing(e) && e->start_ms > ct->started_ms) {
+			release(ct, e);
+			ct->tracked--;
+			ct->counters.released_by_resize++;
+			excess--;
+		}
+	}
+	in_use = ct->slots - ct->free_count;
+	slots = (in_use > capacity ? in_use : capacity) + reserve_for(capacity);
+	for (bucket_count = 1; bucket_count < slots; bucket_count <<= 1)
+		;
+	entries = calloc(slots, sizeof *entries);
+	buckets = malloc(bucket_count * sizeof *buckets);
+	moved = malloc(ct->slots * sizeof *moved);
+	if (!entries || !buckets || !moved) {
+		free(entries);
+		free(buckets);
+		free(moved);
+		snprintf(error, FP_ERROR_SIZE, "out of memory for %u connections", capacity);
+		return -1;
+	}
+	memset(buckets, 0xff, bucket_count * sizeof *buckets);
+	for (i = 0; i < ct->slots; i++) {
+		moved[i] = NONE;
+		if (ct->entries[i].state == FREE)
+			continue;
+		entries[n] = ct->entries[i];
+		moved[i] = n++;
+	}
+	for (i = 0; i < n; i++)
+		if (entries[i].due && entries[i].due_next != NONE)
+			entries[i].due_next = moved[entries[i].due_next];
+	if (ct->due_head != NONE) {
+		ct->due_head = moved[ct->due_head];
+		ct->due_tail = moved[ct->due_tail];
+	}
+	free(moved);
+	free(ct->entries);
+	free(ct->buckets);
+	ct->entries = entries;
+	ct->buckets = buckets;
+	ct->slots = slots;
+	ct->bucket_count = bucket_count;
+	ct->capacity = capacity;
+	for (i = 0; i < n; i++) {
+		uint32_t bucket = bucket_of(ct, entries[i].id);
+
+		entries[i].hash_next = buckets[bucket];
+		buckets[bucket] = i;
+	}
+	for (i = n; i < slots; i++)
+		entries[i].hash_next = i + 1 < slots ? i + 1 : NONE;
+	ct->free_head = n < slots ? n : NONE;
+	ct->free_count = slots - n;
+	return 0;
+}
+
+int fp_conntrack_reconfigure(struct fp_conntrack *ct, const struct fp_conntrack_settings *settings,
+			     char *error)
+{
+	int buffer = (int)settings->receive_buffer_bytes;
+
+	if (settings->max_connections < 1 || settings->max_connections > (1u << 24)) {
+		snprintf(error, FP_ERROR_SIZE, "max_connections %u out of range (1 to %u)",
+			 settings->max_connections, 1u << 24);
+		return -1;
+	}
+	if (settings->max_connections != ct->capacity &&
+	    resize(ct, settings->max_connections, error) < 0)
+		return -1;
+	if (settings->receive_buffer_bytes != ct->settings.receive_buffer_bytes && buffer > 0 &&
+	    setsockopt(ct->event_fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof buffer) < 0)
+		setsockopt(ct->event_fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
+	ct->settings = *settings;
+	return 0;
+}
+
 int fp_conntrack_baseline(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 {
 	int result;
@@ -861,11 +973,6 @@ int fp_conntrack_fd(struct fp_conntrack *ct)
 	return ct->event_fd;
 }
 
-void fp_conntrack_set_active_timeout(struct fp_conntrack *ct, uint32_t active_timeout_ms)
-{
-	ct->settings.active_timeout_ms = active_timeout_ms;
-}
-
 static int open_socket(unsigned int groups, int receive_buffer, char *error)
 {
 	struct sockaddr_nl address = { .nl_family = AF_NETLINK, .nl_groups = groups };
@@ -911,8 +1018,7 @@ struct fp_conntrack *fp_conntrack_new(const struct fp_conntrack_settings *settin
 	ct->settings = *settings;
 	ct->capacity = settings->max_connections;
 	/* records of connections ending untracked, and ended ones not drained yet */
-	reserve = ct->capacity / 16;
-	reserve = reserve < 512 ? 512 : reserve > 8192 ? 8192 : reserve;
+	reserve = reserve_for(ct->capacity);
 	ct->slots = ct->capacity + reserve;
 	for (ct->bucket_count = 1; ct->bucket_count < ct->slots; ct->bucket_count <<= 1)
 		;
