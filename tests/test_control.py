@@ -267,14 +267,18 @@ class Loop:
         control_server.attach(self.selector)
         self.stop = threading.Event()
         self.errors = []
+        self.turns = 0
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self):
         try:
             while not self.stop.is_set():
-                for key, events in self.selector.select(0.02):
+                for key, events in self.selector.select(0 if self.server.busy() else 0.02):
                     key.data(events)
+                self.server.serve()
+                self.server.expire()
+                self.turns += 1
                 if self.tick:
                     self.tick()
         except Exception as e:  # surfaced by close()
@@ -398,7 +402,7 @@ def test_request_without_newline_is_answered_at_end_of_input(served):
 
 def test_invalid_utf8_is_malformed(served):
     replies = raw_exchange(served, b"{\"method\": \"st\xffus\"}\n")
-    assert replies[0]["ok"] is False and replies[0]["error"].startswith("request is not JSON")
+    assert replies[0]["ok"] is False and replies[0]["error"].startswith("request is not UTF-8")
 
 
 def test_oversize_request_is_refused_and_closed(served):
@@ -420,8 +424,7 @@ def test_a_stalled_client_does_not_block_others(served):
         assert time.monotonic() - started < 1
 
 
-def test_a_client_that_does_not_read_is_not_read_either(served, monkeypatch):
-    monkeypatch.setattr(server, "MAX_PENDING_REPLY", 4096)
+def test_a_client_that_does_not_read_is_not_read_either(served):
     request = b"{\"method\": \"flows\", \"args\": {\"limit\": 1}}\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as greedy:
         greedy.connect(served)
@@ -440,21 +443,121 @@ def test_a_client_that_does_not_read_is_not_read_either(served, monkeypatch):
     assert len(replies) == 2000 and all(r["ok"] for r in replies)
 
 
-def test_too_many_clients_then_idle_ones_make_room(served, monkeypatch):
+def test_a_full_house_of_idle_connections_never_locks_status_out(handlers, socket_path):
+    """2 000 connections that ask nothing: each newcomer evicts the one that
+    has waited longest without a complete request; status still answers."""
+    loop = Loop(ControlServer(socket_path, handlers))
     idle = []
     try:
-        for _ in range(server.MAX_CLIENTS):
+        for _ in range(2000):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(served)
+            s.setblocking(False)
+            try:
+                s.connect(socket_path)
+            except BlockingIOError:
+                pass
             idle.append(s)
-        time.sleep(0.2)  # all accepted
-        with pytest.raises(ControlError, match=r"^too many clients \(at most 16\)$"):
-            call(served, "status")
-        monkeypatch.setattr(server, "IDLE_SECONDS", 0.0)
-        assert call(served, "status")["version"] == "test"  # the oldest idle one went
+        started = time.monotonic()
+        assert call(socket_path, "status")["version"] == "test"
+        assert time.monotonic() - started < 1
+        assert len(loop.server.clients) <= server.MAX_CLIENTS
+        assert loop.server.evicted > 0
     finally:
         for s in idle:
             s.close()
+        loop.close()
+
+
+def test_clients_that_trickle_bytes_meet_a_request_deadline(handlers, socket_path, monkeypatch):
+    """16 clients each sending a byte every 0.1 s are never idle, but no
+    request of theirs ever completes: the request deadline closes them."""
+    monkeypatch.setattr(server, "REQUEST_SECONDS", 0.5)
+    loop = Loop(ControlServer(socket_path, handlers))
+    tricklers = []
+    try:
+        for _ in range(server.MAX_CLIENTS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(socket_path)
+            tricklers.append(s)
+        closed = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and closed < len(tricklers):
+            closed = 0
+            for s in tricklers:
+                try:
+                    s.send(b" ")
+                except OSError:
+                    closed += 1
+            time.sleep(0.1)
+        assert closed == len(tricklers)
+        assert loop.server.expired >= server.MAX_CLIENTS
+        assert call(socket_path, "status")["version"] == "test"
+    finally:
+        for s in tricklers:
+            s.close()
+        loop.close()
+
+
+def test_pipelined_big_replies_to_clients_that_never_read_do_not_stall_the_loop(
+        handlers, socket_path, monkeypatch):
+    """15 clients pipelining `flows` without reading a byte: each gets one
+    reply at a time, the loop keeps turning, memory stays bounded, status
+    answers, and the clients are closed at the reply deadline."""
+    monkeypatch.setattr(server, "REPLY_SECONDS", 1.0)
+    loop = Loop(ControlServer(socket_path, handlers))
+    request = b"{\"method\": \"flows\", \"args\": {\"limit\": 10000}}\n"
+    greedy = []
+    try:
+        for _ in range(15):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(socket_path)
+            s.setblocking(False)
+            try:
+                s.send(request * 1000)
+            except BlockingIOError:
+                pass
+            greedy.append(s)
+        turns = loop.turns
+        started = time.monotonic()
+        assert call(socket_path, "status")["version"] == "test"
+        assert time.monotonic() - started < 1
+        time.sleep(0.3)
+        assert loop.turns - turns > 5
+        assert loop.server.pending_replies() <= 15 * 4096   # one small reply each, at most
+        time.sleep(1.5)
+        assert loop.server.expired >= 15
+    finally:
+        for s in greedy:
+            s.close()
+        loop.close()
+
+
+def test_deep_json_and_any_bytes_get_an_error_reply_never_a_dead_server(served):
+    replies = raw_exchange(served, b"[" * 50000 + b"\n", shutdown=True)
+    assert replies == [{"ok": False, "error": "request nested deeper than 16 levels"}]
+    replies = raw_exchange(served, b"\"\\\"[[[\" " + b"{" * 40000 + b"\n", shutdown=True)
+    assert replies[0]["ok"] is False
+    assert call(served, "status")["version"] == "test"
+
+
+def test_random_bytes_on_the_live_socket_only_ever_get_error_replies(served):
+    """The control protocol fuzzed as a hostile local user would: raw bytes,
+    not just well-formed arguments."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.one_of(st.binary(max_size=300),
+                     st.text(alphabet='[]{}",:\\ 0123456789abtrue', max_size=300)
+                     .map(str.encode)))
+    def exchange(data):
+        for reply in raw_exchange(served, data.replace(b"\n", b" ") + b"\n", shutdown=True):
+            assert set(reply) in ({"ok", "error"}, {"ok", "result"})
+
+    exchange()
+    assert call(served, "status")["version"] == "test"
 
 
 def test_a_failing_method_is_an_error_reply_not_a_dead_daemon(handlers, socket_path, probe):

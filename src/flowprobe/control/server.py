@@ -4,9 +4,23 @@
     reply    {"ok": true, "result": {...}}\\n   or   {"ok": false, "error": "..."}\\n
 
 Served from the daemon's own selectors loop, in its one thread: every socket
-is non-blocking, a client's input and output are bounded, and a slow or silent
-client costs a slot, never the loop.  Access is the file's permissions (0600,
-root by default); the directory (/var/run) is root's.
+is non-blocking, and no client can hold the loop or lock others out:
+
+- a request costs bounded time and memory: at most MAX_REQUEST bytes, JSON
+  nested at most MAX_DEPTH deep, and any failure is an error reply;
+- requests are answered in serve(), a turn at a time, round-robin over the
+  clients and within a time budget, so capture always gets its turn;
+- a client's next request waits until its previous reply has been taken,
+  and a reply is written as the client reads it;
+- deadlines, not idle timers: a client has REQUEST_SECONDS to send a whole
+  request (from its connection, or its previous reply), and REPLY_SECONDS
+  to take a reply; past them it is closed;
+- at MAX_CLIENTS a new connection evicts the client that has waited longest
+  without asking anything complete (else the slowest reader), so `status`
+  always gets in; ubus does not go through here at all.
+
+Access is the file's permissions (0600, root by default; 0660 with the
+daemon's group); the directory (/var/run) is root's.
 """
 
 import json
@@ -16,14 +30,20 @@ import selectors
 import socket
 import stat
 import time
+from collections import deque
 
 from flowprobe.control.handlers import ControlError
 
 MAX_CLIENTS = 16
+LISTEN_BACKLOG = 64
 MAX_REQUEST = 64 * 1024
-MAX_PENDING_REPLY = 16 * 1024 * 1024  # a `flows` reply of 10 000 flows is about 5 MB
-IDLE_SECONDS = 10.0  # a full house evicts clients silent this long
-MAX_REPLY = 64 * 1024 * 1024  # what the client accepts
+MAX_DEPTH = 16                  # a request is an object of simple arguments
+MAX_QUEUED_REQUESTS = 4         # pipelined requests read ahead, per client
+MAX_PENDING_REPLIES = 32 * 1024 * 1024  # all clients' unsent replies; beyond, serving waits
+REQUEST_SECONDS = 5.0
+REPLY_SECONDS = 10.0
+SERVE_BUDGET_SECONDS = 0.02     # control work per loop turn (at least one request)
+MAX_REPLY = 64 * 1024 * 1024    # what the client accepts
 RECEIVE_SIZE = 65536
 REQUEST_KEYS = ("method", "args")
 
@@ -36,6 +56,29 @@ def _encode(reply):
 
 def _error(message):
     return _encode({"ok": False, "error": message})
+
+
+def nesting_depth(text):
+    """How deep brackets nest in a JSON text, strings skipped: checked before
+    json.loads, whose recursion a deep enough text would exhaust."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _socket_in_use(path):
@@ -51,14 +94,17 @@ def _socket_in_use(path):
 
 
 class ControlServer:
-    def __init__(self, path, handlers, mode=0o600, gid=None):
+    def __init__(self, path, handlers, mode=0o600, gid=None, clock=time.monotonic):
         """mode 0o600: root only; with gid (the daemon's own group once it
         runs as a user) 0o660, so that group's members may ask too."""
         if gid is not None:
             mode |= 0o060
         self.path, self.handlers, self.mode = str(path), handlers, mode
+        self.clock = clock
         self.clients = {}
+        self.waiting = deque()     # clients with a request to answer, in turn
         self.selector = None
+        self.evicted = self.expired = self.internal_errors = 0
         self._claim_path()
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # the socket is created with its final permissions (no window where
@@ -76,7 +122,7 @@ class ControlServer:
         os.chmod(self.path, mode)
         if gid is not None:
             os.chown(self.path, -1, gid)
-        listener.listen(MAX_CLIENTS)
+        listener.listen(LISTEN_BACKLOG)
         listener.setblocking(False)
         self.listener = listener
 
@@ -118,6 +164,42 @@ class ControlServer:
             # finds the socket stale and replaces it
             log.debug("control socket %s left for the next start to replace", self.path)
 
+    def busy(self):
+        """True while requests wait to be answered: the loop does not sleep."""
+        return any(client.can_serve() for client in self.waiting)
+
+    def serve(self, budget_s=SERVE_BUDGET_SECONDS):
+        """Answers waiting requests, one per client in turn, until budget_s
+        is spent (at least one request)."""
+        deadline = self.clock() + budget_s
+        for _ in range(len(self.waiting)):
+            client = self.waiting.popleft()
+            if client.connection is None:
+                continue
+            if not client.can_serve():
+                self.waiting.append(client)   # its turn comes when it has read
+                continue
+            client.serve_one()
+            if client.connection is not None and client.requests:
+                self.waiting.append(client)
+            if self.clock() >= deadline:
+                return
+
+    def expire(self):
+        """Closes the clients past a deadline (called every tick)."""
+        now = self.clock()
+        for client in list(self.clients.values()):
+            if client.overdue(now):
+                self.expired += 1
+                client.close()
+
+    def stats(self):
+        return {"clients": len(self.clients), "evicted": self.evicted, "expired": self.expired,
+                "internal_errors": self.internal_errors}
+
+    def pending_replies(self):
+        return sum(len(client.outgoing) for client in self.clients.values())
+
     def _accept(self, _events):
         while True:
             try:
@@ -128,36 +210,45 @@ class ControlServer:
                 log.warning("control socket: accept failed: %s", e.strerror)
                 return
             connection.setblocking(False)
-            if len(self.clients) >= MAX_CLIENTS and not self._make_room():
-                try:
-                    connection.send(_error(f"too many clients (at most {MAX_CLIENTS})"))
-                except OSError:
-                    pass
-                connection.close()
-                continue
+            if len(self.clients) >= MAX_CLIENTS:
+                self._evict()
             client = _Client(self, connection)
             self.clients[connection.fileno()] = client
             self.selector.register(connection, selectors.EVENT_READ, client.ready)
 
-    def _make_room(self):
-        """At capacity: first the clients already gone (their EOF may not
-        have been read yet, when the accept comes first in a batch), then the
-        longest silent one if it has been silent long enough."""
+    def _evict(self):
+        """Room for a newcomer: first clients already gone, then the one that
+        has waited longest without a complete request, else the one whose
+        reply has waited longest to be read."""
         for client in list(self.clients.values()):
             if client.reading and client.hung_up():
                 client.ready(selectors.EVENT_READ)
         if len(self.clients) < MAX_CLIENTS:
-            return True
-        oldest = min(self.clients.values(), key=lambda c: c.last_active)
-        if time.monotonic() - oldest.last_active < IDLE_SECONDS:
-            return False
-        oldest.close()
-        return True
+            return
+        asking = [c for c in self.clients.values() if not c.requests and not c.outgoing]
+        victim = min(asking or self.clients.values(), key=lambda c: c.since)
+        self.evicted += 1
+        victim.close()
 
     def _dispatch(self, line):
+        """One request line to one reply; never raises."""
         try:
-            request = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as e:
+            return self._answer(line)
+        except Exception as e:  # a bug must not take the daemon down with it
+            self.internal_errors += 1
+            log.exception("control request failed")
+            return _error(f"internal error: {type(e).__name__}")
+
+    def _answer(self, line):
+        try:
+            text = bytes(line).decode("utf-8")
+        except UnicodeDecodeError as e:
+            return _error(f"request is not UTF-8: {e}")
+        if nesting_depth(text) > MAX_DEPTH:
+            return _error(f"request nested deeper than {MAX_DEPTH} levels")
+        try:
+            request = json.loads(text)
+        except ValueError as e:
             return _error(f"request is not JSON: {e}")
         if not isinstance(request, dict):
             return _error("request must be a JSON object with \"method\" and \"args\"")
@@ -172,7 +263,8 @@ class ControlServer:
             result = self.handlers.call(method, request.get("args"))
         except ControlError as e:
             return _error(str(e))
-        except Exception as e:  # a bug must not take the daemon down with it
+        except Exception as e:  # a bug in a method: its caller is told, the loop goes on
+            self.internal_errors += 1
             log.exception("control method %s failed", method)
             return _error(f"{method} failed: {type(e).__name__}: {e}")
         return _encode({"ok": True, "result": result})
@@ -185,14 +277,34 @@ class _Client:
         self.server, self.connection = server, connection
         self.fd = connection.fileno()
         self.incoming = b""
+        self.requests = deque()     # (line, None) to answer, or (None, a ready error reply)
+        self.events = selectors.EVENT_READ   # as registered; 0: not registered
         self.outgoing = bytearray()
-        self.reading = True  # until EOF or an oversize request
-        self.last_active = time.monotonic()
+        self.reading = True         # until EOF or an oversize request
+        self.since = server.clock()  # start of the current deadline
+
+    def overdue(self, now):
+        if self.outgoing:
+            return now - self.since > REPLY_SECONDS
+        if self.requests or not self.reading:
+            return False            # waiting for its turn, not for the client
+        return now - self.since > REQUEST_SECONDS
+
+    def can_serve(self):
+        return (self.connection is not None and bool(self.requests) and not self.outgoing
+                and self.server.pending_replies() < MAX_PENDING_REPLIES)
+
+    def serve_one(self):
+        line, reply = self.requests.popleft()
+        self.outgoing += reply if reply is not None else self.server._dispatch(line)
+        self.since = self.server.clock()   # the reply's deadline starts
+        self._write()
+        if self.connection is not None:
+            self._update()
 
     def ready(self, events):
         if self.connection is None:  # closed earlier in the same batch of events
             return
-        self.last_active = time.monotonic()
         if events & selectors.EVENT_READ and self.reading:
             self._read()
         if self.connection is not None and events & selectors.EVENT_WRITE:
@@ -211,34 +323,34 @@ class _Client:
         if not data:  # EOF: a last request may come without its newline
             self.reading = False
             if self.incoming.strip():
-                self._answer(self.incoming)
+                self._queue(self.incoming)
             self.incoming = b""
             return
         self.incoming += data
         while self.reading and b"\n" in self.incoming:
             line, self.incoming = self.incoming.split(b"\n", 1)
             if line.strip():
-                self._answer(line)
-        if len(self.incoming) > MAX_REQUEST:
-            self.reading = False  # the rest of the stream cannot be framed
-            self.incoming = b""
-            self.outgoing += _error(f"request larger than {MAX_REQUEST} bytes")
-        self._write()
+                self._queue(line)
+        if self.reading and len(self.incoming) > MAX_REQUEST:
+            self._refuse(f"request larger than {MAX_REQUEST} bytes")
 
-    def hung_up(self):
-        try:
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
-
-    def _answer(self, line):
+    def _queue(self, line):
         if len(line) > MAX_REQUEST:
-            self.reading = False
-            self.outgoing += _error(f"request larger than {MAX_REQUEST} bytes")
+            self._refuse(f"request larger than {MAX_REQUEST} bytes")
             return
-        self.outgoing += self.server._dispatch(line)
+        self._add((line, None))
+
+    def _add(self, request):
+        self.requests.append(request)
+        if self not in self.server.waiting:
+            self.server.waiting.append(self)
+
+    def _refuse(self, message):
+        """The rest of the stream cannot be framed: answer what came before,
+        then this error, then close."""
+        self.reading = False
+        self.incoming = b""
+        self._add((None, _error(message)))
 
     def _write(self):
         while self.outgoing:
@@ -250,25 +362,43 @@ class _Client:
                 self.close()
                 return
             del self.outgoing[:sent]
+        self.since = self.server.clock()   # the next request's deadline starts
 
     def _update(self):
-        if not self.reading and not self.outgoing:
+        if not self.reading and not self.outgoing and not self.requests:
             self.close()  # all answered; nothing more will be read
             return
-        # a client that does not read its replies is not read either, until
-        # it has taken most of them: its backlog stays bounded
-        backlogged = len(self.outgoing) > MAX_PENDING_REPLY
-        events = (selectors.EVENT_READ if self.reading and not backlogged else 0) | (
+        # read ahead a few requests only: the rest waits in the kernel's buffer
+        reading = self.reading and len(self.requests) < MAX_QUEUED_REQUESTS
+        events = (selectors.EVENT_READ if reading else 0) | (
             selectors.EVENT_WRITE if self.outgoing else 0)
-        self.server.selector.modify(self.connection, events, self.ready)
+        if events == self.events:
+            return
+        selector = self.server.selector
+        if not events:      # waiting for its turn: nothing to watch (a hang-up shows later)
+            selector.unregister(self.connection)
+        elif not self.events:
+            selector.register(self.connection, events, self.ready)
+        else:
+            selector.modify(self.connection, events, self.ready)
+        self.events = events
+
+    def hung_up(self):
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
 
     def close(self):
         if self.connection is None:
             return
-        try:
-            self.server.selector.unregister(self.connection)
-        except (KeyError, ValueError):
-            pass
+        if self.events:
+            try:
+                self.server.selector.unregister(self.connection)
+            except (KeyError, ValueError):
+                pass
         self.connection.close()
         self.connection = None
         self.server.clients.pop(self.fd, None)
@@ -285,7 +415,16 @@ def call(path, method, args=None, timeout=5.0):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.settimeout(timeout)
         try:
-            connection.connect(path)
+            while True:
+                try:
+                    connection.connect(path)
+                    break
+                except BlockingIOError:
+                    # a unix socket's backlog is full: the server is accepting
+                    # (and evicting) as fast as it can; try again until the deadline
+                    if time.monotonic() >= deadline:
+                        raise socket.timeout() from None
+                    time.sleep(0.01)
         except (FileNotFoundError, ConnectionRefusedError):
             raise ControlError(f"flowprobe is not running (no control socket at {path})") from None
         except PermissionError:
