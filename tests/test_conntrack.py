@@ -13,6 +13,7 @@ Needs root, ip netns, nft, tcpdump, curl, nfcapd/nfdump and tshark, and a
 kernel with nf_conntrack and nf_nat; skipped otherwise.
 """
 
+import re
 import shutil
 import signal
 import subprocess
@@ -404,3 +405,40 @@ def test_a_reload_over_the_socket_that_turns_conntrack_on_and_off(nat_lab, tmp_p
     assert turned_off == {"reloaded": True, "error": None}, daemon.output()
     assert status["source"] == "capture" and status["conntrack"] is None
     assert "Traceback" not in daemon.output()
+
+
+def test_a_stop_and_start_say_what_the_gap_cost(nat_lab, tmp_path):
+    """Connections open at a stop that end before the next start cannot be
+    reported whole: the start says how many, and status counts them."""
+    lab = nat_lab
+    socket_path = str(tmp_path / "control.sock")
+    sender = ("import socket, sys, time\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "for n in range(int(sys.argv[2])):\n"
+              f"    s.sendto(b's' * 100, ('{lab.server4}', int(sys.argv[1]))); time.sleep(0.1)\n")
+    with Nfcapd(netns=lab.router, port=2055), Nfcapd(netns=lab.router, port=2056):
+        daemon = Daemon(lab, tmp_path, config_text(socket_path))
+        daemon.wait_until(lambda s: s["conntrack"] and s["conntrack"]["running"])
+        first = daemon.output()
+        # one stream ends during the gap (its conntrack entry 2 s after its last
+        # datagram), one goes on across it
+        ends = lab.popen(lab.client, sys.executable, "-c", sender, str(UDP_PORT + 3), "20")
+        goes_on = lab.popen(lab.client, sys.executable, "-c", sender, str(UDP_PORT + 4), "120")
+        time.sleep(1)
+        daemon.stop()
+        stopped = daemon.output()
+        ends.wait(10)
+        time.sleep(4)
+        daemon = Daemon(lab, tmp_path, config_text(socket_path))
+        daemon.wait_until(lambda s: s["conntrack"] and s["conntrack"]["running"])
+        status = daemon.status()["conntrack"]
+        goes_on.terminate()
+        daemon.stop()
+        started = daemon.output()
+    assert "no earlier stop recorded here" in first, first
+    assert re.search(r"conntrack source closed: \d+ records, 2 connections open end here",
+                     stopped), stopped
+    assert re.search(r"conntrack source started: 1 connections already open are reported from "
+                     r"now on .*; 1 connections ended while stopped \(\d+\.\d s\) are not",
+                     started), started
+    assert status["ended_while_stopped"] == 1 and status["open_at_start"] == 1, status

@@ -291,6 +291,9 @@ struct fp_conntrack_counters {
 	uint64_t ends_before_baseline; /* older than the source, ended before it saw them */
 	uint64_t revived;              /* reported vanished, then listed by a dump again */
 	uint64_t released_by_resize;   /* a smaller table let them go: reported whole at their end */
+	uint64_t listed;               /* gauge: connections the latest dump listed */
+	uint64_t open_at_start;        /* listed by the baseline: reported from then on */
+	uint64_t open_since_stop;      /* of those, open since before the previous stop */
 	uint64_t records_lost;         /* no slot for an ending connection (never while drained) */
 	uint64_t records;
 	uint64_t records_pending;      /* gauge */
@@ -317,8 +320,10 @@ int fp_conntrack_read(struct fp_conntrack *ct, uint64_t now_ms, char *error);
  * active timeouts, missed connections.  0, or -1 with the reason. */
 int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error);
 /* The first dump: connections open now are tracked, and only what they
- * carry from now on is reported. */
-int fp_conntrack_baseline(struct fp_conntrack *ct, uint64_t now_ms, char *error);
+ * carry from now on is reported.  With stopped_ms (a previous source's
+ * stop; 0: unknown), open_since_stop counts those open since before it. */
+int fp_conntrack_baseline(struct fp_conntrack *ct, uint64_t now_ms, uint64_t stopped_ms,
+			  char *error);
 /* Connections missing past the grace leave (lackOfResources). */
 void fp_conntrack_expire(struct fp_conntrack *ct, uint64_t now_ms);
 /* Ends every tracked connection (forcedEnd): dump first for fresh counters. */

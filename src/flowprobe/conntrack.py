@@ -11,6 +11,7 @@ direction with its reply counters, pre- and post-NAT addresses and ports.
 
 import dataclasses
 import ipaddress
+import json
 import logging
 import os
 import selectors
@@ -36,6 +37,12 @@ TRICKLE = 64
 HOLD_MS = 50
 CLOSE_READ_ROUNDS = 64   # at close: reads of what the socket still holds, at most
 SYSCTL = "/proc/sys/net/netfilter"
+# Where a stop leaves what the next start needs to say what the gap cost: next
+# to the control socket (a tmpfs on OpenWrt, so a reboot clears it with the
+# kernel's table), opened while still root and written through that descriptor.
+STATE_FILE = "flowprobe-conntrack.state"
+GAUGES = {"connections", "records_pending", "capacity", "tombstones", "memory_bytes", "clock_ms",
+          "peak", "listed", "open_at_start", "open_since_stop"}
 
 
 class ConntrackError(RuntimeError):
@@ -126,9 +133,10 @@ class ConntrackSource:
         if lib.fp_conntrack_dump(self._source, now_ms, self._error) < 0:
             raise ConntrackError(self._error_text())
 
-    def baseline(self, now_ms):
-        """The first dump: connections open now report only what comes next."""
-        if lib.fp_conntrack_baseline(self._source, now_ms, self._error) < 0:
+    def baseline(self, now_ms, stopped_ms=0):
+        """The first dump: connections open now report only what comes next;
+        with stopped_ms, counts those open since before that stop."""
+        if lib.fp_conntrack_baseline(self._source, now_ms, stopped_ms, self._error) < 0:
             raise ConntrackError(self._error_text())
 
     def expire(self, now_ms):
@@ -188,6 +196,17 @@ def conntrack_record_to_dict(r):
     return record
 
 
+def kernel_identity():
+    """The boot and network namespace a conntrack table belongs to: a stop's
+    state says nothing about another's."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            boot = file.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/net').st_ino}"
+    except OSError:
+        return None
+
+
 def collector_endpoints(profiles):
     """(protocol number, address, port) of every collector, names resolved."""
     endpoints = set()
@@ -232,6 +251,9 @@ class ConntrackService:
         self.registered_fd = None
         self.holding = False
         self.retired = {}   # counters of sources closed by a reload
+        self.ended_while_stopped = 0   # open at a stop, gone at the next start
+        self.state_fd = None
+        self.logged_losses = 0
 
     # ---- lifecycle ----
 
@@ -256,6 +278,7 @@ class ConntrackService:
         self.settings = settings
         self.accounting, accounting_error = ensure_sysctl("nf_conntrack_acct")
         self.timestamps, _ = ensure_sysctl("nf_conntrack_timestamp")
+        stop = self._previous_stop()
         try:
             self.source = ConntrackSource(
                 max_connections=settings.conntrack_max_connections,
@@ -263,7 +286,8 @@ class ConntrackService:
                 vanish_grace=settings.conntrack_vanish_grace,
                 buffer_kb=settings.conntrack_buffer_kb)
             self.source.exclude_collectors(config.collectors)
-            self.source.baseline(now_ms)   # open connections: reported from now on
+            # open connections: reported from now on
+            self.source.baseline(now_ms, stop["stopped_ms"] if stop else 0)
         except ConntrackError as e:
             self.source = None
             self.error = f"conntrack source cannot start: {e}"
@@ -276,9 +300,71 @@ class ConntrackService:
                       "(counted as ends_without_traffic)", accounting_error)
         self.next_dump = time.monotonic() + settings.conntrack_dump_interval
         self._register()
-        log.info("conntrack source: %d connections tracked at start (capacity %d)",
-                 self.source.counters()["connections"], settings.conntrack_max_connections)
+        self._report_start(stop, now_ms)
         self.export(now_ms)
+
+    # ---- the gap between a stop and the next start ----
+
+    def _state_path(self):
+        control_socket = getattr(self.probe, "control_socket", None)
+        return os.path.join(os.path.dirname(control_socket), STATE_FILE) if control_socket else None
+
+    def _previous_stop(self):
+        """What the previous stop left ({stopped_ms, open}), or None. The file
+        stays open for this source's own stop: the daemon may no longer be
+        allowed to open it then."""
+        path = self._state_path()
+        if self.state_fd is None and path:
+            try:
+                self.state_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                                        | os.O_NOFOLLOW, 0o600)
+            except OSError as e:
+                log.debug("conntrack: state file %s: %s", path, e.strerror)
+        if self.state_fd is None:
+            return None
+        try:
+            text = os.pread(self.state_fd, 4096, 0).decode()
+            state = json.loads(text) if text else None
+        except (OSError, ValueError):
+            return None
+        if (not isinstance(state, dict) or state.get("kernel") != kernel_identity()
+                or not isinstance(state.get("stopped_ms"), int)
+                or not isinstance(state.get("open"), int)):
+            return None   # none, another boot's or another namespace's
+        return state
+
+    def _save_stop(self, now_ms, open_connections):
+        if self.state_fd is None:
+            return
+        state = {"kernel": kernel_identity(), "stopped_ms": now_ms, "open": open_connections}
+        try:
+            os.ftruncate(self.state_fd, 0)
+            os.pwrite(self.state_fd, json.dumps(state).encode(), 0)
+        except OSError as e:
+            log.warning("conntrack: the stop is not recorded (%s): the next start cannot say "
+                        "what ended meanwhile", e.strerror)
+
+    def _report_start(self, stop, now_ms):
+        """The kernel keeps no count of connections that come and go: what
+        ended while the source was stopped is the connections open at the
+        stop that are gone now; those that began and ended in between are
+        not known at all."""
+        counters = self.source.counters()
+        opened = (f"conntrack source started: {counters['open_at_start']} connections already "
+                  f"open are reported from now on (capacity "
+                  f"{self.settings.conntrack_max_connections}); ")
+        if stop is None:
+            log.info("%sconnections that ended before are not (no earlier stop recorded here)",
+                     opened)
+        elif not self.timestamps:
+            log.info("%sconnections that ended while stopped are not (how many is not known: "
+                     "net.netfilter.nf_conntrack_timestamp is off)", opened)
+        else:
+            ended = max(0, stop["open"] - counters["open_since_stop"])
+            self.ended_while_stopped += ended
+            log.info("%s%d connections ended while stopped (%.1f s) are not, nor those that "
+                     "began and ended meanwhile (the kernel keeps no count of them)", opened,
+                     ended, max(0, now_ms - stop["stopped_ms"]) / 1000)
 
     def reconfigure(self, config):
         """The open source takes the new settings: its table, its event socket
@@ -355,9 +441,13 @@ class ConntrackService:
                 break
         self.source.flush(now_ms)
         self.export(now_ms)
-        for key, value in self.source.counters().items():
-            self.retired[key] = self.retired.get(key, 0) + value
-        log.info("conntrack source closed")
+        counters = self.source.counters()
+        for key, value in counters.items():
+            if key not in GAUGES:
+                self.retired[key] = self.retired.get(key, 0) + value
+        self._save_stop(now_ms, counters["listed"])
+        log.info("conntrack source closed: %d records, %d connections open end here",
+                 counters["records"], counters["listed"])
         self.source = None
 
     # ---- the loop ----
@@ -395,6 +485,18 @@ class ConntrackService:
                 log.error("conntrack: %s", e)
         self.source.expire(now_ms)
         self.export(now_ms)
+        self._log_losses()
+
+    def _log_losses(self):
+        counters = self.counters()
+        lost = counters.get("ends_before_baseline", 0) + counters.get("records_lost", 0)
+        if lost > self.logged_losses:
+            log.warning("conntrack: %d connections lost so far: %d open before the source "
+                        "started ended untracked, what they carried since is not reported "
+                        "(ends_before_baseline: the table was full at the start, or they ended "
+                        "as it started), %d had no slot for their record (records_lost)", lost,
+                        counters.get("ends_before_baseline", 0), counters.get("records_lost", 0))
+            self.logged_losses = lost
 
     def export(self, now_ms):
         probe = self.probe
@@ -409,9 +511,7 @@ class ConntrackService:
     def counters(self):
         current = self.source.counters() if self.source else {}
         keys = set(current) | set(self.retired)
-        gauges = {"connections", "records_pending", "capacity", "tombstones", "memory_bytes",
-                  "clock_ms", "peak"}
-        return {key: current.get(key, 0) + (0 if key in gauges else self.retired.get(key, 0))
+        return {key: current.get(key, 0) + (0 if key in GAUGES else self.retired.get(key, 0))
                 for key in keys}
 
     def status(self, config, capture_counters):
@@ -431,7 +531,8 @@ class ConntrackService:
                 "peak", "events_new", "events_destroy", "dumps", "overruns", "resyncs",
                 "overflows", "released_by_resize", "vanished", "destroys_untracked",
                 "ends_before_baseline", "ends_without_traffic", "records", "records_lost",
-                "packets", "octets", "memory_bytes")},
+                "packets", "octets", "memory_bytes", "open_at_start")},
+            "ended_while_stopped": self.ended_while_stopped,
             "not_seen_by_capture": None,
         }
         if config.conntrack.source == "both":

@@ -94,6 +94,7 @@ struct fp_conntrack {
 	uint64_t dump_started_ms;
 	int resync_pending;
 	int baseline;                  /* this dump only sets where reporting starts */
+	uint64_t baseline_stopped_ms;  /* the previous source's stop, if known: counted against */
 	uint64_t started_ms;           /* the first baseline: what started before is not all ours */
 	int excluded_count;
 	struct { uint8_t protocol, address[16]; uint16_t port; } excluded[MAX_EXCLUDED];
@@ -466,6 +467,12 @@ static void on_dumped(struct fp_conntrack *ct, const struct ct_message *m, uint6
 	struct entry *e = lookup(ct, m);
 
 	ct->counters.dump_entries++;
+	ct->counters.listed++;
+	if (ct->baseline) {
+		ct->counters.open_at_start++;
+		if (m->start_ns && m->start_ns / 1000000 < ct->baseline_stopped_ms)
+			ct->counters.open_since_stop++;
+	}
 	if (!e) {
 		e = insert(ct, m, 1, now_ms);  /* a NEW event we missed, or the first dump */
 		if (!e)
@@ -668,6 +675,7 @@ int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 	request.g.nfgen_family = AF_UNSPEC;
 	request.g.version = NFNETLINK_V0;
 	ct->resync_pending = 0;
+	ct->counters.listed = 0;
 	ct->dump_generation++;
 	ct->dump_started_ms = now_ms;
 	ct->counters.clock_ms = now_ms;
@@ -830,13 +838,16 @@ int fp_conntrack_reconfigure(struct fp_conntrack *ct, const struct fp_conntrack_
 	return 0;
 }
 
-int fp_conntrack_baseline(struct fp_conntrack *ct, uint64_t now_ms, char *error)
+int fp_conntrack_baseline(struct fp_conntrack *ct, uint64_t now_ms, uint64_t stopped_ms,
+			  char *error)
 {
 	int result;
 
 	if (!ct->started_ms)
 		ct->started_ms = now_ms;
 	ct->baseline = 1;
+	ct->baseline_stopped_ms = stopped_ms;
+	ct->counters.open_at_start = ct->counters.open_since_stop = 0;
 	result = fp_conntrack_dump(ct, now_ms, error);
 	ct->baseline = 0;
 	return result;
