@@ -61,3 +61,104 @@ def test_the_spool_directory_is_made_for_the_user_and_nothing_else_is_touched(tm
     probe.exporter.close()
     nobody = __import__("pwd").getpwnam("nobody")
     assert (fresh.stat().st_uid, fresh.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
+
+
+def output_of(result):
+    return result.stdout + result.stderr
+
+
+def test_a_filter_that_does_not_compile_stops_the_start(tmp_path):
+    """Every filter is compiled before the daemon runs (before: it ran with
+    no capture, retrying every 5 s)."""
+    config = tmp_path / "f.conf"
+    config.write_text("config flowprobe 'main'\n\toption enabled '1'\n\tlist interface 'lo'\n"
+                      f"\toption control_socket '{tmp_path / 'c.sock'}'\n"
+                      "\toption filter 'udp and port'\n")
+    result = run(config)
+    assert result.returncode == 2, output_of(result)
+    assert "interface lo: filter" in output_of(result) and "syntax error" in output_of(result)
+
+
+def test_a_control_socket_directory_that_is_missing_is_a_config_error(tmp_path):
+    config = tmp_path / "s.conf"
+    config.write_text("config flowprobe 'main'\n\toption enabled '1'\n\tlist interface 'lo'\n"
+                      f"\toption control_socket '{tmp_path / 'nowhere' / 'c.sock'}'\n")
+    result = run(config)
+    assert result.returncode == 2, output_of(result)
+    assert "flowprobe.main.control_socket: cannot create the control socket" in output_of(result)
+
+
+def test_packets_while_an_interface_is_not_captured_are_counted(tmp_path, monkeypatch):
+    """The kernel's own counters say how many packets passed while a capture
+    was down: they are reported, not silently missing."""
+    from flowprobe import config as configuration
+    from flowprobe import daemon
+
+    statistics = tmp_path / "eth9" / "statistics"
+    statistics.mkdir(parents=True)
+    monkeypatch.setattr(daemon, "SYS_NET", tmp_path)
+
+    def counters(rx, tx):
+        (statistics / "rx_packets").write_text(f"{rx}\n")
+        (statistics / "tx_packets").write_text(f"{tx}\n")
+
+    probe = object.__new__(daemon.Probe)
+    capture = daemon.Capture(configuration.InterfaceConfig("eth9", direction="in"),
+                             device="eth9")
+    counters(1000, 50)
+    probe._capture_down(capture)
+    counters(1250, 90)
+    assert probe._not_captured(capture) == 250
+    probe._capture_up(capture)                 # captured again: 250 stay counted
+    counters(1400, 95)
+    assert probe._not_captured(capture) == 250
+    probe._capture_down(capture)
+    counters(1410, 95)
+    assert probe._not_captured(capture) == 260
+
+
+def test_a_run_that_was_killed_is_reported_at_the_next_start(tmp_path):
+    """kill -9 leaves no 'stopped' line: the next start logs it and status
+    says so; a clean stop is remembered as one."""
+    import os
+    import signal
+    import time
+
+    from flowprobe.control.server import call
+
+    socket_path = tmp_path / "c.sock"
+    config = tmp_path / "k.conf"
+    config.write_text("config flowprobe 'main'\n\toption enabled '1'\n\tlist interface 'lo'\n"
+                      f"\toption control_socket '{socket_path}'\n")
+
+    def start():
+        process = subprocess.Popen([sys.executable, "-m", "flowprobe", "run", "--config",
+                                    str(config), "--no-ubus"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                return process, call(socket_path, "status")
+            except Exception:
+                assert process.poll() is None
+                time.sleep(0.1)
+        raise AssertionError("the daemon did not start")
+
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("capture on lo needs root")
+    first, status = start()
+    assert status["previous_run"] in (None, "stopped cleanly")
+    first.kill()
+    first.wait(10)
+    second, status = start()
+    assert status["previous_run"].startswith("ended without a clean stop (running pid "
+                                             f"{first.pid}")
+    second.send_signal(signal.SIGTERM)
+    out, _ = second.communicate(timeout=30)
+    assert "the previous run ended without a clean stop" in out
+    third, status = start()
+    third.send_signal(signal.SIGTERM)
+    third.communicate(timeout=30)
+    assert status["previous_run"] == "stopped cleanly"
+    assert (tmp_path / "c.state").stat().st_mode & 0o777 == 0o600

@@ -287,3 +287,24 @@ def test_a_reload_over_the_socket_that_swaps_collectors_and_adds_an_interface(la
     assert reply == {"reloaded": True, "error": None}, daemon.output()
     echo = sorted((k[2], v[0]) for k, v in flows.items() if k[1] == 1)
     assert echo == [(lab.client4, 3), (lab.server4, 3)], daemon.output()
+
+
+def test_a_reload_with_a_filter_that_does_not_compile_is_refused_and_capture_goes_on(
+        lab, tmp_path):
+    """Before: capture closed, 'reloaded', and the packets after it under no
+    counter. Now the filter is compiled first and the reload refused whole."""
+    daemon = Daemon(lab, tmp_path, uci_config(str(tmp_path / "control.sock"), 2055,
+                                              ["r-cli"], collectors=0))
+    daemon.wait_until(all_up)
+    daemon.config.write_text(uci_config(daemon.socket, 2055, ["r-cli"],
+                                        {"filter": "icmp and port"}, collectors=0))
+    reply = call(daemon.socket, "reload")
+    lab.run(lab.client, "ping", "-c", "5", "-i", "0.2", lab.router_client4)
+    time.sleep(0.3)
+    status = daemon.status()
+    flows = call(daemon.socket, "flows", {"protocol": "icmp"})["flows"]
+    daemon.stop()
+    assert reply["reloaded"] is False and "interface r-cli: filter" in reply["error"]
+    assert status["config_error"] == reply["error"] and all_up(status)
+    assert [f["packets"] for f in flows if f["src_addr"] == lab.client4] == [5]
+    assert status["interfaces"][0]["packets_not_captured"] == 0

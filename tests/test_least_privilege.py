@@ -54,11 +54,13 @@ def test_a_child_that_drops_keeps_only_cap_net_raw():
             f"privileges.drop_to(privileges.account({UNPRIVILEGED!r}))\n"
             "import os; print(os.getresuid(), os.getresgid(), os.getgroups(),"
             " privileges.effective_capabilities())\n"
-            "try:\n    os.setuid(0)\nexcept PermissionError:\n    print('no way back')\n")
+            "try:\n    os.setuid(0)\nexcept PermissionError:\n    print('no way back')\n"
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('CapBnd')])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out == [f"{(user.uid,) * 3} {(user.gid,) * 3} [{user.gid}] "
-                   f"[{privileges.CAP_NET_RAW}]", "no way back"]
+                   f"[{privileges.CAP_NET_RAW}]", "no way back",
+                   f"['{1 << privileges.CAP_NET_RAW:016x}']"]
 
 
 skip_live = missing() or missing_tools(NFCAPD, NFDUMP)
@@ -110,6 +112,8 @@ def test_the_daemon_runs_as_its_user_and_still_reopens_interfaces(lab, readable_
     assert int(process["CapEff"][0], 16) == CAP_NET_RAW_MASK
     assert int(process["CapPrm"][0], 16) == CAP_NET_RAW_MASK
     assert process["NoNewPrivs"] == ["1"]
+    # nothing outside what it keeps can come back, not even by a file capability
+    assert int(process["CapBnd"][0], 16) == CAP_NET_RAW_MASK
     assert status["user"] == {"uid": user.uid, "capabilities": [privileges.CAP_NET_RAW]}
     # root and the user's group only
     assert stat.S_IMODE(socket_mode.st_mode) == 0o660 and socket_mode.st_gid == user.gid
@@ -130,8 +134,9 @@ def test_a_user_that_does_not_exist_stops_the_start(lab, readable_dir, tmp_path)
     daemon = Daemon(lab, Path(readable_dir),
                     uci_config(socket_path, 2055, ["r-cli"], {"user": "no-such-user-fp"},
                                collectors=0))
-    assert daemon.process.wait(30) == 1
-    assert "user 'no-such-user-fp' does not exist (option user)" in daemon.output()
+    # an environment error at start is a config error: exit 2, the option named
+    assert daemon.process.wait(30) == 2
+    assert "flowprobe.main.user: user 'no-such-user-fp' does not exist" in daemon.output()
 
 
 EXECUTING_PYTHON = ("subprocess", "os.system", "os.popen", "os.exec", "os.spawn", "pty.spawn",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from collector_tools import TSHARK, missing_tools, tshark_decode
+from collector_tools import NFCAPD, NFDUMP, TSHARK, Nfcapd, missing_tools, tshark_decode
 from netlab import RouterLab, missing
 from test_daemon_live import Daemon, all_up, settle
 
@@ -125,3 +125,104 @@ def test_collectors_down_then_back(tmp_path):
     assert got_queue_only + not_sent == records
     assert not list(Path(spool_dir).glob("*.spool")), "the spool file outlived the daemon"
     os.rmdir(spool_dir)
+
+
+def stop_line(output):
+    """(records, not sent) from the daemon's last log line."""
+    stopped = re.search(r"stopped: .*; (\d+) records, (\d+) not sent", output)
+    assert stopped, output
+    return int(stopped[1]), int(stopped[2])
+
+
+UDP_PORT = 4750
+
+
+def udp_config(socket_path, spool_dir):
+    return "\n".join([
+        "config flowprobe 'main'", "\toption enabled '1'", "\tlist interface 'r-cli'",
+        f"\toption control_socket '{socket_path}'", f"\toption spool_dir '{spool_dir}'",
+        "\toption idle_timeout '1'", "\toption filter 'udp or icmp'",
+        "config collector 'nfcapd'", "\toption protocol 'ipfix'", "\toption host '127.0.0.1'",
+        f"\toption port '{UDP_PORT}'", "\toption queue_limit '2'", "\toption spool_kb '4096'",
+        ""])
+
+
+@pytest.mark.skipif(missing_tools(NFCAPD, NFDUMP) is not None, reason="needs nfcapd, nfdump")
+def test_a_refused_udp_collector_is_down_not_sent_to_and_gets_everything_back(tmp_path):
+    """Over UDP a closed port answers with ICMP: the daemon must not count
+    what it sends into that as sent; with a spool, the collector gets every
+    record once it is back (before: 0 of them, and all 'sent')."""
+    spool_dir = tempfile.mkdtemp(prefix="flowprobe-spool-")
+    with RouterLab() as lab:
+        daemon = Daemon(lab, tmp_path, udp_config(str(tmp_path / "control.sock"), spool_dir))
+        daemon.wait_until(all_up)
+        udp_flows(lab, 300, 20000)                   # nobody listens on the port yet
+        time.sleep(2)
+        during = daemon.status()["collectors"][0]
+        with Nfcapd(netns=lab.router, port=UDP_PORT) as collector:
+            udp_flows(lab, 100, 30000)
+            time.sleep(2)
+
+            def delivered(status):
+                c = status["collectors"][0]
+                return not c["down"] and not c["queued"] and not c["spooled_messages"]
+            daemon.wait_until(delivered, timeout=90)   # the back-off may have reached 60 s
+            daemon.stop()
+            collector.drain()
+            got = len(collector.flows())
+    records, not_sent = stop_line(daemon.output())
+    print(f"UDP outage: {records} records, {during['records_spooled']} spooled while down, "
+          f"{during['records_refused']} refused, {got} received by nfcapd, {not_sent} not sent")
+    assert during["down"] and during["records_sent"] == 0
+    assert during["records_spooled"] > 0
+    assert got + not_sent == records and got >= records - during["records_refused"]
+    os.rmdir(spool_dir)
+
+
+def test_a_full_spool_filesystem_while_the_collector_returns_kills_nothing(tmp_path):
+    """The spool on a 16 KB tmpfs, the TCP collector refused, then back:
+    every record is delivered or counted as not sent, and the daemon stops
+    cleanly (before: ENOSPC escaped the loop, exit 1, no 'stopped:' line)."""
+    spool_dir = Path(tempfile.mkdtemp(prefix="flowprobe-tiny-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(spool_dir)],
+                   check=True)
+    try:
+        with RouterLab() as lab:
+            pcap = tmp_path / "export.pcap"
+            recorder = lab.popen(lab.router, "tcpdump", "-i", "lo", "-U", "-n", "-w", str(pcap),
+                                 f"tcp port {SPOOLED}", stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            text = config_text(str(tmp_path / "control.sock"), spool_dir)
+            text = text.replace("option spool_kb '4096'", "option spool_kb '1024'")
+            daemon = Daemon(lab, tmp_path, text)
+            daemon.wait_until(all_up)
+            udp_flows(lab, 800, 20000)               # far beyond 16 KB of spool
+            time.sleep(2)                            # the last of them end and are exported
+            during = daemon.status()
+            sink = lab.popen(lab.router, sys.executable, "-c", SINK, str(SPOOLED),
+                             str(QUEUE_ONLY))
+            udp_flows(lab, 100, 30000)
+            time.sleep(2)
+
+            def delivered(status):
+                c = status["collectors"][0]
+                return c["connected"] and not c["queued"] and not c["spooled_messages"]
+            daemon.wait_until(delivered, timeout=30)
+            final = daemon.status()
+            daemon.stop()
+            settle(pcap)
+            sink.terminate()
+            recorder.send_signal(signal.SIGTERM)
+            recorder.wait(10)
+    finally:
+        subprocess.run(["umount", "-l", str(spool_dir)], check=False)
+        spool_dir.rmdir()
+    records, _ = stop_line(daemon.output())
+    got, _ = data_records(pcap, SPOOLED)
+    spooled = final["collectors"][0]
+    print(f"full spool filesystem: {records} records, "
+          f"{during['collectors'][0]['spool_write_errors']} spool writes failed, {got} "
+          f"received, {spooled['records_not_sent']} not sent")
+    assert during["collectors"][0]["spool_write_errors"] > 0
+    assert got + spooled["records_not_sent"] == records
+    assert final["loop_errors"] == 0 and "Traceback" not in daemon.output()

@@ -26,7 +26,15 @@ from flowprobe.control.server import ControlServer
 from flowprobe.errors import OptionError
 from flowprobe.export.collectors import Exporter, capture_filter
 from flowprobe.export.transport import TransportError
-from flowprobe.meter import LIVE_BLOCK_TIMEOUT_S, CaptureError, Meter, packets_ignored
+from flowprobe.meter import (
+    DLT_EN10MB,
+    LINKTYPE_OF_ARPHRD,
+    LIVE_BLOCK_TIMEOUT_S,
+    CaptureError,
+    Meter,
+    check_filter,
+    packets_ignored,
+)
 from flowprobe.privileges import (
     CAP_NET_ADMIN,
     CAP_NET_RAW,
@@ -36,6 +44,7 @@ from flowprobe.privileges import (
     drop_to,
     effective_capabilities,
 )
+from flowprobe.run_state import RunState
 
 log = logging.getLogger("flowprobe")
 
@@ -62,6 +71,44 @@ class Capture:
     error: str = None
     retry_at: float = 0.0
     opened_at: float = None
+    # packets the kernel counted on the device while it was not captured
+    down_since: int = None               # the device's counter when capture stopped
+    packets_while_down: int = 0          # over the earlier periods without capture
+
+
+def device_packets(device, direction):
+    """The kernel's own packet counters of a device, in the capture's
+    direction(s); None when the device is gone."""
+    names = {"in": ("rx_packets",), "out": ("tx_packets",)}.get(direction,
+                                                                 ("rx_packets", "tx_packets"))
+    try:
+        return sum(int((SYS_NET / device / "statistics" / name).read_text()) for name in names)
+    except (OSError, ValueError):
+        return None
+
+
+def linktype_of(device):
+    """The link type libpcap will give a device's capture (for checking
+    filters before any capture is open); Ethernet when it is not there."""
+    try:
+        arphrd = int((SYS_NET / device / "type").read_text())
+    except (OSError, ValueError):
+        return DLT_EN10MB
+    return LINKTYPE_OF_ARPHRD.get(arphrd, DLT_EN10MB)
+
+
+def check_filters(config):
+    """Every capture filter of a config compiles (the user's, with the
+    exclusion of the probe's own export traffic): ConfigError otherwise,
+    before anything switches to it."""
+    for interface in config.interfaces:
+        bpf = capture_filter(interface.bpf_filter, config.collectors)
+        if not bpf:
+            continue
+        try:
+            check_filter(bpf, linktype_of(interface.device or interface.name), interface.snaplen)
+        except CaptureError as e:
+            raise configuration.ConfigError(f"interface {interface.name}: {e}") from None
 
 
 def directions_of(interface):
@@ -73,6 +120,7 @@ class Probe:
     def __init__(self, config_path, control_socket=None, ubus=True):
         self.config_path = config_path
         self.config = configuration.load(config_path)   # ConfigError: the caller exits non-zero
+        check_filters(self.config)
         self.control_socket = control_socket or self.config.control_socket
         self.use_ubus = ubus
         self.config_error = None
@@ -92,6 +140,9 @@ class Probe:
         self.ubus_check_at = 0.0
         self.server = None
         self.selector = None
+        self.run_state = None
+        self._transport_fds = []
+        self.loop_errors = 0              # exceptions the loop caught, logged, and survived
 
     # ---- what the control handlers use ----
 
@@ -126,14 +177,23 @@ class Probe:
             "records_without_collector": self.records_without_collector,
             "source": self.config.conntrack.source,
             "conntrack": self.conntrack.status(self.config, counters),
+            "control": self.server.stats() if self.server else None,
+            "loop_errors": self.loop_errors,
+            "previous_run": self._previous_run(),
         }
+
+    def _previous_run(self):
+        if self.run_state is None or self.run_state.previous is None:
+            return None
+        unclean = self.run_state.previous_unclean
+        return f"ended without a clean stop ({unclean})" if unclean else "stopped cleanly"
 
     def _capture_status(self, capture):
         status = {"name": capture.config.name, "device": capture.device or None,
                   "ifindex": capture.ifindex or None, "direction": capture.config.direction,
                   "up": bool(capture.sources), "error": capture.error,
                   "packets_read": 0, "octets_read": 0, "pcap_received": 0, "pcap_dropped": 0,
-                  "pcap_if_dropped": 0}
+                  "pcap_if_dropped": 0, "packets_not_captured": self._not_captured(capture)}
         for source in capture.sources:
             stats = self.meter.source_stats(source)
             for key in ("packets_read", "octets_read", "pcap_received", "pcap_dropped",
@@ -141,11 +201,34 @@ class Probe:
                 status[key] += stats[key]
         return status
 
+    def _not_captured(self, capture):
+        """Packets the device passed while it was not captured (kernel counters)."""
+        missed = capture.packets_while_down
+        if capture.down_since is not None:
+            now = device_packets(capture.device, capture.config.direction)
+            if now is not None and now >= capture.down_since:
+                missed += now - capture.down_since
+        return missed
+
+    def _capture_down(self, capture):
+        if capture.down_since is None and capture.device:
+            capture.down_since = device_packets(capture.device, capture.config.direction)
+
+    def _capture_up(self, capture):
+        if capture.down_since is not None:
+            missed = self._not_captured(capture) - capture.packets_while_down
+            capture.packets_while_down += missed
+            capture.down_since = None
+            if missed:
+                log.warning("interface %s: %d packets passed %s while it was not captured",
+                            capture.config.name, missed, capture.device)
+
     def reload(self):
         """SIGHUP or the control API: apply a changed config without losing
         the flow table; a bad config keeps the old one running."""
         try:
             new = configuration.load(self.config_path)
+            check_filters(new)   # before anything changes, as the collectors below
         except configuration.ConfigError as e:
             self.config_error = str(e)
             log.error("reload refused, still running the previous config: %s", e)
@@ -279,11 +362,13 @@ class Probe:
                     capture.sources[source] = direction
             except (LookupError, CaptureError) as e:
                 self._close_capture(capture, keep=True)
+                self._capture_down(capture)
                 if capture.error != str(e):
                     log.warning("interface %s: %s (retrying every %g s)", name, e, RETRY_S)
                 capture.error, capture.retry_at = str(e), now + RETRY_S
                 continue
             capture.error, capture.opened_at = None, now
+            self._capture_up(capture)
             self.interface_names[capture.ifindex] = name
             log.info("interface %s: capturing on %s (ifindex %d, %s)", name, capture.device,
                      capture.ifindex, interface.direction)
@@ -349,6 +434,7 @@ class Probe:
                 log.warning("interface %s: %s (retrying every %g s)", capture.config.name, error,
                             RETRY_S)
                 self._close_capture(capture, keep=True)
+                self._capture_down(capture)
                 capture.error, capture.retry_at = error, time.monotonic() + RETRY_S
 
     def _close_captures(self):
@@ -364,6 +450,7 @@ class Probe:
                 log.warning("interface %s: %s (retrying every %g s)", capture.config.name, e,
                             RETRY_S)
                 self._close_capture(capture, keep=True)
+                self._capture_down(capture)
                 capture.error, capture.retry_at = str(e), time.monotonic() + RETRY_S
             self._export_expired(self.now_ms())
         return on_readable
@@ -455,6 +542,8 @@ class Probe:
         if self.ubus and time.monotonic() >= self.ubus_check_at:
             self.ubus_check_at = time.monotonic() + RETRY_S
             self.ubus.check()
+        if self.server:
+            self.server.expire()
         self._drop_vanished_captures()
         self._open_captures()
 
@@ -477,14 +566,26 @@ class Probe:
         self.selector = selectors.DefaultSelector()
         self.selector.register(wake_read, selectors.EVENT_READ,
                                lambda events: os.read(wake_read, 4096))
+        # an environment that cannot work is a config error: exit 2, the option named
         try:
             user = account(self.config.user) if self.config.user else None
+        except PrivilegeError as e:
+            log.error("%s.main.user: %s", configuration.PACKAGE, e)
+            return 2
+        try:
             self.server = ControlServer(self.control_socket, self.handlers,
                                         gid=user.gid if user else None)
-        except (ControlError, PrivilegeError) as e:
-            log.error("%s", e)
-            return 1
+        except ControlError as e:
+            log.error("%s.main.control_socket: %s", configuration.PACKAGE, e)
+            return 2
         self.server.attach(self.selector)
+        self.run_state = RunState(Path(self.control_socket).with_suffix(".state"))
+        if self.run_state.error:
+            log.warning("%s", self.run_state.error)
+        elif self.run_state.previous_unclean:
+            log.warning("the previous run ended without a clean stop (%s): the flows it "
+                        "held since their last export were never exported",
+                        self.run_state.previous_unclean)
         if self.use_ubus:
             self._connect_ubus()
         for warning in self.config.warnings:
@@ -494,6 +595,7 @@ class Probe:
         self._open_captures()
         self.conntrack.apply(self.config, self.now_ms())
         if user:
+            preload_late_imports()
             # conntrack dumps need CAP_NET_ADMIN; decided at start: a reload that
             # turns the source on later reports the missing capability in status
             keep = (CAP_NET_RAW, CAP_NET_ADMIN) if self.config.conntrack.tracks else (CAP_NET_RAW,)
@@ -515,26 +617,39 @@ class Probe:
                 timeout = max(0.0, next_tick - time.monotonic())
                 if self.ubus:
                     timeout = min(timeout, 0.1)
+                if self.server.busy():
+                    timeout = 0.0
                 for key, events in self.selector.select(timeout):
                     # a callback earlier in this turn (a reload over the control
                     # socket) may have unregistered or replaced this one
                     if self.selector.get_map().get(key.fd) is key:
-                        key.data(events)
+                        self._guarded(key.data, events)
                 self._unregister_transports()
+                self._guarded(self.server.serve)   # after capture had its turn
                 if self.ubus:
-                    self.ubus.poll()
+                    self._guarded(self.ubus.poll)
                 if self.reload_requested:
                     self.reload_requested = False
-                    self.reload()
+                    self._guarded(self.reload)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + TICK_S
-                    self._tick()
+                    self._guarded(self._tick)
         finally:
             self._stop()
             signal.set_wakeup_fd(-1)
             os.close(wake_read)
             os.close(wake_write)
         return 0
+
+    def _guarded(self, work, *args):
+        """Runs one piece of the loop's work; an exception it lets out (a bug,
+        or an I/O error its own code missed) is logged and counted, and the
+        loop goes on: a probe that stops metering loses more than one turn."""
+        try:
+            work(*args)
+        except Exception:
+            self.loop_errors += 1
+            log.exception("internal error (the loop goes on; %d so far)", self.loop_errors)
 
     def _connect_ubus(self):
         try:
@@ -560,6 +675,7 @@ class Probe:
         """Every flow ends, is exported, and the exports get their chance to
         leave: a stop loses nothing that was metered."""
         log.info("stopping: flushing %d flows", self.meter.counters()["flows_active"])
+        self._unregister_transports()   # a stop from inside a turn: the loop's are out
         self._seal(self.captures.values())   # all at once: one block timeout, not one each
         for capture in self.captures.values():
             self._close_capture(capture, sealed=True)
@@ -578,11 +694,26 @@ class Probe:
         not_sent = sum(c["records_not_sent"] for c in self.exporter.stats()) if self.exporter else 0
         log.info("stopped: %d packets read, %d metered, %d dropped by reason; %d records, "
                  "%d not sent", counters["packets_read"], counters["packets_metered"],
-                 self._packets_ignored(), counters["records_drained"], not_sent)
+                 self._packets_ignored(),
+                 counters["records_drained"] + self.conntrack.counters().get("records", 0),
+                 not_sent)
         if self.server:
             self.server.close()
         if self.ubus:
             self.ubus.close()
+        if self.run_state:
+            self.run_state.stopped()
+
+
+def preload_late_imports():
+    """Modules Python would import on first use, imported while still root:
+    after the drop the daemon's user may not be able to read them (a
+    codec for a host name's IDNA, the JSON detector's UTF-16/32)."""
+    import encodings.ascii  # noqa: F401
+    import encodings.idna  # noqa: F401
+    import encodings.latin_1  # noqa: F401
+    import encodings.utf_16  # noqa: F401
+    import encodings.utf_32  # noqa: F401
 
 
 def run(args):

@@ -210,21 +210,23 @@ class Collector:
         self.last_stats_ms = None
         options = dict(source_address=profile.source_address or None,
                        queue_limit=profile.queue_limit, spool=_spool(profile, spool_dir))
-        if reliable:
+        if reliable or profile.protocol != "netflow5":
+            # TCP: every connection; UDP: a collector back from being down
             options["on_connect"] = self._new_session
         self.transport = open_transport(profile.transport, profile.host, profile.effective_port,
                                         **options)
 
     def _new_session(self):
-        """A (re)connected TCP session starts with the templates, ahead of
-        what was queued while it was down."""
+        """A (re)connected TCP session, or a UDP collector back from being
+        down, starts with the templates, ahead of what was queued meanwhile."""
         sent = self.transport.stats()
         queued = self.records_offered - sent["records_sent"] - sent["records_not_sent"]
         self.encoder.reset()
         return b"".join(message for message, _ in self._templates(self.now_ms, queued))
 
     def _templates(self, now_ms, records_queued=0):
-        if records_queued:
+        if records_queued and self.profile.protocol == "ipfix":
+            # IPFIX sequence numbers count records: the templates carry theirs
             messages = self.encoder.template_messages(now_ms, records_queued)
         else:
             messages = self.encoder.template_messages(now_ms)

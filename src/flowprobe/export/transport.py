@@ -287,16 +287,20 @@ class UdpTransport(_Transport):
     the spool if there is one, else are counted as not sent.  When the
     period ends the queue's head goes alone, as a probe, and is counted sent
     only if no error came back within PROBE_WINDOW_SECONDS; then the rest
-    follows.  A network that is unreachable (no route) is waited out the
-    same way.  What UDP cannot tell: datagrams lost on the way, and those
+    follows.  A collector back from being down may have restarted and
+    lost the templates: on_connect() (as over TCP) gives them, and they are
+    the probe, ahead of what waited.  A network that is unreachable (no
+    route) is waited out the same way.  What UDP cannot tell: datagrams lost on the way, and those
     whose ICMP error never came (rate-limited, or filtered)."""
 
     def __init__(self, host: str, port: int, *, source_address: str | None = None,
                  queue_limit: int = 256, clock=time.monotonic, backoff_min: float = 1.0,
-                 backoff_max: float = 60.0, send_buffer: int | None = None, spool=None):
+                 backoff_max: float = 60.0, send_buffer: int | None = None, spool=None,
+                 on_connect=None):
         super().__init__(host, port, source_address=source_address, queue_limit=queue_limit,
                          clock=clock, backoff_min=backoff_min, backoff_max=backoff_max,
                          send_buffer=send_buffer, spool=spool)
+        self.on_connect = on_connect
         self._paused = False        # _retry_at is an ENOBUFS pause, not a reopen
         self._down = False          # _retry_at ends a period of the collector being down
         self._probing = False       # _retry_at ends a probe's wait for an ICMP error
@@ -375,6 +379,17 @@ class UdpTransport(_Transport):
         if not (self._queue or self._refill()):
             self._down = False          # nothing waits: the next message finds out
             return
+        # the templates of an earlier probe are stale: new ones go first
+        for message in [m for m in self._queue if m.template]:
+            self._queue.remove(message)
+            self._templates -= 1
+        first = self.on_connect() if self.on_connect is not None else None
+        if isinstance(first, (bytes, bytearray, memoryview)):
+            first = [first]
+        for data in reversed(list(first or ())):
+            if data:
+                self._queue.appendleft(_Message(bytes(data), 0, template=True))
+                self._templates += 1
         try:
             self._sock.send(self._queue[0].data, _SEND_FLAGS)
         except BlockingIOError:
@@ -396,6 +411,8 @@ class UdpTransport(_Transport):
             self._unreachable(err)
             return
         message = self._queue.popleft()
+        if message.template:
+            self._templates -= 1
         self._count_sent(message)
         self._last_sent = message
         self._down = False
@@ -433,6 +450,8 @@ class UdpTransport(_Transport):
                 self._failed(e.errno)
                 return
             self._queue.popleft()
+            if message.template:
+                self._templates -= 1
             self._count_sent(message)
             self._last_sent = message
 
