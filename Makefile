@@ -78,6 +78,7 @@ bench: build
 	$(PYTHON) bench/export_bench.py
 	$(PYTHON) bench/live_bench.py
 	$(PYTHON) bench/conntrack_bench.py
+	$(PYTHON) bench/flows_query_bench.py
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info
