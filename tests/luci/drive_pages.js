@@ -1,10 +1,15 @@
 // Drives headless Chromium (Debian's /usr/bin/chromium) through
-// luci-app-flowprobe's pages served by tests/luci/standin_server.py, for
-// tests/test_luci_browser.py: one step a run, what it saw as JSON on stdout.
+// luci-app-flowprobe's pages, for tests/test_luci_browser.py (LuCI stand-in,
+// tests/luci/standin_server.py) and tests/test_luci_real.py (the real LuCI
+// runtime, tests/luci/real/stack.py): one step a run, what it saw as JSON on
+// stdout. Both runtimes are driven the same way, through what real LuCI
+// renders (widget ids widget.cbid..., class instances behind them, the
+// "Save & Apply" button, GridSection's Add/Edit dialog); on the real one the
+// login form is filled in first (PARAMS user, password).
 //
 //   node drive_pages.js STEP URL ARTIFACTS_DIR [PARAMS_JSON]
 //   STEP: status | settings-invalid | settings-change | settings-source |
-//         status-conntrack | banner
+//         status-conntrack | banner | page
 'use strict';
 const path = require('path');
 const { chromium } = require('playwright-core');
@@ -12,13 +17,51 @@ const { chromium } = require('playwright-core');
 const [step, url, artifacts, paramsText] = process.argv.slice(2);
 const params = JSON.parse(paramsText || '{}');
 const TIMEOUT = 40000;
+const shot = (name) => path.join(artifacts, (params.prefix || '') + name);
+// the settings' tabs, to show an option before typing into it
+const TABS = {
+	table: [ 'max_flows', 'max_fragments', 'overflow', 'idle_timeout', 'active_timeout',
+	         'unanswered_timeout', 'tcp_end_grace', 'fragment_timeout', 'biflow' ],
+	capture: [ 'promisc', 'filter', 'snaplen', 'buffer_kb' ],
+	conntrack: [ 'conntrack_max_connections', 'conntrack_dump_interval',
+	             'conntrack_vanish_grace', 'conntrack_buffer_kb' ],
+};
 
-async function rendered(page) {
-	await page.goto(url);
-	await page.waitForSelector('body[data-rendered="1"], #standin-error', { timeout: TIMEOUT });
-	const error = await page.$('#standin-error');
+const cbid = (section, option) => `cbid.flowprobe.${section}.${option}`;
+const control = (section, option) =>
+	`[id="widget.${cbid(section, option)}"], [data-widget-id="widget.${cbid(section, option)}"]`;
+
+async function login(page) {
+	if (!(await page.$('input[name="luci_username"]')))
+		return;
+	await page.fill('input[name="luci_username"]', params.user);
+	await page.fill('input[name="luci_password"]', params.password);
+	await Promise.all([
+		page.waitForNavigation({ timeout: TIMEOUT }),
+		page.press('input[name="luci_password"]', 'Enter'),
+	]);
+}
+
+// the view is drawn (no "Loading view…"), or LuCI reported its error
+async function viewDone(page) {
+	await page.waitForFunction(() => {
+		const view = document.getElementById('view');
+		return (view && view.children.length && !view.querySelector(':scope > .spinning')) ||
+			document.querySelector('.alert-message.danger');
+	}, null, { timeout: TIMEOUT });
+	const error = await page.$('.alert-message.danger');
 	if (error)
 		throw new Error('the view failed: ' + (await error.textContent()));
+}
+
+// what the page says before the login (its 403, an anonymous probe) is not the app's
+let loggedIn = () => {};
+
+async function rendered(page, target) {
+	await page.goto(target || url);
+	await login(page);
+	loggedIn();
+	await viewDone(page);
 }
 
 async function texts(page, selector) {
@@ -30,21 +73,122 @@ async function banner(page) {
 		nodes.map((n) => ({ state: n.getAttribute('data-state'), text: n.textContent.trim() })));
 }
 
+async function showTab(page, option) {
+	const tab = Object.keys(TABS).find((t) => TABS[t].includes(option)) ||
+		(option.startsWith('conntrack') ? 'conntrack' : 'general');
+	const link = await page.$(`.cbi-tabmenu li[data-tab="${tab}"] a`);
+	if (link)
+		await link.click();
+}
+
+// a text field: typed, then the events LuCI validates on (keyup, blur)
+async function fill(page, section, option, value) {
+	if (section == 'main')
+		await showTab(page, option);
+	const selector = control(section, option);
+	await page.fill(selector, value);
+	await page.dispatchEvent(selector, 'keyup');
+	await page.dispatchEvent(selector, 'blur');
+}
+
+async function select(page, section, option, value) {
+	if (section == 'main')
+		await showTab(page, option);
+	const selector = control(section, option);
+	await page.selectOption(selector, value);
+	await page.dispatchEvent(selector, 'blur');
+}
+
+// dropdowns and lists (NetworkSelect, MultiValue, DynamicList): through the
+// widget's own setValue, then what a user's change fires
+async function setWidget(page, section, option, value) {
+	if (section == 'main')
+		await showTab(page, option);
+	await page.evaluate(([id, v]) => {
+		const node = document.getElementById(id);
+		const widget = L.dom.findClassInstance(node);
+		widget.setValue(v);
+		if (widget.triggerValidation)
+			widget.triggerValidation();
+		node.dispatchEvent(new CustomEvent('widget-change', { bubbles: true }));
+	}, [ cbid(section, option), value ]);
+}
+
+async function widgetValue(page, section, option) {
+	return page.evaluate((id) => {
+		const node = document.getElementById(id);
+		return node ? L.dom.findClassInstance(node).getValue() : null;
+	}, cbid(section, option));
+}
+
+async function validity(page, section, option) {
+	return page.evaluate((id) => {
+		const widget = L.dom.findClassInstance(document.getElementById(id));
+		return { invalid: !widget.isValid(), message: widget.getValidationError() };
+	}, cbid(section, option));
+}
+
+async function saveApply(page) {
+	await Promise.all([
+		page.waitForEvent('load', { timeout: TIMEOUT }),   // LuCI reloads the page after apply
+		page.click('.cbi-page-actions .cbi-button-apply', { position: { x: 12, y: 8 } }),
+	]);
+	await viewDone(page);
+}
+
+async function modalSave(page) {
+	await page.click('#modal_overlay .cbi-button-positive');
+	await page.waitForFunction(() => !document.body.classList.contains('modal-overlay-active'),
+		null, { timeout: TIMEOUT });
+}
+
+// what the chart draws: each line's points read back through its axis
+async function chartValues(page) {
+	return page.$eval('#flowprobe-chart', (chart) => {
+		const [ , top, , plotH ] = chart.getAttribute('data-plot').split(' ').map(Number);
+		const scale = Number(chart.getAttribute('data-scale-bits'));
+		const lines = {};
+		chart.querySelectorAll('[data-interface]').forEach((line) => {
+			const name = line.getAttribute('data-interface');
+			const points = line.tagName == 'circle'
+				? [ [ 0, Number(line.getAttribute('cy')) ] ]
+				: line.getAttribute('points').split(' ').map((p) => p.split(',').map(Number));
+			lines[name] = (lines[name] || []).concat(points.map((p) => (top + plotH - p[1]) / plotH * scale / 8));
+		});
+		return { scaleBits: scale, lines,
+		         yLabels: Array.from(chart.querySelectorAll('[data-axis="y"]')).map((n) => n.textContent),
+		         xLabels: Array.from(chart.querySelectorAll('[data-axis="x"]')).map((n) => n.textContent) };
+	});
+}
+
 const steps = {
+	// a page loaded and shot: nothing else
+	async page(page) {
+		await rendered(page);
+		if (params.wait)
+			await page.waitForSelector(params.wait, { timeout: TIMEOUT });
+		if (params.screenshot)
+			await page.screenshot({ path: shot(params.screenshot), fullPage: true });
+		return { banner: await banner(page), title: await page.title() };
+	},
+
 	async status(page) {
 		await rendered(page);
 		await page.waitForSelector('[data-interface]', { timeout: TIMEOUT });
-		// rates and the chart need two polls
-		await page.waitForFunction(() => {
+		// rates and the chart need two polls at least 2 s apart
+		await page.waitForFunction((n) => {
 			const t = document.querySelector('[data-field="throughput"]');
 			return t && t.textContent.startsWith('Now:') &&
-				document.querySelector('#flowprobe-chart polyline');
-		}, null, { timeout: TIMEOUT });
+				document.querySelectorAll('#flowprobe-chart polyline').length >= n;
+		}, params.lines || 1, { timeout: TIMEOUT });
+		if (params.settle)   // more samples for the rate check
+			await page.waitForTimeout(params.settle * 1000);
 		await page.waitForSelector('[data-flow]', { timeout: TIMEOUT });
 		const seen = {
 			banner: await banner(page),
 			interfaces: await texts(page, '[data-interface]'),
 			packetRates: await texts(page, '[data-interface] [data-field="packet-rate"]'),
+			byteRates: await texts(page, '[data-interface] [data-field="byte-rate"]'),
 			drops: await texts(page, '[data-interface] [data-field="drops"]'),
 			source: await texts(page, '[data-field="source"]'),
 			conntrackSections: await page.$$eval('#flowprobe-conntrack', (n) => n.length),
@@ -56,15 +200,30 @@ const steps = {
 			spools: await texts(page, '[data-collector] [data-field="spool"]'),
 			lastTemplate: await texts(page, '[data-collector] [data-field="last-template"]'),
 			throughput: await texts(page, '[data-field="throughput"]'),
+			legend: await texts(page, '[data-legend]'),
 			chartPoints: await page.$$eval('#flowprobe-chart polyline', (n) =>
 				n.length ? n[0].getAttribute('points').split(' ').length : 0),
+			chart: await chartValues(page),
 			flows: await texts(page, '[data-flow]'),
+			protocols: await texts(page, '[data-flow] [data-field="protocol"]'),
 		};
-		await page.screenshot({ path: path.join(artifacts, 'luci-status.png'), fullPage: true });
+		await page.screenshot({ path: shot('luci-status.png'), fullPage: true });
+		// the 1 hour range, then back
+		await page.click('#flowprobe-throughput [data-range="3600"]');
+		seen.hourLabels = (await chartValues(page)).xLabels;
+		await page.click('#flowprobe-throughput [data-range="300"]');
+		// sorting: by packets, ascending then descending
+		await page.click('th[data-sort="packets"]');
+		const packets = async () => page.$$eval('[data-flow]', (rows) =>
+			rows.map((r) => Number(r.children[4].textContent.replace(/\D/g, ''))));
+		seen.sortedPackets = [ await packets() ];
+		await page.click('th[data-sort="packets"]');
+		seen.sortedPackets.push(await packets());
 		await page.fill('#flowprobe-filter', params.filter);
 		seen.filtered = await texts(page, '[data-flow]');
 		await page.fill('#flowprobe-filter', 'no-such-flow-anywhere');
 		seen.filteredNone = await texts(page, '[data-flow]');
+		seen.filteredEmpty = await texts(page, '[data-empty="flows"]');
 		await page.fill('#flowprobe-filter', '');
 		await page.click('#flowprobe-expire');
 		await page.waitForSelector('[data-result="expire"]', { timeout: TIMEOUT });
@@ -77,97 +236,98 @@ const steps = {
 
 	async 'settings-invalid'(page) {
 		await rendered(page);
-		const field = '#cbid\\.flowprobe\\.main\\.idle_timeout';
-		await page.fill(field, params.idle_timeout);
-		const error = await page.$eval(field, (n) => ({
-			invalid: n.classList.contains('cbi-input-invalid'),
-			message: n.parentNode.querySelector('.cbi-value-error').textContent,
-		}));
-		await page.click('#save-apply');
-		await page.waitForSelector('[data-save-error]', { timeout: TIMEOUT });
-		const saveError = await texts(page, '[data-save-error]');
-		await page.screenshot({ path: path.join(artifacts, 'luci-settings-invalid.png'), fullPage: true });
-		return { error, saveError, applied: await page.getAttribute('body', 'data-applied') };
+		await fill(page, 'main', 'idle_timeout', params.idle_timeout);
+		const error = await validity(page, 'main', 'idle_timeout');
+		let loads = 0;
+		page.on('load', () => loads++);
+		await page.click('.cbi-page-actions .cbi-button-apply', { position: { x: 12, y: 8 } });
+		await page.waitForFunction(() => document.body.classList.contains('modal-overlay-active') &&
+			/Save error/.test(document.querySelector('#modal_overlay .modal').textContent),
+			null, { timeout: TIMEOUT });
+		const saveError = await texts(page, '#modal_overlay .modal p em');
+		await page.screenshot({ path: shot('luci-settings-invalid.png'), fullPage: true });
+		await page.waitForTimeout(1500);
+		return { error, saveError, applied: loads > 0 };
 	},
 
 	async 'settings-change'(page) {
 		await rendered(page);
-		const id = (section, option) => `#cbid\\.flowprobe\\.${section}\\.${option}`;
-		await page.fill(id('main', 'idle_timeout'), params.idle_timeout);
-		await page.fill(id('main', 'max_flows'), params.max_flows);
-		await page.selectOption(id('main', '_networks'), params.networks);
-		await page.fill('.cbi-section-create-name', params.collector.name);
-		await page.click('#add-collector');
+		const before = { networks: await widgetValue(page, 'main', '_networks'),
+		                 devices: await widgetValue(page, 'main', '_devices') };
 		const c = params.collector;
-		await page.waitForSelector(id(c.name, 'host'));
-		await page.selectOption(id(c.name, 'protocol'), c.protocol);
-		await page.fill(id(c.name, 'host'), c.host);
-		await page.fill(id(c.name, 'port'), c.port);
+		await page.fill('#cbi-flowprobe-collector .cbi-section-create-name', c.name);
+		// LuCI enables Add on a key press in a valid name
+		await page.dispatchEvent('#cbi-flowprobe-collector .cbi-section-create-name', 'keyup');
+		await page.click('#cbi-flowprobe-collector .cbi-section-create .cbi-button-add');
+		await page.waitForSelector('#modal_overlay ' + control(c.name, 'host').split(', ')[0],
+			{ timeout: TIMEOUT });
+		await select(page, c.name, 'protocol', c.protocol);
+		await fill(page, c.name, 'host', c.host);
+		await fill(page, c.name, 'port', c.port);
 		// an element NetFlow v9 cannot carry is refused at once, in the daemon's words
-		await page.selectOption(id(c.name, 'field'), [ 'octetDeltaCount', 'flowEndReason' ]);
-		const fieldError = await page.$eval(id(c.name, 'field'), (n) =>
-			n.parentNode.querySelector('.cbi-value-error').textContent);
-		await page.selectOption(id(c.name, 'field'), c.fields);
-		await page.screenshot({ path: path.join(artifacts, 'luci-settings-collector.png'), fullPage: true });
-		await Promise.all([
-			page.waitForEvent('load', { timeout: TIMEOUT }),   // LuCI reloads after apply
-			page.click('#save-apply'),
-		]);
-		await page.waitForSelector('body[data-rendered="1"]', { timeout: TIMEOUT });
-		const value = (section, option) => page.$eval(id(section, option), (n) =>
-			n.multiple ? Array.from(n.selectedOptions).map((o) => o.value) : n.value);
+		await setWidget(page, c.name, 'field', [ 'octetDeltaCount', 'flowEndReason' ]);
+		const fieldError = (await validity(page, c.name, 'field')).message;
+		await setWidget(page, c.name, 'field', c.fields);
+		await page.screenshot({ path: shot('luci-settings-collector-dialog.png'), fullPage: true });
+		await modalSave(page);
+		const grid = await texts(page, '#cbi-flowprobe-collector tr[data-sid]');
+		// after the dialog: its Save renders the whole form again from UCI, as
+		// LuCI does, so what was typed elsewhere before it would be lost
+		await fill(page, 'main', 'idle_timeout', params.idle_timeout);
+		await fill(page, 'main', 'max_flows', params.max_flows);
+		if (params.networks)
+			await setWidget(page, 'main', '_networks', params.networks);
+		if (params.devices)
+			await setWidget(page, 'main', '_devices', params.devices);
+		await page.screenshot({ path: shot('luci-settings-collector.png'), fullPage: true });
+		await saveApply(page);
 		return {
-			fieldError,
+			before, fieldError, grid,
 			notes: await banner(page),
 			after: {
-				idle_timeout: await value('main', 'idle_timeout'),
-				max_flows: await value('main', 'max_flows'),
-				networks: await value('main', '_networks'),
-				host: await value(c.name, 'host'),
-				protocol: await value(c.name, 'protocol'),
-				fields: await value(c.name, 'field'),
+				idle_timeout: await widgetValue(page, 'main', 'idle_timeout'),
+				max_flows: await widgetValue(page, 'main', 'max_flows'),
+				networks: await widgetValue(page, 'main', '_networks'),
+				devices: await widgetValue(page, 'main', '_devices'),
 			},
+			gridAfter: await texts(page, '#cbi-flowprobe-collector tr[data-sid]'),
 		};
 	},
 
 	// the metering source, a conntrack option shown for it, a collector's spool
 	async 'settings-source'(page) {
 		await rendered(page);
-		const id = (section, option) => `#cbid\\.flowprobe\\.${section}\\.${option}`;
-		const conntrackOption = id('main', params.option);
-		const shown = async () => page.$$eval('[data-tab="conntrack"] .cbi-value', (rows) =>
-			rows.filter((r) => r.offsetParent !== null).map((r) => r.getAttribute('data-name')));
-		await page.waitForSelector(conntrackOption, { state: 'hidden', timeout: TIMEOUT });
+		const shown = async () => page.$$eval('[data-tab="conntrack"] .cbi-value[data-name]', (rows) =>
+			rows.filter((r) => !r.classList.contains('hidden')).map((r) => r.getAttribute('data-name')));
 		const shownBefore = await shown();
-		const sourceBefore = await page.$eval(id('main', 'source'), (n) => n.value);
-		await page.selectOption(id('main', 'source'), params.source);
-		await page.waitForSelector(conntrackOption, { state: 'visible', timeout: TIMEOUT });
+		const sourceBefore = await widgetValue(page, 'main', 'source');
+		await select(page, 'main', 'source', params.source);
+		await showTab(page, params.option);
+		await page.waitForSelector(control('main', params.option), { state: 'visible', timeout: TIMEOUT });
 		const shownAfter = await shown();
 		// out of range: refused at once, in the daemon's words
-		await page.fill(conntrackOption, params.invalid);
-		const error = await page.$eval(conntrackOption, (n) => ({
-			invalid: n.classList.contains('cbi-input-invalid'),
-			message: n.parentNode.querySelector('.cbi-value-error').textContent,
-		}));
-		await page.fill(conntrackOption, params.value);
-		await page.fill(id(params.collector, 'spool_kb'), params.spool_kb);
+		await fill(page, 'main', params.option, params.invalid);
+		const error = await validity(page, 'main', params.option);
+		await fill(page, 'main', params.option, params.value);
+		await page.click(`#cbi-flowprobe-collector tr[data-sid="${params.collector}"] .cbi-button-edit`);
+		await page.waitForSelector('#modal_overlay ' + control(params.collector, 'spool_kb').split(', ')[0],
+			{ timeout: TIMEOUT });
 		const spoolDescription = await texts(page,
-			'.cbi-section-table-descr [data-option="spool_kb"]');
-		await page.screenshot({ path: path.join(artifacts, 'luci-settings.png'), fullPage: true });
-		await Promise.all([
-			page.waitForEvent('load', { timeout: TIMEOUT }),   // LuCI reloads after apply
-			page.click('#save-apply'),
-		]);
-		await page.waitForSelector('body[data-rendered="1"]', { timeout: TIMEOUT });
-		await page.waitForSelector(conntrackOption, { state: 'visible', timeout: TIMEOUT });
-		const value = (section, option) => page.$eval(id(section, option), (n) => n.value);
+			'#modal_overlay .cbi-value[data-name="spool_kb"] .cbi-value-description');
+		await fill(page, params.collector, 'spool_kb', params.spool_kb);
+		await page.screenshot({ path: shot('luci-settings-edit-dialog.png'), fullPage: true });
+		await modalSave(page);
+		await showTab(page, params.option);
+		await page.screenshot({ path: shot('luci-settings.png'), fullPage: true });
+		await saveApply(page);
+		await showTab(page, params.option);
 		return {
 			shownBefore, sourceBefore, shownAfter, error, spoolDescription,
 			after: {
-				source: await value('main', 'source'),
-				[params.option]: await value('main', params.option),
-				spool_kb: await value(params.collector, 'spool_kb'),
+				source: await widgetValue(page, 'main', 'source'),
+				[params.option]: await widgetValue(page, 'main', params.option),
 			},
+			grid: await texts(page, '#cbi-flowprobe-collector tr[data-sid]'),
 		};
 	},
 
@@ -181,7 +341,7 @@ const steps = {
 				(nodes) => nodes.map((n) => [ n.getAttribute('data-field'), n.textContent.trim() ]))),
 			spools: await texts(page, '[data-collector] [data-field="spool"]'),
 		};
-		await page.screenshot({ path: path.join(artifacts, 'luci-status-conntrack.png'), fullPage: true });
+		await page.screenshot({ path: shot('luci-status-conntrack.png'), fullPage: true });
 		return seen;
 	},
 
@@ -189,10 +349,11 @@ const steps = {
 		await rendered(page);
 		await page.waitForSelector('#flowprobe-banner', { timeout: TIMEOUT });
 		const seen = { banner: await banner(page),
+		               empty: await page.$$eval('[data-empty]', (n) => n.map((e) => e.getAttribute('data-empty'))),
 		               buttonsDisabled: await page.$$eval('#flowprobe-expire, #flowprobe-reload',
 		                                                  (n) => n.map((b) => b.disabled)) };
 		if (params.screenshot)
-			await page.screenshot({ path: path.join(artifacts, params.screenshot), fullPage: true });
+			await page.screenshot({ path: shot(params.screenshot), fullPage: true });
 		return seen;
 	},
 };
@@ -202,16 +363,38 @@ const steps = {
 		executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
 		args: [ '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage' ],
 	});
-	const errors = [];
+	const errors = [], consoleErrors = [], denied = [];
+	loggedIn = () => { consoleErrors.length = 0; denied.length = 0; };
 	try {
 		const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 		page.on('pageerror', (e) => errors.push(String(e)));
+		page.on('console', (m) => { if (m.type() == 'error') consoleErrors.push(m.text()) });
+		page.on('response', (r) => { if (r.status() >= 400) consoleErrors.push(`HTTP ${r.status()} ${r.url()}`) });
+		// rpcd's answer to a call the session's ACL does not grant
+		page.on('response', async (r) => {
+			if (!r.url().includes('/ubus'))
+				return;
+			try {
+				const body = await r.json(), calls = [].concat(body);
+				const request = [].concat(JSON.parse(r.request().postData() || '[]'));
+				calls.forEach((reply, i) => {
+					if (reply && reply.error && /Access denied/.test(reply.error.message)) {
+						const p = (request[i] || {}).params || [];
+						denied.push(`${p[1]}.${p[2]}`);
+					}
+				});
+			}
+			catch (e) { /* not JSON */ }
+		});
 		const seen = await steps[step](page);
 		seen.pageErrors = errors;
+		seen.consoleErrors = consoleErrors;
+		seen.denied = denied;
 		process.stdout.write(JSON.stringify(seen));
 	}
 	catch (e) {
-		process.stdout.write(JSON.stringify({ failure: String(e.stack || e), pageErrors: errors }));
+		process.stdout.write(JSON.stringify({ failure: String(e.stack || e), pageErrors: errors,
+		                                      consoleErrors, denied }));
 		process.exitCode = 1;
 	}
 	finally {

@@ -6,11 +6,11 @@
 #   OPENWRT_SRC=/path/to/checkouts tools/openwrt-userland/build.sh PREFIX [component...]
 #
 # OPENWRT_SRC holds one clone per component, named after it: libubox, ubus,
-# uci, ucode, lucihttp, rpcd, uhttpd; luci (for rpcd-mod-luci, luci-base's
+# uci, ucode, lucihttp, rpcd, uhttpd, cgi-io; luci (for rpcd-mod-luci, luci-base's
 # core.so and ucode-mod-html) and iwinfo (only its header, for
 # rpcd-mod-luci). Debian packages needed: cmake, libjson-c-dev, libnl-3-dev.
 # Without components, all of them, in dependency order:
-#   libubox ubus uci ucode lucihttp rpcd rpcd-mod-luci uhttpd ucode-mod-html luci-core
+#   libubox ubus uci ucode lucihttp rpcd rpcd-mod-luci uhttpd cgi-io ucode-mod-html luci-core
 #   python (python-ubus and pyuci from their sdists, by pip: PREFIX/python)
 #
 # Everything is configured for /usr, as on OpenWrt, and installed under
@@ -36,7 +36,7 @@ shift
 SRC=$(cd "$OPENWRT_SRC" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 JOBS=${JOBS:-$(nproc)}
-ALL="libubox ubus uci ucode lucihttp rpcd rpcd-mod-luci uhttpd ucode-mod-html luci-core python"
+ALL="libubox ubus uci ucode lucihttp rpcd rpcd-mod-luci uhttpd cgi-io ucode-mod-html luci-core python"
 [ $# -gt 0 ] || set -- $ALL
 
 STAGE=$PREFIX/usr
@@ -102,9 +102,11 @@ build_one() {
 	rpcd)
 		EXTRA_CFLAGS=$GNU cmake_build rpcd -DIWINFO_SUPPORT=OFF -DUCODE_SUPPORT=ON \
 			-DFILE_SUPPORT=ON -DRPCSYS_SUPPORT=ON
-		# the plugin API, as OpenWrt's package stages it (for rpcd-mod-luci)
-		mkdir -p "$STAGE/include/rpcd"
+		# the plugin API, as OpenWrt's package stages it (for rpcd-mod-luci),
+		# and the ACL it installs: an anonymous session may log in
+		mkdir -p "$STAGE/include/rpcd" "$STAGE/share/rpcd/acl.d"
 		cp "$SRC/rpcd/include/rpcd/"*.h "$STAGE/include/rpcd/"
+		cp "$SRC/rpcd/unauthenticated.json" "$STAGE/share/rpcd/acl.d/"
 		;;
 	rpcd-mod-luci)
 		# needs iwinfo's headers only (it dlopens libiwinfo when there is
@@ -117,6 +119,13 @@ build_one() {
 		;;
 	# gcc 12 sees an overread in blobmsg_name() that is not there
 	uhttpd) EXTRA_CFLAGS="$GNU -Wno-error=stringop-overread" cmake_build uhttpd -DTLS_SUPPORT=OFF -DLUA_SUPPORT=OFF -DUCODE_SUPPORT=ON -DUBUS_SUPPORT=ON ;;
+	cgi-io)
+		# LuCI's file up/download and exec helper; OpenWrt's package installs
+		# it as /usr/libexec/cgi-io, linked from /www/cgi-bin/cgi-*
+		EXTRA_CFLAGS=$GNU cmake_build cgi-io
+		mkdir -p "$STAGE/libexec"
+		mv "$STAGE/sbin/cgi-io" "$STAGE/libexec/cgi-io"
+		;;
 	ucode-mod-html)
 		# LuCI's own ucode module (luci-base needs it), built as its package does
 		mkdir -p "$STAGE/lib/ucode"

@@ -13,6 +13,24 @@ return baseclass.extend({
 		return node;
 	},
 
+	/* as ui.js: one dialog at a time, in #modal_overlay */
+	showModal: function(title, children, classes) {
+		var overlay = document.getElementById('modal_overlay');
+		if (!overlay) {
+			overlay = E('div', { 'id': 'modal_overlay' }, E('div', { 'class': 'modal' }));
+			document.body.appendChild(overlay);
+		}
+		var dialog = overlay.firstChild;
+		dialog.className = 'modal ' + (classes || '');
+		L.dom.content(dialog, [ title ? E('h4', title) : '' ].concat(children));
+		document.body.classList.add('modal-overlay-active');
+		return dialog;
+	},
+
+	hideModal: function() {
+		document.body.classList.remove('modal-overlay-active');
+	},
+
 	createHandlerFn: function(ctx, fn) {
 		var args = Array.prototype.slice.call(arguments, 2),
 		    handler = (typeof(fn) == 'function') ? fn : ctx[fn];

@@ -1,13 +1,16 @@
 'use strict';
 'require ui';
 
-/* STAND-IN for LuCI's view class (luci.js LuCI.view): load(), render(),
- * the page's Save & Apply / Save / Reset buttons unless a view sets its
- * handlers to null, and the default handlers that save every form.Map on
- * the page, then apply (ui.changes.apply). */
+/* STAND-IN for LuCI's view class (luci.js LuCI.view): "Loading view…"
+ * until load() and render() are done, an error in them shown as LuCI.error
+ * does (a "danger" notification over the spinner), the page's Save & Apply /
+ * Save / Reset buttons unless a view sets its handlers to null, and the
+ * default handlers that save every form.Map on the page, then apply
+ * (ui.changes.apply). */
 return L.Class.extend({
 	__init__: function() {
 		var target = document.getElementById('view');
+		L.dom.content(target, E('div', { 'class': 'spinning' }, _('Loading view…')));
 		return Promise.resolve(this.load())
 			.then(L.bind(this.render, this))
 			.then(L.bind(function(node) {
@@ -16,8 +19,8 @@ return L.Class.extend({
 				document.body.setAttribute('data-rendered', '1');
 			}, this))
 			.catch(function(e) {
-				L.dom.content(target, E('div', { 'class': 'alert-message error', 'id': 'standin-error' },
-					String(e.stack || e)));
+				ui.addNotification(e.name || _('Runtime error'), E('pre', { 'id': 'standin-error' },
+					String(e.stack || e)), 'danger');
 			});
 	},
 
@@ -27,7 +30,7 @@ return L.Class.extend({
 	handleSave: function(ev) {
 		var maps = Array.prototype.slice.call(document.querySelectorAll('#view .cbi-map'));
 		return Promise.all(maps.map(function(node) {
-			return L.dom.callClassMethod(node, 'save');
+			return L.dom.findClassInstance(node).save();
 		}));
 	},
 

@@ -78,6 +78,11 @@ def stage(userland, luci_src, root, networks, flowprobe_config):
     for package in LUCI_PACKAGES:
         install_luci_package(Path(luci_src) / package, root)
     install_luci_package(APP, root)
+    # as OpenWrt's cgi-io package links its helper into uhttpd's cgi-bin
+    cgi_bin = root / "www" / "cgi-bin"
+    cgi_bin.mkdir(parents=True, exist_ok=True)
+    for name in ("cgi-upload", "cgi-download", "cgi-backup", "cgi-exec"):
+        (cgi_bin / name).symlink_to("/usr/libexec/cgi-io")
     config = root / "etc" / "config"
     config.mkdir(parents=True, exist_ok=True)
     rpcd = uci_section("rpcd", None, {"socket": "/var/run/ubus/ubus.sock", "timeout": "30"})

@@ -3,6 +3,7 @@
 'require form';
 'require rpc';
 'require uci';
+'require network';
 'require tools.widgets as widgets';
 'require flowprobe.validate as fpvalidate';
 
@@ -17,22 +18,80 @@ var callStatus = rpc.declare({ object: 'luci.flowprobe', method: 'status', expec
 
 /* collector options whose valid values depend on each other */
 var COLLECTOR_SIBLINGS = [ 'protocol', 'transport', 'biflow', 'field' ];
+var TRUE_WORDS = [ '1', 'yes', 'on', 'true', 'enabled' ];
+var DEFAULT_PORTS = { ipfix: '4739', netflow9: '2055', netflow5: '2055' };
 
+/* OpenWrt's logical networks, read in the view's load() (network.js, as
+ * every LuCI app reads them): form.js asks the options for their values
+ * while the map loads, before any of its widgets exist */
+var knownNetworks = [];
+
+/* a sibling option's value: as typed once the form is shown, from the
+ * config while it loads (form.js's AbstractSection.formvalue) */
 function formValue(option, section_id, name) {
-	var other = option.map.lookupOption(name, section_id);
-	return other ? other[0].formvalue(section_id) : uci.get('flowprobe', section_id, name);
+	return option.section.formvalue(section_id, name);
 }
 
-/* the daemon's verdict on one option, the others as the form holds them */
+/* the daemon's verdict on one option, the others as the form holds them.
+ * LuCI validates a checkbox with its input's value attribute (always
+ * '1'), whether ticked or not: a Flag's value is read from the form */
 function validator(type, siblings) {
 	return function(section_id, value) {
 		var others = {};
+		if (this instanceof form.Flag)
+			value = this.formvalue(section_id);
 		(siblings || []).forEach(L.bind(function(name) {
 			if (name != this.option)
 				others[name] = formValue(this, section_id, name);
 		}, this));
 		return fpvalidate.checkOption(type, section_id, this.option, value, others);
 	};
+}
+
+/*
+ * What Save & Apply writes: what the user changed, nothing else. An option
+ * the file holds keeps its text unless the user changed its value (a
+ * default written by hand stays; 'yes' stays 'yes'); one the file lacks is
+ * written only when set to something else than the default the form shows.
+ * form.js would drop a flag equal to its default and write every list's
+ * default into every section (enabled '1', transport 'udp' in a new
+ * collector). Validation and hidden options are as form.js's parse().
+ */
+function sameValue(option, stored, value) {
+	if (stored == null)
+		return value == null || value === '' || value == option.default;
+	if (option instanceof form.Flag)
+		return (TRUE_WORDS.indexOf(String(stored)) >= 0) == (value == option.enabled);
+	return L.toArray(stored).join(' ') == L.toArray(value).join(' ');
+}
+
+function writeChangesOnly(option) {
+	option.parse = function(section_id) {
+		if (!this.isActive(section_id))
+			return Promise.resolve(this.retain ? null : this.remove(section_id));
+		if (!this.isValid(section_id)) {
+			var error = this.getValidationError ? this.getValidationError(section_id) : '';
+			return Promise.reject(new TypeError(_('Option "%s" contains an invalid input value.')
+				.format(this.title || this.option) + ' ' + error));
+		}
+		var stored = uci.get('flowprobe', section_id, this.option),
+		    value = this.formvalue(section_id);
+		if (sameValue(this, stored, value))
+			return Promise.resolve();
+		if (value == null || value === '')
+			return Promise.resolve(this.remove(section_id));
+		return Promise.resolve(this.write(section_id, value));
+	};
+	return option;
+}
+
+/* a ListValue's label in the grid (form.js shows the raw value) */
+function choiceText(section_id) {
+	var value = uci.get('flowprobe', section_id, this.option);
+	if (value == null)
+		value = this.default;
+	var i = this.keylist.indexOf(String(value));
+	return (i >= 0) ? this.vallist[i] : value;
 }
 
 /* `interface` is one list in UCI: logical networks from the picker and
@@ -43,9 +102,10 @@ function interfaceNames(option, section_id) {
 		L.toArray(formValue(option, section_id, '_devices')));
 }
 
-function networkNames(option) {
-	var networks = option.map.lookupOption('_networks', 'main');
-	return ((networks && networks[0].networks) || []).map(function(n) { return n.getName() });
+function configuredInterfaces(section_id, networks) {
+	return L.toArray(uci.get('flowprobe', section_id, 'interface')).filter(function(n) {
+		return (knownNetworks.indexOf(n) >= 0) == networks;
+	});
 }
 
 function writeInterfaces(section_id) {
@@ -59,7 +119,7 @@ function writeInterfaces(section_id) {
 		uci.unset('flowprobe', section_id, 'interface');
 }
 
-function validateInterfaces(section_id, value) {
+function validateInterfaces(section_id) {
 	var names = interfaceNames(this, section_id),
 	    enabled = formValue(this, section_id, 'enabled'),
 	    source = formValue(this, section_id, 'source');
@@ -87,7 +147,8 @@ return view.extend({
 	load: function() {
 		return Promise.all([
 			uci.load('flowprobe'),
-			callStatus().catch(function(e) { return e })
+			callStatus().catch(function(e) { return e }),
+			L.resolveDefault(network.getNetworks(), [])
 		]);
 	},
 
@@ -106,6 +167,9 @@ return view.extend({
 	render: function(data) {
 		var m, s, o, main = validator('flowprobe');
 
+		knownNetworks = data[2].map(function(n) { return n.getName() })
+			.filter(function(name) { return name != 'loopback' });
+
 		m = new form.Map('flowprobe', _('Flow probe'),
 			_('Meters the traffic of the chosen interfaces into flows and exports them to IPFIX / NetFlow collectors. Every value is checked as the daemon checks it.'));
 
@@ -116,13 +180,12 @@ return view.extend({
 		s.tab('capture', _('Capture'));
 		s.tab('conntrack', _('Conntrack'));
 
-		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'),
-			_('Start metering. Needs at least one interface, unless the source is conntrack alone.'));
-		o.rmempty = false;
+		o = writeChangesOnly(s.taboption('general', form.Flag, 'enabled', _('Enabled'),
+			_('Start metering. Needs at least one interface, unless the source is conntrack alone.')));
 		o.validate = validateInterfaces;
 
-		o = s.taboption('general', form.ListValue, 'source', _('Metering source'),
-			_('Packet capture meters the packets of the interfaces below. Conntrack reads the kernel\'s connection tracker instead: no packet is copied, both sides of NAT are reported, and traffic that flow offloading takes past capture is still counted (needs kmod-nf-conntrack-netlink). Both: status shows what capture did not see.'));
+		o = writeChangesOnly(s.taboption('general', form.ListValue, 'source', _('Metering source'),
+			_('Packet capture meters the packets of the interfaces below. Conntrack reads the kernel\'s connection tracker instead: no packet is copied, both sides of NAT are reported, and traffic that flow offloading takes past capture is still counted (needs kmod-nf-conntrack-netlink). Both: status shows what capture did not see.')));
 		o.value('capture', _('packet capture'));
 		o.value('conntrack', _('conntrack'));
 		o.value('both', _('both'));
@@ -133,37 +196,27 @@ return view.extend({
 			_('OpenWrt networks to meter; their devices are found through netifd.'));
 		o.multiple = true;
 		o.nocreate = true;
-		o.cfgvalue = function(section_id) {
-			var known = networkNames(this);
-			return L.toArray(uci.get('flowprobe', section_id, 'interface')).filter(function(n) {
-				return known.indexOf(n) >= 0;
-			});
-		};
+		o.cfgvalue = function(section_id) { return configuredInterfaces(section_id, true) };
 		o.write = writeInterfaces;
 		o.remove = writeInterfaces;
 		o.validate = validateInterfaces;
 
 		o = s.taboption('general', form.DynamicList, '_devices', _('Other devices'),
 			_('Devices by name (eth0, br-lan, eth0.2) that are not one of the networks above.'));
-		o.cfgvalue = function(section_id) {
-			var known = networkNames(this);
-			return L.toArray(uci.get('flowprobe', section_id, 'interface')).filter(function(n) {
-				return known.indexOf(n) < 0;
-			});
-		};
+		o.cfgvalue = function(section_id) { return configuredInterfaces(section_id, false) };
 		o.write = writeInterfaces;
 		o.remove = writeInterfaces;
 		o.validate = validateInterfaces;
 
-		o = s.taboption('general', form.ListValue, 'direction', _('Direction'),
-			_('"in": each forwarded packet is counted once, at the interface it arrives on.'));
+		o = writeChangesOnly(s.taboption('general', form.ListValue, 'direction', _('Direction'),
+			_('"in": each forwarded packet is counted once, at the interface it arrives on.')));
 		o.value('in', _('in (arriving)'));
 		o.value('out', _('out (leaving)'));
 		o.value('both', _('both'));
 		o.default = 'in';
 		o.validate = main;
 
-		o = s.taboption('general', form.ListValue, 'log_level', _('Log level'));
+		o = writeChangesOnly(s.taboption('general', form.ListValue, 'log_level', _('Log level')));
 		[ 'debug', 'info', 'warning', 'error' ].forEach(function(level) { o.value(level) });
 		o.default = 'info';
 		o.validate = main;
@@ -178,9 +231,10 @@ return view.extend({
 		o.placeholder = '4096';
 		o.validate = main;
 
-		o = s.taboption('table', form.ListValue, 'overflow', _('When the table is full'));
-		o.value('evict', _('evict the least recently seen flow'));
-		o.value('refuse', _('refuse new flows (their packets are counted as dropped)'));
+		o = writeChangesOnly(s.taboption('table', form.ListValue, 'overflow', _('When the table is full'),
+			_('Evict: the least recently seen flow ends, so new traffic is still metered. Refuse: new flows are not created and their packets are counted as dropped.')));
+		o.value('evict', _('evict the oldest'));
+		o.value('refuse', _('refuse new flows'));
 		o.default = 'evict';
 		o.validate = main;
 
@@ -197,16 +251,17 @@ return view.extend({
 			o.validate = main;
 		});
 
-		o = s.taboption('table', form.Flag, 'biflow', _('Biflows'),
-			_('One record per connection holding both directions (RFC 5103).'));
+		o = writeChangesOnly(s.taboption('table', form.Flag, 'biflow', _('Biflows'),
+			_('One record per connection holding both directions (RFC 5103).')));
 		o.validate = main;
 
-		o = s.taboption('capture', form.Flag, 'promisc', _('Promiscuous mode'),
-			_('Only for a mirror (SPAN) port: a router sees what it forwards anyway.'));
+		o = writeChangesOnly(s.taboption('capture', form.Flag, 'promisc', _('Promiscuous mode'),
+			_('Only for a mirror (SPAN) port: a router sees what it forwards anyway.')));
 		o.validate = main;
 
 		o = s.taboption('capture', form.Value, 'filter', _('Capture filter'),
 			_('A libpcap filter expression, as tcpdump\'s (e.g. "not port 22"). The probe\'s own exports are always left out.'));
+		o.placeholder = _('everything');
 		o.validate = main;
 
 		o = s.taboption('capture', form.Value, 'snaplen', _('Snap length'),
@@ -239,54 +294,82 @@ return view.extend({
 			o.validate = main;
 		});
 
-		s = m.section(form.TableSection, 'collector', _('Collectors'),
-			_('Every record goes to every enabled collector; collectors sharing a group take turns.'));
+		/* a grid of the key settings; the rest in the Edit dialog, as LuCI's
+		 * own lists of sections (firewall zones, DHCP hosts) */
+		s = m.section(form.GridSection, 'collector', _('Collectors'),
+			_('Every record goes to every enabled collector; collectors sharing a group take turns. Edit a collector for its fields, biflows, group and spool.'));
 		s.addremove = true;
 		s.anonymous = false;
+		s.nodescriptions = true;
+		s.addbtntitle = _('Add collector');
+		s.modaltitle = function(section_id) { return _('Collector %s').format(section_id) };
+		s.renderSectionPlaceholder = function() {
+			return E('tr', { 'class': 'tr placeholder', 'data-empty': 'collectors' },
+				E('td', { 'class': 'td' }, E('em',
+					_('No collector yet: records are counted, not sent. Add one below (a name, then Add collector).'))));
+		};
 
-		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o = writeChangesOnly(s.option(form.Flag, 'enabled', _('Enabled')));
 		o.default = '1';
-		o.rmempty = false;
+		o.editable = true;
 		o.validate = validator('collector');
 
-		o = s.option(form.ListValue, 'protocol', _('Protocol'));
+		o = writeChangesOnly(s.option(form.ListValue, 'protocol', _('Protocol')));
 		o.value('ipfix', 'IPFIX');
 		o.value('netflow9', 'NetFlow v9');
 		o.value('netflow5', 'NetFlow v5');
 		o.default = 'ipfix';
 		o.validate = validator('collector', COLLECTOR_SIBLINGS);
+		o.textvalue = choiceText;
 
-		o = s.option(form.Value, 'host', _('Host'));
+		o = s.option(form.Value, 'host', _('Host'), _('The collector\'s address or host name.'));
 		o.rmempty = false;
 		o.placeholder = '192.0.2.10';
 		o.validate = validator('collector');
+		o.textvalue = function(section_id) {
+			return uci.get('flowprobe', section_id, 'host') || E('em', _('none'));
+		};
 
-		o = s.option(form.Value, 'port', _('Port'));
-		o.placeholder = _('4739 / 2055');
+		o = s.option(form.Value, 'port', _('Port'),
+			_('UDP or TCP port; empty for the protocol\'s default (IPFIX 4739, NetFlow 2055).'));
+		o.placeholder = '4739 / 2055';
 		o.validate = validator('collector');
+		o.textvalue = function(section_id) {
+			var port = uci.get('flowprobe', section_id, 'port');
+			return port || _('%s (default)').format(
+				DEFAULT_PORTS[uci.get('flowprobe', section_id, 'protocol') || 'ipfix'] || '?');
+		};
 
-		o = s.option(form.ListValue, 'transport', _('Transport'));
+		o = writeChangesOnly(s.option(form.ListValue, 'transport', _('Transport')));
 		o.value('udp', 'UDP');
-		o.value('tcp', _('TCP (IPFIX)'));
+		o.value('tcp', _('TCP (IPFIX only)'));
 		o.default = 'udp';
 		o.validate = validator('collector', COLLECTOR_SIBLINGS);
+		o.textvalue = choiceText;
 
-		o = s.option(form.Flag, 'biflow', _('Biflow'));
+		o = writeChangesOnly(s.option(form.Flag, 'biflow', _('Biflows'),
+			_('One record per connection holding both directions (RFC 5103; IPFIX only).')));
+		o.modalonly = true;
 		o.validate = validator('collector', COLLECTOR_SIBLINGS);
 
-		o = s.option(form.MultiValue, 'field', _('Fields'));
+		o = s.option(form.MultiValue, 'field', _('Fields'),
+			_('The elements each record carries; none chosen: the standard record.'));
 		fpvalidate.elements.forEach(function(e) { o.value(e[0]) });
+		o.modalonly = true;
 		o.placeholder = _('standard record');
 		o.cfgvalue = fieldsValue;
 		o.write = writeFields;
 		o.remove = writeFields;
 		o.validate = validator('collector', COLLECTOR_SIBLINGS);
 
-		o = s.option(form.Value, 'group', _('Group'));
+		o = s.option(form.Value, 'group', _('Group'),
+			_('Collectors with the same group take turns (load sharing) instead of each getting every record.'));
+		o.modalonly = true;
 		o.validate = validator('collector');
 
 		o = s.option(form.Value, 'spool_kb', _('Spool (KiB)'),
 			_('Holds records through long outages. Off by default: it costs RAM (/var), or on flash, wear. Up to 4194304.'));
+		o.modalonly = true;
 		o.placeholder = _('off');
 		o.validate = validator('collector');
 
