@@ -169,8 +169,13 @@ def ignored_in_statistics(pcap):
 def test_a_burst_beyond_the_capture_buffer_is_reported(tmp_path, request):
     flood = udp_flood(tmp_path / "burst.pcap", 60_000)
     with RouterLab() as lab:
-        # what the daemon exports, as it leaves (the port has no listener:
-        # the daemon's sends still succeed, and the capture keeps them)
+        # what the daemon exports, as it leaves, to a collector that reads and
+        # discards (a closed port would make it down: nothing more sent)
+        sink = lab.popen(lab.router, sys.executable, "-c",
+                         "import socket\n"
+                         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                         f"s.bind(('127.0.0.1', {COLLECTOR_PORT}))\n"
+                         "while True: s.recv(65536)\n")
         export = tmp_path / "export.pcap"
         recorder = lab.popen(lab.router, "tcpdump", "-i", "lo", "-U", "-n", "-w", str(export),
                              f"udp port {COLLECTOR_PORT}", stdout=subprocess.DEVNULL,
@@ -195,6 +200,7 @@ def test_a_burst_beyond_the_capture_buffer_is_reported(tmp_path, request):
         settle(export)  # tcpdump drops what it has not written when it exits
         recorder.send_signal(signal.SIGTERM)
         recorder.wait(10)
+        sink.terminate()
     interface = status["interfaces"][0]
     figure(request, f"capture overrun: {interface['pcap_received']} received by the filter, "
                     f"{interface['pcap_dropped']} dropped by the kernel, "
