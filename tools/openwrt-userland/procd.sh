@@ -8,6 +8,8 @@
 #
 #   OPENWRT_SRC=dir tools/openwrt-userland/procd.sh build
 #   OPENWRT_SRC=dir tools/openwrt-userland/procd.sh start RUNDIR
+#   OPENWRT_SRC=dir tools/openwrt-userland/procd.sh boot RUNDIR  (start, keeping
+#       what the last run wrote to /etc and /usr: a reboot)
 #   tools/openwrt-userland/procd.sh exec RUNDIR COMMAND [ARG...]
 #   tools/openwrt-userland/procd.sh stop RUNDIR       (poweroff: K scripts run)
 #   tools/openwrt-userland/procd.sh kill RUNDIR       (no K scripts)
@@ -237,6 +239,12 @@ EOF
 	printf '%s\n' "config system" "	option hostname 'flowprobe-procd'" \
 		"	option log_size '256'" "	option log_file '/var/log/messages'" > "$stage/etc/config/system"
 	ln -s ../init.d/log "$stage/etc/rc.d/S12log"
+	# of OpenWrt's boot script only its last step: reload_config's baseline
+	# (without it the first reload_config after a boot sends no event)
+	printf '%s\n' '#!/bin/sh /etc/rc.common' 'START=10' \
+		'boot() {' '	/sbin/reload_config' '}' > "$stage/etc/init.d/boot"
+	chmod 755 "$stage/etc/init.d/boot"
+	ln -s ../init.d/boot "$stage/etc/rc.d/S10boot"
 	{
 		revision "$src/procd" | head -1 | sed 's/^/procd /'
 		revision "$src/ubox" | head -1 | sed 's/^/ubox /'
@@ -351,7 +359,9 @@ do_start() {
 	fi
 	build_dir
 	[ -f "$build/revisions" ] || die "not built: run $0 build first"
-	rm -rf "$run/upper" "$run/work" "$run/pid" "$run/console.fifo"
+	# a boot keeps what the last run wrote, as a router's flash does
+	[ "$command" = boot ] || rm -rf "$run/upper"
+	rm -rf "$run/work" "$run/pid" "$run/console.fifo"
 	[ -d "$run/package" ] || install_flowprobe "$run/package"
 	mkdir -p "$run/package/etc" "$run/package/usr"
 	# the console: a pipe whose reader (holding a writer too) never sees an end
@@ -417,7 +427,7 @@ command=$1
 shift
 case $command in
 build) do_build ;;
-start) do_start "$@" ;;
+start | boot) do_start "$@" ;;
 exec)
 	[ $# -ge 2 ] || usage
 	ns_exec "$@"

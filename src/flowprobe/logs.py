@@ -1,0 +1,99 @@
+"""Where the daemon's log lines go, each at its own severity.
+
+In a terminal, or wherever nothing says otherwise: standard error, as
+"flowprobe: LEVEL: message" (unchanged).
+
+Under procd the init script sets FLOWPROBE_LOG=syslog in the instance's
+environment. procd logs everything a service writes to stderr at err level
+and to stdout at info level, whatever the line says; so the daemon sends its
+records to the syslog socket itself (/dev/log, logd's on OpenWrt), each with
+its priority: daemon.debug, daemon.info, daemon.warn, daemon.err,
+daemon.crit. `logread -l 4` then shows warnings and worse, and log filters
+and remote syslog mean something. A traceback nobody caught still goes to
+stderr, which procd logs at err.
+
+The datagram is what syslog(3) sends, "<PRI>Mmm dd hh:mm:ss
+flowprobe[PID]: message": logd strips a 16-character timestamp from every
+local datagram whose 16th character is a space, so one is always sent.
+
+If /dev/log is not there at start (logd not running), FLOWPROBE_LOG=syslog
+falls back to FLOWPROBE_LOG=stdio: info and debug to stdout, warnings and
+errors to stderr (procd: info and err).
+"""
+
+import logging
+import logging.handlers
+import os
+import sys
+
+ENVIRONMENT = "FLOWPROBE_LOG"   # "syslog", "stdio"; anything else: stderr
+SYSLOG_SOCKET = "/dev/log"
+STDERR_FORMAT = "flowprobe: %(levelname)s: %(message)s"
+SYSLOG_FORMAT = "%(asctime)s flowprobe[%(process)d]: %(message)s"
+SYSLOG_DATE = "%b %e %H:%M:%S"   # syslog(3)'s: 15 characters, then a space
+
+
+class _Below(logging.Filter):
+    """Passes the records below a level (the stdout half of "stdio")."""
+
+    def __init__(self, level):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record):
+        return record.levelno < self.level
+
+
+class _SysLog(logging.handlers.SysLogHandler):
+    """A record's levelname is not its syslog name: WARNING is warning,
+    ERROR err, CRITICAL crit (the base class maps them; named here so it
+    is plain which)."""
+
+    priority_map = {"DEBUG": "debug", "INFO": "info", "WARNING": "warning",
+                    "ERROR": "err", "CRITICAL": "crit"}
+    append_nul = False
+
+
+def _syslog_handler(address):
+    handler = _SysLog(address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+    handler.setFormatter(logging.Formatter(SYSLOG_FORMAT, datefmt=SYSLOG_DATE))
+    return handler
+
+
+def _stdio_handlers():
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(_Below(logging.WARNING))
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+    return [out, err]
+
+
+def setup_logging(level=logging.INFO, environ=None, syslog_socket=SYSLOG_SOCKET):
+    """Sets up the root logger for `flowprobe run` (as logging.basicConfig
+    would: nothing changes if it already has handlers). Returns where the
+    lines go: "syslog", "stdio" or "stderr"."""
+    root = logging.getLogger()
+    if root.handlers:
+        return "configured"
+    wanted = (os.environ if environ is None else environ).get(ENVIRONMENT, "")
+    handlers, target, problem = None, "stderr", None
+    if wanted == "syslog":
+        try:
+            handlers, target = [_syslog_handler(syslog_socket)], "syslog"
+        except OSError as e:
+            problem = f"no syslog at {syslog_socket} ({e.strerror or e}): logging to stdout/stderr"
+            wanted = "stdio"
+    if wanted == "stdio":
+        handlers, target = _stdio_handlers(), "stdio"
+    if handlers is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+        handlers = [handler]
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    if problem:
+        logging.getLogger("flowprobe").warning("%s", problem)
+    return target
