@@ -97,6 +97,7 @@ class _Transport:
 
     _socktype = socket.SOCK_DGRAM
     _connecting = False
+    on_connect = None
 
     def __init__(self, host, port, *, source_address=None, queue_limit=256,
                  clock=time.monotonic, backoff_min=1.0, backoff_max=60.0, send_buffer=None,
@@ -224,6 +225,17 @@ class _Transport:
         if self.spool is not None:
             self._count_not_sent(*self.spool.take_lost())
         return moved
+
+    def _templates_first(self):
+        """What on_connect() gives (the encoder's templates) goes ahead of
+        every queued message, outside queue_limit."""
+        first = self.on_connect() if self.on_connect is not None else None
+        if isinstance(first, (bytes, bytearray, memoryview)):
+            first = [first]
+        for data in reversed(list(first or ())):
+            if data:
+                self._queue.appendleft(_Message(bytes(data), 0, template=True))
+                self._templates += 1
 
     def _error(self, text):
         self.errors += 1
@@ -383,13 +395,7 @@ class UdpTransport(_Transport):
         for message in [m for m in self._queue if m.template]:
             self._queue.remove(message)
             self._templates -= 1
-        first = self.on_connect() if self.on_connect is not None else None
-        if isinstance(first, (bytes, bytearray, memoryview)):
-            first = [first]
-        for data in reversed(list(first or ())):
-            if data:
-                self._queue.appendleft(_Message(bytes(data), 0, template=True))
-                self._templates += 1
+        self._templates_first()
         try:
             self._sock.send(self._queue[0].data, _SEND_FLAGS)
         except BlockingIOError:
@@ -554,13 +560,7 @@ class TcpTransport(_Transport):
         self._retry_at = None
         self._backoff = self.backoff_min
         self.connects += 1
-        first = self.on_connect() if self.on_connect is not None else None
-        if isinstance(first, (bytes, bytearray, memoryview)):
-            first = [first]
-        for data in reversed(list(first or ())):
-            if data:
-                self._queue.appendleft(_Message(bytes(data), 0, template=True))
-                self._templates += 1
+        self._templates_first()
         self._flush()
 
     def _broken(self, text):
