@@ -13,7 +13,9 @@ changes to its config file, under the app's own ACL. Checked:
   Flush flows and Reload work;
 - Settings refuses an invalid value with the daemon's message and saves
   nothing; a valid change (timeout, capacity, an interface, a NetFlow v9
-  collector) lands in the file and, after apply, in the running daemon;
+  collector, added in the collectors grid's dialog) lands in the file and,
+  after apply, in the running daemon; the file gets what was changed and
+  nothing else, and a Save & Apply without a change leaves it alone;
 - Settings shows the conntrack options only for a source using conntrack,
   refuses one out of range in the daemon's words, and writes source 'both',
   conntrack_max_connections and a collector's spool_kb to the file; the
@@ -26,7 +28,9 @@ changes to its config file, under the app's own ACL. Checked:
   they did not make.
 Screenshots: build/artifacts/luci-status.png, luci-settings.png (and
 luci-settings-invalid.png, luci-settings-collector.png,
+luci-settings-collector-dialog.png, luci-settings-edit-dialog.png,
 luci-status-conntrack.png, luci-misconfigured.png, luci-stopped.png).
+tests/test_luci_real.py drives the same pages on the real LuCI runtime.
 
 Needs root, ip netns, ping, nfcapd, node, chromium, and `npm ci` in tests/luci;
 skipped otherwise, with the reason.
@@ -122,6 +126,17 @@ def wait_until(what, predicate, timeout=30):
     raise AssertionError(f"never: {what}")
 
 
+def file_section(path, header):
+    """The option lines of one section of a UCI file, as written."""
+    lines, inside = [], False
+    for line in path.read_text().splitlines():
+        if line.startswith("config "):
+            inside = (line == f"config {header}")
+        elif inside and line.strip():
+            lines.append(line.strip())
+    return lines
+
+
 def daemons_error(path):
     try:
         config.load(str(path))
@@ -175,7 +190,18 @@ def test_status_and_settings_against_a_running_daemon(router):
         assert int(seen["recordsSent"][0].replace("\u202f", "")) > 0
         assert seen["destinations"] == ["127.0.0.1:2055/udp"] and seen["spools"] == []
         assert seen["lastTemplate"][0].endswith("ago"), seen["lastTemplate"]
-        assert seen["throughput"][0].startswith("Now:") and seen["chartPoints"] >= 2
+        assert seen["throughput"][0].startswith("Now:") and seen["chartPoints"] >= 1
+        assert seen["byteRates"][0].endswith("B/s)"), seen["byteRates"]
+        assert seen["chart"]["yLabels"][-1] == "0 bit/s" and seen["chart"]["xLabels"][0] == "now"
+        assert "-5 min" in seen["chart"]["xLabels"] and "-60 min" in seen["hourLabels"]
+        assert list(seen["chart"]["lines"]) == ["r-cli"] and seen["legend"][0].startswith("r-cli")
+        # ICMP by type; the table sorts both ways
+        assert "ICMP echo request" in seen["protocols"], seen["protocols"]
+        assert "ICMPv6 echo request" in seen["protocols"], seen["protocols"]
+        # a count sorts biggest first, a second click turns it round
+        first, second = seen["sortedPackets"]
+        assert first == sorted(first, reverse=True) and second == sorted(first)
+        assert seen["filteredEmpty"] == ["No flow matches the filter."]
         assert any(lab.server4 in flow for flow in seen["flows"]), seen["flows"]
         assert any(lab.server6 in flow for flow in seen["flows"]), seen["flows"]
         assert seen["filtered"] and all(lab.server4 in flow for flow in seen["filtered"])
@@ -193,23 +219,27 @@ def test_status_and_settings_against_a_running_daemon(router):
                                                   "option active_timeout '2'\n"
                                                   "\toption idle_timeout 'soon'"))
         assert seen["error"] == {"invalid": True, "message": daemons_error(conf_with_error)}
-        assert seen["saveError"] and seen["applied"] is None
+        assert seen["saveError"] == ['Option "Idle timeout" contains an invalid input value. '
+                                     + daemons_error(conf_with_error)]
+        assert seen["applied"] is False
         assert conf.read_text() == before
 
         # ---- Settings: a valid change reaches the file, then the daemon ----
+        # the new collector in GridSection's dialog; then the main section
         seen = drive("settings-change", luci.url(SETTINGS_PAGE), idle_timeout="42",
                      max_flows="5000", networks=list(RouterLab.router_devices),
                      collector={"name": "second", "protocol": "netflow9", "host": "127.0.0.1",
                                 "port": "2056", "fields": ["octetDeltaCount",
                                                            "packetDeltaCount",
                                                            "sourceIPv4Address"]})
+        assert seen["before"] == {"networks": ["r-cli"], "devices": []}
         assert seen["fieldError"] == ("flowprobe.second.field: invalid value 'flowEndReason' "
                                       "(allowed: elements NetFlow v9 can carry)")
+        # the grid: name, enabled (a checkbox), protocol, host, port, transport
+        assert seen["grid"] == ["nfcapdIPFIX127.0.0.12055UDPEditDelete",
+                                "secondNetFlow v9127.0.0.12056UDPEditDelete"], seen["grid"]
         assert seen["after"] == {"idle_timeout": "42", "max_flows": "5000",
-                                 "networks": list(RouterLab.router_devices),
-                                 "host": "127.0.0.1", "protocol": "netflow9",
-                                 "fields": ["octetDeltaCount", "packetDeltaCount",
-                                            "sourceIPv4Address"]}
+                                 "networks": list(RouterLab.router_devices), "devices": []}
         saved = config.load(str(conf))
         assert saved.meter.idle_timeout == 42 and saved.meter.max_flows == 5000
         assert [i.name for i in saved.interfaces] == list(RouterLab.router_devices)
@@ -217,12 +247,25 @@ def test_status_and_settings_against_a_running_daemon(router):
         assert (second.protocol, second.host, second.port, second.fields) == (
             "netflow9", "127.0.0.1", 2056,
             ("octetDeltaCount", "packetDeltaCount", "sourceIPv4Address"))
+        # what the user set, nothing else: no enabled '1', no transport 'udp';
+        # the options the file held (direction 'in', a default) stay
+        assert file_section(conf, "collector 'second'") == [
+            "option protocol 'netflow9'", "option host '127.0.0.1'", "option port '2056'",
+            "list field 'octetDeltaCount'", "list field 'packetDeltaCount'",
+            "list field 'sourceIPv4Address'"], conf.read_text()
+        assert "option direction 'in'" in file_section(conf, "flowprobe 'main'")
         assert luci.reloads[-1] == {"reloaded": True, "error": None}
         status = call(socket_path, "status")
         assert status["config_error"] is None
         assert status["meter"]["max_flows"] == 5000
         assert [i["name"] for i in status["interfaces"]] == list(RouterLab.router_devices)
         assert "second" in [c["collector"] for c in status["collectors"]]
+
+        # ---- Save & Apply again, nothing changed: the file stays as it is ----
+        text, reloads = conf.read_text(), len(luci.reloads)
+        seen = drive("save-unchanged", luci.url(SETTINGS_PAGE))
+        assert seen["applied"] is False
+        assert conf.read_text() == text and len(luci.reloads) == reloads
 
         # ---- Settings: the metering source, a conntrack option, a spool ----
         conf_with_error.write_text(conf.read_text().replace(
@@ -237,8 +280,7 @@ def test_status_and_settings_against_a_running_daemon(router):
         assert seen["shownAfter"] == conntrack_options
         assert seen["error"] == {"invalid": True, "message": daemons_error(conf_with_error)}
         assert "RAM" in seen["spoolDescription"][0] and "flash" in seen["spoolDescription"][0]
-        assert seen["after"] == {"source": "both", "conntrack_max_connections": "4096",
-                                 "spool_kb": "64"}
+        assert seen["after"] == {"source": "both", "conntrack_max_connections": "4096"}
         text = conf.read_text()
         assert "option source 'both'" in text and "option conntrack_max_connections '4096'" in text
         saved = config.load(str(conf))

@@ -9,7 +9,7 @@
 //
 //   node drive_pages.js STEP URL ARTIFACTS_DIR [PARAMS_JSON]
 //   STEP: status | settings-invalid | settings-change | settings-source |
-//         status-conntrack | banner | page
+//         save-unchanged | status-conntrack | banner | page
 'use strict';
 const path = require('path');
 const { chromium } = require('playwright-core');
@@ -148,8 +148,8 @@ async function chartValues(page) {
 		const [ , top, , plotH ] = chart.getAttribute('data-plot').split(' ').map(Number);
 		const scale = Number(chart.getAttribute('data-scale-bits'));
 		const lines = {};
-		chart.querySelectorAll('[data-interface]').forEach((line) => {
-			const name = line.getAttribute('data-interface');
+		chart.querySelectorAll('[data-line]').forEach((line) => {
+			const name = line.getAttribute('data-line');
 			const points = line.tagName == 'circle'
 				? [ [ 0, Number(line.getAttribute('cy')) ] ]
 				: line.getAttribute('points').split(' ').map((p) => p.split(',').map(Number));
@@ -297,6 +297,15 @@ const steps = {
 	// the metering source, a conntrack option shown for it, a collector's spool
 	async 'settings-source'(page) {
 		await rendered(page);
+		// the collector's dialog first: its Save renders the form again from UCI
+		await page.click(`#cbi-flowprobe-collector tr[data-sid="${params.collector}"] .cbi-button-edit`);
+		await page.waitForSelector('#modal_overlay ' + control(params.collector, 'spool_kb').split(', ')[0],
+			{ timeout: TIMEOUT });
+		const spoolDescription = await texts(page,
+			'#modal_overlay .cbi-value[data-name="spool_kb"] .cbi-value-description');
+		await fill(page, params.collector, 'spool_kb', params.spool_kb);
+		await page.screenshot({ path: shot('luci-settings-edit-dialog.png'), fullPage: true });
+		await modalSave(page);
 		const shown = async () => page.$$eval('[data-tab="conntrack"] .cbi-value[data-name]', (rows) =>
 			rows.filter((r) => !r.classList.contains('hidden')).map((r) => r.getAttribute('data-name')));
 		const shownBefore = await shown();
@@ -309,15 +318,6 @@ const steps = {
 		await fill(page, 'main', params.option, params.invalid);
 		const error = await validity(page, 'main', params.option);
 		await fill(page, 'main', params.option, params.value);
-		await page.click(`#cbi-flowprobe-collector tr[data-sid="${params.collector}"] .cbi-button-edit`);
-		await page.waitForSelector('#modal_overlay ' + control(params.collector, 'spool_kb').split(', ')[0],
-			{ timeout: TIMEOUT });
-		const spoolDescription = await texts(page,
-			'#modal_overlay .cbi-value[data-name="spool_kb"] .cbi-value-description');
-		await fill(page, params.collector, 'spool_kb', params.spool_kb);
-		await page.screenshot({ path: shot('luci-settings-edit-dialog.png'), fullPage: true });
-		await modalSave(page);
-		await showTab(page, params.option);
 		await page.screenshot({ path: shot('luci-settings.png'), fullPage: true });
 		await saveApply(page);
 		await showTab(page, params.option);
@@ -329,6 +329,18 @@ const steps = {
 			},
 			grid: await texts(page, '#cbi-flowprobe-collector tr[data-sid]'),
 		};
+	},
+
+	// Save & Apply with nothing changed: nothing to apply, the page stays
+	async 'save-unchanged'(page) {
+		await rendered(page);
+		let loads = 0;
+		page.on('load', () => loads++);
+		await page.click('.cbi-page-actions .cbi-button-apply', { position: { x: 12, y: 8 } });
+		await page.waitForFunction(() => /There are no changes to apply/.test(document.body.textContent),
+			null, { timeout: TIMEOUT });
+		await page.waitForTimeout(1000);
+		return { applied: loads > 0 };
 	},
 
 	async 'status-conntrack'(page) {

@@ -82,6 +82,7 @@ class UciFile:
                 "name": section.name or "cfg%02x%04x" % (number, number * 4099 % 65536),
                 "options": dict(section.options)})
         self.staged = [dict(s, options=dict(s["options"])) for s in self.sections]
+        self.dirty = False
 
     def values(self):
         if self.path.stat().st_mtime_ns != self.read_at:
@@ -104,11 +105,13 @@ class UciFile:
         section = self.find(name)
         if section is None:
             raise KeyError(name)
+        self.dirty = True
         for option, value in values.items():
             section["options"][option] = ([str(v) for v in value] if isinstance(value, list)
                                           else str(value))
 
     def delete(self, name, options):
+        self.dirty = True
         if options is None:
             self.staged = [s for s in self.staged if s["name"] != name]
             return
@@ -221,7 +224,11 @@ class StandinLuci:
                 return [4]
 
     def apply(self):
-        """rpcd's uci apply: commit; then procd's config trigger reloads the service."""
+        """rpcd's uci apply: commit; then procd's config trigger reloads the
+        service. Nothing staged: rpcd's "no data" (LuCI says there are no
+        changes to apply)."""
+        if not any(config.dirty for config in self.uci.values()):
+            return [5]   # UBUS_STATUS_NO_DATA
         for config in self.uci.values():
             with config.lock:
                 config.commit()

@@ -504,7 +504,7 @@ var GridSection = TableSection.extend({
 	rowActions: function(sid) {
 		return [ E('button', { 'class': 'cbi-button cbi-button-edit', 'type': 'button',
 			'title': _('Edit this section'),
-			'click': ui.createHandlerFn(this, 'renderMoreOptionsModal', sid) }, _('Edit')), ' ' ]
+			'click': ui.createHandlerFn(this, 'renderMoreOptionsModal', sid) }, _('Edit')) ]
 			.concat(this.super('rowActions', [ sid ]));
 	},
 	parse: function() {
@@ -546,10 +546,12 @@ var GridSection = TableSection.extend({
 				} }, _('Dismiss')), ' ',
 				E('button', { 'class': 'cbi-button cbi-button-positive important',
 					'click': ui.createHandlerFn(self, function() {
+						/* as form.js: the dialog closes once the table shows the change */
 						return m.save(null, true).then(function() {
 							delete self.addedSection;
-							ui.hideModal();
 							return parent.reset();
+						}).then(function() {
+							ui.hideModal();
 						}, function(e) {
 							ui.addNotification(null, E('p', { 'data-save-error': '' }, e.message), 'error');
 						});

@@ -73,10 +73,14 @@ return baseclass.extend({
 			delete gone[option];
 	},
 
+	/* as uci.js: a deletion is staged only for an option the section has */
 	unset: function(config, sid, option) {
 		var changed = (this.changed[config] || {})[sid];
 		if (changed)
 			delete changed[option];
+		var base = ((this.created[config] || {})[sid]) || ((this.values[config] || {})[sid]);
+		if (!base || !Object.prototype.hasOwnProperty.call(base, option))
+			return;
 		var deleted = (this.deleted[config] = this.deleted[config] || {});
 		if (deleted[sid] !== true)
 			(deleted[sid] = deleted[sid] || {})[option] = true;

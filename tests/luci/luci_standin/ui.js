@@ -1,9 +1,10 @@
 'use strict';
 'require baseclass';
 
-/* STAND-IN for LuCI's ui class: notifications, button handlers that
- * disable the button while their promise runs, and changes.apply() as
- * rpcd's `uci apply` (then the page reloads, as LuCI's does). */
+/* STAND-IN for LuCI's ui class: notifications, a modal dialog, button
+ * handlers that disable the button while their promise runs, and
+ * changes.apply() as rpcd's `uci apply` (then the page reloads, as LuCI's
+ * does; with nothing staged it says so and does not). */
 return baseclass.extend({
 	addNotification: function(title, children, classes) {
 		var area = document.getElementById('notifications');
@@ -55,6 +56,9 @@ return baseclass.extend({
 				body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'call', params: [
 					L.env.sessionid, 'uci', 'apply', { rollback: !!checked, timeout: 10 } ] })
 			}).then(function(r) { return r.json() }).then(function(msg) {
+				/* LuCI's apply_rollback answers 204 when nothing is staged */
+				if (!msg.error && msg.result[0] === 5)
+					return L.ui.showModal('', E('p', _('There are no changes to apply')));
 				if (msg.error || msg.result[0] !== 0)
 					throw new Error('uci apply failed: ' + JSON.stringify(msg.error || msg.result));
 				document.body.setAttribute('data-applied', '1');

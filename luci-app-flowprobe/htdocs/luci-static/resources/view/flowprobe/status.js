@@ -559,9 +559,9 @@ return view.extend({
 			segments.forEach(function(points) {
 				chart.appendChild(svg(points.length > 1 ? 'polyline' : 'circle', points.length > 1
 					? { 'points': points.join(' '), 'fill': 'none', 'stroke': COLORS[i % COLORS.length],
-					    'stroke-width': 2, 'data-interface': name }
+					    'stroke-width': 2, 'data-line': name }
 					: { 'cx': points[0].split(',')[0], 'cy': points[0].split(',')[1], 'r': 2,
-					    'fill': COLORS[i % COLORS.length], 'data-interface': name }));
+					    'fill': COLORS[i % COLORS.length], 'data-line': name }));
 			});
 		});
 		var rates = this.rates || {};
