@@ -718,7 +718,8 @@ def preload_late_imports():
 
 def run(args):
     """`flowprobe run`: the service, in the foreground (procd keeps it)."""
-    logging.basicConfig(format="flowprobe: %(levelname)s: %(message)s", level=logging.INFO)
+    from flowprobe.logs import setup_logging  # syslog by severity under procd
+    setup_logging()
     try:
         probe = Probe(args.config, control_socket=args.socket, ubus=not args.no_ubus)
     except (configuration.ConfigError, TransportError, OptionError) as e:
