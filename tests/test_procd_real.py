@@ -1,0 +1,292 @@
+"""The init script under the real procd (issue 22).
+
+tools/openwrt-userland/procd.sh builds procd, ubox (logd, logread,
+validate_data), jsonfilter, libubox, ubus and uci from the checkouts in
+OPENWRT_SRC and runs procd as PID 1 of a private PID/mount/network namespace,
+with OpenWrt's rc.common, functions.sh, procd.sh, uci.sh, reload_config and
+flowprobe installed as the package installs it (the daemon is this working
+tree). Every command below runs inside it, as a user on the router would.
+
+Skipped, saying why, without OPENWRT_SRC, root or busybox. The cases run in
+order on one namespace; the last ones power it off and boot it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "tools" / "openwrt-userland" / "procd.sh"
+SOURCES = os.environ.get("OPENWRT_SRC")
+
+pytestmark = [
+    pytest.mark.skipif(not SOURCES, reason="OPENWRT_SRC is not set: point it at checkouts of "
+                       "procd, ubox, jsonpath, libubox, ubus, uci, udebug and an OpenWrt tree "
+                       "(see tools/openwrt-userland/procd.sh) to run the init script under the "
+                       "real procd"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the real procd needs root (namespaces)"),
+    pytest.mark.skipif(shutil.which("busybox") is None,
+                       reason="the real procd needs busybox (its sh: dash lacks let)"),
+    pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("nsenter") is None,
+                       reason="the real procd needs unshare and nsenter (util-linux)"),
+]
+
+LOG_LINE = re.compile(r"^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} (\w+)\.(\w+) "
+                      r"(\S+?)(?:\[(\d+)\])?: (.*)$")
+CONFIG = """config flowprobe 'main'
+	option enabled '{enabled}'
+	list interface 'lo'
+	option user 'flowprobe'
+	option idle_timeout '{idle_timeout}'
+"""
+
+
+class Router:
+    """The namespace: sh(...) runs a shell command in it."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def script(self, *args, check=True, timeout=120):
+        done = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True,
+                              timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"procd.sh {' '.join(args)}: exit {done.returncode}\n"
+                                 f"{done.stdout}{done.stderr}\n{self.diagnostics()}")
+        return done
+
+    def sh(self, command, check=True, timeout=60):
+        done = self.script("exec", str(self.run_dir), "sh", "-c", command, check=False,
+                           timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{command!r}: exit {done.returncode}\n{done.stdout}"
+                                 f"{done.stderr}\n{self.logread()}")
+        return done
+
+    def logread(self):
+        return self.sh("logread", check=False).stdout
+
+    def log(self, program="flowprobe"):
+        """(facility.level, message) of every logread line of a program."""
+        lines = []
+        for line in self.logread().splitlines():
+            m = LOG_LINE.match(line)
+            if m and m.group(3) == program:
+                lines.append((f"{m.group(1)}.{m.group(2)}", m.group(5)))
+        return lines
+
+    def diagnostics(self):
+        out = []
+        for name in ("procd.log", "console.log"):
+            path = self.run_dir / name
+            if path.exists():
+                out.append(f"--- {name}\n{path.read_text(errors='replace')[-3000:]}")
+        return "\n".join(out)
+
+    def write_config(self, enabled=1, idle_timeout="15"):
+        """A whole new file, committed: reload_config compares with what it
+        saw last, not with what the daemon runs."""
+        self.sh("cat > /etc/config/flowprobe << 'EOF'\n"
+                + CONFIG.format(enabled=enabled, idle_timeout=idle_timeout) + "EOF\n"
+                + "reload_config")
+
+    def uci(self, *commands):
+        """uci commands, then `uci commit flowprobe && reload_config`."""
+        self.sh("; ".join(f"uci {c}" for c in commands)
+                + "; uci commit flowprobe && reload_config")
+
+    def instance(self):
+        """procd's view of the flowprobe instance (None: no instance)."""
+        reply = self.sh("ubus call service list '{\"name\":\"flowprobe\"}'").stdout
+        service = json.loads(reply or "{}").get("flowprobe", {})
+        return service.get("instances", {}).get("instance1")
+
+    def pid(self):
+        instance = self.instance()
+        return instance.get("pid") if instance and instance.get("running") else None
+
+    def status(self):
+        done = self.sh("ubus -t 2 call flowprobe status", check=False)
+        return json.loads(done.stdout) if done.returncode == 0 and done.stdout else None
+
+    def wait(self, what, predicate, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never {what} in {timeout:g} s\n{self.logread()}\n"
+                                     f"{self.diagnostics()}")
+            time.sleep(0.5)
+
+    def running(self, timeout=30.0):
+        """The daemon's pid once it answers on ubus."""
+        def answering():
+            pid = self.pid()
+            status = self.status() if pid else None
+            return pid if status and status.get("uptime_s") is not None else None
+        return self.wait("running and answering ubus", answering, timeout)
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory):
+    built = subprocess.run([str(SCRIPT), "build"], capture_output=True, text=True, timeout=3600)
+    assert built.returncode == 0, f"procd.sh build failed:\n{built.stdout}{built.stderr}"
+    run_dir = tmp_path_factory.mktemp("procd")
+    router = Router(run_dir)
+    router.script("start", str(run_dir))
+    revisions = Path(os.environ.get("OPENWRT_BUILD", Path(SOURCES).resolve().parent
+                                    / "openwrt-build")) / "procd" / "revisions"
+    if revisions.exists():
+        print("\nupstream:", revisions.read_text().replace("\n", "; "))
+    yield router
+    if (run_dir / "pid").exists():
+        router.script("kill", str(run_dir), check=False)
+
+
+def test_enable_start_stop_restart(router):
+    # as shipped: enabled '0', so the service is registered with no instance
+    router.sh("/etc/init.d/flowprobe enable")
+    links = router.sh("ls /etc/rc.d").stdout.split()
+    assert "S95flowprobe" in links and "K10flowprobe" in links, links
+    router.sh("/etc/init.d/flowprobe start")
+    assert router.instance() is None
+
+    # enabling it by uci and reload_config starts it: uid dropped, ubus answers
+    router.uci("set flowprobe.main.enabled=1", "delete flowprobe.main.interface",
+               "add_list flowprobe.main.interface=lo")
+    pid = router.running()
+    status = router.status()
+    assert status["config_error"] is None
+    assert status["user"]["uid"] != 0 and status["user"]["capabilities"] == [13], status["user"]
+
+    router.sh("/etc/init.d/flowprobe stop")
+    router.wait("stopped", lambda: router.instance() is None, 20)
+    assert router.status() is None
+    assert any(m.startswith("stopped:") for _, m in router.log()), router.log()
+
+    router.sh("/etc/init.d/flowprobe start")
+    started = router.running()
+    assert started != pid
+    router.sh("/etc/init.d/flowprobe restart")
+    restarted = router.running()
+    assert restarted != started
+
+
+def test_reload_config_good_change_reloads_in_place(router):
+    router.write_config(idle_timeout="15")
+    router.sh("/etc/init.d/flowprobe restart")
+    pid = router.running()
+    before = len(router.log())
+    router.uci("set flowprobe.main.idle_timeout=30")
+    router.wait("reloaded", lambda: any(m.startswith("reloaded") for _, m in router.log()[before:]))
+    assert router.pid() == pid
+    assert router.status()["config_error"] is None
+
+
+@pytest.mark.parametrize("option, value", [
+    ("idle_timeout", "soon"),      # refused by the init script's rules too (ufloat)
+    ("idle_timeout", "0"),         # passes the script's rules, refused by the daemon
+    ("direction", "sideways"),     # not in the script's rules at all
+])
+def test_reload_config_bad_change_keeps_the_probe_running(router, option, value):
+    router.write_config()
+    router.sh("/etc/init.d/flowprobe restart")
+    pid = router.running()
+    before = len(router.log())
+    router.uci(f"set flowprobe.main.{option}='{value}'")
+
+    def refused():
+        return [(level, m) for level, m in router.log()[before:] if "reload refused" in m]
+    (level, message), *_ = router.wait("refused", refused)
+    assert level == "daemon.err" and option in message and value in message, (level, message)
+    assert router.pid() == pid, "procd stopped or restarted the probe"
+    status = router.status()
+    assert status and option in (status["config_error"] or ""), status
+    # fixed: the next reload_config takes it, the error goes
+    router.uci(f"delete flowprobe.main.{option}")
+    router.wait("error cleared", lambda: router.status()["config_error"] is None)
+    assert router.pid() == pid
+
+
+def test_kill_9_respawns(router):
+    router.write_config()
+    router.sh("/etc/init.d/flowprobe restart")
+    pid = router.running()
+    router.sh(f"kill -9 {pid}")
+    killed = time.monotonic()
+    new = router.running(timeout=30)
+    assert new != pid
+    # procd's respawn timeout is 5 s
+    assert time.monotonic() - killed >= 4, "respawned sooner than procd's 5 s"
+
+
+def test_bad_value_at_start_is_a_crash_loop_with_the_reason_in_logread(router):
+    router.sh("/etc/init.d/flowprobe stop")
+    router.wait("stopped", lambda: router.instance() is None, 20)
+    router.write_config(idle_timeout="soon")
+    before = len(router.logread().splitlines())
+    router.sh("/etc/init.d/flowprobe start")
+
+    def crash_loop():
+        lines = router.logread().splitlines()[before:]
+        return lines if any("crash loop" in line for line in lines) else None
+    lines = router.wait("in a crash loop", crash_loop, timeout=90)
+    reasons = [line for line in lines if "flowprobe[" in line and "idle_timeout" in line]
+    assert len(reasons) >= 5, "\n".join(lines)
+    assert all(" daemon.err " in line for line in reasons), "\n".join(reasons)
+    instance = router.instance()
+    assert instance is not None and not instance.get("running"), instance
+    # fixed and committed: reload_config starts it again
+    router.uci("set flowprobe.main.idle_timeout=15")
+    router.running()
+
+
+def test_log_severities(router):
+    router.write_config()
+    router.sh("/etc/init.d/flowprobe restart")
+    router.running()
+    before = len(router.log())
+    router.uci("set flowprobe.main.no_such_option=1")     # a warning
+    router.wait("reloaded", lambda: any(m.startswith("reloaded") for _, m in router.log()[before:]))
+    router.uci("set flowprobe.main.idle_timeout=-1")      # an error
+    router.wait("refused", lambda: any("refused" in m for _, m in router.log()[before:]))
+    lines = router.log()
+    levels = {}
+    for level, message in lines:
+        levels.setdefault(level, []).append(message)
+    info = levels.get("daemon.info", [])
+    assert any("running:" in m for m in info) and any(m.startswith("reloaded") for m in info)
+    assert any("no_such_option" in m for m in levels.get("daemon.warn", [])), lines
+    assert any("idle_timeout" in m for m in levels.get("daemon.err", [])), lines
+    # nothing the daemon says at info arrives as an error any more
+    errors = levels.get("daemon.err", [])
+    assert not [m for m in errors if "running:" in m or m.startswith("reloaded")], errors
+    router.uci("delete flowprobe.main.idle_timeout", "delete flowprobe.main.no_such_option")
+
+
+def test_shutdown_runs_k10_and_boot_runs_s95(router):
+    router.write_config()
+    router.sh("/etc/init.d/flowprobe restart")
+    router.running()
+    router.script("stop", str(router.run_dir))        # poweroff: rcS K shutdown
+    messages = (router.run_dir / "log" / "messages").read_text()
+    shutdown = messages[messages.rindex("- shutdown -"):]
+    # K10 stopped the daemon (it flushed) before procd's final SIGTERM to all
+    assert "stopping: flushing" in shutdown, shutdown
+    assert shutdown.index("stopping: flushing") < shutdown.index("- SIGTERM processes -"), shutdown
+
+    router.script("boot", str(router.run_dir))        # what /etc held persists
+    pid = router.running()
+    assert router.status()["config_error"] is None
+    boot = router.sh("logread").stdout
+    assert "flowprobe[" in boot and pid
