@@ -92,29 +92,29 @@ def test_packets_while_an_interface_is_not_captured_are_counted(tmp_path, monkey
     """The kernel's own counters say how many packets passed while a capture
     was down: they are reported, not silently missing."""
     from flowprobe import config as configuration
-    from flowprobe import daemon
+    from flowprobe.sources import capture as capture_source
 
     statistics = tmp_path / "eth9" / "statistics"
     statistics.mkdir(parents=True)
-    monkeypatch.setattr(daemon, "SYS_NET", tmp_path)
+    monkeypatch.setattr(capture_source, "SYS_NET", tmp_path)
 
     def counters(rx, tx):
         (statistics / "rx_packets").write_text(f"{rx}\n")
         (statistics / "tx_packets").write_text(f"{tx}\n")
 
-    probe = object.__new__(daemon.Probe)
-    capture = daemon.Capture(configuration.InterfaceConfig("eth9", direction="in"),
-                             device="eth9")
+    captures = capture_source.CaptureSet(meter=None, on_records=lambda: None)
+    capture = capture_source.Capture(configuration.InterfaceConfig("eth9", direction="in"),
+                                     device="eth9")
     counters(1000, 50)
-    probe._capture_down(capture)
+    captures._lost(capture, "down for the test", quiet=True)
     counters(1250, 90)
-    assert probe._not_captured(capture) == 250
-    probe._capture_up(capture)                 # captured again: 250 stay counted
+    assert captures._not_captured(capture) == 250
+    captures._up(capture)                      # captured again: 250 stay counted
     counters(1400, 95)
-    assert probe._not_captured(capture) == 250
-    probe._capture_down(capture)
+    assert captures._not_captured(capture) == 250
+    captures._lost(capture, "down for the test", quiet=True)
     counters(1410, 95)
-    assert probe._not_captured(capture) == 260
+    assert captures._not_captured(capture) == 260
 
 
 def test_a_run_that_was_killed_is_reported_at_the_next_start(tmp_path):

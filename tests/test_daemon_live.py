@@ -264,8 +264,13 @@ def test_forwarded_packets_with_both_directions_say_where_they_went(lab, tmp_pat
     while echo_records() != expected and time.monotonic() < deadline:
         time.sleep(0.1)
     seen = echo_records()
+    interfaces = daemon.status()["interfaces"]
     daemon.stop()
     assert seen == expected
+    # numbers a user can add up: each handle of a 'both' interface sees every
+    # packet of the device, so the interface's received is one handle's
+    for interface in interfaces:
+        assert interface["pcap_received"] == interface["packets_read"], interface
 
 
 def test_a_reload_over_the_socket_that_swaps_collectors_and_adds_an_interface(lab, tmp_path):

@@ -13,9 +13,7 @@ import os
 import re
 import selectors
 import signal
-import socket
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from flowprobe import __version__
@@ -26,15 +24,7 @@ from flowprobe.control.server import ControlServer
 from flowprobe.errors import OptionError
 from flowprobe.export.collectors import Exporter, capture_filter
 from flowprobe.export.transport import TransportError
-from flowprobe.meter import (
-    DLT_EN10MB,
-    LINKTYPE_OF_ARPHRD,
-    LIVE_BLOCK_TIMEOUT_S,
-    CaptureError,
-    Meter,
-    check_filter,
-    packets_ignored,
-)
+from flowprobe.meter import CaptureError, Meter, check_filter, packets_ignored
 from flowprobe.privileges import (
     CAP_NET_ADMIN,
     CAP_NET_RAW,
@@ -45,56 +35,17 @@ from flowprobe.privileges import (
     effective_capabilities,
 )
 from flowprobe.run_state import RunState
+from flowprobe.sources.capture import CaptureSet, linktype_of
 
 log = logging.getLogger("flowprobe")
 
 TICK_S = 1.0                 # expiry scan and export timers
-RETRY_S = 5.0                # a missing or failed interface is tried again this often
-DISPATCH_PACKETS = 4096      # packets read per call, before records are moved on
-DISPATCH_ROUNDS = 16         # calls per readable event: other sources get their turn
+UBUS_CHECK_S = 5.0           # a lost ubus connection is tried again this often
 FINISH_TIMEOUT_S = 5.0       # at stop: how long queued exports may take to leave
-SEAL_MARGIN_S = 0.05         # beyond the capture ring's block timeout, before closing
 SPOOL_FILE = re.compile(r"[A-Za-z0-9_.-]+\.[0-9]+\.[0-9]+\.spool")   # export/collectors.py
 # counters that say how things are now, not how many so far
 GAUGES = {"fragment_packets_held", "flows_active", "flows_pending_export", "flows_peak",
           "fragments_tracked", "clock_ms", "clock_first_ms"}
-SYS_NET = Path("/sys/class/net")
-
-
-@dataclass
-class Capture:
-    """One configured interface and what is open for it."""
-    config: object                       # configuration.InterfaceConfig
-    device: str = ""
-    ifindex: int = 0
-    sources: dict = field(default_factory=dict)   # source id -> direction
-    error: str = None
-    retry_at: float = 0.0
-    opened_at: float = None
-    # packets the kernel counted on the device while it was not captured
-    down_since: int = None               # the device's counter when capture stopped
-    packets_while_down: int = 0          # over the earlier periods without capture
-
-
-def device_packets(device, direction):
-    """The kernel's own packet counters of a device, in the capture's
-    direction(s); None when the device is gone."""
-    names = {"in": ("rx_packets",), "out": ("tx_packets",)}.get(direction,
-                                                                 ("rx_packets", "tx_packets"))
-    try:
-        return sum(int((SYS_NET / device / "statistics" / name).read_text()) for name in names)
-    except (OSError, ValueError):
-        return None
-
-
-def linktype_of(device):
-    """The link type libpcap will give a device's capture (for checking
-    filters before any capture is open); Ethernet when it is not there."""
-    try:
-        arphrd = int((SYS_NET / device / "type").read_text())
-    except (OSError, ValueError):
-        return DLT_EN10MB
-    return LINKTYPE_OF_ARPHRD.get(arphrd, DLT_EN10MB)
 
 
 def check_filters(config):
@@ -111,11 +62,6 @@ def check_filters(config):
             raise configuration.ConfigError(f"interface {interface.name}: {e}") from None
 
 
-def directions_of(interface):
-    # "both" opens one handle a direction, so every record says which way it went
-    return ("in", "out") if interface.direction == "both" else (interface.direction,)
-
-
 class Probe:
     def __init__(self, config_path, control_socket=None, ubus=True):
         self.config_path = config_path
@@ -128,11 +74,9 @@ class Probe:
         self.stopping = False
         self.reload_requested = False
         self.meter = Meter(self.config.meter)
-        self.interface_names = {}          # ifindex -> name, shared with the exporter
         self.records_without_collector = 0
-        self.kernel_dropped_closed = 0     # capture-buffer drops of handles since closed
         self.retired = {}                  # counters of meters replaced by a reload
-        self.captures = {}
+        self.captures = CaptureSet(self.meter, lambda: self._export_expired(self.now_ms()))
         self.conntrack = ConntrackService(self)   # the conntrack source, when configured
         self.exporter = self._new_exporter(self.config)
         self.handlers = Handlers(self)
@@ -150,11 +94,10 @@ class Probe:
         return int(time.time() * 1000)
 
     def interface_index(self, name):
-        capture = self.captures.get(name)
-        return capture.ifindex if capture and capture.ifindex else None
+        return self.captures.interface_index(name)
 
     def interface_name(self, ifindex):
-        return self.interface_names.get(ifindex)
+        return self.captures.interface_names.get(ifindex)
 
     def status(self):
         counters = self.counters()
@@ -168,11 +111,11 @@ class Probe:
             "ubus": bool(self.ubus and self.ubus.connected),
             "user": {"uid": os.getuid(), "capabilities": effective_capabilities()},
             "meter": dict(counters, memory_bytes=self.meter.memory_bytes,
-                          packets_dropped_by_kernel=self.kernel_dropped(),
+                          packets_dropped_by_kernel=self.captures.kernel_dropped(),
                           max_flows=self.meter.settings.max_flows,
                           table_fill=round(counters["flows_active"]
                                            / self.meter.settings.max_flows, 4)),
-            "interfaces": [self._capture_status(c) for c in self.captures.values()],
+            "interfaces": self.captures.status(),
             "collectors": self.exporter.stats() if self.exporter else [],
             "records_without_collector": self.records_without_collector,
             "source": self.config.conntrack.source,
@@ -187,41 +130,6 @@ class Probe:
             return None
         unclean = self.run_state.previous_unclean
         return f"ended without a clean stop ({unclean})" if unclean else "stopped cleanly"
-
-    def _capture_status(self, capture):
-        status = {"name": capture.config.name, "device": capture.device or None,
-                  "ifindex": capture.ifindex or None, "direction": capture.config.direction,
-                  "up": bool(capture.sources), "error": capture.error,
-                  "packets_read": 0, "octets_read": 0, "pcap_received": 0, "pcap_dropped": 0,
-                  "pcap_if_dropped": 0, "packets_not_captured": self._not_captured(capture)}
-        for source in capture.sources:
-            stats = self.meter.source_stats(source)
-            for key in ("packets_read", "octets_read", "pcap_received", "pcap_dropped",
-                        "pcap_if_dropped"):
-                status[key] += stats[key]
-        return status
-
-    def _not_captured(self, capture):
-        """Packets the device passed while it was not captured (kernel counters)."""
-        missed = capture.packets_while_down
-        if capture.down_since is not None:
-            now = device_packets(capture.device, capture.config.direction)
-            if now is not None and now >= capture.down_since:
-                missed += now - capture.down_since
-        return missed
-
-    def _capture_down(self, capture):
-        if capture.down_since is None and capture.device:
-            capture.down_since = device_packets(capture.device, capture.config.direction)
-
-    def _capture_up(self, capture):
-        if capture.down_since is not None:
-            missed = self._not_captured(capture) - capture.packets_while_down
-            capture.packets_while_down += missed
-            capture.down_since = None
-            if missed:
-                log.warning("interface %s: %d packets passed %s while it was not captured",
-                            capture.config.name, missed, capture.device)
 
     def reload(self):
         """SIGHUP or the control API: apply a changed config without losing
@@ -256,7 +164,7 @@ class Probe:
             meter = Meter(new.meter)
             meter.take_sources(self.meter)
             self._retire(self.meter)
-            self.meter = meter
+            self.meter = self.captures.meter = meter
         self.conntrack.before_reload(new, now_ms)   # off: what it holds leaves first
         if exporter_changes:
             # a reload asked over the control socket runs inside the loop's turn, with
@@ -275,8 +183,7 @@ class Probe:
             if getattr(new, option) != getattr(old, option):
                 log.warning("option %s changed: it takes effect at the next restart", option)
         self.config, self.config_error = new, None
-        self._refilter_captures(new.collectors != old.collectors)
-        self._open_captures()
+        self.captures.apply(new.interfaces, new.collectors, new.collectors != old.collectors)
         self.conntrack.apply(new, now_ms)
         for warning in new.warnings:
             log.warning("%s", warning)
@@ -288,179 +195,6 @@ class Probe:
 
     # ---- interfaces ----
 
-    def _resolve(self, interface):
-        """(device, ifindex) of a configured interface: a device name, or an
-        OpenWrt logical name (lan, wan) that netifd resolves over ubus."""
-        device = interface.device or interface.name
-        if not (SYS_NET / device).exists() and not interface.device:
-            device = self._netifd_device(interface.name) or device
-        try:
-            ifindex = int((SYS_NET / device / "ifindex").read_text())
-        except (OSError, ValueError):
-            raise LookupError(f"no such device {device!r}") from None
-        return device, ifindex
-
-    def _netifd_device(self, name):
-        """The device of an OpenWrt logical interface, from netifd; None
-        without ubus or without such an interface."""
-        if not self.ubus:
-            return None
-        try:
-            import ubus  # python-ubus, connected by UbusObject
-            # a netifd that does not answer must not stop the loop (ms)
-            reply = ubus.call(f"network.interface.{name}", "status", {}, timeout=1000)
-        except (ImportError, RuntimeError, TypeError) as e:
-            log.debug("netifd has no interface %s: %s", name, e)
-            return None
-        status = reply[0] if reply else {}
-        return status.get("l3_device") or status.get("device")
-
-    def _refilter_captures(self, collectors_changed):
-        """A capture whose filter alone changed (its own, or the collectors'
-        addresses it leaves out) keeps its handles: the kernel swaps the filter."""
-        wanted = {i.name: i for i in self.config.interfaces}
-        for name, capture in self.captures.items():
-            interface = wanted.get(name)
-            if interface is None:
-                continue  # closed by _open_captures
-            if replace(interface, bpf_filter="") != replace(capture.config, bpf_filter=""):
-                continue  # other options changed: reopened by _open_captures
-            if interface == capture.config and not collectors_changed:
-                continue
-            bpf = capture_filter(interface.bpf_filter, self.config.collectors)
-            try:
-                for source in capture.sources:
-                    self.meter.set_filter(source, bpf)
-            except CaptureError as e:
-                log.error("interface %s: %s", name, e)
-                continue
-            capture.config = interface
-
-    def _open_captures(self):
-        """Opens every configured interface not open yet; failures are
-        reported and retried, never fatal."""
-        wanted = {i.name: i for i in self.config.interfaces}
-        leaving = [name for name in self.captures
-                   if name not in wanted or self.captures[name].config != wanted[name]]
-        self._seal([self.captures[name] for name in leaving])   # together: one wait
-        for name in leaving:
-            self._close_capture(self.captures.pop(name), sealed=True)
-        now = time.monotonic()
-        for name, interface in wanted.items():
-            capture = self.captures.setdefault(name, Capture(interface))
-            if capture.sources or now < capture.retry_at:
-                continue
-            try:
-                capture.device, capture.ifindex = self._resolve(interface)
-                bpf = capture_filter(interface.bpf_filter, self.config.collectors)
-                for direction in directions_of(interface):
-                    source = self.meter.open_live(
-                        capture.device, ifindex=capture.ifindex, snaplen=interface.snaplen,
-                        promiscuous=interface.promiscuous,
-                        buffer_bytes=interface.buffer_kb * 1024, bpf_filter=bpf,
-                        direction=direction)
-                    capture.sources[source] = direction
-            except (LookupError, CaptureError) as e:
-                self._close_capture(capture, keep=True)
-                self._capture_down(capture)
-                if capture.error != str(e):
-                    log.warning("interface %s: %s (retrying every %g s)", name, e, RETRY_S)
-                capture.error, capture.retry_at = str(e), now + RETRY_S
-                continue
-            capture.error, capture.opened_at = None, now
-            self._capture_up(capture)
-            self.interface_names[capture.ifindex] = name
-            log.info("interface %s: capturing on %s (ifindex %d, %s)", name, capture.device,
-                     capture.ifindex, interface.direction)
-            if self.selector:
-                for source in capture.sources:
-                    self.selector.register(self.meter.fileno(source), selectors.EVENT_READ,
-                                           self._reader(capture, source))
-
-    def _seal(self, captures):
-        """The captures take no new packet, and what the kernel already took
-        is read: without this, the ring's last block (up to a block timeout of
-        traffic) would be closed unread at a stop or reopen."""
-        sources = [source for capture in captures for source in capture.sources]
-        for source in list(sources):
-            try:
-                self.meter.seal(source)
-            except CaptureError:
-                sources.remove(source)   # the device is gone: nothing more will come
-        deadline = time.monotonic() + LIVE_BLOCK_TIMEOUT_S + SEAL_MARGIN_S
-        while sources:
-            for source in sources:
-                try:
-                    self._read(source)
-                except CaptureError:
-                    pass
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.01)
-
-    def _close_capture(self, capture, keep=False, sealed=False):
-        if not sealed:
-            self._seal([capture])
-        for source in list(capture.sources):
-            fd = self.meter.fileno(source)
-            if self.selector and fd >= 0:
-                try:
-                    self.selector.unregister(fd)
-                except (KeyError, ValueError):
-                    pass
-            try:
-                self._read(source)  # what the kernel still holds is metered first
-            except CaptureError:
-                pass  # the device is gone: nothing left to read
-            self.kernel_dropped_closed += self.meter.source_stats(source)["pcap_dropped"]
-            self.meter.close(source)
-        capture.sources.clear()
-        if not keep:
-            self.interface_names.pop(capture.ifindex, None)
-
-    def _drop_vanished_captures(self):
-        """Captures whose device is gone, or came back as another interface
-        (a new ifindex). libpcap reports a vanished device once, through the
-        socket's error, and that report can be missed; this check cannot."""
-        for capture in self.captures.values():
-            if not capture.sources:
-                continue
-            try:
-                present = socket.if_nametoindex(capture.device) == capture.ifindex
-            except OSError:
-                present = False
-            if not present:
-                error = f"{capture.device} (ifindex {capture.ifindex}) is gone"
-                log.warning("interface %s: %s (retrying every %g s)", capture.config.name, error,
-                            RETRY_S)
-                self._close_capture(capture, keep=True)
-                self._capture_down(capture)
-                capture.error, capture.retry_at = error, time.monotonic() + RETRY_S
-
-    def _close_captures(self):
-        for capture in self.captures.values():
-            self._close_capture(capture, keep=True)
-        self.captures.clear()
-
-    def _reader(self, capture, source):
-        def on_readable(events):
-            try:
-                self._read(source)
-            except CaptureError as e:  # the interface went away
-                log.warning("interface %s: %s (retrying every %g s)", capture.config.name, e,
-                            RETRY_S)
-                self._close_capture(capture, keep=True)
-                self._capture_down(capture)
-                capture.error, capture.retry_at = str(e), time.monotonic() + RETRY_S
-            self._export_expired(self.now_ms())
-        return on_readable
-
-    def _read(self, source):
-        for _ in range(DISPATCH_ROUNDS):
-            if self.meter.dispatch(source, DISPATCH_PACKETS) == 0 and not self.meter.pending:
-                return
-            self._export_expired(self.now_ms())
-
     # ---- records ----
 
     def _new_exporter(self, config, carry_over=None):
@@ -470,7 +204,7 @@ class Probe:
         tracks = config.conntrack.tracks   # conntrack records: biflows with NAT fields
         return Exporter(with_nat_fields(config.collectors) if tracks else config.collectors,
                         boot_ms=self.now_ms(), meter_biflow=config.meter.bidirectional or tracks,
-                        interfaces=self.interface_names, spool_dir=spool_dir,
+                        interfaces=self.captures.interface_names, spool_dir=spool_dir,
                         carry_over=carry_over)
 
     def _spool_dir(self, config):
@@ -520,17 +254,10 @@ class Probe:
         return {key: value + (0 if key in GAUGES else self.retired.get(key, 0))
                 for key, value in counters.items()}
 
-    def kernel_dropped(self):
-        """Packets the kernel dropped because the capture buffer was full:
-        seen at the interface but never metered."""
-        open_now = sum(self.meter.source_stats(source)["pcap_dropped"]
-                       for capture in self.captures.values() for source in capture.sources)
-        return self.kernel_dropped_closed + open_now
-
     def _packets_ignored(self):
         """IPFIX ignoredPacketTotalCount: the meter's named drops and the
         capture buffer's overruns alike."""
-        return packets_ignored(self.counters()) + self.kernel_dropped()
+        return packets_ignored(self.counters()) + self.captures.kernel_dropped()
 
     def _tick(self):
         now_ms = self.now_ms()
@@ -540,12 +267,12 @@ class Probe:
         if self.exporter:
             self.exporter.tick(now_ms, self._packets_ignored())
         if self.ubus and time.monotonic() >= self.ubus_check_at:
-            self.ubus_check_at = time.monotonic() + RETRY_S
+            self.ubus_check_at = time.monotonic() + UBUS_CHECK_S
             self.ubus.check()
         if self.server:
             self.server.expire()
-        self._drop_vanished_captures()
-        self._open_captures()
+        self.captures.drop_vanished()
+        self.captures.open(self.config.interfaces, self.config.collectors)
 
     # ---- the loop ----
 
@@ -592,7 +319,8 @@ class Probe:
             log.warning("%s", warning)
         if self.exporter:
             self.exporter.start(self.now_ms())
-        self._open_captures()
+        self.captures.selector = self.selector
+        self.captures.open(self.config.interfaces, self.config.collectors)
         self.conntrack.apply(self.config, self.now_ms())
         if user:
             preload_late_imports()
@@ -655,6 +383,7 @@ class Probe:
         try:
             from flowprobe.control.ubus import UbusObject
             self.ubus = UbusObject(self.handlers)
+            self.captures.netifd = True
             log.info("ubus object flowprobe registered")
         except ControlError as e:
             log.info("running without ubus: %s", e)
@@ -676,9 +405,7 @@ class Probe:
         leave: a stop loses nothing that was metered."""
         log.info("stopping: flushing %d flows", self.meter.counters()["flows_active"])
         self._unregister_transports()   # a stop from inside a turn: the loop's are out
-        self._seal(self.captures.values())   # all at once: one block timeout, not one each
-        for capture in self.captures.values():
-            self._close_capture(capture, sealed=True)
+        self.captures.close_all()
         now_ms = self.now_ms()
         self.meter.flush()
         self._export_expired(now_ms)
