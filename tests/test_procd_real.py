@@ -8,7 +8,8 @@ flowprobe installed as the package installs it (the daemon is this working
 tree). Every command below runs inside it, as a user on the router would.
 
 Skipped, saying why, without OPENWRT_SRC, root or busybox. The cases run in
-order on one namespace; the last ones power it off and boot it again.
+order on one namespace; the last ones power it off and boot it again. The
+log module's own tests (the datagrams logd gets) run everywhere.
 """
 
 from __future__ import annotations
@@ -27,17 +28,22 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tools" / "openwrt-userland" / "procd.sh"
 SOURCES = os.environ.get("OPENWRT_SRC")
 
-pytestmark = [
-    pytest.mark.skipif(not SOURCES, reason="OPENWRT_SRC is not set: point it at checkouts of "
-                       "procd, ubox, jsonpath, libubox, ubus, uci, udebug and an OpenWrt tree "
-                       "(see tools/openwrt-userland/procd.sh) to run the init script under the "
-                       "real procd"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="the real procd needs root (namespaces)"),
-    pytest.mark.skipif(shutil.which("busybox") is None,
-                       reason="the real procd needs busybox (its sh: dash lacks let)"),
-    pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("nsenter") is None,
-                       reason="the real procd needs unshare and nsenter (util-linux)"),
-]
+
+
+def missing():
+    """Why the real procd cannot run here (None: it can)."""
+    if not SOURCES:
+        return ("OPENWRT_SRC is not set: point it at checkouts of procd, ubox, jsonpath, "
+                "libubox, ubus, uci, udebug and an OpenWrt tree (see "
+                "tools/openwrt-userland/procd.sh) to run the init script under the real procd")
+    if os.geteuid() != 0:
+        return "the real procd needs root (namespaces, mounts)"
+    if shutil.which("busybox") is None:
+        return "the real procd needs busybox (its sh: dash lacks let)"
+    if shutil.which("unshare") is None or shutil.which("nsenter") is None:
+        return "the real procd needs unshare and nsenter (util-linux)"
+    return None
+
 
 LOG_LINE = re.compile(r"^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} (\w+)\.(\w+) "
                       r"(\S+?)(?:\[(\d+)\])?: (.*)$")
@@ -139,6 +145,9 @@ class Router:
 
 @pytest.fixture(scope="module")
 def router(tmp_path_factory):
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
     built = subprocess.run([str(SCRIPT), "build"], capture_output=True, text=True, timeout=3600)
     assert built.returncode == 0, f"procd.sh build failed:\n{built.stdout}{built.stderr}"
     run_dir = tmp_path_factory.mktemp("procd")
@@ -274,6 +283,18 @@ def test_log_severities(router):
     router.uci("delete flowprobe.main.idle_timeout", "delete flowprobe.main.no_such_option")
 
 
+def test_logd_restarted_still_gets_the_lines(router):
+    router.write_config()
+    router.sh("/etc/init.d/flowprobe restart")
+    pid = router.running()
+    router.sh("/etc/init.d/log restart")
+    router.wait("logd back", lambda: router.sh("logread", check=False).returncode == 0, 20)
+    router.uci("set flowprobe.main.idle_timeout=25")
+    router.wait("reloaded in the new logd",
+                lambda: ("daemon.info", "reloaded /etc/config/flowprobe") in router.log())
+    assert router.pid() == pid
+
+
 def test_shutdown_runs_k10_and_boot_runs_s95(router):
     router.write_config()
     router.sh("/etc/init.d/flowprobe restart")
@@ -290,3 +311,67 @@ def test_shutdown_runs_k10_and_boot_runs_s95(router):
     assert router.status()["config_error"] is None
     boot = router.sh("logread").stdout
     assert "flowprobe[" in boot and pid
+
+
+# ---- flowprobe.logs, everywhere ----
+
+def syslog_pair(tmp_path):
+    import socket
+    path = tmp_path / "log"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(5)
+    return server, path
+
+
+def test_syslog_datagrams_carry_each_records_priority(tmp_path):
+    import logging
+
+    from flowprobe import logs
+    server, path = syslog_pair(tmp_path)
+    handlers, target, problem = logs.choose_handlers({"FLOWPROBE_LOG": "syslog"}, str(path))
+    assert target == "syslog" and problem is None
+    logger = logging.Logger("flowprobe-test", logging.DEBUG)
+    logger.addHandler(handlers[0])
+    daemon = 3 << 3
+    for emit, priority in ((logger.debug, 7), (logger.info, 6), (logger.warning, 4),
+                           (logger.error, 3), (logger.critical, 2)):
+        emit("line\nwith %s", "args")
+        datagram = server.recv(2048).decode()
+        head = f"<{daemon | priority}>"
+        assert datagram.startswith(head), datagram
+        text = datagram[len(head):]
+        # syslog(3)'s timestamp: logd strips 16 characters when the 16th is a space
+        assert re.fullmatch(r"\w{3} [ \d]\d \d\d:\d\d:\d\d ", text[:16]), text
+        assert text[16:] == f"flowprobe[{os.getpid()}]: line\nwith args", text
+    handlers[0].close()
+    server.close()
+
+
+def test_without_a_syslog_socket_info_goes_to_stdout_and_warnings_to_stderr(tmp_path, capsys):
+    import logging
+
+    from flowprobe import logs
+    handlers, target, problem = logs.choose_handlers({"FLOWPROBE_LOG": "syslog"},
+                                                     str(tmp_path / "none"))
+    assert target == "stdio" and "no syslog" in problem
+    logger = logging.Logger("flowprobe-test", logging.DEBUG)
+    for handler in handlers:
+        logger.addHandler(handler)
+    logger.info("an info")
+    logger.warning("a warning")
+    out, err = capsys.readouterr()
+    assert out == "flowprobe: INFO: an info\n" and err == "flowprobe: WARNING: a warning\n"
+
+
+def test_by_default_everything_goes_to_stderr_as_before(capsys):
+    import logging
+
+    from flowprobe import logs
+    handlers, target, problem = logs.choose_handlers({})
+    assert target == "stderr" and problem is None
+    logger = logging.Logger("flowprobe-test", logging.DEBUG)
+    logger.addHandler(handlers[0])
+    logger.info("an info")
+    out, err = capsys.readouterr()
+    assert out == "" and err == "flowprobe: INFO: an info\n"

@@ -18,12 +18,14 @@ local datagram whose 16th character is a space, so one is always sent.
 
 If /dev/log is not there at start (logd not running), FLOWPROBE_LOG=syslog
 falls back to FLOWPROBE_LOG=stdio: info and debug to stdout, warnings and
-errors to stderr (procd: info and err).
+errors to stderr (procd: info and err). A line logd does not take later
+(logd restarting) goes to stderr.
 """
 
 import logging
 import logging.handlers
 import os
+import socket
 import sys
 
 ENVIRONMENT = "FLOWPROBE_LOG"   # "syslog", "stdio"; anything else: stderr
@@ -53,8 +55,20 @@ class _SysLog(logging.handlers.SysLogHandler):
                     "ERROR": "err", "CRITICAL": "crit"}
     append_nul = False
 
+    def handleError(self, record):
+        """logd away (restarting): the line goes to stderr, which procd
+        logs at err, rather than a "Logging error" traceback."""
+        try:
+            sys.stderr.write(f"flowprobe: {record.levelname}: {record.getMessage()}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
 
 def _syslog_handler(address):
+    # SysLogHandler ignores a socket it cannot reach: try it first
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+        probe.connect(address)
     handler = _SysLog(address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
     handler.setFormatter(logging.Formatter(SYSLOG_FORMAT, datefmt=SYSLOG_DATE))
     return handler
@@ -70,27 +84,33 @@ def _stdio_handlers():
     return [out, err]
 
 
-def setup_logging(level=logging.INFO, environ=None, syslog_socket=SYSLOG_SOCKET):
-    """Sets up the root logger for `flowprobe run` (as logging.basicConfig
-    would: nothing changes if it already has handlers). Returns where the
-    lines go: "syslog", "stdio" or "stderr"."""
-    root = logging.getLogger()
-    if root.handlers:
-        return "configured"
+def choose_handlers(environ=None, syslog_socket=SYSLOG_SOCKET):
+    """(handlers, target, problem): where FLOWPROBE_LOG says the lines go;
+    target is "syslog", "stdio" or "stderr"; problem says why syslog was
+    wanted and not had (None otherwise)."""
     wanted = (os.environ if environ is None else environ).get(ENVIRONMENT, "")
-    handlers, target, problem = None, "stderr", None
+    problem = None
     if wanted == "syslog":
         try:
-            handlers, target = [_syslog_handler(syslog_socket)], "syslog"
+            return [_syslog_handler(syslog_socket)], "syslog", None
         except OSError as e:
             problem = f"no syslog at {syslog_socket} ({e.strerror or e}): logging to stdout/stderr"
             wanted = "stdio"
     if wanted == "stdio":
-        handlers, target = _stdio_handlers(), "stdio"
-    if handlers is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(STDERR_FORMAT))
-        handlers = [handler]
+        return _stdio_handlers(), "stdio", problem
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+    return [handler], "stderr", None
+
+
+def setup_logging(level=logging.INFO, environ=None, syslog_socket=SYSLOG_SOCKET):
+    """Sets up the root logger for `flowprobe run` (as logging.basicConfig
+    would: nothing changes if it already has handlers). Returns where the
+    lines go: "syslog", "stdio", "stderr" (or "configured": unchanged)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return "configured"
+    handlers, target, problem = choose_handlers(environ, syslog_socket)
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)

@@ -252,6 +252,8 @@ EOF
 		revision "$src/libubox" | head -1 | sed 's/^/libubox /'
 		revision "$src/ubus" | head -1 | sed 's/^/ubus /'
 		revision "$src/uci" | head -1 | sed 's/^/uci /'
+		revision "$src/udebug" | head -1 | sed 's/^/udebug /'
+		ls "$build/python" | sed -n 's/^\(ubus-.*\)\.dist-info$/python-\1/p'
 		echo "tree $tree $(revision "$tree" | head -1)"
 	} > "$build/revisions"
 	# jsonfilter must read standard input (network.sh and others pipe into it)
