@@ -52,7 +52,7 @@ assert (flow["packets"], flow["octets"]) == (3, 3 * 32), flow
 counters = json.loads(result.stderr.splitlines()[-1])["counters"]
 assert counters["packets_read"] == 3, counters
 
-# the shipped config is valid and read through libuci (python3-uci)
+# the shipped config is valid (read as the daemon reads it)
 settings = config.load("/etc/config/flowprobe")
 assert settings is not None
 EOF

@@ -1,11 +1,14 @@
 """The service's configuration: /etc/config/flowprobe (UCI) to a checked Config.
 
-Two readers of one format give the same sections: libuci, through
-python3-uci's `uci` module, where it is installed (OpenWrt), as every
-OpenWrt daemon reads its config; elsewhere a strict parser of the UCI
-syntax. One function turns sections into a Config, so both paths are
-checked alike, and every error names the section, the option, the value
-and what is allowed.
+One reader, on OpenWrt as everywhere: a strict parser of the UCI syntax,
+checked against libuci (tests compare it with `uci export` of every
+fixture wherever the uci command exists).  It reads the committed file
+only: libuci's own readers (and python3-uci) also apply changes staged in
+/tmp/.uci but not yet committed, so a value staged in LuCI and not yet
+applied would have made a reload read it; and where libuci silently drops
+the rest of a line after `word;`, this parser says so.  One function turns
+sections into a Config, and every error names the section, the option,
+the value and what is allowed.
 
 UCI semantics kept by the strict parser (as libuci's file.c and list.c):
 - `option x ''` sets nothing: x keeps an earlier value, or stays absent
@@ -18,18 +21,12 @@ UCI semantics kept by the strict parser (as libuci's file.c and list.c):
   words glued together ('it'\\''s', as `uci export` writes a quote), '#'
   comments, ';' between commands, the short commands c/o/l/p. A ';' right
   after an unquoted word is an error: libuci drops the rest of that line.
-
-The libuci path also applies changes staged in /tmp/.uci but not yet
-committed, as `uci show` and every libuci reader do; the strict parser
-reads the file only.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import ipaddress
-import os
 import re
 from dataclasses import dataclass, replace
 
@@ -301,36 +298,6 @@ def _backslash(text, position, line, characters):
     return position + 1 + len(following), line
 
 
-# ---- reading: libuci ----
-
-ANONYMOUS_NAME = re.compile(r"cfg[0-9a-f]{6,}")   # libuci names anonymous sections cfgNNHHHH
-
-
-def _libuci():
-    """python3-uci's `uci` module, or None where it is not installed."""
-    try:
-        return importlib.import_module("uci")
-    except ImportError:
-        return None
-
-
-def _read_with_libuci(uci, path):
-    """The sections as libuci loads them (pyuci: CZ-NIC/turris-pyuci)."""
-    confdir, package = os.path.split(os.path.abspath(path))
-    context = uci.Uci(confdir=confdir)
-    found = context.get_all(package)
-    sections, counts = [], {}
-    for name, options in found.items():
-        kind = context.get(package, name)
-        index = counts.get(kind, 0)
-        counts[kind] = index + 1
-        options = {option: list(value) if isinstance(value, (tuple, list)) else value
-                   for option, value in options.items() if not option.startswith(".")}
-        anonymous = ANONYMOUS_NAME.fullmatch(name) is not None
-        sections.append(Section(kind, None if anonymous else name, options, None, index))
-    return sections
-
-
 # ---- sections to a Config ----
 
 BOOLEAN, INTEGER, SECONDS, TEXT, WORDS = "boolean", "integer", "seconds", "text", "words"
@@ -419,20 +386,8 @@ def parse(text, source="<config>"):
 
 
 def load(path=DEFAULT_PATH):
-    """A Config from a file: through libuci where python3-uci is installed
-    (and the file name is a UCI package name), else the strict parser."""
-    text = _read_text(path)
-    uci = _libuci()
-    if uci is None or not PACKAGE_NAME.fullmatch(os.path.basename(path)):
-        return parse(text, path)
-    try:
-        sections = _read_with_libuci(uci, path)
-    except uci.UciException as e:
-        # pyuci reports a syntax error as "not found": the strict parser says where
-        read_sections(text, path)
-        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        raise ConfigError(f"libuci cannot load it ({detail})", source=path) from None
-    return build(sections)
+    """A Config from a file (the committed file: nothing staged in /tmp/.uci)."""
+    return parse(_read_text(path), path)
 
 
 def _read_text(path):
