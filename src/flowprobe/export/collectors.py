@@ -225,11 +225,7 @@ class Collector:
         return b"".join(message for message, _ in self._templates(self.now_ms, queued))
 
     def _templates(self, now_ms, records_queued=0):
-        if records_queued and self.profile.protocol == "ipfix":
-            # IPFIX sequence numbers count records: the templates carry theirs
-            messages = self.encoder.template_messages(now_ms, records_queued)
-        else:
-            messages = self.encoder.template_messages(now_ms)
+        messages = self.encoder.template_messages(now_ms, records_queued)
         if messages:
             self.last_template_ms = now_ms
         if self.interfaces and messages:
@@ -246,9 +242,9 @@ class Collector:
         if self.profile.transport == "udp":
             self._send(self._templates(now_ms))
             self.send_stats(now_ms)  # before any data: no collector sees a sequence gap
-        elif hasattr(self.encoder, "schedule"):
+        else:
             # over TCP the templates open each session (_new_session), never the data
-            self.encoder.schedule.sent(now_ms)
+            self.encoder.templates_sent(now_ms)
 
     def export(self, records, count, now_ms, stride=1, offset=0):
         self.now_ms = now_ms
@@ -266,14 +262,14 @@ class Collector:
         self.transport.tick(time.monotonic())
 
     def send_stats(self, now_ms, packets_ignored=0):
-        if not hasattr(self.encoder, "stats_message"):
-            return  # NetFlow v5 has no options
         sent = self.transport.stats()
         stats = {"messages": sent["messages_sent"], "records": sent["records_sent"],
                  "octets": sent["octets_sent"], "records_not_sent": sent["records_not_sent"],
                  "packets_ignored": packets_ignored}
-        self.last_stats_ms = now_ms
-        self._send([self.encoder.stats_message(now_ms, stats)])
+        message = self.encoder.stats_message(now_ms, stats)
+        if message is not None:   # NetFlow v5 has no options
+            self.last_stats_ms = now_ms
+            self._send([message])
 
     def stats(self):
         stats = dict(self.transport.stats(), collector=self.profile.label,
@@ -281,7 +277,7 @@ class Collector:
                      port=self.profile.port, transport=self.profile.transport,
                      group=self.profile.group or None,
                      last_template_ms=self.last_template_ms)
-        stats["records_not_exportable"] = getattr(self.encoder, "records_not_exportable", 0)
+        stats["records_not_exportable"] = self.encoder.records_not_exportable
         return stats
 
 
@@ -327,7 +323,7 @@ class Exporter:
         for collector in self.collectors:
             if id(collector) in self.carried:
                 continue   # its session goes on: nothing to announce
-            if boot_ms is not None and hasattr(collector.encoder, "boot_ms"):
+            if boot_ms is not None and collector.encoder.boot_ms is not None:
                 collector.encoder.boot_ms = boot_ms
             collector.start(now_ms)
 

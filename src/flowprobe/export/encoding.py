@@ -45,6 +45,41 @@ def views(meter_biflow, profile_biflow):
     return (False, True) if meter_biflow and not profile_biflow else (False,)
 
 
+class Encoder:
+    """What a collector asks of its protocol's encoder.  An encoder is a pure
+    function of records and its own state: [(message bytes, data records in
+    it)] out, never a socket.  A protocol without templates or options
+    (NetFlow v5) keeps the defaults."""
+
+    boot_ms = None               # sysUptime zero (v9, v5); None: absolute times (IPFIX)
+    records_not_exportable = 0   # records the protocol cannot carry (v5: IPv6)
+
+    def reset(self):
+        """A new transport session: templates first."""
+
+    def templates_due(self, now_ms):
+        return False
+
+    def templates_sent(self, now_ms):
+        """The session's templates are out (over TCP they open it)."""
+
+    def template_messages(self, now_ms, records_queued=0):
+        """Every template; sent ahead of records_queued records encoded
+        earlier, where sequence numbers count records they carry theirs."""
+        return []
+
+    def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
+        raise NotImplementedError
+
+    def stats_message(self, now_ms, stats):
+        """Exporting-process statistics as options data, or None."""
+        return None
+
+    def interface_messages(self, now_ms, names):
+        """Interface names as options data."""
+        return []
+
+
 class TemplateSchedule:
     """Templates go out before the first data, after reset() (a new
     session), and, over UDP, again after refresh_seconds or every

@@ -9,6 +9,7 @@ import struct
 
 from flowprobe.export.encoding import (
     FIRST_TEMPLATE_ID,
+    Encoder,
     TemplateSchedule,
     family_templates,
     views,
@@ -42,7 +43,7 @@ def _set(set_id, body):
     return SET_HEADER.pack(set_id, SET_HEADER.size + len(body)) + body
 
 
-class IpfixEncoder:
+class IpfixEncoder(Encoder):
     def __init__(self, field_names, *, biflow=False, observation_domain=0, mtu=1400,
                  template_refresh_seconds=60, template_refresh_messages=20, reliable=False):
         self.biflow = biflow
@@ -57,8 +58,10 @@ class IpfixEncoder:
         self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
 
     def reset(self):
-        """A new transport session: templates first."""
         self.schedule.reset()
+
+    def templates_sent(self, now_ms):
+        self.schedule.sent(now_ms)
 
     def _message(self, now_ms, body, records=0, sequence=None):
         if sequence is None:

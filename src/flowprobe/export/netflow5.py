@@ -8,7 +8,7 @@ and IPv6 flows are counted as not exportable, never dropped silently.
 import struct
 
 from flowprobe._cmeter_ffi import ffi, lib
-from flowprobe.export.encoding import RecordPacker, views
+from flowprobe.export.encoding import Encoder, RecordPacker, views
 
 VERSION = 5
 # version, count, sysUptime, secs, nsecs, flow sequence, engine type and id, sampling
@@ -45,7 +45,7 @@ def _split(record, reverse):
     return copies, pieces
 
 
-class Netflow5Encoder:
+class Netflow5Encoder(Encoder):
     def __init__(self, *, engine_id=0, mtu=1400, boot_ms=0):
         self.engine_id = engine_id & 0xFF
         self.boot_ms = boot_ms
@@ -53,15 +53,6 @@ class Netflow5Encoder:
         self.per_message = min(MAX_RECORDS, (mtu - HEADER.size) // 48)
         self.packer = RecordPacker(LAYOUT)
         self.records_not_exportable = 0  # IPv6
-
-    def reset(self):
-        pass  # no templates in v5
-
-    def templates_due(self, now_ms):
-        return False
-
-    def template_messages(self, now_ms):
-        return []
 
     def _datagram(self, now_ms, data, count):
         header = HEADER.pack(VERSION, count, (now_ms - self.boot_ms) & 0xFFFFFFFF, now_ms // 1000,

@@ -9,6 +9,7 @@ import struct
 
 from flowprobe.export.encoding import (
     FIRST_TEMPLATE_ID,
+    Encoder,
     TemplateSchedule,
     family_templates,
     views,
@@ -35,7 +36,7 @@ def supported(element):
     return element.v9_id is not None
 
 
-class Netflow9Encoder:
+class Netflow9Encoder(Encoder):
     def __init__(self, field_names, *, source_id=0, mtu=1400, boot_ms=0,
                  template_refresh_seconds=60, template_refresh_messages=20, reliable=False):
         self.source_id = source_id
@@ -52,6 +53,9 @@ class Netflow9Encoder:
     def reset(self):
         self.schedule.reset()
 
+    def templates_sent(self, now_ms):
+        self.schedule.sent(now_ms)
+
     def _packet(self, now_ms, body, count, records=0):
         uptime = (now_ms - self.boot_ms) & 0xFFFFFFFF
         packet = HEADER.pack(VERSION, count, uptime, now_ms // 1000, self.sequence,
@@ -63,7 +67,8 @@ class Netflow9Encoder:
     def templates_due(self, now_ms):
         return self.schedule.due(now_ms)
 
-    def template_messages(self, now_ms):
+    def template_messages(self, now_ms, records_queued=0):
+        # v9 sequence numbers count packets: queued ones keep theirs
         body, count = b"", 0
         for template_id, elements, _ in self.templates.values():
             body += struct.pack("!HH", template_id, len(elements))

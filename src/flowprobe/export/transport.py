@@ -99,9 +99,9 @@ class _Transport:
     _connecting = False
     on_connect = None
 
-    def __init__(self, host, port, *, source_address=None, queue_limit=256,
-                 clock=time.monotonic, backoff_min=1.0, backoff_max=60.0, send_buffer=None,
-                 spool=None):
+    def __init__(self, host: str, port: int, *, source_address: str | None = None,
+                 queue_limit: int = 256, clock=time.monotonic, backoff_min: float = 1.0,
+                 backoff_max: float = 60.0, send_buffer: int | None = None, spool=None):
         if not isinstance(queue_limit, int) or queue_limit < 1:
             raise TransportError(f"queue_limit: invalid value {queue_limit!r} (allowed: >= 1)")
         if not 0 < backoff_min <= backoff_max:
@@ -305,13 +305,9 @@ class UdpTransport(_Transport):
     route) is waited out the same way.  What UDP cannot tell: datagrams lost on the way, and those
     whose ICMP error never came (rate-limited, or filtered)."""
 
-    def __init__(self, host: str, port: int, *, source_address: str | None = None,
-                 queue_limit: int = 256, clock=time.monotonic, backoff_min: float = 1.0,
-                 backoff_max: float = 60.0, send_buffer: int | None = None, spool=None,
-                 on_connect=None):
-        super().__init__(host, port, source_address=source_address, queue_limit=queue_limit,
-                         clock=clock, backoff_min=backoff_min, backoff_max=backoff_max,
-                         send_buffer=send_buffer, spool=spool)
+    def __init__(self, host: str, port: int, *, on_connect=None, **options):
+        """options: those of every transport (_Transport)."""
+        super().__init__(host, port, **options)
         self.on_connect = on_connect
         self._paused = False        # _retry_at is an ENOBUFS pause, not a reopen
         self._down = False          # _retry_at ends a period of the collector being down
@@ -471,13 +467,10 @@ class TcpTransport(_Transport):
 
     _socktype = socket.SOCK_STREAM
 
-    def __init__(self, host: str, port: int, *, source_address: str | None = None,
-                 queue_limit: int = 256, clock=time.monotonic, on_connect=None,
-                 backoff_min: float = 1.0, backoff_max: float = 60.0,
-                 connect_timeout: float = 10.0, send_buffer: int | None = None, spool=None):
-        super().__init__(host, port, source_address=source_address, queue_limit=queue_limit,
-                         clock=clock, backoff_min=backoff_min, backoff_max=backoff_max,
-                         send_buffer=send_buffer, spool=spool)
+    def __init__(self, host: str, port: int, *, on_connect=None,
+                 connect_timeout: float = 10.0, **options):
+        """options: those of every transport (_Transport)."""
+        super().__init__(host, port, **options)
         self.on_connect = on_connect
         self.connect_timeout = connect_timeout
         self._connect(self._clock())
