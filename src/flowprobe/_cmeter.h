@@ -273,6 +273,8 @@ struct fp_conntrack_settings {
 	uint32_t active_timeout_ms;    /* long connections report deltas (checked at each dump) */
 	uint32_t vanish_grace_ms;      /* a connection missing from a dump waits this for DESTROY */
 	uint32_t receive_buffer_bytes; /* event socket SO_RCVBUF; 0: the kernel's default */
+	uint32_t new_events;           /* NEW events too: start times without the timestamp
+					* extension (DESTROY events and dumps carry the rest) */
 };
 
 struct fp_conntrack_counters {
@@ -283,12 +285,13 @@ struct fp_conntrack_counters {
 	uint64_t dumps;
 	uint64_t dump_entries;
 	uint64_t overruns;             /* ENOBUFS: the kernel dropped events for us */
-	uint64_t resyncs;              /* dumps run because of an overrun */
+	uint64_t resyncs;              /* dumps after an overrun (the next periodic one) */
 	uint64_t overflows;            /* new connections not tracked: table full */
 	uint64_t destroys_untracked;   /* ended without being tracked: reported whole */
 	uint64_t vanished;             /* gone without DESTROY: last known counters, lackOfResources */
 	uint64_t ends_without_traffic; /* ended with nothing since their last record */
 	uint64_t ends_before_baseline; /* older than the source, ended before it saw them */
+	uint64_t tracked_late;         /* older than the source, first seen by a later dump */
 	uint64_t revived;              /* reported vanished, then listed by a dump again */
 	uint64_t released_by_resize;   /* a smaller table let them go: reported whole at their end */
 	uint64_t listed;               /* gauge: connections the latest dump listed */
@@ -313,8 +316,8 @@ struct fp_conntrack;
 struct fp_conntrack *fp_conntrack_new(const struct fp_conntrack_settings *settings, char *error);
 void fp_conntrack_free(struct fp_conntrack *ct);
 int fp_conntrack_fd(struct fp_conntrack *ct);   /* the event socket, for poll() */
-/* Reads waiting events (non-blocking); after an overrun, resyncs with a
- * dump.  Returns messages handled, or -1 with the reason in error. */
+/* Reads waiting events (non-blocking); after an overrun, the next dump
+ * resyncs.  Returns messages handled, or -1 with the reason in error. */
 int fp_conntrack_read(struct fp_conntrack *ct, uint64_t now_ms, char *error);
 /* Reads every connection's counters (blocking, a few ms per thousand):
  * active timeouts, missed connections.  0, or -1 with the reason. */

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import os
+import select
 import selectors
 import socket
 import time
@@ -35,7 +36,12 @@ EXPORT_BATCH = 256
 # overruns it, which a dump repairs (measured: 50 ms costs half of 20 ms per connection).
 TRICKLE = 64
 HOLD_MS = 50
-CLOSE_READ_ROUNDS = 64   # at close: reads of what the socket still holds, at most
+# At close: the kernel redelivers DESTROYs it could not deliver every 10 ms, and
+# the last dump reaps expired connections (more DESTROYs): read until the socket
+# stays quiet, with room for them all.
+CLOSE_QUIET_S = 0.05
+CLOSE_LIMIT_S = 2.0
+CLOSE_BUFFER_KB = 4096
 SYSCTL = "/proc/sys/net/netfilter"
 # Where a stop leaves what the next start needs to say what the gap cost: next
 # to the control socket (a tmpfs on OpenWrt, so a reboot clears it with the
@@ -74,12 +80,13 @@ def ensure_sysctl(name):
     return True, None
 
 
-def _settings(max_connections, active_timeout, vanish_grace, buffer_kb):
+def _settings(max_connections, active_timeout, vanish_grace, buffer_kb, new_events=False):
     return ffi.new("struct fp_conntrack_settings *", {
         "max_connections": max_connections,
         "active_timeout_ms": round(active_timeout * 1000),
         "vanish_grace_ms": round(vanish_grace * 1000),
         "receive_buffer_bytes": buffer_kb * 1024,
+        "new_events": new_events,
     })
 
 
@@ -88,8 +95,12 @@ class ConntrackSource:
     of drain_raw(), a batch at a time."""
 
     def __init__(self, max_connections=16384, active_timeout=300.0, vanish_grace=5.0,
-                 buffer_kb=1024):
-        settings = _settings(max_connections, active_timeout, vanish_grace, buffer_kb)
+                 buffer_kb=1024, new_events=False):
+        """new_events: NEW events too, for start times where the kernel does
+        not timestamp connections (DESTROY events and dumps carry the rest)."""
+        self._settings = (max_connections, active_timeout, vanish_grace, buffer_kb)
+        settings = _settings(max_connections, active_timeout, vanish_grace, buffer_kb,
+                             new_events)
         self._error = ffi.new("char[]", lib.FP_ERROR_SIZE)
         source = lib.fp_conntrack_new(settings, self._error)
         if source == ffi.NULL:
@@ -149,6 +160,10 @@ class ConntrackSource:
             self.dump(now_ms)
         except ConntrackError as e:
             log.warning("conntrack: %s (ending connections with their last known counters)", e)
+        self.end_all(now_ms)
+
+    def end_all(self, now_ms):
+        """Every tracked connection ends now (forced_end), with what is known."""
         lib.fp_conntrack_flush(self._source, now_ms)
 
     def reconfigure(self, max_connections, active_timeout, vanish_grace, buffer_kb):
@@ -157,6 +172,17 @@ class ConntrackSource:
         settings = _settings(max_connections, active_timeout, vanish_grace, buffer_kb)
         if lib.fp_conntrack_reconfigure(self._source, settings, self._error) < 0:
             raise ConntrackError(self._error_text())
+        self._settings = (max_connections, active_timeout, vanish_grace, buffer_kb)
+
+    def grow_table(self, max_connections):
+        current, active_timeout, vanish_grace, buffer_kb = self._settings
+        if max_connections > current:
+            self.reconfigure(max_connections, active_timeout, vanish_grace, buffer_kb)
+
+    def grow_buffer(self, buffer_kb):
+        max_connections, active_timeout, vanish_grace, current = self._settings
+        if buffer_kb > current:
+            self.reconfigure(max_connections, active_timeout, vanish_grace, buffer_kb)
 
     @property
     def pending(self):
@@ -194,6 +220,15 @@ def conntrack_record_to_dict(r):
                   flow_id=r.flow_id, conntrack_mark=r.conntrack_mark,
                   conntrack_zone=r.conntrack_zone)
     return record
+
+
+def kernel_connections():
+    """Connections in the kernel's table now (this network namespace), 0 if unknown."""
+    try:
+        with open(_sysctl_path("nf_conntrack_count")) as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return 0
 
 
 def kernel_identity():
@@ -284,7 +319,8 @@ class ConntrackService:
                 max_connections=settings.conntrack_max_connections,
                 active_timeout=config.meter.active_timeout,
                 vanish_grace=settings.conntrack_vanish_grace,
-                buffer_kb=settings.conntrack_buffer_kb)
+                buffer_kb=settings.conntrack_buffer_kb,
+                new_events=not self.timestamps)
             self.source.exclude_collectors(config.collectors)
             # open connections: reported from now on
             self.source.baseline(now_ms, stop["stopped_ms"] if stop else 0)
@@ -428,18 +464,23 @@ class ConntrackService:
         if self.source is None:
             return
         self._unregister()
-        # what the socket still holds first, exported as it comes (a read stops
-        # when the records waiting fill the reserve); bounded: events keep coming
-        for _ in range(CLOSE_READ_ROUNDS):
-            try:
-                messages = self.source.read(now_ms)
-            except ConntrackError as e:
-                log.warning("conntrack: %s", e)
-                break
-            self.export(now_ms)
-            if messages == 0:
-                break
-        self.source.flush(now_ms)
+        try:
+            self.source.grow_buffer(CLOSE_BUFFER_KB)
+        except ConntrackError as e:
+            log.warning("conntrack: %s", e)
+        # a DESTROY carries final counters: what the socket holds first, then
+        # fresh counters for the rest from a dump, which also reaps the expired
+        # connections the kernel has not collected yet (their DESTROYs follow)
+        self._read_until_quiet(now_ms)
+        try:
+            # room for every connection the kernel has: those the table could
+            # not hold are reported whole too (they ended here, as far as we know)
+            self.source.grow_table(kernel_connections() + 1024)
+            self.source.dump(now_ms)
+        except ConntrackError as e:
+            log.warning("conntrack: %s (ending connections with their last known counters)", e)
+        self._read_until_quiet(now_ms)
+        self.source.end_all(now_ms)
         self.export(now_ms)
         counters = self.source.counters()
         for key, value in counters.items():
@@ -449,6 +490,22 @@ class ConntrackService:
         log.info("conntrack source closed: %d records, %d connections open end here",
                  counters["records"], counters["listed"])
         self.source = None
+
+    def _read_until_quiet(self, now_ms):
+        """Reads and exports (a read stops when the records waiting fill the
+        reserve) until the socket stays empty for CLOSE_QUIET_S; bounded, as
+        events keep coming."""
+        deadline = time.monotonic() + CLOSE_LIMIT_S
+        while time.monotonic() < deadline:
+            try:
+                messages = self.source.read(now_ms)
+            except ConntrackError as e:
+                log.warning("conntrack: %s", e)
+                return
+            self.export(now_ms)
+            if messages == 0 and not select.select([self.source.fileno()], [], [],
+                                                   CLOSE_QUIET_S)[0]:
+                return
 
     # ---- the loop ----
 
@@ -530,8 +587,9 @@ class ConntrackService:
             **{key: counters.get(key, 0) for key in (
                 "peak", "events_new", "events_destroy", "dumps", "overruns", "resyncs",
                 "overflows", "released_by_resize", "vanished", "destroys_untracked",
-                "ends_before_baseline", "ends_without_traffic", "records", "records_lost",
-                "packets", "octets", "memory_bytes", "open_at_start")},
+                "ends_before_baseline", "tracked_late", "ends_without_traffic", "records",
+                "records_lost",
+                "packets", "octets", "memory_bytes", "listed", "open_at_start")},
             "ended_while_stopped": self.ended_while_stopped,
             "not_seen_by_capture": None,
         }

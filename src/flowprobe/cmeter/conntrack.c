@@ -1,22 +1,35 @@
 /* The conntrack metering source: flows from the kernel's connection
  * tracker (ctnetlink) instead of from packets.
  *
- * Two NETLINK_NETFILTER sockets: one subscribed to NEW and DESTROY events
+ * Two NETLINK_NETFILTER sockets: one subscribed to DESTROY events
  * (non-blocking, the daemon polls it), one for dumps (periodic: counters for
- * the active timeout; after an overrun: resync).  Connections live in a
+ * the active timeout, and the connections open now).  Connections live in a
  * fixed table keyed by conntrack id and original tuple; each keeps the
  * counters last read from the kernel ("known") and those last exported
  * ("reported"), so every record carries known - reported and nothing is
  * counted twice whatever order events and dumps arrive in.
  *
+ * NEW events are not needed: a DESTROY carries the whole connection (its
+ * counters, and its start with the timestamp extension), so a connection
+ * that begins and ends between two dumps is reported whole at its end, and
+ * a longer one is in the table from the first dump that lists it.  They
+ * were half of the source's cost under churn (a router full of short
+ * connections); the source subscribes to them only without the timestamp
+ * extension (new_events), for start times.
+ *
  * Lost events (ENOBUFS): the event socket asks for NETLINK_BROADCAST_ERROR,
  * so the kernel keeps a connection whose DESTROY it could not deliver and
- * delivers it again later; a resync dump then finds missed connections.  A
+ * delivers it again later; the next periodic dump is counted as a resync.
+ * Overruns come in bursts (the kernel's garbage collector reaps thousands of
+ * expired connections at once): a dump for each cost more than all the
+ * events, and a dump reaps expired connections itself, so the collector's
+ * work became the daemon's.  A
  * connection missing from a dump waits vanish_grace_ms for its DESTROY,
  * then leaves with its last known counters (flowEndReason
  * lackOfResources) and stays as a tombstone for a while, so a DESTROY that
  * still comes adds only what is left.
  */
+#define _GNU_SOURCE   /* recvmmsg */
 #include "../_cmeter.h"
 #include "icmp.h"
 
@@ -38,6 +51,8 @@
 #endif
 
 #define RECEIVE_BUFFER 65536
+#define EVENT_BATCH 16
+#define EVENT_SIZE (RECEIVE_BUFFER / EVENT_BATCH)
 #define DUMP_TIMEOUT_MS 5000
 #define TOMBSTONE_MS 120000   /* a DESTROY later than this after a vanish is not expected */
 #define NONE UINT32_MAX
@@ -92,7 +107,7 @@ struct fp_conntrack {
 	uint8_t *buffer;
 	uint32_t dump_generation, dump_sequence;
 	uint64_t dump_started_ms;
-	int resync_pending;
+	int resync_pending;            /* events were lost since the last dump */
 	int baseline;                  /* this dump only sets where reporting starts */
 	uint64_t baseline_stopped_ms;  /* the previous source's stop, if known: counted against */
 	uint64_t started_ms;           /* the first baseline: what started before is not all ours */
@@ -465,6 +480,7 @@ static void on_destroy(struct fp_conntrack *ct, const struct ct_message *m, uint
 static void on_dumped(struct fp_conntrack *ct, const struct ct_message *m, uint64_t now_ms)
 {
 	struct entry *e = lookup(ct, m);
+	int late = 0;
 
 	ct->counters.dump_entries++;
 	ct->counters.listed++;
@@ -474,9 +490,12 @@ static void on_dumped(struct fp_conntrack *ct, const struct ct_message *m, uint6
 			ct->counters.open_since_stop++;
 	}
 	if (!e) {
-		e = insert(ct, m, 1, now_ms);  /* a NEW event we missed, or the first dump */
+		e = insert(ct, m, 1, now_ms);  /* begun since the last dump, or the first dump */
 		if (!e)
 			return;  /* its DESTROY still brings its counters */
+		/* older than the source, yet not in its baseline (the table was
+		 * full then): what it carried before belongs to whoever metered then */
+		late = !ct->baseline && m->start_ns && m->start_ns / 1000000 < ct->started_ms;
 	}
 	if (e->state == MISSING) {
 		e->state = LIVE;  /* it was only created during the dump that missed it */
@@ -494,11 +513,12 @@ static void on_dumped(struct fp_conntrack *ct, const struct ct_message *m, uint6
 	}
 	if (e->state == LIVE)
 		learn(e, m, now_ms);
-	if (ct->baseline) {
+	if (ct->baseline || late) {
 		/* counted before the source started: not ours to report (a restarted
-		 * source would report it twice) */
+		 * source would report it twice); a late one's count since is lost */
 		memcpy(e->reported, e->known, sizeof e->reported);
 		e->period_start_ms = now_ms;
+		ct->counters.tracked_late += late;
 	}
 	e->seen_dump = ct->dump_generation;
 }
@@ -618,21 +638,30 @@ static int reserve_low(const struct fp_conntrack *ct)
 	return ct->free_count < 64 && ct->counters.records_pending > 0;
 }
 
+/* Each event is a datagram of its own: EVENT_BATCH of them a system call
+ * (recvmmsg), where one each was half of the source's cost under churn. */
 int fp_conntrack_read(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 {
-	int messages = 0;
+	struct mmsghdr batch[EVENT_BATCH];
+	struct iovec parts[EVENT_BATCH];
+	int messages = 0, i;
 
 	ct->counters.clock_ms = now_ms;
+	memset(batch, 0, sizeof batch);
+	for (i = 0; i < EVENT_BATCH; i++) {
+		parts[i].iov_base = ct->buffer + i * EVENT_SIZE;
+		parts[i].iov_len = EVENT_SIZE;
+		batch[i].msg_hdr.msg_iov = &parts[i];
+		batch[i].msg_hdr.msg_iovlen = 1;
+	}
 	while (!reserve_low(ct)) {
-		ssize_t n = recv(ct->event_fd, ct->buffer, RECEIVE_BUFFER, MSG_DONTWAIT);
-		struct nlmsghdr *h;
-		int left;
+		int n = recvmmsg(ct->event_fd, batch, EVENT_BATCH, MSG_DONTWAIT, NULL);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == ENOBUFS) {
-				/* the kernel dropped events: read on what is queued, then resync */
+				/* the kernel dropped events: read on; the next dump resyncs */
 				ct->counters.overruns++;
 				ct->resync_pending = 1;
 				continue;
@@ -642,19 +671,26 @@ int fp_conntrack_read(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 			snprintf(error, FP_ERROR_SIZE, "conntrack events: %s", strerror(errno));
 			return -1;
 		}
-		left = (int)n;
-		for (h = (struct nlmsghdr *)ct->buffer; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-			if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE ||
-			    h->nlmsg_type == NLMSG_NOOP)
+		for (i = 0; i < n; i++) {
+			struct nlmsghdr *h = parts[i].iov_base;
+			int left = (int)batch[i].msg_len;
+
+			if (batch[i].msg_hdr.msg_flags & MSG_TRUNC) {
+				ct->counters.messages_malformed++;  /* cannot happen: events are < 1 KB */
+				ct->resync_pending = 1;
 				continue;
-			handle(ct, h, 0, now_ms);
-			messages++;
+			}
+			for (; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+				if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE ||
+				    h->nlmsg_type == NLMSG_NOOP)
+					continue;
+				handle(ct, h, 0, now_ms);
+				messages++;
+			}
+			batch[i].msg_hdr.msg_flags = 0;
 		}
-	}
-	if (ct->resync_pending && !reserve_low(ct)) {
-		ct->counters.resyncs++;
-		if (fp_conntrack_dump(ct, now_ms, error) < 0)
-			return -1;
+		if (n < EVENT_BATCH)
+			break;  /* drained: no EAGAIN call needed */
 	}
 	return messages;
 }
@@ -674,6 +710,8 @@ int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 	request.h.nlmsg_seq = ++ct->dump_sequence;
 	request.g.nfgen_family = AF_UNSPEC;
 	request.g.version = NFNETLINK_V0;
+	if (ct->resync_pending)
+		ct->counters.resyncs++;  /* this dump, whatever asked for it, resyncs */
 	ct->resync_pending = 0;
 	ct->counters.listed = 0;
 	ct->dump_generation++;
@@ -822,6 +860,7 @@ int fp_conntrack_reconfigure(struct fp_conntrack *ct, const struct fp_conntrack_
 			     char *error)
 {
 	int buffer = (int)settings->receive_buffer_bytes;
+	uint32_t new_events = ct->settings.new_events;
 
 	if (settings->max_connections < 1 || settings->max_connections > (1u << 24)) {
 		snprintf(error, FP_ERROR_SIZE, "max_connections %u out of range (1 to %u)",
@@ -835,6 +874,7 @@ int fp_conntrack_reconfigure(struct fp_conntrack *ct, const struct fp_conntrack_
 	    setsockopt(ct->event_fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof buffer) < 0)
 		setsockopt(ct->event_fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
 	ct->settings = *settings;
+	ct->settings.new_events = new_events;  /* the subscription is made at the start */
 	return 0;
 }
 
@@ -1049,7 +1089,8 @@ struct fp_conntrack *fp_conntrack_new(const struct fp_conntrack_settings *settin
 	ct->free_head = 0;
 	ct->free_count = ct->slots;
 	ct->due_head = ct->due_tail = NONE;
-	ct->event_fd = open_socket(NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_DESTROY,
+	ct->event_fd = open_socket((settings->new_events ? NF_NETLINK_CONNTRACK_NEW : 0) |
+				   NF_NETLINK_CONNTRACK_DESTROY,
 				   (int)settings->receive_buffer_bytes, error);
 	if (ct->event_fd >= 0)
 		ct->dump_fd = open_socket(0, 4 << 20, error);
