@@ -236,8 +236,8 @@ def test_status_and_settings_against_a_running_daemon(router):
         assert seen["fieldError"] == ("flowprobe.second.field: invalid value 'flowEndReason' "
                                       "(allowed: elements NetFlow v9 can carry)")
         # the grid: name, enabled (a checkbox), protocol, host, port, transport
-        assert seen["grid"] == ["nfcapdIPFIX127.0.0.12055UDPEditDelete",
-                                "secondNetFlow v9127.0.0.12056UDPEditDelete"], seen["grid"]
+        assert seen["grid"] == [["nfcapd", "IPFIX127.0.0.12055UDPEditDelete"],
+                                ["second", "NetFlow v9127.0.0.12056UDPEditDelete"]], seen["grid"]
         assert seen["after"] == {"idle_timeout": "42", "max_flows": "5000",
                                  "networks": list(RouterLab.router_devices), "devices": []}
         saved = config.load(str(conf))

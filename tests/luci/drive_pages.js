@@ -68,6 +68,12 @@ async function texts(page, selector) {
 	return page.$$eval(selector, (nodes) => nodes.map((n) => n.textContent.trim()));
 }
 
+// the collectors grid: [ section name, the row's text ]
+async function grid(page) {
+	return page.$$eval('#cbi-flowprobe-collector tr[data-sid]', (rows) =>
+		rows.map((r) => [ r.getAttribute('data-sid'), r.textContent.trim() ]));
+}
+
 async function banner(page) {
 	return page.$$eval('#flowprobe-banner [data-state], .alert-message[data-state]', (nodes) =>
 		nodes.map((n) => ({ state: n.getAttribute('data-state'), text: n.textContent.trim() })));
@@ -270,7 +276,7 @@ const steps = {
 		await setWidget(page, c.name, 'field', c.fields);
 		await page.screenshot({ path: shot('luci-settings-collector-dialog.png'), fullPage: true });
 		await modalSave(page);
-		const grid = await texts(page, '#cbi-flowprobe-collector tr[data-sid]');
+		const rows = await grid(page);
 		// after the dialog: its Save renders the whole form again from UCI, as
 		// LuCI does, so what was typed elsewhere before it would be lost
 		await fill(page, 'main', 'idle_timeout', params.idle_timeout);
@@ -282,7 +288,7 @@ const steps = {
 		await page.screenshot({ path: shot('luci-settings-collector.png'), fullPage: true });
 		await saveApply(page);
 		return {
-			before, fieldError, grid,
+			before, fieldError, grid: rows,
 			notes: await banner(page),
 			after: {
 				idle_timeout: await widgetValue(page, 'main', 'idle_timeout'),
@@ -290,7 +296,7 @@ const steps = {
 				networks: await widgetValue(page, 'main', '_networks'),
 				devices: await widgetValue(page, 'main', '_devices'),
 			},
-			gridAfter: await texts(page, '#cbi-flowprobe-collector tr[data-sid]'),
+			gridAfter: await grid(page),
 		};
 	},
 
@@ -327,7 +333,7 @@ const steps = {
 				source: await widgetValue(page, 'main', 'source'),
 				[params.option]: await widgetValue(page, 'main', params.option),
 			},
-			grid: await texts(page, '#cbi-flowprobe-collector tr[data-sid]'),
+			grid: await grid(page),
 		};
 	},
 

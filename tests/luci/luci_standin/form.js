@@ -462,9 +462,11 @@ var TypedSection = AbstractSection.extend({
 		var sids = this.cfgsections();
 		var rows = sids.map(function(sid) {
 			var section = uci.sections(config).filter(function(s) { return s['.name'] == sid })[0];
-			return E('tr', { 'class': 'tr cbi-section-table-row', 'data-sid': sid }, [
-				E('td', { 'class': 'td' }, section['.anonymous'] ? E('em', _('anonymous')) : sid)
-			].concat(options.map(function(o) { return self.renderCell(o, sid) }))
+			/* form.js: the name is the row's data-title, which the theme shows
+			 * as a first cell (::before) */
+			return E('tr', { 'class': 'tr cbi-section-table-row', 'data-sid': sid,
+			                 'data-title': section['.anonymous'] ? null : sid },
+				options.map(function(o) { return self.renderCell(o, sid) })
 			 .concat([ E('td', { 'class': 'td cbi-section-table-cell nowrap cbi-section-actions' },
 			             self.rowActions(sid)) ]));
 		});

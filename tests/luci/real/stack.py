@@ -253,6 +253,7 @@ def namespace_main(settings):
     (root / "run/netns").mkdir()
     sh("mount", "--rbind", "/run/netns", str(root / "run/netns"))
     # the work directory is shared with the test (logs, pid file, events)
+    os.makedirs(str(root) + str(workdir), exist_ok=True)   # under the new /tmp, say
     sh("mount", "--bind", str(workdir), str(root) + str(workdir))
     os.chroot(root)
     os.chdir("/")
