@@ -190,7 +190,9 @@ class RealStack:
     def start_daemon(self):
         """flowprobe run, as procd starts it (the init script's command): on
         ubus, reading /etc/config/flowprobe through libuci."""
-        env = dict(os.environ, PYTHONPATH="/usr/lib/openwrt-python")
+        import flowprobe  # the tree under test, wherever it is imported from
+        source = Path(flowprobe.__file__).resolve().parents[1]
+        env = dict(os.environ, PYTHONPATH=f"/usr/lib/openwrt-python:{source}")
         log = open(self.daemon_log, "a")
         self.daemon = subprocess.Popen(
             self.enter(self.python, "-m", "flowprobe", "run", "--config",
