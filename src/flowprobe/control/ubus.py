@@ -14,6 +14,13 @@ declared without arguments: `ubus call flowprobe status|flows|expire|reload`
 work, and filtered queries go through the control socket (the CLI).  With a
 python-ubus whose arguments are optional, pass typed_signatures=True.
 
+A daemon started before ubusd (or while it restarts) keeps trying: the
+object is created unconnected and check(), which the daemon calls every few
+seconds, connects and publishes once ubusd answers. After a failed attempt
+the next one waits RETRY_BACKOFF_S[n] more (0, then doubling to a minute), so
+a ubusd that stays away costs one connect a minute, not one a tick; a
+connection lost after it worked is tried again at once, as before.
+
 LuCI cannot call that object: uhttpd adds `ubus_rpc_session` to every call
 it forwards, which the empty signature refuses, and declaring it would make
 it required from the shell.  So the same methods are published a second
@@ -23,12 +30,17 @@ it: rpcd has already checked the session against the ACL).
 
 import json
 import logging
+import time
 
 from flowprobe.control.handlers import ControlError
 
 OBJECT_NAME = "flowprobe"
 WEB_OBJECT_NAME = "luci.flowprobe"   # for calls through uhttpd/rpcd (LuCI)
 SESSION_ARGUMENT = "ubus_rpc_session"
+
+# the wait before the next attempt after 1, 2, 3 ... failed ones (seconds;
+# the daemon calls check() every UBUS_CHECK_S on top of this)
+RETRY_BACKOFF_S = (0.0, 5.0, 10.0, 20.0, 40.0, 60.0)
 
 log = logging.getLogger("flowprobe.control")
 
@@ -51,7 +63,20 @@ class UbusObject:
         self.ubus, self.handlers = ubus, handlers
         self.socket_path, self.typed_signatures = socket_path, typed_signatures
         self.connected = False
-        self._register()
+        self.failures, self.retry_at = 0, 0.0
+        try:
+            self._register()
+        except ControlError as e:
+            self._failed(e)
+            log.warning("%s: the ubus object is published once ubusd answers (trying again "
+                        "with back-off up to %d s)", e, RETRY_BACKOFF_S[-1])
+
+    def _failed(self, error):
+        self.failures += 1
+        wait = RETRY_BACKOFF_S[min(self.failures, len(RETRY_BACKOFF_S)) - 1]
+        self.retry_at = time.monotonic() + wait
+        log.debug("ubus not there yet (attempt %d; next in %g s or more): %s",
+                  self.failures, wait, error)
 
     def _register(self):
         ubus, handlers = self.ubus, self.handlers
@@ -76,6 +101,10 @@ class UbusObject:
                 ubus.disconnect()
                 raise ControlError(f"cannot publish the ubus object {name}: {e}") from None
         self.connected = True
+        if self.failures:
+            log.info("ubus object %s published (after %d attempts)", OBJECT_NAME,
+                     self.failures + 1)
+        self.failures, self.retry_at = 0, 0.0
 
     def _callback(self, method):
         def callback(request, data):
@@ -108,8 +137,10 @@ class UbusObject:
             self.ubus.loop(0)
 
     def check(self):
-        """After ubusd restarted (procd respawns it) the object is gone:
-        find out, and publish it again. Returns whether it is published."""
+        """After ubusd restarted (procd respawns it) the object is gone, and
+        before ubusd first came up it was never there: find out, and publish
+        it (with back-off while that keeps failing). Returns whether it is
+        published."""
         if self.connected:
             try:
                 self.ubus.objects(OBJECT_NAME)
@@ -117,10 +148,12 @@ class UbusObject:
             except RuntimeError:  # a dead connection fails at once
                 log.warning("lost ubusd: publishing the ubus object again")
                 self.close()
+        if time.monotonic() < self.retry_at:
+            return False
         try:
             self._register()
         except ControlError as e:
-            log.debug("ubus not back yet: %s", e)
+            self._failed(e)
         return self.connected
 
     def close(self):
