@@ -1,5 +1,6 @@
-/* The meter's insides, shared by the packet pipeline (_cmeter.c) and the
- * capture sources (capture.c).  Not part of the public API. */
+/* The meter's insides, shared by the API face (_cmeter.c), the packet
+ * pipeline (pipeline.c) and the capture sources (capture.c).  Not part of
+ * the public API. */
 #ifndef FLOWPROBE_METER_H
 #define FLOWPROBE_METER_H
 
@@ -52,5 +53,9 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		   uint32_t captured_length, uint32_t wire_length);
 /* Processes what waits in the batch; every entry point calls it first. */
 void meter_process_batch(struct fp_meter *m);
+/* The meter's clock moves on to now_ms; expiry scans every SCAN_INTERVAL_MS. */
+void meter_advance_clock(struct fp_meter *m, uint64_t now_ms);
+/* Fragments held for a first fragment that never came, counted as dropped. */
+void meter_count_orphans(struct fp_meter *m, const struct frag_orphans *orphans);
 
 #endif

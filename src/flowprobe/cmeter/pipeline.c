@@ -1,0 +1,179 @@
+/* The per-packet pipeline, top-down:
+ *
+ *   meter_process        one frame from a source (capture.c, or handed in):
+ *                        decoded (decode.c) into the batch; what cannot be
+ *                        a flow is counted under its reason at once
+ *   meter_process_batch  a full batch: the clock advances (expiry scans),
+ *                        fragments are settled (frag_table.c), every packet
+ *                        is accounted to its flow (flow_table.c)
+ *
+ * and the invariant it keeps: every packet read ends in a flow or under a
+ * named dropped_* counter (or, for a while, fragment_packets_held). */
+#include "meter.h"
+
+#include <string.h>
+
+static void process_fragment(struct fp_meter *m, struct packet *p);
+static void count_account(struct fp_meter *m, enum account_result result,
+			  uint64_t packets, uint64_t octets);
+
+void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
+		   uint64_t timestamp_us, const uint8_t *frame,
+		   uint32_t captured_length, uint32_t wire_length)
+{
+	struct packet *p = &m->batch[m->batch_count];
+
+	m->counters.packets_read++;
+	memset(p, 0, sizeof(*p));
+	switch (decode_frame(linktype, frame, captured_length, wire_length, p)) {
+	case DECODE_OK:
+		break;
+	case DECODE_TRUNCATED:
+		m->counters.dropped_truncated++;
+		return;
+	case DECODE_NON_IP:
+		m->counters.dropped_non_ip++;
+		return;
+	case DECODE_MALFORMED:
+		m->counters.dropped_malformed++;
+		return;
+	}
+	p->timestamp_ms = timestamp_us / 1000;
+	p->source = interface_slot;
+	if (!p->is_fragment) {  /* a later fragment's ports come from the fragment table */
+		p->bucket = flow_table_bucket(&m->flows, p);
+		p->bucket_ready = 1;
+		flow_table_prefetch_bucket(&m->flows, p->bucket);
+	}
+	if (++m->batch_count == BATCH_SIZE)
+		meter_process_batch(m);
+}
+
+void meter_process_batch(struct fp_meter *m)
+{
+	struct flow_table *t = &m->flows;
+	int i, n = m->batch_count;
+
+	/* the buckets were prefetched while the batch was decoded */
+	for (i = 0; i < n; i++)
+		if (m->batch[i].bucket_ready)
+			flow_table_prefetch_entry(t, m->batch[i].bucket);
+	for (i = 0; i < n; i++) {
+		struct packet *p = &m->batch[i];
+
+		meter_advance_clock(m, p->timestamp_ms);
+		if (p->is_fragment)
+			process_fragment(m, p);
+		else
+			count_account(m, flow_table_account(t, p, 1, p->ip_length, p->timestamp_ms,
+							    p->timestamp_ms),
+				      1, p->ip_length);
+	}
+	m->batch_count = 0;
+
+	/* a batch adds at most two records a packet; stop well before the
+	 * reserve runs out so the caller drains and nothing is refused */
+	if (m->dispatching && flow_table_pending(t) >= flow_table_reserve(t) / 2)
+		pcap_breakloop(m->dispatching);
+}
+
+uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex, uint8_t direction)
+{
+	struct interface_slot *slots = m->interface_slots;
+	uint8_t slot;
+
+	for (slot = 0; slot < m->interface_slots_used; slot++)
+		if (slots[slot].ifindex == ifindex && slots[slot].direction == direction)
+			return slot;
+	if (m->interface_slots_used == METER_INTERFACE_SLOTS)
+		return METER_INTERFACE_SLOTS - 1;  /* shares the last slot rather than fail */
+	slots[m->interface_slots_used] = (struct interface_slot){ ifindex, direction };
+	return (uint8_t)m->interface_slots_used++;
+}
+
+static void count_account(struct fp_meter *m, enum account_result result,
+			  uint64_t packets, uint64_t octets)
+{
+	switch (result) {
+	case ACCOUNT_OK:
+		m->counters.packets_metered += packets;
+		m->counters.octets_metered += octets;
+		break;
+	case ACCOUNT_TABLE_FULL:
+		m->counters.dropped_flow_table_full += packets;
+		break;
+	case ACCOUNT_NO_SLOT:
+		m->counters.dropped_export_backlog += packets;
+		break;
+	}
+}
+
+void meter_count_orphans(struct fp_meter *m, const struct frag_orphans *orphans)
+{
+	m->counters.dropped_fragment_orphaned += orphans->packets;
+	m->counters.fragment_packets_held -= orphans->packets;
+}
+
+void meter_advance_clock(struct fp_meter *m, uint64_t now_ms)
+{
+	struct frag_orphans orphans = {0, 0};
+
+	if (!m->counters.clock_first_ms || now_ms < m->counters.clock_first_ms)
+		m->counters.clock_first_ms = now_ms;
+	if (now_ms > m->counters.clock_ms)
+		m->counters.clock_ms = now_ms;
+	if (m->counters.clock_ms < m->next_scan_ms)
+		return;
+	m->next_scan_ms = m->counters.clock_ms + SCAN_INTERVAL_MS;
+	flow_table_expire(&m->flows, m->counters.clock_ms);
+	frag_table_expire(&m->fragments, m->counters.clock_ms, &orphans);
+	meter_count_orphans(m, &orphans);
+}
+
+/* A fragment: the first brings the ports (and settles what was held for
+ * it); later ones take the ports from the table, or wait as counts. */
+static void process_fragment(struct fp_meter *m, struct packet *p)
+{
+	struct frag_orphans orphans = {0, 0};
+	uint32_t i = frag_table_get(&m->fragments, p, &orphans);
+	struct frag_entry *f = &m->fragments.entries[i];
+
+	meter_count_orphans(m, &orphans);
+	if (p->fragment_offset == 0) {
+		f->src_port = p->src_port;
+		f->dst_port = p->dst_port;
+		f->ipsec_spi = p->ipsec_spi;
+		f->have_first = 1;
+		count_account(m, flow_table_account(&m->flows, p, 1, p->ip_length,
+						    p->timestamp_ms, p->timestamp_ms),
+			      1, p->ip_length);
+		if (f->held_packets) {
+			struct packet held = *p;
+
+			held.tcp_flags = 0;
+			count_account(m, flow_table_account(&m->flows, &held, f->held_packets,
+							    f->held_octets, f->held_first_ms,
+							    f->held_last_ms),
+				      f->held_packets, f->held_octets);
+			m->counters.fragment_packets_held -= f->held_packets;
+			f->held_packets = 0;
+			f->held_octets = 0;
+		}
+	} else if (f->have_first) {
+		p->src_port = f->src_port;
+		p->dst_port = f->dst_port;
+		p->ipsec_spi = f->ipsec_spi;
+		count_account(m, flow_table_account(&m->flows, p, 1, p->ip_length,
+						    p->timestamp_ms, p->timestamp_ms),
+			      1, p->ip_length);
+	} else {
+		if (!f->held_packets || p->timestamp_ms < f->held_first_ms)
+			f->held_first_ms = p->timestamp_ms;
+		if (p->timestamp_ms > f->held_last_ms)
+			f->held_last_ms = p->timestamp_ms;
+		f->held_packets++;
+		f->held_octets += p->ip_length;
+		m->counters.fragment_packets_held++;
+	}
+	frag_table_seen(&m->fragments, i, p);
+}
