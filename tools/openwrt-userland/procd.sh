@@ -74,8 +74,8 @@ openwrt_tree() {
 
 # the commit (and a mark if modified) of a checkout: a changed one rebuilds
 revision() {
-	git -C "$1" rev-parse HEAD 2> /dev/null || echo unknown
-	git -C "$1" status --porcelain 2> /dev/null | head -1
+	git -C "$1" rev-parse HEAD 2>/dev/null || echo unknown
+	git -C "$1" status --porcelain 2>/dev/null | head -1
 }
 
 # cmake_build NAME [CMAKE_ARGS...]: $src/NAME built and installed in $root
@@ -87,7 +87,7 @@ cmake_build() {
 	if [ -f "$stamp" ] && [ "$(revision "$src/$name")" = "$(cat "$stamp")" ]; then
 		return 0
 	fi
-	echo "procd.sh: building $name ($(git -C "$src/$name" log -1 --format='%h %cs' 2> /dev/null || echo '?'))" >&2
+	echo "procd.sh: building $name ($(git -C "$src/$name" log -1 --format='%h %cs' 2>/dev/null || echo '?'))" >&2
 	rm -rf "$build/obj/$name"
 	mkdir -p "$build/obj/$name"
 	dir=$src/$name
@@ -103,33 +103,33 @@ cmake_build() {
 			-DCMAKE_C_COMPILER="$build/cc" -DCMAKE_C_FLAGS="-I$root/usr/include" \
 			-DCMAKE_EXE_LINKER_FLAGS="-L$root/usr/lib -Wl,-rpath-link,$root/usr/lib" \
 			-DCMAKE_SHARED_LINKER_FLAGS="-L$root/usr/lib -Wl,-rpath-link,$root/usr/lib" \
-			-DBUILD_LUA=OFF -DBUILD_EXAMPLES=OFF -DUNIT_TESTING=OFF "$@" > cmake.log 2>&1 ||
+			-DBUILD_LUA=OFF -DBUILD_EXAMPLES=OFF -DUNIT_TESTING=OFF "$@" >cmake.log 2>&1 ||
 			{
 				cat cmake.log >&2
 				exit 1
 			}
 		if [ "$name" = udebug ]; then
 			# the library only: the rest needs ucode
-			make -j2 udebug > make.log 2>&1 || {
+			make -j2 udebug >make.log 2>&1 || {
 				tail -40 make.log >&2
 				exit 1
 			}
 			install -D -m 644 libudebug.so "$root/usr/lib/libudebug.so"
 			install -D -m 644 "$src/udebug/udebug.h" "$root/usr/include/udebug.h"
 		else
-			make -j2 > make.log 2>&1 && make install DESTDIR="$root" >> make.log 2>&1 || {
+			make -j2 >make.log 2>&1 && make install DESTDIR="$root" >>make.log 2>&1 || {
 				tail -40 make.log >&2
 				exit 1
 			}
 		fi
 	) || die "building $name failed (log in $build/obj/$name)"
-	revision "$src/$name" > "$stamp"
+	revision "$src/$name" >"$stamp"
 }
 
 python_ubus() {
 	target=$build/python
 	[ -f "$target/.done" ] && return 0
-	sdist=$(ls "$src"/ubus-*.tar.gz "$src"/pypi/ubus-*.tar.gz 2> /dev/null | tail -1) || true
+	sdist=$(ls "$src"/ubus-*.tar.gz "$src"/pypi/ubus-*.tar.gz 2>/dev/null | tail -1) || true
 	if [ -z "$sdist" ]; then
 		mkdir -p "$build/dl"
 		"$python" -m pip download -q --no-deps --no-binary :all: -d "$build/dl" 'ubus==0.1.3' ||
@@ -140,7 +140,7 @@ python_ubus() {
 	rm -rf "$target"
 	CFLAGS="-I$root/usr/include" LDFLAGS="-L$root/usr/lib -Wl,-rpath-link,$root/usr/lib" \
 		"$python" -m pip install -q --no-deps --no-build-isolation --no-cache-dir \
-		--target "$target" "$sdist" > "$build/python-ubus.log" 2>&1 || {
+		--target "$target" "$sdist" >"$build/python-ubus.log" 2>&1 || {
 		tail -30 "$build/python-ubus.log" >&2
 		die "building python-ubus failed"
 	}
@@ -159,13 +159,13 @@ put() { # put MODE FILE OPENWRT_PATH
 do_build() {
 	build_dir
 	openwrt_tree
-	command -v cmake > /dev/null || die "cmake is needed"
-	command -v busybox > /dev/null || die "busybox is needed (its sh: dash lacks let)"
+	command -v cmake >/dev/null || die "cmake is needed"
+	command -v busybox >/dev/null || die "busybox is needed (its sh: dash lacks let)"
 	[ -x "$python" ] || die "no $python: make build first"
 	mkdir -p "$build" "$root"
 	# a compiler that warns rather than fails (newer gcc than upstream's) and
 	# has strlcpy (glibc has it only since 2.38)
-	cat > "$build/compat.h" << 'EOF'
+	cat >"$build/compat.h" <<'EOF'
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -185,7 +185,7 @@ static inline size_t strlcpy(char *dst, const char *src, size_t size)
 }
 #endif
 EOF
-	printf '#!/bin/sh\nexec %s "$@" -Wno-error -include %s\n' "${CC:-gcc}" "$build/compat.h" > "$build/cc"
+	printf '#!/bin/sh\nexec %s "$@" -Wno-error -include %s\n' "${CC:-gcc}" "$build/compat.h" >"$build/cc"
 	chmod 755 "$build/cc"
 	cmake_build libubox
 	cmake_build ubus
@@ -235,14 +235,14 @@ EOF
 	# the init: the two rcS lines of OpenWrt's inittab, nothing on a console
 	mkdir -p "$stage/etc/config" "$stage/etc/rc.d"
 	printf '%s\n' '::sysinit:/etc/init.d/rcS S boot' '::shutdown:/etc/init.d/rcS K shutdown' \
-		> "$stage/etc/inittab"
+		>"$stage/etc/inittab"
 	printf '%s\n' "config system" "	option hostname 'flowprobe-procd'" \
-		"	option log_size '256'" "	option log_file '/var/log/messages'" > "$stage/etc/config/system"
+		"	option log_size '256'" "	option log_file '/var/log/messages'" >"$stage/etc/config/system"
 	ln -s ../init.d/log "$stage/etc/rc.d/S12log"
 	# of OpenWrt's boot script only its last step: reload_config's baseline
 	# (without it the first reload_config after a boot sends no event)
 	printf '%s\n' '#!/bin/sh /etc/rc.common' 'START=10' \
-		'boot() {' '	/sbin/reload_config' '}' > "$stage/etc/init.d/boot"
+		'boot() {' '	/sbin/reload_config' '}' >"$stage/etc/init.d/boot"
 	chmod 755 "$stage/etc/init.d/boot"
 	ln -s ../init.d/boot "$stage/etc/rc.d/S10boot"
 	{
@@ -255,9 +255,9 @@ EOF
 		revision "$src/udebug" | head -1 | sed 's/^/udebug /'
 		ls "$build/python" | sed -n 's/^\(ubus-.*\)\.dist-info$/python-\1/p'
 		echo "tree $tree $(revision "$tree" | head -1)"
-	} > "$build/revisions"
+	} >"$build/revisions"
 	# jsonfilter must read standard input (network.sh and others pipe into it)
-	[ "$(echo '{"a":1}' | LD_LIBRARY_PATH="$r/lib" "$r/bin/jsonpath" -e '@.a' 2> /dev/null)" = 1 ] ||
+	[ "$(echo '{"a":1}' | LD_LIBRARY_PATH="$r/lib" "$r/bin/jsonpath" -e '@.a' 2>/dev/null)" = 1 ] ||
 		die "this jsonfilter ($(head -3 "$build/revisions" | tail -1)) ignores standard input: check out the commit before e5a07f4"
 	echo "procd.sh: built in $build" >&2
 }
@@ -275,7 +275,7 @@ install_flowprobe() {
 		echo "sys.path.insert(0, '/usr/lib/flowprobe-procd/python')"
 		echo "from flowprobe.cli import main"
 		echo "sys.exit(main())"
-	} > "$pkg/flowprobe"
+	} >"$pkg/flowprobe"
 	install -D -m 755 "$pkg/flowprobe" "$pkg/usr/sbin/flowprobe"
 	rm "$pkg/flowprobe"
 	install -D -m 755 "$repo/files/etc/init.d/flowprobe" "$pkg/etc/init.d/flowprobe"
@@ -323,16 +323,16 @@ inside() {
 	mkdir -p /run/lock /tmp/run
 	ip link set lo up
 	grep -q '^flowprobe:' /etc/passwd || {
-		echo 'flowprobe:x:60226:60226:flowprobe:/var/run/flowprobe:/bin/false' >> /etc/passwd
-		echo 'flowprobe:x:60226:' >> /etc/group
+		echo 'flowprobe:x:60226:60226:flowprobe:/var/run/flowprobe:/bin/false' >>/etc/passwd
+		echo 'flowprobe:x:60226:' >>/etc/group
 	}
 	cd /
 	exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin container=flowprobe-procd /sbin/procd -S
 }
 
 state() {
-	run=$(cd "$1" 2> /dev/null && pwd) || die "no run directory $1"
-	pid=$(cat "$run/pid" 2> /dev/null) || die "not started: no $run/pid"
+	run=$(cd "$1" 2>/dev/null && pwd) || die "no run directory $1"
+	pid=$(cat "$run/pid" 2>/dev/null) || die "not started: no $run/pid"
 }
 
 # run a command in the namespace, with the environment procd gives services
@@ -345,8 +345,8 @@ ns_exec() {
 }
 
 start_failed() {
-	kill -KILL "$(cat "$run/unshare.pid")" "${pid-}" 2> /dev/null || true
-	kill "$(cat "$run/console.pid")" 2> /dev/null || true
+	kill -KILL "$(cat "$run/unshare.pid")" "${pid-}" 2>/dev/null || true
+	kill "$(cat "$run/console.pid")" 2>/dev/null || true
 	rm -f "$run/pid" "$run/console.pid"
 	die "$1 (see $run/procd.log and $run/console.log)"
 }
@@ -369,24 +369,24 @@ do_start() {
 	# the console: a pipe whose reader (holding a writer too) never sees an end
 	mkfifo "$run/console.fifo"
 	sh -c 'exec 3<>"$1"; exec cat <&3 >>"$2"' console "$run/console.fifo" "$run/console.log" \
-		> /dev/null 2>&1 < /dev/null &
-	echo $! > "$run/console.pid"
+		>/dev/null 2>&1 </dev/null &
+	echo $! >"$run/console.pid"
 	setsid unshare -p -m -n -u -i --fork --mount-proc --propagation private \
-		sh "$here/procd.sh" inside "$run" "$stage" >> "$run/procd.log" 2>&1 < /dev/null &
-	echo $! > "$run/unshare.pid"
+		sh "$here/procd.sh" inside "$run" "$stage" >>"$run/procd.log" 2>&1 </dev/null &
+	echo $! >"$run/unshare.pid"
 	# procd is the child of unshare
 	i=0
 	while :; do
-		pid=$(cat "/proc/$(cat "$run/unshare.pid")/task/$(cat "$run/unshare.pid")/children" 2> /dev/null | cut -d' ' -f1) || true
+		pid=$(cat "/proc/$(cat "$run/unshare.pid")/task/$(cat "$run/unshare.pid")/children" 2>/dev/null | cut -d' ' -f1) || true
 		[ -n "$pid" ] && break
 		i=$((i + 1))
 		[ $i -lt 100 ] || start_failed "no procd"
 		sleep 0.1
 	done
-	echo "$pid" > "$run/pid"
+	echo "$pid" >"$run/pid"
 	# ready: ubus answers and the boot's rcS has started logd
 	i=0
-	until "$0" exec "$run" ubus -t 1 call log read '{"lines":1,"stream":false}' > /dev/null 2>&1; do
+	until "$0" exec "$run" ubus -t 1 call log read '{"lines":1,"stream":false}' >/dev/null 2>&1; do
 		i=$((i + 1))
 		[ $i -lt 150 ] || start_failed "procd did not come up in 30 s"
 		sleep 0.2
@@ -402,7 +402,7 @@ finish() {
 		sleep 0.2
 	done
 	[ -d "/proc/$pid" ] && return 1
-	cpid=$(cat "$run/console.pid" 2> /dev/null) && kill "$cpid" 2> /dev/null || true
+	cpid=$(cat "$run/console.pid" 2>/dev/null) && kill "$cpid" 2>/dev/null || true
 	rm -f "$run/pid" "$run/console.pid"
 }
 
@@ -410,17 +410,17 @@ do_stop() {
 	state "$1"
 	# procd: SIGUSR2 (or SIGPWR) is poweroff: rcS K shutdown, then every
 	# process TERM then KILL, then reboot(2), which in a PID namespace ends it
-	kill -USR2 "$pid" 2> /dev/null || true
+	kill -USR2 "$pid" 2>/dev/null || true
 	finish 150 || {
 		echo "procd.sh: no poweroff in 30 s: killing" >&2
-		kill -KILL "$pid" 2> /dev/null || true
+		kill -KILL "$pid" 2>/dev/null || true
 		finish 50
 	}
 }
 
 do_kill() {
 	state "$1"
-	kill -KILL "$pid" 2> /dev/null || true
+	kill -KILL "$pid" 2>/dev/null || true
 	finish 50
 }
 
