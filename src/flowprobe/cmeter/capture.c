@@ -295,8 +295,7 @@ int fp_meter_dispatch(struct fp_meter *m, int id, int max_packets, char *error)
 		snprintf(error, FP_ERROR_SIZE, "no capture source %d", id);
 		return FP_DISPATCH_ERROR;
 	}
-	/* records waiting to be drained: let the caller do that first */
-	if (flow_table_pending(&m->flows) >= flow_table_reserve(&m->flows) / 2)
+	if (meter_backlogged(m))  /* the caller drains first */
 		return 0;
 	m->dispatching = s->handle;
 	status = pcap_dispatch(s->handle, max_packets > 0 ? max_packets : -1, on_packet, (u_char *)&ctx);

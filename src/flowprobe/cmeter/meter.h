@@ -53,6 +53,13 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		   uint32_t captured_length, uint32_t wire_length);
 /* Processes what waits in the batch; every entry point calls it first. */
 void meter_process_batch(struct fp_meter *m);
+/* Records wait to be drained past this point: a dispatch stops (or does
+ * not start) well before the export reserve runs out, so nothing is refused
+ * (a batch adds at most two records a packet). */
+static inline int meter_backlogged(const struct fp_meter *m)
+{
+	return flow_table_pending(&m->flows) >= flow_table_reserve(&m->flows) / 2;
+}
 /* The meter's clock moves on to now_ms; expiry scans every SCAN_INTERVAL_MS. */
 void meter_advance_clock(struct fp_meter *m, uint64_t now_ms);
 /* Fragments held for a first fragment that never came, counted as dropped. */

@@ -71,9 +71,7 @@ void meter_process_batch(struct fp_meter *m)
 	}
 	m->batch_count = 0;
 
-	/* a batch adds at most two records a packet; stop well before the
-	 * reserve runs out so the caller drains and nothing is refused */
-	if (m->dispatching && flow_table_pending(t) >= flow_table_reserve(t) / 2)
+	if (m->dispatching && meter_backlogged(m))
 		pcap_breakloop(m->dispatching);
 }
 
