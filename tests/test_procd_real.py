@@ -191,6 +191,49 @@ def test_enable_start_stop_restart(router):
     assert restarted != started
 
 
+LISTENER = """
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 4739))
+s.settimeout(30)
+print("listening", flush=True)
+while True:
+    message = s.recv(65535)
+    version, length = struct.unpack("!HH", message[:4])
+    offset = 16
+    while version == 10 and offset + 4 <= len(message):
+        set_id, set_length = struct.unpack("!HH", message[offset:offset + 4])
+        if set_id >= 256:
+            print("data set", set_id, flush=True)
+            sys.exit(0)
+        offset += max(set_length, 4)
+"""
+
+
+def test_records_reach_a_collector(router):
+    router.sh("cat > /etc/config/flowprobe << 'EOF'\n"
+              + CONFIG.format(enabled=1, idle_timeout=15)
+              + "\nconfig collector 'local'\n\toption protocol 'ipfix'\n"
+              "\toption host '127.0.0.1'\n\toption port '4739'\nEOF\nreload_config")
+    listener = subprocess.Popen([str(SCRIPT), "exec", str(router.run_dir), "python3", "-c",
+                                 LISTENER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "listening"
+        router.sh("/etc/init.d/flowprobe restart")
+        router.running()
+        router.sh("python3 -c 'import socket; s = socket.socket(socket.AF_INET, "
+                  "socket.SOCK_DGRAM); [s.sendto(b\"x\" * 100, (\"127.0.0.2\", 9)) "
+                  "for _ in range(5)]'")
+        router.wait("flows metered", lambda: router.status()["meter"]["packets_metered"] >= 5)
+        router.sh("ubus call flowprobe expire")
+        assert listener.wait(30) == 0, "no IPFIX data set reached the collector"
+        assert listener.stdout.read().startswith("data set")
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+
+
 def test_reload_config_good_change_reloads_in_place(router):
     router.write_config(idle_timeout="15")
     router.sh("/etc/init.d/flowprobe restart")
