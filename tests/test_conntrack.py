@@ -22,10 +22,12 @@ import time
 
 import pytest
 
+import conntrack_churn as churn
 from collector_tools import NFCAPD, NFDUMP, TSHARK, Nfcapd, missing_tools, tshark_decode
 from flowprobe.control.server import call
 from netlab import RouterLab, missing
 from realstack import simple_truth
+from test_conntrack_reload import config_text as reload_config
 from test_daemon_live import Daemon, all_up, settle
 
 # neighbour discovery, MLD and router solicitations pass no conntrack hook
@@ -442,3 +444,31 @@ def test_a_stop_and_start_say_what_the_gap_cost(nat_lab, tmp_path):
                      r"now on .*; 1 connections ended while stopped \(\d+\.\d s\) are not",
                      started), started
     assert status["ended_while_stopped"] == 1 and status["open_at_start"] == 1, status
+
+
+def test_flow_end_is_the_last_packet_not_the_removal(nat_lab, tmp_path):
+    """conntrack removes a UDP connection its timeout (2 s here) after its last
+    datagram, and later still when its garbage collector is slow: flowEnd is
+    the last datagram, within the dump interval (1 s), not the removal."""
+    lab = nat_lab
+    port = UDP_PORT + 5
+    recorder = churn.start_recorder(lab, tmp_path / "ipfix.bin")
+    daemon = Daemon(lab, tmp_path, reload_config(str(tmp_path / "control.sock"), 16384))
+    daemon.wait_until(lambda s: s["conntrack"] and s["conntrack"]["running"])
+    first = time.time()
+    lab.run(lab.client, sys.executable, "-c",
+            "import socket, time\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for n in range(10): s.sendto(b'e' * 100, ('{lab.server4}', {port}));"
+            " time.sleep(0.1)\n")
+    last = time.time()
+    daemon.wait_until(lambda s: s["conntrack"]["records"] >= 1, timeout=60)
+    removed = time.time()
+    daemon.stop()
+    recorder.terminate()
+    recorder.wait(10)
+    records = [r for r in churn.ipfix_records((tmp_path / "ipfix.bin").read_bytes())
+               if r.get("dst_port") == port]
+    assert len(records) == 1 and records[0]["packets"] == 10, records
+    start, end = records[0]["start_ms"] / 1000, records[0]["end_ms"] / 1000
+    assert first - 0.5 <= start <= end <= last + 1.2, (first, last, removed, start, end)

@@ -268,6 +268,18 @@ int fp_drop_privileges(unsigned int uid, unsigned int gid, uint64_t keep, char *
  * ctnetlink events and dumps, as biflow records with pre- and post-NAT
  * addresses.  Every record carries what the kernel counted since the
  * connection's previous record. */
+/* conntrack's timeouts, for flowEnd (the last packet: a connection that
+ * timed out was removed this long after it): TCP by state (0 none, 1 SYN
+ * sent, 2 SYN received, 3 established, 4 FIN wait, 5 CLOSE wait, 6 last ACK,
+ * 7 TIME_WAIT, 8 close, 9 SYN sent 2), then the others. */
+#define FP_CT_TCP_STATES 10
+#define FP_CT_TIMEOUT_UDP 10
+#define FP_CT_TIMEOUT_UDP_STREAM 11
+#define FP_CT_TIMEOUT_ICMP 12
+#define FP_CT_TIMEOUT_ICMPV6 13
+#define FP_CT_TIMEOUT_GENERIC 14
+#define FP_CT_TIMEOUTS 16
+
 struct fp_conntrack_settings {
 	uint32_t max_connections;      /* tracked at once; beyond: counted, reported at their end */
 	uint32_t active_timeout_ms;    /* long connections report deltas (checked at each dump) */
@@ -275,6 +287,7 @@ struct fp_conntrack_settings {
 	uint32_t receive_buffer_bytes; /* event socket SO_RCVBUF; 0: the kernel's default */
 	uint32_t new_events;           /* NEW events too: start times without the timestamp
 					* extension (DESTROY events and dumps carry the rest) */
+	uint32_t timeouts_ms[FP_CT_TIMEOUTS];   /* 0: not known (flowEnd is the removal) */
 };
 
 struct fp_conntrack_counters {

@@ -80,6 +80,28 @@ def ensure_sysctl(name):
     return True, None
 
 
+# conntrack's timeout sysctls in the C core's order (_cmeter.h FP_CT_*): TCP by
+# state (SYN_SENT2 has SYN_SENT's), then UDP, UDP streams, ICMP, ICMPv6, others
+TIMEOUT_SYSCTLS = (
+    None, "tcp_timeout_syn_sent", "tcp_timeout_syn_recv", "tcp_timeout_established",
+    "tcp_timeout_fin_wait", "tcp_timeout_close_wait", "tcp_timeout_last_ack",
+    "tcp_timeout_time_wait", "tcp_timeout_close", "tcp_timeout_syn_sent",
+    "udp_timeout", "udp_timeout_stream", "icmp_timeout", "icmpv6_timeout", "generic_timeout")
+
+
+def conntrack_timeouts():
+    """The namespace's conntrack timeouts in ms (0 where unknown): a connection
+    that timed out was removed this long after its last packet."""
+    timeouts = []
+    for name in TIMEOUT_SYSCTLS:
+        try:
+            with open(_sysctl_path(f"nf_conntrack_{name}")) as file:
+                timeouts.append(int(file.read()) * 1000)
+        except (OSError, TypeError, ValueError):
+            timeouts.append(0)
+    return timeouts + [0] * (lib.FP_CT_TIMEOUTS - len(timeouts))
+
+
 def _settings(max_connections, active_timeout, vanish_grace, buffer_kb, new_events=False):
     return ffi.new("struct fp_conntrack_settings *", {
         "max_connections": max_connections,
@@ -87,6 +109,7 @@ def _settings(max_connections, active_timeout, vanish_grace, buffer_kb, new_even
         "vanish_grace_ms": round(vanish_grace * 1000),
         "receive_buffer_bytes": buffer_kb * 1024,
         "new_events": new_events,
+        "timeouts_ms": conntrack_timeouts(),
     })
 
 

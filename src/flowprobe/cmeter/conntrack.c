@@ -34,6 +34,7 @@
 #include "icmp.h"
 
 #include <errno.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
@@ -258,7 +259,7 @@ static void end_entry(struct fp_conntrack *ct, struct entry *e, uint8_t reason)
  * ended, anything else timed out. */
 static uint8_t end_reason_of(const struct ct_message *m)
 {
-	if (m->protocol == IPPROTO_TCP && m->tcp_state >= 5 /* FIN_WAIT and later */ &&
+	if (m->protocol == IPPROTO_TCP && m->tcp_state >= 4 /* FIN_WAIT and later */ &&
 	    m->tcp_state <= 8 /* CLOSE */)
 		return FP_END_OF_FLOW;
 	return FP_END_IDLE_TIMEOUT;
@@ -441,10 +442,58 @@ static void on_new(struct fp_conntrack *ct, const struct ct_message *m, uint64_t
 	learn(e, m, now_ms);
 }
 
+/* The timeout conntrack gave the connection in its final state (the
+ * namespace's sysctls, as the daemon read them); 0: not known. */
+static uint32_t final_timeout_ms(const struct fp_conntrack *ct, const struct ct_message *m)
+{
+	const uint32_t *t = ct->settings.timeouts_ms;
+
+	switch (m->protocol) {
+	case IPPROTO_TCP:
+		return m->tcp_state < FP_CT_TCP_STATES ? t[m->tcp_state] : 0;
+	case IPPROTO_UDP: case IPPROTO_UDPLITE:
+		return t[m->status & IPS_ASSURED ? FP_CT_TIMEOUT_UDP_STREAM : FP_CT_TIMEOUT_UDP];
+	case IPPROTO_ICMP:
+		return t[FP_CT_TIMEOUT_ICMP];
+	case IPPROTO_ICMPV6:
+		return t[FP_CT_TIMEOUT_ICMPV6];
+	default:
+		return t[FP_CT_TIMEOUT_GENERIC];
+	}
+}
+
+/* flowEnd: when the last packet passed.  conntrack stamps a connection's
+ * stop when it removes it: after the timeout of its final state (TCP's
+ * TIME_WAIT 2 minutes, UDP's 30 s or more), which every packet set anew, and
+ * after its garbage collector came by.  So the last packet is the stop less
+ * that timeout, for a connection that timed out; for one removed early
+ * (conntrack -F, early drop) that is too early: never before what was last
+ * seen of it (the previous reading, when the counters grew since), never
+ * after its stop, nor after a reading that already had its final counters. */
+static uint64_t last_packet_ms(const struct fp_conntrack *ct, const struct entry *e,
+			       const struct ct_message *m, uint64_t stop_ms, int tracked)
+{
+	uint64_t timeout = final_timeout_ms(ct, m), end = stop_ms > timeout ? stop_ms - timeout : 0;
+	int i, grew = !tracked;
+
+	for (i = 0; i < COUNTERS && !grew; i++)
+		grew = m->has_counters && m->counters[i] > e->known[i];
+	if (!timeout)
+		end = stop_ms;
+	if (tracked && !grew && end > e->known_ms)
+		end = e->known_ms;   /* nothing came since that reading */
+	if (grew && tracked && end < e->known_ms)
+		end = e->known_ms;   /* something came since that reading */
+	if (end < e->period_start_ms)
+		end = e->period_start_ms;
+	return end;
+}
+
 static void on_destroy(struct fp_conntrack *ct, const struct ct_message *m, uint64_t now_ms)
 {
 	struct entry *e = lookup(ct, m);
-	uint64_t end_ms = m->stop_ns ? m->stop_ns / 1000000 : now_ms;
+	uint64_t stop_ms = m->stop_ns ? m->stop_ns / 1000000 : now_ms, end_ms;
+	int tracked = e != NULL;
 
 	ct->counters.events_destroy++;
 	if (!e && m->start_ns && m->start_ns / 1000000 < ct->started_ms) {
@@ -464,8 +513,9 @@ static void on_destroy(struct fp_conntrack *ct, const struct ct_message *m, uint
 		ct->counters.destroys_untracked++;
 		e->state = ENDED;
 	}
+	end_ms = last_packet_ms(ct, e, m, stop_ms, tracked && e->state != TOMBSTONE);
 	learn(e, m, now_ms);
-	e->known_ms = end_ms > e->period_start_ms ? end_ms : e->period_start_ms;
+	e->known_ms = end_ms;
 	e->vanished = 0;  /* its DESTROY came after all: no tombstone needed */
 	if (e->state == TOMBSTONE) {
 		ct->tombstones--;
