@@ -6,7 +6,7 @@ namespace over the host's root: ubusd, rpcd with rpcd-mod-luci and LuCI's
 ucode plugin, uhttpd with LuCI's ucode handler, uci, and /www holding
 luci-base, luci-theme-bootstrap and the app as luci.mk installs them. The
 daemon runs on ubus in a namespace router (tests/netlab.py), reading
-/etc/config/flowprobe through libuci, and reloads on Save & Apply through
+/etc/config/flowprobe as rpcd's libuci writes it, and reloads on Save & Apply through
 procd's config trigger (stood in for: standins.uc's `service event` sends
 it SIGHUP, as the init script's reload_signal has procd do). A paced UDP
 sender gives the chart a known rate; ping and a closed port give ICMP.

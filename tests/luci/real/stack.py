@@ -2,7 +2,7 @@
 (with rpcd-mod-luci and LuCI's ucode plugin), uhttpd with LuCI's ucode
 handler, uci, and /www holding luci-base, luci-theme-bootstrap and the app
 installed as luci.mk installs them; the daemon runs on ubus and reads
-/etc/config/flowprobe through libuci.
+/etc/config/flowprobe, which rpcd (libuci) writes.
 
 Nothing of it touches the host. `RealStack` starts this file again under
 `unshare -m`: in that private mount namespace a tmpfs holds the staged
@@ -41,8 +41,12 @@ STANDINS = HERE / "standins.uc"
 # the LuCI packages laid into /www as luci.mk does
 LUCI_PACKAGES = ("modules/luci-base", "themes/luci-theme-bootstrap")
 USERS = {"root": "root-password", "viewer": "viewer-password"}
-# a non-root LuCI user: luci-base's access group and the app's, nothing else
-VIEWER_ACL = ("luci-base", "luci-app-flowprobe")
+# a non-root LuCI user: the access groups of luci-base's ACL file (luci-base,
+# luci-base-network-status, unauthenticated: without the last, luci.js's
+# feature probe is refused, which LuCI takes for an expired session) and the
+# app's, nothing else
+ACL_FILES = ("usr/share/rpcd/acl.d/luci-base.json",
+             "usr/share/rpcd/acl.d/luci-app-flowprobe.json")
 
 
 def install_luci_package(package, root):
@@ -89,9 +93,10 @@ def stage(userland, luci_src, root, networks, flowprobe_config):
     rpcd += uci_section("login", None, {"username": "root",
                                         "password": crypt_password(USERS["root"]),
                                         "read": ["*"], "write": ["*"]})
+    groups = [group for acl in ACL_FILES for group in json.loads((root / acl).read_text())]
     rpcd += uci_section("login", None, {"username": "viewer",
                                         "password": crypt_password(USERS["viewer"]),
-                                        "read": list(VIEWER_ACL), "write": list(VIEWER_ACL)})
+                                        "read": groups, "write": groups})
     (config / "rpcd").write_text(rpcd)
     network = uci_section("interface", "loopback", {"device": "lo", "proto": "static",
                                                     "ipaddr": "127.0.0.1",
@@ -189,7 +194,7 @@ class RealStack:
 
     def start_daemon(self):
         """flowprobe run, as procd starts it (the init script's command): on
-        ubus, reading /etc/config/flowprobe through libuci."""
+        ubus, reading /etc/config/flowprobe (python-ubus from the userland)."""
         import flowprobe  # the tree under test, wherever it is imported from
         source = Path(flowprobe.__file__).resolve().parents[1]
         env = dict(os.environ, PYTHONPATH=f"/usr/lib/openwrt-python:{source}")
