@@ -25,13 +25,15 @@
 # OPENWRT_SRC, openwrt-build)/procd: never into this repository.
 #
 # The namespace sees the host's file system with overlays on /etc and /usr
-# (the built userland on top, writes to RUNDIR/upper), its own tmpfs on
-# /run, /tmp and /dev (a few device nodes bound from the host; /dev/log is
-# logd's), /dev/console a pipe to RUNDIR/console.log, /proc/kmsg hidden, its
-# own sysfs (so no host cgroups), busybox's sh as /bin/sh, and only lo
-# (up). procd starts with container=flowprobe in its environment, so it
-# mounts nothing over /dev; it has no udevtrigger and no hotplug.json, so it
-# writes nothing to the host's devices. The host is left untouched.
+# (the package and the built userland on top, writes to RUNDIR/upper),
+# /etc/init.d holding only OpenWrt's scripts (RUNDIR/init.d), its own tmpfs
+# on /run, /tmp and /dev (a few device nodes; /dev/log is logd's),
+# /dev/console a pipe to RUNDIR/console.log, /var/log RUNDIR/log (logd's
+# file), /proc/kmsg hidden, its own sysfs (so no host cgroups), busybox's sh
+# as /bin/sh, and only lo (up). procd starts with container=flowprobe-procd
+# in its environment, so it mounts nothing over /dev; it has no udevtrigger
+# and no hotplug.json, so it writes nothing to the host's devices. The host
+# is left untouched.
 #
 # The daemon is the repository's working tree: /usr/sbin/flowprobe is the
 # package's console script with the shebang of this checkout's .venv
@@ -263,7 +265,7 @@ EOF
 }
 
 # flowprobe as package/flowprobe/Makefile installs it, into RUNDIR/package
-# (a layer of its own, so a test may change it before start)
+# (a layer of its own)
 install_flowprobe() {
 	pkg=$1
 	rm -rf "$pkg"
@@ -293,9 +295,10 @@ inside() {
 		mkdir -p "$run/upper/$d" "$run/work/$d"
 		mount -t overlay overlay -o "lowerdir=$pkg/$d:$stage/$d:/$d,upperdir=$run/upper/$d,workdir=$run/work/$d" "/$d"
 	done
-	# only OpenWrt's init scripts
-	mount -t tmpfs -o mode=755 tmpfs /etc/init.d
-	cp -a "$stage/etc/init.d/." "$pkg/etc/init.d/." /etc/init.d/
+	# only OpenWrt's init scripts (kept by a boot, as what the run wrote)
+	mkdir -p "$run/init.d"
+	cp -a "$stage/etc/init.d/." "$pkg/etc/init.d/." "$run/init.d/"
+	mount --bind "$run/init.d" /etc/init.d
 	mount -t sysfs sysfs /sys
 	# a private /dev: logd makes /dev/log, procd opens /dev/console
 	mount -t tmpfs -o mode=755 tmpfs /dev
@@ -362,9 +365,11 @@ do_start() {
 	build_dir
 	[ -f "$build/revisions" ] || die "not built: run $0 build first"
 	# a boot keeps what the last run wrote, as a router's flash does
-	[ "$command" = boot ] || rm -rf "$run/upper"
+	if [ "$command" != boot ] || [ ! -d "$run/package" ]; then
+		rm -rf "$run/upper" "$run/init.d"
+		install_flowprobe "$run/package"
+	fi
 	rm -rf "$run/work" "$run/pid" "$run/console.fifo"
-	[ -d "$run/package" ] || install_flowprobe "$run/package"
 	mkdir -p "$run/package/etc" "$run/package/usr"
 	# the console: a pipe whose reader (holding a writer too) never sees an end
 	mkfifo "$run/console.fifo"
