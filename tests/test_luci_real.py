@@ -19,8 +19,9 @@ collector (grid + dialog), a timeout, a capacity and the networks reach the
 file (nothing else written: no enabled '1' or transport 'udp', and the
 defaults the file held stay) and the daemon; a save without a change leaves
 the file alone; a refused reload and a stopped daemon show their banners.
-As a LuCI user holding only luci-base's and the app's access groups: the
-same pages load with nothing refused, and a change saves.
+As a LuCI user holding only the access groups of luci-base's ACL file and
+the app's: the same pages load with nothing refused, a change saves, and
+with no collector both pages say what to do.
 
 Skipped, saying why, unless OPENWRT_SRC names the checkouts (libubox, ubus,
 uci, ucode, lucihttp, rpcd, uhttpd, cgi-io, iwinfo, luci). OPENWRT_USERLAND:
@@ -334,3 +335,12 @@ def test_the_app_on_the_real_luci_runtime(router, userland, tree, tmp_path):
         assert seen["before"] == {"networks": ["lan", "wan"], "devices": []}, seen["before"]
         assert "option idle_timeout '30'" in stack.read_config()
         assert len(stack.reload_events()) == events + 1
+
+        # ---- a new user's first look: no collector yet ----
+        stack.write_config(config_text(workdir).split("config collector")[0])
+        assert stack.ubus("flowprobe", "reload")["reloaded"] is True
+        seen = drive("banner", stack.url(STATUS_PAGE), screenshot="luci-status-no-collector.png",
+                     **viewer)
+        assert seen["banner"] == [] and seen["empty"] == ["collectors"], seen
+        seen = drive("page", stack.url(SETTINGS_PAGE), wait='[data-empty="collectors"]',
+                     screenshot="luci-settings-no-collector.png", **viewer)
