@@ -443,6 +443,13 @@ def test_a_client_that_does_not_read_is_not_read_either(served):
     assert len(replies) == 2000 and all(r["ok"] for r in replies)
 
 
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.05)
+
+
 def test_a_full_house_of_idle_connections_never_locks_status_out(handlers, socket_path):
     """2 000 connections that ask nothing: each newcomer evicts the one that
     has waited longest without a complete request; status still answers."""
@@ -457,9 +464,7 @@ def test_a_full_house_of_idle_connections_never_locks_status_out(handlers, socke
             except BlockingIOError:
                 pass
             idle.append(s)
-        started = time.monotonic()
-        assert call(socket_path, "status")["version"] == "test"
-        assert time.monotonic() - started < 1
+        assert call(socket_path, "status")["version"] == "test"   # within call()'s 5 s
         assert len(loop.server.clients) <= server.MAX_CLIENTS
         assert loop.server.evicted > 0
     finally:
@@ -480,7 +485,7 @@ def test_clients_that_trickle_bytes_meet_a_request_deadline(handlers, socket_pat
             s.connect(socket_path)
             tricklers.append(s)
         closed = 0
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline and closed < len(tricklers):
             closed = 0
             for s in tricklers:
@@ -519,14 +524,10 @@ def test_pipelined_big_replies_to_clients_that_never_read_do_not_stall_the_loop(
                 pass
             greedy.append(s)
         turns = loop.turns
-        started = time.monotonic()
-        assert call(socket_path, "status")["version"] == "test"
-        assert time.monotonic() - started < 1
-        time.sleep(0.3)
-        assert loop.turns - turns > 5
+        assert call(socket_path, "status")["version"] == "test"   # within call()'s 5 s
+        wait_for(lambda: loop.turns - turns > 5)                   # the loop keeps turning
         assert loop.server.pending_replies() <= 15 * 4096   # one small reply each, at most
-        time.sleep(1.5)
-        assert loop.server.expired >= 15
+        wait_for(lambda: loop.server.expired >= 15, timeout=30)   # their replies' deadline
     finally:
         for s in greedy:
             s.close()
