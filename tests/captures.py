@@ -5,12 +5,15 @@ decoder); the file goes through the real libpcap path, as in production.
 """
 
 import json
-import struct
 import subprocess
 import sys
+from pathlib import Path
 
 from flowprobe.meter import Meter, packets_ignored
 from flowprobe.settings import MeterSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import pcapfile  # noqa: E402  (tools/pcapfile.py: the one pcap writer)
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -27,17 +30,9 @@ START_US = 1_700_000_000_000_000  # a fixed epoch, so times in records are predi
 def write_pcap(path, frames, linktype=LINKTYPE_ETHERNET, snaplen=65535):
     """frames: bytes, or (timestamp_us, bytes), or (timestamp_us, bytes, wire_length).
     Bare frames are spaced 1 ms apart from START_US."""
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
-        for n, frame in enumerate(frames):
-            if isinstance(frame, (bytes, bytearray)):
-                frame = (START_US + n * 1000, bytes(frame))
-            timestamp_us, data = frame[0], bytes(frame[1])
-            wire_length = frame[2] if len(frame) > 2 else len(data)
-            out.write(struct.pack("<IIII", timestamp_us // 1_000_000, timestamp_us % 1_000_000,
-                                  len(data), wire_length))
-            out.write(data)
-    return path
+    frames = [(START_US + n * 1000, bytes(frame)) if isinstance(frame, (bytes, bytearray))
+              else frame for n, frame in enumerate(frames)]
+    return pcapfile.write(path, frames, linktype, snaplen)
 
 
 def meter_pcap(path, **settings):

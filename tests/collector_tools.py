@@ -27,6 +27,8 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from captures import pcapfile
+
 NFCAPD = shutil.which("nfcapd") or "/usr/bin/nfcapd"
 NFDUMP = shutil.which("nfdump") or "/usr/bin/nfdump"
 TSHARK = shutil.which("tshark") or "/usr/bin/tshark"
@@ -502,14 +504,8 @@ _MAC_RECEIVER = bytes.fromhex("020000000002")
 
 def write_classic_pcap(path, frames, linktype=LINKTYPE_ETHERNET):
     """frames: (time_seconds, bytes). Microsecond pcap, snaplen large enough for 64 KiB IP."""
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
-        for time_s, data in frames:
-            microseconds = round(time_s * 1_000_000)
-            out.write(struct.pack("<IIII", microseconds // 1_000_000, microseconds % 1_000_000,
-                                  len(data), len(data)))
-            out.write(data)
-    return path
+    return pcapfile.write(path, [(round(time_s * 1_000_000), data) for time_s, data in frames],
+                          linktype, snaplen=262144)
 
 
 def _checksum(data):

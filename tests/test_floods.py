@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from captures import START_US
+from captures import START_US, pcapfile
 from collector_tools import TSHARK, missing_tools, tshark_decode
 from netlab import RouterLab, missing
 from test_daemon_live import Daemon, all_up, settle, uci_config
@@ -36,7 +36,7 @@ FRAGMENT_TABLE = 1024
 MIB = 1024 * 1024
 
 ETHERNET_IPV4 = bytes.fromhex("020000000002020000000001" "0800")
-PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+PCAP_HEADER = pcapfile.file_header()
 
 
 def figure(request, text):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from captures import differences
+from captures import differences, pcapfile
 from realstack import simple_truth
 
 RECORD_SCRIPT = Path(__file__).parent / "realstack" / "record_capture.sh"
@@ -196,13 +196,8 @@ def test_tshark_agrees_on_tcp(capture):
 
 
 def pcap_bytes(records: list[bytes], link_type: int, nanoseconds=False, big_endian=False):
-    order = ">" if big_endian else "<"
-    magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
-    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 262144, link_type)]
-    for second, frame in enumerate(records):
-        out.append(struct.pack(order + "IIII", second, 0, len(frame), len(frame)))
-        out.append(frame)
-    return b"".join(out)
+    return pcapfile.to_bytes([(second * 1_000_000, frame) for second, frame in enumerate(records)],
+                             link_type, 262144, ">" if big_endian else "<", nanoseconds)
 
 
 def ethernet(ethertype: int, payload: bytes) -> bytes:

@@ -27,8 +27,10 @@ import struct
 import sys
 import time
 
-PCAP_GLOBAL_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-PCAP_RECORD_HEADER = struct.Struct("<IIII")
+import pcapfile  # beside this script
+
+PCAP_GLOBAL_HEADER = pcapfile.file_header()
+PCAP_RECORD_HEADER = pcapfile.record_struct()
 CAPTURE_START_US = 1_700_000_000 * 1_000_000  # fixed, so output never depends on the clock
 
 ETHERNET_MIN_FRAME = 60  # 802.3 minimum without the FCS, which pcap does not store

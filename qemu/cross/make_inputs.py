@@ -19,11 +19,12 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+import pcapfile  # noqa: E402  (tools/pcapfile.py: the one pcap writer)
 
 # fuzz_meter.c LINK_TYPES index -> the LINKTYPE_ value a capture file holds
 CORPUS_LINKTYPES = {0: 0, 1: 1, 2: 101, 4: 108, 5: 113, 6: 276, 7: 228, 8: 229}
 START_US = 1_700_000_000_000_000
-PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO = 0xA1B2C3D4, 0xA1B23C4D
 
 
 def advance(now_us, dt):
@@ -62,30 +63,9 @@ def corpus_frames(seed):
     return frames
 
 
-def write_pcap(path, linktype, frames, byte_order="<", magic=PCAP_MAGIC_MICRO):
+def write_pcap(path, linktype, frames, byte_order="<", nanoseconds=False):
     """frames: (timestamp_us, data, wire_length)."""
-    with open(path, "wb") as out:
-        out.write(struct.pack(byte_order + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype))
-        for timestamp_us, data, wire in frames:
-            fraction = timestamp_us % 1_000_000
-            if magic == PCAP_MAGIC_NANO:
-                fraction *= 1000
-            out.write(struct.pack(byte_order + "IIII", timestamp_us // 1_000_000, fraction,
-                                  len(data), wire))
-            out.write(data)
-
-
-def read_pcap(path):
-    """The frames of a little-endian microsecond pcap file (gen_capture's)."""
-    data = pathlib.Path(path).read_bytes()
-    magic, _, _, _, _, _, linktype = struct.unpack_from("<IHHiIII", data)
-    assert magic == PCAP_MAGIC_MICRO, f"{path}: not a little-endian microsecond pcap"
-    frames, pos = [], 24
-    while pos < len(data):
-        seconds, micros, captured, wire = struct.unpack_from("<IIII", data, pos)
-        frames.append((seconds * 1_000_000 + micros, data[pos + 16:pos + 16 + captured], wire))
-        pos += 16 + captured
-    return linktype, frames
+    pcapfile.write(path, frames, linktype, 65535, byte_order, nanoseconds)
 
 
 def make_corpus(directory):
@@ -112,9 +92,9 @@ def make_generated(directory):
     for name, arguments in runs.items():
         subprocess.run([sys.executable, str(ROOT / "tools/gen_capture.py"), "-o",
                         str(directory / f"{name}.pcap"), *arguments], check=True)
-    linktype, frames = read_pcap(directory / "gen1.pcap")
+    linktype, frames = pcapfile.read(directory / "gen1.pcap")
     write_pcap(directory / "gen1-big-endian.pcap", linktype, frames, byte_order=">")
-    write_pcap(directory / "gen1-nanosecond.pcap", linktype, frames, magic=PCAP_MAGIC_NANO)
+    write_pcap(directory / "gen1-nanosecond.pcap", linktype, frames, nanoseconds=True)
 
 
 def main():
