@@ -365,7 +365,7 @@ const steps = {
 
 	async banner(page) {
 		await rendered(page);
-		await page.waitForSelector('#flowprobe-banner', { timeout: TIMEOUT });
+		await page.waitForSelector('#flowprobe-banner', { state: 'attached', timeout: TIMEOUT });
 		const seen = { banner: await banner(page),
 		               empty: await page.$$eval('[data-empty]', (n) => n.map((e) => e.getAttribute('data-empty'))),
 		               buttonsDisabled: await page.$$eval('#flowprobe-expire, #flowprobe-reload',
