@@ -19,9 +19,9 @@ destroyed them; capture: at the idle timeout), per 1000 connections and per GB
 forwarded; medians over the runs, and the ratio conntrack / capture. Meanwhile a helper
 dumps the kernel's table every 0.3 s: a dump reaps expired connections, as the kernel's
 own collector does at its pace (seconds to a minute later), so the DESTROYs come within
-the window; the helper's CPU is not the daemon's. Also a plain-Python ctnetlink reader
-(struct parsing, no table) subscribed to the same DESTROY events during the conntrack
-runs: what decoding in Python would cost, against the C source's whole work.
+the window; the helper's CPU is not the daemon's. Also, once, a plain-Python ctnetlink
+reader (struct parsing, no table) subscribed to the same DESTROY events, alone on the
+same load: what decoding in Python would cost, against the C source's whole work.
 
 Not counted, for either side: the kernel's own work outside the daemon (conntrack runs
 anyway for NAT; AF_PACKET copies for capture happen in softirq). Counted for conntrack:
@@ -175,12 +175,9 @@ def measure(lab, source, args, work):
     daemon = lab.popen(lab.router, sys.executable, "-m", "flowprobe", "run", "--config",
                        str(config), "--no-ubus", stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, env=env)
-    reader = reaper = None
+    reaper = None
     try:
         wait_ready(sock)
-        if source == "conntrack":
-            reader = lab.popen(lab.router, sys.executable, "-c", PYTHON_READER,
-                               stdout=subprocess.PIPE, text=True)
         reaper = lab.popen(lab.router, sys.executable, "-c", REAPER)
         time.sleep(0.3)
         # idle cost over the time of the loaded phases, measured first
@@ -190,12 +187,10 @@ def measure(lab, source, args, work):
 
         def loaded(run, units):
             before, started = cpu_seconds(daemon.pid), time.monotonic()
-            reader_before = cpu_seconds(reader.pid) if reader else 0.0
             run()
             elapsed = time.monotonic() - started
             used = cpu_seconds(daemon.pid) - before - idle_rate * elapsed
-            reader_used = (cpu_seconds(reader.pid) - reader_before) if reader else 0.0
-            return max(used, 0.0) / units, reader_used / units
+            return max(used, 0.0) / units
 
         def short_connections():
             load = churn.Churn(lab, workers=1, per_worker=args.connections // 2)
@@ -207,14 +202,38 @@ def measure(lab, source, args, work):
                     str(args.megabytes), timeout=600)
             time.sleep(1.5)   # records still on their way
 
-        per_connection, reader_cpu = loaded(short_connections, args.connections / 1000)
-        per_gb, _ = loaded(download, args.megabytes / 1024)
-        return per_connection, per_gb, reader_cpu if reader else None
+        per_connection = loaded(short_connections, args.connections / 1000)
+        per_gb = loaded(download, args.megabytes / 1024)
+        return per_connection, per_gb
     finally:
-        for process in (reaper, reader, daemon):
+        for process in (reaper, daemon):
             if process and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(30)
+
+
+def measure_python_reader(lab, args):
+    """CPU per 1000 connections of the plain-Python reader, on its own (beside
+    the daemon it would take the daemon's CPU on a small machine)."""
+    reader = lab.popen(lab.router, sys.executable, "-c", PYTHON_READER,
+                       stdout=subprocess.PIPE, text=True)
+    reaper = lab.popen(lab.router, sys.executable, "-c", REAPER)
+    try:
+        time.sleep(0.5)
+        before = cpu_seconds(reader.pid)
+        churn.Churn(lab, workers=1, per_worker=args.connections // 2).wait(timeout=600)
+        used, deadline = -1.0, time.monotonic() + 90
+        while time.monotonic() < deadline:   # until it has read the last DESTROY
+            time.sleep(1.0)
+            now = cpu_seconds(reader.pid) - before
+            if now == used:
+                break
+            used = now
+        return used / (args.connections / 1000)
+    finally:
+        for process in (reaper, reader):
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
 
 
 def main():
@@ -242,12 +261,10 @@ def main():
                 figures = measure(lab, source, args, work)
                 results[source].append(figures)
                 print(f"run {run + 1} {source:9}: daemon {figures[0]:.4f} CPU-s / 1000 "
-                      f"connections, {figures[1]:.4f} CPU-s / GB"
-                      + (f"; python ctnetlink reader {figures[2]:.4f} CPU-s / 1000 connections"
-                         if figures[2] is not None else ""), flush=True)
+                      f"connections, {figures[1]:.4f} CPU-s / GB", flush=True)
+        reader = measure_python_reader(lab, args)
     median = {source: [statistics.median(r[i] for r in runs) for i in (0, 1)]
               for source, runs in results.items()}
-    reader = statistics.median(r[2] for r in results["conntrack"])
     ct, cap = median["conntrack"], median["capture"]
     print(f"\nmedians over {args.runs} runs ({args.connections} short connections, half UDP, "
           f"{args.megabytes} MB forwarded per run), the daemon's own CPU:")

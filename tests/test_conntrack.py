@@ -440,6 +440,8 @@ def test_a_stop_and_start_say_what_the_gap_cost(nat_lab, tmp_path):
     assert "no earlier stop recorded here" in first, first
     assert re.search(r"conntrack source closed: \d+ records, 2 connections open end here",
                      stopped), stopped
+    # the daemon's stop line counts the conntrack source's records
+    assert re.search(r"stopped: .*; [1-9]\d* records", stopped), stopped
     assert re.search(r"conntrack source started: 1 connections already open are reported from "
                      r"now on .*; 1 connections ended while stopped \(\d+\.\d s\) are not",
                      started), started

@@ -86,6 +86,7 @@ struct entry {
 	uint32_t hash_next, due_next;
 	uint8_t state, ip_version, protocol, end_reason;
 	uint8_t due, vanished;         /* vanished: becomes a tombstone once drained */
+	uint8_t hashed;                /* findable; an untracked end is only drained */
 	uint16_t zone;
 	uint32_t seen_dump;            /* dump generation that last listed it */
 	struct tuple orig, reply;
@@ -164,7 +165,8 @@ static void unlink_hash(struct fp_conntrack *ct, struct entry *e)
 
 static void release(struct fp_conntrack *ct, struct entry *e)
 {
-	unlink_hash(ct, e);
+	if (e->hashed)
+		unlink_hash(ct, e);
 	e->state = FREE;
 	e->hash_next = ct->free_head;
 	ct->free_head = (uint32_t)(e - ct->entries);
@@ -199,10 +201,14 @@ static struct entry *insert(struct fp_conntrack *ct, const struct ct_message *m,
 	e->period_start_ms = e->start_ms;
 	e->known_ms = now_ms;
 	e->inserted_ms = now_ms;
-	bucket = bucket_of(ct, m->id);
-	e->hash_next = ct->buckets[bucket];
-	ct->buckets[bucket] = index;
+	e->hash_next = NONE;
 	if (live) {
+		/* a connection that ends untracked is reported and freed, never looked
+		 * up: under churn that is most of them, and the hash costs cache misses */
+		bucket = bucket_of(ct, m->id);
+		e->hash_next = ct->buckets[bucket];
+		ct->buckets[bucket] = index;
+		e->hashed = 1;
 		ct->tracked++;
 		if (ct->tracked > ct->counters.peak)
 			ct->counters.peak = ct->tracked;
@@ -896,6 +902,9 @@ static int resize(struct fp_conntrack *ct, uint32_t capacity, char *error)
 	for (i = 0; i < n; i++) {
 		uint32_t bucket = bucket_of(ct, entries[i].id);
 
+		entries[i].hash_next = NONE;
+		if (!entries[i].hashed)
+			continue;
 		entries[i].hash_next = buckets[bucket];
 		buckets[bucket] = i;
 	}
