@@ -32,14 +32,43 @@ and goes on; export carries on without it until the next message fits.
 
 import errno
 import os
+import re
 import struct
+from pathlib import Path
 
 ENTRY = struct.Struct("!II")   # message octets, records in it
 COPY_CHUNK = 1 << 16
+SPOOL_FILE = re.compile(r"[A-Za-z0-9_.-]+\.[0-9]+\.[0-9]+\.spool")   # as collectors.py names them
 
 
 class SpoolError(OSError):
     pass
+
+
+def prepare_spool_dir(path, user=None, clear_stale=True):
+    """The collectors' spool directory, made (for the daemon's user) if it
+    is missing; with clear_stale, an earlier run's spools in it are removed
+    (their sessions no longer exist). SpoolError says why it cannot be."""
+    from flowprobe.privileges import PrivilegeError, account
+    try:
+        try:
+            os.mkdir(path, 0o750)
+            # only a directory made here becomes the user's: spool_dir '/etc'
+            # must not hand /etc over
+            if os.geteuid() == 0 and user:
+                owner = account(user)
+                os.chown(path, owner.uid, owner.gid, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        if clear_stale:
+            # only files named as this daemon names them; unlink() removes a
+            # link, never what it points to
+            for stale in Path(path).iterdir():
+                if SPOOL_FILE.fullmatch(stale.name) and not stale.is_dir():
+                    stale.unlink()
+    except (OSError, PrivilegeError) as e:
+        raise SpoolError(f"spool_dir {path}: {getattr(e, 'strerror', None) or e}") from None
+    return path
 
 
 def _create(path):

@@ -1,0 +1,53 @@
+"""The meter across reloads: new capacities need a new table, which takes
+over the capture handles (no gap) once the old one's flows are out; the
+counters of the tables a reload replaced carry on in the totals."""
+
+import logging
+
+from flowprobe.meter import Meter, packets_ignored
+
+log = logging.getLogger("flowprobe")
+
+# counters that say how things are now, not how many so far
+GAUGES = {"fragment_packets_held", "flows_active", "flows_pending_export", "flows_peak",
+          "fragments_tracked", "clock_ms", "clock_first_ms"}
+
+
+class Metering:
+    def __init__(self, settings, deliver):
+        self.meter = Meter(settings)
+        self.deliver = deliver          # (batch, count, now_ms): the sinks
+        self.retired = {}               # counters of meters replaced by a reload
+
+    def drain(self, now_ms):
+        """Every record waiting in the meter goes to the sinks, a batch at a time."""
+        for batch, count in self.meter.drain_raw():
+            self.deliver(batch, count, now_ms)
+
+    def apply(self, settings, now_ms):
+        """New timeouts in place; new capacities: the old table's flows are
+        exported, and a new table reads on from the same capture handles.
+        Returns the meter now in use."""
+        if self.meter.update_settings(settings):
+            return self.meter
+        log.info("table settings changed: exporting %d flows, then a new table",
+                 self.meter.counters()["flows_active"])
+        self.meter.flush()
+        self.drain(now_ms)
+        meter = Meter(settings)
+        meter.take_sources(self.meter)
+        for key, value in self.meter.counters().items():
+            if key not in GAUGES:
+                self.retired[key] = self.retired.get(key, 0) + value
+        self.meter = meter
+        return meter
+
+    def counters(self):
+        """The meter's counters since the daemon started, across table changes."""
+        return {key: value + (0 if key in GAUGES else self.retired.get(key, 0))
+                for key, value in self.meter.counters().items()}
+
+    def packets_ignored(self, kernel_dropped):
+        """IPFIX ignoredPacketTotalCount: the meter's named drops and the
+        capture buffers' overruns alike."""
+        return packets_ignored(self.counters()) + kernel_dropped

@@ -1,0 +1,75 @@
+"""A reload (SIGHUP, the control API): the new config is read and everything
+that can fail is tried first (every filter compiled, every collector
+resolved, every spool created); on any failure the old config goes on
+running, whole, and the error shows in status.  Only then does each stage
+switch, without losing the flow table."""
+
+import logging
+
+from flowprobe import config as configuration
+from flowprobe.errors import OptionError
+from flowprobe.export.collectors import capture_filter
+from flowprobe.export.transport import TransportError
+from flowprobe.meter import CaptureError, check_filter
+from flowprobe.service.sinks import exporter_changes
+from flowprobe.sources.capture import linktype_of
+
+log = logging.getLogger("flowprobe")
+
+RESTART_ONLY = ("control_socket", "user")
+
+
+def check_filters(config):
+    """Every capture filter of a config compiles (the user's, with the
+    exclusion of the probe's own export traffic), for the device's link type."""
+    for interface in config.interfaces:
+        bpf = capture_filter(interface.bpf_filter, config.collectors)
+        if not bpf:
+            continue
+        try:
+            check_filter(bpf, linktype_of(interface.device or interface.name), interface.snaplen)
+        except CaptureError as e:
+            raise configuration.ConfigError(f"interface {interface.name}: {e}") from None
+
+
+def reload(probe):
+    try:
+        new = configuration.load(probe.config_path)
+        check_filters(new)
+    except configuration.ConfigError as e:
+        return _refused(probe, e)
+    old, now_ms = probe.config, probe.now_ms()
+    switch_exporter = exporter_changes(old, new)
+    try:
+        exporter = (probe.sinks.prepare(new, now_ms, carry_over=probe.sinks.exporter)
+                    if switch_exporter else None)
+    except (TransportError, OptionError) as e:
+        return _refused(probe, e)
+
+    # nothing below can refuse
+    probe.captures.meter = probe.metering.apply(new.meter, now_ms)
+    probe.conntrack.before_reload(new, now_ms)   # off: what it holds leaves first
+    if switch_exporter:
+        if probe.loop:
+            probe.loop.drop_transient()   # the old collectors' sockets may close now
+        probe.metering.drain(now_ms)
+        probe.sinks.switch(exporter, now_ms, probe.packets_ignored())
+    for option in RESTART_ONLY:
+        if getattr(new, option) != getattr(old, option):
+            log.warning("option %s changed: it takes effect at the next restart", option)
+    probe.config, probe.config_error = new, None
+    probe.captures.apply(new.interfaces, new.collectors, new.collectors != old.collectors)
+    probe.conntrack.apply(new, now_ms)
+    for warning in new.warnings:
+        log.warning("%s", warning)
+    log.info("reloaded %s", probe.config_path)
+    if not new.enabled:
+        log.info("disabled in %s: stopping", probe.config_path)
+        probe.stopping = True
+    return {"reloaded": True, "error": None}
+
+
+def _refused(probe, error):
+    probe.config_error = str(error)
+    log.error("reload refused, still running the previous config: %s", error)
+    return {"reloaded": False, "error": str(error)}

@@ -1,0 +1,99 @@
+"""Where records go once the meter (or the conntrack source) hands them out:
+the exporter and its collectors today; the history store and the live view
+are sinks beside it.  A record with nowhere to go is counted, never dropped
+unsaid (records_without_collector)."""
+
+import logging
+
+from flowprobe.export.collectors import Exporter
+from flowprobe.export.spool import SpoolError, prepare_spool_dir
+from flowprobe.export.transport import TransportError
+
+log = logging.getLogger("flowprobe")
+
+
+def exporter_changes(old, new):
+    """True when a reload needs a new exporter (collectors, or the shape of
+    the records they get, or where spools live)."""
+    return (new.collectors != old.collectors
+            or new.meter.bidirectional != old.meter.bidirectional
+            or new.conntrack.tracks != old.conntrack.tracks
+            or new.spool_dir != old.spool_dir)
+
+
+class Sinks:
+    def __init__(self, interface_names, with_nat_fields):
+        self.interface_names = interface_names   # ifindex -> name, from the captures
+        self.with_nat_fields = with_nat_fields   # conntrack's collector profiles
+        self.exporter = None
+        self.records_without_collector = 0
+        self.spools_cleared = False
+
+    def prepare(self, config, now_ms, carry_over=None):
+        """The exporter a config asks for, every collector set up (resolved,
+        spools created): TransportError or OptionError before anything
+        switches. None without collectors."""
+        if not config.collectors:
+            return None
+        spool_dir = None
+        if any(c.spool_kb for c in config.collectors):
+            try:
+                spool_dir = prepare_spool_dir(config.spool_dir, config.user,
+                                              clear_stale=not self.spools_cleared)
+            except SpoolError as e:
+                raise TransportError(str(e)) from None
+            self.spools_cleared = True
+        tracks = config.conntrack.tracks   # conntrack records: biflows with NAT fields
+        profiles = self.with_nat_fields(config.collectors) if tracks else config.collectors
+        return Exporter(profiles, boot_ms=now_ms, meter_biflow=config.meter.bidirectional or tracks,
+                        interfaces=self.interface_names, spool_dir=spool_dir,
+                        carry_over=carry_over)
+
+    def switch(self, exporter, now_ms, packets_ignored):
+        """The new exporter takes over: collectors whose settings did not
+        change go on in it (queues and spools too); the others end."""
+        if self.exporter:
+            self.exporter.finish(now_ms, packets_ignored,
+                                 handed_over=exporter.carried if exporter else ())
+        self.exporter = exporter
+        if exporter:
+            exporter.start(now_ms)
+
+    def deliver(self, batch, count, now_ms):
+        if self.exporter:
+            self.exporter.export(batch, count, now_ms)
+        else:  # no collector configured: counted, and the status says so
+            self.records_without_collector += count
+
+    def start(self, now_ms):
+        if self.exporter:
+            self.exporter.start(now_ms)
+
+    def tick(self, now_ms, packets_ignored):
+        if self.exporter:
+            self.exporter.tick(now_ms, packets_ignored)
+
+    def watched(self):
+        """(fd, events, callback) of every collector socket, for this turn."""
+        return self.exporter.watched() if self.exporter else []
+
+    def finish(self, now_ms, packets_ignored, timeout_s):
+        """The last statistics, then what waits gets timeout_s to leave; what
+        is still waiting is counted as not sent, and said."""
+        if not self.exporter:
+            return
+        self.exporter.finish(now_ms, packets_ignored, timeout_s)
+        for collector in self.exporter.stats():
+            if collector["records_not_sent"]:
+                log.warning("%s: %d records not sent (last error: %s)", collector["collector"],
+                            collector["records_not_sent"], collector["last_error"])
+
+    def stats(self):
+        return self.exporter.stats() if self.exporter else []
+
+    def records_not_sent(self):
+        return sum(c["records_not_sent"] for c in self.stats())
+
+    def close(self):
+        if self.exporter:
+            self.exporter.close()
