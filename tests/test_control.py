@@ -933,3 +933,30 @@ def test_the_top_selection_in_c_equals_a_full_sort(sort):
         assert [key(f) for f in top] == [key(f) for f in everything[:limit]]
     top, matched = meter.top(sort, 10, port=1024 + 5)
     assert matched == 1 and top[0]["src_port"] == 1029
+
+
+def test_a_link_planted_at_the_socket_name_is_never_followed(handlers, tmp_path, monkeypatch):
+    """Where the socket's directory is the daemon user's, the user can swap
+    the fresh socket for a link between bind and chown: the victim's owner
+    and mode must not change (before: root's 0600 file became group 0660)."""
+    import os
+    import stat
+    victim = tmp_path / "victim"
+    victim.write_text("secret")
+    os.chmod(victim, 0o600)
+    path = tmp_path / "c.sock"
+    real_umask, calls = os.umask, []
+
+    def umask(mask):   # its second call comes right after bind()
+        calls.append(mask)
+        if len(calls) == 2:
+            os.rename(path, tmp_path / "moved.sock")
+            os.symlink(victim, path)
+        return real_umask(mask)
+    monkeypatch.setattr(server.os, "umask", umask)
+    before = victim.stat()
+    with pytest.raises(ControlError, match="cannot create the control socket"):
+        ControlServer(str(path), handlers, gid=before.st_gid + 1)
+    after = victim.stat()
+    assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid,
+                                                           before.st_gid)

@@ -23,6 +23,7 @@ Access is the file's permissions (0600, root by default; 0660 with the
 daemon's group); the directory (/var/run) is root's.
 """
 
+import errno
 import json
 import logging
 import os
@@ -119,9 +120,17 @@ class ControlServer:
                                f"{e.strerror}") from None
         finally:
             os.umask(old_umask)
-        os.chmod(self.path, mode)
+        # the umask gave the mode at bind; the group is set on the name, never
+        # through a link someone could have put there since (lchown)
         if gid is not None:
-            os.chown(self.path, -1, gid)
+            try:
+                os.chown(self.path, -1, gid, follow_symlinks=False)
+                if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    raise OSError(errno.EEXIST, "replaced by something else")
+            except OSError as e:
+                listener.close()
+                raise ControlError(f"cannot create the control socket {self.path}: "
+                                   f"{e.strerror}") from None
         listener.listen(LISTEN_BACKLOG)
         listener.setblocking(False)
         self.listener = listener
