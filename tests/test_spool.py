@@ -183,37 +183,33 @@ def test_a_planted_link_is_never_followed(tmp_path):
     spool.close()
 
 
-class FailingFile:
-    """Stands for the spool's file on a disk that fails (EIO, ENOSPC)."""
-
-    def __init__(self, real, error):
-        self.real, self.error = real, error
-
-    def __getattr__(self, name):
-        if name in ("write", "read", "truncate", "flush"):
-            def fail(*args):
-                raise OSError(self.error, os.strerror(self.error))
-            return fail
-        return getattr(self.real, name)
+def failing_disk(spool, error, monkeypatch):
+    """The spool's disk fails from now on (EIO, ENOSPC); undo() lets it work again."""
+    def fail(*args):
+        raise OSError(error, os.strerror(error))
+    for name in ("_pwrite", "_pread", "_truncate"):
+        monkeypatch.setattr(spool, name, fail)
+    return lambda: [monkeypatch.delattr(spool, name) for name in ("_pwrite", "_pread",
+                                                                   "_truncate")]
 
 
 @pytest.mark.parametrize("error", [errno.EIO, errno.ENOSPC])
-def test_a_failing_spool_file_counts_what_it_held_and_never_raises(tmp_path, error):
+def test_a_failing_spool_file_counts_what_it_held_and_never_raises(tmp_path, error,
+                                                                    monkeypatch):
     spool = Spool(tmp_path / "c.spool", 1 << 16)
     assert all(spool.push(message(n), records=2) for n in range(3))
-    real = spool._file
-    spool._file = FailingFile(real, error)
+    recover = failing_disk(spool, error, monkeypatch)
     assert not spool.push(message(4), records=2)      # counted by the caller
     assert spool.pop() is None                         # the file failed: 3 messages lost
     assert spool.take_lost() == (3, 6) and spool.stats()["spool_errors"] == 1
     assert os.strerror(error) in spool.stats()["spool_last_error"]
-    spool._file = real                                 # the disk recovers: it works again
+    recover()                                          # the disk recovers: it works again
     assert spool.push(message(5), records=1)
     assert split_messages(spool.pop()[0]) == [5]
     spool.close()
 
 
-def test_a_full_spool_filesystem_while_replaying_loses_no_count(tmp_path):
+def test_a_full_spool_filesystem_while_replaying_loses_no_count(tmp_path, monkeypatch):
     """The collector returns while the spool's disk fails: the transport
     counts what the spool lost as not sent, delivers the rest, and raises
     nothing."""
@@ -226,7 +222,7 @@ def test_a_full_spool_filesystem_while_replaying_loses_no_count(tmp_path):
         transport.send(message(n), records=1)
     spooled = transport.stats()["spooled_records"]
     assert spooled > 0
-    transport.spool._file = FailingFile(transport.spool._file, errno.ENOSPC)
+    failing_disk(transport.spool, errno.ENOSPC, monkeypatch)
     server.listen()
     clock.now = transport.next_timer()
     pump(transport, lambda: transport.stats()["queued"] == 0, clock)
@@ -237,3 +233,27 @@ def test_a_full_spool_filesystem_while_replaying_loses_no_count(tmp_path):
     transport.close()
     conn.close()
     server.close()
+
+
+def test_a_write_that_fails_on_a_full_disk_keeps_what_the_spool_already_held(tmp_path):
+    """A real full filesystem (a 16 KB tmpfs): the write that does not fit
+    fails alone; what is in the file is still replayed, every message
+    (before: the buffered failed write failed again at the next read and
+    the whole spool was thrown away)."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)], check=True)
+    try:
+        spool = Spool(mount / "c.1.1.spool", 1 << 20)
+        pushed = 0
+        while spool.push(message(pushed, 1000), records=1):
+            pushed += 1
+        assert spool.stats()["spool_write_errors"] == 1 and pushed > 0
+        replayed = [split_messages(spool.pop()[0])[0] for _ in range(pushed)]
+        assert replayed == list(range(pushed)) and spool.take_lost() == (0, 0)
+        spool.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

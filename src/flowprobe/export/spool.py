@@ -92,9 +92,13 @@ def _create(path):
 
 
 class Spool:
+    """Raw descriptor I/O (pread, pwrite, ftruncate): nothing is buffered, so
+    a write that failed leaves nothing behind to fail again at the next
+    seek or flush, and what the file already held stays readable."""
+
     def __init__(self, path, budget_bytes):
         self.path, self.budget = str(path), budget_bytes
-        self._file = os.fdopen(_create(self.path), "w+b")
+        self._fd = _create(self.path)
         self._read_at = self._write_at = 0
         self.messages = self.records = 0          # waiting in it now
         self.messages_spooled = self.records_spooled = 0
@@ -110,6 +114,22 @@ class Spool:
     def octets(self):
         return self._write_at - self._read_at
 
+    # the file's I/O, in one place (tests stand a failing disk in here)
+
+    def _pwrite(self, data, offset):
+        written = os.pwrite(self._fd, data, offset)
+        if written != len(data):    # a full disk can take part of it first
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def _pread(self, length, offset):
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise OSError(errno.EIO, "the spool file is shorter than its entries")
+        return data
+
+    def _truncate(self, length):
+        os.ftruncate(self._fd, length)
+
     def push(self, data, records):
         """Appends a message; False when it does not fit the budget (or the
         write failed): the caller counts it as not sent."""
@@ -123,16 +143,13 @@ class Spool:
         if self._write_at + size > self.budget:
             return False
         try:
-            self._file.seek(self._write_at)
-            self._file.write(ENTRY.pack(len(data), records))
-            self._file.write(data)
-            self._file.flush()
+            self._pwrite(ENTRY.pack(len(data), records) + bytes(data), self._write_at)
         except OSError as e:
             # a partial entry past _write_at is never read: it is overwritten
             self.write_errors += 1
             self.last_error = f"writing {self.path}: {e.strerror}"
             return False
-        self._write_at += ENTRY.size + len(data)
+        self._write_at += size
         self.messages += 1
         self.records += records
         self.messages_spooled += 1
@@ -144,14 +161,11 @@ class Spool:
         spool never costs its size in memory)."""
         source, target = self._read_at, 0
         while source < self._write_at:
-            self._file.seek(source)
-            chunk = self._file.read(min(COPY_CHUNK, self._write_at - source))
-            self._file.seek(target)
-            self._file.write(chunk)
+            chunk = self._pread(min(COPY_CHUNK, self._write_at - source), source)
+            self._pwrite(chunk, target)
             source += len(chunk)
             target += len(chunk)
-        self._file.truncate(target)
-        self._file.flush()
+        self._truncate(target)
         self._write_at, self._read_at = target, 0
 
     def pop(self):
@@ -160,13 +174,9 @@ class Spool:
         if not self.messages:
             return None
         try:
-            self._file.seek(self._read_at)
-            head = self._file.read(ENTRY.size)
-            length, records = ENTRY.unpack(head)
-            data = self._file.read(length)
-            if len(data) != length:
-                raise OSError(errno.EIO, "the spool file is shorter than its entries")
-        except (OSError, ValueError, struct.error) as e:
+            length, records = ENTRY.unpack(self._pread(ENTRY.size, self._read_at))
+            data = self._pread(length, self._read_at + ENTRY.size)
+        except (OSError, struct.error) as e:
             self._failed(e)
             return None
         self._read_at += ENTRY.size + length
@@ -174,7 +184,7 @@ class Spool:
         self.records -= records
         if not self.messages:  # all replayed: start the file over
             try:
-                self._file.truncate(0)
+                self._truncate(0)
             except OSError as e:
                 self._failed(e)
             self._read_at = self._write_at = 0
@@ -190,8 +200,8 @@ class Spool:
         self.messages = self.records = 0
         self._read_at = self._write_at = 0
         try:
-            self._file.truncate(0)
-        except (OSError, ValueError):
+            self._truncate(0)
+        except OSError:
             pass
 
     def take_lost(self):
@@ -209,11 +219,10 @@ class Spool:
 
     def close(self):
         """Removes the file; returns (messages, records) that were still in it."""
-        left = (self.messages + self.messages_lost,
-                self.records + self.records_lost)
+        left = (self.messages + self.messages_lost, self.records + self.records_lost)
         self.messages_lost = self.records_lost = 0
         try:
-            self._file.close()
+            os.close(self._fd)
         except OSError:
             pass
         try:
