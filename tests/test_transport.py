@@ -479,3 +479,4 @@ def test_open_transport_by_name():
     receiver.close()
     with pytest.raises(TransportError, match="udp or tcp"):
         open_transport("sctp", "127.0.0.1", 4739)
+

@@ -39,6 +39,10 @@ GATHER_MESSAGES = 64
 # error for an earlier datagram, or no route): nothing was sent.
 UNREACHABLE = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
                          errno.EHOSTDOWN, errno.ENETDOWN))
+# Linux's IP_RECVERR / IPV6_RECVERR: without them a connected UDP socket
+# reports only port unreachable; with them also a neighbour that does not
+# answer (no ARP/ND reply on the local link) and host or network unreachable.
+RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
 # How long a probe datagram to a collector that was down waits for an ICMP
 # error before it counts as delivered: a LAN's round trip, many times over.
 PROBE_WINDOW_SECONDS = 0.25
@@ -317,15 +321,23 @@ class UdpTransport(_Transport):
         self._open(self._clock())
 
     def on_readable(self) -> None:
-        # A collector sends nothing; reading collects pending ICMP errors.
+        # A collector sends nothing; reading collects pending errors, and the
+        # error queue is emptied (else the poll would report it for ever).
         while self._sock is not None:
             try:
                 self._sock.recv(65536)
             except BlockingIOError:
-                return
+                break
             except OSError as e:
                 if e.errno in UNREACHABLE:
                     self._unreachable(e.errno)
+                break
+        for _ in range(64):
+            if self._sock is None:
+                return
+            try:
+                self._sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except OSError:
                 return
 
     def tick(self, now: float) -> None:
@@ -355,6 +367,11 @@ class UdpTransport(_Transport):
             self._error(self._errno_text(e.errno, "cannot open a socket for"))
             self._schedule_retry(now)
             return
+        try:
+            level, option = RECVERR[self.family]
+            sock.setsockopt(level, option, 1)
+        except (KeyError, OSError):
+            pass   # not Linux: port unreachable is still reported
         try:
             sock.connect(self.address)
         except OSError as e:
