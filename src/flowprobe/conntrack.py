@@ -18,6 +18,7 @@ import select
 import selectors
 import socket
 import time
+from pathlib import Path
 
 from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.export.fields import ELEMENTS, NAT_FIELDS
@@ -43,10 +44,11 @@ CLOSE_QUIET_S = 0.05
 CLOSE_LIMIT_S = 2.0
 CLOSE_BUFFER_KB = 4096
 SYSCTL = "/proc/sys/net/netfilter"
-# Where a stop leaves what the next start needs to say what the gap cost: next
-# to the control socket (a tmpfs on OpenWrt, so a reboot clears it with the
-# kernel's table), opened while still root and written through that descriptor.
-STATE_FILE = "flowprobe-conntrack.state"
+# Where a stop leaves what the next start needs to say what the gap cost: the
+# control socket's path with this suffix (/var/run/flowprobe.conntrack: a tmpfs
+# on OpenWrt, so a reboot clears it with the kernel's table), opened while still
+# root and written through that descriptor.
+STATE_SUFFIX = ".conntrack"
 GAUGES = {"connections", "records_pending", "capacity", "tombstones", "memory_bytes", "clock_ms",
           "peak", "listed", "open_at_start", "open_since_stop"}
 
@@ -366,7 +368,7 @@ class ConntrackService:
 
     def _state_path(self):
         control_socket = getattr(self.probe, "control_socket", None)
-        return os.path.join(os.path.dirname(control_socket), STATE_FILE) if control_socket else None
+        return str(Path(control_socket).with_suffix(STATE_SUFFIX)) if control_socket else None
 
     def _previous_stop(self):
         """What the previous stop left ({stopped_ms, open}), or None. The file
