@@ -940,7 +940,6 @@ def test_a_link_planted_at_the_socket_name_is_never_followed(handlers, tmp_path,
     the fresh socket for a link between bind and chown: the victim's owner
     and mode must not change (before: root's 0600 file became group 0660)."""
     import os
-    import stat
     victim = tmp_path / "victim"
     victim.write_text("secret")
     os.chmod(victim, 0o600)

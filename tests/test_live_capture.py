@@ -82,7 +82,8 @@ def test_live_capture_on_loopback():
 
 OWN_EXPORT_SCRIPT = textwrap.dedent("""
     import json, select, socket, time
-    from flowprobe.export.collectors import Exporter, capture_filter, profile_from_url
+    from flowprobe.export.collectors import Exporter, profile_from_url
+    from flowprobe.sources.capture import capture_filter
     from flowprobe.meter import Meter
     from flowprobe.settings import MeterSettings
 
@@ -92,7 +93,8 @@ OWN_EXPORT_SCRIPT = textwrap.dedent("""
     profile = profile_from_url(f"ipfix://127.0.0.1:{port}")
 
     meter = Meter(MeterSettings(hash_seed=1))
-    source = meter.open_live("lo", bpf_filter=capture_filter("udp", [profile]))
+    endpoints = [("udp", "127.0.0.1", port)]
+    source = meter.open_live("lo", bpf_filter=capture_filter("udp", endpoints))
     exporter = Exporter([profile], boot_ms=int(time.time() * 1000))
     exporter.start(int(time.time() * 1000))
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -122,7 +124,7 @@ OWN_EXPORT_SCRIPT = textwrap.dedent("""
     except BlockingIOError:
         pass
     print(json.dumps({"read": read, "exported": exported, "received": received,
-                      "later": later, "filter": capture_filter("udp", [profile])}))
+                      "later": later, "filter": capture_filter("udp", endpoints)}))
 """)
 
 
@@ -131,3 +133,26 @@ def test_own_export_traffic_is_never_metered():
     assert result["filter"].startswith("(udp) and not ((udp and dst host 127.0.0.1 and dst port")
     assert result["exported"] == 1 and result["received"] >= 2  # templates, data, statistics
     assert result["read"] == 20 and result["later"] == []
+
+
+def test_the_exclusion_of_export_traffic_is_by_address_and_both_ways():
+    """The collectors' replies (TCP ACKs) and ICMP unreachables are left out
+    too, and the filter names addresses as resolved, never a host name
+    (libpcap would resolve it at every compile, blocking the loop)."""
+    from flowprobe.export.collectors import Exporter, profile_from_url
+    from flowprobe.meter import check_filter
+    from flowprobe.sources.capture import capture_filter
+    exporter = Exporter([profile_from_url("ipfix://localhost:4739?transport=tcp"),
+                         profile_from_url("netflow9://[::1]:2055")], boot_ms=0)
+    try:
+        endpoints = exporter.endpoints()
+    finally:
+        exporter.close()
+    resolved = endpoints[0][1]
+    assert resolved in ("127.0.0.1", "::1") and endpoints[1] == ("udp", "::1", 2055)
+    assert endpoints[0] == ("tcp", resolved, 4739)
+    bpf = capture_filter("", endpoints)
+    assert "localhost" not in bpf
+    assert f"(tcp and src host {resolved} and src port 4739)" in bpf
+    assert "icmp[icmptype] == icmp-unreach" in bpf and "icmp6-destinationunreach" in bpf
+    check_filter(bpf)   # compiles

@@ -46,7 +46,6 @@ class Probe:
     def __init__(self, config_path, control_socket=None, ubus=True):
         self.config_path = config_path
         self.config = configuration.load(config_path)   # ConfigError: the caller exits 2
-        reload.check_filters(self.config)
         self.control_socket = control_socket or self.config.control_socket
         self.use_ubus = ubus
         self.config_error = None
@@ -59,6 +58,11 @@ class Probe:
         self.sinks.interface_names = self.captures.interface_names
         self.conntrack = ConntrackService(self)   # the conntrack source, when configured
         self.sinks.exporter = self.sinks.prepare(self.config, self.now_ms())
+        try:
+            reload.check_filters(self.config, self.sinks.endpoints())
+        except configuration.ConfigError:
+            self.sinks.close()
+            raise
         self.handlers = Handlers(self)
         self.loop = self.server = self.ubus = self.run_state = None
         self.ubus_check_at = 0.0
@@ -174,7 +178,7 @@ class Probe:
             log.warning("%s", warning)
         self.sinks.start(self.now_ms())
         self.captures.selector = self.loop.selector
-        self.captures.open(self.config.interfaces, self.config.collectors)
+        self.captures.open(self.config.interfaces, self.sinks.endpoints())
         self.conntrack.apply(self.config, self.now_ms())
         return user
 
@@ -212,7 +216,7 @@ class Probe:
             self.ubus.check()
         self.server.expire()
         self.captures.drop_vanished()
-        self.captures.open(self.config.interfaces, self.config.collectors)
+        self.captures.open(self.config.interfaces, self.sinks.endpoints())
 
     def _stop(self):
         """Every flow ends, is exported, and the exports get their chance to

@@ -147,24 +147,6 @@ def profile_from_url(url):
     return CollectorProfile(host=parts.hostname or "", port=port, protocol=parts.scheme, **options)
 
 
-def exclusion_filter(profiles):
-    """A BPF expression matching the probe's own export traffic."""
-    terms = [f"({p.transport} and dst host {p.host} and dst port {p.effective_port})"
-             for p in profiles]
-    return " or ".join(terms)
-
-
-def capture_filter(user_filter, profiles):
-    """The filter a capture runs with: the user's, minus the probe's own
-    export traffic, which it must never meter."""
-    own = exclusion_filter(profiles)
-    if not own:
-        return user_filter
-    if not user_filter:
-        return f"not ({own})"
-    return f"({user_filter}) and not ({own})"
-
-
 _spool_serial = itertools.count(1)
 
 
@@ -406,6 +388,12 @@ class Exporter:
         for collector in self.collectors:
             if id(collector) not in self.carried:
                 collector.transport.close()
+
+    def endpoints(self):
+        """(transport, address, port) of every collector, addresses as
+        resolved: what the captures leave out (sources/capture.py)."""
+        return tuple((c.profile.transport, c.transport.address[0], c.transport.address[1])
+                     for c in self.collectors)
 
     def stats(self):
         return [collector.stats() for collector in self.collectors]

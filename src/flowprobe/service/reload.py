@@ -8,22 +8,21 @@ import logging
 
 from flowprobe import config as configuration
 from flowprobe.errors import OptionError
-from flowprobe.export.collectors import capture_filter
 from flowprobe.export.transport import TransportError
 from flowprobe.meter import CaptureError, check_filter
 from flowprobe.service.sinks import exporter_changes
-from flowprobe.sources.capture import linktype_of
+from flowprobe.sources.capture import capture_filter, linktype_of
 
 log = logging.getLogger("flowprobe")
 
 RESTART_ONLY = ("control_socket", "user")
 
 
-def check_filters(config):
+def check_filters(config, endpoints):
     """Every capture filter of a config compiles (the user's, with the
     exclusion of the probe's own export traffic), for the device's link type."""
     for interface in config.interfaces:
-        bpf = capture_filter(interface.bpf_filter, config.collectors)
+        bpf = capture_filter(interface.bpf_filter, endpoints)
         if not bpf:
             continue
         try:
@@ -35,7 +34,6 @@ def check_filters(config):
 def reload(probe):
     try:
         new = configuration.load(probe.config_path)
-        check_filters(new)
     except configuration.ConfigError as e:
         return _refused(probe, e)
     old, now_ms = probe.config, probe.now_ms()
@@ -44,6 +42,14 @@ def reload(probe):
         exporter = (probe.sinks.prepare(new, now_ms, carry_over=probe.sinks.exporter)
                     if switch_exporter else None)
     except (TransportError, OptionError) as e:
+        return _refused(probe, e)
+    endpoints = (exporter.endpoints() if exporter else ()) if switch_exporter \
+        else probe.sinks.endpoints()
+    try:
+        check_filters(new, endpoints)
+    except configuration.ConfigError as e:
+        if exporter:
+            exporter.close()   # its own collectors only: carried ones are still the old's
         return _refused(probe, e)
 
     # nothing below can refuse
@@ -58,7 +64,7 @@ def reload(probe):
         if getattr(new, option) != getattr(old, option):
             log.warning("option %s changed: it takes effect at the next restart", option)
     probe.config, probe.config_error = new, None
-    probe.captures.apply(new.interfaces, new.collectors, new.collectors != old.collectors)
+    probe.captures.apply(new.interfaces, endpoints, switch_exporter)
     probe.conntrack.apply(new, now_ms)
     for warning in new.warnings:
         log.warning("%s", warning)

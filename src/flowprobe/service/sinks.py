@@ -88,6 +88,9 @@ class Sinks:
                 log.warning("%s: %d records not sent (last error: %s)", collector["collector"],
                             collector["records_not_sent"], collector["last_error"])
 
+    def endpoints(self):
+        return self.exporter.endpoints() if self.exporter else ()
+
     def stats(self):
         return self.exporter.stats() if self.exporter else []
 

@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from flowprobe.export.collectors import capture_filter
 from flowprobe.meter import DLT_EN10MB, LINKTYPE_OF_ARPHRD, LIVE_BLOCK_TIMEOUT_S, CaptureError
 
 log = logging.getLogger("flowprobe")
@@ -49,6 +48,32 @@ class Capture:
     # packets the kernel counted on the device while it was not captured
     down_since: int = None               # the device's counter when capture stopped
     packets_while_down: int = 0          # over the earlier periods without capture
+
+
+def exclusion_filter(endpoints):
+    """A BPF expression matching the probe's own export traffic, both ways:
+    to each collector, its replies (TCP), and its ICMP unreachables.  By
+    address, never by name: libpcap would resolve a name at every compile,
+    blocking the loop whenever DNS is slow."""
+    terms = []
+    for transport, address, port in endpoints:
+        terms.append(f"({transport} and dst host {address} and dst port {port})")
+        terms.append(f"({transport} and src host {address} and src port {port})")
+        terms.append(f"(icmp6 and src host {address} and icmp6[icmp6type] == "
+                     "icmp6-destinationunreach)" if ":" in address else
+                     f"(icmp and src host {address} and icmp[icmptype] == icmp-unreach)")
+    return " or ".join(terms)
+
+
+def capture_filter(user_filter, endpoints):
+    """The filter a capture runs with: the user's, minus the probe's own
+    export traffic, which it must never meter."""
+    own = exclusion_filter(endpoints)
+    if not own:
+        return user_filter
+    if not user_filter:
+        return f"not ({own})"
+    return f"({user_filter}) and not ({own})"
 
 
 def directions_of(interface):
@@ -105,13 +130,14 @@ class CaptureSet:
 
     # ---- configuration ----
 
-    def apply(self, interfaces, collectors, collectors_changed=False):
+    def apply(self, interfaces, endpoints, endpoints_changed=False):
         """Brings the open captures to the configured interfaces: a filter
-        change is swapped in the kernel, other changes reopen."""
-        self._refilter(interfaces, collectors, collectors_changed)
-        self.open(interfaces, collectors)
+        change is swapped in the kernel, other changes reopen.  endpoints:
+        the collectors' (transport, address, port), left out of every capture."""
+        self._refilter(interfaces, endpoints, endpoints_changed)
+        self.open(interfaces, endpoints)
 
-    def _refilter(self, interfaces, collectors, collectors_changed):
+    def _refilter(self, interfaces, endpoints, endpoints_changed):
         """A capture whose filter alone changed (its own, or the collectors'
         addresses it leaves out) keeps its handles: the kernel swaps the filter."""
         wanted = {i.name: i for i in interfaces}
@@ -121,9 +147,9 @@ class CaptureSet:
                 continue  # closed by open()
             if replace(interface, bpf_filter="") != replace(capture.config, bpf_filter=""):
                 continue  # other options changed: reopened by open()
-            if interface == capture.config and not collectors_changed:
+            if interface == capture.config and not endpoints_changed:
                 continue
-            bpf = capture_filter(interface.bpf_filter, collectors)
+            bpf = capture_filter(interface.bpf_filter, endpoints)
             try:
                 for source in capture.sources:
                     self.meter.set_filter(source, bpf)
@@ -132,7 +158,7 @@ class CaptureSet:
                 continue
             capture.config = interface
 
-    def open(self, interfaces, collectors):
+    def open(self, interfaces, endpoints):
         """Opens every configured interface not open yet (and closes those
         no longer configured); failures are reported and retried, never fatal."""
         wanted = {i.name: i for i in interfaces}
@@ -148,7 +174,7 @@ class CaptureSet:
                 continue
             try:
                 capture.device, capture.ifindex = self._resolve(interface)
-                bpf = capture_filter(interface.bpf_filter, collectors)
+                bpf = capture_filter(interface.bpf_filter, endpoints)
                 for direction in directions_of(interface):
                     source = self.meter.open_live(
                         capture.device, ifindex=capture.ifindex, snaplen=interface.snaplen,
