@@ -342,5 +342,5 @@ def test_the_app_on_the_real_luci_runtime(router, userland, tree, tmp_path):
         seen = drive("banner", stack.url(STATUS_PAGE), screenshot="luci-status-no-collector.png",
                      **viewer)
         assert seen["banner"] == [] and seen["empty"] == ["collectors"], seen
-        seen = drive("page", stack.url(SETTINGS_PAGE), wait='[data-empty="collectors"]',
+        seen = drive("page", stack.url(SETTINGS_PAGE), wait='[data-empty="collectors"] em',
                      screenshot="luci-settings-no-collector.png", **viewer)
