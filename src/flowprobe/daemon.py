@@ -129,8 +129,9 @@ class Probe:
                 timeout = max(0.0, next_tick - time.monotonic())
                 if self.ubus:
                     timeout = min(timeout, 0.1)
-                if self.server.busy():
-                    timeout = 0.0
+                wake = self.server.wake_at()
+                if wake is not None:
+                    timeout = min(timeout, max(0.0, wake - time.monotonic()))
                 self.loop.turn(timeout, self.sinks.watched())
                 self.loop.guarded(self.server.serve)   # after capture had its turn
                 if self.ubus:

@@ -9,15 +9,18 @@ is non-blocking, and no client can hold the loop or lock others out:
 - a request costs bounded time and memory: at most MAX_REQUEST bytes, JSON
   nested at most MAX_DEPTH deep, and any failure is an error reply;
 - requests are answered in serve(), a turn at a time, round-robin over the
-  clients and within a time budget, so capture always gets its turn;
+  clients and within a time budget; a turn that overran it is followed by
+  as long without control work, so capture always gets at least half;
 - a client's next request waits until its previous reply has been taken,
   and a reply is written as the client reads it;
 - deadlines, not idle timers: a client has REQUEST_SECONDS to send a whole
   request (from its connection, or its previous reply), and REPLY_SECONDS
   to take a reply; past them it is closed;
 - at MAX_CLIENTS a new connection evicts the client that has waited longest
-  without asking anything complete (else the slowest reader), so `status`
-  always gets in; ubus does not go through here at all.
+  without asking anything complete (else the slowest reader), after reading
+  what the candidates have already sent; root's clients have MAX_CLIENTS
+  slots of their own that no other user's connections can take, so root's
+  `flowprobe status` always gets in; ubus does not go through here at all.
 
 Access is the file's permissions (0600, root by default; 0660 with the
 daemon's group); the directory (/var/run) is root's.
@@ -30,17 +33,17 @@ import os
 import selectors
 import socket
 import stat
+import struct
 import time
 from collections import deque
 
 from flowprobe.control.handlers import ControlError
 
-MAX_CLIENTS = 16
+MAX_CLIENTS = 16               # for the members of the socket's group; as many again for root
 LISTEN_BACKLOG = 64
 MAX_REQUEST = 64 * 1024
 MAX_DEPTH = 16                  # a request is an object of simple arguments
 MAX_QUEUED_REQUESTS = 4         # pipelined requests read ahead, per client
-MAX_PENDING_REPLIES = 32 * 1024 * 1024  # all clients' unsent replies; beyond, serving waits
 REQUEST_SECONDS = 5.0
 REPLY_SECONDS = 10.0
 SERVE_BUDGET_SECONDS = 0.02     # control work per loop turn (at least one request)
@@ -104,6 +107,7 @@ class ControlServer:
         self.clock = clock
         self.clients = {}
         self.waiting = deque()     # clients with a request to answer, in turn
+        self.resume_at = 0.0       # after a turn that overran its budget, control waits
         self.selector = None
         self.evicted = self.expired = self.internal_errors = 0
         self._claim_path()
@@ -173,14 +177,23 @@ class ControlServer:
             # finds the socket stale and replaces it
             log.debug("control socket %s left for the next start to replace", self.path)
 
+    def wake_at(self):
+        """When serve() has work: None while no request can be answered."""
+        if not any(client.can_serve() for client in self.waiting):
+            return None
+        return self.resume_at
+
     def busy(self):
-        """True while requests wait to be answered: the loop does not sleep."""
-        return any(client.can_serve() for client in self.waiting)
+        wake = self.wake_at()
+        return wake is not None and wake <= self.clock()
 
     def serve(self, budget_s=SERVE_BUDGET_SECONDS):
         """Answers waiting requests, one per client in turn, until budget_s
         is spent (at least one request)."""
-        deadline = self.clock() + budget_s
+        started = self.clock()
+        if started < self.resume_at:
+            return
+        deadline = started + budget_s
         for _ in range(len(self.waiting)):
             client = self.waiting.popleft()
             if client.connection is None:
@@ -192,7 +205,10 @@ class ControlServer:
             if client.connection is not None and client.requests:
                 self.waiting.append(client)
             if self.clock() >= deadline:
-                return
+                break
+        spent = self.clock() - started
+        if spent > budget_s:
+            self.resume_at = self.clock() + spent
 
     def expire(self):
         """Closes the clients past a deadline (called every tick)."""
@@ -209,6 +225,14 @@ class ControlServer:
     def pending_replies(self):
         return sum(len(client.outgoing) for client in self.clients.values())
 
+    def _peer_is_root(self, connection):
+        try:
+            credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                struct.calcsize("3i"))
+        except OSError:
+            return False
+        return struct.unpack("3i", credentials)[1] == 0
+
     def _accept(self, _events):
         while True:
             try:
@@ -219,23 +243,28 @@ class ControlServer:
                 log.warning("control socket: accept failed: %s", e.strerror)
                 return
             connection.setblocking(False)
-            if len(self.clients) >= MAX_CLIENTS:
-                self._evict()
-            client = _Client(self, connection)
+            root = self._peer_is_root(connection)
+            self._make_room(root)
+            client = _Client(self, connection, root)
             self.clients[connection.fileno()] = client
             self.selector.register(connection, selectors.EVENT_READ, client.ready)
 
-    def _evict(self):
-        """Room for a newcomer: first clients already gone, then the one that
-        has waited longest without a complete request, else the one whose
-        reply has waited longest to be read."""
-        for client in list(self.clients.values()):
-            if client.reading and client.hung_up():
-                client.ready(selectors.EVENT_READ)
-        if len(self.clients) < MAX_CLIENTS:
+    def _make_room(self, root):
+        """Room for a newcomer among its peers (root's, or the others'): what
+        the peers have already sent is read first (a request may be waiting
+        there, or a hang-up); then the one that has waited longest without a
+        complete request goes, else the one whose reply has waited longest."""
+        peers = [c for c in self.clients.values() if c.root == root]
+        if len(peers) < MAX_CLIENTS:
             return
-        asking = [c for c in self.clients.values() if not c.requests and not c.outgoing]
-        victim = min(asking or self.clients.values(), key=lambda c: c.since)
+        for client in peers:
+            if client.reading and client.has_input():
+                client.ready(selectors.EVENT_READ)
+        peers = [c for c in peers if c.connection is not None]
+        if len(peers) < MAX_CLIENTS:
+            return
+        asking = [c for c in peers if not c.requests and not c.outgoing]
+        victim = min(asking or peers, key=lambda c: c.since)
         self.evicted += 1
         victim.close()
 
@@ -282,8 +311,9 @@ class ControlServer:
 class _Client:
     """One connection: requests in (one per line), replies out, in order."""
 
-    def __init__(self, server, connection):
+    def __init__(self, server, connection, root=False):
         self.server, self.connection = server, connection
+        self.root = root            # root's clients have slots of their own
         self.fd = connection.fileno()
         self.incoming = b""
         self.requests = deque()     # (line, None) to answer, or (None, a ready error reply)
@@ -300,8 +330,7 @@ class _Client:
         return now - self.since > REQUEST_SECONDS
 
     def can_serve(self):
-        return (self.connection is not None and bool(self.requests) and not self.outgoing
-                and self.server.pending_replies() < MAX_PENDING_REPLIES)
+        return self.connection is not None and bool(self.requests) and not self.outgoing
 
     def serve_one(self):
         line, reply = self.requests.popleft()
@@ -392,9 +421,11 @@ class _Client:
             selector.modify(self.connection, events, self.ready)
         self.events = events
 
-    def hung_up(self):
+    def has_input(self):
+        """Bytes, or a hang-up, wait to be read."""
         try:
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
+            self.connection.recv(1, socket.MSG_PEEK)
+            return True
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
