@@ -110,11 +110,18 @@ def test_packets_while_an_interface_is_not_captured_are_counted(tmp_path, monkey
     counters(1250, 90)
     assert captures._not_captured(capture) == 250
     captures._up(capture)                      # captured again: 250 stay counted
+    capture.sources = {0: "in"}
     counters(1400, 95)
     assert captures._not_captured(capture) == 250
+    capture.sources = {}
     captures._lost(capture, "down for the test", quiet=True)
     counters(1410, 95)
     assert captures._not_captured(capture) == 260
+    # the device goes away: what it passed stays counted (before: back to 250)
+    (statistics / "rx_packets").unlink()
+    assert captures._not_captured(capture) == 260
+    counters(30, 0)                            # a new device under the name, from 0
+    assert captures._not_captured(capture) == 290
 
 
 def test_a_run_that_was_killed_is_reported_at_the_next_start(tmp_path):

@@ -45,9 +45,11 @@ class Capture:
     error: str = None
     retry_at: float = 0.0
     opened_at: float = None
-    # packets the kernel counted on the device while it was not captured
+    # packets the kernel counted on the device while it was not captured,
+    # followed through the device going away and coming back
     down_since: int = None               # the device's counter when capture stopped
-    packets_while_down: int = 0          # over the earlier periods without capture
+    down_last: int = None                # its latest reading since
+    packets_while_down: int = 0          # over the earlier stretches
 
 
 def exclusion_filter(endpoints):
@@ -170,6 +172,8 @@ class CaptureSet:
         now = time.monotonic()
         for name, interface in wanted.items():
             capture = self.captures.setdefault(name, Capture(interface))
+            if not capture.sources:
+                self._follow_down(capture)
             if capture.sources or now < capture.retry_at:
                 continue
             try:
@@ -264,25 +268,45 @@ class CaptureSet:
                         RETRY_S)
         self._close(capture, keep=True)
         if capture.down_since is None and capture.device:
-            capture.down_since = device_packets(capture.device, capture.config.direction)
+            reading = device_packets(capture.device, capture.config.direction)
+            capture.down_since = capture.down_last = reading
         capture.error, capture.retry_at = error, time.monotonic() + RETRY_S
 
+    def _follow_down(self, capture):
+        """The device's counters while it is not captured: what it passed
+        stays counted when it goes away, and a device that comes back under
+        the name (counters from 0) is counted from 0."""
+        reading = (device_packets(capture.device, capture.config.direction)
+                   if capture.device else None)
+        if capture.down_since is None:
+            if reading is not None:          # it appeared: all it passed was missed
+                capture.down_since, capture.down_last = 0, reading
+            return
+        if reading is None or reading < capture.down_last:   # gone, or a new one
+            capture.packets_while_down += capture.down_last - capture.down_since
+            capture.down_since = capture.down_last = None
+            if reading is not None:
+                capture.down_since, capture.down_last = 0, reading
+        else:
+            capture.down_last = reading
+
     def _up(self, capture):
+        self._follow_down(capture)
         if capture.down_since is not None:
-            missed = self._not_captured(capture) - capture.packets_while_down
+            missed = capture.down_last - capture.down_since
             capture.packets_while_down += missed
-            capture.down_since = None
+            capture.down_since = capture.down_last = None
             if missed:
                 log.warning("interface %s: %d packets passed %s while it was not captured",
                             capture.config.name, missed, capture.device)
 
     def _not_captured(self, capture):
         """Packets the device passed while it was not captured (kernel counters)."""
+        if not capture.sources:
+            self._follow_down(capture)
         missed = capture.packets_while_down
         if capture.down_since is not None:
-            now = device_packets(capture.device, capture.config.direction)
-            if now is not None and now >= capture.down_since:
-                missed += now - capture.down_since
+            missed += capture.down_last - capture.down_since
         return missed
 
     def _seal(self, captures):
