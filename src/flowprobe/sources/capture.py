@@ -291,6 +291,8 @@ class CaptureSet:
             capture.down_last = reading
 
     def _up(self, capture):
+        if capture.down_since is None:
+            return                           # never down since it was first opened
         self._follow_down(capture)
         if capture.down_since is not None:
             missed = capture.down_last - capture.down_since
