@@ -169,3 +169,25 @@ def test_a_run_that_was_killed_is_reported_at_the_next_start(tmp_path):
     third.communicate(timeout=30)
     assert status["previous_run"] == "stopped cleanly"
     assert (tmp_path / "c.state").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_run_state_file_trusts_nothing_it_did_not_write(tmp_path):
+    """Whatever is in the file (a deep JSON, a list, another user's file, a
+    link) is ignored, never a crash (before: a planted '[' * 4096 in the
+    conntrack state file stopped every start with a RecursionError)."""
+    import os
+
+    from flowprobe.run_state import RunState
+
+    path = tmp_path / "flowprobe.state"
+    for junk in (b"[" * 4096, b"[1, 2]", b"\xff\xfe", b'{"run": 7, "conntrack": "x"}'):
+        path.write_bytes(junk)
+        state = RunState(path)
+        assert state.error is None and state.previous is None, junk
+        state.stopped()
+    assert RunState(path).previous.startswith("stopped pid")
+    path.unlink()
+    os.symlink(tmp_path / "elsewhere", path)
+    linked = RunState(path)
+    assert linked.fd is None and "cannot keep the run state" in linked.error
+    assert not (tmp_path / "elsewhere").exists()

@@ -11,14 +11,12 @@ direction with its reply counters, pre- and post-NAT addresses and ports.
 
 import dataclasses
 import ipaddress
-import json
 import logging
 import os
 import select
 import selectors
 import socket
 import time
-from pathlib import Path
 
 from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.export.fields import ELEMENTS, NAT_FIELDS
@@ -48,7 +46,6 @@ SYSCTL = "/proc/sys/net/netfilter"
 # control socket's path with this suffix (/var/run/flowprobe.conntrack: a tmpfs
 # on OpenWrt, so a reboot clears it with the kernel's table), opened while still
 # root and written through that descriptor.
-STATE_SUFFIX = ".conntrack"
 GAUGES = {"connections", "records_pending", "capacity", "tombstones", "memory_bytes", "clock_ms",
           "peak", "listed", "open_at_start", "open_since_stop"}
 
@@ -312,7 +309,6 @@ class ConntrackService:
         self.holding = False
         self.retired = {}   # counters of sources closed by a reload
         self.ended_while_stopped = 0   # open at a stop, gone at the next start
-        self.state_fd = None
         self.logged_losses = 0
 
     # ---- lifecycle ----
@@ -366,44 +362,24 @@ class ConntrackService:
 
     # ---- the gap between a stop and the next start ----
 
-    def _state_path(self):
-        control_socket = getattr(self.probe, "control_socket", None)
-        return str(Path(control_socket).with_suffix(STATE_SUFFIX)) if control_socket else None
-
     def _previous_stop(self):
-        """What the previous stop left ({stopped_ms, open}), or None. The file
-        stays open for this source's own stop: the daemon may no longer be
-        allowed to open it then."""
-        path = self._state_path()
-        if self.state_fd is None and path:
-            try:
-                self.state_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-                                        | os.O_NOFOLLOW, 0o600)
-            except OSError as e:
-                log.debug("conntrack: state file %s: %s", path, e.strerror)
-        if self.state_fd is None:
-            return None
-        try:
-            text = os.pread(self.state_fd, 4096, 0).decode()
-            state = json.loads(text) if text else None
-        except (OSError, ValueError):
-            return None
+        """What the previous stop left ({stopped_ms, open}) in the run state
+        file, or None (none, another boot's or another namespace's)."""
+        run_state = getattr(self.probe, "run_state", None)
+        state = run_state.get("conntrack") if run_state else None
         if (not isinstance(state, dict) or state.get("kernel") != kernel_identity()
                 or not isinstance(state.get("stopped_ms"), int)
                 or not isinstance(state.get("open"), int)):
-            return None   # none, another boot's or another namespace's
+            return None
         return state
 
     def _save_stop(self, now_ms, open_connections):
-        if self.state_fd is None:
-            return
+        run_state = getattr(self.probe, "run_state", None)
         state = {"kernel": kernel_identity(), "stopped_ms": now_ms, "open": open_connections}
-        try:
-            os.ftruncate(self.state_fd, 0)
-            os.pwrite(self.state_fd, json.dumps(state).encode(), 0)
-        except OSError as e:
+        if run_state is None or not run_state.put("conntrack", state):
             log.warning("conntrack: the stop is not recorded (%s): the next start cannot say "
-                        "what ended meanwhile", e.strerror)
+                        "what ended meanwhile",
+                        run_state.error if run_state else "no run state file")
 
     def _report_start(self, stop, now_ms):
         """The kernel keeps no count of connections that come and go: what

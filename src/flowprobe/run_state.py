@@ -1,26 +1,34 @@
-"""Whether the previous run ended cleanly: a small state file beside the
-control socket, written "running" at start and "stopped" at a clean stop.
+"""What a run leaves for the next: a small JSON state file beside the control
+socket (/var/run/flowprobe.state), one section a stage.
 
-A `kill -9`, a crash or an OOM kill leaves "running": the next start says
-so in its log and in `status` (its flows were never flushed, so what they
-held since their last export is lost).  /var/run is RAM on a router, so
-after a reboot there is no previous run to speak of.
+- "run": "running pid N since T" from the start, "stopped pid N at T" at a
+  clean stop.  A `kill -9`, a crash or an OOM kill leaves "running": the next
+  start says so in its log and in `status` (the flows it held since their
+  last export were lost).
+- "conntrack": the conntrack source's stop (when, how many connections were
+  open), so the next start can say what ended while it was stopped.
 
-The file is opened once, at start, as root, and kept open: the clean stop
-writes through that descriptor after the privilege drop.  It is never
-opened through a link, and must be a plain file of ours with one name.
+/var/run is RAM on a router, so after a reboot there is no previous run to
+speak of.  The file is opened once, at start, as root, and kept open: the
+stop writes through that descriptor after the privilege drop.  It is never
+opened through a link, must be a plain file of ours with one name, and is
+read with a size bound; anything it holds that is not what we wrote is
+ignored, never trusted.
 """
 
+import json
 import os
 import stat
 import time
+
+MAX_BYTES = 4096
 
 
 class RunState:
     def __init__(self, path):
         self.path = str(path)
         self.fd = None
-        self.previous = None    # None: no earlier run here; else its last line
+        self.sections = {}      # as the previous run left them, then as this one sets them
         self.error = None
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
@@ -34,9 +42,16 @@ class RunState:
             self.error = f"not using {self.path}: not a plain file of this user's"
             return
         self.fd = fd
-        text = os.pread(fd, 512, 0).decode(errors="replace").strip()
-        self.previous = text or None
-        self._write(f"running pid {os.getpid()} since {int(time.time())}")
+        try:
+            sections = json.loads(os.pread(fd, MAX_BYTES, 0) or b"{}")
+        except (OSError, ValueError, RecursionError):
+            sections = {}
+        self.sections = sections if isinstance(sections, dict) else {}
+        self.previous = self.sections.get("run") if isinstance(self.sections.get("run"),
+                                                               str) else None
+        self.put("run", f"running pid {os.getpid()} since {int(time.time())}")
+
+    previous = None             # the previous run's "run" line, None on a first run
 
     @property
     def previous_unclean(self):
@@ -45,17 +60,26 @@ class RunState:
             return self.previous
         return None
 
+    def get(self, section):
+        """A stage's section as the previous run left it (until put)."""
+        return self.sections.get(section)
+
+    def put(self, section, value):
+        """Sets a section and writes the file; False if it could not."""
+        self.sections[section] = value
+        if self.fd is None:
+            return False
+        data = json.dumps(self.sections).encode()
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+        except OSError as e:
+            self.error = f"cannot write the run state {self.path}: {e.strerror}"
+            return False
+        return True
+
     def stopped(self):
-        self._write(f"stopped pid {os.getpid()} at {int(time.time())}")
+        self.put("run", f"stopped pid {os.getpid()} at {int(time.time())}")
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-    def _write(self, line):
-        if self.fd is None:
-            return
-        try:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, (line + "\n").encode(), 0)
-        except OSError as e:
-            self.error = f"cannot write the run state {self.path}: {e.strerror}"
