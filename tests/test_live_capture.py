@@ -156,3 +156,37 @@ def test_the_exclusion_of_export_traffic_is_by_address_and_both_ways():
     assert f"(tcp and src host {resolved} and src port 4739)" in bpf
     assert "icmp[icmptype] == icmp-unreach" in bpf and "icmp6-destinationunreach" in bpf
     check_filter(bpf)   # compiles
+
+
+SWAP_SCRIPT = textwrap.dedent("""
+    import json, socket, time
+    from flowprobe.meter import Meter
+    from flowprobe.settings import MeterSettings
+
+    meter = Meter(MeterSettings(hash_seed=1))
+    source = meter.open_live("lo", bpf_filter="")
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 9999))           # no ICMP unreachables
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for n in range(50):
+        sender.sendto(b"x" * 100, ("127.0.0.1", 9999))
+    time.sleep(0.05)
+    meter.set_filter(source, "tcp")   # the ring holds 50 datagrams the old filter took
+    read, deadline = 0, time.monotonic() + 3
+    while read < 50 and time.monotonic() < deadline:
+        read += meter.dispatch(source)
+        time.sleep(0.01)
+    for n in range(20):               # and the new filter holds from now on
+        sender.sendto(b"y" * 100, ("127.0.0.1", 9999))
+    time.sleep(1.2)
+    later = meter.dispatch(source)
+    print(json.dumps({"read": read, "later": later}))
+""")
+
+
+def test_a_filter_swap_loses_nothing_the_old_filter_took():
+    """A reload's filter swap: the datagrams already in the ring under the old
+    filter are still read (before: libpcap re-filtered the ring with the new
+    one and dropped them, counted nowhere: about 100 a swap at 60 kpps)."""
+    result = run_in_namespace(SWAP_SCRIPT)
+    assert result == {"read": 50, "later": 0}
