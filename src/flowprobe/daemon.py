@@ -202,7 +202,8 @@ class Probe:
             from flowprobe.control.ubus import UbusObject
             self.ubus = UbusObject(self.handlers)
             self.captures.netifd = True
-            log.info("ubus object flowprobe registered")
+            if self.ubus.connected:   # else it is published once ubusd answers (ubus.py)
+                log.info("ubus object flowprobe registered")
         except ControlError as e:
             log.info("running without ubus: %s", e)
 
