@@ -93,6 +93,7 @@ COLLECTOR_CASES = {
     "stats_interval": integers(0, 86400),
     "mtu": integers(256, 65000),
     "queue_limit": integers(1, 1000000),
+    "spool_kb": integers(0, 4194304),
     "source_address": ["192.0.2.1", "2001:db8::1", "collector.lan", "192.0.2.256"],
     "group": ["a", "site-1.b_c", "g" * 64, "g" * 65, "two words", "sl/ash"],
 }
@@ -206,6 +207,39 @@ def test_whole_configs_get_the_daemons_first_error():
              if want != have]
     assert not wrong, "\n".join(f"{name}: daemon {want!r}, form {have!r}"
                                 for name, want, have in wrong)
+
+
+# options that need a value of their kind to be judged at all, and for which
+# a word of that kind's wrong shape is not enough (checked in combinations)
+STRUCTURAL = {"flowprobe": {"interface"}, "collector": {"field", "fields"}}
+WRONG_SHAPES = {config.INTEGER: ["abc", "-1", str(2**64), "1.5"],
+                config.SECONDS: ["soon", "-1", "1e3"],
+                config.BOOLEAN: ["maybe", "2"],
+                config.TEXT: ["tab\there", "x" * 300],   # '' sets nothing (libuci)
+                config.WORDS: ["a/b"]}
+
+
+def test_the_table_walks_every_option_the_daemon_knows():
+    """Derived from the daemon's own option tables: an option the form could
+    let through unchecked (spool_kb once) fails here, not on a router."""
+    for kind, table in (("flowprobe", MAIN_CASES), ("collector", COLLECTOR_CASES)):
+        known = set(config.SECTION_TYPES[kind]) - STRUCTURAL[kind]
+        assert known <= set(table), f"{kind}: no cases for {sorted(known - set(table))}"
+
+
+def test_every_option_refuses_what_the_daemon_refuses_by_its_kind():
+    cases = []
+    for kind, name in (("flowprobe", "main"), ("collector", "c1")):
+        for option, (_, shape) in config.SECTION_TYPES[kind].items():
+            if option in STRUCTURAL[kind]:
+                continue
+            cases += [(kind, name, option, value, {}) for value in WRONG_SHAPES[shape]]
+    expected = [python_option_verdict(*case) for case in cases]
+    got = run_validators({"options": [list(case) for case in cases]})["options"]
+    wrong = [(case, want, have) for case, want, have in zip(cases, expected, got)
+             if want != have]
+    assert not wrong, "\n".join(f"{case}: daemon {want!r}, form {have!r}"
+                                for case, want, have in wrong)
 
 
 def test_the_fields_list_is_the_exporters():

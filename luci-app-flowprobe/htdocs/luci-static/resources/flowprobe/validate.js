@@ -217,7 +217,7 @@ var COLLECTOR_OPTIONS = {
 	template_refresh_packets: [ 'template_refresh_packets', INTEGER ],
 	stats_interval: [ 'stats_interval', INTEGER ], mtu: [ 'mtu', INTEGER ],
 	source_address: [ 'source_address', TEXT ], group: [ 'group', TEXT ],
-	queue_limit: [ 'queue_limit', INTEGER ]
+	queue_limit: [ 'queue_limit', INTEGER ], spool_kb: [ 'spool_kb', INTEGER ]
 };
 var SECTION_TYPES = { flowprobe: MAIN_OPTIONS, 'interface': INTERFACE_OPTIONS,
                       collector: COLLECTOR_OPTIONS };
@@ -324,7 +324,7 @@ function checkInterface(v) {
 var COLLECTOR_DEFAULTS = { port: BigInt(0), protocol: 'ipfix', transport: 'udp', fields: [],
 	biflow: false, observation_domain: BigInt(0), template_refresh_seconds: BigInt(60),
 	template_refresh_packets: BigInt(20), stats_interval: BigInt(0), mtu: BigInt(1400),
-	source_address: '', group: '', queue_limit: BigInt(256) };
+	source_address: '', group: '', queue_limit: BigInt(256), spool_kb: BigInt(0) };
 
 /* export/collectors.py CollectorProfile.__post_init__ */
 function checkProfile(v) {
@@ -348,6 +348,7 @@ function checkProfile(v) {
 	check('stats_interval', intIn(v.stats_interval, 0, 86400), '0 (off) to 86400');
 	check('mtu', intIn(v.mtu, 256, 65000), '256 to 65000');
 	check('queue_limit', intIn(v.queue_limit, 1, 1000000), '1 to 1000000');
+	check('spool_kb', intIn(v.spool_kb, 0, 4194304), '0 (off) to 4194304');
 	if (v.fields.length) {
 		check('fields', v.protocol != 'netflow5', 'none (the NetFlow v5 record is fixed)');
 		v.fields.forEach(function(name) {
