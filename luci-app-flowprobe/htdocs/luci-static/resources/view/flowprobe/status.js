@@ -325,15 +325,18 @@ return view.extend({
 			row(_('Accounting'), 'conntrack-accounting', ct.accounting
 				? _('on (net.netfilter.nf_conntrack_acct = 1)')
 				: E('strong', _('off: records carry no byte or packet counts'))),
-			row(_('Events (new / ended)'), 'conntrack-events',
-				'%s / %s'.format(number(ct.events_new), number(ct.events_destroy))),
+			row(_('Kernel\'s table (last read)'), 'conntrack-listed', number(ct.listed)),
+			row(_('Ended connections'), 'conntrack-events',
+				E('span', { 'title': _('Connections the table did not hold (short ones, or beyond its capacity) are reported whole at their end') },
+					_('%s, of which %s not held in the table').format(
+						number(ct.events_destroy), number(ct.destroys_untracked)))),
 			row(_('Table reads'), 'conntrack-dumps', number(ct.dumps)),
 			row(_('Overruns / resyncs'), 'conntrack-overruns',
 				E('span', { 'title': _('Events the kernel dropped (socket buffer full), and the table reads that recovered them') },
 					'%s / %s'.format(number(ct.overruns), number(ct.resyncs)))),
-			row(_('Overflows (table full)'), 'conntrack-overflows',
-				_('%s not tracked, %s ended untracked (reported whole)').format(
-					number(ct.overflows), number(ct.destroys_untracked))),
+			row(_('Ended while stopped'), 'conntrack-gap',
+				E('span', { 'title': _('Connections open at the last stop that were gone at the start: their last traffic was not reported') },
+					number(ct.ended_while_stopped))),
 			row(_('Vanished'), 'conntrack-vanished',
 				E('span', { 'title': _('Gone without an end event: reported with their last counters') },
 					number(ct.vanished))),
