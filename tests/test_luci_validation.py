@@ -11,6 +11,7 @@ Needs node; skipped otherwise.
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,11 @@ def test_the_fields_list_is_the_exporters():
     assert {name: (v9, reverse) for name, v9, reverse in elements} == {
         name: (element.v9_id is not None, is_reverse(name))
         for name, element in ELEMENTS.items()}
+
+
+def test_the_forms_schema_is_generated_from_the_daemons_tables():
+    """flowprobe/schema.js holds the options, ranges, defaults and elements
+    the daemon uses, written by tools/gen_schema.py: never edited by hand."""
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_schema.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

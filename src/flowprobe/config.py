@@ -30,15 +30,15 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
+from flowprobe import schema
 from flowprobe.conntrack_settings import ConntrackSettings
 from flowprobe.errors import OptionError
 from flowprobe.export.collectors import CollectorProfile
+from flowprobe.schema import DIRECTIONS, LOG_LEVELS  # noqa: F401  (their home)
 from flowprobe.settings import MeterSettings
 
 PACKAGE = "flowprobe"
 DEFAULT_PATH = "/etc/config/flowprobe"
-LOG_LEVELS = ("debug", "info", "warning", "error")
-DIRECTIONS = ("in", "out", "both")
 TRUE_WORDS = ("1", "yes", "on", "true", "enabled")       # as functions.sh's get_bool
 FALSE_WORDS = ("0", "no", "off", "false", "disabled")
 BOOLEAN_ALLOWED = "1 or 0 (also yes/no, on/off, true/false, enabled/disabled)"
@@ -94,14 +94,8 @@ class InterfaceConfig:
                                     "a libpcap filter expression (no control characters)")
         if not isinstance(self.promiscuous, bool):
             raise ConfigOptionError("promiscuous", self.promiscuous, "true or false")
-        if self.direction not in DIRECTIONS:
-            raise ConfigOptionError("direction", self.direction, ", ".join(DIRECTIONS))
-        # below 64 bytes the headers the meter reads no longer fit; 262144 is libpcap's maximum
-        if not _int_in(self.snaplen, 64, 262144):
-            raise ConfigOptionError("snaplen", self.snaplen, "bytes from 64 to 262144")
-        if not _int_in(self.buffer_kb, 0, 1048576):
-            raise ConfigOptionError("buffer_kb", self.buffer_kb,
-                                    "0 (libpcap's default) or kilobytes up to 1048576")
+        for name in ("direction", "snaplen", "buffer_kb"):
+            schema.check(ConfigOptionError, name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -120,8 +114,7 @@ class Config:
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
             raise ConfigOptionError("enabled", self.enabled, "true or false")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigOptionError("log_level", self.log_level, ", ".join(LOG_LEVELS))
+        schema.check(ConfigOptionError, "log_level", self.log_level)
         path = self.control_socket
         if (not isinstance(path, str) or not path.startswith("/") or "\0" in path
                 or len(path.encode()) > SUN_PATH_MAX):
@@ -565,9 +558,6 @@ def _option_name(key, section):
     spec = SECTION_TYPES.get(section.type, {})
     return next((option for option, (k, _) in spec.items() if k == key), key)
 
-
-def _int_in(value, low, high):
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _has_control_characters(text):

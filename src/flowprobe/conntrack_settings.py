@@ -4,10 +4,9 @@ value and what is allowed."""
 
 from dataclasses import dataclass
 
-from flowprobe.errors import OptionError, check_int, check_seconds
-
-SOURCES = ("capture", "conntrack", "both")
-MAX_SECONDS = 7 * 24 * 3600
+from flowprobe import schema
+from flowprobe.errors import OptionError
+from flowprobe.schema import SOURCES  # noqa: F401  (its home)
 
 
 class ConntrackSettingsError(OptionError):
@@ -23,12 +22,9 @@ class ConntrackSettings:
     conntrack_buffer_kb: int = 1024         # event socket buffer: bursts of connections
 
     def __post_init__(self):
-        if self.source not in SOURCES:
-            raise ConntrackSettingsError("source", self.source, ", ".join(SOURCES))
-        _check_int("conntrack_max_connections", self.conntrack_max_connections, 1, 1 << 24)
-        _check_seconds("conntrack_dump_interval", self.conntrack_dump_interval, 1.0)
-        _check_seconds("conntrack_vanish_grace", self.conntrack_vanish_grace, 0.0)
-        _check_int("conntrack_buffer_kb", self.conntrack_buffer_kb, 0, 1 << 20)
+        for name in ("source", "conntrack_max_connections", "conntrack_dump_interval",
+                     "conntrack_vanish_grace", "conntrack_buffer_kb"):
+            schema.check(ConntrackSettingsError, name, getattr(self, name))
 
     @property
     def captures(self):
@@ -38,10 +34,3 @@ class ConntrackSettings:
     def tracks(self):
         return self.source in ("conntrack", "both")
 
-
-def _check_int(option, value, low, high):
-    check_int(ConntrackSettingsError, option, value, low, high)
-
-
-def _check_seconds(option, value, low):
-    check_seconds(ConntrackSettingsError, option, value, low, MAX_SECONDS)

@@ -7,10 +7,9 @@ the value and what is allowed.
 
 from dataclasses import dataclass, fields
 
-from flowprobe.errors import OptionError, check_int, check_seconds
-
-OVERFLOW_POLICIES = ("evict", "refuse")
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600  # flow durations are kept in 32-bit milliseconds
+from flowprobe import schema
+from flowprobe.errors import OptionError
+from flowprobe.schema import MAX_TIMEOUT_SECONDS, OVERFLOW_POLICIES  # noqa: F401  (their home)
 
 
 class SettingsError(OptionError):
@@ -31,26 +30,15 @@ class MeterSettings:
     hash_seed: int = 0               # 0: random; fixed only for reproducible tests
 
     def __post_init__(self):
-        _check_int("max_flows", self.max_flows, 1, 1 << 24)
-        _check_int("max_fragments", self.max_fragments, 1, 1 << 20)
-        for name in ("idle_timeout", "active_timeout", "unanswered_timeout", "fragment_timeout"):
-            _check_seconds(name, getattr(self, name), 0.001)
-        _check_seconds("tcp_end_grace", self.tcp_end_grace, 0.0)
-        if self.overflow_policy not in OVERFLOW_POLICIES:
-            raise SettingsError("overflow_policy", self.overflow_policy,
-                                " or ".join(OVERFLOW_POLICIES))
+        for name in ("max_flows", "max_fragments", "idle_timeout", "active_timeout",
+                     "unanswered_timeout", "fragment_timeout", "tcp_end_grace",
+                     "overflow_policy"):
+            schema.check(SettingsError, name, getattr(self, name))
         if not isinstance(self.bidirectional, bool):
             raise SettingsError("bidirectional", self.bidirectional, "true or false")
-        _check_int("hash_seed", self.hash_seed, 0, (1 << 64) - 1)
+        schema.check(SettingsError, "hash_seed", self.hash_seed)
 
     @classmethod
     def option_names(cls):
         return [f.name for f in fields(cls)]
 
-
-def _check_int(option, value, low, high):
-    check_int(SettingsError, option, value, low, high)
-
-
-def _check_seconds(option, value, low):
-    check_seconds(SettingsError, option, value, low, MAX_TIMEOUT_SECONDS)

@@ -16,13 +16,16 @@ const baseclass = { extend: (props) => { function Class() {} Class.prototype = p
 
 function loadModule(name) {
 	const source = fs.readFileSync(path.join(ROOT, name.replace(/\./g, '/') + '.js'), 'utf8');
-	const requires = [];
+	const requires = [], modules = [];
 	const pattern = /^'require[ \t]+(\S+)(?:[ \t]+as[ \t]+([a-zA-Z_]\S*))?';$/gm;
 	let match;
-	while ((match = pattern.exec(source)) !== null)
+	while ((match = pattern.exec(source)) !== null) {
 		requires.push(match[2] || match[1].replace(/.*\./, ''));
+		modules.push(match[1]);
+	}
 	const known = { baseclass };
-	const args = requires.map((alias) => {
+	const args = requires.map((alias, i) => {
+		if (modules[i].startsWith('flowprobe.')) return loadModule(modules[i]);   // the app's own
 		if (!(alias in known)) throw new Error(`${name} requires ${alias}: not in this harness`);
 		return known[alias];
 	});

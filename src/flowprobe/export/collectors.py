@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+from flowprobe import schema
 from flowprobe.errors import OptionError
 from flowprobe.export.fields import DEFAULT_FIELDS, ELEMENTS, REVERSE_FIELDS, is_reverse
 from flowprobe.export.ipfix import IpfixEncoder
@@ -21,9 +22,8 @@ from flowprobe.export.netflow5 import Netflow5Encoder
 from flowprobe.export.netflow9 import Netflow9Encoder
 from flowprobe.export.spool import Spool, SpoolError
 from flowprobe.export.transport import TransportError, open_transport
+from flowprobe.schema import PROTOCOLS, TRANSPORTS  # noqa: F401  (their home)
 
-PROTOCOLS = ("ipfix", "netflow9", "netflow5")
-TRANSPORTS = ("udp", "tcp")
 DEFAULT_PORTS = {"ipfix": 4739, "netflow9": 2055, "netflow5": 2055}
 
 
@@ -59,25 +59,19 @@ class CollectorProfile:
             if not ok:
                 raise ProfileError(option, getattr(self, option), allowed)
 
-        check("protocol", self.protocol in PROTOCOLS, " or ".join(PROTOCOLS))
-        check("transport", self.transport in TRANSPORTS, " or ".join(TRANSPORTS))
+        schema.check(ProfileError, "protocol", self.protocol)
+        schema.check(ProfileError, "transport", self.transport)
         check("transport", self.transport == "udp" or self.protocol == "ipfix",
               "udp (tcp is for ipfix only)")
         check("host", isinstance(self.host, str) and self.host != "", "an address or host name")
-        check("port", _int_in(self.port, 0, 65535), "1 to 65535")
+        schema.check(ProfileError, "port", self.port)
         check("biflow", isinstance(self.biflow, bool), "true or false")
         check("biflow", not self.biflow or self.protocol == "ipfix",
               "false (RFC 5103 biflows are IPFIX only)")
-        check("observation_domain", _int_in(self.observation_domain, 0, 2**32 - 1),
-              "0 to 4294967295")
-        check("template_refresh_seconds", _int_in(self.template_refresh_seconds, 1, 86400),
-              "1 to 86400")
-        check("template_refresh_packets", _int_in(self.template_refresh_packets, 1, 100000),
-              "1 to 100000")
-        check("stats_interval", _int_in(self.stats_interval, 0, 86400), "0 (off) to 86400")
-        check("mtu", _int_in(self.mtu, 256, 65000), "256 to 65000")
-        check("queue_limit", _int_in(self.queue_limit, 1, 1_000_000), "1 to 1000000")
-        check("spool_kb", _int_in(self.spool_kb, 0, 4_194_304), "0 (off) to 4194304")
+        for name in ("observation_domain", "template_refresh_seconds",
+                     "template_refresh_packets", "stats_interval", "mtu", "queue_limit",
+                     "spool_kb"):
+            schema.check(ProfileError, name, getattr(self, name))
         if self.fields:
             check("fields", self.protocol != "netflow5", "none (the NetFlow v5 record is fixed)")
             for name in self.fields:
@@ -105,9 +99,6 @@ class CollectorProfile:
     def label(self):
         return self.name or f"{self.protocol}://{self.host}:{self.effective_port}"
 
-
-def _int_in(value, low, high):
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 URL_OPTIONS = {

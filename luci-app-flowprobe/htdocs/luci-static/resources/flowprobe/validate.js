@@ -1,5 +1,6 @@
 'use strict';
 'require baseclass';
+'require flowprobe.schema as schema';
 
 /*
  * The daemon's checks of /etc/config/flowprobe (src/flowprobe/config.py,
@@ -10,7 +11,15 @@
  * tests/test_luci_validation.py runs these functions in node over a table of
  * values and whole configs and compares every verdict and message with
  * config.py's, so a change on one side without the other fails there.
+ *
+ * What is data comes from the daemon, generated into flowprobe/schema.js:
+ * the options of each section, what each field may hold and the words for
+ * it, the defaults, the IPFIX elements.  What is logic (host names, device
+ * names, the order of the checks) is written here, after the daemon's.
  */
+
+var S = schema.data;
+
 
 var TRUE_WORDS = [ '1', 'yes', 'on', 'true', 'enabled' ],
     FALSE_WORDS = [ '0', 'no', 'off', 'false', 'disabled' ],
@@ -18,7 +27,6 @@ var TRUE_WORDS = [ '1', 'yes', 'on', 'true', 'enabled' ],
     DEVICE_NAME_ALLOWED = "an interface name: 1 to 15 characters, no spaces, '/' or ':'",
     HOST_ALLOWED = 'an IPv4 or IPv6 address or a host name',
     USER_NAME_ALLOWED = 'a user name: a letter or _, then up to 31 letters, digits, _ . or -',
-    MAX_TIMEOUT_SECONDS = 604800,   /* flow durations are 32-bit milliseconds */
     SUN_PATH_MAX = 107,
     INTEGER_TEXT = /^[0-9]+$/,
     SECONDS_TEXT = /^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/,
@@ -28,27 +36,7 @@ var TRUE_WORDS = [ '1', 'yes', 'on', 'true', 'enabled' ],
 
 /* IPFIX elements a collector's field list may name: [name, NetFlow v9 can
  * carry it, reverse (RFC 5103) element]; export/fields.py's ELEMENTS. */
-var ELEMENTS = [
-	[ 'octetDeltaCount', true, false ], [ 'packetDeltaCount', true, false ],
-	[ 'protocolIdentifier', true, false ], [ 'ipClassOfService', true, false ],
-	[ 'tcpControlBits', true, false ], [ 'sourceTransportPort', true, false ],
-	[ 'sourceIPv4Address', true, false ], [ 'ingressInterface', true, false ],
-	[ 'destinationTransportPort', true, false ], [ 'destinationIPv4Address', true, false ],
-	[ 'egressInterface', true, false ], [ 'sourceIPv6Address', true, false ],
-	[ 'destinationIPv6Address', true, false ], [ 'icmpTypeCodeIPv4', true, false ],
-	[ 'vlanId', true, false ], [ 'flowDirection', true, false ], [ 'ipVersion', true, false ],
-	[ 'flowEndReason', false, false ], [ 'icmpTypeCodeIPv6', true, false ],
-	[ 'flowStartMilliseconds', true, false ], [ 'flowEndMilliseconds', true, false ],
-	[ 'dot1qCustomerVlanId', false, false ], [ 'ipSecSPI', false, false ],
-	[ 'postNATSourceIPv4Address', true, false ], [ 'postNATDestinationIPv4Address', true, false ],
-	[ 'postNAPTSourceTransportPort', true, false ],
-	[ 'postNAPTDestinationTransportPort', true, false ],
-	[ 'postNATSourceIPv6Address', true, false ], [ 'postNATDestinationIPv6Address', true, false ],
-	[ 'flowId', false, false ],
-	[ 'reverseOctetDeltaCount', false, true ], [ 'reversePacketDeltaCount', false, true ],
-	[ 'reverseTcpControlBits', false, true ], [ 'reverseFlowStartMilliseconds', false, true ],
-	[ 'reverseFlowEndMilliseconds', false, true ]
-];
+var ELEMENTS = S.elements;
 var ELEMENT = {};
 ELEMENTS.forEach(function(e) { ELEMENT[e[0]] = { v9: e[1], reverse: e[2] } });
 var ELEMENT_NAMES_SORTED = ELEMENTS.map(function(e) { return e[0] }).sort(function(a, b) {
@@ -179,48 +167,26 @@ function isHost(text) {
 
 var BOOLEAN = 'boolean', INTEGER = 'integer', SECONDS = 'seconds', TEXT = 'text', WORDS = 'words';
 
-var METER_OPTIONS = {
-	max_flows: [ 'max_flows', INTEGER ], max_fragments: [ 'max_fragments', INTEGER ],
-	idle_timeout: [ 'idle_timeout', SECONDS ], active_timeout: [ 'active_timeout', SECONDS ],
-	unanswered_timeout: [ 'unanswered_timeout', SECONDS ],
-	tcp_end_grace: [ 'tcp_end_grace', SECONDS ],
-	fragment_timeout: [ 'fragment_timeout', SECONDS ],
-	overflow: [ 'overflow_policy', TEXT ], biflow: [ 'bidirectional', BOOLEAN ],
-	hash_seed: [ 'hash_seed', INTEGER ]
-};
-var CAPTURE_OPTIONS = {
-	direction: [ 'direction', TEXT ], promisc: [ 'promiscuous', BOOLEAN ],
-	filter: [ 'bpf_filter', TEXT ], snaplen: [ 'snaplen', INTEGER ],
-	buffer_kb: [ 'buffer_kb', INTEGER ]
-};
-var CONNTRACK_OPTIONS = {   /* the metering source (conntrack_settings.py) */
-	source: [ 'source', TEXT ],
-	conntrack_max_connections: [ 'conntrack_max_connections', INTEGER ],
-	conntrack_dump_interval: [ 'conntrack_dump_interval', SECONDS ],
-	conntrack_vanish_grace: [ 'conntrack_vanish_grace', SECONDS ],
-	conntrack_buffer_kb: [ 'conntrack_buffer_kb', INTEGER ]
-};
-var MAIN_OPTIONS = Object.assign({
-	enabled: [ 'enabled', BOOLEAN ], 'interface': [ 'interfaces', WORDS ],
-	log_level: [ 'log_level', TEXT ], control_socket: [ 'control_socket', TEXT ],
-	user: [ 'user', TEXT ], spool_dir: [ 'spool_dir', TEXT ]
-}, METER_OPTIONS, CAPTURE_OPTIONS, CONNTRACK_OPTIONS);
-var INTERFACE_OPTIONS = Object.assign({
-	name: [ 'name', TEXT ], device: [ 'device', TEXT ]
-}, CAPTURE_OPTIONS);
-var COLLECTOR_OPTIONS = {
-	enabled: [ 'enabled', BOOLEAN ], protocol: [ 'protocol', TEXT ], host: [ 'host', TEXT ],
-	port: [ 'port', INTEGER ], transport: [ 'transport', TEXT ], biflow: [ 'biflow', BOOLEAN ],
-	field: [ 'fields', WORDS ], fields: [ 'fields', WORDS ],
-	observation_domain: [ 'observation_domain', INTEGER ],
-	template_refresh_seconds: [ 'template_refresh_seconds', INTEGER ],
-	template_refresh_packets: [ 'template_refresh_packets', INTEGER ],
-	stats_interval: [ 'stats_interval', INTEGER ], mtu: [ 'mtu', INTEGER ],
-	source_address: [ 'source_address', TEXT ], group: [ 'group', TEXT ],
-	queue_limit: [ 'queue_limit', INTEGER ], spool_kb: [ 'spool_kb', INTEGER ]
-};
-var SECTION_TYPES = { flowprobe: MAIN_OPTIONS, 'interface': INTERFACE_OPTIONS,
-                      collector: COLLECTOR_OPTIONS };
+function optionGroup(name) {
+	var out = {};
+	S.groups[name].forEach(function(option) { out[option] = S.options.flowprobe[option] });
+	return out;
+}
+
+var METER_OPTIONS = optionGroup('meter'), CAPTURE_OPTIONS = optionGroup('capture'),
+    CONNTRACK_OPTIONS = optionGroup('conntrack'),
+    MAIN_OPTIONS = S.options.flowprobe, INTERFACE_OPTIONS = S.options['interface'],
+    COLLECTOR_OPTIONS = S.options.collector, SECTION_TYPES = S.options;
+
+/* a default as the form holds it: integers as BigInt */
+function defaultsOf(name) {
+	var out = {}, given = S.defaults[name];
+	for (var field in given) {
+		var v = given[field];
+		out[field] = (v && typeof(v) == 'object' && !Array.isArray(v)) ? BigInt(v['int']) : v;
+	}
+	return out;
+}
 
 /* A problem with one option: config.py's ConfigError, said the same way. */
 function Problem(section, option, value, allowed, problem) {
@@ -274,34 +240,32 @@ function convert(label, option, raw, kind) {
 	return raw;   /* text that is no number: the field's own check says what it allows */
 }
 
-function checkInt(field, value, low, high) {
-	if (!intIn(value, low, high))
-		throw new FieldError(field, value, 'an integer from ' + low + ' to ' + high);
+/* schema.py check(): what a field may hold, in the daemon's words */
+function checkField(field, value) {
+	var rule = S.fields[field], ok;
+	if (rule.kind == 'integer')
+		ok = intIn(value, rule.low, rule.high);
+	else if (rule.kind == 'seconds')
+		ok = (typeof(value) == 'number' || isInteger(value)) &&
+			Number(value) >= rule.low && Number(value) <= rule.high;
+	else
+		ok = rule.values.indexOf(value) >= 0;
+	if (!ok)
+		throw new FieldError(field, value, rule.allowed);
 }
 
-function checkSeconds(field, value, low) {
-	if (typeof(value) != 'number' && !isInteger(value) ||
-	    !(Number(value) >= low && Number(value) <= MAX_TIMEOUT_SECONDS))
-		throw new FieldError(field, value, 'seconds from ' + low + ' to ' + MAX_TIMEOUT_SECONDS);
+function checkFields(v, fields) {
+	fields.forEach(function(field) { checkField(field, v[field]) });
 }
 
 /* settings.py MeterSettings.__post_init__ */
 function checkMeter(v) {
-	checkInt('max_flows', v.max_flows, 1, 16777216);
-	checkInt('max_fragments', v.max_fragments, 1, 1048576);
-	[ 'idle_timeout', 'active_timeout', 'unanswered_timeout', 'fragment_timeout' ].forEach(
-		function(field) { checkSeconds(field, v[field], 0.001) });
-	checkSeconds('tcp_end_grace', v.tcp_end_grace, 0);
-	if ([ 'evict', 'refuse' ].indexOf(v.overflow_policy) < 0)
-		throw new FieldError('overflow_policy', v.overflow_policy, 'evict or refuse');
-	checkInt('hash_seed', v.hash_seed, 0, '18446744073709551615');
+	checkFields(v, [ 'max_flows', 'max_fragments', 'idle_timeout', 'active_timeout',
+		'unanswered_timeout', 'fragment_timeout', 'tcp_end_grace', 'overflow_policy' ]);
+	checkField('hash_seed', v.hash_seed);
 }
 
-var METER_DEFAULTS = { max_flows: BigInt(65536), max_fragments: BigInt(4096), idle_timeout: 15,
-	active_timeout: 300, unanswered_timeout: 5, tcp_end_grace: 2, fragment_timeout: 30,
-	overflow_policy: 'evict', bidirectional: false, hash_seed: BigInt(0) };
-var INTERFACE_DEFAULTS = { device: '', bpf_filter: '', promiscuous: false, direction: 'in',
-	snaplen: BigInt(128), buffer_kb: BigInt(2048) };
+var METER_DEFAULTS = defaultsOf('meter'), INTERFACE_DEFAULTS = defaultsOf('interface');
 
 /* config.py InterfaceConfig.__post_init__ */
 function checkInterface(v) {
@@ -312,19 +276,10 @@ function checkInterface(v) {
 	if (typeof(v.bpf_filter) != 'string' || hasControlCharacters(v.bpf_filter))
 		throw new FieldError('bpf_filter', v.bpf_filter,
 			'a libpcap filter expression (no control characters)');
-	if ([ 'in', 'out', 'both' ].indexOf(v.direction) < 0)
-		throw new FieldError('direction', v.direction, 'in, out, both');
-	if (!intIn(v.snaplen, 64, 262144))
-		throw new FieldError('snaplen', v.snaplen, 'bytes from 64 to 262144');
-	if (!intIn(v.buffer_kb, 0, 1048576))
-		throw new FieldError('buffer_kb', v.buffer_kb,
-			"0 (libpcap's default) or kilobytes up to 1048576");
+	checkFields(v, [ 'direction', 'snaplen', 'buffer_kb' ]);
 }
 
-var COLLECTOR_DEFAULTS = { port: BigInt(0), protocol: 'ipfix', transport: 'udp', fields: [],
-	biflow: false, observation_domain: BigInt(0), template_refresh_seconds: BigInt(60),
-	template_refresh_packets: BigInt(20), stats_interval: BigInt(0), mtu: BigInt(1400),
-	source_address: '', group: '', queue_limit: BigInt(256), spool_kb: BigInt(0) };
+var COLLECTOR_DEFAULTS = defaultsOf('collector');
 
 /* export/collectors.py CollectorProfile.__post_init__ */
 function checkProfile(v) {
@@ -332,23 +287,15 @@ function checkProfile(v) {
 		if (!ok)
 			throw new FieldError(field, arguments.length > 3 ? value : v[field], allowed);
 	}
-	var protocols = [ 'ipfix', 'netflow9', 'netflow5' ];
-	check('protocol', protocols.indexOf(v.protocol) >= 0, protocols.join(' or '));
-	check('transport', [ 'udp', 'tcp' ].indexOf(v.transport) >= 0, 'udp or tcp');
+	checkFields(v, [ 'protocol', 'transport' ]);
 	check('transport', v.transport == 'udp' || v.protocol == 'ipfix',
 		'udp (tcp is for ipfix only)');
 	check('host', typeof(v.host) == 'string' && v.host != '', 'an address or host name');
-	check('port', intIn(v.port, 0, 65535), '1 to 65535');
+	checkField('port', v.port);
 	check('biflow', !v.biflow || v.protocol == 'ipfix',
 		'false (RFC 5103 biflows are IPFIX only)');
-	check('observation_domain', intIn(v.observation_domain, 0, 4294967295), '0 to 4294967295');
-	check('template_refresh_seconds', intIn(v.template_refresh_seconds, 1, 86400), '1 to 86400');
-	check('template_refresh_packets', intIn(v.template_refresh_packets, 1, 100000),
-		'1 to 100000');
-	check('stats_interval', intIn(v.stats_interval, 0, 86400), '0 (off) to 86400');
-	check('mtu', intIn(v.mtu, 256, 65000), '256 to 65000');
-	check('queue_limit', intIn(v.queue_limit, 1, 1000000), '1 to 1000000');
-	check('spool_kb', intIn(v.spool_kb, 0, 4194304), '0 (off) to 4194304');
+	checkFields(v, [ 'observation_domain', 'template_refresh_seconds',
+		'template_refresh_packets', 'stats_interval', 'mtu', 'queue_limit', 'spool_kb' ]);
 	if (v.fields.length) {
 		check('fields', v.protocol != 'netflow5', 'none (the NetFlow v5 record is fixed)');
 		v.fields.forEach(function(name) {
@@ -489,24 +436,17 @@ function checkSections(sections) {
 		buildInterfaces(main, values, origin, byType['interface']);
 		byType.collector.forEach(buildCollector);
 		var enabled = values.hasOwnProperty('enabled') ? values.enabled : false,
-		    conntrack = Object.assign({ source: 'capture', conntrack_max_connections: BigInt(16384),
-		    	conntrack_dump_interval: 30, conntrack_vanish_grace: 5,
-		    	conntrack_buffer_kb: BigInt(1024) }, pick(values, CONNTRACK_OPTIONS));
+		    conntrack = Object.assign(defaultsOf('conntrack'), pick(values, CONNTRACK_OPTIONS));
 		checked(function(v) {
-			if ([ 'capture', 'conntrack', 'both' ].indexOf(v.source) < 0)
-				throw new FieldError('source', v.source, 'capture, conntrack, both');
-			checkInt('conntrack_max_connections', v.conntrack_max_connections, 1, 16777216);
-			checkSeconds('conntrack_dump_interval', v.conntrack_dump_interval, 1);
-			checkSeconds('conntrack_vanish_grace', v.conntrack_vanish_grace, 0);
-			checkInt('conntrack_buffer_kb', v.conntrack_buffer_kb, 0, 1048576);
+			checkFields(v, [ 'source', 'conntrack_max_connections', 'conntrack_dump_interval',
+				'conntrack_vanish_grace', 'conntrack_buffer_kb' ]);
 		}, main.label, MAIN_OPTIONS, origin, conntrack);
 		var captures = conntrack.source != 'conntrack';
 		if (enabled && captures && !(values.interfaces || []).length)
 			throw new Problem(main.label, 'interface', null, null,
 				"missing (required when enabled: at least one, as list interface 'lan')");
 		checked(function(v) {
-			if ([ 'debug', 'info', 'warning', 'error' ].indexOf(v.log_level) < 0)
-				throw new FieldError('log_level', v.log_level, 'debug, info, warning, error');
+			checkField('log_level', v.log_level);
 			var path = v.control_socket;
 			if (typeof(path) != 'string' || path.charAt(0) != '/' || path.indexOf('\0') >= 0 ||
 			    utf8Length(path) > SUN_PATH_MAX)
@@ -517,13 +457,10 @@ function checkSections(sections) {
 			if (typeof(v.spool_dir) != 'string' || v.spool_dir.charAt(0) != '/' ||
 			    v.spool_dir.indexOf('\0') >= 0)
 				throw new FieldError('spool_dir', v.spool_dir, 'an absolute path');
-		}, main.label, MAIN_OPTIONS, origin, {
-			log_level: values.hasOwnProperty('log_level') ? values.log_level : 'info',
-			control_socket: values.hasOwnProperty('control_socket')
-				? values.control_socket : '/var/run/flowprobe.sock',
-			user: values.hasOwnProperty('user') ? values.user : '',
-			spool_dir: values.hasOwnProperty('spool_dir') ? values.spool_dir : '/var/spool/flowprobe'
-		});
+		}, main.label, MAIN_OPTIONS, origin,
+			Object.assign(defaultsOf('main'), pick(values, {
+				log_level: [ 'log_level' ], control_socket: [ 'control_socket' ],
+				user: [ 'user' ], spool_dir: [ 'spool_dir' ] })));
 	}
 	catch (e) {
 		if (e instanceof Problem)

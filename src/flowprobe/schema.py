@@ -1,0 +1,109 @@
+"""What every option may hold, once: its range or its choices, and the words
+an error uses for them.
+
+The daemon's settings (settings.py, conntrack_settings.py, config.py,
+export/collectors.py) check their fields here; LuCI's form reads the same
+table, generated into luci-app-flowprobe's flowprobe/schema.js together with
+the option names and the defaults (tools/gen_schema.py; a test keeps it
+current).  Keyed by field (the settings' attribute); the UCI option names
+that map to each field are config.py's.  Checks that are logic, not ranges
+(host names, device names, user names, field lists), stay with their code.
+"""
+
+from dataclasses import dataclass
+
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600   # flow durations are kept in 32-bit milliseconds
+
+
+@dataclass(frozen=True)
+class Integer:
+    low: int
+    high: int
+    allowed: str = ""
+
+    def __post_init__(self):
+        if not self.allowed:
+            object.__setattr__(self, "allowed", f"an integer from {self.low} to {self.high}")
+
+    def holds(self, value):
+        return (isinstance(value, int) and not isinstance(value, bool)
+                and self.low <= value <= self.high)
+
+
+@dataclass(frozen=True)
+class Seconds:
+    low: float
+    high: float = MAX_TIMEOUT_SECONDS
+
+    @property
+    def allowed(self):
+        return f"seconds from {self.low:g} to {self.high}"
+
+    def holds(self, value):
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and self.low <= value <= self.high)
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple
+    separator: str = ", "
+
+    @property
+    def allowed(self):
+        return self.separator.join(self.values)
+
+    def holds(self, value):
+        return value in self.values
+
+
+OVERFLOW_POLICIES = ("evict", "refuse")
+DIRECTIONS = ("in", "out", "both")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SOURCES = ("capture", "conntrack", "both")
+PROTOCOLS = ("ipfix", "netflow9", "netflow5")
+TRANSPORTS = ("udp", "tcp")
+
+FIELDS = {
+    # the meter (settings.MeterSettings)
+    "max_flows": Integer(1, 1 << 24),
+    "max_fragments": Integer(1, 1 << 20),
+    "idle_timeout": Seconds(0.001),
+    "active_timeout": Seconds(0.001),
+    "unanswered_timeout": Seconds(0.001),
+    "fragment_timeout": Seconds(0.001),
+    "tcp_end_grace": Seconds(0.0),
+    "overflow_policy": Choice(OVERFLOW_POLICIES, " or "),
+    "hash_seed": Integer(0, (1 << 64) - 1),
+    # a capture (config.InterfaceConfig); below 64 bytes the headers the meter
+    # reads no longer fit, 262144 is libpcap's maximum
+    "direction": Choice(DIRECTIONS),
+    "snaplen": Integer(64, 262144, "bytes from 64 to 262144"),
+    "buffer_kb": Integer(0, 1 << 20, "0 (libpcap's default) or kilobytes up to 1048576"),
+    # the service (config.Config)
+    "log_level": Choice(LOG_LEVELS),
+    # the conntrack source (conntrack_settings.ConntrackSettings)
+    "source": Choice(SOURCES),
+    "conntrack_max_connections": Integer(1, 1 << 24),
+    "conntrack_dump_interval": Seconds(1.0),
+    "conntrack_vanish_grace": Seconds(0.0),
+    "conntrack_buffer_kb": Integer(0, 1 << 20),
+    # a collector (export.collectors.CollectorProfile)
+    "protocol": Choice(PROTOCOLS, " or "),
+    "transport": Choice(TRANSPORTS, " or "),
+    "port": Integer(0, 65535, "1 to 65535"),
+    "observation_domain": Integer(0, 2**32 - 1, "0 to 4294967295"),
+    "template_refresh_seconds": Integer(1, 86400, "1 to 86400"),
+    "template_refresh_packets": Integer(1, 100000, "1 to 100000"),
+    "stats_interval": Integer(0, 86400, "0 (off) to 86400"),
+    "mtu": Integer(256, 65000, "256 to 65000"),
+    "queue_limit": Integer(1, 1_000_000, "1 to 1000000"),
+    "spool_kb": Integer(0, 4_194_304, "0 (off) to 4194304"),
+}
+
+
+def check(error, field, value):
+    """Raises error(field, value, allowed) unless value is what field may hold."""
+    rule = FIELDS[field]
+    if not rule.holds(value):
+        raise error(field, value, rule.allowed)
