@@ -27,7 +27,9 @@ libasan=$(gcc -print-file-name=libasan.so)
 
 rm -rf "$work"
 mkdir -p "$work" "$logs"
+mkdir -p "$work/tools"
 cp -R src tests pyproject.toml "$work/"
+cp tools/pcapfile.py "$work/tools/" # the tests' pcap writer
 rm -f "$work"/src/flowprobe/_cmeter_ffi*
 
 echo "sanitize: building the C core with ASan + UBSan"
