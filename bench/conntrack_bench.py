@@ -139,7 +139,7 @@ def config_text(source, socket_path):
 
 
 def status(socket_path):
-    from flowprobe.control.server import call
+    from flowprobe.control.client import call
     return call(socket_path, "status")
 
 

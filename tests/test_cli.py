@@ -1,12 +1,18 @@
-"""flowprobe read: the command-line contract."""
+"""flowprobe read: the command-line contract (records as JSON, as text in
+nfdump's long style, as a --format line; the summary; the progress line)."""
 
+import io
 import json
+import os
+import subprocess
+import sys
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from captures import START_US, cli_records, run_cli, write_pcap
+from flowprobe.cli import units
 
 MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
 KEYS = {"ip_version", "protocol", "src_addr", "dst_addr", "src_port", "dst_port", "packets",
@@ -46,10 +52,108 @@ def test_several_files_are_one_capture(tmp_path):
     assert [r["packets"] for r in records] == [3]
 
 
-def test_text_output(tmp_path):
-    result = run_cli("read", write_pcap(tmp_path / "t.pcap", udp_frames(1)))
-    assert result.returncode == 0
-    assert "10.0.0.1:1000 > 10.0.0.2:9" in result.stdout
+def read_utc(*args):
+    """flowprobe read with the local zone UTC, so times are predictable."""
+    return subprocess.run([sys.executable, "-m", "flowprobe", "read", *map(str, args)],
+                          capture_output=True, text=True, env=dict(os.environ, TZ="UTC"))
+
+
+def test_text_output_as_nfdump_long(tmp_path):
+    from scapy.layers.inet import ICMP, TCP
+    frames = [
+        (START_US, bytes(Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2")
+                         / UDP(sport=1000, dport=53) / (b"q" * 1472))),
+        (START_US + 1500, bytes(Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2")
+                                / UDP(sport=1000, dport=53) / (b"q" * 1472))),
+        (START_US + 2000, bytes(Ether(**MACS) / IPv6(src="2001:db8:100::2", dst="2001:db8::1")
+                                / TCP(sport=8080, dport=44802, flags="S"))),
+        (START_US + 2500, bytes(Ether(**MACS) / IPv6(src="2001:db8:100::2", dst="2001:db8::1")
+                                / TCP(sport=8080, dport=44802, flags="PA") / (b"d" * 100))),
+        (START_US + 3000, bytes(Ether(**MACS) / IP(src="10.0.0.9", dst="10.0.0.2")
+                                / ICMP(type=3, code=3) / (b"i" * 28))),
+    ]
+    result = read_utc(write_pcap(tmp_path / "t.pcap", frames))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Date first seen (UTC)    Duration Proto       Src IP Addr:Port -> Dst IP Addr:Port"
+        "      Flags    Packets     Bytes End",
+        "2023-11-14 22:13:20.000     0.001 UDP            10.0.0.1:1000 -> 10.0.0.2:53"
+        "                          2   2.9 KiB forced",
+        "2023-11-14 22:13:20.002     0.000 TCP    [2001:db8:100::2]:8080 -> [2001:db8::1]:44802"
+        "   ...AP.S.       2     220 B forced",
+        "2023-11-14 22:13:20.003     0.000 ICMP                10.0.0.9 -> "
+        "10.0.0.2 port unreachable                1      56 B forced",
+    ]
+    assert result.stderr == ("Summary: 3 flows, 5 packets, 3.2 KiB; 5 packets read, 0 not IP, "
+                             "dropped: none\n")
+
+
+def test_format_is_a_line_of_the_json_keys(tmp_path):
+    path = write_pcap(tmp_path / "f.pcap", udp_frames(3) + udp_frames(2, family=6))
+    result = read_utc(path, "--format", "{src_addr} {dst_port} {packets:>4} {octets} {ipsec_spi}.")
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["10.0.0.1 9    3 96 .", "fd00::1 9    2 104 ."]
+    assert result.stderr.startswith("Summary: 2 flows, 5 packets, 200 B;")
+    for template, message in (("{bytes}", "no field 'bytes' (fields: ip_version, protocol,"),
+                              ("{} {}", "fields are named, not numbered"),
+                              ("{src_addr", "expected '}' before end of string")):
+        refused = read_utc(path, "--format", template)
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert refused.stderr.startswith(f"flowprobe: --format: {message}"), refused.stderr
+    both = read_utc(path, "--format", "{src_addr}", "--json")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_no_progress_line_when_stderr_is_not_a_terminal(tmp_path):
+    path = write_pcap(tmp_path / "p.pcap", udp_frames(2000))
+    result = read_utc(path, "--json", "--progress-min-bytes", "0")
+    assert "\r" not in result.stderr and "reading" not in result.stderr
+
+
+def test_progress_line_says_how_far_how_fast_and_how_long(tmp_path):
+    from flowprobe.cli.read import Progress
+    from flowprobe.meter import Meter
+    path = write_pcap(tmp_path / "p.pcap", udp_frames(5000))
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    meter, stream, now = Meter(), Terminal(), [0.0]
+    progress = Progress([path], meter, stream, min_bytes=1000, every=0.5,
+                        clock=lambda: now[0])
+    assert progress.enabled and progress.total == path.stat().st_size
+    progress.file(path)
+    source = meter.open_file(path)
+    meter.dispatch(source, max_packets=1000)   # libpcap reads ahead a buffer's worth
+    now[0] = 2.0
+    progress.update()
+    line = stream.getvalue()
+    assert line.startswith("\r\033[Kreading p.pcap: ")
+    assert f"of {units.size(progress.total)} (" in line and "500 packets/s" in line
+    assert line.endswith(" left")
+    progress.clear()
+    assert stream.getvalue().endswith("\r\033[K")
+    meter.close(source)
+    small = Progress([path], meter, Terminal(), min_bytes=10 ** 9)
+    assert not small.enabled
+
+
+def test_real_stacks_capture_reads_as_text(real_stacks_capture):
+    as_json = cli_records(run_cli("read", real_stacks_capture, "--json").stdout)
+    text = read_utc(real_stacks_capture)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()[1:]
+    assert len(lines) == len(as_json)
+    assert text.stderr.startswith(f"Summary: {units.plural(len(as_json), 'flow')}, ")
+    v6_with_ports = [r for r in as_json if r["ip_version"] == 6 and r["protocol"] in (6, 17)]
+    assert v6_with_ports
+    for record in v6_with_ports:
+        ends = f"[{record['src_addr']}]:{record['src_port']} -> " \
+               f"[{record['dst_addr']}]:{record['dst_port']}"
+        assert any(ends in line for line in lines), ends
+    assert any(" TCP " in line and "...A" in line for line in lines)
+    assert any("echo request" in line for line in lines)
 
 
 def test_missing_file_is_one_line_and_nothing_else(tmp_path):

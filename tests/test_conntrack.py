@@ -24,7 +24,7 @@ import pytest
 
 import conntrack_churn as churn
 from collector_tools import NFCAPD, NFDUMP, TSHARK, Nfcapd, missing_tools, tshark_decode
-from flowprobe.control.server import call
+from flowprobe.control.client import call
 from netlab import RouterLab, missing
 from realstack import simple_truth
 from test_conntrack_reload import config_text as reload_config

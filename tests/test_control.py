@@ -1,7 +1,7 @@
 """Control: the handlers over a real meter, the unix socket server and its
-client, the CLI verbs, and the ubus object where python-ubus and ubusd exist."""
+client, and the ubus object where python-ubus and ubusd exist (the CLI verbs
+over this socket: test_cli_control.py)."""
 
-import argparse
 import json
 import os
 import selectors
@@ -19,9 +19,10 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from captures import START_US
-from flowprobe.control import commands, server
+from flowprobe.control import server
+from flowprobe.control.client import call
 from flowprobe.control.handlers import ControlError, Handlers
-from flowprobe.control.server import ControlServer, call
+from flowprobe.control.server import ControlServer
 from flowprobe.meter import Meter
 from flowprobe.settings import MeterSettings
 
@@ -623,175 +624,6 @@ def test_call_times_out_on_a_silent_server(socket_path):
         with pytest.raises(ControlError) as error:
             call(socket_path, "status", timeout=0.2)
         assert str(error.value) == f"flowprobe at {socket_path} did not answer within 0.2 s"
-
-
-# ---- the CLI verbs ----
-
-def parse(*argv):
-    parser = argparse.ArgumentParser(prog="flowprobe")
-    commands.add_commands(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(list(argv))
-
-
-def run(*argv):
-    args = parse(*argv)
-    return args.handler(args)
-
-
-def test_cli_defaults():
-    args = parse("flows")
-    assert (args.socket, args.json, args.sort, args.limit) == ("/var/run/flowprobe.sock",
-                                                               False, "bytes", 100)
-    assert (args.address, args.port, args.protocol, args.interface) == (None,) * 4
-    args = parse("top")
-    assert (args.interval, args.once, args.rows) == (2.0, False, 0)
-
-
-def test_cli_status(served, capsys):
-    assert run("status", "--socket", served) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines() == [
-        "version: test",
-        "uptime: 1h02m",
-        "active_flows: 4",
-        "interfaces:",
-        "  eth0: packets 10, drops 0",
-        "exporters:",
-        "  - name nfcapd, last_error -",
-    ]
-    assert run("status", "--socket", served, "--json") == 0
-    assert json.loads(capsys.readouterr().out)["interfaces"]["eth0"]["packets"] == 10
-
-
-def test_cli_flows_table(served, capsys):
-    assert run("flows", "--socket", served) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["PROTO", "SOURCE", "DESTINATION", "PACKETS", "BYTES", "AGE",
-                                "IF"]
-    assert lines[1].split() == ["tcp", "10.1.0.1:50000", "10.2.0.2:80", "3", "3.1k", "1s",
-                                "eth0"]
-    assert lines[2].split() == ["udp", "[2001:db8::1]:1234", "[2001:db8::2]:443", "1", "1.2k",
-                                "0s", "wan"]
-    assert lines[3].split() == ["udp", "10.1.0.1:5353", "192.0.2.53:53", "5", "190", "0s",
-                                "wan"]
-    assert lines[4].split() == ["icmp", "10.1.0.9", "10.2.0.2", "type", "8/0", "1", "28", "0s",
-                                "eth0"]
-    assert lines[5] == "4 of 4 matching flows (4 active)"
-    # aligned: every column starts at the same offset
-    assert len({line.index("DESTINATION" if i == 0 else line.split()[2])
-                for i, line in enumerate(lines[:5])}) == 1
-
-
-def test_cli_flows_filters_and_json(served, capsys):
-    assert run("flows", "--socket", served, "--protocol", "17", "--interface", "wan",
-               "--address", "10.0.0.0/8", "--port", "53", "--sort", "packets", "--limit", "5",
-               "--json") == 0
-    result = json.loads(capsys.readouterr().out)
-    assert summary(result) == [UDP4] and result["matched"] == 1
-    assert run("flows", "--socket", served, "--protocol", "gre") == 0
-    assert capsys.readouterr().out == "0 of 0 matching flows (4 active)\n"
-
-
-def test_cli_errors_are_one_line(served, socket_path, tmp_path, capsys):
-    assert run("flows", "--socket", served, "--limit", "0") == 1
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == "flowprobe: flows: limit must be an integer 1..1000, got 0\n"
-    missing = str(tmp_path / "none.sock")
-    assert run("status", "--socket", missing) == 1
-    assert capsys.readouterr().err == (f"flowprobe: flowprobe is not running "
-                                       f"(no control socket at {missing})\n")
-
-
-def test_cli_expire(served, capsys):
-    assert run("expire", "--socket", served, "--interface", "eth0", "--port", "80") == 0
-    assert capsys.readouterr().out == "expired 1 flow\n"
-    assert run("expire", "--socket", served, "--json") == 0
-    assert json.loads(capsys.readouterr().out) == {"expired": 3}
-    assert run("expire", "--socket", served) == 0
-    assert capsys.readouterr().out == "expired 0 flows\n"
-
-
-def test_cli_reload(served, probe, capsys):
-    assert run("reload", "--socket", served) == 0
-    assert capsys.readouterr().out == "reloaded\n"
-    probe.reload_error = reason = "uci: flowprobe.main.interval: invalid value 'x'"
-    assert run("reload", "--socket", served) == 1
-    assert capsys.readouterr().out == f"not reloaded: {reason}\n"
-    assert run("reload", "--socket", served, "--json") == 1
-    assert json.loads(capsys.readouterr().out) == {"reloaded": False, "error": reason}
-
-
-class LiveTraffic:
-    """One UDP flow that keeps sending, one frame a loop turn, on the probe's
-    packet clock (the meter's clock follows packet time)."""
-
-    def __init__(self, probe):
-        self.probe, self.at_ms = probe, 2000
-
-    def __call__(self):
-        self.at_ms += 1
-        self.probe.feed(self.at_ms, frame(IP(src="10.9.0.1", dst="10.2.0.2")
-                                          / UDP(sport=4000, dport=4001) / Raw(b"s" * 472)),
-                        "wan")
-
-
-def test_cli_top_once_sorts_by_rate(handlers, probe, socket_path, capsys):
-    loop = Loop(ControlServer(socket_path, handlers), tick=LiveTraffic(probe))
-    try:
-        assert run("top", "--socket", socket_path, "--once", "--interval", "0.3") == 0
-    finally:
-        loop.close()
-    lines = capsys.readouterr().out.splitlines()
-    assert "\033" not in "".join(lines)  # --once: no screen control
-    assert lines[0].startswith("flowprobe top ") and "5 active, 5 matching" in lines[0]
-    assert lines[1].split() == ["RATE", "PKT/S", "PROTO", "SOURCE", "DESTINATION", "BYTES", "AGE",
-                                "IF"]
-    busiest = lines[2].split()
-    assert busiest[2:5] == ["udp", "10.9.0.1:4000", "10.2.0.2:4001"] and busiest[-1] == "wan"
-    assert busiest[0].endswith("b/s") and busiest[0] != "0b/s"
-    # the table's other flows sent nothing in between
-    assert [line.split()[:2] for line in lines[3:]] == [["0b/s", "0"]] * 4
-    assert [line.split()[2] for line in lines[3:]] == ["tcp", "udp", "udp", "icmp"]
-
-
-def test_cli_top_json_and_filters(handlers, probe, socket_path, capsys):
-    loop = Loop(ControlServer(socket_path, handlers), tick=LiveTraffic(probe))
-    try:
-        assert run("top", "--socket", socket_path, "--once", "--interval", "0.2",
-                   "--interface", "wan", "--json") == 0
-    finally:
-        loop.close()
-    frame_ = json.loads(capsys.readouterr().out)
-    assert frame_["matched"] == 3 and frame_["active"] == 5
-    first = frame_["flows"][0]
-    assert first["src_addr"] == "10.9.0.1" and first["bytes_per_s"] > 0
-    assert first["packets_per_s"] > 0
-    assert [f["bytes_per_s"] for f in frame_["flows"][1:]] == [0, 0]
-
-
-def test_top_rates_between_two_snapshots(handlers, probe):
-    before = handlers.call("flows", {"limit": 1000})
-    probe.feed(1500, TCP_FRAME, "eth0")      # +1040 octets on a known flow
-    probe.feed(1501, ICMP_FRAME, "wan")      # a new flow (another interface): counts whole
-    after = handlers.call("flows", {"limit": 1000})
-    rated = commands.top_rates(before, after, 2.0)
-    assert [(f["protocol"], f["ifindex"], f["bytes_per_s"], f["packets_per_s"])
-            for f in rated] == [(6, 2, 520.0, 0.5), (1, 3, 14.0, 0.5), (17, 3, 0.0, 0.0),
-                                (17, 3, 0.0, 0.0), (1, 2, 0.0, 0.0)]
-
-
-def test_top_against_no_daemon(tmp_path, capsys):
-    missing = str(tmp_path / "none.sock")
-    assert run("top", "--socket", missing, "--once") == 1
-    assert capsys.readouterr().err.startswith("flowprobe: flowprobe is not running")
-
-
-def test_formats():
-    assert [commands.format_count(v) for v in (0, 999, 1000, 1_234_567, 5e9, 2e12)] == [
-        "0", "999", "1.0k", "1.2M", "5.0G", "2.0T"]
-    assert [commands.format_duration(ms) for ms in (0, 59_999, 60_000, 3_725_000, 90_061_000)] \
-        == ["0s", "59s", "1m00s", "1h02m", "1d01h"]
 
 
 # ---- ubus ----

@@ -131,7 +131,7 @@ def test_a_run_that_was_killed_is_reported_at_the_next_start(tmp_path):
     import signal
     import time
 
-    from flowprobe.control.server import call
+    from flowprobe.control.client import call
 
     socket_path = tmp_path / "c.sock"
     config = tmp_path / "k.conf"

@@ -15,7 +15,7 @@ import pytest
 
 from captures import differences
 from collector_tools import NFCAPD, NFDUMP, Nfcapd, missing_tools, per_flow_key
-from flowprobe.control.server import call
+from flowprobe.control.client import call
 from netlab import RouterLab, missing
 from realstack import simple_truth
 

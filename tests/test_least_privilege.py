@@ -17,7 +17,7 @@ import pytest
 
 from collector_tools import NFCAPD, NFDUMP, Nfcapd, missing_tools, per_flow_key
 from flowprobe import privileges
-from flowprobe.control.server import call
+from flowprobe.control.client import call
 from netlab import RouterLab, missing
 from test_daemon_live import Daemon, all_up, uci_config
 

@@ -49,7 +49,7 @@ import pytest
 from collector_tools import NFCAPD, Nfcapd, missing_tools
 from flowprobe import config
 from flowprobe.config import ConfigError
-from flowprobe.control.server import call
+from flowprobe.control.client import call
 from netlab import RouterLab, missing
 
 ROOT = Path(__file__).resolve().parent.parent

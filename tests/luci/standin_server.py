@@ -6,7 +6,7 @@ and answers their ubus JSON-RPC calls as rpcd would, checking each against
 the app's own ACL file (acl.d/luci-app-flowprobe.json):
 - `luci.flowprobe` methods (the daemon's ubus methods as published for
   uhttpd) go to the running daemon's real control socket
-  (flowprobe.control.server.call); no daemon there is rpcd's "Object not
+  (flowprobe.control.client.call); no daemon there is rpcd's "Object not
   found";
 - `uci get|add|set|delete` read and stage changes of the daemon's real config
   file; `uci apply` (LuCI's Save & Apply) writes the file and then reloads the
@@ -28,8 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from flowprobe.config import read_sections
+from flowprobe.control.client import call
 from flowprobe.control.handlers import ControlError
-from flowprobe.control.server import call
 from flowprobe.control.ubus import WEB_OBJECT_NAME
 
 HERE = Path(__file__).resolve().parent

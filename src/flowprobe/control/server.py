@@ -47,7 +47,6 @@ MAX_QUEUED_REQUESTS = 4         # pipelined requests read ahead, per client
 REQUEST_SECONDS = 5.0
 REPLY_SECONDS = 10.0
 SERVE_BUDGET_SECONDS = 0.02     # control work per loop turn (at least one request)
-MAX_REPLY = 64 * 1024 * 1024    # what the client accepts
 RECEIVE_SIZE = 65536
 REQUEST_KEYS = ("method", "args")
 
@@ -442,68 +441,3 @@ class _Client:
         self.connection.close()
         self.connection = None
         self.server.clients.pop(self.fd, None)
-
-
-def call(path, method, args=None, timeout=5.0):
-    """One request to a running flowprobe; its result, or ControlError with
-    the server's message (or why it could not be asked)."""
-    path = str(path)
-    request = {"method": method}
-    if args:
-        request["args"] = args
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-        connection.settimeout(timeout)
-        try:
-            while True:
-                try:
-                    connection.connect(path)
-                    break
-                except BlockingIOError:
-                    # a unix socket's backlog is full: the server is accepting
-                    # (and evicting) as fast as it can; try again until the deadline
-                    if time.monotonic() >= deadline:
-                        raise socket.timeout() from None
-                    time.sleep(0.01)
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise ControlError(f"flowprobe is not running (no control socket at {path})") from None
-        except PermissionError:
-            raise ControlError(f"permission denied on {path} (the control socket is "
-                               f"root's: run as root)") from None
-        except socket.timeout:
-            raise ControlError(f"flowprobe at {path} did not answer within "
-                               f"{timeout:g} s") from None
-        except OSError as e:
-            raise ControlError(f"cannot connect to {path}: {e.strerror}") from None
-        reply = bytearray()
-        try:
-            try:
-                connection.sendall(_encode(request))
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # refused (too many clients, too large): its reason may still be there
-            while b"\n" not in reply:
-                connection.settimeout(max(0.001, deadline - time.monotonic()))
-                data = connection.recv(RECEIVE_SIZE)
-                if not data:
-                    break
-                reply += data
-                if len(reply) > MAX_REPLY:
-                    raise ControlError(f"reply from {path} larger than {MAX_REPLY} bytes")
-        except socket.timeout:
-            raise ControlError(f"flowprobe at {path} did not answer within "
-                               f"{timeout:g} s") from None
-        except ConnectionResetError:
-            pass
-        except OSError as e:
-            raise ControlError(f"control socket {path}: {e.strerror}") from None
-    line = bytes(reply).split(b"\n", 1)[0]
-    if not line:
-        raise ControlError(f"flowprobe at {path} closed the connection without a reply")
-    try:
-        decoded = json.loads(line)
-        ok = decoded["ok"]
-    except (ValueError, KeyError, TypeError):
-        raise ControlError(f"flowprobe at {path} sent a malformed reply") from None
-    if not ok:
-        raise ControlError(str(decoded.get("error", "unknown error")))
-    return decoded.get("result", {})
