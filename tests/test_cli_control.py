@@ -285,7 +285,7 @@ def test_cli_top_once_sorts_by_rate(handlers, probe, socket_path, capsys):  # no
         loop.close()
     lines = capsys.readouterr().out.splitlines()
     assert "\033" not in "".join(lines)  # --once: no screen control
-    assert lines[0].startswith("flowprobe top ") and "5 active, 5 matching" in lines[0]
+    assert lines[0].startswith("flowprobe top ") and "5 of 5 flows" in lines[0]
     assert "bit/s (" in lines[0] and "B/s)" in lines[0] and "packets/s" in lines[0]
     assert lines[1].split() == ["RATE", "PKT/S", "PROTO", "SOURCE", "DESTINATION", "BYTES", "AGE",
                                 "IF"]
@@ -377,6 +377,7 @@ def test_top_keys_sort_and_filter():
     assert view.editing == "lan" and view.filter == ""
     view.press("\r")
     assert (view.filter, view.editing) == ("lan", None)
+    assert view.keys_line() == "by age  filter: lan   q quit  r p b a sort  / filter"
     assert view.press("x") is False
     assert view.press("\x1b") and view.filter == ""
     assert view.press("q") == "quit"

@@ -119,12 +119,13 @@ class _Missing(dict):
 
 
 def summary_line(counters, flows, packets, octets):
-    drops = [(words, counters.get(key, 0)) for key, words in units.METER_DROPS]
+    """'Summary: 3 flows, 5 packets, 3.2 KiB; dropped: none': every packet
+    read is in a flow or under a reason here."""
+    drops = [("not IP", counters.get("dropped_non_ip", 0))]
+    drops += [(words, counters.get(key, 0)) for key, words in units.METER_DROPS]
     dropped = ", ".join(f"{words} {units.count(n)}" for words, n in drops if n) or "none"
     return (f"Summary: {units.plural(flows, 'flow')}, {units.plural(packets, 'packet')}, "
-            f"{units.size(octets)}; "
-            f"{units.plural(counters.get('packets_read', 0), 'packet')} read, "
-            f"{units.count(counters.get('dropped_non_ip', 0))} not IP, dropped: {dropped}")
+            f"{units.size(octets)}; dropped: {dropped}")
 
 
 # ---- progress ----
@@ -150,7 +151,8 @@ class Progress:
         self.drawn = False
 
     def file(self, path):
-        """The next input is `path` (the ones before it are read)."""
+        """The next input is `path` (None: every input is read; what is left
+        is the records of the flows still open)."""
         if self.path is not None:
             self.done_before += self.sizes.get(self.path, 0)
         self.path, self.fd = path, None
@@ -158,6 +160,8 @@ class Progress:
     def _position(self):
         """How far libpcap is in the current file: its descriptor's offset
         (/proc/self/fd: libpcap keeps the stream to itself)."""
+        if self.path is None:
+            return 0
         if self.fd is None:
             try:
                 wanted = os.stat(self.path)
@@ -182,9 +186,10 @@ class Progress:
         done = self.done_before + self._position()
         elapsed = max(now - self.started, 1e-6)
         packets = self.meter.counters()["packets_read"]
-        line = (f"reading {os.path.basename(str(self.path))}: {units.size(done)} of "
+        name = os.path.basename(str(self.path)) if self.path else "done"
+        line = (f"reading {name}: {units.size(done)} of "
                 f"{units.size(self.total)} ({units.percent(done / (self.total or 1))}), "
-                f"{units.si(packets / elapsed, 'packets/s')}")
+                f"{units.packet_rate(packets / elapsed)}")
         if done:
             line += f", {units.duration((self.total - done) * elapsed / done)} left"
         return line
@@ -316,6 +321,7 @@ def command_read(args):
             progress.file(path)
             for _ in meter.read_file(path, drain=sink.drain):
                 pass
+        progress.file(None)
         meter.flush()
         exporters = sink.finish()
     except CaptureError as e:

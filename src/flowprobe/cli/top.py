@@ -139,10 +139,11 @@ def format_top(rated, current, seconds, rows, width=None, sort="rate", text_filt
              if not text_filter or matches(cells, text_filter)]
     total_bytes = sum(f["bytes_per_s"] for f in rated)
     total_packets = sum(f["packets_per_s"] for f in rated)
-    title = (f"flowprobe top {time.strftime('%H:%M:%S')}  {current['active']} active, "
-             f"{current['matched']} matching  {units.bit_rate_with_bytes(total_bytes)}  "
-             f"{units.si(total_packets, 'packets/s')}  over {seconds:.1f} s  "
-             f"by {SORTS[sort]}" + (f"  filter: {text_filter}" if text_filter else ""))
+    title = (f"flowprobe top {time.strftime('%H:%M:%S')}  {current['matched']} of "
+             f"{current['active']} flows  {units.bit_rate_with_bytes(total_bytes)}  "
+             f"{units.packet_rate(total_packets)}")
+    if keys_line is None:   # else the keys line says it
+        title += f"  over {seconds:.1f} s  {view_text(sort, text_filter)}"
     lines = [title]
     if shown:
         lines += render_table(shown[:rows], width)
@@ -155,7 +156,11 @@ def format_top(rated, current, seconds, rows, width=None, sort="rate", text_filt
     return "\n".join(lines)
 
 
-KEYS_HELP = "q quit  r p b a sort by rate, packets/s, bytes, age  / filter"
+KEYS_HELP = "q quit  r p b a sort  / filter"
+
+
+def view_text(sort, text_filter):
+    return f"by {SORTS[sort]}" + (f"  filter: {text_filter}" if text_filter else "")
 
 
 class Keyboard:
@@ -225,7 +230,7 @@ class View:
     def keys_line(self):
         if self.editing is not None:
             return f"filter: {self.editing}_   (Enter keeps it, Esc cancels)"
-        return KEYS_HELP
+        return f"{view_text(self.sort, self.filter)}   {KEYS_HELP}"
 
 
 def _screen_size(args):
@@ -251,8 +256,12 @@ def command_top(args):
             text = format_top(frame[0], frame[1], frame[2], rows,
                               width=columns if screen else None, sort=view.sort,
                               text_filter=view.filter, keys_line=keys)
-            if screen:  # no newline after the last line: it would scroll the screen
-                sys.stdout.write(HOME + (CLEAR_LINE + "\r\n").join(text.split("\n"))
+            if screen:
+                shown = text.split("\n")
+                if keys is not None:   # the keys on the bottom line
+                    shown[-1:] = [""] * (lines - len(shown)) + shown[-1:]
+                # no newline after the last line: it would scroll the screen
+                sys.stdout.write(HOME + (CLEAR_LINE + "\r\n").join(shown[:lines])
                                  + CLEAR_LINE + CLEAR_BELOW)
                 sys.stdout.flush()
                 return

@@ -103,6 +103,11 @@ def size(octets):
     return f"{_number(scaled, bool(prefix))} {prefix}B"
 
 
+def packet_rate(packets_per_s):
+    """'812 k packets/s' (packets take no SI prefix of their own)."""
+    return f"{si(packets_per_s)} packets/s"
+
+
 def bit_rate(bytes_per_s):
     """A byte rate as links are rated: '97.6 kbit/s'."""
     return si(bytes_per_s * 8, "bit/s")
