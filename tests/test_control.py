@@ -873,3 +873,29 @@ def test_control_work_that_overran_its_budget_waits_as_long_before_more(handlers
         selector.close()
     gaps = [b - a for a, b in zip(slow_calls, slow_calls[1:])]
     assert len(slow_calls) == 3 and all(gap >= 0.19 for gap in gaps), gaps
+
+
+def test_a_flood_of_connections_is_accepted_a_bounded_number_a_turn(handlers, socket_path):
+    """The loop takes at most ACCEPTS_PER_TURN connections a turn: a connect
+    flood cannot keep it from capture (before: it accepted until the backlog
+    was empty, evicting one client per accept)."""
+    control = ControlServer(socket_path, handlers)
+    selector = selectors.DefaultSelector()
+    control.attach(selector)
+    pending = []
+    try:
+        for _ in range(server.LISTEN_BACKLOG):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(socket_path)
+            except BlockingIOError:
+                pass
+            pending.append(s)
+        control._accept(selectors.EVENT_READ)
+        assert len(control.clients) == server.ACCEPTS_PER_TURN
+    finally:
+        for s in pending:
+            s.close()
+        control.close()
+        selector.close()

@@ -191,3 +191,22 @@ def test_the_run_state_file_trusts_nothing_it_did_not_write(tmp_path):
     linked = RunState(path)
     assert linked.fd is None and "cannot keep the run state" in linked.error
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_conntrack_stop_in_the_run_state_is_checked_before_use(tmp_path):
+    """Numbers that are not a past time or a count that fits are ignored
+    (before: stopped_ms -1 or 2**70 reached the C core and stopped every start)."""
+    from types import SimpleNamespace
+
+    from flowprobe.conntrack import ConntrackService, kernel_identity
+    from flowprobe.run_state import RunState
+
+    state = RunState(tmp_path / "fp.state")
+    source = SimpleNamespace(probe=SimpleNamespace(run_state=state))
+    for stopped_ms, open_connections in ((-1, 5), (2**70, 5), (1000, -3), (1000, 2**40),
+                                         (True, 5), (10**20, 1)):
+        state.put("conntrack", {"kernel": kernel_identity(), "stopped_ms": stopped_ms,
+                                "open": open_connections})
+        assert ConntrackService._previous_stop(source) is None, (stopped_ms, open_connections)
+    state.put("conntrack", {"kernel": kernel_identity(), "stopped_ms": 1000, "open": 5})
+    assert ConntrackService._previous_stop(source)["open"] == 5

@@ -190,3 +190,14 @@ def test_a_filter_swap_loses_nothing_the_old_filter_took():
     one and dropped them, counted nowhere: about 100 a swap at 60 kpps)."""
     result = run_in_namespace(SWAP_SCRIPT)
     assert result == {"read": 50, "later": 0}
+
+
+def test_fragments_of_the_export_traffic_are_left_out_too():
+    """An export message larger than the path's MTU leaves in fragments; the
+    ones after the first carry no ports, so they are left out by host."""
+    from flowprobe.meter import check_filter
+    from flowprobe.sources.capture import capture_filter
+    bpf = capture_filter("", [("udp", "192.0.2.7", 4739), ("udp", "2001:db8::7", 2055)])
+    assert "(ip and dst host 192.0.2.7 and ip[6:2] & 0x1fff != 0)" in bpf
+    assert "(ip6 and dst host 2001:db8::7 and ip6[6] == 44)" in bpf
+    check_filter(bpf)

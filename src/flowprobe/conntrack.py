@@ -367,9 +367,13 @@ class ConntrackService:
         file, or None (none, another boot's or another namespace's)."""
         run_state = getattr(self.probe, "run_state", None)
         state = run_state.get("conntrack") if run_state else None
+        def whole(value, high):
+            return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high
+
+        # nothing in the file is trusted: a time in the past, a count that fits
         if (not isinstance(state, dict) or state.get("kernel") != kernel_identity()
-                or not isinstance(state.get("stopped_ms"), int)
-                or not isinstance(state.get("open"), int)):
+                or not whole(state.get("stopped_ms"), int(time.time() * 1000))
+                or not whole(state.get("open"), 1 << 32)):
             return None
         return state
 

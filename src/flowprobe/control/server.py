@@ -40,6 +40,7 @@ from collections import deque
 from flowprobe.control.handlers import ControlError
 
 MAX_CLIENTS = 16               # for the members of the socket's group; as many again for root
+ACCEPTS_PER_TURN = 16
 LISTEN_BACKLOG = 64
 MAX_REQUEST = 64 * 1024
 MAX_DEPTH = 16                  # a request is an object of simple arguments
@@ -233,7 +234,9 @@ class ControlServer:
         return struct.unpack("3i", credentials)[1] == 0
 
     def _accept(self, _events):
-        while True:
+        # a bounded number a turn: a flood of connections costs the loop no
+        # more than that before capture gets its turn again
+        for _ in range(ACCEPTS_PER_TURN):
             try:
                 connection, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
