@@ -10,6 +10,7 @@ say the same thing the same way:
   words for people ("3 h 12 min") and compact in tables ("1h02m").
 """
 
+import functools
 import time
 
 PROTOCOL_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 58: "ICMPv6",
@@ -132,9 +133,21 @@ def percent(fraction):
 
 # ---- time ----
 
+@functools.lru_cache(maxsize=4096)
+def _local_second(epoch_s):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
+
+
 def local_time(epoch_s):
     """'2026-12-02 01:48:45' in the local zone."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
+    zone = (time.tzname, time.timezone, time.altzone)
+    if zone != _zone[0]:                # TZ changed (tzset): forget what was written
+        _local_second.cache_clear()
+        _zone[0] = zone
+    return _local_second(int(epoch_s))
+
+
+_zone = [None]
 
 
 def timestamp_ms(epoch_ms):
