@@ -313,3 +313,25 @@ def test_a_reload_with_a_filter_that_does_not_compile_is_refused_and_capture_goe
     assert status["config_error"] == reply["error"] and all_up(status)
     assert [f["packets"] for f in flows if f["src_addr"] == lab.client4] == [5]
     assert status["interfaces"][0]["packets_not_captured"] == 0
+
+
+def test_a_reload_to_a_collector_by_name_waits_for_dns_off_the_loop(lab, tmp_path):
+    """The new collector's name is resolved in the resolver's thread: the
+    reload answers at once that it waits, metering goes on, and the reload is
+    applied when the answer is in (before: the loop blocked in getaddrinfo,
+    10 s with DNS down, while the kernel dropped packets)."""
+    daemon = Daemon(lab, tmp_path, uci_config(str(tmp_path / "control.sock"), 2055,
+                                              ["r-cli"]))
+    daemon.wait_until(all_up)
+    text = uci_config(daemon.socket, 2055, ["r-cli"]).replace("option host '127.0.0.1'",
+                                                             "option host 'localhost'")
+    daemon.config.write_text(text)
+    reply = call(daemon.socket, "reload")
+    daemon.wait_until(lambda s: s["collectors"] and s["collectors"][0]["host"] == "localhost"
+                      and s["config_error"] is None)
+    lab.run(lab.client, "ping", "-c", "3", "-i", "0.2", lab.router_client4)
+    status = daemon.status()
+    daemon.stop()
+    assert reply["reloaded"] is False and reply.get("pending") is True, reply
+    assert "waits for collector names to resolve (localhost)" in reply["error"]
+    assert status["loop_errors"] == 0 and "reloaded" in daemon.output()

@@ -480,3 +480,42 @@ def test_open_transport_by_name():
     with pytest.raises(TransportError, match="udp or tcp"):
         open_transport("sctp", "127.0.0.1", 4739)
 
+
+
+def test_a_name_is_resolved_off_the_caller_and_only_its_answer_is_used(monkeypatch):
+    """At a reload the loop must not wait on DNS: without an answer yet the
+    transport says so at once (NotResolvedYet) and the resolver asks in its
+    own thread; then the answer is used, a failure included."""
+    import threading
+
+    from flowprobe.export.resolver import Resolver
+    from flowprobe.export.transport import NotResolvedYet
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def slow(host, *args):
+        release.wait(5)          # DNS that takes its time
+        if host == "nowhere.invalid":
+            raise socket.gaierror(-2, "Name or service not known")
+        return real("127.0.0.1", *args)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    resolver = Resolver()
+    started = time.monotonic()
+    with pytest.raises(NotResolvedYet):
+        UdpTransport("collector.lan", 4739, resolver=resolver)
+    assert time.monotonic() - started < 0.5
+    resolver.request("collector.lan", 4739, socket.SOCK_DGRAM)
+    resolver.request("nowhere.invalid", 4739, socket.SOCK_DGRAM)
+    assert resolver.busy()
+    release.set()
+    deadline = time.monotonic() + 5
+    while resolver.busy() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    transport = UdpTransport("collector.lan", 4739, resolver=resolver)
+    assert transport.address[0] == "127.0.0.1"
+    transport.close()
+    with pytest.raises(TransportError, match="does not resolve"):
+        UdpTransport("nowhere.invalid", 4739, resolver=resolver)
+    # an address never waits for the resolver
+    UdpTransport("127.0.0.1", 4739, resolver=resolver).close()

@@ -19,6 +19,7 @@ from flowprobe.conntrack import ConntrackService, with_nat_fields
 from flowprobe.control.handlers import ControlError, Handlers
 from flowprobe.control.server import ControlServer
 from flowprobe.errors import OptionError
+from flowprobe.export.resolver import Resolver
 from flowprobe.export.transport import TransportError
 from flowprobe.privileges import (
     CAP_NET_ADMIN,
@@ -50,7 +51,8 @@ class Probe:
         self.use_ubus = ubus
         self.config_error = None
         self.started = time.time()
-        self.stopping = self.reload_requested = False
+        self.stopping = self.reload_requested = self.reload_waiting = False
+        self.resolver = Resolver()     # collector names at a reload, off the loop
         self.sinks = Sinks({}, with_nat_fields)
         self.metering = Metering(self.config.meter, self.sinks.deliver)
         self.captures = CaptureSet(self.metering.meter,
@@ -136,7 +138,7 @@ class Probe:
                 self.loop.guarded(self.server.serve)   # after capture had its turn
                 if self.ubus:
                     self.loop.guarded(self.ubus.poll)
-                if self.reload_requested:
+                if self.reload_requested or (self.reload_waiting and not self.resolver.busy()):
                     self.reload_requested = False
                     self.loop.guarded(self.reload)
                 if time.monotonic() >= next_tick:

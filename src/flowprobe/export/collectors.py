@@ -158,7 +158,8 @@ def _spool(profile, spool_dir):
 class Collector:
     """One profile: its encoder, its transport, and what became of records."""
 
-    def __init__(self, profile, *, boot_ms, meter_biflow, interfaces=None, spool_dir=None):
+    def __init__(self, profile, *, boot_ms, meter_biflow, interfaces=None, spool_dir=None,
+                 resolver=None):
         self.profile = profile
         self.meter_biflow = meter_biflow
         self.interfaces = interfaces or {}
@@ -182,12 +183,18 @@ class Collector:
         self.last_template_ms = None
         self.last_stats_ms = None
         options = dict(source_address=profile.source_address or None,
-                       queue_limit=profile.queue_limit, spool=_spool(profile, spool_dir))
+                       queue_limit=profile.queue_limit, resolver=resolver)
         if reliable or profile.protocol != "netflow5":
             # TCP: every connection; UDP: a collector back from being down
             options["on_connect"] = self._new_session
-        self.transport = open_transport(profile.transport, profile.host, profile.effective_port,
-                                        **options)
+        options["spool"] = spool = _spool(profile, spool_dir)
+        try:
+            self.transport = open_transport(profile.transport, profile.host,
+                                            profile.effective_port, **options)
+        except TransportError:
+            if spool is not None:
+                spool.close()
+            raise
 
     def _new_session(self):
         """A (re)connected TCP session, or a UDP collector back from being
@@ -258,7 +265,7 @@ class Exporter:
     """Every collector gets every record; a group's members take turns."""
 
     def __init__(self, profiles, *, boot_ms, meter_biflow=False, interfaces=None,
-                 spool_dir=None, carry_over=None):
+                 spool_dir=None, carry_over=None, resolver=None):
         """carry_over: the exporter a reload replaces. A collector whose
         profile is unchanged (and records are shaped as before) goes on here
         with its session: sequence numbers, templates, queue and spool."""
@@ -280,7 +287,8 @@ class Exporter:
                     continue
                 self.collectors.append(Collector(profile, boot_ms=boot_ms,
                                                  meter_biflow=meter_biflow,
-                                                 interfaces=interfaces, spool_dir=spool_dir))
+                                                 interfaces=interfaces, spool_dir=spool_dir,
+                                                 resolver=resolver))
         except TransportError:
             self.close()
             raise

@@ -26,6 +26,8 @@ import socket
 import time
 from collections import deque
 
+from flowprobe.export.resolver import is_address
+
 # An established TCP connection to a collector that vanished without a RST
 # would otherwise hold its unacknowledged data for the kernel's full
 # retransmission time (~15 minutes), the queue overflowing all along.
@@ -54,6 +56,10 @@ class TransportError(ValueError):
     """A collector setting that cannot work (unresolvable name, bad port...)."""
 
 
+class NotResolvedYet(TransportError):
+    """The resolver has no answer for this name yet: ask it, and try again."""
+
+
 class _Message:
     __slots__ = ("data", "records", "template")
 
@@ -69,14 +75,25 @@ def _endpoint_text(host, port, sockaddr):
     return text
 
 
-def _resolve(host, port, socktype, source_address):
-    """One getaddrinfo at construction: (family, collector sockaddr, local sockaddr)."""
+def _resolve(host, port, socktype, source_address, resolver=None):
+    """(family, collector sockaddr, local sockaddr) at construction; a name
+    through the resolver's answer when there is one (the loop never waits
+    on DNS), else by getaddrinfo (at start, before anything is metered)."""
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise TransportError(f"collector port: invalid value {port!r} (allowed: 1..65535)")
     try:
-        found = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socktype)
+        if resolver is not None and not is_address(host):
+            found = resolver.answer(host, port, socktype)
+            if found is None:
+                raise NotResolvedYet(f"collector {host!r} is being resolved")
+            if isinstance(found, Exception):
+                raise found
+        else:
+            found = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socktype)
     except (socket.gaierror, UnicodeError) as e:
         raise TransportError(f"collector {host!r} does not resolve: {e}") from None
+    except OSError as e:
+        raise TransportError(f"collector {host!r} does not resolve: {e.strerror or e}") from None
     found = [f for f in found if f[0] in (socket.AF_INET, socket.AF_INET6)]
     if not found:
         raise TransportError(f"collector {host!r} has no IPv4 or IPv6 address")
@@ -105,7 +122,8 @@ class _Transport:
 
     def __init__(self, host: str, port: int, *, source_address: str | None = None,
                  queue_limit: int = 256, clock=time.monotonic, backoff_min: float = 1.0,
-                 backoff_max: float = 60.0, send_buffer: int | None = None, spool=None):
+                 backoff_max: float = 60.0, send_buffer: int | None = None, spool=None,
+                 resolver=None):
         if not isinstance(queue_limit, int) or queue_limit < 1:
             raise TransportError(f"queue_limit: invalid value {queue_limit!r} (allowed: >= 1)")
         if not 0 < backoff_min <= backoff_max:
@@ -113,7 +131,7 @@ class _Transport:
                                  "(allowed: 0 < min <= max)")
         self.host, self.port = host, port
         self.family, self.address, self.source = _resolve(host, port, self._socktype,
-                                                          source_address)
+                                                          source_address, resolver)
         self.endpoint = _endpoint_text(host, port, self.address)
         self.queue_limit = queue_limit
         self.backoff_min, self.backoff_max = backoff_min, backoff_max

@@ -5,10 +5,12 @@ running, whole, and the error shows in status.  Only then does each stage
 switch, without losing the flow table."""
 
 import logging
+import socket
 
 from flowprobe import config as configuration
 from flowprobe.errors import OptionError
-from flowprobe.export.transport import TransportError
+from flowprobe.export.resolver import is_address
+from flowprobe.export.transport import NotResolvedYet, TransportError
 from flowprobe.meter import CaptureError, check_filter
 from flowprobe.service.sinks import exporter_changes
 from flowprobe.sources.capture import capture_filter, linktype_of
@@ -39,10 +41,14 @@ def reload(probe):
     old, now_ms = probe.config, probe.now_ms()
     switch_exporter = exporter_changes(old, new)
     try:
-        exporter = (probe.sinks.prepare(new, now_ms, carry_over=probe.sinks.exporter)
+        exporter = (probe.sinks.prepare(new, now_ms, carry_over=probe.sinks.exporter,
+                                        resolver=probe.resolver)
                     if switch_exporter else None)
+    except NotResolvedYet:
+        return _wait_for_names(probe, new)
     except (TransportError, OptionError) as e:
         return _refused(probe, e)
+    probe.reload_waiting = False
     endpoints = (exporter.endpoints() if exporter else ()) if switch_exporter \
         else probe.sinks.endpoints()
     try:
@@ -75,7 +81,26 @@ def reload(probe):
     return {"reloaded": True, "error": None}
 
 
+def _wait_for_names(probe, new):
+    """New collectors name hosts: they are resolved off the loop, and the
+    loop runs this reload again once the answers are in."""
+    names = []
+    for profile in new.collectors:
+        if is_address(profile.host):
+            continue
+        socktype = socket.SOCK_STREAM if profile.transport == "tcp" else socket.SOCK_DGRAM
+        if probe.resolver.answer(profile.host, profile.effective_port, socktype) is None:
+            probe.resolver.request(profile.host, profile.effective_port, socktype)
+            names.append(profile.host)
+    probe.reload_waiting = True
+    message = (f"the reload waits for collector names to resolve ({', '.join(names)}); "
+               "it is applied once they do")
+    log.info("%s", message)
+    return {"reloaded": False, "error": message, "pending": True}
+
+
 def _refused(probe, error):
+    probe.reload_waiting = False
     probe.config_error = str(error)
     log.error("reload refused, still running the previous config: %s", error)
     return {"reloaded": False, "error": str(error)}

@@ -29,7 +29,7 @@ class Sinks:
         self.records_without_collector = 0
         self.spools_cleared = False
 
-    def prepare(self, config, now_ms, carry_over=None):
+    def prepare(self, config, now_ms, carry_over=None, resolver=None):
         """The exporter a config asks for, every collector set up (resolved,
         spools created): TransportError or OptionError before anything
         switches. None without collectors."""
@@ -47,7 +47,7 @@ class Sinks:
         profiles = self.with_nat_fields(config.collectors) if tracks else config.collectors
         return Exporter(profiles, boot_ms=now_ms, meter_biflow=config.meter.bidirectional or tracks,
                         interfaces=self.interface_names, spool_dir=spool_dir,
-                        carry_over=carry_over)
+                        carry_over=carry_over, resolver=resolver)
 
     def switch(self, exporter, now_ms, packets_ignored):
         """The new exporter takes over: collectors whose settings did not

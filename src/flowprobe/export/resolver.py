@@ -1,0 +1,69 @@
+"""Collector names resolved off the loop.
+
+getaddrinfo() blocks, for the resolver's whole timeout (seconds) when DNS is
+down, and the loop must never wait on it: at a reload, names are resolved in
+a worker thread and the reload goes on once the answers are in (the loop only
+ever reads them).  At start, before anything is metered, names are resolved
+directly.  Addresses are never looked up here: they need no resolver.
+"""
+
+import ipaddress
+import queue
+import socket
+import threading
+import time
+
+ANSWER_SECONDS = 300.0    # an answer older than this is asked again
+
+
+def is_address(host):
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
+
+
+class Resolver:
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._answers = {}        # (host, port, socktype) -> (when, addrinfo list or error)
+        self._pending = set()
+        self._lock = threading.Lock()
+        self._queue = queue.Queue()
+        self._thread = None
+
+    def answer(self, host, port, socktype):
+        """The getaddrinfo() result, an OSError it raised, or None (not asked
+        yet, or too old)."""
+        with self._lock:
+            found = self._answers.get((host, port, socktype))
+        if found is None or self._clock() - found[0] > ANSWER_SECONDS:
+            return None
+        return found[1]
+
+    def request(self, host, port, socktype):
+        key = (host, port, socktype)
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending.add(key)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="resolver", daemon=True)
+                self._thread.start()
+        self._queue.put(key)
+
+    def busy(self):
+        with self._lock:
+            return bool(self._pending)
+
+    def _work(self):
+        while True:
+            host, port, socktype = key = self._queue.get()
+            try:
+                found = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socktype)
+            except (OSError, UnicodeError) as e:
+                found = e
+            with self._lock:
+                self._answers[key] = (self._clock(), found)
+                self._pending.discard(key)
