@@ -210,3 +210,16 @@ def test_a_conntrack_stop_in_the_run_state_is_checked_before_use(tmp_path):
         assert ConntrackService._previous_stop(source) is None, (stopped_ms, open_connections)
     state.put("conntrack", {"kernel": kernel_identity(), "stopped_ms": 1000, "open": 5})
     assert ConntrackService._previous_stop(source)["open"] == 5
+
+
+def test_status_says_what_was_dropped_in_the_last_minute():
+    from flowprobe.cli.status import _drops_line
+    from flowprobe.service.metering import LastMinute
+    recent = LastMinute()
+    assert recent.summary() is None
+    for second in range(100):          # the totals each tick; only the last 61 are kept
+        recent.sample(float(second), second * 1000, second * 10)
+    assert recent.summary() == {"seconds": 60.0, "packets_read": 60000, "packets_dropped": 600}
+    line = _drops_line({"meter": {"packets_read": 99000, "dropped_truncated": 990},
+                        "collectors": [], "last_minute": recent.summary()})
+    assert line.startswith("600 of 60.0 k read in the last 1 min"), line

@@ -32,7 +32,7 @@ from flowprobe.privileges import (
 from flowprobe.run_state import RunState
 from flowprobe.service import reload, status
 from flowprobe.service.loop import Loop
-from flowprobe.service.metering import Metering
+from flowprobe.service.metering import LastMinute, Metering
 from flowprobe.service.sinks import Sinks
 from flowprobe.sources.capture import CaptureSet
 
@@ -55,6 +55,7 @@ class Probe:
         self.resolver = Resolver()     # collector names at a reload, off the loop
         self.sinks = Sinks({}, with_nat_fields)
         self.metering = Metering(self.config.meter, self.sinks.deliver)
+        self.last_minute = LastMinute()
         self.captures = CaptureSet(self.metering.meter,
                                    lambda: self.metering.drain(self.now_ms()))
         self.sinks.interface_names = self.captures.interface_names
@@ -214,7 +215,10 @@ class Probe:
         self.meter.expire(now_ms)
         self.metering.drain(now_ms)
         self.conntrack.tick(now_ms)
-        self.sinks.tick(now_ms, self.packets_ignored())
+        dropped = self.packets_ignored()
+        self.sinks.tick(now_ms, dropped)
+        self.last_minute.sample(time.monotonic(), self.metering.counters()["packets_read"],
+                                dropped)
         if self.ubus and time.monotonic() >= self.ubus_check_at:
             self.ubus_check_at = time.monotonic() + UBUS_CHECK_S
             self.ubus.check()

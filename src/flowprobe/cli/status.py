@@ -124,9 +124,15 @@ def _drops_line(status):
     total = sum(n for _, n in drops)
     not_sent = sum(c.get("records_not_sent", 0) for c in status.get("collectors") or [])
     not_sent += status.get("records_without_collector", 0) or 0
+    recent = status.get("last_minute")
+    now = ""
+    if recent and recent["seconds"]:
+        now = (f"{units.count(recent['packets_dropped'])} of "
+               f"{units.count(recent['packets_read'])} read in the last "
+               f"{units.duration(recent['seconds'])}; ")
     if not total and not not_sent:
-        return f"none since start ({units.count(read)} packets read)"
-    parts = []
+        return f"{now}none since start ({units.count(read)} packets read)"
+    parts = [now.rstrip("; ")] if now else []
     if total:
         reasons = ", ".join(f"{reason} {units.count(n)}" for reason, n in drops)
         share = units.percent(total / (read + meter.get("packets_dropped_by_kernel", 0) or 1))

@@ -3,6 +3,7 @@ over the capture handles (no gap) once the old one's flows are out; the
 counters of the tables a reload replaced carry on in the totals."""
 
 import logging
+from collections import deque
 
 from flowprobe.meter import Meter, packets_ignored
 
@@ -11,6 +12,25 @@ log = logging.getLogger("flowprobe")
 # counters that say how things are now, not how many so far
 GAUGES = {"fragment_packets_held", "flows_active", "flows_pending_export", "flows_peak",
           "fragments_tracked", "clock_ms", "clock_first_ms"}
+
+
+class LastMinute:
+    """Packets read and dropped over the last minute, from the totals sampled
+    each tick (61 samples: bounded), for a status that says what happens now,
+    not only since start."""
+
+    def __init__(self):
+        self.samples = deque(maxlen=61)    # (monotonic seconds, packets read, dropped)
+
+    def sample(self, now, read, dropped):
+        self.samples.append((now, read, dropped))
+
+    def summary(self):
+        if len(self.samples) < 2:
+            return None
+        (then, read0, dropped0), (now, read1, dropped1) = self.samples[0], self.samples[-1]
+        return {"seconds": round(now - then, 1), "packets_read": read1 - read0,
+                "packets_dropped": dropped1 - dropped0}
 
 
 class Metering:

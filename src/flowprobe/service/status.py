@@ -24,6 +24,7 @@ def status(probe):
                       packets_dropped_by_kernel=probe.captures.kernel_dropped(),
                       max_flows=meter.settings.max_flows,
                       table_fill=round(counters["flows_active"] / meter.settings.max_flows, 4)),
+        "last_minute": probe.last_minute.summary(),
         "interfaces": probe.captures.status(),
         "collectors": probe.sinks.stats(),
         "records_without_collector": probe.sinks.records_without_collector,
