@@ -444,6 +444,20 @@ def test_a_client_that_does_not_read_is_not_read_either(served):
     assert len(replies) == 2000 and all(r["ok"] for r in replies)
 
 
+def connect_without_waiting(path, count):
+    """count connections, none waiting to be accepted (a full backlog refuses some)."""
+    sockets = []
+    for _ in range(count):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(path)
+        except BlockingIOError:
+            pass
+        sockets.append(s)
+    return sockets
+
+
 def wait_for(predicate, timeout=10):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -457,14 +471,7 @@ def test_a_full_house_of_idle_connections_never_locks_status_out(handlers, socke
     loop = Loop(ControlServer(socket_path, handlers))
     idle = []
     try:
-        for _ in range(2000):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(socket_path)
-            except BlockingIOError:
-                pass
-            idle.append(s)
+        idle = connect_without_waiting(socket_path, 2000)
         assert call(socket_path, "status")["version"] == "test"   # within call()'s 5 s
         assert len(loop.server.clients) <= server.MAX_CLIENTS
         assert loop.server.evicted > 0
@@ -884,14 +891,7 @@ def test_a_flood_of_connections_is_accepted_a_bounded_number_a_turn(handlers, so
     control.attach(selector)
     pending = []
     try:
-        for _ in range(server.LISTEN_BACKLOG):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(socket_path)
-            except BlockingIOError:
-                pass
-            pending.append(s)
+        pending = connect_without_waiting(socket_path, server.LISTEN_BACKLOG)
         control._accept(selectors.EVENT_READ)
         assert len(control.clients) == server.ACCEPTS_PER_TURN
     finally:

@@ -36,7 +36,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +45,7 @@ from flowprobe import config
 from flowprobe.config import ConfigError
 from flowprobe.control.client import call
 from netlab import RouterLab, missing
+from test_luci_browser import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 LUCI_TESTS = ROOT / "tests" / "luci"
@@ -153,19 +153,6 @@ def drive(step, url, user, prefix, **params):
     assert not errors, f"{step}: console errors: {errors}"
     assert not seen["denied"], f"{step}: calls the ACL refused: {seen['denied']}"
     return seen
-
-
-def wait_until(what, predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception:  # not up yet
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"never: {what}")
 
 
 def daemons_error(text, tmp_path):
