@@ -65,7 +65,10 @@ esac
 echo "sanitize: running the C-facing tests under the sanitizers"
 status=0
 # shellcheck disable=SC2086 # the test list is meant to split
-sanitized "$python" -m pytest -p no:cacheprovider -q $tests "$@" || status=$?
+# the real-stacks recording runs tcpdump and real clients, which hang with
+# libasan preloaded into them; the capture's metering is covered without it
+sanitized "$python" -m pytest -p no:cacheprovider -q $tests -k "not real_stacks" "$@" ||
+	status=$?
 for report in "$logs"/asan.* "$logs"/ubsan.*; do
 	[ -e "$report" ] || continue
 	echo "sanitize: sanitizer report $report:" >&2
