@@ -198,6 +198,6 @@ def test_fragments_of_the_export_traffic_are_left_out_too():
     from flowprobe.meter import check_filter
     from flowprobe.sources.capture import capture_filter
     bpf = capture_filter("", [("udp", "192.0.2.7", 4739), ("udp", "2001:db8::7", 2055)])
-    assert "(ip and dst host 192.0.2.7 and ip[6:2] & 0x1fff != 0)" in bpf
-    assert "(ip6 and dst host 2001:db8::7 and ip6[6] == 44)" in bpf
+    assert "(ip and dst host 192.0.2.7 and ip[9] == 17 and ip[6:2] & 0x1fff != 0)" in bpf
+    assert "(ip6 and dst host 2001:db8::7 and ip6[6] == 44 and ip6[40] == 17)" in bpf
     check_filter(bpf)

@@ -60,10 +60,14 @@ def exclusion_filter(endpoints):
     terms = []
     for transport, address, port in endpoints:
         terms.append(f"({transport} and dst host {address} and dst port {port})")
-        # an export message larger than the path's MTU leaves in fragments, and
-        # only the first carries the ports: the others, by host
-        terms.append(f"(ip6 and dst host {address} and ip6[6] == 44)" if ":" in address else
-                     f"(ip and dst host {address} and ip[6:2] & 0x1fff != 0)")
+        # a UDP export message larger than the path's MTU leaves in fragments,
+        # and only the first carries the ports: the others, by host and
+        # protocol (a fragmented ping to the collector's host is still metered)
+        if transport == "udp":
+            terms.append(f"(ip6 and dst host {address} and ip6[6] == 44 and ip6[40] == 17)"
+                         if ":" in address else
+                         f"(ip and dst host {address} and ip[9] == 17 and "
+                         "ip[6:2] & 0x1fff != 0)")
         terms.append(f"({transport} and src host {address} and src port {port})")
         terms.append(f"(icmp6 and src host {address} and icmp6[icmp6type] == "
                      "icmp6-destinationunreach)" if ":" in address else
