@@ -40,20 +40,19 @@ from pathlib import Path
 
 import pytest
 
-from collector_tools import NFCAPD, Nfcapd, missing_tools
+from collector_tools import Nfcapd
 from flowprobe import config
 from flowprobe.config import ConfigError
 from flowprobe.control.client import call
-from netlab import RouterLab, missing
-from test_luci_browser import wait_until
+from netlab import RouterLab
+from test_luci_browser import CHROMIUM, LUCI_TESTS, wait_until
+from test_luci_browser import why_skip as browser_test_needs
 
 ROOT = Path(__file__).resolve().parent.parent
-LUCI_TESTS = ROOT / "tests" / "luci"
 DRIVER = LUCI_TESTS / "drive_pages.js"
 BUILD = ROOT / "tools" / "openwrt-userland" / "build.sh"
 TRAFFIC = LUCI_TESTS / "real" / "traffic.py"
 ARTIFACTS = ROOT / "build" / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 STATUS_PAGE, SETTINGS_PAGE = "admin/services/flowprobe/status", "admin/services/flowprobe/settings"
 NETWORKS = {"lan": "r-cli", "wan": "r-srv"}
 PACED_PPS, PACED_PAYLOAD, SINK_PORT, CLOSED_PORT = 100, 1000, 5001, 5009
@@ -65,16 +64,13 @@ def why_skip():
     if not SOURCES:
         return ("set OPENWRT_SRC to a directory of upstream checkouts (libubox, ubus, uci, "
                 "ucode, lucihttp, rpcd, uhttpd, cgi-io, iwinfo, luci) to run it")
-    reason = missing() or missing_tools(NFCAPD)
+    # the browser test's needs (namespaces, nfcapd, node, chromium, playwright), and the stack's
+    reason = browser_test_needs()
     if reason:
         return reason
-    for tool in ("node", "unshare", "nsenter", "cmake", "openssl"):
+    for tool in ("unshare", "nsenter", "cmake", "openssl"):
         if shutil.which(tool) is None:
             return f"needs {tool}"
-    if not Path(CHROMIUM).exists():
-        return "needs chromium (Debian package chromium)"
-    if not (LUCI_TESTS / "node_modules" / "playwright-core").is_dir():
-        return "needs playwright-core: run `npm ci` in tests/luci (tools/setup-debian.sh does)"
     return None
 
 

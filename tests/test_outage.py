@@ -40,11 +40,14 @@ skip_reason = missing() or missing_tools(TSHARK)
 pytestmark = pytest.mark.skipif(skip_reason is not None, reason=f"outage: {skip_reason}")
 
 
+def main_section(socket_path, spool_dir):
+    return ["config flowprobe 'main'", "\toption enabled '1'", "\tlist interface 'r-cli'",
+            f"\toption control_socket '{socket_path}'", f"\toption spool_dir '{spool_dir}'",
+            "\toption idle_timeout '1'", "\toption filter 'udp or icmp'"]
+
+
 def config_text(socket_path, spool_dir):
-    return "\n".join([
-        "config flowprobe 'main'", "\toption enabled '1'", "\tlist interface 'r-cli'",
-        f"\toption control_socket '{socket_path}'", f"\toption spool_dir '{spool_dir}'",
-        "\toption idle_timeout '1'", "\toption filter 'udp or icmp'",
+    return "\n".join(main_section(socket_path, spool_dir) + [
         "config collector 'spooled'", "\toption transport 'tcp'", "\toption host '127.0.0.1'",
         f"\toption port '{SPOOLED}'", "\toption queue_limit '2'", "\toption spool_kb '4096'",
         "config collector 'queue_only'", "\toption transport 'tcp'",
@@ -138,10 +141,7 @@ UDP_PORT = 4750
 
 
 def udp_config(socket_path, spool_dir):
-    return "\n".join([
-        "config flowprobe 'main'", "\toption enabled '1'", "\tlist interface 'r-cli'",
-        f"\toption control_socket '{socket_path}'", f"\toption spool_dir '{spool_dir}'",
-        "\toption idle_timeout '1'", "\toption filter 'udp or icmp'",
+    return "\n".join(main_section(socket_path, spool_dir) + [
         "config collector 'nfcapd'", "\toption protocol 'ipfix'", "\toption host '127.0.0.1'",
         f"\toption port '{UDP_PORT}'", "\toption queue_limit '2'", "\toption spool_kb '4096'",
         ""])
