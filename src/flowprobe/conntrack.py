@@ -561,12 +561,8 @@ class ConntrackService:
             self.logged_losses = lost
 
     def export(self, now_ms):
-        probe = self.probe
         for batch, count in self.source.drain_raw():
-            if probe.exporter:
-                probe.exporter.export(batch, count, now_ms)
-            else:
-                probe.records_without_collector += count
+            self.probe.sinks.deliver(batch, count, now_ms)   # every sink, as capture's
 
     # ---- status ----
 
