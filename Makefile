@@ -2,7 +2,8 @@
 # everything up on a fresh Debian/Ubuntu machine first.
 
 PYTHON := .venv/bin/python
-C_SOURCES := $(wildcard src/flowprobe/*.c src/flowprobe/cmeter/*.c src/flowprobe/*.h src/flowprobe/cmeter/*.h)
+C_SOURCES := $(wildcard src/flowprobe/*.c src/flowprobe/cmeter/*.c src/flowprobe/*.h src/flowprobe/cmeter/*.h \
+	src/flowprobe/cmeter/*.def)
 EXTENSION_STAMP := build/.extension-built
 SAMPLE := build/sample.pcap
 PCAP ?= $(SAMPLE)
@@ -55,7 +56,7 @@ FUZZ_TIME ?= 300
 FUZZ_SOURCES := src/flowprobe/_cmeter.c $(wildcard src/flowprobe/cmeter/*.c) fuzz/fuzz_meter.c
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-build/fuzz/fuzz_meter: $(FUZZ_SOURCES) $(filter %.h,$(C_SOURCES)) fuzz/corpus_format.h
+build/fuzz/fuzz_meter: $(FUZZ_SOURCES) $(filter %.h %.def,$(C_SOURCES)) fuzz/corpus_format.h
 	@mkdir -p build/fuzz
 	clang $(FUZZ_FLAGS) -Isrc/flowprobe $(FUZZ_SOURCES) -lpcap -o $@
 

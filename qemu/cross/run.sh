@@ -15,7 +15,7 @@ ARCHES=${CROSS_ARCHES:-"mips mipsel armhf aarch64"}
 PYTHON=${PYTHON:-.venv/bin/python}
 CORE_SOURCES="src/flowprobe/_cmeter.c $(echo src/flowprobe/cmeter/*.c)"
 DRIVER_SOURCES=$(echo qemu/cross/*.c)
-HEADERS="src/flowprobe/_cmeter.h fuzz/corpus_format.h $(echo src/flowprobe/cmeter/*.h qemu/cross/*.h)"
+HEADERS="src/flowprobe/_cmeter.h fuzz/corpus_format.h $(echo src/flowprobe/cmeter/*.h src/flowprobe/cmeter/*.def qemu/cross/*.h)"
 # as make lint, plus -Wcast-align=strict, reported but not fatal: libpcap's
 # callback cast in capture.c is a false positive it cannot tell apart
 CFLAGS="-O2 -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter -Wcast-align=strict

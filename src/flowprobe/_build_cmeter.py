@@ -16,10 +16,21 @@ C_SOURCES = ["_cmeter.c", "cmeter/pipeline.c", "cmeter/decode.c", "cmeter/flow_t
              "cmeter/record_pack.c", "cmeter/conntrack.c", "cmeter/privileges.c"]
 
 
+def field_enumerators():
+    """cdef does not preprocess: the X-macro list of cmeter/fields.def,
+    expanded here the way the C preprocessor expands it in _cmeter.h."""
+    with open(os.path.join(HERE, "cmeter", "fields.def")) as table:
+        names = re.findall(r"^FIELD\((\w+),", table.read(), re.M)
+    lines = [f"FP_FIELD_{name} = {code}," for code, name in enumerate(names, 1)]
+    return "\n".join(lines + [f"FP_FIELD_END = {len(names) + 1}, FP_FIELD_LAST = {len(names)},"])
+
+
 def public_declarations():
     with open(os.path.join(HERE, "_cmeter.h")) as header:
         text = header.read()
     block = re.search(r"/\* cffi-begin \*/(.*)/\* cffi-end \*/", text, re.S).group(1)
+    expansion = r"#define FIELD.*?#undef FIELD\s*FP_FIELD_END,.*?FP_FIELD_LAST = FP_FIELD_END - 1"
+    block = re.sub(expansion, lambda _: field_enumerators(), block, flags=re.S)
     return re.sub(r"/\*.*?\*/", "", block, flags=re.S)
 
 

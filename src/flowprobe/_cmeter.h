@@ -220,22 +220,16 @@ void fp_meter_counters(struct fp_meter *meter, struct fp_counters *counters);
 uint64_t fp_meter_memory_bytes(struct fp_meter *meter);
 int fp_linktype_supported(int linktype);
 
-/* Export data records: a layout is a list of these codes; each has a fixed
- * length (fp_field_length) and is written in network byte order. */
+/* Export data records: a layout is a list of these codes (cmeter/fields.def);
+ * each has a fixed length (fp_field_length) and is written in network byte
+ * order.  A length of -1: no such field. */
 enum fp_field {
-	FP_FIELD_SRC_ADDR4 = 1, FP_FIELD_DST_ADDR4, FP_FIELD_SRC_ADDR6, FP_FIELD_DST_ADDR6,
-	FP_FIELD_SRC_PORT, FP_FIELD_DST_PORT, FP_FIELD_ICMP_TYPE_CODE,
-	FP_FIELD_PROTOCOL, FP_FIELD_TOS, FP_FIELD_TCP_FLAGS, FP_FIELD_IP_VERSION, FP_FIELD_END_REASON,
-	FP_FIELD_PACKETS, FP_FIELD_OCTETS, FP_FIELD_PACKETS32, FP_FIELD_OCTETS32,
-	FP_FIELD_START_MS, FP_FIELD_END_MS, FP_FIELD_START_UPTIME, FP_FIELD_END_UPTIME,
-	FP_FIELD_INGRESS, FP_FIELD_INGRESS16, FP_FIELD_EGRESS, FP_FIELD_VLAN, FP_FIELD_INNER_VLAN,
-	FP_FIELD_SPI, FP_FIELD_DIRECTION,
-	FP_FIELD_REVERSE_PACKETS, FP_FIELD_REVERSE_OCTETS, FP_FIELD_REVERSE_START_MS,
-	FP_FIELD_REVERSE_END_MS, FP_FIELD_REVERSE_TCP_FLAGS,
-	FP_FIELD_ZERO8, FP_FIELD_ZERO16, FP_FIELD_ZERO32,
-	FP_FIELD_POST_SRC_ADDR4, FP_FIELD_POST_DST_ADDR4, FP_FIELD_POST_SRC_ADDR6,
-	FP_FIELD_POST_DST_ADDR6, FP_FIELD_POST_SRC_PORT, FP_FIELD_POST_DST_PORT, FP_FIELD_FLOW_ID,
-	FP_FIELD_LAST = FP_FIELD_FLOW_ID  /* the highest code: new ones go before this line */
+	FP_FIELD_NONE,
+#define FIELD(name, length) FP_FIELD_##name,
+#include "cmeter/fields.def"
+#undef FIELD
+	FP_FIELD_END,                     /* one past the highest code */
+	FP_FIELD_LAST = FP_FIELD_END - 1
 };
 
 int fp_field_length(int field);
