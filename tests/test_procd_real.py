@@ -248,7 +248,7 @@ def test_reload_config_good_change_reloads_in_place(router):
 @pytest.mark.parametrize("option, value", [
     ("idle_timeout", "soon"),      # refused by the init script's rules too (ufloat)
     ("idle_timeout", "0"),         # passes the script's rules, refused by the daemon
-    ("direction", "sideways"),     # not in the script's rules at all
+    ("direction", "sideways"),     # refused by the script's rules too (or(...))
 ])
 def test_reload_config_bad_change_keeps_the_probe_running(router, option, value):
     router.write_config()
@@ -268,6 +268,30 @@ def test_reload_config_bad_change_keeps_the_probe_running(router, option, value)
     router.uci(f"delete flowprobe.main.{option}")
     router.wait("error cleared", lambda: router.status()["config_error"] is None)
     assert router.pid() == pid
+
+
+def validation_specs():
+    """The init script's validate_main list (tools/gen_schema.py writes it)."""
+    text = (REPO / "files" / "etc" / "init.d" / "flowprobe").read_text()
+    body = text[text.index("validate_main() {"):]
+    return re.findall(r"'(\w+:[^']*)'", body[:body.index("\n}\n")])
+
+
+@pytest.mark.parametrize("option, value, valid", [
+    ("max_flows", "65536", True), ("max_flows", "0", False), ("max_flows", "many", False),
+    ("overflow", "refuse", True), ("overflow", "drop", False),
+    ("idle_timeout", "0.5", True), ("idle_timeout", "soon", False),
+    ("snaplen", "63", False), ("biflow", "yes", True), ("biflow", "maybe", False),
+])
+def test_service_validation_comes_from_the_daemons_table(router, option, value, valid):
+    """procd's own validator (validate_data, as uci_load_validate runs it)
+    judges the main section by the generated list as the daemon does (for
+    what its datatypes can say)."""
+    router.sh("cat > /etc/config/flowprobe << 'EOF'\nconfig flowprobe 'main'\n"
+              f"\toption {option} '{value}'\nEOF\n")
+    specs = " ".join(f"'{spec}'" for spec in validation_specs())
+    done = router.sh(f"validate_data flowprobe flowprobe main {specs}", check=False)
+    assert (done.returncode == 0) == valid, (option, value, done.stdout, done.stderr)
 
 
 def test_kill_9_respawns(router):
