@@ -52,13 +52,13 @@ def test_the_spool_directory_is_made_for_the_user_and_nothing_else_is_touched(tm
     (existing / "notes.spool").write_text("someone else's")
     (existing / "c.123.4.spool").write_text("an earlier run's")
     probe = Probe(str(spool_config(tmp_path / "a.conf", existing, "nobody")), ubus=False)
-    probe.exporter.close()
+    probe.sinks.close()
     assert existing.stat().st_uid == 0
     # the earlier run's spool is gone, this run's closed with its exporter
     assert sorted(p.name for p in existing.iterdir()) == ["notes.spool"]
     fresh = tmp_path / "fresh"
     probe = Probe(str(spool_config(tmp_path / "b.conf", fresh, "nobody")), ubus=False)
-    probe.exporter.close()
+    probe.sinks.close()
     nobody = __import__("pwd").getpwnam("nobody")
     assert (fresh.stat().st_uid, fresh.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
 

@@ -210,6 +210,32 @@ while True:
 """
 
 
+def test_ubus_is_served_from_its_socket_not_polled(router):
+    """The loop watches the ubus connection's descriptor (control_plane.py)
+    instead of waking ten times a second to poll it."""
+    router.write_config()
+    router.sh("/etc/init.d/flowprobe restart")
+    router.running()
+    served = [m for _, m in router.log() if m.startswith("ubus object flowprobe registered")]
+    assert served and "its socket watched" in served[-1], served
+
+
+def test_ubus_published_again_after_ubusd_restarts(router):
+    """procd respawns a killed ubusd; the daemon publishes its object on
+    the new connection and watches the new descriptor (the old one is gone)."""
+    router.write_config()
+    router.sh("/etc/init.d/flowprobe restart")
+    pid = router.running()
+    before = len(router.log())
+    router.sh("kill -9 $(pidof ubusd)")
+    router.wait("served again", lambda: any(
+        "its socket watched" in m for _, m in router.log()[before:]) and router.status(),
+        timeout=60)
+    assert router.pid() == pid
+    for _ in range(3):   # and keeps answering: no stale registration in the loop
+        assert router.status()["uptime_s"] is not None
+
+
 def test_records_reach_a_collector(router):
     router.sh("cat > /etc/config/flowprobe << 'EOF'\n"
               + CONFIG.format(enabled=1, idle_timeout=15)

@@ -17,20 +17,13 @@ from flowprobe import __version__
 from flowprobe import config as configuration
 from flowprobe.conntrack import ConntrackService, with_nat_fields
 from flowprobe.control.handlers import ControlError, Handlers
-from flowprobe.control.server import ControlServer
 from flowprobe.errors import OptionError
 from flowprobe.export.resolver import Resolver
 from flowprobe.export.transport import TransportError
-from flowprobe.privileges import (
-    CAP_NET_ADMIN,
-    CAP_NET_RAW,
-    CAPABILITY_NAMES,
-    PrivilegeError,
-    account,
-    drop_to,
-)
+from flowprobe.privileges import PrivilegeError, account, drop_for_service
 from flowprobe.run_state import RunState
 from flowprobe.service import reload, status
+from flowprobe.service.control_plane import ControlPlane
 from flowprobe.service.loop import Loop
 from flowprobe.service.metering import LastMinute, Metering
 from flowprobe.service.sinks import Sinks
@@ -39,7 +32,6 @@ from flowprobe.sources.capture import CaptureSet
 log = logging.getLogger("flowprobe")
 
 TICK_S = 1.0                 # expiry scan and export timers
-UBUS_CHECK_S = 5.0           # a lost ubus connection is tried again this often
 FINISH_TIMEOUT_S = 5.0       # at stop: how long queued exports may take to leave
 
 
@@ -67,8 +59,7 @@ class Probe:
             self.sinks.close()
             raise
         self.handlers = Handlers(self)
-        self.loop = self.server = self.ubus = self.run_state = None
-        self.ubus_check_at = 0.0
+        self.loop = self.control = self.run_state = None
 
     # ---- what the control handlers and the sources ask ----
 
@@ -82,18 +73,6 @@ class Probe:
     @property
     def selector(self):
         return self.loop.selector if self.loop else None
-
-    @property
-    def exporter(self):   # the conntrack source delivers here
-        return self.sinks.exporter
-
-    @property
-    def records_without_collector(self):
-        return self.sinks.records_without_collector
-
-    @records_without_collector.setter
-    def records_without_collector(self, value):
-        self.sinks.records_without_collector = value
 
     def interface_index(self, name):
         return self.captures.interface_index(name)
@@ -120,25 +99,24 @@ class Probe:
             log.error("%s", e)
             self.loop.close()
             return 2
-        if user and not self._drop_privileges(user):
-            self._stop()
-            return 1
+        if user:
+            try:
+                kept = drop_for_service(user, self.config.conntrack.tracks)
+            except PrivilegeError as e:
+                log.error("%s", e)
+                self._stop()
+                return 1
+            if kept:
+                log.info("running as %s, keeping only %s", user.name, kept)
         log.info("flowprobe %s running: %d interfaces, %d collectors, control at %s",
                  __version__, len(self.config.interfaces), len(self.config.collectors),
                  self.control_socket)
         next_tick = time.monotonic() + TICK_S
         try:
             while not self.stopping:
-                timeout = max(0.0, next_tick - time.monotonic())
-                if self.ubus:
-                    timeout = min(timeout, 0.1)
-                wake = self.server.wake_at()
-                if wake is not None:
-                    timeout = min(timeout, max(0.0, wake - time.monotonic()))
-                self.loop.turn(timeout, self.sinks.watched())
-                self.loop.guarded(self.server.serve)   # after capture had its turn
-                if self.ubus:
-                    self.loop.guarded(self.ubus.poll)
+                wake = min(next_tick, self.control.wake_at() or next_tick)
+                self.loop.turn(max(0.0, wake - time.monotonic()), self.sinks.watched())
+                self.control.serve(self.loop.guarded)   # after capture had its turn
                 if self.reload_requested or (self.reload_waiting and not self.resolver.busy()):
                     self.reload_requested = False
                     self.loop.guarded(self.reload)
@@ -163,12 +141,12 @@ class Probe:
             user = account(self.config.user) if self.config.user else None
         except PrivilegeError as e:
             raise _StartError(f"{configuration.PACKAGE}.main.user: {e}") from None
+        self.control = ControlPlane(self.handlers, self.control_socket, self.loop.selector)
         try:
-            self.server = ControlServer(self.control_socket, self.handlers,
-                                        gid=user.gid if user else None)
+            self.control.start(gid=user.gid if user else None, ubus=self.use_ubus)
         except ControlError as e:
             raise _StartError(f"{configuration.PACKAGE}.main.control_socket: {e}") from None
-        self.server.attach(self.loop.selector)
+        self.captures.netifd = self.control.ubus is not None
         self.run_state = RunState(Path(self.control_socket).with_suffix(".state"))
         if self.run_state.error:
             log.warning("%s", self.run_state.error)
@@ -176,8 +154,6 @@ class Probe:
             log.warning("the previous run ended without a clean stop (%s): the flows it "
                         "held since their last export were never exported",
                         self.run_state.previous_unclean)
-        if self.use_ubus:
-            self._connect_ubus()
         for warning in self.config.warnings:
             log.warning("%s", warning)
         self.sinks.start(self.now_ms())
@@ -185,30 +161,6 @@ class Probe:
         self.captures.open(self.config.interfaces, self.sinks.endpoints())
         self.conntrack.apply(self.config, self.now_ms())
         return user
-
-    def _drop_privileges(self, user):
-        preload_late_imports()
-        # conntrack dumps need CAP_NET_ADMIN; decided at start: a reload that
-        # turns the source on later reports the missing capability in status
-        keep = (CAP_NET_RAW, CAP_NET_ADMIN) if self.config.conntrack.tracks else (CAP_NET_RAW,)
-        try:
-            if drop_to(user, keep):
-                log.info("running as %s, keeping only %s", user.name,
-                         " and ".join(CAPABILITY_NAMES[c] for c in keep))
-        except PrivilegeError as e:
-            log.error("%s", e)
-            return False
-        return True
-
-    def _connect_ubus(self):
-        try:
-            from flowprobe.control.ubus import UbusObject
-            self.ubus = UbusObject(self.handlers)
-            self.captures.netifd = True
-            if self.ubus.connected:   # else it is published once ubusd answers (ubus.py)
-                log.info("ubus object flowprobe registered")
-        except ControlError as e:
-            log.info("running without ubus: %s", e)
 
     def _tick(self):
         now_ms = self.now_ms()
@@ -219,10 +171,7 @@ class Probe:
         self.sinks.tick(now_ms, dropped)
         self.last_minute.sample(time.monotonic(), self.metering.counters()["packets_read"],
                                 dropped)
-        if self.ubus and time.monotonic() >= self.ubus_check_at:
-            self.ubus_check_at = time.monotonic() + UBUS_CHECK_S
-            self.ubus.check()
-        self.server.expire()
+        self.control.tick()
         self.captures.drop_vanished()
         self.captures.open(self.config.interfaces, self.sinks.endpoints())
 
@@ -243,10 +192,8 @@ class Probe:
                  self.packets_ignored(),
                  counters["records_drained"] + self.conntrack.counters().get("records", 0),
                  self.sinks.records_not_sent())
-        if self.server:
-            self.server.close()
-        if self.ubus:
-            self.ubus.close()
+        if self.control:
+            self.control.close()
         if self.run_state:
             self.run_state.stopped()
         self.loop.close()
@@ -254,17 +201,6 @@ class Probe:
 
 class _StartError(Exception):
     pass
-
-
-def preload_late_imports():
-    """Modules Python would import on first use, imported while still root:
-    after the drop the daemon's user may not be able to read them (a
-    codec for a host name's IDNA, the JSON detector's UTF-16/32)."""
-    import encodings.ascii  # noqa: F401
-    import encodings.idna  # noqa: F401
-    import encodings.latin_1  # noqa: F401
-    import encodings.utf_16  # noqa: F401
-    import encodings.utf_32  # noqa: F401
 
 
 def run(args):

@@ -63,6 +63,24 @@ def drop_to(user, capabilities=(CAP_NET_RAW,)):
     return True
 
 
+def drop_for_service(user, conntrack):
+    """The daemon's drop after start-up: conntrack dumps need CAP_NET_ADMIN,
+    decided at start (a reload that turns the source on later reports the
+    missing capability in status).  Modules Python would import on first use
+    are imported first, while still root: after the drop the user may not be
+    able to read them (a host name's IDNA codec, the JSON detector's
+    UTF-16/32)."""
+    import encodings.ascii  # noqa: F401
+    import encodings.idna  # noqa: F401
+    import encodings.latin_1  # noqa: F401
+    import encodings.utf_16  # noqa: F401
+    import encodings.utf_32  # noqa: F401
+    keep = (CAP_NET_RAW, CAP_NET_ADMIN) if conntrack else (CAP_NET_RAW,)
+    if drop_to(user, keep):
+        return " and ".join(CAPABILITY_NAMES[c] for c in keep)
+    return None
+
+
 def effective_capabilities():
     """The capability numbers in effect now (from /proc), for status."""
     with open("/proc/self/status") as status:

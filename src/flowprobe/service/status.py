@@ -18,7 +18,7 @@ def status(probe):
         "config": str(probe.config_path),
         "config_error": probe.config_error,
         "warnings": list(probe.config.warnings),
-        "ubus": bool(probe.ubus and probe.ubus.connected),
+        "ubus": bool(probe.control and probe.control.ubus_connected),
         "user": {"uid": os.getuid(), "capabilities": effective_capabilities()},
         "meter": dict(counters, memory_bytes=meter.memory_bytes,
                       packets_dropped_by_kernel=probe.captures.kernel_dropped(),
@@ -30,7 +30,7 @@ def status(probe):
         "records_without_collector": probe.sinks.records_without_collector,
         "source": probe.config.conntrack.source,
         "conntrack": probe.conntrack.status(probe.config, counters),
-        "control": probe.server.stats() if probe.server else None,
+        "control": probe.control.stats() if probe.control else None,
         "loop_errors": probe.loop.errors if probe.loop else 0,
         "previous_run": previous_run(probe.run_state),
     }
