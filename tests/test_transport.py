@@ -519,3 +519,97 @@ def test_a_name_is_resolved_off_the_caller_and_only_its_answer_is_used(monkeypat
         UdpTransport("nowhere.invalid", 4739, resolver=resolver)
     # an address never waits for the resolver
     UdpTransport("127.0.0.1", 4739, resolver=resolver).close()
+
+
+@pytest.fixture
+def moving_name(monkeypatch):
+    """A stand-in for DNS (getaddrinfo answers from a table the test
+    changes); the resolver thread and the sockets are real."""
+    from flowprobe.export.resolver import Resolver
+    points_to = {"collector.lan": "127.0.0.1"}
+    real = socket.getaddrinfo
+
+    def lookup(host, *args):
+        if host in points_to:
+            if points_to[host] is None:
+                raise socket.gaierror(-3, "Temporary failure in name resolution")
+            host = points_to[host]
+        return real(host, *args)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    return points_to, Resolver()
+
+
+def bound(kind, host, port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+    sock.bind((host, port))
+    if kind == "tcp":
+        sock.listen(4)
+    sock.settimeout(2)
+    return sock
+
+
+def answered(transport, clock):
+    """Ticks until the lookup the transport asked for came back."""
+    deadline = time.monotonic() + 5
+    transport.tick(clock())            # asks
+    while transport._name_asked is not None:
+        assert time.monotonic() < deadline, "the resolver never answered"
+        time.sleep(0.01)
+        transport.tick(clock())        # takes the answer
+
+
+@pytest.mark.parametrize("kind", ["udp", "tcp"])
+def test_a_collector_that_moves_in_dns_is_followed_without_a_restart(moving_name, kind):
+    from flowprobe.export.transport import NAME_REFRESH_SECONDS
+    points_to, resolver = moving_name
+    clock = FakeClock()
+    old = bound(kind, "127.0.0.1", 0)
+    port = old.getsockname()[1]
+    new = bound(kind, "127.0.0.2", port)   # the same port at the address it moves to
+    transport = open_transport(kind, "collector.lan", port, clock=clock,
+                               on_connect=lambda: TEMPLATES)
+    transport.names = resolver
+    assert transport.address == ("127.0.0.1", port)
+    if kind == "tcp":
+        pump(transport, lambda: transport.stats()["connected"], clock)
+    # the lookup is not due yet: nothing asked
+    transport.tick(clock())
+    assert transport._name_asked is None
+    # due, but DNS fails: the address that worked stays
+    points_to["collector.lan"] = None
+    clock.now += NAME_REFRESH_SECONDS
+    answered(transport, clock)
+    assert transport.address == ("127.0.0.1", port) and transport.address_changes == 0
+    # moved: the next lookup finds it, and exports go there, templates first
+    points_to["collector.lan"] = "127.0.0.2"
+    clock.now += NAME_REFRESH_SECONDS
+    answered(transport, clock)
+    assert transport.address == ("127.0.0.2", port) and transport.address_changes == 1
+    if kind == "udp":
+        assert transport.send(message(1), records=1)
+        pump(transport, lambda: transport.stats()["messages_sent"] >= 2, clock)
+        assert new.recv(100) == TEMPLATES and new.recv(100)[:2] == b"\x00\x01"
+    else:
+        # a working connection is kept; the next one goes to the new address
+        assert transport.stats()["connected"]
+        transport._broken("the test closed it")
+        clock.now += 2   # the back-off
+        assert transport.send(message(1), records=1)
+        conn = None
+
+        def connected():
+            nonlocal conn
+            try:
+                conn, _ = new.accept()
+                return True
+            except socket.timeout:
+                return False
+        new.settimeout(0.01)
+        pump(transport, lambda: conn is not None or connected(), clock)
+        pump(transport, lambda: transport.stats()["records_sent"] >= 1, clock)
+        assert split_messages(read_stream(conn, len(TEMPLATES) + 16)) == [0, 1]
+        conn.close()
+    transport.close()
+    old.close()
+    new.close()

@@ -45,7 +45,7 @@ class Probe:
         self.started = time.time()
         self.stopping = self.reload_requested = self.reload_waiting = False
         self.resolver = Resolver()     # collector names at a reload, off the loop
-        self.sinks = Sinks({}, with_nat_fields)
+        self.sinks = Sinks({}, with_nat_fields, self.resolver)
         self.metering = Metering(self.config.meter, self.sinks.deliver)
         self.last_minute = LastMinute()
         self.captures = CaptureSet(self.metering.meter,
@@ -173,7 +173,7 @@ class Probe:
                                 dropped)
         self.control.tick()
         self.captures.drop_vanished()
-        self.captures.open(self.config.interfaces, self.sinks.endpoints())
+        self.captures.follow(self.config.interfaces, self.sinks.endpoints())
 
     def _stop(self):
         """Every flow ends, is exported, and the exports get their chance to

@@ -388,6 +388,12 @@ class Exporter:
             if id(collector) not in self.carried:
                 collector.transport.close()
 
+    def follow_names(self, resolver):
+        """Collectors given by name are looked up again through resolver
+        (export/transport.py): DNS may move them while the probe runs."""
+        for collector in self.collectors:
+            collector.transport.names = resolver
+
     def endpoints(self):
         """(transport, address, port) of every collector, addresses as
         resolved: what the captures leave out (sources/capture.py)."""

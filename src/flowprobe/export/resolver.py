@@ -33,12 +33,17 @@ class Resolver:
         self._queue = queue.Queue()
         self._thread = None
 
-    def answer(self, host, port, socktype):
+    def now(self):
+        return self._clock()
+
+    def answer(self, host, port, socktype, newer_than=None):
         """The getaddrinfo() result, an OSError it raised, or None (not asked
-        yet, or too old)."""
+        yet, too old, or from before newer_than: a time of now())."""
         with self._lock:
             found = self._answers.get((host, port, socktype))
         if found is None or self._clock() - found[0] > ANSWER_SECONDS:
+            return None
+        if newer_than is not None and found[0] < newer_than:
             return None
         return found[1]
 

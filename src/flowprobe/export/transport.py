@@ -21,6 +21,7 @@ UdpTransport).
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import time
@@ -48,6 +49,10 @@ RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPP
 # How long a probe datagram to a collector that was down waits for an ICMP
 # error before it counts as delivered: a LAN's round trip, many times over.
 PROBE_WINDOW_SECONDS = 0.25
+log = logging.getLogger("flowprobe")
+# a collector given by name is looked up again this often (and at once
+# after it failed): DNS may move it, and the probe follows without a restart
+NAME_REFRESH_SECONDS = 300.0
 
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE as an error, never SIGPIPE
 
@@ -94,6 +99,11 @@ def _resolve(host, port, socktype, source_address, resolver=None):
         raise TransportError(f"collector {host!r} does not resolve: {e}") from None
     except OSError as e:
         raise TransportError(f"collector {host!r} does not resolve: {e.strerror or e}") from None
+    return _choose(host, found, socktype, source_address)
+
+
+def _choose(host, found, socktype, source_address):
+    """(family, collector sockaddr, local sockaddr) from getaddrinfo's answer."""
     found = [f for f in found if f[0] in (socket.AF_INET, socket.AF_INET6)]
     if not found:
         raise TransportError(f"collector {host!r} has no IPv4 or IPv6 address")
@@ -152,6 +162,11 @@ class _Transport:
         self.last_error_time = None
         self.reconnects = 0         # attempts after the first
         self.connects = 0           # times a connection was established
+        self.source_address = source_address
+        self.names = None           # a Resolver: the name looked up again, off the loop
+        self._name_check_at = clock() + NAME_REFRESH_SECONDS
+        self._name_asked = None     # the resolver's time of a lookup in flight
+        self.address_changes = 0
 
     # the event loop's side
 
@@ -223,6 +238,7 @@ class _Transport:
             "connected": self._sock is not None and not self._connecting,
             "reconnects": self.reconnects,
             "connects": self.connects,
+            "address_changes": self.address_changes,
             "queued": len(self._queue),
             **(self.spool.stats() if self.spool is not None else {}),
         }
@@ -306,6 +322,43 @@ class _Transport:
     def _schedule_retry(self, now):
         self._retry_at = now + self._backoff
         self._backoff = min(self._backoff * 2, self.backoff_max)
+        self._name_check_at = min(self._name_check_at, now)   # moved, maybe: look again
+
+    def _follow_name(self, now):
+        """A collector given by name goes where the name points now: asked
+        of the resolver thread every NAME_REFRESH_SECONDS (and after a
+        failure), the answer taken on a later tick.  A lookup that fails
+        keeps the address that worked."""
+        if self.names is None or is_address(self.host):
+            return
+        if self._name_asked is None:
+            if now >= self._name_check_at:
+                self._name_asked = self.names.now()
+                self.names.request(self.host, self.port, self._socktype)
+            return
+        found = self.names.answer(self.host, self.port, self._socktype,
+                                  newer_than=self._name_asked)
+        if found is None:
+            return   # not answered yet
+        self._name_asked = None
+        self._name_check_at = now + NAME_REFRESH_SECONDS
+        if isinstance(found, Exception):
+            return
+        try:
+            family, address, source = _choose(self.host, found, self._socktype,
+                                              self.source_address)
+        except TransportError:
+            return
+        if any(f[4] == self.address for f in found if f[0] == self.family):
+            return   # still among the answers: stay
+        old, self.family, self.address, self.source = self.endpoint, family, address, source
+        self.endpoint = _endpoint_text(self.host, self.port, address)
+        self.address_changes += 1
+        log.info("collector %s now resolves to %s: exports go there", old, self.endpoint)
+        self._moved(now)
+
+    def _moved(self, now):
+        """The next (re)open goes to the new address."""
 
 
 class UdpTransport(_Transport):
@@ -359,6 +412,8 @@ class UdpTransport(_Transport):
                 return
 
     def tick(self, now: float) -> None:
+        if not self._closed:
+            self._follow_name(now)
         if self._closed or self._retry_at is None or now < self._retry_at:
             return
         self._retry_at = None
@@ -400,6 +455,18 @@ class UdpTransport(_Transport):
         self._sock = sock
         self.connects += 1
         self._backoff = self.backoff_min
+
+    def _moved(self, now):
+        """A datagram socket has no session to keep: a new one to the new
+        address now; what waits goes there, templates first (on_connect)."""
+        self._drop_socket()
+        self._down = self._probing = self._paused = False
+        self._last_sent, self._retry_at = None, None
+        self._open(now)
+        if self._sock is not None and self.on_connect:
+            self._templates_first()
+        if self._can_write():
+            self._flush()
 
     def _unreachable(self, err):
         """An ICMP error came back: the collector is down for a while."""
@@ -532,6 +599,8 @@ class TcpTransport(_Transport):
         super().on_writable()
 
     def tick(self, now: float) -> None:
+        if not self._closed:
+            self._follow_name(now)   # a working connection is kept; the next one goes there
         if self._closed or self._retry_at is None or now < self._retry_at:
             return
         if self._connecting:

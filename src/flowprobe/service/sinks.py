@@ -22,8 +22,9 @@ def exporter_changes(old, new):
 
 
 class Sinks:
-    def __init__(self, interface_names, with_nat_fields):
+    def __init__(self, interface_names, with_nat_fields, resolver=None):
         self.interface_names = interface_names   # ifindex -> name, from the captures
+        self.resolver = resolver                 # collectors' names, looked up again
         self.with_nat_fields = with_nat_fields   # conntrack's collector profiles
         self.exporter = None
         self.records_without_collector = 0
@@ -56,8 +57,7 @@ class Sinks:
             self.exporter.finish(now_ms, packets_ignored,
                                  handed_over=exporter.carried if exporter else ())
         self.exporter = exporter
-        if exporter:
-            exporter.start(now_ms)
+        self.start(now_ms)
 
     def deliver(self, batch, count, now_ms):
         if self.exporter:
@@ -68,6 +68,8 @@ class Sinks:
     def start(self, now_ms):
         if self.exporter:
             self.exporter.start(now_ms)
+            if self.resolver:
+                self.exporter.follow_names(self.resolver)
 
     def tick(self, now_ms, packets_ignored):
         if self.exporter:

@@ -121,6 +121,7 @@ class CaptureSet:
         self.captures = {}
         self.interface_names = {}       # ifindex -> name, shared with the exporter
         self.kernel_dropped_closed = 0  # capture-buffer drops of handles since closed
+        self.endpoints = ()             # the collectors' addresses the filters leave out
 
     # ---- what the rest of the daemon asks ----
 
@@ -147,6 +148,12 @@ class CaptureSet:
         self._refilter(interfaces, endpoints, endpoints_changed)
         self.open(interfaces, endpoints)
 
+    def follow(self, interfaces, endpoints):
+        """Each tick: interfaces that failed are tried again, and a collector
+        that moved (its name resolves elsewhere now) is left out at its new
+        address."""
+        self.apply(interfaces, endpoints, endpoints_changed=endpoints != self.endpoints)
+
     def _refilter(self, interfaces, endpoints, endpoints_changed):
         """A capture whose filter alone changed (its own, or the collectors'
         addresses it leaves out) keeps its handles: the kernel swaps the filter."""
@@ -171,6 +178,7 @@ class CaptureSet:
     def open(self, interfaces, endpoints):
         """Opens every configured interface not open yet (and closes those
         no longer configured); failures are reported and retried, never fatal."""
+        self.endpoints = endpoints
         wanted = {i.name: i for i in interfaces}
         leaving = [name for name in self.captures
                    if name not in wanted or self.captures[name].config != wanted[name]]
