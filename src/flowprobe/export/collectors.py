@@ -261,6 +261,51 @@ class Collector:
         return stats
 
 
+def watched(collectors):
+    watched = []
+    for collector in collectors:
+        transport = collector.transport
+        fd = transport.fileno()
+        if fd is None:
+            continue
+        events = selectors.EVENT_READ
+        if transport.wants_write():
+            events |= selectors.EVENT_WRITE
+
+        def on_event(ready, transport=transport):
+            if ready & selectors.EVENT_READ:
+                transport.on_readable()
+            if ready & selectors.EVENT_WRITE:
+                transport.on_writable()
+        watched.append((fd, events, on_event))
+    return watched
+
+
+def busy(collectors):
+    return any(c.transport.wants_write() for c in collectors)
+
+
+def pump(collectors, timeout_s):
+    """Moves queued messages into sockets and reads what collectors sent
+    back; waits up to timeout_s, only while something is still queued (at
+    a stop: the loop has ended).  Never longer."""
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        while True:
+            ready_now = watched(collectors)
+            for fd, events, on_event in ready_now:
+                selector.register(fd, events, on_event)
+            wait = min(deadline - time.monotonic(), 0.1) if busy(collectors) else 0
+            for key, ready in selector.select(max(wait, 0)):
+                key.data(ready)
+            for fd, _, _ in ready_now:
+                selector.unregister(fd)
+            for collector in collectors:
+                collector.transport.tick(time.monotonic())
+            if not busy(collectors) or time.monotonic() >= deadline:
+                return
+
+
 class Exporter:
     """Every collector gets every record; a group's members take turns."""
 
@@ -328,48 +373,22 @@ class Exporter:
         """(fd, events, callback(ready events)) for every transport with a
         socket: read always (ICMP errors, TCP closes), write while queued.
         The daemon's loop and pump() wait on these."""
-        watched = []
-        for collector in self.collectors if collectors is None else collectors:
-            transport = collector.transport
-            fd = transport.fileno()
-            if fd is None:
-                continue
-            events = selectors.EVENT_READ
-            if transport.wants_write():
-                events |= selectors.EVENT_WRITE
-
-            def on_event(ready, transport=transport):
-                if ready & selectors.EVENT_READ:
-                    transport.on_readable()
-                if ready & selectors.EVENT_WRITE:
-                    transport.on_writable()
-            watched.append((fd, events, on_event))
-        return watched
+        return watched(self.collectors if collectors is None else collectors)
 
     def busy(self, collectors=None):
-        return any(c.transport.wants_write()
-                   for c in (self.collectors if collectors is None else collectors))
+        return busy(self.collectors if collectors is None else collectors)
 
     def pump(self, timeout_s, collectors=None):
-        """Moves queued messages into sockets and reads what collectors sent
-        back; waits up to timeout_s, only while something is still queued.
-        Never longer: metering must go on."""
-        collectors = self.collectors if collectors is None else collectors
-        deadline = time.monotonic() + timeout_s
-        with selectors.DefaultSelector() as selector:
-            while True:
-                watched = self.watched(collectors)
-                for fd, events, on_event in watched:
-                    selector.register(fd, events, on_event)
-                wait = min(deadline - time.monotonic(), 0.1) if self.busy(collectors) else 0
-                for key, ready in selector.select(max(wait, 0)):
-                    key.data(ready)
-                for fd, _, _ in watched:
-                    selector.unregister(fd)
-                for collector in collectors:
-                    collector.transport.tick(time.monotonic())
-                if not self.busy(collectors) or time.monotonic() >= deadline:
-                    return
+        pump(self.collectors if collectors is None else collectors, timeout_s)
+
+    def retire(self, now_ms, packets_ignored=0, handed_over=()):
+        """At a reload: the statistics of the collectors that end (those not
+        handed over to the new exporter); they are returned to be delivered
+        from the loop until their deadline, never waited for here."""
+        ending = [c for c in self.collectors if id(c) not in handed_over]
+        for collector in ending:
+            collector.send_stats(now_ms, packets_ignored)
+        return ending
 
     def finish(self, now_ms, packets_ignored=0, timeout_s=5.0, handed_over=()):
         """Statistics last, then what waits is delivered (within timeout_s);

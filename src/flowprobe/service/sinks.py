@@ -4,12 +4,15 @@ are sinks beside it.  A record with nowhere to go is counted, never dropped
 unsaid (records_without_collector)."""
 
 import logging
+import time
 
-from flowprobe.export.collectors import Exporter
+from flowprobe.export.collectors import Exporter, pump, watched
 from flowprobe.export.spool import SpoolError, prepare_spool_dir
 from flowprobe.export.transport import TransportError
 
 log = logging.getLogger("flowprobe")
+
+LEAVE_S = 5.0   # a collector a reload removed delivers what waits for this long
 
 
 def exporter_changes(old, new):
@@ -27,6 +30,7 @@ class Sinks:
         self.resolver = resolver                 # collectors' names, looked up again
         self.with_nat_fields = with_nat_fields   # conntrack's collector profiles
         self.exporter = None
+        self.leaving = []     # (collector, monotonic deadline): removed by a reload
         self.records_without_collector = 0
         self.spools_cleared = False
 
@@ -52,10 +56,12 @@ class Sinks:
 
     def switch(self, exporter, now_ms, packets_ignored):
         """The new exporter takes over: collectors whose settings did not
-        change go on in it (queues and spools too); the others end."""
+        change go on in it (queues and spools too); the others end, after
+        LEAVE_S of delivering what waits, from the loop (never blocking it)."""
         if self.exporter:
-            self.exporter.finish(now_ms, packets_ignored,
-                                 handed_over=exporter.carried if exporter else ())
+            deadline = time.monotonic() + LEAVE_S
+            self.leaving += [(c, deadline) for c in self.exporter.retire(
+                now_ms, packets_ignored, handed_over=exporter.carried if exporter else ())]
         self.exporter = exporter
         self.start(now_ms)
 
@@ -74,14 +80,40 @@ class Sinks:
     def tick(self, now_ms, packets_ignored):
         if self.exporter:
             self.exporter.tick(now_ms, packets_ignored)
+        if self.leaving:
+            self._leave(time.monotonic())
+
+    def _leave(self, now):
+        staying = []
+        for collector, deadline in self.leaving:
+            collector.transport.tick(now)
+            if collector.transport.wants_write() and now < deadline:
+                staying.append((collector, deadline))
+            else:
+                self._close_leaving(collector)
+        self.leaving = staying
+
+    def _close_leaving(self, collector):
+        collector.transport.close()   # what still waits is counted as not sent
+        stats = collector.stats()
+        if stats["records_not_sent"]:
+            log.warning("%s (removed): %d records not sent (last error: %s)",
+                        stats["collector"], stats["records_not_sent"], stats["last_error"])
 
     def watched(self):
         """(fd, events, callback) of every collector socket, for this turn."""
-        return self.exporter.watched() if self.exporter else []
+        current = self.exporter.watched() if self.exporter else []
+        return current + watched([c for c, _ in self.leaving])
 
     def finish(self, now_ms, packets_ignored, timeout_s):
         """The last statistics, then what waits gets timeout_s to leave; what
         is still waiting is counted as not sent, and said."""
+        if self.leaving:
+            leaving_for = max(deadline for _, deadline in self.leaving) - time.monotonic()
+            pump([c for c, _ in self.leaving], max(0.0, min(leaving_for, timeout_s)))
+            for collector, _ in self.leaving:
+                self._close_leaving(collector)
+            self.leaving = []
         if not self.exporter:
             return
         self.exporter.finish(now_ms, packets_ignored, timeout_s)
@@ -94,11 +126,17 @@ class Sinks:
         return self.exporter.endpoints() if self.exporter else ()
 
     def stats(self):
-        return self.exporter.stats() if self.exporter else []
+        """Every collector's figures; those a reload removed while they still
+        deliver what waits are marked leaving."""
+        current = self.exporter.stats() if self.exporter else []
+        return current + [dict(c.stats(), leaving=True) for c, _ in self.leaving]
 
     def records_not_sent(self):
         return sum(c["records_not_sent"] for c in self.stats())
 
     def close(self):
+        for collector, _ in self.leaving:
+            collector.transport.close()
+        self.leaving = []
         if self.exporter:
             self.exporter.close()
