@@ -34,6 +34,12 @@ def public_declarations():
     return re.sub(r"/\*.*?\*/", "", block, flags=re.S)
 
 
+def optimization():
+    """-O2 unless CFLAGS already says how to optimise: the OpenWrt SDK's -Os
+    (smaller, for flash) must not be overridden by an -O2 after it."""
+    return [] if re.search(r"(^|\s)-O", os.environ.get("CFLAGS", "")) else ["-O2"]
+
+
 ffibuilder = FFI()
 ffibuilder.cdef(public_declarations())
 ffibuilder.set_source(
@@ -42,7 +48,7 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(HERE, s)) for s in C_SOURCES],
     include_dirs=[os.path.relpath(HERE)],
     libraries=["pcap"],
-    extra_compile_args=["-O2", "-std=gnu99", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    extra_compile_args=optimization() + ["-std=gnu99", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     + os.environ.get("FLOWPROBE_EXTRA_CFLAGS", "").split(),
     extra_link_args=os.environ.get("FLOWPROBE_EXTRA_LDFLAGS", "").split(),
 )
