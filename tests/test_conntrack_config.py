@@ -4,9 +4,8 @@ value; what collectors get when conntrack records flow. No root needed."""
 import pytest
 
 from flowprobe import config
-from flowprobe.conntrack import with_nat_fields
 from flowprobe.export.collectors import CollectorProfile
-from flowprobe.export.fields import DEFAULT_FIELDS, NAT_FIELDS
+from flowprobe.export.fields import DEFAULT_FIELDS, NAT_FIELDS, with_nat_fields
 
 
 def parse(options, interfaces=("lan",)):

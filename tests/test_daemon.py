@@ -198,8 +198,8 @@ def test_a_conntrack_stop_in_the_run_state_is_checked_before_use(tmp_path):
     (before: stopped_ms -1 or 2**70 reached the C core and stopped every start)."""
     from types import SimpleNamespace
 
-    from flowprobe.conntrack import ConntrackService, kernel_identity
     from flowprobe.run_state import RunState
+    from flowprobe.sources.conntrack import ConntrackService, kernel_identity
 
     state = RunState(tmp_path / "fp.state")
     source = SimpleNamespace(probe=SimpleNamespace(run_state=state))

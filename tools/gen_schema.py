@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from flowprobe import config, schema
-from flowprobe.conntrack_settings import ConntrackSettings
 from flowprobe.export.collectors import CollectorProfile
 from flowprobe.export.fields import ELEMENTS, is_reverse
 from flowprobe.settings import MeterSettings
+from flowprobe.sources.conntrack_settings import ConntrackSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "luci-app-flowprobe/htdocs/luci-static/resources/flowprobe/schema.js"

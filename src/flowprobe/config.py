@@ -31,11 +31,11 @@ import re
 from dataclasses import dataclass, replace
 
 from flowprobe import schema
-from flowprobe.conntrack_settings import ConntrackSettings
 from flowprobe.errors import OptionError
 from flowprobe.export.collectors import CollectorProfile
 from flowprobe.schema import DIRECTIONS, LOG_LEVELS  # noqa: F401  (their home)
 from flowprobe.settings import MeterSettings
+from flowprobe.sources.conntrack_settings import ConntrackSettings
 
 PACKAGE = "flowprobe"
 DEFAULT_PATH = "/etc/config/flowprobe"
@@ -314,7 +314,7 @@ CAPTURE_OPTIONS = {   # in main: the defaults of every interface
     "snaplen": ("snaplen", INTEGER),
     "buffer_kb": ("buffer_kb", INTEGER),
 }
-CONNTRACK_OPTIONS = {   # in main: the metering source (flowprobe.conntrack)
+CONNTRACK_OPTIONS = {   # in main: the metering source (sources/conntrack.py)
     "source": ("source", TEXT),
     "conntrack_max_connections": ("conntrack_max_connections", INTEGER),
     "conntrack_dump_interval": ("conntrack_dump_interval", SECONDS),

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from flowprobe import __version__
 from flowprobe import config as configuration
-from flowprobe.conntrack import ConntrackService, with_nat_fields
 from flowprobe.control.handlers import ControlError, Handlers
 from flowprobe.errors import OptionError
+from flowprobe.export.fields import with_nat_fields
 from flowprobe.export.resolver import Resolver
 from flowprobe.export.transport import TransportError
 from flowprobe.privileges import PrivilegeError, account, drop_for_service
@@ -28,6 +28,7 @@ from flowprobe.service.loop import Loop
 from flowprobe.service.metering import LastMinute, Metering
 from flowprobe.service.sinks import Sinks
 from flowprobe.sources.capture import CaptureSet
+from flowprobe.sources.conntrack import ConntrackService
 
 log = logging.getLogger("flowprobe")
 

@@ -1,7 +1,7 @@
 """What every option may hold, once: its range or its choices, and the words
 an error uses for them.
 
-The daemon's settings (settings.py, conntrack_settings.py, config.py,
+The daemon's settings (settings.py, sources/conntrack_settings.py, config.py,
 export/collectors.py) check their fields here; LuCI's form reads the same
 table, generated into luci-app-flowprobe's flowprobe/schema.js together with
 the option names and the defaults (tools/gen_schema.py; a test keeps it

@@ -6,7 +6,7 @@ reverse elements under enterprise 29305), how NetFlow v9 carries it (RFC
 A collector profile's field list is a list of these names.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flowprobe._cmeter_ffi import lib
 
@@ -114,3 +114,18 @@ def is_reverse(name):
 def family_elements(names, family):
     """The elements of a field list that belong in one address family's template."""
     return [ELEMENTS[n] for n in names if ELEMENTS[n].family in (0, family)]
+
+
+def with_nat_fields(profiles):
+    """Collectors without their own field list get the standard record plus
+    the NAT fields and flowId their protocol can carry (v5: none)."""
+    adjusted = []
+    for profile in profiles:
+        if profile.fields or profile.protocol == "netflow5":
+            adjusted.append(profile)
+            continue
+        names = profile.field_names + tuple(
+            n for n in NAT_FIELDS
+            if profile.protocol == "ipfix" or ELEMENTS[n].v9_id is not None)
+        adjusted.append(replace(profile, fields=names))
+    return adjusted

@@ -9,7 +9,6 @@ batches, as with packet capture. Records are biflows: the original
 direction with its reply counters, pre- and post-NAT addresses and ports.
 """
 
-import dataclasses
 import ipaddress
 import logging
 import os
@@ -19,7 +18,6 @@ import socket
 import time
 
 from flowprobe._cmeter_ffi import ffi, lib
-from flowprobe.export.fields import ELEMENTS, NAT_FIELDS
 from flowprobe.records import record_to_dict
 
 log = logging.getLogger("flowprobe")
@@ -277,21 +275,6 @@ def collector_endpoints(profiles):
             continue
         endpoints |= {(protocol, info[4][0], profile.effective_port) for info in infos}
     return sorted(endpoints)
-
-
-def with_nat_fields(profiles):
-    """Collectors without their own field list get the standard record plus
-    the NAT fields and flowId their protocol can carry (v5: none)."""
-    adjusted = []
-    for profile in profiles:
-        if profile.fields or profile.protocol == "netflow5":
-            adjusted.append(profile)
-            continue
-        names = profile.field_names + tuple(
-            n for n in NAT_FIELDS
-            if profile.protocol == "ipfix" or ELEMENTS[n].v9_id is not None)
-        adjusted.append(dataclasses.replace(profile, fields=names))
-    return adjusted
 
 
 class ConntrackService:
