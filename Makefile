@@ -80,6 +80,7 @@ bench: build
 	$(PYTHON) bench/live_bench.py
 	$(PYTHON) bench/conntrack_bench.py
 	$(PYTHON) bench/flows_query_bench.py
+	$(PYTHON) bench/instructions_bench.py
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info
