@@ -90,6 +90,10 @@ struct fp_record {
 	uint8_t padding2;
 	uint32_t conntrack_mark;
 	uint64_t flow_id;
+	/* the enrichment stage (enrich/): where the kernel's FIB sends the flow,
+	 * filled after the meter, before the sinks; 0 and zeros when unknown */
+	uint32_t egress_ifindex;
+	uint8_t next_hop[16];          /* the gateway; zeros: directly connected */
 };
 
 /* Which flows a query or an expiry applies to; zero fields match all. */
