@@ -80,6 +80,9 @@ MAIN_CASES = {
     "conntrack_dump_interval": seconds(1) + ["0.5"],
     "conntrack_vanish_grace": seconds(0),
     "conntrack_buffer_kb": integers(0, 1 << 20),
+    "routing": BOOLEANS,
+    "route_cache": integers(16, 1 << 20),
+    "route_wait": seconds(0) + ["10", "10.5"],
 }
 COLLECTOR_CASES = {
     "host": HOSTS,

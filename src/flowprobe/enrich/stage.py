@@ -178,3 +178,23 @@ class Enrichment:
 
     def close(self):
         self.routes.close()
+
+
+def apply(current, settings, deliver, clock):
+    """The stage a config asks for (None: records go straight to the sinks):
+    the running one with new settings where it can, else a new one, the old
+    one's held records delivered first.  A stage that cannot open its
+    sockets is logged, and records go on without it."""
+    if current and settings.active and settings.route_cache == current.settings.route_cache:
+        current.settings = settings
+        return current
+    if current:
+        current.finish(clock())
+        current.close()
+    if not settings.active:
+        return None
+    try:
+        return Enrichment(settings, deliver, clock)
+    except OSError as e:
+        log.error("enrichment off: cannot open a routing socket: %s", e)
+        return None

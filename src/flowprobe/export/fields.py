@@ -48,6 +48,9 @@ def _elements():
         Element("destinationTransportPort", 11, f.FP_FIELD_DST_PORT, v9_id=11),
         Element("destinationIPv4Address", 12, f.FP_FIELD_DST_ADDR4, family=4, v9_id=12),
         Element("egressInterface", 14, f.FP_FIELD_EGRESS, v9_id=14),
+        # enrich/ (option routing): the next hop the kernel's FIB chose
+        Element("ipNextHopIPv4Address", 15, f.FP_FIELD_NEXT_HOP4, family=4, v9_id=15),
+        Element("ipNextHopIPv6Address", 62, f.FP_FIELD_NEXT_HOP6, family=6, v9_id=62),
         Element("sourceIPv6Address", 27, f.FP_FIELD_SRC_ADDR6, family=6, v9_id=27),
         Element("destinationIPv6Address", 28, f.FP_FIELD_DST_ADDR6, family=6, v9_id=28),
         Element("icmpTypeCodeIPv4", 32, f.FP_FIELD_ICMP_TYPE_CODE, family=4, v9_id=32),

@@ -18,8 +18,8 @@ COUNTER_LIMIT = 2**32 - 1
 
 f = lib
 LAYOUT = (
-    f.FP_FIELD_SRC_ADDR4, f.FP_FIELD_DST_ADDR4, f.FP_FIELD_ZERO32,      # nexthop
-    f.FP_FIELD_INGRESS16, f.FP_FIELD_ZERO16,                            # input, output
+    f.FP_FIELD_SRC_ADDR4, f.FP_FIELD_DST_ADDR4, f.FP_FIELD_NEXT_HOP4,   # nexthop (enrich/)
+    f.FP_FIELD_INGRESS16, f.FP_FIELD_EGRESS16,                          # input, output
     f.FP_FIELD_PACKETS32, f.FP_FIELD_OCTETS32, f.FP_FIELD_START_UPTIME, f.FP_FIELD_END_UPTIME,
     f.FP_FIELD_SRC_PORT, f.FP_FIELD_DST_PORT, f.FP_FIELD_ZERO8,         # pad1
     f.FP_FIELD_TCP_FLAGS, f.FP_FIELD_PROTOCOL, f.FP_FIELD_TOS,

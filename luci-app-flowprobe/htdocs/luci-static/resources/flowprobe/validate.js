@@ -445,6 +445,12 @@ function checkSections(sections) {
 		if (enabled && captures && !(values.interfaces || []).length)
 			throw new Problem(main.label, 'interface', null, null,
 				"missing (required when enabled: at least one, as list interface 'lan')");
+		checked(function(v) {   /* the enrichment stage (enrich/settings.py) */
+			if (typeof(v.routing) != 'boolean')
+				throw new FieldError('routing', v.routing, 'true or false');
+			checkFields(v, [ 'route_cache', 'route_wait' ]);
+		}, main.label, MAIN_OPTIONS, origin,
+			Object.assign(defaultsOf('enrich'), pick(values, optionGroup('enrich'))));
 		checked(function(v) {
 			checkField('log_level', v.log_level);
 			var path = v.control_socket;
