@@ -17,6 +17,7 @@ port or protocol are not followed (the lookup carries no ports).
 
 import logging
 import socket
+import time
 from collections import namedtuple
 
 from flowprobe.enrich import netlink as nl
@@ -52,6 +53,10 @@ class RouteTable:
             self.lookups.close()
             raise
         self.routes = {}          # key -> Route
+        # the answers from before the latest change, for records of flows
+        # that ended before it (their packets took the old routes)
+        self.previous = {}
+        self.changed_ms = 0
         self.asked = {}           # sequence -> key
         self.in_flight = {}       # key -> sequence
         self.by_source = True     # until the rules are known: the full key
@@ -152,7 +157,8 @@ class RouteTable:
         return changed
 
     def invalidate(self):
-        self.routes.clear()
+        self.previous, self.routes = self.routes, {}
+        self.changed_ms = int(time.time() * 1000)
         self.generation += 1
         self.counters["route_invalidations"] += 1
         # answers to requests sent before the change may be stale: asked again

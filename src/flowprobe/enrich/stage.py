@@ -2,6 +2,11 @@
 the sinks, it fills in what the router knows about each record, a batch at
 a time: the egress interface and next hop the FIB chose (routes.py).
 
+The route is the FIB's answer when the record leaves the meter; a record
+of a flow that ended before the latest route change gets the answer from
+before it where one was asked then (else today's, counted in
+records_routed_after_change: its packets may have taken the old route).
+
 A record whose route is not known yet is held, with its batch, until the
 answer comes or `route_wait` has passed (checked whenever answers arrive
 and at every tick of the loop), then it leaves with egress 0 and no next
@@ -22,9 +27,10 @@ log = logging.getLogger("flowprobe")
 
 RECORD_SIZE = ffi.sizeof("struct fp_record")
 _OFFSET = {name: ffi.offsetof("struct fp_record", name) for name in (
-    "src_addr", "dst_addr", "ifindex", "ip_version", "direction", "conntrack_mark",
+    "src_addr", "dst_addr", "ifindex", "ip_version", "direction", "conntrack_mark", "flow_end_ms",
     "egress_ifindex", "next_hop")}
 U32 = struct.Struct("=I")
+U64 = struct.Struct("=Q")
 # at most this many rounds of asking and reading within one delivery: the
 # kernel answers as it is asked, so rounds only follow a full socket queue
 MAX_ROUNDS = 8
@@ -49,7 +55,8 @@ class Enrichment:
         self.held = deque()
         self.held_records = 0
         self.counters = dict(records_enriched=0, records_without_route=0,
-                             records_held=0, batches_not_held=0)
+                             records_held=0, batches_not_held=0,
+                             records_routed_after_change=0)
 
     # ---- records in ----
 
@@ -99,14 +106,27 @@ class Enrichment:
     def _fill(self, view, keys, indices):
         """Writes the known routes; returns the indices still unknown."""
         missing = []
-        get = self.routes.get
         for i in indices:
-            route = get(keys[i])
+            route = self._route(view, i, keys[i])
             if route is None:
                 missing.append(i)
             else:
                 self._write(view, i, route)
         return missing
+
+    def _route(self, view, i, key):
+        """The route for record i: of before the latest change for a flow
+        that ended before it, when it was asked then; else today's."""
+        route = self.routes.get(key)
+        changed_ms = self.routes.changed_ms
+        if changed_ms and U64.unpack_from(view, i * RECORD_SIZE
+                                          + _OFFSET["flow_end_ms"])[0] < changed_ms:
+            before = self.routes.previous.get(key)
+            if before is not None:
+                return before
+            if route is not None:   # its packets may have taken the old route
+                self.counters["records_routed_after_change"] += 1
+        return route
 
     @staticmethod
     def _write(view, i, route):
@@ -137,7 +157,7 @@ class Enrichment:
             view = ffi.buffer(held.records, RECORD_SIZE * held.count)
             still = []
             for i, key in held.missing:
-                route = self.routes.get(key)
+                route = self._route(view, i, key)
                 if route is None:
                     still.append((i, key))
                     if not (everything or now_ms >= held.deadline_ms):

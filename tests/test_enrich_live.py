@@ -1,0 +1,117 @@
+"""Routing enrichment live (issue 16): the daemon on a namespace router with
+two uplinks and a policy rule exports, for every flow its LAN sends, the
+egress interface and next hop `ip route get` names for it, in IPFIX,
+NetFlow v9 and v5, as nfdump reads them; a route change during traffic
+moves the flows that start after it.
+
+Needs root, ip netns and nfcapd/nfdump; skipped otherwise.
+"""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from collector_tools import NFCAPD, NFDUMP, Nfcapd, missing_tools
+from enrich_lab import TwoUplinks
+from flowprobe.control.client import call
+from netlab import missing
+
+skip_reason = missing() or missing_tools(NFCAPD, NFDUMP)
+pytestmark = pytest.mark.skipif(skip_reason is not None, reason=f"enrich live: {skip_reason}")
+
+FIELDS = ("sourceIPv4Address destinationIPv4Address sourceIPv6Address destinationIPv6Address "
+          "sourceTransportPort destinationTransportPort protocolIdentifier packetDeltaCount "
+          "octetDeltaCount flowStartMilliseconds flowEndMilliseconds ingressInterface "
+          "egressInterface ipNextHopIPv4Address ipNextHopIPv6Address")
+PORTS = {"ipfix": 2055, "netflow9": 2056, "netflow5": 2057}
+
+
+def config_text(socket_path):
+    lines = ["config flowprobe 'main'", "\toption enabled '1'",
+             f"\toption control_socket '{socket_path}'", "\tlist interface 'lan0'",
+             "\toption direction 'in'", "\toption filter 'udp'", "\toption idle_timeout '1'",
+             "\toption routing '1'"]
+    for protocol, port in PORTS.items():
+        lines += [f"config collector '{protocol}'", f"\toption protocol '{protocol}'",
+                  "\toption host '127.0.0.1'", f"\toption port '{port}'"]
+        if protocol != "netflow5":
+            lines.append(f"\toption fields '{FIELDS}'")
+    return "\n".join(lines) + "\n"
+
+
+def send(lab, source, destination, port):
+    """Three datagrams from source to the far server's port."""
+    family = "AF_INET6" if ":" in destination else "AF_INET"
+    lab.run(lab.client, sys.executable, "-c",
+            "import socket\n"
+            f"s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n"
+            f"s.bind(('{source}', 0))\n"
+            f"for n in range(3): s.sendto(b'x' * 100, ('{destination}', {port}))\n")
+
+
+def wait_for(predicate, process, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the daemon exited"
+        try:
+            if predicate():
+                return
+        except Exception:  # not listening yet
+            pass
+        time.sleep(0.1)
+    raise AssertionError("never got there")
+
+
+def test_every_flow_carries_the_egress_and_next_hop_ip_route_get_names(tmp_path):
+    with TwoUplinks() as lab:
+        collectors = {p: Nfcapd(netns=lab.router, port=port, directory=tmp_path / p)
+                      for p, port in PORTS.items()}
+        for collector in collectors.values():
+            collector.start()
+        socket_path = str(tmp_path / "control.sock")
+        (tmp_path / "flowprobe.conf").write_text(config_text(socket_path))
+        log = open(tmp_path / "daemon.log", "w+")
+        daemon = lab.popen(lab.router, sys.executable, "-m", "flowprobe", "run", "--config",
+                           str(tmp_path / "flowprobe.conf"), "--no-ubus", stdout=log,
+                           stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: call(socket_path, "status")["interfaces"][0]["up"], daemon)
+            expected = {}   # (source, port) -> (egress ifindex, next hop)
+            flows = [("192.168.7.20", lab.far4, 5001), ("192.168.7.200", lab.far4, 5002),
+                     ("fd07::20", lab.far6, 5003), ("fd07::8000:0:0:20", lab.far6, 5004)]
+            for source, destination, port in flows:
+                device, gateway = lab.route_get(destination, source)
+                expected[(source, port)] = (lab.ifindex(device), gateway)
+                send(lab, source, destination, port)
+            wait_for(lambda: call(socket_path, "status")["enrich"]["records_enriched"] >= 4,
+                     daemon)
+            # the route changes during traffic: flows after it leave by up2
+            lab.ip(lab.router, "route", "replace", "default", "via", "10.1.2.254")
+            device, gateway = lab.route_get(lab.far4, "192.168.7.20")
+            assert (device, gateway) == ("up2", "10.1.2.254")
+            expected[("192.168.7.20", 5005)] = (lab.ifindex(device), gateway)
+            send(lab, "192.168.7.20", lab.far4, 5005)
+            wait_for(lambda: call(socket_path, "status")["enrich"]["records_enriched"] >= 5,
+                     daemon)
+            status = call(socket_path, "status")["enrich"]
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+            log.seek(0)
+            output = log.read()
+        assert daemon.returncode == 0, output
+        assert status["records_without_route"] == 0 and status["routes_by_source"], status
+        assert expected[("192.168.7.20", 5001)][1] == "10.1.1.254"     # the rule's both sides
+        assert expected[("192.168.7.200", 5002)][1] == "10.1.2.254"
+        for protocol, collector in collectors.items():
+            got = {}
+            for flow in collector.flows():
+                raw = flow["raw"]
+                hop = raw.get("ip4_next_hop") or raw.get("ip6_next_hop")
+                got[(flow["src_addr"], flow["dst_port"])] = (flow["out_if"], hop)
+            want = {key: value for key, value in expected.items()
+                    if protocol != "netflow5" or ":" not in key[0]}   # v5: IPv4 only
+            assert got == want, (protocol, collector.raw_flows()[:1])
+            collector.close()
