@@ -90,7 +90,7 @@ class SilentRoutes:
         pass
 
 
-SETTINGS = EnrichSettings(routing=True, route_wait=0.5)
+SETTINGS = EnrichSettings(routing=True, route_wait=0.5, devices=False)
 
 
 @pytest.mark.skipif(missing() is not None, reason=f"routing: {missing()}")

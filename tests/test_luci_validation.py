@@ -83,6 +83,9 @@ MAIN_CASES = {
     "routing": BOOLEANS,
     "route_cache": integers(16, 1 << 20),
     "route_wait": seconds(0) + ["10", "10.5"],
+    "devices": BOOLEANS,
+    "lease_file": ["/tmp/dhcp.leases", "dhcp.leases", "/tmp/x y"],
+    "dhcpv6_lease_file": ["/tmp/hosts/odhcpd", "odhcpd"],
 }
 COLLECTOR_CASES = {
     "host": HOSTS,

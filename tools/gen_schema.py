@@ -50,7 +50,8 @@ def defaults(instance, skip=()):
 
 def data():
     main = {f.name: value(f.default) for f in dataclasses.fields(config.Config)
-            if f.default is not dataclasses.MISSING and f.name not in ("conntrack", "warnings", "enrich")}
+            if f.default is not dataclasses.MISSING
+            and f.name not in ("conntrack", "warnings", "enrich")}
     return {
         "options": {kind: {option: list(spec) for option, spec in table.items()}
                     for kind, table in config.SECTION_TYPES.items()},

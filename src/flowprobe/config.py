@@ -327,6 +327,9 @@ ENRICH_OPTIONS = {   # in main: the enrichment stage (flowprobe.enrich)
     "routing": ("routing", BOOLEAN),
     "route_cache": ("route_cache", INTEGER),
     "route_wait": ("route_wait", SECONDS),
+    "devices": ("devices", BOOLEAN),
+    "lease_file": ("lease_file", TEXT),
+    "dhcpv6_lease_file": ("dhcpv6_lease_file", TEXT),
 }
 MAIN_OPTIONS = {
     "enabled": ("enabled", BOOLEAN),

@@ -17,14 +17,22 @@ class EnrichSettings:
     routing: bool = False        # egress interface and next hop from the kernel's FIB
     route_cache: int = 4096      # FIB answers kept (~200 B each); the oldest leave when full
     route_wait: float = 0.5      # how long a record may wait for its lookup's answer
+    devices: bool = True         # device names and MACs for addresses (flow list, status)
+    lease_file: str = "/tmp/dhcp.leases"             # dnsmasq's (DHCPv4, and its DHCPv6)
+    dhcpv6_lease_file: str = "/tmp/hosts/odhcpd"     # odhcpd's
 
     def __post_init__(self):
-        if not isinstance(self.routing, bool):
-            raise EnrichSettingsError("routing", self.routing, "true or false")
+        for name in ("routing", "devices"):
+            if not isinstance(getattr(self, name), bool):
+                raise EnrichSettingsError(name, getattr(self, name), "true or false")
+        for name in ("lease_file", "dhcpv6_lease_file"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+                raise EnrichSettingsError(name, value, "an absolute path")
         for name in ("route_cache", "route_wait"):
             schema.check(EnrichSettingsError, name, getattr(self, name))
 
     @property
     def active(self):
         """Whether records pass through the stage at all."""
-        return self.routing
+        return self.routing or self.devices

@@ -1,6 +1,8 @@
 """The enrichment stage: between the meter (and the conntrack source) and
 the sinks, it fills in what the router knows about each record, a batch at
-a time: the egress interface and next hop the FIB chose (routes.py).
+a time: the egress interface and next hop the FIB chose (routes.py).  It
+also keeps the device table (devices.py) that the control's flow list and
+other stages ask which device an address is.
 
 The route is the FIB's answer when the record leaves the meter; a record
 of a flow that ended before the latest route change gets the answer from
@@ -21,6 +23,7 @@ import struct
 from collections import deque
 
 from flowprobe._cmeter_ffi import ffi, lib
+from flowprobe.enrich.devices import DeviceTable
 from flowprobe.enrich.routes import RouteTable
 
 log = logging.getLogger("flowprobe")
@@ -46,12 +49,24 @@ class _Held:
 
 
 class Enrichment:
-    def __init__(self, settings, deliver, clock, routes=None):
-        """deliver(batch, count, now_ms): the sinks; clock(): now in ms."""
+    def __init__(self, settings, deliver, clock, routes=None, devices=None):
+        """deliver(batch, count, now_ms): the sinks; clock(): now in ms.
+        routes (a RouteTable) and devices (a DeviceTable): made from the
+        settings unless given; None when the settings leave them off."""
         self.settings = settings
         self.clock = clock
         self.deliver_onward = deliver
-        self.routes = routes or RouteTable(settings.route_cache)
+        if routes is None and settings.routing:
+            routes = RouteTable(settings.route_cache)
+        self.routes = routes
+        if devices is None and settings.devices:
+            try:
+                devices = device_table(settings)
+            except OSError:
+                if routes:
+                    routes.close()
+                raise
+        self.devices = devices
         self.held = deque()
         self.held_records = 0
         self.counters = dict(records_enriched=0, records_without_route=0,
@@ -61,6 +76,9 @@ class Enrichment:
     # ---- records in ----
 
     def deliver(self, batch, count, now_ms):
+        if not self.routes:
+            self.deliver_onward(batch, count, now_ms)
+            return
         if count <= 0:
             return
         view = ffi.buffer(batch, RECORD_SIZE * count)
@@ -181,40 +199,82 @@ class Enrichment:
             if self.held:
                 self.release(self.clock())
 
-        return [(self.routes.lookups.fileno(), selectors.EVENT_READ, answers),
-                (self.routes.changes.fileno(), selectors.EVENT_READ,
-                 lambda events: self.routes.read_changes())]
+        watched = self.devices.watched() if self.devices else []
+        if self.routes:
+            watched += [(self.routes.lookups.fileno(), selectors.EVENT_READ, answers),
+                        (self.routes.changes.fileno(), selectors.EVENT_READ,
+                         lambda events: self.routes.read_changes())]
+        return watched
 
     def tick(self, now_ms):
-        self.routes.read_changes()
-        if self.held:
-            self.release(now_ms)
+        if self.routes:
+            self.routes.read_changes()
+            if self.held:
+                self.release(now_ms)
+        if self.devices:
+            self.devices.refresh()
 
     def finish(self, now_ms):
-        self.release(now_ms, everything=True)
+        if self.routes:
+            self.release(now_ms, everything=True)
 
     def stats(self):
-        return dict(self.counters, records_held_now=self.held_records, **self.routes.stats())
+        stats = dict(self.counters, records_held_now=self.held_records)
+        if self.routes:
+            stats.update(self.routes.stats())
+        if self.devices:
+            stats.update(self.devices.stats())
+        return stats
 
     def close(self):
-        self.routes.close()
+        for table in (self.routes, self.devices):
+            if table:
+                table.close()
+
+
+def device_table(settings):
+    return DeviceTable(lease_file=settings.lease_file,
+                       odhcpd_lease_file=settings.dhcpv6_lease_file)
 
 
 def apply(current, settings, deliver, clock):
     """The stage a config asks for (None: records go straight to the sinks):
-    the running one with new settings where it can, else a new one, the old
-    one's held records delivered first.  A stage that cannot open its
-    sockets is logged, and records go on without it."""
-    if current and settings.active and settings.route_cache == current.settings.route_cache:
-        current.settings = settings
-        return current
-    if current:
-        current.finish(clock())
-        current.close()
-    if not settings.active:
-        return None
+    the running one's tables where their settings did not change, new ones
+    where they did (the old one's held records delivered first).  A table
+    that cannot open its socket is logged, and records go on without it."""
+    if current is None or not settings.active:
+        if current:
+            current.finish(clock())
+            current.close()
+        return _new(settings, deliver, clock) if settings.active else None
+    old = current.settings
+    current.finish(clock())
+    if (old.routing, old.route_cache) != (settings.routing, settings.route_cache):
+        if current.routes:
+            current.routes.close()
+        current.routes = _table(lambda: RouteTable(settings.route_cache), settings.routing)
+    if (old.devices, old.lease_file, old.dhcpv6_lease_file) != (
+            settings.devices, settings.lease_file, settings.dhcpv6_lease_file):
+        if current.devices:
+            current.devices.close()
+        current.devices = _table(lambda: device_table(settings), settings.devices)
+    current.settings = settings
+    return current
+
+
+def _new(settings, deliver, clock):
     try:
         return Enrichment(settings, deliver, clock)
     except OSError as e:
-        log.error("enrichment off: cannot open a routing socket: %s", e)
+        log.error("enrichment off: cannot open a netlink socket: %s", e)
+        return None
+
+
+def _table(make, wanted):
+    if not wanted:
+        return None
+    try:
+        return make()
+    except OSError as e:
+        log.error("enrichment: cannot open a netlink socket: %s", e)
         return None

@@ -446,8 +446,15 @@ function checkSections(sections) {
 			throw new Problem(main.label, 'interface', null, null,
 				"missing (required when enabled: at least one, as list interface 'lan')");
 		checked(function(v) {   /* the enrichment stage (enrich/settings.py) */
-			if (typeof(v.routing) != 'boolean')
-				throw new FieldError('routing', v.routing, 'true or false');
+			[ 'routing', 'devices' ].forEach(function(name) {
+				if (typeof(v[name]) != 'boolean')
+					throw new FieldError(name, v[name], 'true or false');
+			});
+			[ 'lease_file', 'dhcpv6_lease_file' ].forEach(function(name) {
+				var path = v[name];
+				if (typeof(path) != 'string' || path.charAt(0) != '/' || path.indexOf('\0') >= 0)
+					throw new FieldError(name, path, 'an absolute path');
+			});
 			checkFields(v, [ 'route_cache', 'route_wait' ]);
 		}, main.label, MAIN_OPTIONS, origin,
 			Object.assign(defaultsOf('enrich'), pick(values, optionGroup('enrich'))));
