@@ -115,3 +115,64 @@ def test_every_flow_carries_the_egress_and_next_hop_ip_route_get_names(tmp_path)
                     if protocol != "netflow5" or ":" not in key[0]}   # v5: IPv4 only
             assert got == want, (protocol, collector.raw_flows()[:1])
             collector.close()
+
+
+DHCP_SCRIPT = """#!/bin/sh
+[ "$1" = bound ] && ip addr add "$ip/24" dev "$interface"
+exit 0
+"""
+
+
+@pytest.mark.skipif(missing_tools("/usr/sbin/dnsmasq", "/bin/busybox") is not None,
+                    reason=f"device names: {missing_tools('/usr/sbin/dnsmasq', '/bin/busybox')}")
+def test_the_flow_list_names_the_device_behind_each_address_from_a_real_dnsmasq(tmp_path):
+    """A real dnsmasq leases an address to the client (busybox udhcpc,
+    host name 'laptop'); the daemon's flow list names the device of a flow
+    from that address, and of one from the client's IPv6 address, which no
+    lease names: the neighbour table's MAC joins it to the lease."""
+    with TwoUplinks() as lab:
+        leases = tmp_path / "dhcp.leases"
+        lab.popen(lab.router, "/usr/sbin/dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+                  "--port=0", "--interface=lan0", "--bind-interfaces", "--user=root",
+                  "--dhcp-range=192.168.7.100,192.168.7.150,1h", "--no-ping",
+                  f"--dhcp-leasefile={leases}", f"--pid-file={tmp_path / 'dnsmasq.pid'}",
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        script = tmp_path / "udhcpc.sh"
+        script.write_text(DHCP_SCRIPT)
+        script.chmod(0o755)
+        for attempt in range(20):   # until dnsmasq listens
+            done = lab.run(lab.client, "/bin/busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f",
+                           "-t", "3", "-T", "1", "-x", "hostname:laptop", "-s", str(script),
+                           check=False)
+            if done.returncode == 0:
+                break
+        assert done.returncode == 0, done.stderr
+        [leased] = [line.split()[2] for line in leases.read_text().splitlines()]
+        mac = lab.run(lab.client, "cat", "/sys/class/net/eth0/address").stdout.strip()
+        socket_path = str(tmp_path / "control.sock")
+        (tmp_path / "flowprobe.conf").write_text("\n".join([
+            "config flowprobe 'main'", "\toption enabled '1'",
+            f"\toption control_socket '{socket_path}'", "\tlist interface 'lan0'",
+            "\toption filter 'udp and not port 67'", "\toption devices '1'",
+            f"\toption lease_file '{leases}'",
+            f"\toption dhcpv6_lease_file '{tmp_path / 'odhcpd'}'"]) + "\n")
+        log = open(tmp_path / "daemon.log", "w+")
+        daemon = lab.popen(lab.router, sys.executable, "-m", "flowprobe", "run", "--config",
+                           str(tmp_path / "flowprobe.conf"), "--no-ubus", stdout=log,
+                           stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: call(socket_path, "status")["interfaces"][0]["up"], daemon)
+            send(lab, leased, lab.far4, 5101)
+            send(lab, "fd07::20", lab.far6, 5102)
+
+            def devices():
+                flows = call(socket_path, "flows", {"protocol": "udp"})["flows"]
+                return {f["dst_port"]: f.get("src_device") for f in flows}
+
+            wait_for(lambda: all(devices().get(port) for port in (5101, 5102)), daemon)
+            seen = devices()
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+        laptop = {"name": "laptop", "mac": mac}
+        assert seen[5101] == laptop and seen[5102] == laptop, seen
