@@ -154,3 +154,18 @@ def test_the_neighbour_table_joins_an_ipv6_address_to_its_device_by_mac(files):
             assert devices.device("192.168.7.65") == {"mac": "aa:bb:cc:00:01:05"}
         finally:
             devices.close()
+
+
+def test_flowprobe_flows_shows_the_device_column_only_when_devices_are_known():
+    from flowprobe.cli.flows import format_flows
+    flow = {"protocol": 17, "src_addr": "192.168.7.20", "dst_addr": "198.51.100.7",
+            "src_port": 5000, "dst_port": 53, "packets": 3, "octets": 300, "age_ms": 1000,
+            "ifindex": 2, "interface": "lan0", "ip_version": 4}
+    plain = format_flows({"flows": [flow], "matched": 1, "active": 1})
+    assert "DEVICE" not in plain
+    named = format_flows({"flows": [dict(flow, src_device={"name": "laptop", "mac": "x"}),
+                                    dict(flow, dst_device={"mac": "aa:bb:cc:00:00:01"}), flow],
+                          "matched": 3, "active": 3})
+    lines = named.splitlines()
+    assert lines[0].split()[-1] == "DEVICE"
+    assert [line.split()[-1] for line in lines[1:4]] == ["laptop", "aa:bb:cc:00:00:01", "-"]

@@ -78,6 +78,10 @@ class Probe:
     def selector(self):
         return self.loop.selector if self.loop else None
 
+    @property
+    def devices(self):   # which device an address is (enrich/devices.py), or None
+        return self.sinks.enrich.devices if self.sinks.enrich else None
+
     def interface_index(self, name):
         return self.captures.interface_index(name)
 
