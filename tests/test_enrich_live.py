@@ -140,7 +140,7 @@ def test_the_flow_list_names_the_device_behind_each_address_from_a_real_dnsmasq(
         script = tmp_path / "udhcpc.sh"
         script.write_text(DHCP_SCRIPT)
         script.chmod(0o755)
-        for attempt in range(20):   # until dnsmasq listens
+        for _ in range(20):   # until dnsmasq listens
             done = lab.run(lab.client, "/bin/busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f",
                            "-t", "3", "-T", "1", "-x", "hostname:laptop", "-s", str(script),
                            check=False)

@@ -16,7 +16,7 @@ import pytest
 from enrich_lab import UplinkRouter
 from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.enrich import stage as enrichment
-from flowprobe.enrich.routes import Route, RouteTable
+from flowprobe.enrich.routes import RouteTable, as_key
 from flowprobe.enrich.settings import EnrichSettings
 from netlab import missing
 
@@ -54,28 +54,30 @@ class Sink:
 
 
 class SilentRoutes:
-    """A stand-in route table that never answers (a real kernel always
-    does, within the asking call): what the stage does while it waits."""
+    """A stand-in route table that never answers on its own (a real kernel
+    always does, within the asking call): what the stage does while it
+    waits.  answer() puts an answer for everything asked, as a late kernel
+    would."""
 
     class NoSocket:
         def fileno(self):
             return -1
 
     lookups = changes = NoSocket()
-    changed_ms, previous = 0, {}
+    by_source = False
 
     def __init__(self):
-        self.asked = []
-
-    def key(self, version, destination, source, ingress, mark):
-        return bytes(destination)
-
-    def get(self, key):
-        return None
+        self.cache = ffi.gc(lib.fp_route_cache_new(64), lib.fp_route_cache_free)
+        self.asked = set()
 
     def ask(self, key):
-        self.asked.append(key)
+        self.asked.add(bytes(key))
         return True
+
+    def answer(self, egress, next_hop):
+        for key in self.asked:
+            lib.fp_route_cache_put(self.cache, as_key(key), egress, next_hop,
+                                   len(next_hop))
 
     def read_answers(self):
         return 0
@@ -130,7 +132,8 @@ def test_records_leave_with_the_egress_and_next_hop_the_kernel_chose():
                               dict(flow, end_ms=changed_ms - 1000),
                               dict(flow, dst="198.51.100.8", end_ms=changed_ms - 1000)), 3, 3000)
         assert sink.records == [(up2, "10.1.2.254"), (up1, "10.1.1.254"), (up2, "10.1.2.254")]
-        assert stage.counters["records_routed_after_change"] == 1
+        assert table.stats()["records_routed_after_change"] == 1
+        assert table.stats()["records_routed_before_change"] == 1
         stage.close()
 
 
@@ -156,8 +159,7 @@ def test_answers_that_come_later_fill_the_held_records():
     stage = enrichment.Enrichment(SETTINGS, sink, lambda: 1100, routes=routes)
     stage.deliver(records({"src": "192.0.2.1", "dst": "198.51.100.1", "ifindex": 3,
                            "direction": IN}), 1, 1000)
-    answer = Route(7, ipaddress.ip_address("192.0.2.254").packed, True)
-    routes.get = lambda key: answer
+    routes.answer(7, ipaddress.ip_address("192.0.2.254").packed)
     [(_, _, on_answers), _] = stage.watched()
     on_answers(None)
     assert sink.records == [(7, "192.0.2.254")]

@@ -360,6 +360,55 @@ void fp_conntrack_counters(struct fp_conntrack *ct, struct fp_conntrack_counters
 int fp_conntrack_reconfigure(struct fp_conntrack *ct, const struct fp_conntrack_settings *settings,
 			     char *error);
 
+/* The enrichment stage's route table (cmeter/route_cache.c): the FIB's
+ * answers that enrich/routes.py asked over netlink, applied to records in
+ * C.  A key: the destination; with by_source (policy rules select by more
+ * than the destination) also the source and ingress interface of a
+ * captured flow, or the conntrack mark.  Padding zero: keys compare whole. */
+struct fp_route_key {
+	uint8_t destination[16];
+	uint8_t source[16];
+	uint32_t ingress;
+	uint32_t mark;
+	uint8_t family;                /* 4 or 6 */
+	uint8_t padding[3];
+};
+
+struct fp_route_cache_counters {
+	uint64_t entries;              /* gauge: answers of the current generation */
+	uint64_t capacity;
+	uint64_t evictions;            /* a full bucket gave one up */
+	uint64_t changes;              /* route or rule changes: new generations */
+	uint64_t hits;                 /* records routed */
+	uint64_t hits_previous;        /* of those, ended before a change: the route of then */
+	uint64_t routed_after_change;  /* ended before a change, routed by today's answer */
+};
+
+struct fp_route_cache;
+
+/* NULL when out of memory.  Capacity: answers kept at least; the table
+ * has twice the slots (buckets of 4, a power of two of them), ~72 B each. */
+struct fp_route_cache *fp_route_cache_new(uint32_t capacity);
+void fp_route_cache_free(struct fp_route_cache *cache);
+/* A route or rule changed at changed_ms: new answers from now on; the
+ * current ones stay for records of flows that ended before then. */
+void fp_route_cache_changed(struct fp_route_cache *cache, uint64_t changed_ms);
+/* An answer: the egress ifindex (0: none, local or unroutable) and the
+ * gateway (next_hop_length 0: directly connected or none). */
+void fp_route_cache_put(struct fp_route_cache *cache, const struct fp_route_key *key,
+			uint32_t egress, const uint8_t *next_hop, int next_hop_length);
+/* The current answer for key: the next hop's length (0 none), or -1 if unknown. */
+int fp_route_cache_get(struct fp_route_cache *cache, const struct fp_route_key *key,
+		       uint32_t *egress, uint8_t *next_hop);
+void fp_route_key_of(const struct fp_record *record, int by_source, struct fp_route_key *key);
+/* Fills egress_ifindex and next_hop of records[indices[0..count)] (indices
+ * NULL: the first count) whose route is known; the others' indices go to
+ * missing and their keys to keys.  Returns how many are missing. */
+int fp_records_route(struct fp_route_cache *cache, struct fp_record *records, const int *indices,
+		     int count, int by_source, int *missing, struct fp_route_key *keys);
+void fp_route_cache_counters(struct fp_route_cache *cache,
+			     struct fp_route_cache_counters *counters);
+
 /* cffi-end */
 
 #endif

@@ -17,9 +17,11 @@ port or protocol are not followed (the lookup carries no ports).
 
 import logging
 import socket
+import struct
 import time
 from collections import namedtuple
 
+from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.enrich import netlink as nl
 
 log = logging.getLogger("flowprobe")
@@ -30,20 +32,29 @@ FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME, FRA_L3MDEV, FRA_UID_RANGE = 3, 10, 17, 19,
 # matters to the router's own sockets, which lookups here never stand for)
 POLICY_SELECTORS = (FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME, FRA_L3MDEV)
 
-# answers that arrive for flows the FIB cannot route (no route, rp_filter,
-# a martian source) are kept as such: no storm of requests for them
-Route = namedtuple("Route", "egress next_hop resolved")
-UNRESOLVED = Route(0, b"", False)
-LOCAL = Route(0, b"", True)     # delivered to the router itself: it leaves by no interface
+KEY = struct.Struct("=16s16sIIB3x")   # struct fp_route_key
+# an answer: the egress ifindex (0: none: local, unreachable, refused) and
+# the gateway (b"": directly connected or none)
+Route = namedtuple("Route", "egress next_hop")
+NO_ROUTE = Route(0, b"")
+
+
+def as_key(key):
+    """Bytes of a key as the C table takes it."""
+    return ffi.from_buffer("struct fp_route_key *", key)
 
 
 class RouteTable:
-    """A bounded table of FIB answers (oldest out when full) with the
-    requests in flight; emptied by every route or rule change."""
+    """The FIB's answers in a bounded table in C (cmeter/route_cache.c),
+    with the requests in flight; a route or rule change starts a new
+    generation of answers."""
 
     def __init__(self, capacity=4096, max_in_flight=512):
-        self.capacity = capacity
         self.max_in_flight = max_in_flight
+        cache = lib.fp_route_cache_new(capacity)
+        if cache == ffi.NULL:
+            raise MemoryError("no memory for the route table")
+        self.cache = ffi.gc(cache, lib.fp_route_cache_free)
         self.lookups = nl.NetlinkSocket(receive_buffer=1 << 20)
         try:
             self.changes = nl.NetlinkSocket(groups=(
@@ -52,48 +63,50 @@ class RouteTable:
         except OSError:
             self.lookups.close()
             raise
-        self.routes = {}          # key -> Route
-        # the answers from before the latest change, for records of flows
-        # that ended before it (their packets took the old routes)
-        self.previous = {}
-        self.changed_ms = 0
         self.asked = {}           # sequence -> key
         self.in_flight = {}       # key -> sequence
         self.by_source = True     # until the rules are known: the full key
-        self.generation = 0
         self._rules_sequence = None
         self._rules_by_source = False
         self.counters = dict(route_lookups=0, route_answers=0, route_failures=0,
-                             route_evictions=0, route_invalidations=0, route_overruns=0,
-                             route_requests_refused=0)
+                             route_overruns=0, route_requests_refused=0)
         self._ask_rules()
 
     # ---- keys ----
 
     def key(self, ip_version, destination, source, ingress, mark):
-        """The lookup a flow needs: (family, destination, source, ingress, mark)."""
+        """The lookup a flow needs, as the C table keys it (for tests; the
+        stage has C make them from records)."""
         size = 4 if ip_version == 4 else 16
-        family = nl.FAMILIES[ip_version]
         if not self.by_source:
-            return (family, destination[:size], b"", 0, 0)
-        return (family, destination[:size], source[:size] if ingress else b"", ingress, mark)
+            return KEY.pack(destination[:size], b"", 0, 0, ip_version)
+        return KEY.pack(destination[:size], source[:size] if ingress else b"", ingress, mark,
+                        ip_version)
 
     def get(self, key):
-        return self.routes.get(key)
+        """The current answer for a key, or None."""
+        egress, next_hop = ffi.new("uint32_t *"), ffi.new("uint8_t[16]")
+        length = lib.fp_route_cache_get(self.cache, as_key(key), egress, next_hop)
+        if length < 0:
+            return None
+        return Route(egress[0], bytes(next_hop[0:length]))
 
     # ---- asking ----
 
     def ask(self, key):
-        """Sends the lookup for key unless it is in flight; False when it
-        cannot go now (too many in flight, or the kernel's queue is full)."""
+        """Sends the lookup for key (bytes of a struct fp_route_key) unless
+        it is in flight; False when it cannot go now (too many in flight,
+        or the kernel's queue is full)."""
         if key in self.in_flight:
             return True
         if len(self.in_flight) >= self.max_in_flight:
+            self.read_answers()   # the kernel answers as it is asked: room again
+        if len(self.in_flight) >= self.max_in_flight:
             self.counters["route_requests_refused"] += 1
             return False
-        family, destination, source, ingress, mark = key
+        destination, source, ingress, mark, version = KEY.unpack(key)
         sequence = self.lookups.send(nl.RTM_GETROUTE, 0, nl.route_request(
-            family, destination, source, ingress, mark))
+            nl.FAMILIES[version], destination, source if ingress else None, ingress, mark))
         if sequence is None:
             self.counters["route_requests_refused"] += 1
             return False
@@ -121,27 +134,22 @@ class RouteTable:
                 continue
             del self.in_flight[key]
             answered += 1
+            route = NO_ROUTE
             if message.type == nl.RTM_NEWROUTE:
-                kind, oif, gateway = nl.parse_route(message.payload)
-                route = (LOCAL if kind == nl.RTN_LOCAL else
-                         Route(oif, gateway, True) if kind == nl.RTN_UNICAST else UNRESOLVED)
                 self.counters["route_answers"] += 1
-            else:   # NLMSG_ERROR: unreachable, prohibited, a martian or rp_filter'd source
-                route = UNRESOLVED
+                kind, oif, gateway = nl.parse_route(message.payload)
+                if kind == nl.RTN_UNICAST:   # not local, unreachable, prohibit, blackhole
+                    route = Route(oif, gateway)
+            else:   # NLMSG_ERROR: no route, or a martian or rp_filter'd source
                 self.counters["route_failures"] += 1
-            self._keep(key, route)
+            lib.fp_route_cache_put(self.cache, as_key(key), route.egress,
+                                   route.next_hop, len(route.next_hop))
         return answered
-
-    def _keep(self, key, route):
-        if len(self.routes) >= self.capacity:
-            del self.routes[next(iter(self.routes))]
-            self.counters["route_evictions"] += 1
-        self.routes[key] = route
 
     # ---- changes ----
 
     def read_changes(self):
-        """Route and rule notifications: any of them empties the table."""
+        """Route and rule notifications: any of them starts a new generation."""
         changed = False
         try:
             messages = self.changes.receive()
@@ -157,10 +165,7 @@ class RouteTable:
         return changed
 
     def invalidate(self):
-        self.previous, self.routes = self.routes, {}
-        self.changed_ms = int(time.time() * 1000)
-        self.generation += 1
-        self.counters["route_invalidations"] += 1
+        lib.fp_route_cache_changed(self.cache, int(time.time() * 1000))
         # answers to requests sent before the change may be stale: asked again
         self.asked.clear()
         self.in_flight.clear()
@@ -184,14 +189,15 @@ class RouteTable:
                 self.by_source = self._rules_by_source
                 self.invalidate()
 
-    # ---- the loop ----
-
-    def watched(self):
-        """(socket, callback) pairs for the loop's selector."""
-        return ((self.lookups, self.read_answers), (self.changes, self.read_changes))
-
     def stats(self):
-        return dict(self.counters, routes_cached=len(self.routes),
+        counters = ffi.new("struct fp_route_cache_counters *")
+        lib.fp_route_cache_counters(self.cache, counters)
+        return dict(self.counters, routes_cached=counters.entries,
+                    route_cache_capacity=counters.capacity,
+                    route_evictions=counters.evictions, route_changes=counters.changes,
+                    records_routed=counters.hits,
+                    records_routed_before_change=counters.hits_previous,
+                    records_routed_after_change=counters.routed_after_change,
                     route_lookups_in_flight=len(self.in_flight),
                     routes_by_source=self.by_source)
 

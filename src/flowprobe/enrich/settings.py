@@ -15,7 +15,7 @@ class EnrichSettingsError(OptionError):
 @dataclass(frozen=True)
 class EnrichSettings:
     routing: bool = False        # egress interface and next hop from the kernel's FIB
-    route_cache: int = 4096      # FIB answers kept (~200 B each); the oldest leave when full
+    route_cache: int = 4096      # FIB answers kept (~150 B each); a full bucket gives one up
     route_wait: float = 0.5      # how long a record may wait for its lookup's answer
     devices: bool = True         # device names and MACs for addresses (flow list, status)
     lease_file: str = "/tmp/dhcp.leases"             # dnsmasq's (DHCPv4, and its DHCPv6)

@@ -8,6 +8,8 @@ The route is the FIB's answer when the record leaves the meter; a record
 of a flow that ended before the latest route change gets the answer from
 before it where one was asked then (else today's, counted in
 records_routed_after_change: its packets may have taken the old route).
+Records are routed in C (cmeter/route_cache.c); Python only asks the
+kernel for the routes the table does not know yet.
 
 A record whose route is not known yet is held, with its batch, until the
 answer comes or `route_wait` has passed (checked whenever answers arrive
@@ -19,7 +21,6 @@ Nothing is lost: every record reaches the sinks.
 
 import logging
 import selectors
-import struct
 from collections import deque
 
 from flowprobe._cmeter_ffi import ffi, lib
@@ -29,11 +30,7 @@ from flowprobe.enrich.routes import RouteTable
 log = logging.getLogger("flowprobe")
 
 RECORD_SIZE = ffi.sizeof("struct fp_record")
-_OFFSET = {name: ffi.offsetof("struct fp_record", name) for name in (
-    "src_addr", "dst_addr", "ifindex", "ip_version", "direction", "conntrack_mark", "flow_end_ms",
-    "egress_ifindex", "next_hop")}
-U32 = struct.Struct("=I")
-U64 = struct.Struct("=Q")
+KEY_SIZE = ffi.sizeof("struct fp_route_key")
 # at most this many rounds of asking and reading within one delivery: the
 # kernel answers as it is asked, so rounds only follow a full socket queue
 MAX_ROUNDS = 8
@@ -41,11 +38,11 @@ MAX_HELD_RECORDS = 16384   # 16 of the meter's batches, ~4 MB
 
 
 class _Held:
-    __slots__ = ("records", "count", "missing", "deadline_ms")
+    __slots__ = ("records", "count", "missing", "unknown", "deadline_ms")
 
-    def __init__(self, records, count, missing, deadline_ms):
+    def __init__(self, records, count, missing, unknown, deadline_ms):
         self.records, self.count, self.missing = records, count, missing
-        self.deadline_ms = deadline_ms
+        self.unknown, self.deadline_ms = unknown, deadline_ms
 
 
 class Enrichment:
@@ -69,9 +66,10 @@ class Enrichment:
         self.devices = devices
         self.held = deque()
         self.held_records = 0
+        self._missing = ffi.new("int[]", 1024)
+        self._keys = ffi.new("struct fp_route_key[]", 1024)
         self.counters = dict(records_enriched=0, records_without_route=0,
-                             records_held=0, batches_not_held=0,
-                             records_routed_after_change=0)
+                             records_held=0, batches_not_held=0)
 
     # ---- records in ----
 
@@ -81,83 +79,47 @@ class Enrichment:
             return
         if count <= 0:
             return
-        view = ffi.buffer(batch, RECORD_SIZE * count)
-        keys = [self._key(view, i) for i in range(count)]
-        missing = self._fill(view, keys, range(count))
-        for _ in range(MAX_ROUNDS):
-            if not missing:
-                break
-            asked = [self.routes.ask(keys[i]) for i in missing]
-            self.routes.read_answers()
-            still = self._fill(view, keys, missing)
-            if len(still) == len(missing) and not any(asked):
-                break
-            missing = still
-        if not missing:
+        if count > len(self._missing):
+            self._missing = ffi.new("int[]", count)
+            self._keys = ffi.new("struct fp_route_key[]", count)
+        unknown = self._route(batch, ffi.NULL, count, self._missing)
+        if not unknown:
             self._onward(batch, count, 0, now_ms)
             return
         if self.held_records + count > MAX_HELD_RECORDS:
             self.counters["batches_not_held"] += 1
-            self._onward(batch, count, len(missing), now_ms)
+            self._onward(batch, count, unknown, now_ms)
             return
         copy = ffi.new("struct fp_record[]", count)   # the meter reuses its batch
         ffi.memmove(copy, batch, RECORD_SIZE * count)
-        self.held.append(_Held(copy, count, [(i, keys[i]) for i in missing],
+        missing = ffi.new("int[]", unknown)
+        ffi.memmove(missing, self._missing, ffi.sizeof("int") * unknown)
+        self.held.append(_Held(copy, count, missing, unknown,
                                now_ms + round(self.settings.route_wait * 1000)))
         self.held_records += count
         self.counters["records_held"] += count
 
-    def _key(self, view, i):
-        base = i * RECORD_SIZE
-        version = view[base + _OFFSET["ip_version"]][0]
-        destination = view[base + _OFFSET["dst_addr"]:base + _OFFSET["dst_addr"] + 16]
-        direction = view[base + _OFFSET["direction"]][0]
-        if direction == lib.FP_DIRECTION_IN:
-            # a forwarding lookup, as the packet arrived
-            ingress = U32.unpack_from(view, base + _OFFSET["ifindex"])[0]
-            source = view[base + _OFFSET["src_addr"]:base + _OFFSET["src_addr"] + 16]
-            return self.routes.key(version, destination, source, ingress, 0)
-        # conntrack: the mark that policy rules (mwan3, pbr) route by
-        mark = U32.unpack_from(view, base + _OFFSET["conntrack_mark"])[0]
-        return self.routes.key(version, destination, b"", 0, mark)
-
-    def _fill(self, view, keys, indices):
-        """Writes the known routes; returns the indices still unknown."""
-        missing = []
-        for i in indices:
-            route = self._route(view, i, keys[i])
-            if route is None:
-                missing.append(i)
-            else:
-                self._write(view, i, route)
-        return missing
-
-    def _route(self, view, i, key):
-        """The route for record i: of before the latest change for a flow
-        that ended before it, when it was asked then; else today's."""
-        route = self.routes.get(key)
-        changed_ms = self.routes.changed_ms
-        if changed_ms and U64.unpack_from(view, i * RECORD_SIZE
-                                          + _OFFSET["flow_end_ms"])[0] < changed_ms:
-            before = self.routes.previous.get(key)
-            if before is not None:
-                return before
-            if route is not None:   # its packets may have taken the old route
-                self.counters["records_routed_after_change"] += 1
-        return route
-
-    @staticmethod
-    def _write(view, i, route):
-        base = i * RECORD_SIZE
-        if view[base + _OFFSET["direction"]][0] != lib.FP_DIRECTION_OUT:
-            U32.pack_into(view, base + _OFFSET["egress_ifindex"], route.egress)
-        else:   # captured leaving: the capture's interface is the egress
-            U32.pack_into(view, base + _OFFSET["egress_ifindex"],
-                          U32.unpack_from(view, base + _OFFSET["ifindex"])[0])
-        size = 4 if view[base + _OFFSET["ip_version"]][0] == 4 else 16
-        if len(route.next_hop) == size:   # an IPv6 next hop of an IPv4 route has no field
-            start = base + _OFFSET["next_hop"]
-            view[start:start + size] = route.next_hop
+    def _route(self, records, indices, count, missing, ask=True):
+        """Routes the records (indices: NULL, the first count) in C; asks the
+        kernel for what is not known (a few rounds, while it answers);
+        returns how many are still unknown, their indices in missing."""
+        routes = self.routes
+        unknown = lib.fp_records_route(routes.cache, records, indices, count,
+                                       routes.by_source, missing, self._keys)
+        for _ in range(MAX_ROUNDS if ask else 0):
+            if not unknown:
+                break
+            keys = ffi.buffer(self._keys, KEY_SIZE * unknown)
+            asked = False
+            for n in range(0, KEY_SIZE * unknown, KEY_SIZE):
+                asked |= routes.ask(keys[n:n + KEY_SIZE])
+            routes.read_answers()
+            still = lib.fp_records_route(routes.cache, records, missing, unknown,
+                                         routes.by_source, missing, self._keys)
+            if still == unknown and not asked:
+                break
+            unknown = still
+        return unknown
 
     def _onward(self, records, count, unresolved, now_ms):
         self.counters["records_enriched"] += count - unresolved
@@ -172,20 +134,12 @@ class Enrichment:
         self.routes.read_answers()
         kept = deque()
         for held in self.held:
-            view = ffi.buffer(held.records, RECORD_SIZE * held.count)
-            still = []
-            for i, key in held.missing:
-                route = self._route(view, i, key)
-                if route is None:
-                    still.append((i, key))
-                    if not (everything or now_ms >= held.deadline_ms):
-                        self.routes.ask(key)   # again, after an invalidation or a full queue
-                else:
-                    self._write(view, i, route)
-            held.missing = still
-            if not still or everything or now_ms >= held.deadline_ms:
+            over = everything or now_ms >= held.deadline_ms
+            held.unknown = self._route(held.records, held.missing, held.unknown, held.missing,
+                                       ask=not over)
+            if not held.unknown or over:
                 self.held_records -= held.count
-                self._onward(held.records, held.count, len(still), now_ms)
+                self._onward(held.records, held.count, held.unknown, now_ms)
             else:
                 kept.append(held)
         self.held = kept
