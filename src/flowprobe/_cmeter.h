@@ -387,7 +387,7 @@ struct fp_route_cache_counters {
 struct fp_route_cache;
 
 /* NULL when out of memory.  Capacity: answers kept at least; the table
- * has twice the slots (buckets of 4, a power of two of them), ~72 B each. */
+ * has twice the slots (buckets of 8, a power of two of them), ~72 B each. */
 struct fp_route_cache *fp_route_cache_new(uint32_t capacity);
 void fp_route_cache_free(struct fp_route_cache *cache);
 /* A route or rule changed at changed_ms: new answers from now on; the

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WAYS 4
+#define WAYS 8
 
 struct route_entry {
 	struct fp_route_key key;
