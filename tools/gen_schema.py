@@ -112,7 +112,7 @@ def validation_default(key):
     if key == "enabled":
         return "0"   # config.build: a file that does not say so starts nothing
     known = data()["defaults"]
-    for table in ("meter", "interface", "conntrack", "main"):
+    for table in ("meter", "interface", "conntrack", "main", "enrich"):
         if key in known[table]:
             v = known[table][key]
             if isinstance(v, dict):
