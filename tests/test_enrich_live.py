@@ -2,7 +2,8 @@
 two uplinks and a policy rule exports, for every flow its LAN sends, the
 egress interface and next hop `ip route get` names for it, in IPFIX,
 NetFlow v9 and v5, as nfdump reads them; a route change during traffic
-moves the flows that start after it.
+moves the flows that start after it; the MAC fields carry the first
+frame's addresses.
 
 Needs root, ip netns and nfcapd/nfdump; skipped otherwise.
 """
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.skipif(skip_reason is not None, reason=f"enrich live: {
 FIELDS = ("sourceIPv4Address destinationIPv4Address sourceIPv6Address destinationIPv6Address "
           "sourceTransportPort destinationTransportPort protocolIdentifier packetDeltaCount "
           "octetDeltaCount flowStartMilliseconds flowEndMilliseconds ingressInterface "
-          "egressInterface ipNextHopIPv4Address ipNextHopIPv6Address")
+          "egressInterface ipNextHopIPv4Address ipNextHopIPv6Address sourceMacAddress "
+          "destinationMacAddress")
 PORTS = {"ipfix": 2055, "netflow9": 2056, "netflow5": 2057}
 
 
@@ -78,6 +80,8 @@ def test_every_flow_carries_the_egress_and_next_hop_ip_route_get_names(tmp_path)
                            stderr=subprocess.STDOUT)
         try:
             wait_for(lambda: call(socket_path, "status")["interfaces"][0]["up"], daemon)
+            macs = (lab.run(lab.client, "cat", "/sys/class/net/eth0/address").stdout.strip(),
+                    lab.run(lab.router, "cat", "/sys/class/net/lan0/address").stdout.strip())
             expected = {}   # (source, port) -> (egress ifindex, next hop)
             flows = [("192.168.7.20", lab.far4, 5001), ("192.168.7.200", lab.far4, 5002),
                      ("fd07::20", lab.far6, 5003), ("fd07::8000:0:0:20", lab.far6, 5004)]
@@ -111,6 +115,8 @@ def test_every_flow_carries_the_egress_and_next_hop_ip_route_get_names(tmp_path)
                 raw = flow["raw"]
                 hop = raw.get("ip4_next_hop") or raw.get("ip6_next_hop")
                 got[(flow["src_addr"], flow["dst_port"])] = (flow["out_if"], hop)
+                if protocol != "netflow5":   # the first frame's MACs: client to router
+                    assert (raw.get("in_src_mac"), raw.get("in_dst_mac")) == macs, raw
             want = {key: value for key, value in expected.items()
                     if protocol != "netflow5" or ":" not in key[0]}   # v5: IPv4 only
             assert got == want, (protocol, collector.raw_flows()[:1])

@@ -50,6 +50,8 @@ struct fp_settings {
 	uint32_t overflow_policy;       /* FP_OVERFLOW_* */
 	uint32_t bidirectional;         /* reverse direction folds into the same entry */
 	uint64_t hash_seed;             /* 0: random from the kernel */
+	uint32_t macs;                  /* keep each flow's first MACs per direction (a side
+					 * table, 12 B a slot, 24 biflow): a collector asks */
 };
 
 /* One flow record, as drained.  Addresses are in network byte order; an
@@ -94,6 +96,12 @@ struct fp_record {
 	 * filled after the meter, before the sinks; 0 and zeros when unknown */
 	uint32_t egress_ifindex;
 	uint8_t next_hop[16];          /* the gateway; zeros: directly connected */
+	/* the first frame's MAC addresses, per direction (settings.macs; zeros
+	 * without, for link types without them, and for conntrack) */
+	uint8_t src_mac[6];
+	uint8_t dst_mac[6];
+	uint8_t reverse_src_mac[6];
+	uint8_t reverse_dst_mac[6];
 };
 
 /* Which flows a query or an expiry applies to; zero fields match all. */

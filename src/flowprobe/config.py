@@ -34,6 +34,7 @@ from flowprobe import schema
 from flowprobe.enrich.settings import EnrichSettings
 from flowprobe.errors import OptionError
 from flowprobe.export.collectors import CollectorProfile
+from flowprobe.export.fields import MAC_FIELDS
 from flowprobe.schema import DIRECTIONS, LOG_LEVELS  # noqa: F401  (their home)
 from flowprobe.settings import MeterSettings
 from flowprobe.sources.conntrack_settings import ConntrackSettings
@@ -442,6 +443,8 @@ def build(sections):
         raise ConfigError("missing (required when enabled: at least one, as list interface 'lan')",
                           section=main.label, option="interface",
                           allowed="at least one interface")
+    if any(name in MAC_FIELDS for profile in collectors for name in profile.fields):
+        meter = replace(meter, macs=True)   # kept only while a collector asks for them
     enrich = _checked(EnrichSettings, main, origin, {
         key: values[key] for key, _ in ENRICH_OPTIONS.values() if key in values})
     return _checked(Config, main, origin, dict(

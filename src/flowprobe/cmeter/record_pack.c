@@ -151,6 +151,12 @@ static uint8_t *pack_field(uint8_t *out, enum fp_field field, const struct fp_re
 	case FP_FIELD_EGRESS16: return put16(out, egress_of(r, v));
 	case FP_FIELD_NEXT_HOP4: return put_next_hop(out, r, v, 4);
 	case FP_FIELD_NEXT_HOP6: return put_next_hop(out, r, v, 16);
+	case FP_FIELD_SRC_MAC:
+		memcpy(out, v->reverse ? r->reverse_src_mac : r->src_mac, 6);
+		return out + 6;
+	case FP_FIELD_DST_MAC:
+		memcpy(out, v->reverse ? r->reverse_dst_mac : r->dst_mac, 6);
+		return out + 6;
 	case FP_FIELD_DIRECTION: return put8(out, r->direction == FP_DIRECTION_OUT);  /* 1: egress */
 	case FP_FIELD_VLAN: return put16(out, r->vlan_id);
 	case FP_FIELD_INNER_VLAN: return put16(out, r->inner_vlan_id);

@@ -51,6 +51,9 @@ def _elements():
         # enrich/ (option routing): the next hop the kernel's FIB chose
         Element("ipNextHopIPv4Address", 15, f.FP_FIELD_NEXT_HOP4, family=4, v9_id=15),
         Element("ipNextHopIPv6Address", 62, f.FP_FIELD_NEXT_HOP6, family=6, v9_id=62),
+        # the first frame's, per direction: kept only while a collector asks (MAC_FIELDS)
+        Element("sourceMacAddress", 56, f.FP_FIELD_SRC_MAC, v9_id=56),
+        Element("destinationMacAddress", 80, f.FP_FIELD_DST_MAC, v9_id=80),
         Element("sourceIPv6Address", 27, f.FP_FIELD_SRC_ADDR6, family=6, v9_id=27),
         Element("destinationIPv6Address", 28, f.FP_FIELD_DST_ADDR6, family=6, v9_id=28),
         Element("icmpTypeCodeIPv4", 32, f.FP_FIELD_ICMP_TYPE_CODE, family=4, v9_id=32),
@@ -108,6 +111,10 @@ NAT_FIELDS = (
     "postNATDestinationIPv6Address", "postNAPTSourceTransportPort",
     "postNAPTDestinationTransportPort", "flowId",
 )
+
+
+# fields that make the meter keep each flow's first MAC addresses
+MAC_FIELDS = ("sourceMacAddress", "destinationMacAddress")
 
 
 def is_reverse(name):

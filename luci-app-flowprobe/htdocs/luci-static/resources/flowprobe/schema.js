@@ -51,7 +51,7 @@ return baseclass.extend({
 			"route_wait": {"kind": "seconds", "low": 0.0, "high": 10, "allowed": "seconds from 0 to 10"}
 		},
 		"defaults": {
-			"meter": {"max_flows": {"int": "65536"}, "max_fragments": {"int": "4096"}, "idle_timeout": 15.0, "active_timeout": 300.0, "unanswered_timeout": 5.0, "tcp_end_grace": 2.0, "fragment_timeout": 30.0, "overflow_policy": "evict", "bidirectional": false, "hash_seed": {"int": "0"}},
+			"meter": {"max_flows": {"int": "65536"}, "max_fragments": {"int": "4096"}, "idle_timeout": 15.0, "active_timeout": 300.0, "unanswered_timeout": 5.0, "tcp_end_grace": 2.0, "fragment_timeout": 30.0, "overflow_policy": "evict", "bidirectional": false, "hash_seed": {"int": "0"}, "macs": false},
 			"interface": {"device": "", "bpf_filter": "", "promiscuous": false, "direction": "in", "snaplen": {"int": "128"}, "buffer_kb": {"int": "2048"}},
 			"collector": {"port": {"int": "0"}, "protocol": "ipfix", "transport": "udp", "fields": [], "biflow": false, "observation_domain": {"int": "0"}, "template_refresh_seconds": {"int": "60"}, "template_refresh_packets": {"int": "20"}, "stats_interval": {"int": "0"}, "mtu": {"int": "1400"}, "source_address": "", "group": "", "queue_limit": {"int": "256"}, "spool_kb": {"int": "0"}},
 			"conntrack": {"source": "capture", "conntrack_max_connections": {"int": "16384"}, "conntrack_dump_interval": 30.0, "conntrack_vanish_grace": 5.0, "conntrack_buffer_kb": {"int": "1024"}},
@@ -72,6 +72,8 @@ return baseclass.extend({
 			["egressInterface", true, false],
 			["ipNextHopIPv4Address", true, false],
 			["ipNextHopIPv6Address", true, false],
+			["sourceMacAddress", true, false],
+			["destinationMacAddress", true, false],
 			["sourceIPv6Address", true, false],
 			["destinationIPv6Address", true, false],
 			["icmpTypeCodeIPv4", true, false],
