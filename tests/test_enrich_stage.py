@@ -194,3 +194,47 @@ def test_the_packer_writes_the_forward_directions_route_only():
         packed.append(bytes(ffi.buffer(out, n)))
     assert packed[0] == bytes([0, 0, 0, 3, 0, 0, 0, 9, 192, 0, 2, 254, 0, 9])
     assert packed[1] == bytes([0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+
+
+class NeighbourTable:
+    """A stand-in device table: only the neighbour entries a test sets."""
+
+    def __init__(self, neighbours):
+        self.neighbours = {ipaddress.ip_address(a).packed.ljust(16, b"\0"): bytes.fromhex(
+            m.replace(":", "")) for a, m in neighbours.items()}
+
+    def watched(self):
+        return []
+
+    def close(self):
+        pass
+
+
+def test_conntrack_records_get_macs_from_the_neighbour_table_when_asked():
+    client, nat = "192.168.7.20", "10.1.1.1"
+    devices = NeighbourTable({client: "02:00:00:00:00:20", "10.1.1.254": "02:00:00:00:00:fe"})
+    settings = EnrichSettings(routing=False, devices=True, macs=True)
+    got = []
+
+    def sink(batch, count, now_ms):
+        got.extend((bytes(ffi.buffer(r.src_mac)).hex(":"),
+                    bytes(ffi.buffer(r.reverse_dst_mac)).hex(":")) for r in batch[0:count])
+
+    stage = enrichment.Enrichment(settings, sink, lambda: 0, devices=devices)
+    batch = records({"src": client, "dst": "198.51.100.7"})
+    batch[0].nat = 1
+    ffi.memmove(batch[0].post_src_addr, ipaddress.ip_address(nat).packed, 4)
+    ffi.memmove(batch[0].post_dst_addr, ipaddress.ip_address("198.51.100.7").packed, 4)
+    stage.deliver(batch, 1, 0)
+    # the client's MAC; the reverse view's addresses are the reply tuple's, and
+    # the router's own NAT address has no neighbour entry
+    assert got == [("02:00:00:00:00:20", "00:00:00:00:00:00")]
+    ffi.memmove(batch[0].post_src_addr, ipaddress.ip_address(client).packed, 4)
+    stage.deliver(batch, 1, 0)
+    assert got[-1] == ("02:00:00:00:00:20", "02:00:00:00:00:20")
+    # not asked (no collector wants MAC fields): untouched
+    stage.settings = EnrichSettings(routing=False, devices=True)
+    captured = records({"src": client, "dst": "198.51.100.7"})
+    captured[0].nat = 1
+    stage.deliver(captured, 1, 0)
+    assert got[-1] == ("00:00:00:00:00:00", "00:00:00:00:00:00")

@@ -447,6 +447,7 @@ def build(sections):
         meter = replace(meter, macs=True)   # kept only while a collector asks for them
     enrich = _checked(EnrichSettings, main, origin, {
         key: values[key] for key, _ in ENRICH_OPTIONS.values() if key in values})
+    enrich = replace(enrich, macs=meter.macs)
     return _checked(Config, main, origin, dict(
         own, meter=meter, interfaces=interfaces, collectors=collectors, conntrack=conntrack,
         warnings=tuple(warnings), enrich=enrich))

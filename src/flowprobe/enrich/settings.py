@@ -20,6 +20,9 @@ class EnrichSettings:
     devices: bool = True         # device names and MACs for addresses (flow list, status)
     lease_file: str = "/tmp/dhcp.leases"             # dnsmasq's (DHCPv4, and its DHCPv6)
     dhcpv6_lease_file: str = "/tmp/hosts/odhcpd"     # odhcpd's
+    # not an option: on while a collector asks for MAC fields (config.build);
+    # conntrack records then get them from the neighbour table
+    macs: bool = False
 
     def __post_init__(self):
         for name in ("routing", "devices"):

@@ -69,11 +69,14 @@ class Enrichment:
         self._missing = ffi.new("int[]", 1024)
         self._keys = ffi.new("struct fp_route_key[]", 1024)
         self.counters = dict(records_enriched=0, records_without_route=0,
-                             records_held=0, batches_not_held=0)
+                             records_held=0, batches_not_held=0,
+                             records_with_neighbour_macs=0)
 
     # ---- records in ----
 
     def deliver(self, batch, count, now_ms):
+        if self.settings.macs and self.devices and count and batch[0].nat:
+            self._conntrack_macs(batch, count)
         if not self.routes:
             self.deliver_onward(batch, count, now_ms)
             return
@@ -98,6 +101,22 @@ class Enrichment:
                                now_ms + round(self.settings.route_wait * 1000)))
         self.held_records += count
         self.counters["records_held"] += count
+
+    # each direction's addresses, and where the neighbour table's MAC for them goes
+    NEIGHBOUR_MACS = (("src_addr", "src_mac"), ("dst_addr", "dst_mac"),
+                      ("post_dst_addr", "reverse_src_mac"), ("post_src_addr", "reverse_dst_mac"))
+
+    def _conntrack_macs(self, batch, count):
+        """Conntrack sees no frames: its records get the MACs the neighbour
+        table has for their addresses (a record per connection; capture's
+        batches, whose MACs come from frames, never pass here)."""
+        neighbours = self.devices.neighbours
+        for r in batch[0:count]:
+            for address, mac_field in self.NEIGHBOUR_MACS:
+                mac = neighbours.get(bytes(ffi.buffer(getattr(r, address))))
+                if mac:
+                    ffi.memmove(getattr(r, mac_field), mac, 6)
+        self.counters["records_with_neighbour_macs"] += count
 
     def _route(self, records, indices, count, missing, ask=True):
         """Routes the records (indices: NULL, the first count) in C; asks the

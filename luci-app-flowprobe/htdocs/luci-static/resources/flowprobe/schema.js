@@ -55,7 +55,7 @@ return baseclass.extend({
 			"interface": {"device": "", "bpf_filter": "", "promiscuous": false, "direction": "in", "snaplen": {"int": "128"}, "buffer_kb": {"int": "2048"}},
 			"collector": {"port": {"int": "0"}, "protocol": "ipfix", "transport": "udp", "fields": [], "biflow": false, "observation_domain": {"int": "0"}, "template_refresh_seconds": {"int": "60"}, "template_refresh_packets": {"int": "20"}, "stats_interval": {"int": "0"}, "mtu": {"int": "1400"}, "source_address": "", "group": "", "queue_limit": {"int": "256"}, "spool_kb": {"int": "0"}},
 			"conntrack": {"source": "capture", "conntrack_max_connections": {"int": "16384"}, "conntrack_dump_interval": 30.0, "conntrack_vanish_grace": 5.0, "conntrack_buffer_kb": {"int": "1024"}},
-			"enrich": {"routing": false, "route_cache": {"int": "4096"}, "route_wait": 0.5, "devices": true, "lease_file": "/tmp/dhcp.leases", "dhcpv6_lease_file": "/tmp/hosts/odhcpd"},
+			"enrich": {"routing": false, "route_cache": {"int": "4096"}, "route_wait": 0.5, "devices": true, "lease_file": "/tmp/dhcp.leases", "dhcpv6_lease_file": "/tmp/hosts/odhcpd", "macs": false},
 			"main": {"log_level": "info", "control_socket": "/var/run/flowprobe.sock", "user": "", "spool_dir": "/var/spool/flowprobe"}
 		},
 		"elements": [
