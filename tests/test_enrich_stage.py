@@ -10,6 +10,7 @@ never answers (SilentRoutes), since a real kernel always does.
 
 import ipaddress
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -238,3 +239,24 @@ def test_conntrack_records_get_macs_from_the_neighbour_table_when_asked():
     captured[0].nat = 1
     stage.deliver(captured, 1, 0)
     assert got[-1] == ("00:00:00:00:00:00", "00:00:00:00:00:00")
+
+
+def test_a_reload_keeps_what_did_not_change_and_delivers_what_was_held(tmp_path):
+    """apply() at a reload: new route_wait keeps the table; routing off
+    delivers the held records first; everything off closes the stage."""
+    sink = Sink()
+    settings = EnrichSettings(routing=True, devices=True, lease_file=str(tmp_path / "leases"),
+                              dhcpv6_lease_file=str(tmp_path / "odhcpd"))
+    stage = enrichment.apply(None, settings, sink, lambda: 5000)
+    table, devices = stage.routes, stage.devices
+    same = enrichment.apply(stage, replace(settings, route_wait=2.0), sink, lambda: 5000)
+    assert same is stage and stage.routes is table and stage.devices is devices
+    stage.routes = SilentRoutes()   # a batch waits for its answer
+    stage.deliver(records({"src": "192.0.2.1", "dst": "198.51.100.1", "ifindex": 3,
+                           "direction": IN}), 1, 1000)
+    assert stage.held_records == 1 and sink.records == []
+    table.close()
+    stage = enrichment.apply(stage, replace(settings, routing=False), sink, lambda: 5000)
+    assert sink.records == [(0, None)] and stage.routes is None and stage.devices is devices
+    assert enrichment.apply(stage, replace(settings, routing=False, devices=False), sink,
+                            lambda: 5000) is None
