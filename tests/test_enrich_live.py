@@ -26,12 +26,18 @@ FIELDS = ("sourceIPv4Address destinationIPv4Address sourceIPv6Address destinatio
           "sourceTransportPort destinationTransportPort protocolIdentifier packetDeltaCount "
           "octetDeltaCount flowStartMilliseconds flowEndMilliseconds ingressInterface "
           "egressInterface ipNextHopIPv4Address ipNextHopIPv6Address sourceMacAddress "
-          "destinationMacAddress")
+          "destinationMacAddress bgpSourceAsNumber bgpDestinationAsNumber sourceIPv4PrefixLength "
+          "destinationIPv4PrefixLength sourceIPv6PrefixLength destinationIPv6PrefixLength")
+PREFIXES = ("192.168.7.0/24 64501\n198.51.100.0/24 64500\nfd07::/64 64501\n"
+            "2001:db8::/32 AS4200000000\n")
+# (source AS, prefix length), (destination AS, prefix length) by family, as nfdump shows them
+AS_FIELDS = {4: ((64501, 24), (64500, 24)), 6: ((64501, 64), (4200000000, 32))}
 PORTS = {"ipfix": 2055, "netflow9": 2056, "netflow5": 2057}
 
 
-def config_text(socket_path):
+def config_text(socket_path, prefix_file):
     lines = ["config flowprobe 'main'", "\toption enabled '1'",
+             f"\toption prefix_file '{prefix_file}'",
              f"\toption control_socket '{socket_path}'", "\tlist interface 'lan0'",
              "\toption direction 'in'", "\toption filter 'udp'", "\toption idle_timeout '1'",
              "\toption routing '1'"]
@@ -73,7 +79,8 @@ def test_every_flow_carries_the_egress_and_next_hop_ip_route_get_names(tmp_path)
         for collector in collectors.values():
             collector.start()
         socket_path = str(tmp_path / "control.sock")
-        (tmp_path / "flowprobe.conf").write_text(config_text(socket_path))
+        (tmp_path / "asn.txt").write_text(PREFIXES)
+        (tmp_path / "flowprobe.conf").write_text(config_text(socket_path, tmp_path / "asn.txt"))
         log = open(tmp_path / "daemon.log", "w+")
         daemon = lab.popen(lab.router, sys.executable, "-m", "flowprobe", "run", "--config",
                            str(tmp_path / "flowprobe.conf"), "--no-ubus", stdout=log,
@@ -117,6 +124,13 @@ def test_every_flow_carries_the_egress_and_next_hop_ip_route_get_names(tmp_path)
                 got[(flow["src_addr"], flow["dst_port"])] = (flow["out_if"], hop)
                 if protocol != "netflow5":   # the first frame's MACs: client to router
                     assert (raw.get("in_src_mac"), raw.get("in_dst_mac")) == macs, raw
+                source, destination = AS_FIELDS[6 if ":" in flow["src_addr"] else 4]
+                if protocol == "netflow5":   # nfdump 1.7.1 keeps no v5 masks (their
+                    # bytes: test_enrich_prefixes.py)
+                    source, destination = (source[0], 0), (destination[0], 0)
+                assert ((raw.get("src_as"), raw.get("src_mask")),
+                        (raw.get("dst_as"), raw.get("dst_mask"))) == (source, destination), (
+                            protocol, sorted(raw.items()))
             want = {key: value for key, value in expected.items()
                     if protocol != "netflow5" or ":" not in key[0]}   # v5: IPv4 only
             assert got == want, (protocol, collector.raw_flows()[:1])

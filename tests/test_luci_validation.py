@@ -86,6 +86,8 @@ MAIN_CASES = {
     "devices": BOOLEANS,
     "lease_file": ["/tmp/dhcp.leases", "dhcp.leases", "/tmp/x y"],
     "dhcpv6_lease_file": ["/tmp/hosts/odhcpd", "odhcpd"],
+    "prefix_file": ["/etc/flowprobe/asn.txt", "asn.txt"],
+    "max_prefixes": integers(1, 1 << 24),
 }
 COLLECTOR_CASES = {
     "host": HOSTS,

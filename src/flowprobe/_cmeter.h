@@ -102,6 +102,12 @@ struct fp_record {
 	uint8_t dst_mac[6];
 	uint8_t reverse_src_mac[6];
 	uint8_t reverse_dst_mac[6];
+	/* enrich/ (option prefix_file): the AS and prefix length of each
+	 * address's most specific prefix; 0 when none covers it */
+	uint32_t src_as;
+	uint32_t dst_as;
+	uint8_t src_prefix_length;
+	uint8_t dst_prefix_length;
 };
 
 /* Which flows a query or an expiry applies to; zero fields match all. */
@@ -416,6 +422,22 @@ int fp_records_route(struct fp_route_cache *cache, struct fp_record *records, co
 		     int count, int by_source, int *missing, struct fp_route_key *keys);
 void fp_route_cache_counters(struct fp_route_cache *cache,
 			     struct fp_route_cache_counters *counters);
+
+/* Networks and AS numbers (cmeter/prefix_table.c): a `prefix asn` file
+ * ("192.0.2.0/24 64500", '#' comments, IPv4 and IPv6, "AS64500" too) in a
+ * longest-prefix-match table of at most max_prefixes, ~48 B each.  NULL
+ * with the reason (a line number) in error: nothing half loaded. */
+struct fp_prefix_table;
+struct fp_prefix_table *fp_prefix_table_load(const char *path, uint32_t max_prefixes, char *error);
+void fp_prefix_table_free(struct fp_prefix_table *table);
+uint32_t fp_prefix_table_prefixes(const struct fp_prefix_table *table);
+uint64_t fp_prefix_table_memory_bytes(const struct fp_prefix_table *table);
+/* The most specific prefix's length (and its AS in asn), or -1. */
+int fp_prefix_lookup(const struct fp_prefix_table *table, int ip_version, const uint8_t *address,
+		     uint32_t *asn);
+/* src_as, dst_as and the prefix lengths of every record. */
+void fp_records_prefixes(const struct fp_prefix_table *table, struct fp_record *records,
+			 int count);
 
 /* cffi-end */
 

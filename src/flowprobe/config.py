@@ -331,6 +331,8 @@ ENRICH_OPTIONS = {   # in main: the enrichment stage (flowprobe.enrich)
     "devices": ("devices", BOOLEAN),
     "lease_file": ("lease_file", TEXT),
     "dhcpv6_lease_file": ("dhcpv6_lease_file", TEXT),
+    "prefix_file": ("prefix_file", TEXT),
+    "max_prefixes": ("max_prefixes", INTEGER),
 }
 MAIN_OPTIONS = {
     "enabled": ("enabled", BOOLEAN),

@@ -102,6 +102,7 @@ FIELDS = {
     # the enrichment stage (enrich.settings.EnrichSettings)
     "route_cache": Integer(16, 1 << 20),
     "route_wait": Seconds(0.0, 10),
+    "max_prefixes": Integer(1, 1 << 24),
 }
 
 

@@ -116,6 +116,12 @@ static uint8_t *put_next_hop(uint8_t *out, const struct fp_record *r, const stru
 	return out + size;
 }
 
+/* A 4-byte AS in a 2-byte field: AS_TRANS (RFC 6793) */
+static uint32_t as16(uint32_t as)
+{
+	return as > 0xFFFF ? 23456 : as;
+}
+
 /* A switch on the enum without default: gcc -Wswitch names any field of
  * fields.def that is not packed here (lint builds with -Werror). */
 static uint8_t *pack_field(uint8_t *out, enum fp_field field, const struct fp_record *r,
@@ -151,6 +157,14 @@ static uint8_t *pack_field(uint8_t *out, enum fp_field field, const struct fp_re
 	case FP_FIELD_EGRESS16: return put16(out, egress_of(r, v));
 	case FP_FIELD_NEXT_HOP4: return put_next_hop(out, r, v, 4);
 	case FP_FIELD_NEXT_HOP6: return put_next_hop(out, r, v, 16);
+	case FP_FIELD_SRC_AS: return put32(out, v->reverse ? r->dst_as : r->src_as);
+	case FP_FIELD_DST_AS: return put32(out, v->reverse ? r->src_as : r->dst_as);
+	case FP_FIELD_SRC_AS16: return put16(out, as16(v->reverse ? r->dst_as : r->src_as));
+	case FP_FIELD_DST_AS16: return put16(out, as16(v->reverse ? r->src_as : r->dst_as));
+	case FP_FIELD_SRC_PREFIX_LENGTH:
+		return put8(out, v->reverse ? r->dst_prefix_length : r->src_prefix_length);
+	case FP_FIELD_DST_PREFIX_LENGTH:
+		return put8(out, v->reverse ? r->src_prefix_length : r->dst_prefix_length);
 	case FP_FIELD_SRC_MAC:
 		memcpy(out, v->reverse ? r->reverse_src_mac : r->src_mac, 6);
 		return out + 6;

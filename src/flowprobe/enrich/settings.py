@@ -20,6 +20,8 @@ class EnrichSettings:
     devices: bool = True         # device names and MACs for addresses (flow list, status)
     lease_file: str = "/tmp/dhcp.leases"             # dnsmasq's (DHCPv4, and its DHCPv6)
     dhcpv6_lease_file: str = "/tmp/hosts/odhcpd"     # odhcpd's
+    prefix_file: str = ""        # `prefix asn` lines: AS numbers and prefix lengths ("": off)
+    max_prefixes: int = 262144   # ~48 B each, allocated at each load
     # not an option: on while a collector asks for MAC fields (config.build);
     # conntrack records then get them from the neighbour table
     macs: bool = False
@@ -32,10 +34,14 @@ class EnrichSettings:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
                 raise EnrichSettingsError(name, value, "an absolute path")
-        for name in ("route_cache", "route_wait"):
+        prefix_file = self.prefix_file
+        if not isinstance(prefix_file, str) or "\0" in prefix_file or (
+                prefix_file and not prefix_file.startswith("/")):
+            raise EnrichSettingsError("prefix_file", prefix_file, "an absolute path, or empty")
+        for name in ("route_cache", "route_wait", "max_prefixes"):
             schema.check(EnrichSettingsError, name, getattr(self, name))
 
     @property
     def active(self):
         """Whether records pass through the stage at all."""
-        return self.routing or self.devices
+        return self.routing or self.devices or bool(self.prefix_file)

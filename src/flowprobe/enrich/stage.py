@@ -1,6 +1,7 @@
 """The enrichment stage: between the meter (and the conntrack source) and
 the sinks, it fills in what the router knows about each record, a batch at
-a time: the egress interface and next hop the FIB chose (routes.py).  It
+a time: the egress interface and next hop the FIB chose (routes.py), the
+AS numbers and prefix lengths of its addresses (prefixes.py).  It
 also keeps the device table (devices.py) that the control's flow list and
 other stages ask which device an address is.
 
@@ -25,6 +26,7 @@ from collections import deque
 
 from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.enrich.devices import DeviceTable
+from flowprobe.enrich.prefixes import PrefixTable
 from flowprobe.enrich.routes import RouteTable
 
 log = logging.getLogger("flowprobe")
@@ -64,6 +66,8 @@ class Enrichment:
                     routes.close()
                 raise
         self.devices = devices
+        self.prefixes = PrefixTable(settings.prefix_file, settings.max_prefixes) \
+            if settings.prefix_file else None
         self.held = deque()
         self.held_records = 0
         self._missing = ffi.new("int[]", 1024)
@@ -77,6 +81,8 @@ class Enrichment:
     def deliver(self, batch, count, now_ms):
         if self.settings.macs and self.devices and count and batch[0].nat:
             self._conntrack_macs(batch, count)
+        if self.prefixes:
+            self.prefixes.apply(batch, count)
         if not self.routes:
             self.deliver_onward(batch, count, now_ms)
             return
@@ -186,6 +192,8 @@ class Enrichment:
                 self.release(now_ms)
         if self.devices:
             self.devices.refresh()
+        if self.prefixes:
+            self.prefixes.refresh()
 
     def finish(self, now_ms):
         if self.routes:
@@ -197,6 +205,8 @@ class Enrichment:
             stats.update(self.routes.stats())
         if self.devices:
             stats.update(self.devices.stats())
+        if self.prefixes:
+            stats.update(self.prefixes.stats())
         return stats
 
     def close(self):
@@ -231,6 +241,9 @@ def apply(current, settings, deliver, clock):
         if current.devices:
             current.devices.close()
         current.devices = _table(lambda: device_table(settings), settings.devices)
+    if (old.prefix_file, old.max_prefixes) != (settings.prefix_file, settings.max_prefixes):
+        current.prefixes = PrefixTable(settings.prefix_file, settings.max_prefixes) \
+            if settings.prefix_file else None
     current.settings = settings
     return current
 

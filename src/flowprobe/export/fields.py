@@ -51,6 +51,15 @@ def _elements():
         # enrich/ (option routing): the next hop the kernel's FIB chose
         Element("ipNextHopIPv4Address", 15, f.FP_FIELD_NEXT_HOP4, family=4, v9_id=15),
         Element("ipNextHopIPv6Address", 62, f.FP_FIELD_NEXT_HOP6, family=6, v9_id=62),
+        # enrich/ (option prefix_file): the most specific prefix's AS and length
+        Element("bgpSourceAsNumber", 16, f.FP_FIELD_SRC_AS, v9_id=16),
+        Element("bgpDestinationAsNumber", 17, f.FP_FIELD_DST_AS, v9_id=17),
+        Element("sourceIPv4PrefixLength", 9, f.FP_FIELD_SRC_PREFIX_LENGTH, family=4, v9_id=9),
+        Element("destinationIPv4PrefixLength", 13, f.FP_FIELD_DST_PREFIX_LENGTH, family=4,
+                v9_id=13),
+        Element("sourceIPv6PrefixLength", 29, f.FP_FIELD_SRC_PREFIX_LENGTH, family=6, v9_id=29),
+        Element("destinationIPv6PrefixLength", 30, f.FP_FIELD_DST_PREFIX_LENGTH, family=6,
+                v9_id=30),
         # the first frame's, per direction: kept only while a collector asks (MAC_FIELDS)
         Element("sourceMacAddress", 56, f.FP_FIELD_SRC_MAC, v9_id=56),
         Element("destinationMacAddress", 80, f.FP_FIELD_DST_MAC, v9_id=80),

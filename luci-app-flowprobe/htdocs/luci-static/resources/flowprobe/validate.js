@@ -455,7 +455,11 @@ function checkSections(sections) {
 				if (typeof(path) != 'string' || path.charAt(0) != '/' || path.indexOf('\0') >= 0)
 					throw new FieldError(name, path, 'an absolute path');
 			});
-			checkFields(v, [ 'route_cache', 'route_wait' ]);
+			var prefixes = v.prefix_file;
+			if (typeof(prefixes) != 'string' || prefixes.indexOf('\0') >= 0 ||
+			    (prefixes != '' && prefixes.charAt(0) != '/'))
+				throw new FieldError('prefix_file', prefixes, 'an absolute path, or empty');
+			checkFields(v, [ 'route_cache', 'route_wait', 'max_prefixes' ]);
 		}, main.label, MAIN_OPTIONS, origin,
 			Object.assign(defaultsOf('enrich'), pick(values, optionGroup('enrich'))));
 		checked(function(v) {
