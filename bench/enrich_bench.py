@@ -15,6 +15,7 @@ ipNextHopIPv4Address:
   export alone        the encoder, no stage
   + routes, warm      the stage in front, every route already in its table
   + routes, cold      a new table each run: D lookups asked of the kernel
+  + 100k prefixes     AS numbers and prefix lengths from a 100 000-prefix table
 CPU from process_time, medians over the runs.
 
 Then the MAC side table: the meter reading one generated capture (bench.py's)
@@ -35,6 +36,26 @@ BATCH = 1024
 FIELDS = ("sourceIPv4Address destinationIPv4Address sourceTransportPort destinationTransportPort "
           "protocolIdentifier packetDeltaCount octetDeltaCount flowStartMilliseconds "
           "flowEndMilliseconds ingressInterface egressInterface ipNextHopIPv4Address")
+
+
+PREFIXES = 100_000   # a prefix table's size: random IPv4 /16 to /24 and IPv6 /32 to /48
+
+
+def write_prefixes(count):
+    import random
+    import tempfile
+    rng = random.Random(1)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        for _ in range(count):
+            if rng.random() < 0.8:
+                length = rng.randint(16, 24)
+                network = ipaddress.IPv4Network((rng.getrandbits(length) << (32 - length), length))
+            else:
+                length = rng.randint(32, 48)
+                network = ipaddress.IPv6Network((rng.getrandbits(length) << (128 - length),
+                                                 length))
+            f.write(f"{network} {rng.randint(1, 400000)}\n")
+    return f.name
 
 
 def batches(records, destinations):
@@ -81,7 +102,13 @@ def child(records, destinations, runs):
     warm_table = RouteTable(settings.route_cache)
     warm = Enrichment(settings, export, lambda: 0, routes=warm_table)
     timed(warm.deliver)   # fills the table
-    results = {"export alone": [], "+ routes, warm": [], "+ routes, cold": []}
+    prefix_file = write_prefixes(PREFIXES)
+    prefixed = Enrichment(EnrichSettings(devices=False, prefix_file=prefix_file), export,
+                          lambda: 0)
+    prefixed.prefixes.wait(60)
+    os.unlink(prefix_file)
+    results = {"export alone": [], "+ routes, warm": [], "+ routes, cold": [],
+               f"+ {PREFIXES // 1000}k prefixes": []}
     lookups = 0
     for _ in range(runs):
         results["export alone"].append(timed(export))
@@ -91,6 +118,7 @@ def child(records, destinations, runs):
         while cold_table._rules_sequence is not None:   # the rules' answer first
             cold_table.read_answers()
         results["+ routes, cold"].append(timed(cold.deliver))
+        results[f"+ {PREFIXES // 1000}k prefixes"].append(timed(prefixed.deliver))
         lookups = cold_table.counters["route_lookups"]
         assert cold.counters["records_without_route"] == 0, cold.counters
         cold.close()
