@@ -30,13 +30,13 @@ class PrefixTable:
             self._loading = None
             table, error = self._loaded
             if table is None:
-                log.error("prefix table %s: %s%s", self.path, error,
+                log.error("flowprobe.main.prefix_file: %s: %s%s", self.path, error,
                           "; the previous table stays" if self.table else "")
                 self.error = error
             else:
                 self.table, self.error = table, None
                 self.loads += 1
-                log.info("prefix table %s: %d prefixes", self.path,
+                log.info("prefix_file %s: %d prefixes", self.path,
                          lib.fp_prefix_table_prefixes(table))
         if self._loading:
             return
