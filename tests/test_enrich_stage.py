@@ -116,12 +116,17 @@ def test_records_leave_with_the_egress_and_next_hop_the_kernel_chose():
             {"src": "10.1.1.1", "dst": "198.51.100.9", "ifindex": up1, "direction": OUT},
             {"src": "fd07::20", "dst": "2001:db8::7", "ifindex": lan0, "direction": IN},
             {"src": "192.168.7.20", "dst": "10.1.2.9", "ifindex": lan0, "direction": IN},
+            {"src": "192.168.7.200", "dst": "198.51.100.7"},               # conntrack biflow
         )
+        batch[7].reverse_packets = 1
         stage.deliver(batch, len(batch), 1000)
         assert sink.records == [(up2, "10.1.2.254"), (up1, "10.1.1.254"), (up2, "10.1.2.254"),
                                 (up1, "10.1.1.254"), (up1, "10.1.1.254"), (up1, "fd01::254"),
-                                (up2, None)]
-        assert stage.counters["records_enriched"] == 7 and not stage.held
+                                (up2, None), (up1, "10.1.1.254")]
+        assert stage.counters["records_enriched"] == 8 and not stage.held
+        # the way back to the client: the LAN, directly connected
+        assert (batch[7].reverse_egress_ifindex, bytes(batch[7].reverse_next_hop)) == (
+            lan0, bytes(16))
         # a route change: flows after it follow it; flows that ended before
         # it keep the route of then, where it was asked then
         changed_ms = int(time.time() * 1000)
@@ -180,11 +185,12 @@ def test_held_records_stay_bounded_and_a_stop_delivers_them_all(monkeypatch):
     assert stage.counters["records_without_route"] == 4
 
 
-def test_the_packer_writes_the_forward_directions_route_only():
+def test_the_packer_writes_each_directions_route():
     batch = records({"src": "192.0.2.1", "dst": "198.51.100.1", "ifindex": 3, "direction": IN})
     batch[0].egress_ifindex = 9
     ffi.memmove(batch[0].next_hop, ipaddress.ip_address("192.0.2.254").packed, 4)
     batch[0].reverse_packets = 1
+    batch[0].reverse_egress_ifindex = 3
     layout = bytes([lib.FP_FIELD_INGRESS, lib.FP_FIELD_EGRESS, lib.FP_FIELD_NEXT_HOP4,
                     lib.FP_FIELD_EGRESS16])
     out = ffi.new("uint8_t[]", 64)
@@ -194,7 +200,8 @@ def test_the_packer_writes_the_forward_directions_route_only():
         n = lib.fp_records_pack(batch, indices, 1, layout, len(layout), reverse, 0, out, 64)
         packed.append(bytes(ffi.buffer(out, n)))
     assert packed[0] == bytes([0, 0, 0, 3, 0, 0, 0, 9, 192, 0, 2, 254, 0, 9])
-    assert packed[1] == bytes([0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    # the reverse view: the way back to the source, directly connected
+    assert packed[1] == bytes([0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 0, 0, 3])
 
 
 class NeighbourTable:

@@ -108,6 +108,9 @@ struct fp_record {
 	uint32_t dst_as;
 	uint8_t src_prefix_length;
 	uint8_t dst_prefix_length;
+	/* enrich/: where the reverse direction left (the way back to the source) */
+	uint32_t reverse_egress_ifindex;
+	uint8_t reverse_next_hop[16];
 };
 
 /* Which flows a query or an expiry applies to; zero fields match all. */
@@ -414,12 +417,17 @@ void fp_route_cache_put(struct fp_route_cache *cache, const struct fp_route_key 
 /* The current answer for key: the next hop's length (0 none), or -1 if unknown. */
 int fp_route_cache_get(struct fp_route_cache *cache, const struct fp_route_key *key,
 		       uint32_t *egress, uint8_t *next_hop);
-void fp_route_key_of(const struct fp_record *record, int by_source, struct fp_route_key *key);
-/* Fills egress_ifindex and next_hop of records[indices[0..count)] (indices
- * NULL: the first count) whose route is known; the others' indices go to
- * missing and their keys to keys.  Returns how many are missing. */
+/* The lookup for one direction of a record (reverse: the way back to its source). */
+void fp_route_key_of(const struct fp_record *record, int by_source, int reverse,
+		     struct fp_route_key *key);
+/* Fills egress_ifindex and next_hop (and, for records with reverse
+ * traffic, reverse_egress_ifindex and reverse_next_hop) of
+ * records[indices[0..count)] (indices NULL: the first count) whose routes
+ * are known; the others' indices go to missing, the keys not known to keys
+ * (up to 2 a record; *key_count of them).  Returns how many are missing. */
 int fp_records_route(struct fp_route_cache *cache, struct fp_record *records, const int *indices,
-		     int count, int by_source, int *missing, struct fp_route_key *keys);
+		     int count, int by_source, int *missing, struct fp_route_key *keys,
+		     int *key_count);
 void fp_route_cache_counters(struct fp_route_cache *cache,
 			     struct fp_route_cache_counters *counters);
 

@@ -101,18 +101,19 @@ static void view_of(const struct fp_record *r, int reverse, struct view *v)
 }
 
 /* Where the flow left: the capture's interface for a flow captured going
- * out of it, else the FIB's answer (enrich/; 0 when not asked). */
+ * out of it, else the FIB's answer (enrich/; 0 when not asked); the
+ * reverse direction's, the FIB's way back to the source. */
 static uint32_t egress_of(const struct fp_record *r, const struct view *v)
 {
-	if (r->direction == FP_DIRECTION_OUT)
-		return r->ifindex;
-	return v->reverse ? 0 : r->egress_ifindex;
+	if (v->reverse)   /* the way back to the source, as the FIB says (0: not asked) */
+		return r->reverse_egress_ifindex;
+	return r->direction == FP_DIRECTION_OUT ? r->ifindex : r->egress_ifindex;
 }
 
 static uint8_t *put_next_hop(uint8_t *out, const struct fp_record *r, const struct view *v,
 			     int size)
 {
-	memcpy(out, v->reverse ? no_address : r->next_hop, size);
+	memcpy(out, v->reverse ? r->reverse_next_hop : r->next_hop, size);
 	return out + size;
 }
 

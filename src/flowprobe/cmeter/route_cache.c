@@ -148,56 +148,90 @@ int fp_route_cache_get(struct fp_route_cache *c, const struct fp_route_key *key,
 	return e->next_hop_length;
 }
 
-void fp_route_key_of(const struct fp_record *r, int by_source, struct fp_route_key *key)
+void fp_route_key_of(const struct fp_record *r, int by_source, int reverse,
+		     struct fp_route_key *key)
 {
+	int size = r->ip_version == 4 ? 4 : 16;
+
 	memset(key, 0, sizeof(*key));
 	key->family = r->ip_version;
-	memcpy(key->destination, r->dst_addr, r->ip_version == 4 ? 4 : 16);
+	/* the reverse direction goes back to the source: de-NATed, for conntrack */
+	memcpy(key->destination, reverse ? r->src_addr : r->dst_addr, (size_t)size);
 	if (!by_source)
 		return;
-	if (r->direction == FP_DIRECTION_IN) {   /* a forwarding lookup, as the packet came */
-		memcpy(key->source, r->src_addr, r->ip_version == 4 ? 4 : 16);
+	if (r->direction == FP_DIRECTION_IN && !reverse) {   /* forwarded, as the packet came */
+		memcpy(key->source, r->src_addr, (size_t)size);
 		key->ingress = r->ifindex;
 	} else {   /* conntrack: the mark that policy rules (mwan3, pbr) route by */
 		key->mark = r->conntrack_mark;
 	}
 }
 
-int fp_records_route(struct fp_route_cache *c, struct fp_record *records, const int *indices,
-		     int count, int by_source, int *missing, struct fp_route_key *keys)
+/* The answer for one direction of a record: of before the latest change
+ * for a flow that ended before it, when there is one. */
+static const struct route_entry *answer(struct fp_route_cache *c, const struct fp_route_key *key,
+					uint64_t end_ms)
 {
-	int i, n = 0;
+	const struct route_entry *e = find(c, key, c->generation), *before;
+
+	if (end_ms < c->changed_ms) {
+		before = find(c, key, c->generation - 1);
+		if (before) {
+			c->counters.hits_previous++;
+			return before;
+		}
+		if (e)
+			c->counters.routed_after_change++;
+	}
+	return e;
+}
+
+static void put_route(const struct route_entry *e, int size, uint32_t *egress, uint8_t *next_hop)
+{
+	*egress = e->egress;
+	memset(next_hop, 0, 16);
+	if (e->next_hop_length == size)   /* an IPv6 next hop of an IPv4 route has no field */
+		memcpy(next_hop, e->next_hop, (size_t)size);
+}
+
+int fp_records_route(struct fp_route_cache *c, struct fp_record *records, const int *indices,
+		     int count, int by_source, int *missing, struct fp_route_key *keys,
+		     int *key_count)
+{
+	int i, n = 0, k = 0;
 
 	for (i = 0; i < count; i++) {
 		int index = indices ? indices[i] : i;
 		struct fp_record *r = &records[index];
-		struct fp_route_key key;
-		const struct route_entry *e, *before = NULL;
+		struct fp_route_key key, reverse_key;
+		const struct route_entry *e, *reverse = NULL;
 		int size = r->ip_version == 4 ? 4 : 16;
+		/* the way back, where something came back (biflows: capture's, conntrack's) */
+		int with_reverse = r->reverse_packets != 0;
 
-		fp_route_key_of(r, by_source, &key);
-		e = find(c, &key, c->generation);
-		if (r->flow_end_ms < c->changed_ms) {
-			before = find(c, &key, c->generation - 1);
-			if (before) {
-				e = before;
-				c->counters.hits_previous++;
-			} else if (e) {
-				c->counters.routed_after_change++;
-			}
+		fp_route_key_of(r, by_source, 0, &key);
+		e = answer(c, &key, r->flow_end_ms);
+		if (with_reverse) {
+			fp_route_key_of(r, by_source, 1, &reverse_key);
+			reverse = answer(c, &reverse_key, r->reverse_end_ms);
 		}
-		if (!e) {
-			missing[n] = index;
-			keys[n++] = key;
+		if (!e || (with_reverse && !reverse)) {
+			missing[n++] = index;
+			if (!e)
+				keys[k++] = key;
+			if (with_reverse && !reverse)
+				keys[k++] = reverse_key;
 			continue;
 		}
 		c->counters.hits++;
+		put_route(e, size, &r->egress_ifindex, r->next_hop);
 		/* captured leaving an interface: that interface is the egress */
-		r->egress_ifindex = r->direction == FP_DIRECTION_OUT ? r->ifindex : e->egress;
-		memset(r->next_hop, 0, sizeof(r->next_hop));
-		if (e->next_hop_length == size)   /* an IPv6 next hop of an IPv4 route has no field */
-			memcpy(r->next_hop, e->next_hop, (size_t)size);
+		if (r->direction == FP_DIRECTION_OUT)
+			r->egress_ifindex = r->ifindex;
+		if (with_reverse)
+			put_route(reverse, size, &r->reverse_egress_ifindex, r->reverse_next_hop);
 	}
+	*key_count = k;
 	return n;
 }
 

@@ -71,7 +71,8 @@ class Enrichment:
         self.held = deque()
         self.held_records = 0
         self._missing = ffi.new("int[]", 1024)
-        self._keys = ffi.new("struct fp_route_key[]", 1024)
+        self._keys = ffi.new("struct fp_route_key[]", 2048)   # forward and reverse
+        self._key_count = ffi.new("int *")
         self.counters = dict(records_enriched=0, records_without_route=0,
                              records_held=0, batches_not_held=0,
                              records_with_neighbour_macs=0)
@@ -90,7 +91,7 @@ class Enrichment:
             return
         if count > len(self._missing):
             self._missing = ffi.new("int[]", count)
-            self._keys = ffi.new("struct fp_route_key[]", count)
+            self._keys = ffi.new("struct fp_route_key[]", 2 * count)
         unknown = self._route(batch, ffi.NULL, count, self._missing)
         if not unknown:
             self._onward(batch, count, 0, now_ms)
@@ -130,17 +131,17 @@ class Enrichment:
         returns how many are still unknown, their indices in missing."""
         routes = self.routes
         unknown = lib.fp_records_route(routes.cache, records, indices, count,
-                                       routes.by_source, missing, self._keys)
+                                       routes.by_source, missing, self._keys, self._key_count)
         for _ in range(MAX_ROUNDS if ask else 0):
             if not unknown:
                 break
-            keys = ffi.buffer(self._keys, KEY_SIZE * unknown)
+            keys = ffi.buffer(self._keys, KEY_SIZE * self._key_count[0])
             asked = False
-            for n in range(0, KEY_SIZE * unknown, KEY_SIZE):
+            for n in range(0, len(keys), KEY_SIZE):
                 asked |= routes.ask(keys[n:n + KEY_SIZE])
             routes.read_answers()
             still = lib.fp_records_route(routes.cache, records, missing, unknown,
-                                         routes.by_source, missing, self._keys)
+                                         routes.by_source, missing, self._keys, self._key_count)
             if still == unknown and not asked:
                 break
             unknown = still
