@@ -132,6 +132,9 @@ def test_the_neighbour_table_joins_an_ipv6_address_to_its_device_by_mac(files):
                       "aa:bb:cc:00:00:01", "dev", "lan0", "nud", "reachable")
             router.ip("neigh", "add", "192.168.7.50", "lladdr", "aa:bb:cc:00:00:05", "dev",
                       "lan0", "nud", "permanent")
+            # an all-zero address (loopback, NOARP links) names no device
+            router.ip("neigh", "add", "192.168.7.77", "lladdr", "00:00:00:00:00:00", "dev",
+                      "lan0", "nud", "noarp")
 
             def read():
                 while select.select([devices.socket], [], [], 0.5)[0]:
@@ -141,6 +144,7 @@ def test_the_neighbour_table_joins_an_ipv6_address_to_its_device_by_mac(files):
             assert devices.device("fd07::1234:5678:9abc:def0") == {
                 "name": "laptop", "mac": "aa:bb:cc:00:00:01"}
             assert devices.device("192.168.7.50") == {"name": "tv", "mac": "aa:bb:cc:00:00:05"}
+            assert devices.device("192.168.7.77") is None
             router.ip("neigh", "del", "192.168.7.50", "dev", "lan0")
             read()
             assert devices.device("192.168.7.50") is None

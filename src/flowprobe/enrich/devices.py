@@ -251,7 +251,9 @@ class DeviceTable:
             if family not in (socket.AF_INET, socket.AF_INET6) or not address:
                 continue
             key = address.ljust(16, b"\0")
-            if message.type == nl.RTM_DELNEIGH or not state & nl.NUD_USABLE or len(mac) != 6:
+            # loopback and NOARP links list all-zero addresses: no device
+            if (message.type == nl.RTM_DELNEIGH or not state & nl.NUD_USABLE or len(mac) != 6
+                    or mac == bytes(6)):
                 self.neighbours.pop(key, None)
                 continue
             self.neighbours.pop(key, None)   # re-inserted: the newest last

@@ -232,8 +232,8 @@ def apply(current, settings, deliver, clock):
             current.close()
         return _new(settings, deliver, clock) if settings.active else None
     old = current.settings
-    current.finish(clock())
     if (old.routing, old.route_cache) != (settings.routing, settings.route_cache):
+        current.finish(clock())   # what waits for its route leaves with the old table
         if current.routes:
             current.routes.close()
         current.routes = _table(lambda: RouteTable(settings.route_cache), settings.routing)
