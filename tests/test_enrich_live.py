@@ -8,6 +8,7 @@ frame's addresses.
 Needs root, ip netns and nfcapd/nfdump; skipped otherwise.
 """
 
+import shutil
 import subprocess
 import sys
 import time
@@ -196,3 +197,86 @@ def test_the_flow_list_names_the_device_behind_each_address_from_a_real_dnsmasq(
             daemon.wait(30)
         laptop = {"name": "laptop", "mac": mac}
         assert seen[5101] == laptop and seen[5102] == laptop, seen
+
+
+MARK_RULES = """
+table ip enrich {
+  chain pre {
+    type filter hook prerouting priority mangle;
+    ip saddr 192.168.7.20 udp dport 5201 meta mark set 7 ct mark set meta mark
+  }
+  chain post {
+    type nat hook postrouting priority srcnat;
+    oifname { "up1", "up2" } masquerade
+  }
+}
+"""
+ECHO = ("import socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.bind(('198.51.100.7', {port}))\n"
+        "while True:\n"
+        "    data, peer = s.recvfrom(2048)\n"
+        "    s.sendto(data, peer)\n")
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="conntrack: needs nft")
+def test_conntrack_flows_follow_their_mark_out_and_come_back_by_the_lan(tmp_path):
+    """source 'conntrack' behind masquerade: a connection whose conntrack
+    mark a fwmark rule routes by leaves by up2 as `ip route get ... mark 7`
+    says, an unmarked one by up1; each reply's record leaves by the LAN."""
+    with TwoUplinks() as lab:
+        loaded = subprocess.run(["ip", "netns", "exec", lab.router, "nft", "-f", "-"],
+                                input=MARK_RULES, capture_output=True, text=True)
+        if loaded.returncode != 0:
+            pytest.skip(f"conntrack: nftables unavailable: {loaded.stderr.strip()}")
+        lab.ip(lab.router, "rule", "add", "fwmark", "7", "lookup", "100")
+        lab.run(lab.router, "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=1",
+                "net.netfilter.nf_conntrack_udp_timeout_stream=1")
+        for isp in lab.isp:
+            for port in (5201, 5202):
+                lab.popen(isp, sys.executable, "-c", ECHO.format(port=port),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        collector = Nfcapd(netns=lab.router, port=2055, directory=tmp_path / "ipfix")
+        collector.start()
+        socket_path = str(tmp_path / "control.sock")
+        (tmp_path / "flowprobe.conf").write_text("\n".join([
+            "config flowprobe 'main'", "\toption enabled '1'", "\toption source 'conntrack'",
+            f"\toption control_socket '{socket_path}'", "\toption routing '1'",
+            "\toption conntrack_dump_interval '1'", "\toption devices '0'",
+            "config collector 'ipfix'", "\toption protocol 'ipfix'",
+            "\toption host '127.0.0.1'", "\toption port '2055'",
+            f"\toption fields '{FIELDS}'"]) + "\n")
+        log = open(tmp_path / "daemon.log", "w+")
+        daemon = lab.popen(lab.router, sys.executable, "-m", "flowprobe", "run", "--config",
+                           str(tmp_path / "flowprobe.conf"), "--no-ubus", stdout=log,
+                           stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: call(socket_path, "status")["conntrack"] is not None, daemon)
+            time.sleep(0.5)
+            for port in (5201, 5202):
+                send(lab, "192.168.7.20", lab.far4, port)
+            wait_for(lambda: call(socket_path, "status")["enrich"]["records_enriched"] >= 2,
+                     daemon)
+            marked = lab.ip(lab.router, "route", "get", lab.far4, "mark", "7").stdout.split()
+            status = call(socket_path, "status")["enrich"]
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+            log.seek(0)
+            output = log.read()
+        assert daemon.returncode == 0, output
+        assert status["records_without_route"] == 0, status
+        assert marked[marked.index("via") + 1] == "10.1.2.254"
+        up1, up2, lan0 = (lab.ifindex(d) for d in ("up1", "up2", "lan0"))
+        got = {}
+        for flow in collector.flows():
+            raw = flow["raw"]
+            hop = raw.get("ip4_next_hop")
+            port = flow["src_port"] if flow["src_addr"] == lab.far4 else flow["dst_port"]
+            got[(flow["src_addr"], port)] = (
+                flow["out_if"], None if hop in (None, "0.0.0.0") else hop)
+        collector.close()
+        assert got == {("192.168.7.20", 5201): (up2, "10.1.2.254"),
+                       ("192.168.7.20", 5202): (up1, "10.1.1.254"),
+                       (lab.far4, 5201): (lan0, None), (lab.far4, 5202): (lan0, None)}, (
+            got, output)

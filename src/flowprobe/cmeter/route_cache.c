@@ -155,11 +155,13 @@ void fp_route_key_of(const struct fp_record *r, int by_source, int reverse,
 
 	memset(key, 0, sizeof(*key));
 	key->family = r->ip_version;
-	/* the reverse direction goes back to the source: de-NATed, for conntrack */
+	/* the reverse direction goes back to the source (de-NATed, for conntrack),
+	 * looked up by that destination alone: its packets' ingress is not known,
+	 * and policy marks (mwan3, pbr) mark the way out, not replies to the LAN */
 	memcpy(key->destination, reverse ? r->src_addr : r->dst_addr, (size_t)size);
-	if (!by_source)
+	if (!by_source || reverse)
 		return;
-	if (r->direction == FP_DIRECTION_IN && !reverse) {   /* forwarded, as the packet came */
+	if (r->direction == FP_DIRECTION_IN) {   /* forwarded, as the packet came */
 		memcpy(key->source, r->src_addr, (size_t)size);
 		key->ingress = r->ifindex;
 	} else {   /* conntrack: the mark that policy rules (mwan3, pbr) route by */
