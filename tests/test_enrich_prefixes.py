@@ -129,3 +129,21 @@ def test_lines_that_are_not_prefix_asn_are_refused(tmp_path, line):
     os.utime(tmp_path / "asn.txt", ns=(2, 2))
     table.wait(30)
     assert table.error == "line 1: not 'prefix/length asn'"
+
+
+def test_garbage_is_refused_by_line_and_never_half_loaded(tmp_path):
+    """Random bytes, long lines, NULs: a table or an error naming a line."""
+    rng = random.Random(7)
+    alphabet = b"0123456789abcdef.:/ \t#ASas\x00\xff-\n"
+    path = tmp_path / "asn.txt"
+    for _ in range(200):
+        size = rng.choice((5, 40, 600))
+        path.write_bytes(b"10.0.0.0/8 1\n" + bytes(rng.choice(alphabet) for _ in range(size)))
+        error = ffi.new("char[]", lib.FP_ERROR_SIZE)
+        table = lib.fp_prefix_table_load(str(path).encode(), 64, error)
+        if table == ffi.NULL:
+            assert ffi.string(error).decode().startswith("line "), ffi.string(error)
+        else:
+            asn = ffi.new("uint32_t *")
+            assert lib.fp_prefix_lookup(table, 4, bytes([10, 1, 2, 3]), asn) >= 0
+            lib.fp_prefix_table_free(table)
