@@ -173,3 +173,22 @@ def test_flowprobe_flows_shows_the_device_column_only_when_devices_are_known():
     lines = named.splitlines()
     assert lines[0].split()[-1] == "DEVICE"
     assert [line.split()[-1] for line in lines[1:4]] == ["laptop", "aa:bb:cc:00:00:01", "-"]
+
+
+def test_flowprobe_status_says_what_enrichment_knows_and_what_it_could_not_read():
+    from flowprobe.cli.status import attention, summary
+    status = {"version": "x", "running_since": 0, "interfaces": [], "collectors": [],
+              "meter": {}, "source": "capture",
+              "enrich": {"routes_cached": 12, "records_without_route": 3,
+                         "prefix_file": "/etc/asn.txt", "prefixes": 0,
+                         "prefix_error": "line 2: not 'prefix/length asn'",
+                         "device_sources": [{"path": "/tmp/dhcp.leases", "entries": 0,
+                                             "error": "device names: /tmp/dhcp.leases: not "
+                                                      "a regular file; not used"}]}}
+    assert attention(status) == [
+        "prefix table /etc/asn.txt: line 2: not 'prefix/length asn'",
+        "device names: /tmp/dhcp.leases: not a regular file; not used"]
+    lines, _ = summary(status, 10)
+    assert "enrichment  12 routes known, 3 records without one; 0 prefixes" in lines
+    del status["enrich"]
+    assert not any(line.startswith("enrichment") for line in summary(status, 10)[0])
