@@ -240,8 +240,9 @@ class DeviceTable:
     def read_neighbours(self):
         try:
             messages = self.socket.receive()
-        except nl.Overrun:   # missed changes: ask for the whole table again
+        except nl.Overrun:   # missed changes (deletions too): the whole table again
             self.counters["neighbour_overruns"] += 1
+            self.neighbours.clear()
             self._dump()
             return
         for message in messages:

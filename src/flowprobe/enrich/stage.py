@@ -36,7 +36,7 @@ KEY_SIZE = ffi.sizeof("struct fp_route_key")
 # at most this many rounds of asking and reading within one delivery: the
 # kernel answers as it is asked, so rounds only follow a full socket queue
 MAX_ROUNDS = 8
-MAX_HELD_RECORDS = 16384   # 16 of the meter's batches, ~4 MB
+MAX_HELD_RECORDS = 16384   # 16 of the meter's batches: 4 MB of 256-byte records
 
 
 class _Held:
