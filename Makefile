@@ -79,6 +79,7 @@ bench: build
 	$(PYTHON) bench/export_bench.py
 	$(PYTHON) bench/live_bench.py
 	$(PYTHON) bench/conntrack_bench.py
+	$(PYTHON) bench/enrich_bench.py
 	$(PYTHON) bench/flows_query_bench.py
 	$(PYTHON) bench/instructions_bench.py
 

@@ -80,6 +80,14 @@ MAIN_CASES = {
     "conntrack_dump_interval": seconds(1) + ["0.5"],
     "conntrack_vanish_grace": seconds(0),
     "conntrack_buffer_kb": integers(0, 1 << 20),
+    "routing": BOOLEANS,
+    "route_cache": integers(16, 1 << 20),
+    "route_wait": seconds(0) + ["10", "10.5"],
+    "devices": BOOLEANS,
+    "lease_file": ["/tmp/dhcp.leases", "dhcp.leases", "/tmp/x y"],
+    "dhcpv6_lease_file": ["/tmp/hosts/odhcpd", "odhcpd"],
+    "prefix_file": ["/etc/flowprobe/asn.txt", "asn.txt"],
+    "max_prefixes": integers(1, 1 << 24),
 }
 COLLECTOR_CASES = {
     "host": HOSTS,

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from flowprobe import config, schema
+from flowprobe.enrich.settings import EnrichSettings
 from flowprobe.export.collectors import CollectorProfile
 from flowprobe.export.fields import ELEMENTS, is_reverse
 from flowprobe.settings import MeterSettings
@@ -49,18 +50,21 @@ def defaults(instance, skip=()):
 
 def data():
     main = {f.name: value(f.default) for f in dataclasses.fields(config.Config)
-            if f.default is not dataclasses.MISSING and f.name not in ("conntrack", "warnings")}
+            if f.default is not dataclasses.MISSING
+            and f.name not in ("conntrack", "warnings", "enrich")}
     return {
         "options": {kind: {option: list(spec) for option, spec in table.items()}
                     for kind, table in config.SECTION_TYPES.items()},
         "groups": {"meter": list(config.METER_OPTIONS), "capture": list(config.CAPTURE_OPTIONS),
-                   "conntrack": list(config.CONNTRACK_OPTIONS)},
+                   "conntrack": list(config.CONNTRACK_OPTIONS),
+                   "enrich": list(config.ENRICH_OPTIONS)},
         "fields": {field: rule(r) for field, r in schema.FIELDS.items()},
         "defaults": {
             "meter": defaults(MeterSettings()),
             "interface": defaults(config.InterfaceConfig("x"), skip=("name",)),
             "collector": defaults(CollectorProfile(host="x"), skip=("host", "name")),
             "conntrack": defaults(ConntrackSettings()),
+            "enrich": defaults(EnrichSettings()),
             "main": main,
         },
         "elements": [[name, e.v9_id is not None, is_reverse(name)] for name, e in ELEMENTS.items()],
@@ -108,7 +112,7 @@ def validation_default(key):
     if key == "enabled":
         return "0"   # config.build: a file that does not say so starts nothing
     known = data()["defaults"]
-    for table in ("meter", "interface", "conntrack", "main"):
+    for table in ("meter", "interface", "conntrack", "main", "enrich"):
         if key in known[table]:
             v = known[table][key]
             if isinstance(v, dict):

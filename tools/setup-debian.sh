@@ -9,6 +9,8 @@ PACKAGES="build-essential python3-dev python3-venv libpcap-dev clang
 tcpdump tshark iproute2 iputils-ping curl softflowd nfdump shfmt tcpreplay"
 # the conntrack source's tests: masquerade on a namespace router
 PACKAGES="$PACKAGES nftables"
+# the enrichment stage's device names: a real dnsmasq leasing to busybox's udhcpc
+PACKAGES="$PACKAGES dnsmasq-base busybox"
 # libFuzzer's runtime; Ubuntu 22.04 names it by clang version only
 apt-cache show libclang-rt-dev >/dev/null 2>&1 && PACKAGES="$PACKAGES libclang-rt-dev"
 # the LuCI app's tests: xgettext, headless Chromium, node + npm (Debian's, unless

@@ -162,8 +162,8 @@ int fp_meter_update_settings(struct fp_meter *m, const struct fp_settings *s, ch
 	if (settings_invalid(s, error))
 		return -1;
 	if (s->max_flows != m->settings.max_flows || s->max_fragments != m->settings.max_fragments ||
-	    s->bidirectional != m->settings.bidirectional) {
-		snprintf(error, FP_ERROR_SIZE, "table capacities or bidirectional changed: "
+	    s->bidirectional != m->settings.bidirectional || s->macs != m->settings.macs) {
+		snprintf(error, FP_ERROR_SIZE, "table capacities, bidirectional or macs changed: "
 			 "a new meter is needed");
 		return -1;
 	}

@@ -50,6 +50,8 @@ struct fp_settings {
 	uint32_t overflow_policy;       /* FP_OVERFLOW_* */
 	uint32_t bidirectional;         /* reverse direction folds into the same entry */
 	uint64_t hash_seed;             /* 0: random from the kernel */
+	uint32_t macs;                  /* keep each flow's first MACs per direction (a side
+					 * table, 12 B a slot, 24 biflow): a collector asks */
 };
 
 /* One flow record, as drained.  Addresses are in network byte order; an
@@ -90,6 +92,25 @@ struct fp_record {
 	uint8_t padding2;
 	uint32_t conntrack_mark;
 	uint64_t flow_id;
+	/* the enrichment stage (enrich/): where the kernel's FIB sends the flow,
+	 * filled after the meter, before the sinks; 0 and zeros when unknown */
+	uint32_t egress_ifindex;
+	uint8_t next_hop[16];          /* the gateway; zeros: directly connected */
+	/* the first frame's MAC addresses, per direction (settings.macs; zeros
+	 * without, for link types without them, and for conntrack) */
+	uint8_t src_mac[6];
+	uint8_t dst_mac[6];
+	uint8_t reverse_src_mac[6];
+	uint8_t reverse_dst_mac[6];
+	/* enrich/ (option prefix_file): the AS and prefix length of each
+	 * address's most specific prefix; 0 when none covers it */
+	uint32_t src_as;
+	uint32_t dst_as;
+	uint8_t src_prefix_length;
+	uint8_t dst_prefix_length;
+	/* enrich/: where the reverse direction left (the way back to the source) */
+	uint32_t reverse_egress_ifindex;
+	uint8_t reverse_next_hop[16];
 };
 
 /* Which flows a query or an expiry applies to; zero fields match all. */
@@ -355,6 +376,76 @@ void fp_conntrack_counters(struct fp_conntrack *ct, struct fp_conntrack_counters
  * lost).  0, or -1 with the reason (the old settings stay). */
 int fp_conntrack_reconfigure(struct fp_conntrack *ct, const struct fp_conntrack_settings *settings,
 			     char *error);
+
+/* The enrichment stage's route table (cmeter/route_cache.c): the FIB's
+ * answers that enrich/routes.py asked over netlink, applied to records in
+ * C.  A key: the destination; with by_source (policy rules select by more
+ * than the destination) also the source and ingress interface of a
+ * captured flow, or the conntrack mark.  Padding zero: keys compare whole. */
+struct fp_route_key {
+	uint8_t destination[16];
+	uint8_t source[16];
+	uint32_t ingress;
+	uint32_t mark;
+	uint8_t family;                /* 4 or 6 */
+	uint8_t padding[3];
+};
+
+struct fp_route_cache_counters {
+	uint64_t entries;              /* gauge: answers of the current generation */
+	uint64_t capacity;
+	uint64_t evictions;            /* a full bucket gave one up */
+	uint64_t changes;              /* route or rule changes: new generations */
+	uint64_t hits;                 /* records routed */
+	uint64_t hits_previous;        /* of those, ended before a change: the route of then */
+	uint64_t routed_after_change;  /* ended before a change, routed by today's answer */
+};
+
+struct fp_route_cache;
+
+/* NULL when out of memory.  Capacity: answers kept at least; the table
+ * has twice the slots (buckets of 8, a power of two of them), ~72 B each. */
+struct fp_route_cache *fp_route_cache_new(uint32_t capacity);
+void fp_route_cache_free(struct fp_route_cache *cache);
+/* A route or rule changed at changed_ms: new answers from now on; the
+ * current ones stay for records of flows that ended before then. */
+void fp_route_cache_changed(struct fp_route_cache *cache, uint64_t changed_ms);
+/* An answer: the egress ifindex (0: none, local or unroutable) and the
+ * gateway (next_hop_length 0: directly connected or none). */
+void fp_route_cache_put(struct fp_route_cache *cache, const struct fp_route_key *key,
+			uint32_t egress, const uint8_t *next_hop, int next_hop_length);
+/* The current answer for key: the next hop's length (0 none), or -1 if unknown. */
+int fp_route_cache_get(struct fp_route_cache *cache, const struct fp_route_key *key,
+		       uint32_t *egress, uint8_t *next_hop);
+/* The lookup for one direction of a record (reverse: the way back to its source). */
+void fp_route_key_of(const struct fp_record *record, int by_source, int reverse,
+		     struct fp_route_key *key);
+/* Fills egress_ifindex and next_hop (and, for records with reverse
+ * traffic, reverse_egress_ifindex and reverse_next_hop) of
+ * records[indices[0..count)] (indices NULL: the first count) whose routes
+ * are known; the others' indices go to missing, the keys not known to keys
+ * (up to 2 a record; *key_count of them).  Returns how many are missing. */
+int fp_records_route(struct fp_route_cache *cache, struct fp_record *records, const int *indices,
+		     int count, int by_source, int *missing, struct fp_route_key *keys,
+		     int *key_count);
+void fp_route_cache_counters(struct fp_route_cache *cache,
+			     struct fp_route_cache_counters *counters);
+
+/* Networks and AS numbers (cmeter/prefix_table.c): a `prefix asn` file
+ * ("192.0.2.0/24 64500", '#' comments, IPv4 and IPv6, "AS64500" too) in a
+ * longest-prefix-match table of at most max_prefixes, ~48 B each.  NULL
+ * with the reason (a line number) in error: nothing half loaded. */
+struct fp_prefix_table;
+struct fp_prefix_table *fp_prefix_table_load(const char *path, uint32_t max_prefixes, char *error);
+void fp_prefix_table_free(struct fp_prefix_table *table);
+uint32_t fp_prefix_table_prefixes(const struct fp_prefix_table *table);
+uint64_t fp_prefix_table_memory_bytes(const struct fp_prefix_table *table);
+/* The most specific prefix's length (and its AS in asn), or -1. */
+int fp_prefix_lookup(const struct fp_prefix_table *table, int ip_version, const uint8_t *address,
+		     uint32_t *asn);
+/* src_as, dst_as and the prefix lengths of every record. */
+void fp_records_prefixes(const struct fp_prefix_table *table, struct fp_record *records,
+			 int count);
 
 /* cffi-end */
 

@@ -31,8 +31,10 @@ import re
 from dataclasses import dataclass, replace
 
 from flowprobe import schema
+from flowprobe.enrich.settings import EnrichSettings
 from flowprobe.errors import OptionError
 from flowprobe.export.collectors import CollectorProfile
+from flowprobe.export.fields import MAC_FIELDS
 from flowprobe.schema import DIRECTIONS, LOG_LEVELS  # noqa: F401  (their home)
 from flowprobe.settings import MeterSettings
 from flowprobe.sources.conntrack_settings import ConntrackSettings
@@ -110,6 +112,7 @@ class Config:
     spool_dir: str = "/var/spool/flowprobe"   # collectors' spools (option spool_kb)
     conntrack: ConntrackSettings = ConntrackSettings()   # option source and conntrack_*
     warnings: tuple = ()     # unknown sections/options, each naming flowprobe.section.option
+    enrich: EnrichSettings = EnrichSettings()   # options routing, route_* (enrich/)
 
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
@@ -321,6 +324,16 @@ CONNTRACK_OPTIONS = {   # in main: the metering source (sources/conntrack.py)
     "conntrack_vanish_grace": ("conntrack_vanish_grace", SECONDS),
     "conntrack_buffer_kb": ("conntrack_buffer_kb", INTEGER),
 }
+ENRICH_OPTIONS = {   # in main: the enrichment stage (flowprobe.enrich)
+    "routing": ("routing", BOOLEAN),
+    "route_cache": ("route_cache", INTEGER),
+    "route_wait": ("route_wait", SECONDS),
+    "devices": ("devices", BOOLEAN),
+    "lease_file": ("lease_file", TEXT),
+    "dhcpv6_lease_file": ("dhcpv6_lease_file", TEXT),
+    "prefix_file": ("prefix_file", TEXT),
+    "max_prefixes": ("max_prefixes", INTEGER),
+}
 MAIN_OPTIONS = {
     "enabled": ("enabled", BOOLEAN),
     "interface": ("interfaces", WORDS),
@@ -331,6 +344,7 @@ MAIN_OPTIONS = {
     **METER_OPTIONS,
     **CAPTURE_OPTIONS,
     **CONNTRACK_OPTIONS,
+    **ENRICH_OPTIONS,
 }
 INTERFACE_OPTIONS = {
     "name": ("name", TEXT),    # for names a UCI section cannot have: br-lan, eth0.2
@@ -431,9 +445,14 @@ def build(sections):
         raise ConfigError("missing (required when enabled: at least one, as list interface 'lan')",
                           section=main.label, option="interface",
                           allowed="at least one interface")
+    if any(name in MAC_FIELDS for profile in collectors for name in profile.fields):
+        meter = replace(meter, macs=True)   # kept only while a collector asks for them
+    enrich = _checked(EnrichSettings, main, origin, {
+        key: values[key] for key, _ in ENRICH_OPTIONS.values() if key in values})
+    enrich = replace(enrich, macs=meter.macs)
     return _checked(Config, main, origin, dict(
         own, meter=meter, interfaces=interfaces, collectors=collectors, conntrack=conntrack,
-        warnings=tuple(warnings)))
+        warnings=tuple(warnings), enrich=enrich))
 
 
 def _interfaces(main, values, origin, sections, warnings):

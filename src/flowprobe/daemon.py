@@ -16,6 +16,7 @@ from pathlib import Path
 from flowprobe import __version__
 from flowprobe import config as configuration
 from flowprobe.control.handlers import ControlError, Handlers
+from flowprobe.enrich import stage as enrichment
 from flowprobe.errors import OptionError
 from flowprobe.export.fields import with_nat_fields
 from flowprobe.export.resolver import Resolver
@@ -54,6 +55,8 @@ class Probe:
         self.sinks.interface_names = self.captures.interface_names
         self.conntrack = ConntrackService(self)   # the conntrack source, when configured
         self.sinks.exporter = self.sinks.prepare(self.config, self.now_ms())
+        self.sinks.enrich = enrichment.apply(None, self.config.enrich, self.sinks.deliver_enriched,
+                                             self.now_ms)
         try:
             reload.check_filters(self.config, self.sinks.endpoints())
         except configuration.ConfigError:
@@ -74,6 +77,10 @@ class Probe:
     @property
     def selector(self):
         return self.loop.selector if self.loop else None
+
+    @property
+    def devices(self):   # which device an address is (enrich/devices.py), or None
+        return self.sinks.enrich.devices if self.sinks.enrich else None
 
     def interface_index(self, name):
         return self.captures.interface_index(name)

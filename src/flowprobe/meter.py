@@ -42,6 +42,7 @@ def _c_settings(s):
                             else lib.FP_OVERFLOW_EVICT_OLDEST),
         "bidirectional": int(s.bidirectional),
         "hash_seed": s.hash_seed,
+        "macs": int(s.macs),
     })
 
 

@@ -99,6 +99,10 @@ FIELDS = {
     "mtu": Integer(256, 65000, "256 to 65000"),
     "queue_limit": Integer(1, 1_000_000, "1 to 1000000"),
     "spool_kb": Integer(0, 4_194_304, "0 (off) to 4194304"),
+    # the enrichment stage (enrich.settings.EnrichSettings)
+    "route_cache": Integer(16, 1 << 20),
+    "route_wait": Seconds(0.0, 10),
+    "max_prefixes": Integer(1, 1 << 24),
 }
 
 

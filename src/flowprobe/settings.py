@@ -28,6 +28,7 @@ class MeterSettings:
     overflow_policy: str = "evict"
     bidirectional: bool = False
     hash_seed: int = 0               # 0: random; fixed only for reproducible tests
+    macs: bool = False               # first MACs per direction: when a collector asks for them
 
     def __post_init__(self):
         for name in ("max_flows", "max_fragments", "idle_timeout", "active_timeout",
@@ -37,6 +38,8 @@ class MeterSettings:
         if not isinstance(self.bidirectional, bool):
             raise SettingsError("bidirectional", self.bidirectional, "true or false")
         schema.check(SettingsError, "hash_seed", self.hash_seed)
+        if not isinstance(self.macs, bool):
+            raise SettingsError("macs", self.macs, "true or false")
 
     @classmethod
     def option_names(cls):

@@ -24,9 +24,21 @@ def flow_row(flow):
             interface_of(flow))
 
 
+def device_of(flow):
+    """The device at the flow's local end (enrich/devices.py): its name, else its MAC."""
+    for side in ("src_device", "dst_device"):
+        device = flow.get(side)
+        if device:
+            return device.get("name") or device.get("mac")
+    return "-"
+
+
 def format_flows(result):
     header = ("PROTO", "SOURCE", "DESTINATION", "PACKETS", "BYTES", "AGE", "IF")
     rows = [flow_row(flow) for flow in result["flows"]]
+    if any(f.get("src_device") or f.get("dst_device") for f in result["flows"]):
+        header += ("DEVICE",)
+        rows = [row + (device_of(flow),) for row, flow in zip(rows, result["flows"])]
     summary = f"{len(rows)} of {result['matched']} matching flows ({result['active']} active)"
     if not rows:
         return summary

@@ -18,6 +18,7 @@ import time
 
 from flowprobe.cli import units
 from flowprobe.export.collectors import Exporter, ProfileError, profile_from_url
+from flowprobe.export.fields import MAC_FIELDS
 from flowprobe.export.transport import TransportError
 from flowprobe.meter import CaptureError, Meter, MeterError, packets_ignored
 from flowprobe.records import record_to_dict
@@ -55,7 +56,7 @@ def _add_table_options(parser):
     table.add_argument("--hash-seed", type=int, default=0, help=argparse.SUPPRESS)
 
 
-def _settings_from(args, biflow=False):
+def _settings_from(args, biflow=False, macs=False):
     return MeterSettings(
         max_flows=args.max_flows,
         max_fragments=args.max_fragments,
@@ -67,6 +68,7 @@ def _settings_from(args, biflow=False):
         overflow_policy=args.overflow,
         bidirectional=args.biflow or biflow,
         hash_seed=args.hash_seed,
+        macs=macs,
     )
 
 
@@ -288,7 +290,9 @@ def command_read(args):
             return 2
     try:
         profiles = [profile_from_url(url) for url in args.export]
-        settings = _settings_from(args, biflow=any(p.biflow for p in profiles))
+        settings = _settings_from(args, biflow=any(p.biflow for p in profiles),
+                                  macs=any(name in MAC_FIELDS for p in profiles
+                                           for name in p.fields))
         meter = Meter(settings)
         for path in args.files:  # every file must open before anything is printed
             meter.close(meter.open_file(path))

@@ -65,6 +65,11 @@ def attention(status):
         found.append(f"conntrack not running: {conntrack.get('error') or 'stopped'}")
     elif conntrack and conntrack.get("table_fill", 0) >= TABLE_FILL_ATTENTION:
         found.append(f"conntrack table {units.percent(conntrack['table_fill'])} full")
+    enrich = status.get("enrich") or {}   # enrich/: a table that could not be read
+    if enrich.get("prefix_error"):
+        found.append(f"prefix table {enrich.get('prefix_file')}: {enrich['prefix_error']}")
+    found += [source["error"] for source in enrich.get("device_sources") or []
+              if source.get("error")]
     if status.get("loop_errors"):
         found.append(f"{status['loop_errors']} internal errors in the loop (see the log)")
     control = status.get("control") or {}
@@ -150,6 +155,18 @@ def _table_line(meter):
             f"peak {units.count(meter.get('flows_peak', 0))}")
 
 
+def _enrichment_line(enrich):
+    """Routes and prefixes when on (enrich/); None otherwise."""
+    parts = []
+    if "routes_cached" in enrich:
+        parts.append(f"{units.count(enrich['routes_cached'])} routes known, "
+                     f"{units.count(enrich.get('records_without_route', 0))} records "
+                     "without one")
+    if enrich.get("prefix_file"):
+        parts.append(f"{units.count(enrich.get('prefixes', 0))} prefixes")
+    return "; ".join(parts) or None
+
+
 def summary(status, now):
     found = attention(status)
     version = status.get("version", "?")
@@ -172,6 +189,9 @@ def summary(status, now):
         rows.append(("conntrack", f"{units.count(conntrack.get('connections', 0))} of "
                                   f"{conntrack.get('capacity', 0)} connections "
                                   f"({units.percent(conntrack.get('table_fill', 0))})"))
+    enrichment = _enrichment_line(status.get("enrich") or {})
+    if enrichment:
+        rows.append(("enrichment", enrichment))
     if (status.get("previous_run") or "").startswith("ended without"):
         rows.append(("last run", status["previous_run"]))
     for warning in status.get("warnings") or []:

@@ -364,6 +364,7 @@ enum decode_result decode_frame(int linktype, const uint8_t *frame, uint32_t cap
 		if (c.captured < 14)
 			return DECODE_TRUNCATED;
 		skip(&c, 14);
+		memcpy(pkt->link_addresses, frame, 12);   /* for the MAC fields, when kept */
 		return decode_ethertype(&c, read16(frame + 12), pkt);
 	case DLT_LINUX_SLL:
 		if (c.captured < 16)

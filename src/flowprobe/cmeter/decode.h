@@ -31,6 +31,7 @@ struct packet {
 	uint8_t more_fragments;
 	uint8_t bucket_ready;      /* set by the batch stage: bucket holds the flow hash */
 	uint32_t bucket;
+	uint8_t link_addresses[12]; /* Ethernet: destination, source MAC (as on the wire); else 0 */
 };
 
 #define PROTO_ICMP 1

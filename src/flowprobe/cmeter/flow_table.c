@@ -324,6 +324,11 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 	e->list_second = (uint16_t)(last_ms / 1000);
 	if (t->reverse)
 		memset(&t->reverse[i], 0, sizeof(t->reverse[i]));
+	if (t->macs) {   /* out of the hot slot: only flows that start touch it */
+		memcpy(t->macs + (size_t)i * t->mac_stride, p->link_addresses, 12);
+		if (t->mac_stride > 12)
+			memset(t->macs + (size_t)i * t->mac_stride + 12, 0, 12);
+	}
 
 	e->bucket_next = t->buckets[bucket];
 	t->buckets[bucket] = i;
@@ -436,6 +441,8 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 	} else {
 		struct flow_reverse *r = &t->reverse[i];
 
+		if (!r->packets && t->macs)
+			memcpy(t->macs + (size_t)i * t->mac_stride + 12, p->link_addresses, 12);
 		if (!r->packets || first_ms < r->first_ms)
 			r->first_ms = first_ms;
 		if (last_ms > r->last_ms)
@@ -512,6 +519,16 @@ static void fill_record(const struct flow_table *t, uint32_t i, const struct int
 		r->reverse_start_ms = t->reverse[i].first_ms;
 		r->reverse_end_ms = t->reverse[i].last_ms;
 		r->reverse_tcp_flags = t->reverse[i].tcp_flags;
+	}
+	if (t->macs) {   /* link addresses: destination first, as on the wire */
+		const uint8_t *m = t->macs + (size_t)i * t->mac_stride;
+
+		memcpy(r->dst_mac, m, 6);
+		memcpy(r->src_mac, m + 6, 6);
+		if (t->mac_stride > 12) {
+			memcpy(r->reverse_dst_mac, m + 12, 6);
+			memcpy(r->reverse_src_mac, m + 18, 6);
+		}
 	}
 }
 
@@ -728,7 +745,12 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	t->buckets = malloc((size_t)buckets * sizeof(*t->buckets));
 	if (t->bidirectional)
 		t->reverse = malloc((size_t)t->slots * sizeof(*t->reverse));
-	if (!t->entries || !t->addr6 || !t->buckets || (t->bidirectional && !t->reverse)) {
+	if (s->macs) {
+		t->mac_stride = t->bidirectional ? 24 : 12;
+		t->macs = malloc((size_t)t->slots * t->mac_stride);
+	}
+	if (!t->entries || !t->addr6 || !t->buckets || (t->bidirectional && !t->reverse) ||
+	    (s->macs && !t->macs)) {
 		flow_table_free(t);
 		return -1;
 	}
@@ -737,6 +759,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	memset(t->buckets, 0xff, (size_t)buckets * sizeof(*t->buckets));
 	if (t->reverse)
 		memset(t->reverse, 0, (size_t)t->slots * sizeof(*t->reverse));
+	if (t->macs)
+		memset(t->macs, 0, (size_t)t->slots * t->mac_stride);
 	for (i = 0; i < t->slots; i++)
 		t->entries[i].bucket_next = i + 1 < t->slots ? i + 1 : FLOW_NONE;
 	t->free_head = 0;
@@ -744,7 +768,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		t->lists[list].head = t->lists[list].tail = FLOW_NONE;
 
 	t->memory_bytes = (uint64_t)t->slots * (sizeof(*t->entries) + sizeof(*t->addr6) +
-						(t->reverse ? sizeof(*t->reverse) : 0)) +
+						(t->reverse ? sizeof(*t->reverse) : 0) +
+						t->mac_stride) +
 			  (uint64_t)buckets * sizeof(*t->buckets);
 	return 0;
 }
@@ -755,6 +780,8 @@ void flow_table_free(struct flow_table *t)
 	free(t->addr6);
 	free(t->buckets);
 	free(t->reverse);
+	free(t->macs);
+	t->macs = NULL;
 	t->entries = NULL;
 	t->addr6 = NULL;
 	t->buckets = NULL;

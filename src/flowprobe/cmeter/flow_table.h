@@ -72,6 +72,9 @@ struct flow_table {
 	struct flow_entry *entries;
 	struct flow_addr6 *addr6;
 	struct flow_reverse *reverse;  /* NULL unless bidirectional */
+	uint8_t *macs;                 /* NULL unless settings.macs: mac_stride bytes a slot,
+					* the first frame's link addresses (then the reverse's) */
+	uint32_t mac_stride;
 	uint32_t *buckets;
 	uint32_t bucket_mask;
 	uint32_t slots;

@@ -53,6 +53,7 @@ struct view {
 	uint16_t post_src_port, post_dst_port;
 	uint64_t packets, octets, start_ms, end_ms;
 	uint8_t tcp_flags;
+	uint8_t reverse;   /* the FIB's answer (egress, next hop) is the forward direction's */
 };
 
 static const uint8_t no_address[16];
@@ -62,7 +63,7 @@ static void view_of(const struct fp_record *r, int reverse, struct view *v)
 	if (!reverse) {
 		*v = (struct view){ r->src_addr, r->dst_addr, r->src_port, r->dst_port,
 				    no_address, no_address, 0, 0, r->packets,
-				    r->octets, r->flow_start_ms, r->flow_end_ms, r->tcp_flags };
+				    r->octets, r->flow_start_ms, r->flow_end_ms, r->tcp_flags, 0 };
 		if (r->nat) {
 			v->post_src = r->post_src_addr;
 			v->post_dst = r->post_dst_addr;
@@ -74,7 +75,7 @@ static void view_of(const struct fp_record *r, int reverse, struct view *v)
 	*v = (struct view){ r->dst_addr, r->src_addr, r->dst_port, r->src_port,
 			    no_address, no_address, 0, 0, r->reverse_packets,
 			    r->reverse_octets, r->reverse_start_ms, r->reverse_end_ms,
-			    r->reverse_tcp_flags };
+			    r->reverse_tcp_flags, 1 };
 	if (r->nat) {
 		/* replies arrive addressed as the reply tuple (the original
 		 * after NAT, turned around) and leave as the original turned around */
@@ -97,6 +98,29 @@ static void view_of(const struct fp_record *r, int reverse, struct view *v)
 			v->post_dst_port = v->dst_port;
 		}
 	}
+}
+
+/* Where the flow left: the capture's interface for a flow captured going
+ * out of it, else the FIB's answer (enrich/; 0 when not asked); the
+ * reverse direction's, the FIB's way back to the source. */
+static uint32_t egress_of(const struct fp_record *r, const struct view *v)
+{
+	if (v->reverse)   /* the way back to the source, as the FIB says (0: not asked) */
+		return r->reverse_egress_ifindex;
+	return r->direction == FP_DIRECTION_OUT ? r->ifindex : r->egress_ifindex;
+}
+
+static uint8_t *put_next_hop(uint8_t *out, const struct fp_record *r, const struct view *v,
+			     int size)
+{
+	memcpy(out, v->reverse ? r->reverse_next_hop : r->next_hop, size);
+	return out + size;
+}
+
+/* A 4-byte AS in a 2-byte field: AS_TRANS (RFC 6793) */
+static uint32_t as16(uint32_t as)
+{
+	return as > 0xFFFF ? 23456 : as;
 }
 
 /* A switch on the enum without default: gcc -Wswitch names any field of
@@ -130,7 +154,24 @@ static uint8_t *pack_field(uint8_t *out, enum fp_field field, const struct fp_re
 	/* a flow captured going out of an interface left through it */
 	case FP_FIELD_INGRESS: return put32(out, r->direction == FP_DIRECTION_OUT ? 0 : r->ifindex);
 	case FP_FIELD_INGRESS16: return put16(out, r->direction == FP_DIRECTION_OUT ? 0 : r->ifindex);
-	case FP_FIELD_EGRESS: return put32(out, r->direction == FP_DIRECTION_OUT ? r->ifindex : 0);
+	case FP_FIELD_EGRESS: return put32(out, egress_of(r, v));
+	case FP_FIELD_EGRESS16: return put16(out, egress_of(r, v));
+	case FP_FIELD_NEXT_HOP4: return put_next_hop(out, r, v, 4);
+	case FP_FIELD_NEXT_HOP6: return put_next_hop(out, r, v, 16);
+	case FP_FIELD_SRC_AS: return put32(out, v->reverse ? r->dst_as : r->src_as);
+	case FP_FIELD_DST_AS: return put32(out, v->reverse ? r->src_as : r->dst_as);
+	case FP_FIELD_SRC_AS16: return put16(out, as16(v->reverse ? r->dst_as : r->src_as));
+	case FP_FIELD_DST_AS16: return put16(out, as16(v->reverse ? r->src_as : r->dst_as));
+	case FP_FIELD_SRC_PREFIX_LENGTH:
+		return put8(out, v->reverse ? r->dst_prefix_length : r->src_prefix_length);
+	case FP_FIELD_DST_PREFIX_LENGTH:
+		return put8(out, v->reverse ? r->src_prefix_length : r->dst_prefix_length);
+	case FP_FIELD_SRC_MAC:
+		memcpy(out, v->reverse ? r->reverse_src_mac : r->src_mac, 6);
+		return out + 6;
+	case FP_FIELD_DST_MAC:
+		memcpy(out, v->reverse ? r->reverse_dst_mac : r->dst_mac, 6);
+		return out + 6;
 	case FP_FIELD_DIRECTION: return put8(out, r->direction == FP_DIRECTION_OUT);  /* 1: egress */
 	case FP_FIELD_VLAN: return put16(out, r->vlan_id);
 	case FP_FIELD_INNER_VLAN: return put16(out, r->inner_vlan_id);

@@ -100,6 +100,9 @@ class Handlers:
                 names[ifindex] = self.probe.interface_name(ifindex) if ifindex else None
             flows.append(dict(flow, interface=names[ifindex],
                               age_ms=max(0, now_ms - flow["flow_start_ms"])))
+        devices = getattr(self.probe, "devices", None)
+        if devices:   # which device each address is (enrich/devices.py)
+            devices.annotate(flows)
         return {"flows": flows, "matched": matched, "active": active}
 
     def expire(self, args):

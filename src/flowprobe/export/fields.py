@@ -48,6 +48,21 @@ def _elements():
         Element("destinationTransportPort", 11, f.FP_FIELD_DST_PORT, v9_id=11),
         Element("destinationIPv4Address", 12, f.FP_FIELD_DST_ADDR4, family=4, v9_id=12),
         Element("egressInterface", 14, f.FP_FIELD_EGRESS, v9_id=14),
+        # enrich/ (option routing): the next hop the kernel's FIB chose
+        Element("ipNextHopIPv4Address", 15, f.FP_FIELD_NEXT_HOP4, family=4, v9_id=15),
+        Element("ipNextHopIPv6Address", 62, f.FP_FIELD_NEXT_HOP6, family=6, v9_id=62),
+        # enrich/ (option prefix_file): the most specific prefix's AS and length
+        Element("bgpSourceAsNumber", 16, f.FP_FIELD_SRC_AS, v9_id=16),
+        Element("bgpDestinationAsNumber", 17, f.FP_FIELD_DST_AS, v9_id=17),
+        Element("sourceIPv4PrefixLength", 9, f.FP_FIELD_SRC_PREFIX_LENGTH, family=4, v9_id=9),
+        Element("destinationIPv4PrefixLength", 13, f.FP_FIELD_DST_PREFIX_LENGTH, family=4,
+                v9_id=13),
+        Element("sourceIPv6PrefixLength", 29, f.FP_FIELD_SRC_PREFIX_LENGTH, family=6, v9_id=29),
+        Element("destinationIPv6PrefixLength", 30, f.FP_FIELD_DST_PREFIX_LENGTH, family=6,
+                v9_id=30),
+        # the first frame's, per direction: kept only while a collector asks (MAC_FIELDS)
+        Element("sourceMacAddress", 56, f.FP_FIELD_SRC_MAC, v9_id=56),
+        Element("destinationMacAddress", 80, f.FP_FIELD_DST_MAC, v9_id=80),
         Element("sourceIPv6Address", 27, f.FP_FIELD_SRC_ADDR6, family=6, v9_id=27),
         Element("destinationIPv6Address", 28, f.FP_FIELD_DST_ADDR6, family=6, v9_id=28),
         Element("icmpTypeCodeIPv4", 32, f.FP_FIELD_ICMP_TYPE_CODE, family=4, v9_id=32),
@@ -105,6 +120,10 @@ NAT_FIELDS = (
     "postNATDestinationIPv6Address", "postNAPTSourceTransportPort",
     "postNAPTDestinationTransportPort", "flowId",
 )
+
+
+# fields that make the meter keep each flow's first MAC addresses
+MAC_FIELDS = ("sourceMacAddress", "destinationMacAddress")
 
 
 def is_reverse(name):

@@ -18,13 +18,14 @@ COUNTER_LIMIT = 2**32 - 1
 
 f = lib
 LAYOUT = (
-    f.FP_FIELD_SRC_ADDR4, f.FP_FIELD_DST_ADDR4, f.FP_FIELD_ZERO32,      # nexthop
-    f.FP_FIELD_INGRESS16, f.FP_FIELD_ZERO16,                            # input, output
+    f.FP_FIELD_SRC_ADDR4, f.FP_FIELD_DST_ADDR4, f.FP_FIELD_NEXT_HOP4,   # nexthop (enrich/)
+    f.FP_FIELD_INGRESS16, f.FP_FIELD_EGRESS16,                          # input, output
     f.FP_FIELD_PACKETS32, f.FP_FIELD_OCTETS32, f.FP_FIELD_START_UPTIME, f.FP_FIELD_END_UPTIME,
     f.FP_FIELD_SRC_PORT, f.FP_FIELD_DST_PORT, f.FP_FIELD_ZERO8,         # pad1
     f.FP_FIELD_TCP_FLAGS, f.FP_FIELD_PROTOCOL, f.FP_FIELD_TOS,
-    f.FP_FIELD_ZERO16, f.FP_FIELD_ZERO16,                               # src_as, dst_as
-    f.FP_FIELD_ZERO8, f.FP_FIELD_ZERO8, f.FP_FIELD_ZERO16,              # masks, pad2
+    f.FP_FIELD_SRC_AS16, f.FP_FIELD_DST_AS16,                           # src_as, dst_as
+    f.FP_FIELD_SRC_PREFIX_LENGTH, f.FP_FIELD_DST_PREFIX_LENGTH,         # src_mask, dst_mask
+    f.FP_FIELD_ZERO16,                                                  # pad2
 )
 
 

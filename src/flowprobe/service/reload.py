@@ -8,6 +8,7 @@ import logging
 import socket
 
 from flowprobe import config as configuration
+from flowprobe.enrich import stage as enrichment
 from flowprobe.errors import OptionError
 from flowprobe.export.resolver import is_address
 from flowprobe.export.transport import NotResolvedYet, TransportError
@@ -69,6 +70,11 @@ def reload(probe):
     for option in RESTART_ONLY:
         if getattr(new, option) != getattr(old, option):
             log.warning("option %s changed: it takes effect at the next restart", option)
+    if new.enrich != old.enrich:
+        if probe.loop:
+            probe.loop.drop_transient()   # the stage's sockets may close now
+        probe.sinks.enrich = enrichment.apply(probe.sinks.enrich, new.enrich,
+                                              probe.sinks.deliver_enriched, probe.now_ms)
     probe.config, probe.config_error = new, None
     probe.captures.apply(new.interfaces, endpoints, switch_exporter)
     probe.conntrack.apply(new, now_ms)

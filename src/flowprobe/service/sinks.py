@@ -65,7 +65,16 @@ class Sinks:
         self.exporter = exporter
         self.start(now_ms)
 
+    enrich = None   # the enrichment stage in front of the sinks (enrich/), when configured
+
     def deliver(self, batch, count, now_ms):
+        """Records in: through the enrichment stage when there is one."""
+        if self.enrich:
+            self.enrich.deliver(batch, count, now_ms)   # on to deliver_enriched
+        else:
+            self.deliver_enriched(batch, count, now_ms)
+
+    def deliver_enriched(self, batch, count, now_ms):
         if self.exporter:
             self.exporter.export(batch, count, now_ms)
         else:  # no collector configured: counted, and the status says so
@@ -78,6 +87,8 @@ class Sinks:
                 self.exporter.follow_names(self.resolver)
 
     def tick(self, now_ms, packets_ignored):
+        if self.enrich:
+            self.enrich.tick(now_ms)
         if self.exporter:
             self.exporter.tick(now_ms, packets_ignored)
         if self.leaving:
@@ -103,11 +114,14 @@ class Sinks:
     def watched(self):
         """(fd, events, callback) of every collector socket, for this turn."""
         current = self.exporter.watched() if self.exporter else []
-        return current + watched([c for c, _ in self.leaving])
+        current = current + watched([c for c, _ in self.leaving])
+        return current + self.enrich.watched() if self.enrich else current
 
     def finish(self, now_ms, packets_ignored, timeout_s):
         """The last statistics, then what waits gets timeout_s to leave; what
         is still waiting is counted as not sent, and said."""
+        if self.enrich:   # records waiting for their routes go first
+            self.enrich.finish(now_ms)
         if self.leaving:
             leaving_for = max(deadline for _, deadline in self.leaving) - time.monotonic()
             pump([c for c, _ in self.leaving], max(0.0, min(leaving_for, timeout_s)))
@@ -135,6 +149,8 @@ class Sinks:
         return sum(c["records_not_sent"] for c in self.stats())
 
     def close(self):
+        if self.enrich:
+            self.enrich.close()
         for collector, _ in self.leaving:
             collector.transport.close()
         self.leaving = []

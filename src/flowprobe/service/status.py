@@ -33,6 +33,7 @@ def status(probe):
         "control": probe.control.stats() if probe.control else None,
         "loop_errors": probe.loop.errors if probe.loop else 0,
         "previous_run": previous_run(probe.run_state),
+        "enrich": probe.sinks.enrich.stats() if probe.sinks.enrich else None,
     }
 
 

@@ -8,14 +8,15 @@
 return baseclass.extend({
 	data: {
 		"options": {
-			"flowprobe": {"enabled": ["enabled", "boolean"], "interface": ["interfaces", "words"], "log_level": ["log_level", "text"], "control_socket": ["control_socket", "text"], "user": ["user", "text"], "spool_dir": ["spool_dir", "text"], "max_flows": ["max_flows", "integer"], "max_fragments": ["max_fragments", "integer"], "idle_timeout": ["idle_timeout", "seconds"], "active_timeout": ["active_timeout", "seconds"], "unanswered_timeout": ["unanswered_timeout", "seconds"], "tcp_end_grace": ["tcp_end_grace", "seconds"], "fragment_timeout": ["fragment_timeout", "seconds"], "overflow": ["overflow_policy", "text"], "biflow": ["bidirectional", "boolean"], "hash_seed": ["hash_seed", "integer"], "direction": ["direction", "text"], "promisc": ["promiscuous", "boolean"], "filter": ["bpf_filter", "text"], "snaplen": ["snaplen", "integer"], "buffer_kb": ["buffer_kb", "integer"], "source": ["source", "text"], "conntrack_max_connections": ["conntrack_max_connections", "integer"], "conntrack_dump_interval": ["conntrack_dump_interval", "seconds"], "conntrack_vanish_grace": ["conntrack_vanish_grace", "seconds"], "conntrack_buffer_kb": ["conntrack_buffer_kb", "integer"]},
+			"flowprobe": {"enabled": ["enabled", "boolean"], "interface": ["interfaces", "words"], "log_level": ["log_level", "text"], "control_socket": ["control_socket", "text"], "user": ["user", "text"], "spool_dir": ["spool_dir", "text"], "max_flows": ["max_flows", "integer"], "max_fragments": ["max_fragments", "integer"], "idle_timeout": ["idle_timeout", "seconds"], "active_timeout": ["active_timeout", "seconds"], "unanswered_timeout": ["unanswered_timeout", "seconds"], "tcp_end_grace": ["tcp_end_grace", "seconds"], "fragment_timeout": ["fragment_timeout", "seconds"], "overflow": ["overflow_policy", "text"], "biflow": ["bidirectional", "boolean"], "hash_seed": ["hash_seed", "integer"], "direction": ["direction", "text"], "promisc": ["promiscuous", "boolean"], "filter": ["bpf_filter", "text"], "snaplen": ["snaplen", "integer"], "buffer_kb": ["buffer_kb", "integer"], "source": ["source", "text"], "conntrack_max_connections": ["conntrack_max_connections", "integer"], "conntrack_dump_interval": ["conntrack_dump_interval", "seconds"], "conntrack_vanish_grace": ["conntrack_vanish_grace", "seconds"], "conntrack_buffer_kb": ["conntrack_buffer_kb", "integer"], "routing": ["routing", "boolean"], "route_cache": ["route_cache", "integer"], "route_wait": ["route_wait", "seconds"], "devices": ["devices", "boolean"], "lease_file": ["lease_file", "text"], "dhcpv6_lease_file": ["dhcpv6_lease_file", "text"], "prefix_file": ["prefix_file", "text"], "max_prefixes": ["max_prefixes", "integer"]},
 			"interface": {"name": ["name", "text"], "device": ["device", "text"], "direction": ["direction", "text"], "promisc": ["promiscuous", "boolean"], "filter": ["bpf_filter", "text"], "snaplen": ["snaplen", "integer"], "buffer_kb": ["buffer_kb", "integer"]},
 			"collector": {"enabled": ["enabled", "boolean"], "protocol": ["protocol", "text"], "host": ["host", "text"], "port": ["port", "integer"], "transport": ["transport", "text"], "biflow": ["biflow", "boolean"], "field": ["fields", "words"], "fields": ["fields", "words"], "observation_domain": ["observation_domain", "integer"], "template_refresh_seconds": ["template_refresh_seconds", "integer"], "template_refresh_packets": ["template_refresh_packets", "integer"], "stats_interval": ["stats_interval", "integer"], "mtu": ["mtu", "integer"], "source_address": ["source_address", "text"], "group": ["group", "text"], "queue_limit": ["queue_limit", "integer"], "spool_kb": ["spool_kb", "integer"]}
 		},
 		"groups": {
 			"meter": ["max_flows", "max_fragments", "idle_timeout", "active_timeout", "unanswered_timeout", "tcp_end_grace", "fragment_timeout", "overflow", "biflow", "hash_seed"],
 			"capture": ["direction", "promisc", "filter", "snaplen", "buffer_kb"],
-			"conntrack": ["source", "conntrack_max_connections", "conntrack_dump_interval", "conntrack_vanish_grace", "conntrack_buffer_kb"]
+			"conntrack": ["source", "conntrack_max_connections", "conntrack_dump_interval", "conntrack_vanish_grace", "conntrack_buffer_kb"],
+			"enrich": ["routing", "route_cache", "route_wait", "devices", "lease_file", "dhcpv6_lease_file", "prefix_file", "max_prefixes"]
 		},
 		"fields": {
 			"max_flows": {"kind": "integer", "low": "1", "high": "16777216", "allowed": "an integer from 1 to 16777216"},
@@ -45,13 +46,17 @@ return baseclass.extend({
 			"stats_interval": {"kind": "integer", "low": "0", "high": "86400", "allowed": "0 (off) to 86400"},
 			"mtu": {"kind": "integer", "low": "256", "high": "65000", "allowed": "256 to 65000"},
 			"queue_limit": {"kind": "integer", "low": "1", "high": "1000000", "allowed": "1 to 1000000"},
-			"spool_kb": {"kind": "integer", "low": "0", "high": "4194304", "allowed": "0 (off) to 4194304"}
+			"spool_kb": {"kind": "integer", "low": "0", "high": "4194304", "allowed": "0 (off) to 4194304"},
+			"route_cache": {"kind": "integer", "low": "16", "high": "1048576", "allowed": "an integer from 16 to 1048576"},
+			"route_wait": {"kind": "seconds", "low": 0.0, "high": 10, "allowed": "seconds from 0 to 10"},
+			"max_prefixes": {"kind": "integer", "low": "1", "high": "16777216", "allowed": "an integer from 1 to 16777216"}
 		},
 		"defaults": {
-			"meter": {"max_flows": {"int": "65536"}, "max_fragments": {"int": "4096"}, "idle_timeout": 15.0, "active_timeout": 300.0, "unanswered_timeout": 5.0, "tcp_end_grace": 2.0, "fragment_timeout": 30.0, "overflow_policy": "evict", "bidirectional": false, "hash_seed": {"int": "0"}},
+			"meter": {"max_flows": {"int": "65536"}, "max_fragments": {"int": "4096"}, "idle_timeout": 15.0, "active_timeout": 300.0, "unanswered_timeout": 5.0, "tcp_end_grace": 2.0, "fragment_timeout": 30.0, "overflow_policy": "evict", "bidirectional": false, "hash_seed": {"int": "0"}, "macs": false},
 			"interface": {"device": "", "bpf_filter": "", "promiscuous": false, "direction": "in", "snaplen": {"int": "128"}, "buffer_kb": {"int": "2048"}},
 			"collector": {"port": {"int": "0"}, "protocol": "ipfix", "transport": "udp", "fields": [], "biflow": false, "observation_domain": {"int": "0"}, "template_refresh_seconds": {"int": "60"}, "template_refresh_packets": {"int": "20"}, "stats_interval": {"int": "0"}, "mtu": {"int": "1400"}, "source_address": "", "group": "", "queue_limit": {"int": "256"}, "spool_kb": {"int": "0"}},
 			"conntrack": {"source": "capture", "conntrack_max_connections": {"int": "16384"}, "conntrack_dump_interval": 30.0, "conntrack_vanish_grace": 5.0, "conntrack_buffer_kb": {"int": "1024"}},
+			"enrich": {"routing": false, "route_cache": {"int": "4096"}, "route_wait": 0.5, "devices": true, "lease_file": "/tmp/dhcp.leases", "dhcpv6_lease_file": "/tmp/hosts/odhcpd", "prefix_file": "", "max_prefixes": {"int": "262144"}, "macs": false},
 			"main": {"log_level": "info", "control_socket": "/var/run/flowprobe.sock", "user": "", "spool_dir": "/var/spool/flowprobe"}
 		},
 		"elements": [
@@ -66,6 +71,16 @@ return baseclass.extend({
 			["destinationTransportPort", true, false],
 			["destinationIPv4Address", true, false],
 			["egressInterface", true, false],
+			["ipNextHopIPv4Address", true, false],
+			["ipNextHopIPv6Address", true, false],
+			["bgpSourceAsNumber", true, false],
+			["bgpDestinationAsNumber", true, false],
+			["sourceIPv4PrefixLength", true, false],
+			["destinationIPv4PrefixLength", true, false],
+			["sourceIPv6PrefixLength", true, false],
+			["destinationIPv6PrefixLength", true, false],
+			["sourceMacAddress", true, false],
+			["destinationMacAddress", true, false],
 			["sourceIPv6Address", true, false],
 			["destinationIPv6Address", true, false],
 			["icmpTypeCodeIPv4", true, false],

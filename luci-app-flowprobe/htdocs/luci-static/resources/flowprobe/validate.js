@@ -445,6 +445,23 @@ function checkSections(sections) {
 		if (enabled && captures && !(values.interfaces || []).length)
 			throw new Problem(main.label, 'interface', null, null,
 				"missing (required when enabled: at least one, as list interface 'lan')");
+		checked(function(v) {   /* the enrichment stage (enrich/settings.py) */
+			[ 'routing', 'devices' ].forEach(function(name) {
+				if (typeof(v[name]) != 'boolean')
+					throw new FieldError(name, v[name], 'true or false');
+			});
+			[ 'lease_file', 'dhcpv6_lease_file' ].forEach(function(name) {
+				var path = v[name];
+				if (typeof(path) != 'string' || path.charAt(0) != '/' || path.indexOf('\0') >= 0)
+					throw new FieldError(name, path, 'an absolute path');
+			});
+			var prefixes = v.prefix_file;
+			if (typeof(prefixes) != 'string' || prefixes.indexOf('\0') >= 0 ||
+			    (prefixes != '' && prefixes.charAt(0) != '/'))
+				throw new FieldError('prefix_file', prefixes, 'an absolute path, or empty');
+			checkFields(v, [ 'route_cache', 'route_wait', 'max_prefixes' ]);
+		}, main.label, MAIN_OPTIONS, origin,
+			Object.assign(defaultsOf('enrich'), pick(values, optionGroup('enrich'))));
 		checked(function(v) {
 			checkField('log_level', v.log_level);
 			var path = v.control_socket;

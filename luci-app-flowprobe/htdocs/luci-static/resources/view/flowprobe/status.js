@@ -170,6 +170,13 @@ function endpoint(flow, side) {
 	return (flow.ip_version == 6 ? '[%s]:%d' : '%s:%d').format(address, port);
 }
 
+/* the device at a flow's local end (the daemon's enrich/devices.py: leases,
+ * static hosts, neighbours): its name, else its MAC */
+function deviceText(flow) {
+	var device = flow.src_device || flow.dst_device;
+	return device ? (device.name || device.mac || '') : '';
+}
+
 /* the busiest-flows table's columns: [ key, title, value to sort by, numeric ] */
 var FLOW_COLUMNS = [
 	[ 'protocol', _('Protocol'), protocolText, false ],
@@ -178,7 +185,8 @@ var FLOW_COLUMNS = [
 	[ 'interface', _('Interface'), function(f) { return f['interface'] || '' }, false ],
 	[ 'packets', _('Packets'), function(f) { return f.packets }, true ],
 	[ 'bytes', _('Bytes'), function(f) { return f.octets }, true ],
-	[ 'age', _('Age'), function(f) { return f.age_ms }, true ]
+	[ 'age', _('Age'), function(f) { return f.age_ms }, true ],
+	[ 'device', _('Device'), deviceText, false ]
 ];
 
 function settingsLink(text) {
@@ -610,7 +618,7 @@ return view.extend({
 			if (!filter)
 				return true;
 			var text = [ endpoint(f, 'src'), endpoint(f, 'dst'), protocolText(f),
-			             f['interface'] || '' ].join(' ').toLowerCase();
+			             f['interface'] || '', deviceText(f) ].join(' ').toLowerCase();
 			return filter.split(/\s+/).every(function(word) { return text.indexOf(word) >= 0 });
 		});
 		var column = FLOW_COLUMNS.filter(L.bind(function(c) { return c[0] == this.sortKey }, this))[0]
@@ -629,7 +637,9 @@ return view.extend({
 				E('td', { 'class': 'td' }, f['interface'] || '-'),
 				E('td', { 'class': 'td' }, number(f.packets)),
 				E('td', { 'class': 'td', 'title': _('%s bytes').format(number(f.octets)) }, bytes(f.octets)),
-				E('td', { 'class': 'td' }, age(f.age_ms))
+				E('td', { 'class': 'td' }, age(f.age_ms)),
+				E('td', { 'class': 'td', 'data-field': 'device',
+				          'title': (f.src_device || f.dst_device || {}).mac || '' }, deviceText(f) || '-')
 			]);
 		});
 		var empty = !all.length
