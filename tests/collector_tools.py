@@ -942,3 +942,89 @@ def per_flow_key(flows):
             add((version, f["protocol"], f["dst_addr"], f["src_addr"], sport, dport),
                 f["reverse_packets"], f["reverse_octets"])
     return totals
+
+
+# ---- absolute flow times, as collectors compute them ---------------------------------------
+
+def _tshark_date_ms(text):
+    # "Nov 14, 2023 22:13:20.330000000 UTC": nanoseconds cut to microseconds for strptime
+    stamp, _, fraction = text.removesuffix(" UTC").partition(".")
+    moment = datetime.datetime.strptime(stamp, "%b %d, %Y %H:%M:%S")
+    seconds = moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return round(seconds) * 1000 + int(fraction[:3].ljust(3, "0"))
+
+
+def _seconds_ms(text):
+    # "30.001000000" (tshark's relative times) in milliseconds, without float rounding
+    whole, _, fraction = text.partition(".")
+    return int(whole) * 1000 + int(fraction[:3].ljust(3, "0"))
+
+
+def _record_key(fields):
+    src = fields.get("cflow.srcaddr") or fields.get("cflow.srcaddrv6")
+    dst = fields.get("cflow.dstaddr") or fields.get("cflow.dstaddrv6")
+    version = 6 if ":" in src else 4
+    return (version, int(fields["cflow.protocol"]), src, dst,
+            int(fields.get("cflow.srcport", 0)), int(fields.get("cflow.dstport", 0)))
+
+
+def _one(value):
+    return value[0] if isinstance(value, list) else value
+
+
+def tshark_flow_times(messages):
+    """(key, first_ms, last_ms, first_relative_ms) for every data record tshark decoded.
+    IPFIX: flowStart/EndMilliseconds as they are.  NetFlow v9/v5: what a collector computes,
+    unix_secs * 1000 (+ v5's unix_nsecs) - sysUptime + FIRST/LAST_SWITCHED; the relative
+    FIRST_SWITCHED is kept to check that none is 0 (read as "no time")."""
+    times = []
+    for message in messages:
+        header = message["header"]
+        if message["version"] in (5, 9):
+            base = (int(header["cflow.unix_secs"]) * 1000
+                    + int(header.get("cflow.unix_nsecs", 0)) // 1_000_000
+                    - _seconds_ms(header["cflow.sysuptime"]))
+        for record in message["records"]:
+            if record["kind"] != "data":
+                continue
+            fields = record["fields"]
+            if message["version"] == 10:
+                first = _tshark_date_ms(_one(fields["cflow.abstimestart"]))
+                last = _tshark_date_ms(_one(fields["cflow.abstimeend"]))
+                relative = None
+            else:
+                relative = _seconds_ms(fields.get("cflow.timestart", "0"))  # tshark omits 0
+                first, last = base + relative, base + _seconds_ms(fields.get("cflow.timeend", "0"))
+            times.append((_record_key(fields), first, last, relative))
+    return times
+
+
+def nfdump_flow_times(flows):
+    """(key, first_ms, last_ms) of normalised nfdump flows (forward direction)."""
+    return [((6 if ":" in f["src_addr"] else 4, f["protocol"], f["src_addr"], f["dst_addr"],
+              f["src_port"], f["dst_port"]), f["first_ms"], f["last_ms"]) for f in flows]
+
+
+def time_problems(truth_times, records):
+    """Where collected times differ from the capture's: per flow key, the earliest record
+    start must be the key's first packet and the latest end its last packet, to the
+    millisecond, and every record must lie within them.  truth_times: {key: (first_ms,
+    last_ms)}; records: (key, first_ms, last_ms, ...).  [] when all agree."""
+    problems, seen = [], {}
+    for key, first, last, *_ in records:
+        if key not in truth_times:
+            problems.append(f"{key}: not in the capture")
+            continue
+        low, high = truth_times[key]
+        if not low <= first <= last <= high:
+            problems.append(f"{key}: record {first}..{last} outside the capture's {low}..{high}")
+        earliest, latest = seen.get(key, (first, last))
+        seen[key] = (min(earliest, first), max(latest, last))
+    for key, (low, high) in sorted(truth_times.items(), key=repr):
+        if key not in seen:
+            problems.append(f"{key}: no record")
+        elif seen[key] != (low, high):
+            problems.append(f"{key}: records span {seen[key][0]}..{seen[key][1]} "
+                            f"({seen[key][0] - low:+d} ms, {seen[key][1] - high:+d} ms), "
+                            f"capture {low}..{high}")
+    return problems

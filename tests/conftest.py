@@ -42,3 +42,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("measured")
         for line in figures:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def generated_capture(tmp_path_factory):
+    """tools/gen_capture.py's mixed IPv4/IPv6 traffic (4000 packets, 150 flows, seed 3), made
+    once a run for the collector tests; its truth is realstack/simple_truth's reading."""
+    path = tmp_path_factory.mktemp("generated-capture") / "gen.pcap"
+    generator = Path(__file__).resolve().parent.parent / "tools" / "gen_capture.py"
+    subprocess.run([sys.executable, str(generator), "-o", str(path), "--packets", "4000",
+                    "--flows", "150", "--seed", "3"], check=True, capture_output=True)
+    return path

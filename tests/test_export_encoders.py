@@ -82,7 +82,7 @@ def test_netflow9_sequence_counts_packets_and_flowsets_are_padded():
     messages = encoder.encode(make_records(3, ip_version=6), 3, NOW)
     for n, (message, _) in enumerate(messages):
         version, count, uptime, secs, sequence, source = struct.unpack("!HHIIII", message[:20])
-        assert (version, uptime, sequence) == (9, 10_000, n)
+        assert (version, uptime, sequence) == (9, 10_001, n)  # zero: 1 ms before boot
         offset = 20
         while offset < len(message):
             flowset_length = struct.unpack("!H", message[offset + 2:offset + 4])[0]
@@ -162,3 +162,39 @@ def test_group_members_take_turns(monkeypatch):
     first, second, alone = (sent[id(c)] for c in exporter.collectors)
     assert (first, second, alone) == (6, 6, 12)
     exporter.close()
+
+
+# ---- NetFlow v9 / v5 times: what collectors compute, exact to the millisecond ----
+
+def _collector_times(header_uptime, unix_secs, uptimes):
+    """What nfdump, pmacct and tshark compute: unix_secs * 1000 - sysUptime + uptime."""
+    return [unix_secs * 1000 - header_uptime + u for u in uptimes]
+
+
+@pytest.mark.parametrize("now_ms", [NOW, NOW + 1, NOW + 598, NOW + 999])
+def test_netflow9_times_are_exact_whatever_the_sub_second_of_the_export(now_ms):
+    boot = NOW - 10_000
+    records = make_records(2)
+    records[0].flow_start_ms, records[0].flow_end_ms = boot, now_ms   # the first ms, the last
+    records[1].flow_start_ms, records[1].flow_end_ms = boot - 500, boot + 7   # before boot
+    encoder = Netflow9Encoder(("sourceIPv4Address", "flowStartMilliseconds",
+                               "flowEndMilliseconds"), boot_ms=boot)
+    message, _ = encoder.encode(records, 2, now_ms)[-1]   # after the templates
+    _, _, uptime, secs, _, _ = struct.unpack("!HHIIII", message[:20])
+    values = struct.unpack("!4xII4xII", message[24:24 + 24])
+    assert 0 not in values                         # nfdump shows 1970 for uptime 0
+    assert max(values) <= uptime                   # never after the header's instant
+    starts_ends = _collector_times(uptime, secs, values)
+    assert starts_ends == [boot, now_ms, boot, boot + 7]   # older than boot: clamped to boot
+
+
+@pytest.mark.parametrize("now_ms", [NOW, NOW + 1, NOW + 598, NOW + 999])
+def test_netflow5_times_are_exact_without_nanoseconds(now_ms):
+    boot = NOW - 60_000
+    records = make_records(1)
+    records[0].flow_start_ms, records[0].flow_end_ms = boot, now_ms - 3
+    (message, _), = Netflow5Encoder(boot_ms=boot).encode(records, 1, now_ms)
+    _, _, uptime, secs, nsecs = struct.unpack("!HHIII", message[:16])
+    first, last = struct.unpack("!II", message[24 + 24:24 + 32])
+    assert nsecs == 0 and 0 not in (first, last) and last <= uptime
+    assert _collector_times(uptime, secs, (first, last)) == [boot, now_ms - 3]

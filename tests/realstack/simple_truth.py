@@ -76,6 +76,9 @@ class Truth:
     ipv4_fragments: int = 0
     ipv6_fragments: int = 0
     tcp_rst_packets: int = 0
+    # (first, last) packet time of each flow key, in milliseconds since the
+    # epoch (microseconds cut to milliseconds, as exporters carry them)
+    times: dict[FlowKey, tuple[int, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         flows = [
@@ -91,25 +94,31 @@ class Truth:
             }
             for k, v in sorted(self.flows.items())
         ]
-        counts = {k: v for k, v in self.__dict__.items() if k != "flows"}
+        counts = {k: v for k, v in self.__dict__.items() if k not in ("flows", "times")}
         return {"flows": flows, **counts}
 
 
 def read_frames(path: str) -> Iterator[tuple[int, bytes]]:
     """Yield (link_type, frame bytes) for every record of a classic pcap."""
+    for _, link_type, data in read_timed_frames(path):
+        yield link_type, data
+
+
+def read_timed_frames(path: str) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (time in microseconds since the epoch, link_type, frame bytes)."""
     with open(path, "rb") as f:
         header = f.read(24)
         if len(header) < 24:
             raise CaptureError(f"{path}: too short for a pcap header")
         magic_le = struct.unpack("<I", header[:4])[0]
-        # Microsecond (a1b2c3d4) and nanosecond (a1b23c4d) magics; only the
-        # byte order matters here, timestamps are not used.
+        # Microsecond (a1b2c3d4) and nanosecond (a1b23c4d) magics
         if magic_le in (0xA1B2C3D4, 0xA1B23C4D):
             order = "<"
         elif magic_le in (0xD4C3B2A1, 0x4D3CB2A1):
             order = ">"
         else:
             raise CaptureError(f"{path}: not a classic pcap file (magic {magic_le:#x})")
+        nanoseconds = magic_le in (0xA1B23C4D, 0x4D3CB2A1)
         link_type = struct.unpack(order + "I", header[20:24])[0] & 0x0FFFFFFF
         while True:
             record = f.read(16)
@@ -117,11 +126,12 @@ def read_frames(path: str) -> Iterator[tuple[int, bytes]]:
                 return
             if len(record) < 16:
                 raise CaptureError(f"{path}: truncated record header")
-            _, _, caplen, _ = struct.unpack(order + "IIII", record)
+            seconds, fraction, caplen, _ = struct.unpack(order + "IIII", record)
             data = f.read(caplen)
             if len(data) < caplen:
                 raise CaptureError(f"{path}: truncated record")
-            yield link_type, data
+            yield seconds * 1_000_000 + (fraction // 1000 if nanoseconds else fraction), \
+                link_type, data
 
 
 def network_layer(link_type: int, frame: bytes) -> tuple[int, bytes] | None:
@@ -231,8 +241,10 @@ def truth_report(path: str) -> Truth:
     result = Truth()
     packets: list[Packet] = []
     first_fragments: dict[tuple, list[Packet]] = {}
+    times_ms: list[int] = []
     # Pass 1: decode every packet, remember where first fragments are.
-    for index, (link_type, frame) in enumerate(read_frames(path)):
+    for index, (time_us, link_type, frame) in enumerate(read_timed_frames(path)):
+        times_ms.append(time_us // 1000)
         result.frames += 1
         network = network_layer(link_type, frame)
         if network is None or network[0] not in (ETHERTYPE_IPV4, ETHERTYPE_IPV6):
@@ -268,6 +280,9 @@ def truth_report(path: str) -> Truth:
             key = nearest.key
         count, octets = result.flows.get(key, (0, 0))
         result.flows[key] = (count + 1, octets + packet.octets)
+        moment = times_ms[packet.index]
+        first, last = result.times.get(key, (moment, moment))
+        result.times[key] = (min(first, moment), max(last, moment))
     return result
 
 

@@ -123,6 +123,14 @@ static uint32_t as16(uint32_t as)
 	return as > 0xFFFF ? 23456 : as;
 }
 
+/* NetFlow sysUptime of a time: at least 1 ms, as uptime 0 reads as "no
+ * time" to collectors (nfdump shows 1970), and a time before the base
+ * (a connection older than the exporter) is not wrapped to 49 days ahead. */
+static inline uint64_t uptime_of(uint64_t ms, uint64_t uptime_base_ms)
+{
+	return ms > uptime_base_ms ? ms - uptime_base_ms : 1;
+}
+
 /* A switch on the enum without default: gcc -Wswitch names any field of
  * fields.def that is not packed here (lint builds with -Werror). */
 static uint8_t *pack_field(uint8_t *out, enum fp_field field, const struct fp_record *r,
@@ -149,8 +157,8 @@ static uint8_t *pack_field(uint8_t *out, enum fp_field field, const struct fp_re
 	case FP_FIELD_OCTETS32: return put32(out, v->octets);
 	case FP_FIELD_START_MS: return put64(out, v->start_ms);
 	case FP_FIELD_END_MS: return put64(out, v->end_ms);
-	case FP_FIELD_START_UPTIME: return put32(out, v->start_ms - uptime_base_ms);
-	case FP_FIELD_END_UPTIME: return put32(out, v->end_ms - uptime_base_ms);
+	case FP_FIELD_START_UPTIME: return put32(out, uptime_of(v->start_ms, uptime_base_ms));
+	case FP_FIELD_END_UPTIME: return put32(out, uptime_of(v->end_ms, uptime_base_ms));
 	/* a flow captured going out of an interface left through it */
 	case FP_FIELD_INGRESS: return put32(out, r->direction == FP_DIRECTION_OUT ? 0 : r->ifindex);
 	case FP_FIELD_INGRESS16: return put16(out, r->direction == FP_DIRECTION_OUT ? 0 : r->ifindex);

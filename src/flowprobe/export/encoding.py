@@ -39,6 +39,24 @@ class RecordPacker:
         return ffi.buffer(self._buffer, length)[:]
 
 
+def uptime_zero(boot_ms):
+    """sysUptime 0 of NetFlow v9/v5: a millisecond before boot_ms, the
+    earliest a record can start, so that no record carries uptime 0, which
+    collectors such as nfdump read as "no time" (shown as 1970)."""
+    return max(boot_ms - 1, 0)
+
+
+def header_clock(now_ms, boot_ms):
+    """(unix_secs, sysUptime) of a v9/v5 header, both describing one
+    instant: now rounded up to a whole second.  unix_secs has no fraction,
+    so collectors' unix_secs * 1000 - sysUptime + a record's uptime is the
+    record's time exactly (now itself would make every record early by
+    now's sub-second part), and sysUptime is never below a record's uptime
+    (pmacct subtracts the two unsigned)."""
+    secs = -(-now_ms // 1000)
+    return secs, (secs * 1000 - uptime_zero(boot_ms)) & 0xFFFFFFFF
+
+
 def views(meter_biflow, profile_biflow):
     """The directions to export: a uniflow profile fed by a bidirectional
     meter gets each biflow record's reverse direction as a record of its own."""

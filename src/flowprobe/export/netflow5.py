@@ -8,7 +8,7 @@ and IPv6 flows are counted as not exportable, never dropped silently.
 import struct
 
 from flowprobe._cmeter_ffi import ffi, lib
-from flowprobe.export.encoding import Encoder, RecordPacker, views
+from flowprobe.export.encoding import Encoder, RecordPacker, header_clock, uptime_zero, views
 
 VERSION = 5
 # version, count, sysUptime, secs, nsecs, flow sequence, engine type and id, sampling
@@ -56,8 +56,9 @@ class Netflow5Encoder(Encoder):
         self.records_not_exportable = 0  # IPv6
 
     def _datagram(self, now_ms, data, count):
-        header = HEADER.pack(VERSION, count, (now_ms - self.boot_ms) & 0xFFFFFFFF, now_ms // 1000,
-                             (now_ms % 1000) * 1_000_000, self.flow_sequence, 0,
+        # unix_nsecs 0: collectors that ignore it (pmacct) are exact too
+        unix_secs, uptime = header_clock(now_ms, self.boot_ms)
+        header = HEADER.pack(VERSION, count, uptime, unix_secs, 0, self.flow_sequence, 0,
                              self.engine_id, 0)
         self.flow_sequence = (self.flow_sequence + count) & 0xFFFFFFFF
         return header + data, count
@@ -71,7 +72,7 @@ class Netflow5Encoder(Encoder):
             source, selected = self._within_32_bits(records, selected, reverse)
             for start in range(0, selected, self.per_message):
                 n = min(self.per_message, selected - start)
-                data = self.packer.pack(source, start, n, reverse, self.boot_ms)
+                data = self.packer.pack(source, start, n, reverse, uptime_zero(self.boot_ms))
                 messages.append(self._datagram(now_ms, data, n))
         return messages
 

@@ -1,7 +1,8 @@
 """NetFlow v9 (RFC 3954) packets: templates, data flowsets, options.
 
 Times are sysUptime-relative (FIRST_SWITCHED / LAST_SWITCHED) against the
-exporter's boot time; the sequence number counts export packets. Uniflow
+exporter's boot time, with a header whose unix_secs and sysUptime describe
+one instant (encoding.header_clock): exact to the millisecond; the sequence number counts export packets. Uniflow
 only: biflow records go out as two records.
 """
 
@@ -12,6 +13,8 @@ from flowprobe.export.encoding import (
     Encoder,
     TemplateSchedule,
     family_templates,
+    header_clock,
+    uptime_zero,
     views,
 )
 
@@ -57,8 +60,8 @@ class Netflow9Encoder(Encoder):
         self.schedule.sent(now_ms)
 
     def _packet(self, now_ms, body, count, records=0):
-        uptime = (now_ms - self.boot_ms) & 0xFFFFFFFF
-        packet = HEADER.pack(VERSION, count, uptime, now_ms // 1000, self.sequence,
+        unix_secs, uptime = header_clock(now_ms, self.boot_ms)
+        packet = HEADER.pack(VERSION, count, uptime, unix_secs, self.sequence,
                              self.source_id) + body
         self.sequence = (self.sequence + 1) & 0xFFFFFFFF
         self.schedule.counted()
@@ -94,7 +97,7 @@ class Netflow9Encoder(Encoder):
                 selected = packer.select(records, count, family, reverse, stride, offset)
                 for start in range(0, selected, per_message):
                     n = min(per_message, selected - start)
-                    data = packer.pack(records, start, n, reverse, self.boot_ms)
+                    data = packer.pack(records, start, n, reverse, uptime_zero(self.boot_ms))
                     messages.append(self._packet(now_ms, _flowset(template_id, data), n, n))
         return messages
 
