@@ -2,8 +2,9 @@
 
 Times are sysUptime-relative (FIRST_SWITCHED / LAST_SWITCHED) against the
 exporter's boot time, with a header whose unix_secs and sysUptime describe
-one instant (encoding.header_clock): exact to the millisecond; the sequence number counts export packets. Uniflow
-only: biflow records go out as two records.
+one instant (encoding.header_clock): exact to the millisecond. The sequence
+number counts export packets. Uniflow only: biflow records go out as two
+records.
 """
 
 import struct
