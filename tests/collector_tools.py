@@ -6,6 +6,8 @@
   with synthetic headers, so tshark's cflow dissector can judge the bytes.
 - tshark_decode / tshark_problems / cflow_totals / sequence_problems: what tshark 4.0 sees in
   such a pcap, and totals to compare with the meter's.
+- Nfacctd: pmacct's collector (Debian pmacct 1.7.7) with its print plugin writing JSON, one
+  line per record (keyed by the 5-tuple and the times), flushed when it stops.
 
 Independent of flowprobe's own code on purpose: an oracle must not share the code it judges.
 Targets are loopback only (127.0.0.1 or ::1).
@@ -33,6 +35,7 @@ NFCAPD = shutil.which("nfcapd") or "/usr/bin/nfcapd"
 NFDUMP = shutil.which("nfdump") or "/usr/bin/nfdump"
 TSHARK = shutil.which("tshark") or "/usr/bin/tshark"
 SOFTFLOWD = shutil.which("softflowd") or "/usr/sbin/softflowd"
+NFACCTD = shutil.which("nfacctd") or "/usr/sbin/nfacctd"
 
 IPFIX_REVERSE_PEN = 29305  # RFC 5103 reverse information elements
 
@@ -1028,3 +1031,212 @@ def time_problems(truth_times, records):
                             f"({seen[key][0] - low:+d} ms, {seen[key][1] - high:+d} ms), "
                             f"capture {low}..{high}")
     return problems
+
+
+# ---- pmacct ---------------------------------------------------------------------------------
+
+# one entry per record: the 5-tuple and both times keep records apart
+PMACCT_PRIMITIVES = ("peer_src_ip", "src_host", "dst_host", "src_port", "dst_port", "proto",
+                     "timestamp_start", "timestamp_end")
+_PMACCT_PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "icmp6": 58}
+# the last record of a test: once pmacct holds it, it holds everything sent before
+SENTINEL = ("192.0.2.254", "192.0.2.253", 9, 9)
+
+
+def _epoch_ms(text):
+    """pmacct's times with timestamps_since_epoch: "1700000001.330000"."""
+    whole, _, fraction = str(text).partition(".")
+    return int(whole) * 1000 + int(fraction[:3].ljust(3, "0"))
+
+
+def normalise_pmacct_flow(raw):
+    """One entry of pmacct's JSON output in the shape of normalise_nfdump_flow.
+    pmacct names protocols ("tcp") and, as nfdump, puts ICMP type*256+code in dst_port.
+    reverse_packets/reverse_octets: the custom primitives of those names, if aggregated."""
+    protocol = raw.get("ip_proto")
+    if not str(protocol).isdigit():
+        protocol = _PMACCT_PROTOCOLS.get(protocol, protocol)
+    reverse = "reverse_packets" in raw
+    return {
+        "protocol": int(protocol),
+        "src_addr": raw.get("ip_src"),
+        "dst_addr": raw.get("ip_dst"),
+        "src_port": raw.get("port_src", 0),
+        "dst_port": raw.get("port_dst", 0),
+        "packets": raw.get("packets"),
+        "octets": raw.get("bytes"),
+        "reverse_packets": int(raw["reverse_packets"]) if reverse else None,
+        "reverse_octets": int(raw["reverse_octets"]) if reverse else None,
+        "first_ms": _epoch_ms(raw["timestamp_start"]) if "timestamp_start" in raw else None,
+        "last_ms": _epoch_ms(raw["timestamp_end"]) if "timestamp_end" in raw else None,
+        "exporter": raw.get("peer_ip_src"),
+        "raw": raw,
+    }
+
+
+def netflow5_datagram(src, dst, sport, dport, packets=1, octets=40, protocol=17):
+    """A one-record NetFlow v5 datagram, written here without flowprobe's encoder."""
+    now = int(time.time())
+    header = struct.pack("!HHIIIIBBH", 5, 1, 1000, now, 0, 0, 0, 0, 0)
+    record = struct.pack("!4s4s4sHHIIIIHHBBBBHHBBH", ipaddress.ip_address(src).packed,
+                         ipaddress.ip_address(dst).packed, bytes(4), 0, 0, packets, octets,
+                         1, 1, sport, dport, 0, 0, protocol, 0, 0, 0, 0, 0, 0)
+    return header + record
+
+
+class Nfacctd:
+    """pmacct's nfacctd on a loopback UDP port, its print plugin writing JSON lines.
+
+    with Nfacctd() as collector:
+        export to ("127.0.0.1", collector.port)
+        flows = collector.flows()      # every record sent so far, normalised
+        assert collector.complaints() == []
+
+    flows() first sends a sentinel record (NetFlow v5, from another port) and waits
+    until a purge that wrote it has ended (print_markers): pmacct handles datagrams in
+    order, so by then everything sent before is written.  The print plugin purges
+    every second, appending; a record split over purges adds up.  (The memory plugin
+    and its pmacct client would be quicker, but the plugin drops output when the
+    client's socket is full: "Failed during write: Resource temporarily unavailable".)
+    primitives: the aggregation (PMACCT_PRIMITIVES keeps every record apart);
+    custom_primitives: lines of an aggregate_primitives file (pmacct's way to read
+    elements it does not know, e.g. RFC 5103 reverse counters), their names added
+    to the aggregation; config: more "key: value" lines; plugins: other plugin lines
+    instead of the memory plugin (e.g. pgsql; then flows() has nothing to read)."""
+
+    def __init__(self, host="127.0.0.1", port=None, primitives=PMACCT_PRIMITIVES,
+                 custom_primitives=(), config=(), plugins=None, start_timeout=10.0, netns=None):
+        self.host = host
+        self.netns = netns
+        self.port = port or (free_udp_port(host) if netns is None else 2055)
+        self.directory = Path(tempfile.mkdtemp(prefix="nfacctd-"))
+        self.output = self.directory / "flows.json"
+        self.primitives = tuple(primitives)
+        self.custom_primitives = tuple(custom_primitives)
+        self.config = tuple(config)
+        self.plugins = plugins
+        self.start_timeout = start_timeout
+        self.process = None
+        self.final_socket = None
+        self._log = None
+        self._log_before_sentinel = None
+
+    def config_text(self):
+        lines = ["daemonize: false", f"nfacctd_ip: {self.host}", f"nfacctd_port: {self.port}",
+                 "timestamps_since_epoch: true", "nfacctd_disable_checks: false"]
+        primitives = list(self.primitives)
+        if self.custom_primitives:
+            path = self.directory / "primitives.lst"
+            path.write_text("\n".join(self.custom_primitives) + "\n")
+            lines.append(f"aggregate_primitives: {path}")
+            primitives += [line.split("name=")[1].split()[0] for line in self.custom_primitives]
+        if self.plugins is None:
+            lines += ["plugins: print[flows]", f"aggregate[flows]: {', '.join(primitives)}",
+                      "print_output[flows]: json", f"print_output_file[flows]: {self.output}",
+                      "print_output_file_append[flows]: true", "print_markers[flows]: true",
+                      "print_refresh_time[flows]: 1"]
+        else:
+            lines += list(self.plugins)
+        return "\n".join(lines + list(self.config)) + "\n"
+
+    def start(self):
+        config = self.directory / "nfacctd.conf"
+        config.write_text(self.config_text())
+        self._log = tempfile.TemporaryFile()
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.process = subprocess.Popen([*prefix, NFACCTD, "-f", str(config)], stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ToolError(f"nfacctd exited with {self.process.returncode} before binding "
+                                f"{self.host}:{self.port}:\n{self.log()}")
+            if self.socket_state() is not None:
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise ToolError(f"nfacctd did not bind {self.host}:{self.port}:\n{self.log()}")
+
+    def socket_state(self):
+        """rx_queue and drops of nfacctd's socket (None when it is not running)."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        owned = _socket_inodes(self.process.pid)
+        for state in udp_sockets(self.port, self.process.pid):
+            if state["inode"] in owned:
+                return state
+        return None
+
+    def send_sentinel(self):
+        self._log_before_sentinel = len(self.log())   # its own sequence is no complaint
+        with socket.socket(_family(self.host), socket.SOCK_DGRAM) as sock:
+            sock.sendto(netflow5_datagram(*SENTINEL), (self.host, self.port))
+
+    @staticmethod
+    def is_sentinel(raw):
+        return (raw.get("ip_src"), raw.get("ip_dst")) == SENTINEL[:2]
+
+    def _written(self):
+        if not self.output.exists():
+            return []
+        return [json.loads(line) for line in self.output.read_text().splitlines()
+                if line.strip()]
+
+    def raw_flows(self, timeout=15.0):
+        """Every entry written, once a purge that wrote the sentinel has ended (the
+        sentinel and the purge markers left out)."""
+        self.send_sentinel()
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = self._written()
+            sentinel = next((n for n, e in enumerate(entries) if self.is_sentinel(e)), None)
+            if sentinel is not None and any(e.get("event_type") == "purge_close"
+                                            for e in entries[sentinel:]):
+                self.final_socket = self.socket_state()
+                return [e for e in entries
+                        if e.get("event_type") == "purge" and not self.is_sentinel(e)]
+            if time.monotonic() > deadline:
+                raise ToolError(f"pmacct did not write the sentinel within {timeout}s:\n"
+                                f"{self.log()}")
+            time.sleep(0.05)
+
+    def flows(self):
+        return [normalise_pmacct_flow(raw) for raw in self.raw_flows()]
+
+    def stop(self, timeout=20.0):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired as expired:
+            self.process.kill()
+            self.process.wait()
+            raise ToolError(f"nfacctd ignored SIGINT for {timeout}s:\n{self.log()}") from expired
+
+    def close(self):
+        self.stop()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def log(self):
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def complaints(self):
+        """What pmacct found wrong in the datagrams: WARN/ERROR lines, malformed templates,
+        sequence gaps ("expecting flow ... but received ...")."""
+        log = self.log()[:self._log_before_sentinel]
+        return [line for line in log.splitlines()
+                if line.startswith(("WARN", "ERROR", "CRIT", "ALERT"))
+                or "malformed" in line or "expecting flow" in line]

@@ -82,7 +82,7 @@ def test_netflow9_sequence_counts_packets_and_flowsets_are_padded():
     messages = encoder.encode(make_records(3, ip_version=6), 3, NOW)
     for n, (message, _) in enumerate(messages):
         version, count, uptime, secs, sequence, source = struct.unpack("!HHIIII", message[:20])
-        assert (version, uptime, sequence) == (9, 10_001, n)  # zero: 1 ms before boot
+        assert (version, uptime, sequence) == (9, 11_000, n)  # zero: a second before boot
         offset = 20
         while offset < len(message):
             flowset_length = struct.unpack("!H", message[offset + 2:offset + 4])[0]
@@ -176,7 +176,7 @@ def test_netflow9_times_are_exact_whatever_the_sub_second_of_the_export(now_ms):
     boot = NOW - 10_000
     records = make_records(2)
     records[0].flow_start_ms, records[0].flow_end_ms = boot, now_ms   # the first ms, the last
-    records[1].flow_start_ms, records[1].flow_end_ms = boot - 500, boot + 7   # before boot
+    records[1].flow_start_ms, records[1].flow_end_ms = boot - 5000, boot + 7   # before zero
     encoder = Netflow9Encoder(("sourceIPv4Address", "flowStartMilliseconds",
                                "flowEndMilliseconds"), boot_ms=boot)
     message, _ = encoder.encode(records, 2, now_ms)[-1]   # after the templates
@@ -185,7 +185,8 @@ def test_netflow9_times_are_exact_whatever_the_sub_second_of_the_export(now_ms):
     assert 0 not in values                         # nfdump shows 1970 for uptime 0
     assert max(values) <= uptime                   # never after the header's instant
     starts_ends = _collector_times(uptime, secs, values)
-    assert starts_ends == [boot, now_ms, boot, boot + 7]   # older than boot: clamped to boot
+    # older than the uptime zero (a second before boot): its first millisecond
+    assert starts_ends == [boot, now_ms, boot - 999, boot + 7]
 
 
 @pytest.mark.parametrize("now_ms", [NOW, NOW + 1, NOW + 598, NOW + 999])

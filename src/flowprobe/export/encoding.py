@@ -40,10 +40,13 @@ class RecordPacker:
 
 
 def uptime_zero(boot_ms):
-    """sysUptime 0 of NetFlow v9/v5: a millisecond before boot_ms, the
-    earliest a record can start, so that no record carries uptime 0, which
-    collectors such as nfdump read as "no time" (shown as 1970)."""
-    return max(boot_ms - 1, 0)
+    """sysUptime 0 of NetFlow v9/v5: before boot_ms, the earliest a record
+    can start, so that no record carries uptime 0, which collectors such as
+    nfdump read as "no time" (shown as 1970); on a whole second, so that
+    collectors working in seconds (pmacct divides v5's uptimes by 1000 one
+    by one) round every time the same way."""
+    zero = max(boot_ms - 1, 0)
+    return zero - zero % 1000
 
 
 def header_clock(now_ms, boot_ms):

@@ -87,7 +87,8 @@ class IpfixEncoder(Encoder):
         stats += b"".join(_field_specifier(i, n) for i, n, _ in STATS_FIELDS)
         interfaces = struct.pack("!HHH", self.interfaces_template_id, len(INTERFACE_FIELDS), 1)
         interfaces += b"".join(_field_specifier(i, n) for i, n in INTERFACE_FIELDS)
-        return _set(OPTIONS_TEMPLATE_SET, stats + interfaces)
+        # a set each: pmacct 1.7.7 misreads a second options template in one set
+        return _set(OPTIONS_TEMPLATE_SET, stats) + _set(OPTIONS_TEMPLATE_SET, interfaces)
 
     def templates_due(self, now_ms):
         return self.schedule.due(now_ms)
