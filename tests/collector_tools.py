@@ -1039,8 +1039,10 @@ def time_problems(truth_times, records):
 PMACCT_PRIMITIVES = ("peer_src_ip", "src_host", "dst_host", "src_port", "dst_port", "proto",
                      "timestamp_start", "timestamp_end")
 _PMACCT_PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "icmp6": 58}
-# the last record of a test: once pmacct holds it, it holds everything sent before
-SENTINEL = ("192.0.2.254", "192.0.2.253", 9, 9)
+# a record sent after the others, from an exporter of its own: once pmacct has written it,
+# it has written everything sent before
+SENTINEL_ADDRESSES = ("192.0.2.254", "192.0.2.253")
+SENTINEL_EXPORTER = "127.0.0.2"
 
 
 def _epoch_ms(text):
@@ -1074,10 +1076,10 @@ def normalise_pmacct_flow(raw):
     }
 
 
-def netflow5_datagram(src, dst, sport, dport, packets=1, octets=40, protocol=17):
+def netflow5_datagram(src, dst, sport, dport, packets=1, octets=40, protocol=17, sequence=0):
     """A one-record NetFlow v5 datagram, written here without flowprobe's encoder."""
     now = int(time.time())
-    header = struct.pack("!HHIIIIBBH", 5, 1, 1000, now, 0, 0, 0, 0, 0)
+    header = struct.pack("!HHIIIIBBH", 5, 1, 1000, now, 0, sequence, 0, 0, 0)
     record = struct.pack("!4s4s4sHHIIIIHHBBBBHHBBH", ipaddress.ip_address(src).packed,
                          ipaddress.ip_address(dst).packed, bytes(4), 0, 0, packets, octets,
                          1, 1, sport, dport, 0, 0, protocol, 0, 0, 0, 0, 0, 0)
@@ -1092,9 +1094,13 @@ class Nfacctd:
         flows = collector.flows()      # every record sent so far, normalised
         assert collector.complaints() == []
 
-    flows() first sends a sentinel record (NetFlow v5, from another port) and waits
-    until a purge that wrote it has ended (print_markers): pmacct handles datagrams in
-    order, so by then everything sent before is written.  The print plugin purges
+    One nfacctd can serve many tests: each exports from an address of its own
+    (127.0.0.N) and reads flows(exporter) and complaints(exporter).
+
+    flows() first sends a sentinel record (NetFlow v5, from an exporter address of its
+    own) and waits until a purge that wrote it has ended (print_markers): pmacct handles
+    datagrams in order, so by then everything sent before is written.  start() waits
+    for one too: pmacct drops what arrives before its plugin is up.  The print plugin purges
     every second, appending; a record split over purges adds up.  (The memory plugin
     and its pmacct client would be quicker, but the plugin drops output when the
     client's socket is full: "Failed during write: Resource temporarily unavailable".)
@@ -1105,7 +1111,7 @@ class Nfacctd:
     instead of the memory plugin (e.g. pgsql; then flows() has nothing to read)."""
 
     def __init__(self, host="127.0.0.1", port=None, primitives=PMACCT_PRIMITIVES,
-                 custom_primitives=(), config=(), plugins=None, start_timeout=10.0, netns=None):
+                 custom_primitives=(), config=(), plugins=None, start_timeout=15.0, netns=None):
         self.host = host
         self.netns = netns
         self.port = port or (free_udp_port(host) if netns is None else 2055)
@@ -1119,7 +1125,7 @@ class Nfacctd:
         self.process = None
         self.final_socket = None
         self._log = None
-        self._log_before_sentinel = None
+        self.sentinels = 0
 
     def config_text(self):
         lines = ["daemonize: false", f"nfacctd_ip: {self.host}", f"nfacctd_port: {self.port}",
@@ -1152,6 +1158,8 @@ class Nfacctd:
                 raise ToolError(f"nfacctd exited with {self.process.returncode} before binding "
                                 f"{self.host}:{self.port}:\n{self.log()}")
             if self.socket_state() is not None:
+                if self.plugins is None:
+                    self._await_plugin(deadline)
                 return self
             time.sleep(0.02)
         self.stop()
@@ -1168,13 +1176,18 @@ class Nfacctd:
         return None
 
     def send_sentinel(self):
-        self._log_before_sentinel = len(self.log())   # its own sequence is no complaint
+        """A record of its own (its source port counts sentinels) from 127.0.0.2."""
         with socket.socket(_family(self.host), socket.SOCK_DGRAM) as sock:
-            sock.sendto(netflow5_datagram(*SENTINEL), (self.host, self.port))
+            if _family(self.host) == socket.AF_INET:
+                sock.bind((SENTINEL_EXPORTER, 0))
+            sock.sendto(netflow5_datagram(*SENTINEL_ADDRESSES, self.sentinels, 9,
+                                          sequence=self.sentinels), (self.host, self.port))
+        self.sentinels += 1
+        return self.sentinels - 1
 
     @staticmethod
     def is_sentinel(raw):
-        return (raw.get("ip_src"), raw.get("ip_dst")) == SENTINEL[:2]
+        return (raw.get("ip_src"), raw.get("ip_dst")) == SENTINEL_ADDRESSES
 
     def _written(self):
         if not self.output.exists():
@@ -1182,14 +1195,27 @@ class Nfacctd:
         return [json.loads(line) for line in self.output.read_text().splitlines()
                 if line.strip()]
 
+    def _await_plugin(self, deadline):
+        """Sentinels until one is written: the plugin is up (each costs a purge, a second)."""
+        while time.monotonic() < deadline:
+            number = self.send_sentinel()
+            resend = time.monotonic() + 1.5
+            while time.monotonic() < resend:
+                if any(self.is_sentinel(e) and e.get("port_src") == number
+                       for e in self._written()):
+                    return
+                time.sleep(0.05)
+        raise ToolError(f"nfacctd's print plugin wrote nothing:\n{self.log()}")
+
     def raw_flows(self, timeout=15.0):
         """Every entry written, once a purge that wrote the sentinel has ended (the
         sentinel and the purge markers left out)."""
-        self.send_sentinel()
+        number = self.send_sentinel()
         deadline = time.monotonic() + timeout
         while True:
             entries = self._written()
-            sentinel = next((n for n, e in enumerate(entries) if self.is_sentinel(e)), None)
+            sentinel = next((n for n, e in enumerate(entries)
+                             if self.is_sentinel(e) and e.get("port_src") == number), None)
             if sentinel is not None and any(e.get("event_type") == "purge_close"
                                             for e in entries[sentinel:]):
                 self.final_socket = self.socket_state()
@@ -1200,8 +1226,10 @@ class Nfacctd:
                                 f"{self.log()}")
             time.sleep(0.05)
 
-    def flows(self):
-        return [normalise_pmacct_flow(raw) for raw in self.raw_flows()]
+    def flows(self, exporter=None):
+        """Every record written (see raw_flows), normalised; only exporter's when given."""
+        return [normalise_pmacct_flow(raw) for raw in self.raw_flows()
+                if exporter is None or raw.get("peer_ip_src") == exporter]
 
     def stop(self, timeout=20.0):
         if self.process is None or self.process.poll() is not None:
@@ -1233,10 +1261,12 @@ class Nfacctd:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
 
-    def complaints(self):
+    def complaints(self, exporter=None):
         """What pmacct found wrong in the datagrams: WARN/ERROR lines, malformed templates,
-        sequence gaps ("expecting flow ... but received ...")."""
-        log = self.log()[:self._log_before_sentinel]
-        return [line for line in log.splitlines()
-                if line.startswith(("WARN", "ERROR", "CRIT", "ALERT"))
-                or "malformed" in line or "expecting flow" in line]
+        sequence gaps ("expecting flow ... but received ..."); about exporter's datagrams
+        only when given (lines naming no exporter count for every one)."""
+        return [line for line in self.log().splitlines()
+                if (line.startswith(("WARN", "ERROR", "CRIT", "ALERT"))
+                    or "malformed" in line or "expecting flow" in line)
+                and f"agent={SENTINEL_EXPORTER}:" not in line
+                and (exporter is None or "agent=" not in line or f"agent={exporter}:" in line)]
