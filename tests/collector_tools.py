@@ -23,6 +23,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -1176,14 +1177,25 @@ class Nfacctd:
         return None
 
     def send_sentinel(self):
-        """A record of its own (its source port counts sentinels) from 127.0.0.2."""
-        with socket.socket(_family(self.host), socket.SOCK_DGRAM) as sock:
-            if _family(self.host) == socket.AF_INET:
-                sock.bind((SENTINEL_EXPORTER, 0))
-            sock.sendto(netflow5_datagram(*SENTINEL_ADDRESSES, self.sentinels, 9,
-                                          sequence=self.sentinels), (self.host, self.port))
+        """A record of its own (its source port counts sentinels) from 127.0.0.2; inside
+        the collector's namespace when it has one."""
+        number = self.sentinels
         self.sentinels += 1
-        return self.sentinels - 1
+        datagram = netflow5_datagram(*SENTINEL_ADDRESSES, number, 9, sequence=number)
+        ipv4 = _family(self.host) == socket.AF_INET
+        target = "127.0.0.1" if self.host == "0.0.0.0" else self.host
+        if self.netns is None:
+            with socket.socket(_family(self.host), socket.SOCK_DGRAM) as sock:
+                if ipv4:
+                    sock.bind((SENTINEL_EXPORTER, 0))
+                sock.sendto(datagram, (target, self.port))
+            return number
+        sender = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                  f"s.bind(('{SENTINEL_EXPORTER}', 0)); "
+                  f"s.sendto(bytes.fromhex(sys.argv[1]), ('{target}', {self.port}))")
+        subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", sender,
+                        datagram.hex()], check=True, capture_output=True, timeout=30)
+        return number
 
     @staticmethod
     def is_sentinel(raw):
@@ -1250,7 +1262,11 @@ class Nfacctd:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()   # no nfacctd outlives a start that failed
+            raise
 
     def __exit__(self, *exc):
         self.close()
