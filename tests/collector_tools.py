@@ -1207,6 +1207,12 @@ class Nfacctd:
         return [json.loads(line) for line in self.output.read_text().splitlines()
                 if line.strip()]
 
+    def writers_idle(self):
+        """Every purge pmacct started has ended: its writers are forked processes and
+        may overlap, so a later purge (the sentinel's) can end before an earlier one."""
+        log = self.log()
+        return log.count("Purging cache - START") == log.count("Purging cache - END")
+
     def _await_plugin(self, deadline):
         """Sentinels until one is written: the plugin is up (each costs a purge, a second)."""
         while time.monotonic() < deadline:
@@ -1228,8 +1234,8 @@ class Nfacctd:
             entries = self._written()
             sentinel = next((n for n, e in enumerate(entries)
                              if self.is_sentinel(e) and e.get("port_src") == number), None)
-            if sentinel is not None and any(e.get("event_type") == "purge_close"
-                                            for e in entries[sentinel:]):
+            if sentinel is not None and self.writers_idle() and any(
+                    e.get("event_type") == "purge_close" for e in entries[sentinel:]):
                 self.final_socket = self.socket_state()
                 return [e for e in entries
                         if e.get("event_type") == "purge" and not self.is_sentinel(e)]

@@ -115,14 +115,15 @@ def sentinel_packets(pg):
 
 
 def await_sentinel(collector, pg, before, timeout=20.0, resend=2.0):
-    """Sentinels until one more than `before` is in the table: pmacct's pgsql plugin
-    writes a purge in one transaction, so everything received earlier is in too."""
+    """Sentinels until one more than `before` is in the table and no purge is still being
+    written: pmacct's pgsql plugin writes a purge in one transaction, and the purges
+    before the sentinel's have ended, so everything received earlier is in too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         collector.send_sentinel()
         again = time.monotonic() + resend
         while time.monotonic() < again:
-            if sentinel_packets(pg) > before:
+            if sentinel_packets(pg) > before and collector.writers_idle():
                 return sentinel_packets(pg)
             time.sleep(0.1)
     raise AssertionError(f"pmacct wrote no sentinel to PostgreSQL:\n{collector.log()}\n"
