@@ -44,7 +44,7 @@ def connections(entries):
     return totals
 
 
-def test_pmacct_stores_the_conntrack_sources_connections(nat_lab, tmp_path):
+def test_pmacct_stores_the_conntrack_sources_connections(nat_lab, tmp_path):  # noqa: F811
     lab = nat_lab
     primitives = PMACCT_PRIMITIVES + NAT_PRIMITIVES
     with Nfacctd(port=2055, netns=lab.router, primitives=primitives,
