@@ -22,12 +22,11 @@ import pytest
 
 import netlab
 import throwaway_postgres
+from captures import pcapfile
 from collector_tools import NFACCTD, Nfacctd, missing_tools
 from realstack import simple_truth
 
 GENERATOR = Path(__file__).resolve().parent.parent / "tools" / "gen_capture.py"
-sys.path.insert(0, str(GENERATOR.parent))
-import pcapfile  # noqa: E402  (tools/, found through the path above)
 
 CAPTURE_START_S = 1_700_000_000          # gen_capture's fixed start: 2023-11-14 22:13:20 UTC
 HOUR = 1_700_002_800                      # 2023-11-14 23:00:00 UTC

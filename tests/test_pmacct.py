@@ -135,8 +135,8 @@ def nat_records():
 
 @pytest.mark.parametrize("protocol", ["ipfix", "netflow9"])
 def test_nfacctd_reads_nat_fields_and_ignores_our_options(pmacct, source, protocol):
-    from flowprobe.export.fields import with_nat_fields
     from flowprobe.export.collectors import Exporter, profile_from_url
+    from flowprobe.export.fields import with_nat_fields
     url = f"{protocol}://127.0.0.1:{pmacct.port}?source={source}"
     exporter = Exporter(with_nat_fields([profile_from_url(url)]), boot_ms=NOW,
                         meter_biflow=True, interfaces={2: "eth0", 7: "br-lan"})
