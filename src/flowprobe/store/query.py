@@ -1,0 +1,338 @@
+"""Queries over the stored records: any combination of fields, across the
+segments that overlap the time range.
+
+A query is a JSON object (the control socket, ubus and the CLI send the
+same one); every key is checked, an unknown one is an error naming it:
+
+    since, until     Unix ms, or "24h" / "30m" / "7d" / "90s" before now (default: 1 h)
+    address          an address or prefix at either end; src, dst: at that end
+    port             either end; src_port, dst_port
+    protocol         a name (tcp, udp, …) or a number; interface (a name); direction in|out
+    min_bytes        flows of at least that many bytes (both directions)
+    group_by         a list of: src dst host (either end) src/24 dst/24 host/24 (IPv6: /64)
+                     src_port dst_port protocol interface direction ip_version
+    bucket           seconds: sums per time bucket (for charts), with or without group_by
+    sort             bytes | packets | flows | start (records: newest first)
+    limit, offset    paging (limit at most MAX_LIMIT)
+
+Without group_by and bucket the reply lists records; with them, groups
+with their bytes, packets and flows.  A record belongs to the time of its
+start.
+
+Each segment is attached in turn to a private in-memory database and the
+per-segment results are summed there, by SQLite: memory is bounded by
+MAX_GROUPS, time by a deadline (SQLite's progress handler interrupts the
+query), so a query never holds the daemon's loop longer than that.
+"""
+
+import ipaddress
+import re
+import sqlite3
+import time
+
+from flowprobe.store import segments
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+MAX_OFFSET = 1_000_000
+MAX_GROUPS = 200_000
+DEADLINE_S = 2.0
+DEFAULT_SPAN_MS = 3_600_000
+PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "icmpv6": 58, "sctp": 132,
+             "udplite": 136}
+PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
+DIRECTIONS = {"in": 1, "out": 2}
+DIRECTION_NAMES = {1: "in", 2: "out", 0: "both"}
+RELATIVE = re.compile(r"([0-9]+)([smhd])")
+UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+KEYS = ("since", "until", "address", "src", "dst", "port", "src_port", "dst_port", "protocol",
+        "interface", "direction", "min_bytes", "group_by", "bucket", "sort", "limit", "offset")
+SORTS = ("bytes", "packets", "flows", "start")
+
+INTERFACE_NAME = "(SELECT name FROM s.interfaces i WHERE i.ifindex = f.ifindex)"
+GROUP_KEYS = {
+    "src": "f.src", "dst": "f.dst", "host": "f.host",
+    "src/24": "substr(f.src, 1, CASE f.ip_version WHEN 4 THEN 3 ELSE 8 END)",
+    "dst/24": "substr(f.dst, 1, CASE f.ip_version WHEN 4 THEN 3 ELSE 8 END)",
+    "host/24": "substr(f.host, 1, CASE f.ip_version WHEN 4 THEN 3 ELSE 8 END)",
+    "src_port": "f.src_port", "dst_port": "f.dst_port", "protocol": "f.protocol",
+    "interface": f"coalesce({INTERFACE_NAME}, f.ifindex)", "direction": "f.direction",
+    "ip_version": "f.ip_version",
+}
+for _prefix in ("src", "dst", "host"):
+    GROUP_KEYS[f"{_prefix}/64"] = GROUP_KEYS[f"{_prefix}/24"]
+RECORD_COLUMNS = ("start_ms", "duration_ms", "ip_version", "protocol", "src", "dst", "src_port",
+                  "dst_port", "packets", "octets", "reverse_packets", "reverse_octets",
+                  "ifindex", "direction", "tcp_flags", "tos", "end_reason", "vlan", "nat_src",
+                  "nat_dst", "nat_src_port", "nat_dst_port")
+
+
+class QueryError(ValueError):
+    """A query that cannot run; the message names the key."""
+
+
+def _integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _time(key, value, now_ms):
+    if _integer(value) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = RELATIVE.fullmatch(value.strip())
+        if match:
+            return now_ms - int(match.group(1)) * UNIT_MS[match.group(2)]
+    raise QueryError(f"query: {key} must be Unix milliseconds or a time before now such as "
+                     f"\"24h\", \"30m\", \"7d\", got {value!r}")
+
+
+def _network(key, value):
+    if not isinstance(value, str):
+        raise QueryError(f"query: {key} must be an IP address or prefix (a string), "
+                         f"got {value!r}")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise QueryError(f"query: {key} {value!r} is not an IP address or prefix") from None
+
+
+def _bounded(key, value, low, high):
+    if not _integer(value) or not low <= value <= high:
+        raise QueryError(f"query: {key} must be an integer {low}..{high}, got {value!r}")
+    return value
+
+
+class Query:
+    """A checked query: SQL conditions with their parameters."""
+
+    def __init__(self, spec, now_ms):
+        if not isinstance(spec, dict):
+            raise QueryError(f"query: must be a JSON object, got {type(spec).__name__}")
+        unknown = sorted(set(spec) - set(KEYS))
+        if unknown:
+            raise QueryError(f"query: unknown key {', '.join(map(repr, unknown))} "
+                             f"(allowed: {', '.join(KEYS)})")
+        self.until_ms = _time("until", spec["until"], now_ms) if "until" in spec else now_ms + 1
+        self.since_ms = (_time("since", spec["since"], now_ms) if "since" in spec
+                         else self.until_ms - DEFAULT_SPAN_MS)
+        if self.since_ms >= self.until_ms:
+            raise QueryError("query: since must be before until")
+        self.conditions = ["f.start_ms >= :since", "f.start_ms < :until"]
+        self.parameters = {"since": self.since_ms, "until": self.until_ms}
+        for key in ("address", "src", "dst"):
+            if key in spec:
+                self._address(key, _network(key, spec[key]))
+        for key, columns in (("port", ("src_port", "dst_port")), ("src_port", ("src_port",)),
+                             ("dst_port", ("dst_port",))):
+            if key in spec:
+                self.parameters[key] = _bounded(key, spec[key], 0, 65535)
+                self.conditions.append(
+                    "(" + " OR ".join(f"f.{column} = :{key}" for column in columns) + ")")
+        if "protocol" in spec:
+            self.parameters["protocol"] = _protocol(spec["protocol"])
+            self.conditions.append("f.protocol = :protocol")
+        if "interface" in spec:
+            name = spec["interface"]
+            if not isinstance(name, str) or not name:
+                raise QueryError(f"query: interface must be an interface name, got {name!r}")
+            self.parameters["interface"] = name
+            self.conditions.append(
+                "f.ifindex IN (SELECT ifindex FROM s.interfaces WHERE name = :interface)")
+        if "direction" in spec:
+            if spec["direction"] not in DIRECTIONS:
+                raise QueryError(f"query: direction must be in or out, got {spec['direction']!r}")
+            self.parameters["direction"] = DIRECTIONS[spec["direction"]]
+            self.conditions.append("f.direction = :direction")
+        if "min_bytes" in spec:
+            self.parameters["min_bytes"] = _bounded("min_bytes", spec["min_bytes"], 0, 2**62)
+            self.conditions.append("f.octets + f.reverse_octets >= :min_bytes")
+        group_by = spec.get("group_by", [])
+        if isinstance(group_by, str):
+            group_by = [group_by]
+        if not isinstance(group_by, list) or any(key not in GROUP_KEYS for key in group_by):
+            raise QueryError(f"query: group_by must be a list of: {', '.join(GROUP_KEYS)}; "
+                             f"got {spec.get('group_by')!r}")
+        if len(set(group_by)) != len(group_by):
+            raise QueryError("query: group_by names a key twice")
+        self.group_by = group_by
+        self.bucket_s = (_bounded("bucket", spec["bucket"], 1, 366 * 86400)
+                         if "bucket" in spec else None)
+        self.sort = spec.get("sort", "bytes" if self.grouped else "start")
+        if self.sort not in SORTS:
+            raise QueryError(f"query: sort must be one of {', '.join(SORTS)}, "
+                             f"got {self.sort!r}")
+        self.limit = _bounded("limit", spec.get("limit", DEFAULT_LIMIT), 1, MAX_LIMIT)
+        self.offset = _bounded("offset", spec.get("offset", 0), 0, MAX_OFFSET)
+
+    @property
+    def grouped(self):
+        return bool(self.group_by) or self.bucket_s is not None
+
+    def _address(self, key, network):
+        size = 4 if network.version == 4 else 16
+        low = network.network_address.packed
+        high = network.broadcast_address.packed
+        self.parameters.update({f"{key}_version": network.version, f"{key}_low": low,
+                                f"{key}_high": high})
+        assert len(low) == size
+        ends = ("src", "dst") if key == "address" else (key,)
+        self.conditions.append(
+            f"f.ip_version = :{key}_version AND ("
+            + " OR ".join(f"f.{end} BETWEEN :{key}_low AND :{key}_high" for end in ends) + ")")
+
+    def wanted(self, segment):
+        return segment.first_ms < self.until_ms and segment.last_ms >= self.since_ms
+
+    # ---- SQL ----
+
+    def source(self):
+        where = " AND ".join(self.conditions)
+        if not any(key.startswith("host") for key in self.group_by):
+            return f"s.flows f WHERE {where}"
+        # a host is either end: each record counted once at each (different) end
+        columns = ", ".join(RECORD_COLUMNS)
+        return (f"(SELECT {columns}, src AS host FROM s.flows f WHERE {where} UNION ALL "
+                f"SELECT {columns}, dst AS host FROM s.flows f WHERE {where} AND dst != src) f")
+
+    def group_columns(self):
+        columns = [GROUP_KEYS[key] for key in self.group_by]
+        if self.bucket_s is not None:
+            columns.append(f"f.start_ms / {self.bucket_s * 1000} * {self.bucket_s}")
+        return columns
+
+
+def _protocol(value):
+    if isinstance(value, str):
+        number = PROTOCOLS.get(value.strip().lower())
+        if number is None:
+            raise QueryError(f"query: unknown protocol {value!r} (names: {', '.join(PROTOCOLS)}; "
+                             "or a number 0..255)")
+        return number
+    return _bounded("protocol", value, 0, 255)
+
+
+def run(query, store_segments, deadline_s=DEADLINE_S):
+    """The reply to a checked Query over the given segments (oldest first)."""
+    wanted = [segment for segment in store_segments if query.wanted(segment)]
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    deadline = time.monotonic() + deadline_s
+    connection.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
+    try:
+        if query.grouped:
+            reply = _grouped(connection, query, wanted)
+        else:
+            reply = _records(connection, query, wanted)
+    except sqlite3.OperationalError as e:
+        if "interrupted" in str(e):
+            raise QueryError(f"query: took longer than {deadline_s:g} s; narrow the time "
+                             "range or add filters") from None
+        raise
+    finally:
+        connection.close()
+    reply.update(since=query.since_ms, until=query.until_ms, segments=len(wanted),
+                 limit=query.limit, offset=query.offset)
+    return reply
+
+
+def _attached(connection, store_segments):
+    """Attaches each segment as s in turn (a segment removed meanwhile by
+    the budget is skipped: its records are gone)."""
+    for segment in store_segments:
+        try:
+            connection.execute("ATTACH ? AS s", (segments.sqlite_uri(segment.path, "ro"),))
+        except sqlite3.OperationalError:
+            continue
+        try:
+            yield segment
+        finally:
+            connection.execute("DETACH s")
+
+
+def _records(connection, query, store_segments):
+    order = {"bytes": "octets + reverse_octets DESC", "packets": "packets + reverse_packets DESC",
+             "flows": "start_ms DESC", "start": "start_ms DESC"}[query.sort]
+    wanted = query.limit + query.offset
+    columns = ", ".join(RECORD_COLUMNS)
+    connection.execute(f"CREATE TEMP TABLE found ({columns}, interface)")
+    matched = 0
+    for _ in _attached(connection, store_segments):
+        matched += connection.execute(f"SELECT count(*) FROM {query.source()}",
+                                      query.parameters).fetchone()[0]
+        connection.execute(
+            f"INSERT INTO found SELECT {', '.join('f.' + c for c in RECORD_COLUMNS)}, "
+            f"{INTERFACE_NAME} FROM {query.source()} ORDER BY {order} LIMIT {wanted}",
+            query.parameters)
+    found = connection.execute(f"SELECT {columns}, interface FROM found ORDER BY {order} "
+                               f"LIMIT ? OFFSET ?", (query.limit, query.offset)).fetchall()
+    return {"records": [_record(row) for row in found], "matched": matched}
+
+
+def _grouped(connection, query, store_segments):
+    keys = query.group_columns()
+    names = [f"k{i}" for i in range(len(keys))]
+    connection.execute(f"CREATE TEMP TABLE sums ({', '.join(names + ['b', 'p', 'n'])})")
+    select = ", ".join(f"{key} AS {name}" for key, name in zip(keys, names))
+    for _ in _attached(connection, store_segments):
+        connection.execute(
+            f"INSERT INTO sums SELECT {select}, sum(f.octets + f.reverse_octets), "
+            f"sum(f.packets + f.reverse_packets), count(*) FROM {query.source()} "
+            f"GROUP BY {', '.join(names)}", query.parameters)
+        if connection.execute("SELECT count(*) FROM sums").fetchone()[0] > MAX_GROUPS:
+            raise QueryError(f"query: more than {MAX_GROUPS} groups; narrow the time range, "
+                             "filter, or group by less")
+    order = {"bytes": "b DESC", "packets": "p DESC", "flows": "n DESC",
+             "start": (names[-1] if query.bucket_s is not None else "b") + " DESC"}[query.sort]
+    if query.bucket_s is not None and query.sort == "bytes" and not query.group_by:
+        order = f"{names[-1]}"    # a chart: time order
+    group = ", ".join(names)
+    totals = connection.execute("SELECT count(*), sum(b), sum(p), sum(n) FROM "
+                                f"(SELECT sum(b) b, sum(p) p, sum(n) n FROM sums GROUP BY {group})"
+                                ).fetchone()
+    found = connection.execute(
+        f"SELECT {group}, sum(b) b, sum(p) p, sum(n) n FROM sums GROUP BY {group} "
+        f"ORDER BY {order}, {group} LIMIT ? OFFSET ?", (query.limit, query.offset)).fetchall()
+    labels = query.group_by + (["time"] if query.bucket_s is not None else [])
+    groups = []
+    for row in found:
+        group_row = {label: _key(label, value) for label, value in zip(labels, row)}
+        group_row.update(bytes=row[-3], packets=row[-2], flows=row[-1])
+        groups.append(group_row)
+    return {"groups": groups, "matched_groups": totals[0], "bytes": totals[1] or 0,
+            "packets": totals[2] or 0, "flows": totals[3] or 0}
+
+
+def address_text(blob):
+    if blob is None:
+        return None
+    return str(ipaddress.ip_address(bytes(blob)))
+
+
+def _key(label, value):
+    if label in ("src", "dst", "host"):
+        return address_text(value)
+    if label.endswith("/24") or label.endswith("/64"):
+        if len(value) == 3:
+            return f"{ipaddress.ip_address(bytes(value) + bytes(1))}/24"
+        return f"{ipaddress.ip_address(bytes(value) + bytes(8))}/64"
+    if label == "protocol":
+        return PROTOCOL_NAMES.get(value, value)
+    if label == "direction":
+        return DIRECTION_NAMES.get(value, value)
+    if label == "time":
+        return value * 1000    # Unix ms, as every time in a reply
+    return value
+
+
+def _record(row):
+    record = dict(zip(RECORD_COLUMNS + ("interface",), row))
+    for key in ("src", "dst", "nat_src", "nat_dst"):
+        record[key] = address_text(record[key])
+    record["protocol"] = PROTOCOL_NAMES.get(record["protocol"], record["protocol"])
+    record["direction"] = DIRECTION_NAMES.get(record["direction"], record["direction"])
+    record["bytes"] = record["octets"] + record["reverse_octets"]
+    if record["interface"] is None:
+        record["interface"] = str(record["ifindex"])
+    for key in ("nat_src", "nat_dst", "nat_src_port", "nat_dst_port"):
+        if record[key] is None:
+            del record[key]
+    return record
