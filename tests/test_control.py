@@ -204,8 +204,8 @@ def test_reload_is_the_daemons(handlers, probe):
 
 
 @pytest.mark.parametrize("method, args, message", [
-    ("dump", None, "unknown method 'dump' (methods: status, flows, expire, reload)"),
-    ("Status", None, "unknown method 'Status' (methods: status, flows, expire, reload)"),
+    ("dump", None, "unknown method 'dump' (methods: status, flows, expire, reload, query)"),
+    ("Status", None, "unknown method 'Status' (methods: status, flows, expire, reload, query)"),
     ("status", {"verbose": True}, "status: unknown argument 'verbose' (allowed: none)"),
     ("reload", {"force": 1}, "reload: unknown argument 'force' (allowed: none)"),
     ("flows", [], "flows: arguments must be a JSON object, got list"),

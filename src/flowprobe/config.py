@@ -113,6 +113,10 @@ class Config:
     conntrack: ConntrackSettings = ConntrackSettings()   # option source and conntrack_*
     warnings: tuple = ()     # unknown sections/options, each naming flowprobe.section.option
     enrich: EnrichSettings = EnrichSettings()   # options routing, route_* (enrich/)
+    history: bool = False    # the flow history store (flowprobe.store), off by default
+    history_dir: str = "/tmp/flowprobe-history"   # RAM on a router: see README "History"
+    history_kb: int = 4096   # everything under history_dir, SQLite's side files included
+    history_flush: float = 5.0   # seconds of records a kill -9 may lose
 
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
@@ -128,6 +132,13 @@ class Config:
         if (not isinstance(self.spool_dir, str) or not self.spool_dir.startswith("/")
                 or "\0" in self.spool_dir):
             raise ConfigOptionError("spool_dir", self.spool_dir, "an absolute path")
+        if not isinstance(self.history, bool):
+            raise ConfigOptionError("history", self.history, "true or false")
+        if (not isinstance(self.history_dir, str) or not self.history_dir.startswith("/")
+                or "\0" in self.history_dir):
+            raise ConfigOptionError("history_dir", self.history_dir, "an absolute path")
+        for name in ("history_kb", "history_flush"):
+            schema.check(ConfigOptionError, name, getattr(self, name))
 
 
 # ---- reading: the strict parser ----
@@ -345,6 +356,10 @@ MAIN_OPTIONS = {
     **CAPTURE_OPTIONS,
     **CONNTRACK_OPTIONS,
     **ENRICH_OPTIONS,
+    "history": ("history", BOOLEAN),
+    "history_dir": ("history_dir", TEXT),
+    "history_kb": ("history_kb", INTEGER),
+    "history_flush": ("history_flush", SECONDS),
 }
 INTERFACE_OPTIONS = {
     "name": ("name", TEXT),    # for names a UCI section cannot have: br-lan, eth0.2
@@ -433,7 +448,8 @@ def build(sections):
                        (_collector(section, warnings) for section in by_type.get("collector", []))
                        if profile is not None)
     own = {key: values[key] for key in ("enabled", "log_level", "control_socket", "user",
-                                        "spool_dir") if key in values}
+                                        "spool_dir", "history", "history_dir", "history_kb",
+                                        "history_flush") if key in values}
     own.setdefault("enabled", False)   # a file that does not say so starts no capture
     conntrack = _checked(ConntrackSettings, main, origin, {
         key: values[key] for key, _ in CONNTRACK_OPTIONS.values() if key in values})

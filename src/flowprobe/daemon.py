@@ -30,6 +30,7 @@ from flowprobe.service.metering import LastMinute, Metering
 from flowprobe.service.sinks import Sinks
 from flowprobe.sources.capture import CaptureSet
 from flowprobe.sources.conntrack import ConntrackService
+from flowprobe.store.service import HistoryService
 
 log = logging.getLogger("flowprobe")
 
@@ -62,6 +63,9 @@ class Probe:
         except configuration.ConfigError:
             self.sinks.close()
             raise
+        self.history = HistoryService(self.captures.interface_names)   # the history store
+        self.history.apply(self.config)
+        self.sinks.history = self.history
         self.handlers = Handlers(self)
         self.loop = self.control = self.run_state = None
 
@@ -116,6 +120,7 @@ class Probe:
                 return 1
             if kept:
                 log.info("running as %s, keeping only %s", user.name, kept)
+        self.history.start()   # its files belong to the user the daemon now is
         log.info("flowprobe %s running: %d interfaces, %d collectors, control at %s",
                  __version__, len(self.config.interfaces), len(self.config.collectors),
                  self.control_socket)

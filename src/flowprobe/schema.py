@@ -103,6 +103,10 @@ FIELDS = {
     "route_cache": Integer(16, 1 << 20),
     "route_wait": Seconds(0.0, 10),
     "max_prefixes": Integer(1, 1 << 24),
+    # the history store (config.Config); below 256 KB the rollups and one
+    # segment no longer fit beside each other
+    "history_kb": Integer(256, 64 * 1024 * 1024, "kilobytes from 256 to 67108864"),
+    "history_flush": Seconds(1.0, 300.0),
 }
 
 

@@ -59,7 +59,7 @@ def _check_keys(method, args, allowed):
 
 
 class Handlers:
-    METHODS = ("status", "flows", "expire", "reload")
+    METHODS = ("status", "flows", "expire", "reload", "query")
 
     def __init__(self, probe):
         self.probe = probe
@@ -113,6 +113,15 @@ class Handlers:
     def reload(self, args):
         _check_keys("reload", args, ())
         return self.probe.reload()
+
+    def query(self, args):
+        """The history store's records and sums (store/query.py says what
+        a query may hold); the query is the arguments object itself."""
+        from flowprobe.store.query import QueryError
+        try:
+            return self.probe.history.query(args or {}, self.probe.now_ms())
+        except QueryError as e:
+            raise ControlError(str(e)) from None
 
     # ---- arguments ----
 

@@ -26,6 +26,11 @@ it forwards, which the empty signature refuses, and declaring it would make
 it required from the shell.  So the same methods are published a second
 time as `luci.flowprobe`, each declaring `ubus_rpc_session` (and ignoring
 it: rpcd has already checked the session against the ACL).
+
+`query` (the history store) declares one argument on both objects, always:
+`query`, a string holding the query as a JSON object (store/query.py), so
+that every declared argument can be given: `ubus call flowprobe query
+'{"query": "{\"since\": \"24h\", \"group_by\": [\"host\"]}"}'`.
 """
 
 import json
@@ -37,6 +42,7 @@ from flowprobe.control.handlers import ControlError
 OBJECT_NAME = "flowprobe"
 WEB_OBJECT_NAME = "luci.flowprobe"   # for calls through uhttpd/rpcd (LuCI)
 SESSION_ARGUMENT = "ubus_rpc_session"
+QUERY_ARGUMENT = "query"       # the history query, as JSON text
 
 # the wait before the next attempt after 1, 2, 3 ... failed ones (seconds;
 # the daemon calls check() every UBUS_CHECK_S on top of this)
@@ -89,10 +95,12 @@ class UbusObject:
         except (IOError, RuntimeError) as e:
             raise ControlError(f"cannot connect to ubusd: {str(e).strip()}") from None
         signatures = _signatures(ubus) if typed_signatures else {}
+        signatures["query"] = {QUERY_ARGUMENT: ubus.BLOBMSG_TYPE_STRING}
         methods = {name: {"method": self._callback(name), "signature": signatures.get(name, {})}
                    for name in handlers.METHODS}
         web_methods = {name: {"method": self._callback(name),
-                              "signature": {SESSION_ARGUMENT: ubus.BLOBMSG_TYPE_STRING}}
+                              "signature": dict(signatures["query"] if name == "query" else {},
+                                                **{SESSION_ARGUMENT: ubus.BLOBMSG_TYPE_STRING})}
                        for name in handlers.METHODS}
         for name, table in ((OBJECT_NAME, methods), (WEB_OBJECT_NAME, web_methods)):
             try:
@@ -118,6 +126,8 @@ class UbusObject:
         if data:
             data = {key: value for key, value in data.items() if key != SESSION_ARGUMENT}
         try:
+            if method == "query":
+                data = query_argument(data)
             result = self.handlers.call(method, data or None)
             # blobmsg_add_json_from_string takes a JSON object only; find out
             # here, where the error can still be told to the caller
@@ -163,3 +173,23 @@ class UbusObject:
                 self.ubus.disconnect()
             except RuntimeError:
                 pass
+
+
+def query_argument(data):
+    """The query object from ubus's one string argument (ControlError if it
+    is not a JSON object)."""
+    text = (data or {}).get(QUERY_ARGUMENT)
+    if not isinstance(text, str):
+        raise ControlError(f"query: the argument {QUERY_ARGUMENT!r} must be a string holding "
+                           "the query as a JSON object")
+    from flowprobe.control.server import MAX_DEPTH, MAX_REQUEST, nesting_depth
+    if len(text) > MAX_REQUEST or nesting_depth(text) > MAX_DEPTH:
+        raise ControlError(f"query: longer than {MAX_REQUEST} characters or nested deeper "
+                           f"than {MAX_DEPTH} levels")
+    try:
+        query = json.loads(text)
+    except ValueError as e:
+        raise ControlError(f"query: not JSON: {e}") from None
+    if not isinstance(query, dict):
+        raise ControlError("query: must be a JSON object")
+    return query

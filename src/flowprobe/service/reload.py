@@ -78,6 +78,7 @@ def reload(probe):
     probe.config, probe.config_error = new, None
     probe.captures.apply(new.interfaces, endpoints, switch_exporter)
     probe.conntrack.apply(new, now_ms)
+    probe.history.apply(new)   # history options changed: the store is reopened
     for warning in new.warnings:
         log.warning("%s", warning)
     log.info("reloaded %s", probe.config_path)

@@ -33,6 +33,8 @@ class Sinks:
         self.leaving = []     # (collector, monotonic deadline): removed by a reload
         self.records_without_collector = 0
         self.spools_cleared = False
+        self.history = None                      # the history store (store/sink.py), if on
+        self.history_error = None
 
     def prepare(self, config, now_ms, carry_over=None, resolver=None):
         """The exporter a config asks for, every collector set up (resolved,
@@ -75,6 +77,8 @@ class Sinks:
             self.deliver_enriched(batch, count, now_ms)
 
     def deliver_enriched(self, batch, count, now_ms):
+        if self.history:
+            self.history.deliver(batch, count, now_ms)
         if self.exporter:
             self.exporter.export(batch, count, now_ms)
         else:  # no collector configured: counted, and the status says so
@@ -89,6 +93,8 @@ class Sinks:
     def tick(self, now_ms, packets_ignored):
         if self.enrich:
             self.enrich.tick(now_ms)
+        if self.history:
+            self.history.tick(now_ms)
         if self.exporter:
             self.exporter.tick(now_ms, packets_ignored)
         if self.leaving:
@@ -122,6 +128,8 @@ class Sinks:
         is still waiting is counted as not sent, and said."""
         if self.enrich:   # records waiting for their routes go first
             self.enrich.finish(now_ms)
+        if self.history:
+            self.history.finish()
         if self.leaving:
             leaving_for = max(deadline for _, deadline in self.leaving) - time.monotonic()
             pump([c for c, _ in self.leaving], max(0.0, min(leaving_for, timeout_s)))

@@ -34,6 +34,7 @@ def status(probe):
         "loop_errors": probe.loop.errors if probe.loop else 0,
         "previous_run": previous_run(probe.run_state),
         "enrich": probe.sinks.enrich.stats() if probe.sinks.enrich else None,
+        "history": probe.history.status(),
     }
 
 

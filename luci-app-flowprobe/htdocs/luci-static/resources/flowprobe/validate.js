@@ -478,6 +478,16 @@ function checkSections(sections) {
 			Object.assign(defaultsOf('main'), pick(values, {
 				log_level: [ 'log_level' ], control_socket: [ 'control_socket' ],
 				user: [ 'user' ], spool_dir: [ 'spool_dir' ] })));
+		/* the history store's options (config.py Config.__post_init__) */
+		checked(function(v) {
+			if (typeof(v.history_dir) != 'string' || v.history_dir.charAt(0) != '/' ||
+			    v.history_dir.indexOf('\0') >= 0)
+				throw new FieldError('history_dir', v.history_dir, 'an absolute path');
+			checkFields(v, [ 'history_kb', 'history_flush' ]);
+		}, main.label, MAIN_OPTIONS, origin,
+			Object.assign(defaultsOf('main'), pick(values, {
+				history_dir: [ 'history_dir' ], history_kb: [ 'history_kb' ],
+				history_flush: [ 'history_flush' ] })));
 	}
 	catch (e) {
 		if (e instanceof Problem)
