@@ -5,6 +5,7 @@
     flowprobe status                         the daemon's state (status.py)
     flowprobe flows | expire | reload        its flow table (flows.py)
     flowprobe top                            the busiest flows, live (top.py)
+    flowprobe query                          the flow history (query.py)
 
 Every number, time and address is written by units.py.
 """
@@ -13,7 +14,7 @@ import argparse
 import sys
 
 from flowprobe import __version__
-from flowprobe.cli import flows, read, status, top
+from flowprobe.cli import flows, query, read, status, top
 
 DEFAULT_CONFIG = "/etc/config/flowprobe"
 
@@ -40,6 +41,7 @@ def build_parser():
     status.add_parser(commands)
     flows.add_parsers(commands)
     top.add_parser(commands)
+    query.add_parser(commands)
     return parser
 
 

@@ -12,7 +12,8 @@ same one); every key is checked, an unknown one is an error naming it:
     group_by         a list of: src dst host (either end) src/24 dst/24 host/24 (IPv6: /64)
                      src_port dst_port protocol interface direction ip_version
     bucket           seconds: sums per time bucket (for charts), with or without group_by
-    sort             bytes | packets | flows | start (records: newest first)
+    sort             bytes | packets | flows | start (records: newest first) | time
+                     (buckets in time order: the default with bucket)
     limit, offset    paging (limit at most MAX_LIMIT)
 
 Without group_by and bucket the reply lists records; with them, groups
@@ -47,7 +48,7 @@ RELATIVE = re.compile(r"([0-9]+)([smhd])")
 UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 KEYS = ("since", "until", "address", "src", "dst", "port", "src_port", "dst_port", "protocol",
         "interface", "direction", "min_bytes", "group_by", "bucket", "sort", "limit", "offset")
-SORTS = ("bytes", "packets", "flows", "start")
+SORTS = ("bytes", "packets", "flows", "start", "time")
 
 INTERFACE_NAME = "(SELECT name FROM s.interfaces i WHERE i.ifindex = f.ifindex)"
 GROUP_KEYS = {
@@ -157,8 +158,10 @@ class Query:
         self.group_by = group_by
         self.bucket_s = (_bounded("bucket", spec["bucket"], 1, 366 * 86400)
                          if "bucket" in spec else None)
-        self.sort = spec.get("sort", "bytes" if self.grouped else "start")
-        if self.sort not in SORTS:
+        # time buckets (a chart) come in time order unless a sort is asked for
+        self.sort = spec.get("sort", "time" if self.bucket_s is not None else
+                             "bytes" if self.grouped else "start")
+        if self.sort not in SORTS or (self.sort == "time" and self.bucket_s is None):
             raise QueryError(f"query: sort must be one of {', '.join(SORTS)}, "
                              f"got {self.sort!r}")
         self.limit = _bounded("limit", spec.get("limit", DEFAULT_LIMIT), 1, MAX_LIMIT)
@@ -281,9 +284,8 @@ def _grouped(connection, query, store_segments):
             raise QueryError(f"query: more than {MAX_GROUPS} groups; narrow the time range, "
                              "filter, or group by less")
     order = {"bytes": "b DESC", "packets": "p DESC", "flows": "n DESC",
-             "start": (names[-1] if query.bucket_s is not None else "b") + " DESC"}[query.sort]
-    if query.bucket_s is not None and query.sort == "bytes" and not query.group_by:
-        order = f"{names[-1]}"    # a chart: time order
+             "start": (names[-1] if query.bucket_s is not None else "b") + " DESC",
+             "time": f"{names[-1]}, b DESC"}[query.sort]
     group = ", ".join(names)
     totals = connection.execute("SELECT count(*), sum(b), sum(p), sum(n) FROM "
                                 f"(SELECT sum(b) b, sum(p) p, sum(n) n FROM sums GROUP BY {group})"
