@@ -23,11 +23,12 @@ log = logging.getLogger("flowprobe.history")
 
 SEGMENT_SPAN_S = 3600          # a segment holds at most an hour of writes
 SEGMENT_SHARE = 16             # ... and at most 1/16 of the budget
-ROLLUP_SHARE = 8               # rollups.db: at most 1/8 of the budget
+ROLLUP_SHARE = 4               # rollups.db: at most 1/4 of the budget
 MIN_SEGMENT_BYTES = 64 * 1024
 ESTIMATE_MARGIN = 2.0          # the WAL holds a flush's pages once more until checkpoint
 FIRST_ESTIMATE_BYTES = 120     # bytes per record before a segment says its own
 BUSY_TIMEOUT_MS = 2000
+NAME_ATTEMPTS = 16             # names taken by something else are skipped, this many at most
 
 
 def _connect(path, mode="rw"):
@@ -181,10 +182,16 @@ class StoreWriter:
         return max(self.budget // SEGMENT_SHARE, MIN_SEGMENT_BYTES)
 
     def _open_new(self, now_s):
-        seq = self.next_seq
-        path = segments.open_segment_path(self.directory, seq)
-        self.next_seq += 1     # a name that was taken is never tried again
-        segments.create_file(path)
+        for attempt in range(NAME_ATTEMPTS):
+            seq = self.next_seq
+            path = segments.open_segment_path(self.directory, seq)
+            self.next_seq += 1     # a name that was taken is never tried again
+            try:
+                segments.create_file(path)
+                break
+            except HistoryError:   # something this daemon did not make: left alone
+                if attempt == NAME_ATTEMPTS - 1:
+                    raise
         connection = _connect(path)
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
@@ -234,19 +241,27 @@ class StoreWriter:
         connection = self._connection
         if connection is None:
             return
-        connection.execute("BEGIN")
-        rollups.prune(connection, now_s)
-        connection.execute("COMMIT")
+        self._in_transaction(lambda: rollups.prune(connection, now_s))
         while segments.file_size(self.rollups_path) > self.budget // ROLLUP_SHARE:
-            connection.execute("BEGIN")
-            removed = rollups.shrink(connection)
-            connection.execute("COMMIT")
-            connection.execute("PRAGMA r.incremental_vacuum")
-            connection.execute("PRAGMA r.wal_checkpoint(TRUNCATE)")
+            removed = self._in_transaction(lambda: rollups.shrink(connection))
+            # executescript steps the pragma to its end: execute() frees one page only
+            connection.executescript("PRAGMA r.incremental_vacuum; "
+                                     "PRAGMA r.wal_checkpoint(TRUNCATE);")
             if not removed:
                 break
         with self.lock:
             self.rollups_size = segments.file_size(self.rollups_path)
+
+    def _in_transaction(self, work):
+        connection = self._connection
+        connection.execute("BEGIN")
+        try:
+            result = work()
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        return result
 
     def _enforce_budget(self, incoming):
         """Oldest sealed segments go until what is on disk plus what comes
