@@ -20,7 +20,8 @@ segment and not here (never the other way round).
 MINUTE, HOUR, DAY = 60, 3600, 86400
 RESOLUTIONS = (MINUTE, HOUR, DAY)
 HOST_RESOLUTIONS = (HOUR, DAY)
-RETENTION_S = {MINUTE: 2 * DAY, HOUR: 92 * DAY, DAY: 3 * 366 * DAY}
+# minutes: the last three days train the anomaly models at a start (store/service.py)
+RETENTION_S = {MINUTE: 4 * DAY, HOUR: 92 * DAY, DAY: 3 * 366 * DAY}
 TOP_HOSTS = 100
 
 SCHEMA = """

@@ -18,7 +18,7 @@ log = logging.getLogger("flowprobe.history")
 # a 5-minute point is read once its flows can all have ended and been
 # written: the meter's default active timeout (300 s) and a flush later
 SETTLE_S = 600
-REPLAY_S = 2 * 86400          # at start, the series of the last two days train the models
+REPLAY_S = 3 * 86400          # at start, the last three days train the models (two to learn)
 SHOWN_ANOMALIES = 10
 
 
