@@ -7,13 +7,13 @@ import math
 import random
 
 import pytest
-from history_records import DAY_START_MS
-from test_history_store import INTERFACES, write
 
 from flowprobe._cmeter_ffi import ffi
 from flowprobe.store import anomaly
 from flowprobe.store.anomaly import SEASON, STEP_S, Detector
 from flowprobe.store.service import SETTLE_S, HistoryService
+from history_records import DAY_START_MS
+from test_history_store import INTERFACES, write
 
 DAYS = 5
 SPIKE = range(SEASON * 4 + 100, SEASON * 4 + 106)    # 30 minutes on the fifth day

@@ -12,12 +12,12 @@ import sys
 import time
 
 import pytest
-from history_records import DAY_START_MS, HOUR_MS, Day
-from test_history_store import INTERFACES, kept_truth, write
 
 from flowprobe.control.client import call
 from flowprobe.store import segments
 from flowprobe.store.sink import HistorySink
+from history_records import DAY_START_MS, HOUR_MS, Day
+from test_history_store import INTERFACES, kept_truth, write
 
 DAY_END_MS = DAY_START_MS + 24 * HOUR_MS
 BUDGET_KB = 1024

@@ -8,11 +8,11 @@ import sys
 import textwrap
 
 import pytest
-from history_records import DAY_START_MS, HOUR_MS, Day
 
 from flowprobe.store import query, rollups, segments
 from flowprobe.store.segments import HistoryError
 from flowprobe.store.sink import QUEUE_RECORDS, HistorySink
+from history_records import DAY_START_MS, HOUR_MS, Day
 
 INTERFACES = {2: "lan", 3: "wan"}
 DAY_END_MS = DAY_START_MS + 24 * HOUR_MS

@@ -12,11 +12,11 @@ A point is outside the band when |y - prediction| > DELTA deviation[t -
 season] (Brutlag suggests 2 to 3; with 2, three points in a row of plain
 3 % noise alarmed about once a day in tests/test_history_anomaly.py);
 CONSECUTIVE such points in a row are an anomaly (rrdtool's FAILURES
-counts a window; a run is what an operator reads as "it has been odd for 15 minutes").  The first season only
-learns (seasonal = y - its mean, deviation from its spread); no alarm
-until a second season has been seen.  The band never gets narrower than
-FLOOR of the level: a quiet series with almost no noise must not alarm on
-a byte more.
+counts a window; a run is what an operator reads as "it has been odd for
+15 minutes").  The first season only learns (seasonal = y - its mean,
+deviation from its spread); no alarm until a second season has been seen.
+The band never gets narrower than FLOOR of the level: a quiet series with
+almost no noise must not alarm on a byte more.
 """
 
 from dataclasses import dataclass, field
