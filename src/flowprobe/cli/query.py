@@ -40,13 +40,16 @@ def query_of(args):
 
 def run_query(args, spec):
     if args.dir:
+        import os
         import time
 
         from flowprobe.store import query, segments
         sealed, unsealed = segments.inventory(args.dir)
         for segment in unsealed:    # the daemon's open segment: its range is not named yet
             segment.first_ms, segment.last_ms = 0, 2**62
-        return query.run(query.Query(spec, int(time.time() * 1000)), sealed + unsealed)
+        rollups = os.path.join(args.dir, segments.ROLLUPS_FILE)
+        return query.run(query.Query(spec, int(time.time() * 1000)), sealed + unsealed,
+                         rollups_path=rollups if os.path.isfile(rollups) else None)
     return call(args.socket, "query", spec, timeout=10.0)
 
 

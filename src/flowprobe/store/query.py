@@ -39,6 +39,7 @@ MAX_OFFSET = 1_000_000
 MAX_GROUPS = 200_000
 DEADLINE_S = 2.0
 DEFAULT_SPAN_MS = 3_600_000
+HOUR_MS = 3_600_000
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "icmpv6": 58, "sctp": 132,
              "udplite": 136}
 PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
@@ -52,7 +53,8 @@ SORTS = ("bytes", "packets", "flows", "start", "time")
 
 INTERFACE_NAME = "(SELECT name FROM s.interfaces i WHERE i.ifindex = f.ifindex)"
 GROUP_KEYS = {
-    "src": "f.src", "dst": "f.dst", "host": "f.host",
+    # +: grouping scans and sorts; the address index would cost a random read a record
+    "src": "+f.src", "dst": "+f.dst", "host": "+f.host",
     "src/24": "substr(f.src, 1, CASE f.ip_version WHEN 4 THEN 3 ELSE 8 END)",
     "dst/24": "substr(f.dst, 1, CASE f.ip_version WHEN 4 THEN 3 ELSE 8 END)",
     "host/24": "substr(f.host, 1, CASE f.ip_version WHEN 4 THEN 3 ELSE 8 END)",
@@ -189,19 +191,20 @@ class Query:
     # ---- SQL ----
 
     def source(self):
-        where = " AND ".join(self.conditions)
-        if not any(key.startswith("host") for key in self.group_by):
-            return f"s.flows f WHERE {where}"
-        # a host is either end: each record counted once at each (different) end
-        columns = ", ".join(RECORD_COLUMNS)
-        return (f"(SELECT {columns}, src AS host FROM s.flows f WHERE {where} UNION ALL "
-                f"SELECT {columns}, dst AS host FROM s.flows f WHERE {where} AND dst != src) f")
+        return f"s.flows f WHERE {' AND '.join(self.conditions)}"
 
-    def group_columns(self):
+    def passes(self):
+        """(group columns, source) of each pass over a segment: one, or two
+        when a key is a host (either end): each record is counted at its
+        source, then at its destination unless both are the same."""
         columns = [GROUP_KEYS[key] for key in self.group_by]
         if self.bucket_s is not None:
             columns.append(f"f.start_ms / {self.bucket_s * 1000} * {self.bucket_s}")
-        return columns
+        if not any(key.startswith("host") for key in self.group_by):
+            return [(columns, self.source())]
+        return [([c.replace("f.host", f"f.{end}") for c in columns],
+                 self.source() + (" AND f.dst != f.src" if end == "dst" else ""))
+                for end in ("src", "dst")]
 
 
 def _protocol(value):
@@ -214,14 +217,18 @@ def _protocol(value):
     return _bounded("protocol", value, 0, 255)
 
 
-def run(query, store_segments, deadline_s=DEADLINE_S):
-    """The reply to a checked Query over the given segments (oldest first)."""
+def run(query, store_segments, deadline_s=DEADLINE_S, rollups_path=None):
+    """The reply to a checked Query over the given segments (oldest first);
+    with rollups_path, a top-hosts query takes whole hours from there."""
     wanted = [segment for segment in store_segments if query.wanted(segment)]
     connection = sqlite3.connect(":memory:", isolation_level=None)
     deadline = time.monotonic() + deadline_s
     connection.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
     try:
-        if query.grouped:
+        hours = _rollup_hours(query, store_segments, rollups_path)
+        if hours:
+            reply = _grouped(connection, query, wanted, hours, rollups_path)
+        elif query.grouped:
             reply = _grouped(connection, query, wanted)
         else:
             reply = _records(connection, query, wanted)
@@ -270,16 +277,36 @@ def _records(connection, query, store_segments):
     return {"records": [_record(row) for row in found], "matched": matched}
 
 
-def _grouped(connection, query, store_segments):
-    keys = query.group_columns()
-    names = [f"k{i}" for i in range(len(keys))]
+def _rollup_hours(query, store_segments, rollups_path):
+    """(first, end) in ms of the whole hours a top-hosts query can take
+    from the rollups' complete host rows (those after the oldest record),
+    or None: the query has other filters or keys, or no such hour."""
+    if (rollups_path is None or query.group_by != ["host"] or query.bucket_s is not None
+            or len(query.conditions) != 2 or not store_segments):
+        return None
+    oldest = min(segment.first_ms for segment in store_segments)
+    first = -(-max(query.since_ms, oldest) // HOUR_MS) * HOUR_MS
+    end = query.until_ms // HOUR_MS * HOUR_MS
+    return (first, end) if first < end else None
+
+
+def _grouped(connection, query, store_segments, hours=None, rollups_path=None):
+    names = [f"k{i}" for i in range(len(query.passes()[0][0]))]
     connection.execute(f"CREATE TEMP TABLE sums ({', '.join(names + ['b', 'p', 'n'])})")
-    select = ", ".join(f"{key} AS {name}" for key, name in zip(keys, names))
+    if hours:
+        hours = _rollup_sums(connection, hours, rollups_path)
+    if hours:   # the records outside those hours only
+        query.conditions.append("(f.start_ms < :hours_first OR f.start_ms >= :hours_end)")
+        query.parameters.update(hours_first=hours[0], hours_end=hours[1])
+        store_segments = [s for s in store_segments
+                          if s.first_ms < hours[0] or s.last_ms >= hours[1]]
     for _ in _attached(connection, store_segments):
-        connection.execute(
-            f"INSERT INTO sums SELECT {select}, sum(f.octets + f.reverse_octets), "
-            f"sum(f.packets + f.reverse_packets), count(*) FROM {query.source()} "
-            f"GROUP BY {', '.join(names)}", query.parameters)
+        for columns, source in query.passes():
+            select = ", ".join(f"{key} AS {name}" for key, name in zip(columns, names))
+            connection.execute(
+                f"INSERT INTO sums SELECT {select}, sum(f.octets + f.reverse_octets), "
+                f"sum(f.packets + f.reverse_packets), count(*) FROM {source} "
+                f"GROUP BY {', '.join(names)}", query.parameters)
         if connection.execute("SELECT count(*) FROM sums").fetchone()[0] > MAX_GROUPS:
             raise QueryError(f"query: more than {MAX_GROUPS} groups; narrow the time range, "
                              "filter, or group by less")
@@ -301,6 +328,25 @@ def _grouped(connection, query, store_segments):
         groups.append(group_row)
     return {"groups": groups, "matched_groups": totals[0], "bytes": totals[1] or 0,
             "packets": totals[2] or 0, "flows": totals[3] or 0}
+
+
+def _rollup_sums(connection, hours, rollups_path):
+    """The hosts of whole hours from the rollups; returns the hours they
+    cover (the rollups' oldest hours may have gone to their budget)."""
+    connection.execute("ATTACH ? AS r", (segments.sqlite_uri(rollups_path, "ro"),))
+    try:
+        oldest = connection.execute("SELECT min(bucket) FROM r.hosts WHERE resolution = 3600"
+                                    ).fetchone()[0]
+        if oldest is None or oldest * 1000 >= hours[1]:
+            return None
+        hours = (max(hours[0], oldest * 1000), hours[1])
+        connection.execute(
+            "INSERT INTO sums SELECT address, sum(octets), sum(packets), sum(flows) FROM r.hosts "
+            "WHERE resolution = 3600 AND bucket >= ? AND bucket < ? GROUP BY address",
+            (hours[0] // 1000, hours[1] // 1000))
+        return hours
+    finally:
+        connection.execute("DETACH r")
 
 
 def address_text(blob):

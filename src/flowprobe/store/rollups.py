@@ -6,9 +6,11 @@
 A flow counts in the bucket of its start, both directions together
 (octets + reverse_octets).  The rows are summed by SQLite from the rows a
 flush just wrote (INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE): no
-Python per record.  A host is both ends of a flow; once an hour is over,
-only its TOP_HOSTS busiest hosts stay (the rest of the traffic is in
-series).  Retention: minutes RETENTION_S[60], hours and days longer; if
+Python per record.  A host is both ends of a flow.  The host rows of the
+hours that still have records are complete, so a top-hosts query answers
+whole hours from here (a few thousand rows an hour instead of every
+record); older buckets keep their TOP_HOSTS busiest hosts only (the rest
+of the traffic is in series).  Retention: minutes RETENTION_S[60], hours and days longer; if
 the file still passes its share of the budget, the oldest buckets of the
 finest resolution go first.
 
@@ -76,10 +78,12 @@ def add(connection, after_rowid, last_rowid):
         connection.execute(ADD_HOSTS, dict(span, resolution=resolution))
 
 
-def prune(connection, now_s):
-    """Past buckets keep their top hosts only; what is past its retention goes."""
+def prune(connection, now_s, records_since_s):
+    """Buckets that are over and older than the oldest record
+    (records_since_s) keep their top hosts only (queries answer from the
+    complete ones, store/query.py); what is past its retention goes."""
     for resolution in HOST_RESOLUTIONS:
-        current = int(now_s) // resolution * resolution
+        current = min(int(now_s), int(records_since_s)) // resolution * resolution
         crowded = connection.execute(CROWDED_BUCKETS, {
             "resolution": resolution, "before": current, "keep": TOP_HOSTS}).fetchall()
         for (bucket,) in crowded:

@@ -92,7 +92,8 @@ class HistoryService:
         if not self.sink:
             raise query.QueryError(self.error or "query: the history store is off "
                                                  "(option history '1' turns it on)")
-        return query.run(query.Query(spec, now_ms), self.sink.segments(), deadline_s)
+        return query.run(query.Query(spec, now_ms), self.sink.segments(), deadline_s,
+                         self.sink.writer.rollups_path)
 
     def _read_points(self, now_s):
         """Feeds the 5-minute points that have settled to the detector."""

@@ -241,7 +241,10 @@ class StoreWriter:
         connection = self._connection
         if connection is None:
             return
-        self._in_transaction(lambda: rollups.prune(connection, now_s))
+        with self.lock:
+            oldest = self.sealed[0].first_ms if self.sealed else (
+                self.current.first_ms if self.current else now_s * 1000)
+        self._in_transaction(lambda: rollups.prune(connection, now_s, oldest / 1000))
         while segments.file_size(self.rollups_path) > self.budget // ROLLUP_SHARE:
             removed = self._in_transaction(lambda: rollups.shrink(connection))
             # executescript steps the pragma to its end: execute() frees one page only
