@@ -83,6 +83,7 @@ bench: build
 	$(PYTHON) bench/flows_query_bench.py
 	$(PYTHON) bench/instructions_bench.py
 	$(PYTHON) bench/collector_times_bench.py
+	$(PYTHON) bench/history_bench.py
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info

@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from collector_tools import NFDUMP, Nfcapd  # noqa: E402
-
 from flowprobe._cmeter_ffi import ffi  # noqa: E402
 from flowprobe.export.collectors import Exporter, profile_from_url  # noqa: E402
 from flowprobe.meter import Meter  # noqa: E402
@@ -82,7 +81,7 @@ def meter_cost_per_record(directory):
         meter = Meter(MeterSettings(hash_seed=1, max_flows=131072))
         records = 0
         started = time.process_time()
-        for drained in meter.read_file(capture, drain=lambda: sum(
+        for drained in meter.read_file(capture, drain=lambda meter=meter: sum(
                 n for _, n in meter.drain_raw())):
             records += drained
         meter.flush()
@@ -147,11 +146,10 @@ def nfdump_store(data, directory, runs):
         exporter = Exporter([profile_from_url(f"ipfix://127.0.0.1:{collector.port}")],
                             boot_ms=0)
         exporter.start(DAY_START_MS)
-        for n, (records, size) in enumerate(batches(data)):
+        for records, size in batches(data):
             exporter.export(records, size, DAY_START_MS)
             exporter.pump(1.0)
-            if n % 16 == 15:
-                collector.drain(30)     # paced: loopback drops what nfcapd has not read
+            collector.drain(30)     # paced: loopback drops what nfcapd has not read
         exporter.finish(DAY_START_MS + DAY_MS, timeout_s=10)
         exporter.close()
         collector.stop()

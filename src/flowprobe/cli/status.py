@@ -70,6 +70,7 @@ def attention(status):
         found.append(f"prefix table {enrich.get('prefix_file')}: {enrich['prefix_error']}")
     found += [source["error"] for source in enrich.get("device_sources") or []
               if source.get("error")]
+    found += history_attention(status.get("history"))
     if status.get("loop_errors"):
         found.append(f"{status['loop_errors']} internal errors in the loop (see the log)")
     control = status.get("control") or {}
@@ -192,6 +193,8 @@ def summary(status, now):
     enrichment = _enrichment_line(status.get("enrich") or {})
     if enrichment:
         rows.append(("enrichment", enrichment))
+    if status.get("history") and status["history"].get("enabled"):
+        rows.append(("history", history_line(status["history"])))
     if (status.get("previous_run") or "").startswith("ended without"):
         rows.append(("last run", status["previous_run"]))
     for warning in status.get("warnings") or []:
@@ -385,3 +388,29 @@ def add_parser(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     socket_options(status)
     status.set_defaults(handler=command_status)
+
+
+def history_attention(history):
+    """The history store's errors, records it could not write, anomalies."""
+    if not history:
+        return []
+    found = []
+    if history.get("error"):
+        found.append(f"history store off: {history['error']}")
+    if history.get("records_not_written"):
+        found.append(f"history: {units.count(history['records_not_written'])} records not "
+                     f"written ({history.get('last_error') or 'queue full'})")
+    for anomaly in history.get("anomalies") or []:
+        if not anomaly.get("ongoing"):
+            continue
+        found.append(f"anomaly on {anomaly['series']} since "
+                     f"{units.timestamp_ms(anomaly['start_ms'])}: "
+                     f"{units.size(anomaly['peak_bytes'])} per 5 minutes, "
+                     f"{units.size(anomaly['expected_bytes'])} expected")
+    return found
+
+
+def history_line(history):
+    return (f"{units.count(history.get('records_written', 0))} records in "
+            f"{history.get('segments', 0)} segments, {units.size(history.get('disk_bytes', 0))}"
+            f" of {units.size(history.get('budget_bytes', 0))}")

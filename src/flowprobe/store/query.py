@@ -266,12 +266,15 @@ def _records(connection, query, store_segments):
     connection.execute(f"CREATE TEMP TABLE found ({columns}, interface)")
     matched = 0
     for _ in _attached(connection, store_segments):
-        matched += connection.execute(f"SELECT count(*) FROM {query.source()}",
-                                      query.parameters).fetchone()[0]
-        connection.execute(
+        taken = connection.execute(
             f"INSERT INTO found SELECT {', '.join('f.' + c for c in RECORD_COLUMNS)}, "
             f"{INTERFACE_NAME} FROM {query.source()} ORDER BY {order} LIMIT {wanted}",
-            query.parameters)
+            query.parameters).rowcount
+        if taken < wanted:   # all of them: no need to count again
+            matched += taken
+        else:
+            matched += connection.execute(f"SELECT count(*) FROM {query.source()}",
+                                          query.parameters).fetchone()[0]
     found = connection.execute(f"SELECT {columns}, interface FROM found ORDER BY {order} "
                                f"LIMIT ? OFFSET ?", (query.limit, query.offset)).fetchall()
     return {"records": [_record(row) for row in found], "matched": matched}

@@ -1,7 +1,7 @@
 """Series per minute, hour and day, kept longer than records, in rollups.db.
 
     series  (resolution, bucket, ifindex, direction, protocol) → octets, packets, flows
-    hosts   (resolution, bucket, address) → octets, packets, flows (hours and days)
+    hosts   (resolution, bucket, address) → octets, packets, flows (hours)
 
 A flow counts in the bucket of its start, both directions together
 (octets + reverse_octets).  The rows are summed by SQLite from the rows a
@@ -21,7 +21,7 @@ segment and not here (never the other way round).
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 RESOLUTIONS = (MINUTE, HOUR, DAY)
-HOST_RESOLUTIONS = (HOUR, DAY)
+HOST_RESOLUTIONS = (HOUR,)   # a day's top hosts: its hours summed
 # minutes: the last three days train the anomaly models at a start (store/service.py)
 RETENTION_S = {MINUTE: 4 * DAY, HOUR: 92 * DAY, DAY: 3 * 366 * DAY}
 TOP_HOSTS = 100
@@ -42,22 +42,32 @@ CREATE TABLE IF NOT EXISTS interfaces (ifindex INTEGER PRIMARY KEY, name TEXT NO
 _SUMS = ("ON CONFLICT DO UPDATE SET octets = octets + excluded.octets, "
          "packets = packets + excluded.packets, flows = flows + excluded.flows")
 
+# a flush's records are read twice (series, hosts) into small temporary
+# tables, and each resolution is summed from those; "+src": grouping must
+# not walk the address index (a random read per record of the segment)
+STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS new_series (bucket, ifindex, direction, protocol, octets, packets,
+                                            flows);
+CREATE TEMP TABLE IF NOT EXISTS new_hosts (bucket, address, octets, packets, flows);
+DELETE FROM temp.new_series;
+DELETE FROM temp.new_hosts;
+"""
+STAGE_SERIES = (
+    "INSERT INTO temp.new_series SELECT start_ms / 60000 * 60, ifindex, direction, protocol, "
+    "sum(octets + reverse_octets), sum(packets + reverse_packets), count(*) FROM main.flows "
+    "WHERE rowid > :after AND rowid <= :last GROUP BY 1, 2, 3, 4")
+STAGE_HOSTS = (
+    "INSERT INTO temp.new_hosts SELECT start_ms / 3600000 * 3600, +{end}, "
+    "sum(octets + reverse_octets), sum(packets + reverse_packets), count(*) FROM main.flows "
+    "WHERE rowid > :after AND rowid <= :last{condition} GROUP BY 1, 2")
 ADD_SERIES = (
-    "INSERT INTO r.series SELECT :resolution, start_ms / 1000 / :resolution * :resolution, "
-    "ifindex, direction, protocol, sum(octets + reverse_octets), "
-    "sum(packets + reverse_packets), count(*) FROM main.flows "
-    "WHERE rowid > :after AND rowid <= :last GROUP BY 2, 3, 4, 5 " + _SUMS)
-
+    "INSERT INTO r.series SELECT :resolution, bucket / :resolution * :resolution, ifindex, "
+    "direction, protocol, sum(octets), sum(packets), sum(flows) FROM temp.new_series "
+    "WHERE true GROUP BY 2, 3, 4, 5 " + _SUMS)
 ADD_HOSTS = (
-    "INSERT INTO r.hosts SELECT :resolution, bucket, address, sum(o), sum(p), count(*) FROM ("
-    " SELECT start_ms / 1000 / :resolution * :resolution AS bucket, src AS address,"
-    "  octets + reverse_octets AS o, packets + reverse_packets AS p FROM main.flows"
-    "  WHERE rowid > :after AND rowid <= :last"
-    " UNION ALL"
-    " SELECT start_ms / 1000 / :resolution * :resolution, dst,"
-    "  octets + reverse_octets, packets + reverse_packets FROM main.flows"
-    "  WHERE rowid > :after AND rowid <= :last AND dst != src)"
-    " GROUP BY 2, 3 " + _SUMS)
+    "INSERT INTO r.hosts SELECT :resolution, bucket / :resolution * :resolution, address, "
+    "sum(octets), sum(packets), sum(flows) FROM temp.new_hosts WHERE true GROUP BY 2, 3 "
+    + _SUMS)
 
 PRUNE_HOSTS = (
     "DELETE FROM r.hosts WHERE resolution = :resolution AND bucket = :bucket AND address NOT IN "
@@ -72,10 +82,15 @@ def add(connection, after_rowid, last_rowid):
     """The segment's rows (after, last] into every series (connection: the
     segment's, with rollups.db attached as r)."""
     span = {"after": after_rowid, "last": last_rowid}
+    for statement in STAGE.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+    connection.execute(STAGE_SERIES, span)
+    connection.execute(STAGE_HOSTS.format(end="src", condition=""), span)
+    connection.execute(STAGE_HOSTS.format(end="dst", condition=" AND dst != src"), span)
     for resolution in RESOLUTIONS:
-        connection.execute(ADD_SERIES, dict(span, resolution=resolution))
-    for resolution in HOST_RESOLUTIONS:
-        connection.execute(ADD_HOSTS, dict(span, resolution=resolution))
+        connection.execute(ADD_SERIES, {"resolution": resolution})
+    connection.execute(ADD_HOSTS, {"resolution": HOUR})
 
 
 def prune(connection, now_s, records_since_s):

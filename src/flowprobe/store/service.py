@@ -140,7 +140,10 @@ class HistoryService:
         if not self.sink:
             return {"enabled": False, "error": self.error} if self.settings and \
                 self.settings[0] else None
+        models = self.detector.models
         anomalies = [{"series": a.series, "start_ms": a.start_s * 1000, "end_ms": a.end_s * 1000,
-                      "peak_bytes": int(a.peak), "expected_bytes": int(a.expected)}
+                      "peak_bytes": int(a.peak), "expected_bytes": int(a.expected),
+                      "ongoing": models[a.series].anomalous
+                      and a.end_s == self.detector.last_point_s.get(a.series)}
                      for a in self.detector.anomalies[-SHOWN_ANOMALIES:]]
         return dict(self.sink.stats(), enabled=True, error=self.error, anomalies=anomalies)

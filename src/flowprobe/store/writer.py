@@ -195,6 +195,7 @@ class StoreWriter:
         connection = _connect(path)
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA temp_store = MEMORY")   # rollups' staging tables
         connection.executescript(rows.SEGMENT_SCHEMA)
         connection.execute("ATTACH ? AS r", (segments.sqlite_uri(self.rollups_path),))
         with self.lock:
