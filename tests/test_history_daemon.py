@@ -142,6 +142,18 @@ def test_a_day_survives_a_kill_9_and_two_restarts_and_answers_as_the_truth(tmp_p
         assert table.returncode == 0 and "HOST" in table.stdout and "3 of" in table.stdout
         bad = call_error(config, {"group_by": ["colour"]})
         assert "group_by must be a list of" in bad
+        # a reload: a bad value is refused by name, the store goes on; then off
+        text = config.path.read_text()
+        config.path.write_text(text.replace(f"history_dir '{directory}'",
+                                            "history_dir 'relative'"))
+        refused = call(config.socket, "reload")
+        assert not refused["reloaded"] and "flowprobe.main.history_dir" in refused["error"]
+        assert call(config.socket, "status")["history"]["enabled"]
+        config.path.write_text(text.replace("history '1'", "history '0'"))
+        assert call(config.socket, "reload")["reloaded"]
+        assert call(config.socket, "status")["history"] is None
+        assert "history store is off" in call_error(config, {})
+        assert not segments.inventory(directory)[1]   # the store was closed, sealed
     finally:
         third.send_signal(signal.SIGTERM)
         third.communicate(timeout=30)
