@@ -139,6 +139,13 @@ def test_filters_and_groups_combine(tmp_path, day):
     hosts = dict(span, group_by=["host"], since=DAY_START_MS + 1234567)
     assert groups(ask(directory, hosts), "host") == groups(ask(directory, hosts, rollups=False),
                                                            "host")
+    # histograms by decade, per port: flows counted as the truth has them
+    histogram = ask(directory, dict(span, group_by=["dst_port", "bytes/log"]))
+    expected = {}
+    for t in day.truth:
+        key = (t[3], 10 ** (len(str(t[6])) - 1) if t[6] >= 10 else 0)
+        expected[key] = expected.get(key, 0) + 1
+    assert {(g["dst_port"], g["bytes/log"]): g["flows"] for g in histogram["groups"]} == expected
     # paging: two pages are the first 20, in order, without overlap
     top = ask(directory, dict(span, group_by=["host"], limit=20))["groups"]
     page1 = ask(directory, dict(span, group_by=["host"], limit=10))["groups"]

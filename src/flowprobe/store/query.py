@@ -10,7 +10,10 @@ same one); every key is checked, an unknown one is an error naming it:
     protocol         a name (tcp, udp, …) or a number; interface (a name); direction in|out
     min_bytes        flows of at least that many bytes (both directions)
     group_by         a list of: src dst host (either end) src/24 dst/24 host/24 (IPv6: /64)
-                     src_port dst_port protocol interface direction ip_version
+                     src_port dst_port protocol interface direction ip_version, and
+                     histograms by decade: bytes/log packets/log duration/log (ms)
+                     packet_size/log (bytes per packet); a bucket is named by its
+                     floor (0 for 0-9, 10 for 10-99, ...)
     bucket           seconds: sums per time bucket (for charts), with or without group_by
     sort             bytes | packets | flows | start (records: newest first) | time
                      (buckets in time order: the default with bucket)
@@ -64,6 +67,16 @@ GROUP_KEYS = {
 }
 for _prefix in ("src", "dst", "host"):
     GROUP_KEYS[f"{_prefix}/64"] = GROUP_KEYS[f"{_prefix}/24"]
+# histograms: decades (the number of decimal digits), portable to any SQLite
+# (log() needs SQLITE_ENABLE_MATH_FUNCTIONS); a bucket is named by its floor
+HISTOGRAMS = {
+    "bytes/log": "f.octets + f.reverse_octets",
+    "packets/log": "f.packets + f.reverse_packets",
+    "duration/log": "f.duration_ms",
+    "packet_size/log": "(f.octets + f.reverse_octets) / max(f.packets + f.reverse_packets, 1)",
+}
+for _key, _value in HISTOGRAMS.items():
+    GROUP_KEYS[_key] = f"length(CAST({_value} AS TEXT))"
 RECORD_COLUMNS = ("start_ms", "duration_ms", "ip_version", "protocol", "src", "dst", "src_port",
                   "dst_port", "packets", "octets", "reverse_packets", "reverse_octets",
                   "ifindex", "direction", "tcp_flags", "tos", "end_reason", "vlan", "nat_src",
@@ -371,6 +384,8 @@ def _key(label, value):
         return DIRECTION_NAMES.get(value, value)
     if label == "time":
         return value * 1000    # Unix ms, as every time in a reply
+    if label in HISTOGRAMS:
+        return 0 if value <= 1 else 10 ** (value - 1)   # [floor, 10 x floor)
     return value
 
 
