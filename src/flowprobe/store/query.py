@@ -262,7 +262,8 @@ def _attached(connection, store_segments):
     the budget is skipped: its records are gone)."""
     for segment in store_segments:
         try:
-            connection.execute("ATTACH ? AS s", (segments.sqlite_uri(segment.path, "ro"),))
+            connection.execute("ATTACH ? AS s", (segments.sqlite_uri(segment.path, "ro",
+                                                                     segment.sealed),))
         except sqlite3.OperationalError:
             continue
         try:

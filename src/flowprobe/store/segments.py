@@ -128,10 +128,11 @@ def check_own_file(path):
         raise HistoryError(f"{path}: not a regular file of this user; left alone")
 
 
-def sqlite_uri(path, mode="rw"):
+def sqlite_uri(path, mode="rw", immutable=False):
     """A URI that opens an existing file only (mode=rw or ro): SQLite never
-    creates the database behind the store's back."""
-    return f"file:{urllib.parse.quote(path)}?mode={mode}"
+    creates the database behind the store's back.  immutable: a sealed
+    segment, never written again (SQLite skips locks and journal checks)."""
+    return f"file:{urllib.parse.quote(path)}?mode={mode}" + ("&immutable=1" if immutable else "")
 
 
 def open_segment_path(directory, seq):
