@@ -139,6 +139,11 @@ def test_filters_and_groups_combine(tmp_path, day):
     hosts = dict(span, group_by=["host"], since=DAY_START_MS + 1234567)
     assert groups(ask(directory, hosts), "host") == groups(ask(directory, hosts, rollups=False),
                                                            "host")
+    # and of series by protocol, interface, direction, per hour
+    for keys in (["protocol"], ["interface", "direction"]):
+        series = dict(span, group_by=keys, bucket=3600, since=DAY_START_MS + 1234567)
+        assert ask(directory, series)["groups"] == ask(directory, series,
+                                                       rollups=False)["groups"]
     # histograms by decade, per port: flows counted as the truth has them
     histogram = ask(directory, dict(span, group_by=["dst_port", "bytes/log"]))
     expected = {}

@@ -78,6 +78,10 @@ THIRD_PARTY_PACKAGES = {
     "uci": "python3-uci", "euci": "python3-uci",
     "jinja2": "python3-jinja2",
 }
+# Imported only by a command the daemon never runs, and left to the user to
+# install (README says how): the package does not pull them in
+OPTIONAL_MODULES = {"jinja2": "flowprobe report (src/flowprobe/report/); opkg install "
+                              "python3-jinja2"}
 # C libraries the extension links (set_source libraries=[...]) and their packages
 C_LIBRARY_PACKAGES = {"pcap": "libpcap"}
 # Kernel interfaces the C core speaks, by the header it includes, and the
@@ -213,6 +217,8 @@ def needed_packages():
                 module, why = "_cffi_backend", f"{where} imports {compiled_module} (cffi API mode)"
             else:
                 why = f"{where} imports {module}"
+            if module.split(".")[0] in OPTIONAL_MODULES:
+                continue
             try:
                 package = package_for_module(module.split(".")[0])
             except AssertionError as e:

@@ -6,6 +6,7 @@
     flowprobe flows | expire | reload        its flow table (flows.py)
     flowprobe top                            the busiest flows, live (top.py)
     flowprobe query                          the flow history (query.py)
+    flowprobe report                         the history summed up, with jinja2 (report.py)
 
 Every number, time and address is written by units.py.
 """
@@ -14,7 +15,7 @@ import argparse
 import sys
 
 from flowprobe import __version__
-from flowprobe.cli import flows, query, read, status, top
+from flowprobe.cli import flows, query, read, report, status, top
 
 DEFAULT_CONFIG = "/etc/config/flowprobe"
 
@@ -42,6 +43,7 @@ def build_parser():
     flows.add_parsers(commands)
     top.add_parser(commands)
     query.add_parser(commands)
+    report.add_parser(commands)
     return parser
 
 

@@ -8,6 +8,7 @@ from flowprobe.cli.common import EXIT_FAILED, EXIT_OK, fail, print_json, socket_
 from flowprobe.control.client import call
 from flowprobe.control.handlers import ControlError
 
+DIRECT_DEADLINE_S = 60.0
 # option → query key; values as typed (the daemon checks them)
 TEXT_OPTIONS = {"since": "since", "until": "until", "address": "address", "src": "src",
                 "dst": "dst", "interface": "interface", "direction": "direction",
@@ -48,7 +49,9 @@ def run_query(args, spec):
         for segment in unsealed:    # the daemon's open segment: its range is not named yet
             segment.first_ms, segment.last_ms = 0, 2**62
         rollups = os.path.join(args.dir, segments.ROLLUPS_FILE)
+        # a process of its own: it may take longer than the daemon lets a query take
         return query.run(query.Query(spec, int(time.time() * 1000)), sealed + unsealed,
+                         deadline_s=DIRECT_DEADLINE_S,
                          rollups_path=rollups if os.path.isfile(rollups) else None)
     return call(args.socket, "query", spec, timeout=10.0)
 

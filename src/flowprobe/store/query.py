@@ -232,7 +232,9 @@ def _protocol(value):
 
 def run(query, store_segments, deadline_s=DEADLINE_S, rollups_path=None):
     """The reply to a checked Query over the given segments (oldest first);
-    with rollups_path, a top-hosts query takes whole hours from there."""
+    with rollups_path, whole hours of the sums the rollups keep come from
+    there (the same figures, a row per host or series an hour instead of a
+    record per flow)."""
     wanted = [segment for segment in store_segments if query.wanted(segment)]
     connection = sqlite3.connect(":memory:", isolation_level=None)
     deadline = time.monotonic() + deadline_s
@@ -294,12 +296,17 @@ def _records(connection, query, store_segments):
     return {"records": [_record(row) for row in found], "matched": matched}
 
 
+SERIES_KEYS = {"protocol": "protocol", "direction": "direction",
+               "interface": "coalesce((SELECT name FROM r.interfaces i "
+                            "WHERE i.ifindex = x.ifindex), x.ifindex)"}
+
+
 def _rollup_hours(query, store_segments, rollups_path):
-    """(first, end) in ms of the whole hours a top-hosts query can take
-    from the rollups' complete host rows (those after the oldest record),
-    or None: the query has other filters or keys, or no such hour."""
-    if (rollups_path is None or query.group_by != ["host"] or query.bucket_s is not None
-            or len(query.conditions) != 2 or not store_segments):
+    """(first, end) in ms of the whole hours a query can take from the
+    rollups, or None: the query filters, or groups by what they do not keep
+    (hosts alone; protocol, interface, direction and hour-multiple time
+    buckets), or spans no whole hour after the oldest record."""
+    if rollup_table(query) is None or rollups_path is None or not store_segments:
         return None
     oldest = min(segment.first_ms for segment in store_segments)
     first = -(-max(query.since_ms, oldest) // HOUR_MS) * HOUR_MS
@@ -307,11 +314,22 @@ def _rollup_hours(query, store_segments, rollups_path):
     return (first, end) if first < end else None
 
 
+def rollup_table(query):
+    if len(query.conditions) != 2:
+        return None
+    if query.group_by == ["host"] and query.bucket_s is None:
+        return "hosts"
+    if (query.grouped and set(query.group_by) <= set(SERIES_KEYS)
+            and (query.bucket_s is None or query.bucket_s % 3600 == 0)):
+        return "series"
+    return None
+
+
 def _grouped(connection, query, store_segments, hours=None, rollups_path=None):
     names = [f"k{i}" for i in range(len(query.passes()[0][0]))]
     connection.execute(f"CREATE TEMP TABLE sums ({', '.join(names + ['b', 'p', 'n'])})")
     if hours:
-        hours = _rollup_sums(connection, hours, rollups_path)
+        hours = _rollup_sums(connection, query, hours, rollups_path)
     if hours:   # the records outside those hours only
         query.conditions.append("(f.start_ms < :hours_first OR f.start_ms >= :hours_end)")
         query.parameters.update(hours_first=hours[0], hours_end=hours[1])
@@ -347,20 +365,29 @@ def _grouped(connection, query, store_segments, hours=None, rollups_path=None):
             "packets": totals[2] or 0, "flows": totals[3] or 0}
 
 
-def _rollup_sums(connection, hours, rollups_path):
-    """The hosts of whole hours from the rollups; returns the hours they
+def _rollup_sums(connection, query, hours, rollups_path):
+    """The sums of whole hours from the rollups; returns the hours they
     cover (the rollups' oldest hours may have gone to their budget)."""
+    table = rollup_table(query)
     connection.execute("ATTACH ? AS r", (segments.sqlite_uri(rollups_path, "ro"),))
     try:
-        oldest = connection.execute("SELECT min(bucket) FROM r.hosts WHERE resolution = 3600"
+        oldest = connection.execute(f"SELECT min(bucket) FROM r.{table} WHERE resolution = 3600"
                                     ).fetchone()[0]
         if oldest is None or oldest * 1000 >= hours[1]:
             return None
         hours = (max(hours[0], oldest * 1000), hours[1])
+        if table == "hosts":
+            keys = ["address"]
+        else:
+            keys = [SERIES_KEYS[key] for key in query.group_by]
+            if query.bucket_s is not None:
+                keys.append(f"bucket / {query.bucket_s} * {query.bucket_s}")
+        columns = ", ".join(keys)
+        group = ", ".join(str(i + 1) for i in range(len(keys)))
         connection.execute(
-            "INSERT INTO sums SELECT address, sum(octets), sum(packets), sum(flows) FROM r.hosts "
-            "WHERE resolution = 3600 AND bucket >= ? AND bucket < ? GROUP BY address",
-            (hours[0] // 1000, hours[1] // 1000))
+            f"INSERT INTO sums SELECT {columns}, sum(octets), sum(packets), sum(flows) "
+            f"FROM r.{table} x WHERE resolution = 3600 AND bucket >= ? AND bucket < ? "
+            f"GROUP BY {group}", (hours[0] // 1000, hours[1] // 1000))
         return hours
     finally:
         connection.execute("DETACH r")
