@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from history_records import DAY_START_MS, HOUR_MS, Day
-from test_history_store import INTERFACES, write
 
 from flowprobe.store.sink import HistorySink
+from history_records import DAY_START_MS, HOUR_MS, Day
+from test_history_store import INTERFACES, write
 
 pytest.importorskip("jinja2", reason="flowprobe report needs jinja2 (the report extra)")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "artifacts"
