@@ -82,10 +82,10 @@ def test_the_acl_grants_what_the_views_use_and_nothing_else():
     granted = {(obj, method) for access in ("read", "write")
                for obj, names in group[access].get("ubus", {}).items() for method in names}
     assert granted == methods
-    # reading shows, writing changes: status and flows read, expire and reload write
+    # reading shows, writing changes: status, flows and query read, expire and reload write
     # luci.flowprobe: the daemon's methods as uhttpd can call them (they accept the
     # ubus_rpc_session it adds; `flowprobe` itself refuses it, see control/ubus.py)
-    assert group["read"]["ubus"] == {"luci.flowprobe": ["status", "flows"]}
+    assert group["read"]["ubus"] == {"luci.flowprobe": ["status", "flows", "query"]}
     assert group["write"]["ubus"] == {"luci.flowprobe": ["expire", "reload"]}
     assert set(group["read"]["uci"]) == set(group["write"]["uci"]) == configs == {"flowprobe"}
     for access in ("read", "write"):

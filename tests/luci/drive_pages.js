@@ -9,7 +9,7 @@
 //
 //   node drive_pages.js STEP URL ARTIFACTS_DIR [PARAMS_JSON]
 //   STEP: status | settings-invalid | settings-change | settings-source |
-//         save-unchanged | status-conntrack | banner | page
+//         save-unchanged | status-conntrack | banner | page | history
 'use strict';
 const path = require('path');
 const { chromium } = require('playwright-core');
@@ -360,6 +360,35 @@ const steps = {
 			spools: await texts(page, '[data-collector] [data-field="spool"]'),
 		};
 		await page.screenshot({ path: shot('luci-status-conntrack.png'), fullPage: true });
+		return seen;
+	},
+
+	// the History page: chart, talkers, a drill-down, the chart by top hosts
+	async history(page) {
+		await rendered(page);
+		await page.waitForSelector('[data-talker]', { timeout: TIMEOUT });
+		const seen = {
+			banner: await banner(page),
+			talkers: await page.$$eval('[data-talker]', (n) => n.map((e) => e.getAttribute('data-talker'))),
+			ports: await page.$$eval('[data-port]', (n) => n.map((e) => e.getAttribute('data-port'))),
+			legend: await page.$$eval('[data-legend]', (n) => n.map((e) => e.getAttribute('data-legend'))),
+			bars: await page.$$eval('#flowprobe-history-chart rect:not([data-anomaly])', (n) => n.length),
+			anomalies: await page.$$eval('[data-anomaly]', (n) => n.map((e) => e.getAttribute('data-anomaly'))),
+			histograms: await page.$$eval('[data-histogram]', (n) => n.map((e) => [
+				e.getAttribute('data-histogram'), e.querySelectorAll('rect').length ])),
+		};
+		await page.click('[data-talker] a');
+		await page.waitForSelector('[data-record]', { timeout: TIMEOUT });
+		seen.records = await texts(page, '[data-record]');
+		seen.drillTitle = await texts(page, '#flowprobe-history-records h3');
+		await page.screenshot({ path: shot('luci-history.png'), fullPage: true });
+		await page.selectOption('#flowprobe-history-by', 'host');
+		await page.waitForFunction((first) => {
+			const legend = document.querySelector('[data-legend]');
+			return legend && legend.getAttribute('data-legend') == first;
+		}, seen.talkers[0], { timeout: TIMEOUT });
+		seen.hostLegend = await page.$$eval('[data-legend]', (n) => n.map((e) => e.getAttribute('data-legend')));
+		await page.screenshot({ path: shot('luci-history-hosts.png'), fullPage: true });
 		return seen;
 	},
 

@@ -118,6 +118,10 @@ class Handlers:
         """The history store's records and sums (store/query.py says what
         a query may hold); the query is the arguments object itself."""
         from flowprobe.store.query import QueryError
+        if isinstance(args, dict) and list(args) == ["query"]:
+            # as ubus passes it (one string argument holding the JSON): rpcd forwards it so
+            from flowprobe.control.ubus import query_argument
+            args = query_argument(args)
         try:
             return self.probe.history.query(args or {}, self.probe.now_ms())
         except QueryError as e:
