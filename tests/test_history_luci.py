@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-from history_records import Day
-from test_history_anomaly import SPIKE, day_records
-from test_history_store import INTERFACES, write
 
 from flowprobe.control.client import call
 from flowprobe.store.anomaly import SEASON, STEP_S
 from flowprobe.store.sink import HistorySink
+from history_records import Day
+from test_history_anomaly import SPIKE, day_records
+from test_history_store import INTERFACES, write
 
 ROOT = Path(__file__).resolve().parent.parent
 LUCI_TESTS = ROOT / "tests" / "luci"
