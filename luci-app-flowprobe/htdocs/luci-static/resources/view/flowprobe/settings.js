@@ -179,6 +179,7 @@ return view.extend({
 		s.tab('table', _('Flow table'));
 		s.tab('capture', _('Capture'));
 		s.tab('conntrack', _('Conntrack'));
+		s.tab('history', _('History'));
 
 		o = writeChangesOnly(s.taboption('general', form.Flag, 'enabled', _('Enabled'),
 			_('Start metering. Needs at least one interface, unless the source is conntrack alone.')));
@@ -290,6 +291,25 @@ return view.extend({
 			o.placeholder = t[2];
 			o.depends('source', 'conntrack');
 			o.depends('source', 'both');
+			o.retain = true;
+			o.validate = main;
+		});
+
+		/* the history store (Services -> Flow probe -> History) */
+		o = writeChangesOnly(s.taboption('history', form.Flag, 'history', _('Keep a flow history'),
+			_('Every record is kept on this router, within the budget below, for the History page and flowprobe query.')));
+		o.validate = main;
+		[
+		[ 'history_dir', _('Directory'), '/tmp/flowprobe-history',
+		  _('RAM (/tmp) by default: lost at reboot. Not the flash overlay: writes every few seconds wear it out. A USB disk or SD card for a long history.') ],
+		[ 'history_kb', _('Budget (KiB)'), '4096',
+		  _('Everything in the directory stays within it; the oldest hour of records goes first, the per-minute, hour and day series stay longer. 256 to 67108864.') ],
+		[ 'history_flush', _('Write interval (s)'), '5',
+		  _('Records are written this often: a power cut loses at most this much. 1 to 300.') ]
+		].forEach(function(t) {
+			o = s.taboption('history', form.Value, t[0], t[1], t[3]);
+			o.placeholder = t[2];
+			o.depends('history', '1');
 			o.retain = true;
 			o.validate = main;
 		});
