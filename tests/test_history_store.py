@@ -284,3 +284,47 @@ def test_a_link_planted_at_a_segment_name_is_never_followed(tmp_path, day):
     assert victim.read_text() == "precious"
     assert stats["records_written"] == 2000
     assert (directory / "flows-00000001.db").is_symlink()
+
+
+def test_a_full_disk_counts_what_it_could_not_write_and_goes_on(tmp_path, day):
+    """history_kb larger than the filesystem: SQLite's 'disk is full' is a
+    write error, counted with its records; the segments written stay whole."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=640k,mode=0700", "tmpfs",
+                           str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        directory = str(mount / "h")
+        sink = HistorySink(directory, 8 << 20, 5, INTERFACES)
+        sink.start()
+        write(sink, day, every=2)
+        stats = sink.stats()
+        sink.finish()
+        assert stats["write_errors"] > 0 and stats["budget_lowered"]
+        assert stats["budget_bytes"] < 640 * 1024
+        assert stats["records_written"] + stats["records_not_written"] == day.count
+        # the budget came down to what fits: most records were written after all
+        assert stats["records_written"] > day.count // 2
+        assert sum(s.size for s in sink.segments()) <= stats["budget_bytes"]
+        # a restart seals what a full disk left open
+        sink = HistorySink(directory, 8 << 20, 5, INTERFACES)
+        sink.start()
+        sink.finish()
+        import sqlite3
+        sealed, unsealed = segments.inventory(directory)
+        assert not unsealed and sealed
+        for segment in sealed:
+            connection = sqlite3.connect(segment.path)
+            assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            connection.close()
+    finally:
+        # every file closed: a descriptor left open would keep the mount busy
+        busy = subprocess.run(["umount", str(mount)]).returncode
+        if busy:
+            subprocess.run(["umount", "-l", str(mount)])
+        assert busy == 0, "a file of the store was left open"
+

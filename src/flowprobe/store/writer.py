@@ -11,6 +11,7 @@ Every method but the constructor runs in the writer thread; segments()
 and stats() are read from the loop under the lock.
 """
 
+import errno
 import logging
 import os
 import sqlite3
@@ -29,6 +30,7 @@ ESTIMATE_MARGIN = 2.0          # the WAL holds a flush's pages once more until c
 FIRST_ESTIMATE_BYTES = 120     # bytes per record before a segment says its own
 BUSY_TIMEOUT_MS = 2000
 NAME_ATTEMPTS = 16             # names taken by something else are skipped, this many at most
+FULL_DISK_SHARE = 0.8          # a full filesystem: the budget becomes this much of what is there
 
 
 def _connect(path, mode="rw"):
@@ -56,6 +58,7 @@ class StoreWriter:
         self.rollups_size = 0
         self.unsealed = unsealed       # sealed by the thread's first write (they may be big)
         self.last_prune_s = 0.0
+        self.budget_lowered = False    # the filesystem was full before history_kb
 
     # ---- what the loop reads ----
 
@@ -168,9 +171,24 @@ class StoreWriter:
             self._failed(f"writing {self.current.path if self.current else self.directory}: "
                          f"{getattr(e, 'strerror', None) or e}")
             self._abandon_current()
+            if _disk_full(e):
+                self._lower_budget()
             return count
         self.records_written += count
         return 0
+
+    def _lower_budget(self):
+        """The filesystem is smaller than history_kb (or shared and full):
+        what is on disk now, less a margin, becomes the budget, so the
+        oldest segments make room and writing goes on."""
+        lowered = int(self.disk_bytes() * FULL_DISK_SHARE)
+        if lowered < self.budget:
+            log.warning("history: %s is full at %d KB: keeping %d KB from now on (history_kb "
+                        "%d)", self.directory, self.disk_bytes() // 1024, lowered // 1024,
+                        self.budget // 1024)
+            self.budget = lowered
+            self.budget_lowered = True
+        self._enforce_budget(0)
 
     def _failed(self, message):
         self.write_errors += 1
@@ -193,11 +211,16 @@ class StoreWriter:
                 if attempt == NAME_ATTEMPTS - 1:
                     raise
         connection = _connect(path)
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = NORMAL")
-        connection.execute("PRAGMA temp_store = MEMORY")   # rollups' staging tables
-        connection.executescript(rows.SEGMENT_SCHEMA)
-        connection.execute("ATTACH ? AS r", (segments.sqlite_uri(self.rollups_path),))
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA temp_store = MEMORY")   # rollups' staging tables
+            connection.executescript(rows.SEGMENT_SCHEMA)
+            connection.execute("ATTACH ? AS r", (segments.sqlite_uri(self.rollups_path),))
+        except sqlite3.Error:   # a full disk already: nothing of it is kept
+            connection.close()
+            segments.remove(path)
+            raise
         with self.lock:
             self.current = Segment(seq, path)
         self._connection, self._last_rowid = connection, 0
@@ -281,34 +304,44 @@ class StoreWriter:
         return self.disk_bytes() + projected <= self.budget
 
     def seal(self):
-        """The open segment closed and named by its time range (removed when empty)."""
+        """The open segment closed and named by its time range (removed when
+        empty).  If SQLite cannot finish it (a full disk), it stays under its
+        open name, committed rows in its WAL: still counted, queried and
+        deleted by the budget like the others, and sealed at the next start."""
         if self.current is None:
             return
         segment, connection = self.current, self._connection
         with self.lock:
             self.current, self._connection = None, None
+        rows_in_it, self._last_rowid = self._last_rowid, 0
         try:
-            connection.execute("DETACH r")
-            connection.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            connection.close()
-        if not self._last_rowid:
+            try:
+                connection.execute("DETACH r")
+                connection.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                connection.close()
+        except sqlite3.Error as e:
+            self._failed(f"sealing {segment.path}: {e}")
+            if rows_in_it:
+                segment.size = segments.file_size(segment.path)
+                with self.lock:
+                    self.sealed.append(segment)
+                    self.sealed.sort(key=lambda s: s.seq)
+            else:
+                segments.remove(segment.path)
+            return
+        if not rows_in_it:
             segments.remove(segment.path)
         else:
             self._rename_sealed(segment, segment.first_ms, segment.last_ms)
-        self._last_rowid = 0
 
     def _abandon_current(self):
         """After a failed write: the open segment is closed as it is (what it
         committed stays) and the next write starts a new one."""
-        if self.current is None:
-            return
         try:
             self.seal()
-        except (sqlite3.Error, OSError) as e:
-            log.warning("history: cannot seal %s: %s", self.current and self.current.path, e)
-            with self.lock:
-                self.current, self._connection = None, None
+        except OSError as e:
+            self._failed(f"sealing after a failed write: {e}")
 
     def close(self):
         try:
@@ -321,8 +354,14 @@ class StoreWriter:
             return {"segments": len(self.sealed) + (1 if self.current else 0),
                     "disk_bytes": (sum(s.size for s in self.sealed) + self.rollups_size
                                    + (self.current.size if self.current else 0)),
-                    "budget_bytes": self.budget, "records_written": self.records_written,
+                    "budget_bytes": self.budget, "budget_lowered": self.budget_lowered,
+                    "records_written": self.records_written,
                     "segments_deleted": self.segments_deleted,
                     "oldest_ms": self.sealed[0].first_ms if self.sealed else (
                         self.current.first_ms if self.current else None),
                     "write_errors": self.write_errors, "last_error": self.last_error}
+
+
+def _disk_full(error):
+    return isinstance(error, sqlite3.Error) and "full" in str(error) or (
+        isinstance(error, OSError) and error.errno == errno.ENOSPC)
