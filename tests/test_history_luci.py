@@ -118,6 +118,7 @@ def test_the_history_page_against_a_running_daemon(tmp_path):
         with StandinLuci(socket_path, conf) as luci:
             seen = drive("history", luci.url(HISTORY_PAGE))
             assert ("luci.flowprobe", "query", None, "read") in luci.calls
+            assert [c for c in luci.calls if c[3] == "denied"] == []
         assert seen["talkers"] == [g["host"] for g in expected["groups"]]
         assert set(seen["legend"]) <= {"tcp", "udp", "icmp"} and seen["legend"]
         assert seen["bars"] > 10

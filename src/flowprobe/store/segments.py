@@ -23,7 +23,6 @@ make are left alone.
 import os
 import re
 import stat
-import time
 import urllib.parse
 from dataclasses import dataclass
 
@@ -150,7 +149,3 @@ def remove(path):
             os.unlink(path + suffix)
         except FileNotFoundError:
             pass
-
-
-def now_s():
-    return time.time()

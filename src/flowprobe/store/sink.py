@@ -16,7 +16,7 @@ import threading
 import time
 
 from flowprobe.store import rows
-from flowprobe.store.segments import HistoryError, prepare_dir
+from flowprobe.store.segments import prepare_dir
 from flowprobe.store.writer import StoreWriter
 
 log = logging.getLogger("flowprobe.history")
@@ -114,7 +114,7 @@ class HistorySink:
                 else:
                     self.writer.close()
                     return
-            except (HistoryError, OSError, Exception) as e:   # the thread outlives a bad write
+            except Exception as e:   # a bug or an I/O error: counted, and the thread goes on
                 self.writer.write_errors += 1
                 self.writer.last_error = str(e)
                 log.exception("history: %s failed", job[0])
