@@ -328,3 +328,22 @@ def test_a_full_disk_counts_what_it_could_not_write_and_goes_on(tmp_path, day):
             subprocess.run(["umount", "-l", str(mount)])
         assert busy == 0, "a file of the store was left open"
 
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"query": '{"since": "24h"}'}, None),
+    ({"query": "{since"}, "not JSON"),
+    ({"query": "[1]"}, "must be a JSON object"),
+    ({"query": 5}, "must be a string"),
+    ({}, "must be a string"),
+    ({"query": "[" * 100 + "]" * 100}, "nested deeper"),
+])
+def test_ubus_carries_the_query_as_one_json_string(data, message):
+    """python-ubus requires every declared argument: `query` declares one."""
+    from flowprobe.control.handlers import ControlError
+    from flowprobe.control.ubus import query_argument
+    if message is None:
+        assert query_argument(data) == {"since": "24h"}
+    else:
+        with pytest.raises(ControlError, match=message):
+            query_argument(data)
