@@ -194,6 +194,11 @@ class Query:
                                 f"{key}_high": high})
         assert len(low) == size
         ends = ("src", "dst") if key == "address" else (key,)
+        if network.prefixlen == network.max_prefixlen:   # one address: index lookups
+            # (4 bytes never equal 16: the length says the family)
+            self.conditions.append(
+                "(" + " OR ".join(f"f.{end} = :{key}_low" for end in ends) + ")")
+            return
         self.conditions.append(
             f"f.ip_version = :{key}_version AND ("
             + " OR ".join(f"f.{end} BETWEEN :{key}_low AND :{key}_high" for end in ends) + ")")
