@@ -122,8 +122,11 @@ class Handlers:
             # as ubus passes it (one string argument holding the JSON): rpcd forwards it so
             from flowprobe.control.ubus import query_argument
             args = query_argument(args)
+        history = getattr(self.probe, "history", None)
+        if history is None:
+            raise ControlError("query: this daemon keeps no history store")
         try:
-            return self.probe.history.query(args or {}, self.probe.now_ms())
+            return history.query(args or {}, self.probe.now_ms())
         except QueryError as e:
             raise ControlError(str(e)) from None
 
