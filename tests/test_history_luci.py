@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from flowprobe.control.client import call
-from flowprobe.store.anomaly import SEASON, STEP_S
+from flowprobe.store.anomaly import STEP_S
 from flowprobe.store.sink import HistorySink
-from history_records import Day
+from history_records import DAY_START_MS, Day
 from test_history_anomaly import SPIKE, day_records
 from test_history_store import INTERFACES, write
 
@@ -111,7 +111,7 @@ def test_the_history_page_against_a_running_daemon(tmp_path):
         # the spike on lan; dmz, silent for two days and then busy, is one too
         [anomaly] = [a for a in status["history"]["anomalies"] if a["series"] == "lan"]
         assert {a["series"] for a in status["history"]["anomalies"]} <= {"lan", "dmz"}
-        spike_ms = (SPIKE.start * STEP_S * 1000) + records_origin(shift)
+        spike_ms = DAY_START_MS + shift + SPIKE.start * STEP_S * 1000
         assert anomaly["series"] == "lan" and abs(anomaly["start_ms"] - spike_ms) <= STEP_S * 1000
         expected = call(socket_path, "query", {"since": "86400s", "group_by": ["host"],
                                                "limit": 20})
@@ -132,10 +132,3 @@ def test_the_history_page_against_a_running_daemon(tmp_path):
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
 
-
-def records_origin(shift):
-    from history_records import DAY_START_MS
-    return DAY_START_MS + shift + 1000 - 1000   # day_records start each point 1 s in
-
-
-assert SEASON * STEP_S == 86400
