@@ -2,6 +2,7 @@
 history_dir, and a user's template fed the same data."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,14 @@ def test_the_html_report_is_one_file_with_inline_charts(store):
     assert not re.search(r'(src|href)="(?!#)', html)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "history-report.html").write_text(html)
+    chromium = shutil.which("chromium")
+    if chromium:   # a screenshot beside it, as the History page's
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        f"--screenshot={ARTIFACTS / 'history-report.png'}",
+                        "--window-size=1000,2600", (ARTIFACTS / "history-report.html").as_uri()],
+                       capture_output=True, timeout=60,
+                       env={"HOME": "/tmp", "PATH": "/usr/bin:/bin"})
+        assert (ARTIFACTS / "history-report.png").stat().st_size > 10000
 
 
 def test_markdown_has_its_tables(store):
