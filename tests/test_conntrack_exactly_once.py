@@ -138,3 +138,27 @@ def test_connections_released_by_a_smaller_table_and_seen_again_are_reported_onc
     assert after["released_by_resize"] == 5
     assert sorted(after["records"]) == [[20000 + n, 6, "end_of_flow"] for n in range(8)]
     assert after["vanished"] == 0 and after["destroys_after_vanish"] == 0
+
+
+def test_a_connection_missing_while_the_kernel_delivers_what_it_held_waits():
+    def scenario():
+        source = new_source()
+        dump(source, ctnetlink.message(7, 14227, 3, T0 + 500),
+             ctnetlink.message(8, 14228, 3, T0 + 500), now=T0 + 1000)
+        overrun(source, now=T0 + 2500)
+        dump(source, now=T0 + 3000)   # both gone: their DESTROYs held by the kernel
+        # the kernel delivers what it held a socket's worth at a time: one of
+        # them (stopped before the overrun) comes, so the other may still come
+        events(source, ctnetlink.message(8, 14228, 8, T0 + 500, destroy=True, stop_ms=T0 + 2400),
+               now=T0 + 7000)
+        source.expire(T0 + 8500)      # the grace since the dump and the overrun is over
+        before = summary(source)
+        events(source, ctnetlink.message(7, 14227, 8, T0 + 500, destroy=True, stop_ms=T0 + 2400),
+               now=T0 + 8600)
+        source.expire(T0 + 60_000)
+        return before, summary(source)
+
+    before, after = ctnetlink.in_own_netns(scenario)
+    assert before["records"] == [[14228, 8, "end_of_flow"]] and before["vanished"] == 0
+    assert after["records"] == [[14227, 8, "end_of_flow"]]
+    assert after["vanished"] == 0 and after["destroys_after_vanish"] == 0

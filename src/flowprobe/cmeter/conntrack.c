@@ -33,7 +33,9 @@
  * the kernel after an overrun (it is unhashed then, so dumps miss it, and is
  * delivered again once the socket has room).  So the grace runs from the
  * last overrun too, and a connection vanishes only while the socket is
- * empty: its record leaves once, with the DESTROY's counters.  A DESTROY
+ * empty and no held DESTROY came (one stopped before the last overrun: the
+ * kernel works through those for a while, a socket's worth at a time): its
+ * record leaves once, with the DESTROY's counters.  A DESTROY
  * that still comes to a tombstone with more (the kernel held it past the
  * grace) is counted (destroys_after_vanish), not reported a second time.
  */
@@ -119,6 +121,7 @@ struct fp_conntrack {
 	uint64_t dump_started_ms;
 	int resync_pending;            /* events were lost since the last dump */
 	uint64_t lost_ms;              /* when events were last lost: DESTROYs may still come */
+	uint64_t held_ms;              /* when one came that the kernel had held back */
 	int baseline;                  /* this dump only sets where reporting starts */
 	uint64_t baseline_stopped_ms;  /* the previous source's stop, if known: counted against */
 	uint64_t started_ms;           /* the first baseline: what started before is not all ours */
@@ -529,6 +532,8 @@ static void on_destroy(struct fp_conntrack *ct, const struct ct_message *m, uint
 	int tracked = e != NULL;
 
 	ct->counters.events_destroy++;
+	if (ct->lost_ms && stop_ms <= ct->lost_ms)
+		ct->held_ms = now_ms;  /* the kernel is delivering what it held: more may come */
 	if (!e && m->start_ns && m->start_ns / 1000000 < ct->started_ms) {
 		/* older than the source and gone before its baseline saw it: what it
 		 * carried before belongs to whoever metered then (a source before a
@@ -647,9 +652,21 @@ static int events_waiting(struct fp_conntrack *ct, uint64_t now_ms)
 	return errno != EAGAIN && errno != EWOULDBLOCK;
 }
 
-/* Connections missing too long leave with what was last known; tombstones
- * that no DESTROY came for are freed.  Missing means: since the later of
- * the dump that missed it and the last overrun, and no event waiting. */
+/* Since when a missing connection's DESTROY is overdue: the dump that
+ * missed it, the last overrun, the last DESTROY the kernel had held back. */
+static uint64_t overdue_since(const struct fp_conntrack *ct, const struct entry *e)
+{
+	uint64_t since = e->missing_since_ms;
+
+	if (ct->lost_ms > since)
+		since = ct->lost_ms;
+	if (ct->held_ms > since)
+		since = ct->held_ms;
+	return since;
+}
+
+/* Connections missing too long leave with what was last known, while no
+ * event waits; tombstones that no DESTROY came for are freed. */
 static void settle_missing(struct fp_conntrack *ct, uint64_t now_ms)
 {
 	uint32_t i;
@@ -659,13 +676,13 @@ static void settle_missing(struct fp_conntrack *ct, uint64_t now_ms)
 		return;  /* the usual case: no walk over the table each tick */
 	for (i = 0; i < ct->slots; i++) {
 		struct entry *e = &ct->entries[i];
-		uint64_t since = e->missing_since_ms > ct->lost_ms ? e->missing_since_ms : ct->lost_ms;
+		uint64_t since = overdue_since(ct, e);
+		int overdue = e->state == MISSING && now_ms >= since &&
+			      now_ms - since >= ct->settings.vanish_grace_ms;
 
-		if (e->state == MISSING && elapsed(now_ms, since) >= ct->settings.vanish_grace_ms &&
-		    waiting < 0)
+		if (overdue && waiting < 0)
 			waiting = events_waiting(ct, now_ms);
-		if (e->state == MISSING && !waiting && now_ms >= ct->lost_ms &&
-		    elapsed(now_ms, since) >= ct->settings.vanish_grace_ms) {
+		if (overdue && !waiting) {
 			ct->counters.vanished++;
 			end_entry(ct, e, FP_END_LACK_OF_RESOURCES);
 			e->vanished = 1;
