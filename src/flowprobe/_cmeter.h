@@ -336,6 +336,8 @@ struct fp_conntrack_counters {
 	uint64_t tombstones;           /* gauge */
 	uint64_t memory_bytes;
 	uint64_t clock_ms;
+	uint64_t destroys_after_vanish; /* a DESTROY with more, after the vanish record: not
+					 * reported (a second record would double the connection) */
 };
 
 struct fp_conntrack;
@@ -376,6 +378,15 @@ void fp_conntrack_counters(struct fp_conntrack *ct, struct fp_conntrack_counters
  * lost).  0, or -1 with the reason (the old settings stay). */
 int fp_conntrack_reconfigure(struct fp_conntrack *ct, const struct fp_conntrack_settings *settings,
 			     char *error);
+/* ctnetlink messages handled as if read from the event socket
+ * (FP_CT_REPLAY_EVENTS), or as one whole dump (FP_CT_REPLAY_DUMP), or an
+ * overrun (FP_CT_REPLAY_OVERRUN: the kernel dropped events): drives the table
+ * through exact sequences, for tests.  Returns messages handled. */
+#define FP_CT_REPLAY_EVENTS 0
+#define FP_CT_REPLAY_DUMP 1
+#define FP_CT_REPLAY_OVERRUN 2
+int fp_conntrack_replay(struct fp_conntrack *ct, const uint8_t *messages, int length, int kind,
+			uint64_t now_ms);
 
 /* The enrichment stage's route table (cmeter/route_cache.c): the FIB's
  * answers that enrich/routes.py asked over netlink, applied to records in

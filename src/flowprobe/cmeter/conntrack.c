@@ -26,8 +26,18 @@
  * work became the daemon's.  A
  * connection missing from a dump waits vanish_grace_ms for its DESTROY,
  * then leaves with its last known counters (flowEndReason
- * lackOfResources) and stays as a tombstone for a while, so a DESTROY that
- * still comes adds only what is left.
+ * lackOfResources) and stays as a tombstone for a while.
+ *
+ * Its DESTROY may still be on the way: unread in the event socket (the
+ * loop was late, or stopped reading while the reserve was low), or held by
+ * the kernel after an overrun (it is unhashed then, so dumps miss it, and is
+ * delivered again once the socket has room).  So the grace runs from the
+ * last overrun too, and a connection vanishes only while the socket is
+ * empty and no held DESTROY came (one stopped before the last overrun: the
+ * kernel works through those for a while, a socket's worth at a time): its
+ * record leaves once, with the DESTROY's counters.  A DESTROY
+ * that still comes to a tombstone with more (the kernel held it past the
+ * grace) is counted (destroys_after_vanish), not reported a second time.
  */
 #define _GNU_SOURCE   /* recvmmsg */
 #include "../_cmeter.h"
@@ -110,6 +120,8 @@ struct fp_conntrack {
 	uint32_t dump_generation, dump_sequence;
 	uint64_t dump_started_ms;
 	int resync_pending;            /* events were lost since the last dump */
+	uint64_t lost_ms;              /* when events were last lost: DESTROYs may still come */
+	uint64_t held_ms;              /* when one came that the kernel had held back */
 	int baseline;                  /* this dump only sets where reporting starts */
 	uint64_t baseline_stopped_ms;  /* the previous source's stop, if known: counted against */
 	uint64_t started_ms;           /* the first baseline: what started before is not all ours */
@@ -232,6 +244,14 @@ static void make_due(struct fp_conntrack *ct, struct entry *e)
 	ct->counters.records_pending++;
 }
 
+/* The kernel dropped events for us (or one did not fit): the next dump
+ * resyncs, and the DESTROYs it holds come later. */
+static void lost_events(struct fp_conntrack *ct, uint64_t now_ms)
+{
+	ct->resync_pending = 1;
+	ct->lost_ms = now_ms;
+}
+
 /* Counters only grow for one connection; a smaller value is not news. */
 static void learn(struct entry *e, const struct ct_message *m, uint64_t now_ms)
 {
@@ -248,6 +268,16 @@ static void learn(struct entry *e, const struct ct_message *m, uint64_t now_ms)
 		if (m->counters[i] > e->known[i])
 			e->known[i] = m->counters[i];
 	e->known_ms = now_ms;
+}
+
+static int reported_less(const struct entry *e)
+{
+	int i;
+
+	for (i = 0; i < COUNTERS; i++)
+		if (e->known[i] != e->reported[i])
+			return 1;
+	return 0;
 }
 
 static void end_entry(struct fp_conntrack *ct, struct entry *e, uint8_t reason)
@@ -502,6 +532,8 @@ static void on_destroy(struct fp_conntrack *ct, const struct ct_message *m, uint
 	int tracked = e != NULL;
 
 	ct->counters.events_destroy++;
+	if (ct->lost_ms && stop_ms <= ct->lost_ms)
+		ct->held_ms = now_ms;  /* the kernel is delivering what it held: more may come */
 	if (!e && m->start_ns && m->start_ns / 1000000 < ct->started_ms) {
 		/* older than the source and gone before its baseline saw it: what it
 		 * carried before belongs to whoever metered then (a source before a
@@ -524,10 +556,14 @@ static void on_destroy(struct fp_conntrack *ct, const struct ct_message *m, uint
 	e->known_ms = end_ms;
 	e->vanished = 0;  /* its DESTROY came after all: no tombstone needed */
 	if (e->state == TOMBSTONE) {
+		/* its record left when it vanished: what came since would make a
+		 * second record of one connection, so it is counted instead */
 		ct->tombstones--;
-		e->state = ENDED;
-		e->end_reason = end_reason_of(m);
-		make_due(ct, e);
+		if (reported_less(e))
+			ct->counters.destroys_after_vanish++;
+		else
+			ct->counters.ends_without_traffic++;
+		release(ct, e);
 		return;
 	}
 	end_entry(ct, e, end_reason_of(m));
@@ -579,16 +615,6 @@ static void on_dumped(struct fp_conntrack *ct, const struct ct_message *m, uint6
 	e->seen_dump = ct->dump_generation;
 }
 
-static int reported_less(const struct entry *e)
-{
-	int i;
-
-	for (i = 0; i < COUNTERS; i++)
-		if (e->known[i] != e->reported[i])
-			return 1;
-	return 0;
-}
-
 /* After a dump: active timeouts, and connections the kernel no longer has. */
 static void after_dump(struct fp_conntrack *ct, uint64_t now_ms)
 {
@@ -611,18 +637,52 @@ static void after_dump(struct fp_conntrack *ct, uint64_t now_ms)
 	}
 }
 
-/* Connections missing too long leave with what was last known; tombstones
- * that no DESTROY came for are freed. */
+/* Whether events wait in the socket (or it overran): a DESTROY among them
+ * may be for a connection about to vanish. */
+static int events_waiting(struct fp_conntrack *ct, uint64_t now_ms)
+{
+	uint8_t byte;
+
+	if (recv(ct->event_fd, &byte, sizeof byte, MSG_PEEK | MSG_DONTWAIT) >= 0)
+		return 1;
+	if (errno == ENOBUFS) {
+		ct->counters.overruns++;  /* read() will not see this one */
+		lost_events(ct, now_ms);
+	}
+	return errno != EAGAIN && errno != EWOULDBLOCK;
+}
+
+/* Since when a missing connection's DESTROY is overdue: the dump that
+ * missed it, the last overrun, the last DESTROY the kernel had held back. */
+static uint64_t overdue_since(const struct fp_conntrack *ct, const struct entry *e)
+{
+	uint64_t since = e->missing_since_ms;
+
+	if (ct->lost_ms > since)
+		since = ct->lost_ms;
+	if (ct->held_ms > since)
+		since = ct->held_ms;
+	return since;
+}
+
+/* Connections missing too long leave with what was last known, while no
+ * event waits; tombstones that no DESTROY came for are freed. */
 static void settle_missing(struct fp_conntrack *ct, uint64_t now_ms)
 {
 	uint32_t i;
+	int waiting = -1;  /* not asked yet */
 
 	if (!ct->missing && !ct->tombstones)
 		return;  /* the usual case: no walk over the table each tick */
 	for (i = 0; i < ct->slots; i++) {
 		struct entry *e = &ct->entries[i];
+		uint64_t since = overdue_since(ct, e);
+		int overdue = e->state == MISSING && now_ms >= since &&
+			      now_ms - since >= ct->settings.vanish_grace_ms;
 
-		if (e->state == MISSING && elapsed(now_ms, e->missing_since_ms) >= ct->settings.vanish_grace_ms) {
+		if (overdue && waiting < 0)
+			waiting = events_waiting(ct, now_ms);
+		if (overdue && !waiting) {
 			ct->counters.vanished++;
 			end_entry(ct, e, FP_END_LACK_OF_RESOURCES);
 			e->vanished = 1;
@@ -719,7 +779,7 @@ int fp_conntrack_read(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 			if (errno == ENOBUFS) {
 				/* the kernel dropped events: read on; the next dump resyncs */
 				ct->counters.overruns++;
-				ct->resync_pending = 1;
+				lost_events(ct, now_ms);
 				continue;
 			}
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -733,7 +793,7 @@ int fp_conntrack_read(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 
 			if (batch[i].msg_hdr.msg_flags & MSG_TRUNC) {
 				ct->counters.messages_malformed++;  /* cannot happen: events are < 1 KB */
-				ct->resync_pending = 1;
+				lost_events(ct, now_ms);
 				continue;
 			}
 			for (; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
@@ -751,6 +811,24 @@ int fp_conntrack_read(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 	return messages;
 }
 
+static void dump_begin(struct fp_conntrack *ct, uint64_t now_ms)
+{
+	if (ct->resync_pending)
+		ct->counters.resyncs++;  /* this dump, whatever asked for it, resyncs */
+	ct->resync_pending = 0;
+	ct->counters.listed = 0;
+	ct->dump_generation++;
+	ct->dump_started_ms = now_ms;
+	ct->counters.clock_ms = now_ms;
+}
+
+static void dump_end(struct fp_conntrack *ct, uint64_t now_ms)
+{
+	ct->counters.dumps++;
+	after_dump(ct, now_ms);
+	settle_missing(ct, now_ms);
+}
+
 int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 {
 	struct {
@@ -766,13 +844,7 @@ int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 	request.h.nlmsg_seq = ++ct->dump_sequence;
 	request.g.nfgen_family = AF_UNSPEC;
 	request.g.version = NFNETLINK_V0;
-	if (ct->resync_pending)
-		ct->counters.resyncs++;  /* this dump, whatever asked for it, resyncs */
-	ct->resync_pending = 0;
-	ct->counters.listed = 0;
-	ct->dump_generation++;
-	ct->dump_started_ms = now_ms;
-	ct->counters.clock_ms = now_ms;
+	dump_begin(ct, now_ms);
 	if (send(ct->dump_fd, &request, sizeof request, 0) < 0) {
 		snprintf(error, FP_ERROR_SIZE, "conntrack dump: %s", strerror(errno));
 		return -1;
@@ -814,10 +886,32 @@ int fp_conntrack_dump(struct fp_conntrack *ct, uint64_t now_ms, char *error)
 			handle(ct, h, 1, now_ms);
 		}
 	}
-	ct->counters.dumps++;
-	after_dump(ct, now_ms);
-	settle_missing(ct, now_ms);
+	dump_end(ct, now_ms);
 	return 0;
+}
+
+int fp_conntrack_replay(struct fp_conntrack *ct, const uint8_t *messages, int length, int kind,
+			uint64_t now_ms)
+{
+	struct nlmsghdr *h = (struct nlmsghdr *)ct->buffer;  /* aligned, as the kernel's */
+	int left = length, n = 0;
+
+	if (length < 0 || length > RECEIVE_BUFFER)
+		return -1;
+	ct->counters.clock_ms = now_ms;
+	if (kind == FP_CT_REPLAY_OVERRUN) {
+		ct->counters.overruns++;
+		lost_events(ct, now_ms);
+		return 0;
+	}
+	memcpy(ct->buffer, messages, (size_t)length);
+	if (kind == FP_CT_REPLAY_DUMP)
+		dump_begin(ct, now_ms);
+	for (; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left), n++)
+		handle(ct, h, kind == FP_CT_REPLAY_DUMP, now_ms);
+	if (kind == FP_CT_REPLAY_DUMP)
+		dump_end(ct, now_ms);
+	return n;
 }
 
 static int reported_nothing(const struct entry *e)

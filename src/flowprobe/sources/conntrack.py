@@ -572,7 +572,7 @@ class ConntrackService:
                 "peak", "events_new", "events_destroy", "dumps", "overruns", "resyncs",
                 "overflows", "released_by_resize", "vanished", "destroys_untracked",
                 "ends_before_baseline", "tracked_late", "ends_without_traffic", "records",
-                "records_lost",
+                "records_lost", "destroys_after_vanish",
                 "packets", "octets", "memory_bytes", "listed", "open_at_start")},
             "ended_while_stopped": self.ended_while_stopped,
             "not_seen_by_capture": None,
