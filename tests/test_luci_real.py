@@ -54,6 +54,7 @@ BUILD = ROOT / "tools" / "openwrt-userland" / "build.sh"
 TRAFFIC = LUCI_TESTS / "real" / "traffic.py"
 ARTIFACTS = ROOT / "build" / "artifacts"
 STATUS_PAGE, SETTINGS_PAGE = "admin/services/flowprobe/status", "admin/services/flowprobe/settings"
+HISTORY_PAGE = "admin/services/flowprobe/history"
 NETWORKS = {"lan": "r-cli", "wan": "r-srv"}
 PACED_PPS, PACED_PAYLOAD, SINK_PORT, CLOSED_PORT = 100, 1000, 5001, 5009
 WIRE_OVERHEAD = 14 + 20 + 8   # Ethernet, IPv4, UDP: capture counts whole frames
@@ -117,6 +118,9 @@ def config_text(workdir):
         "\toption active_timeout '2'",
         "\toption direction 'in'",
         "\toption promisc '0'",          # a default written by hand: it stays
+        "\toption history '1'",
+        f"\toption history_dir '{workdir}/history'",
+        "\toption history_flush '1'",
         "",
         "config collector 'nfcapd'",
         "\toption protocol 'ipfix'",
@@ -220,6 +224,12 @@ def test_the_app_on_the_real_luci_runtime(router, userland, tree, tmp_path):
         assert seen["filtered"] and all(lab.server4 in f for f in seen["filtered"])
         assert seen["expired"][0].endswith("flows ended and exported.")
         assert seen["reloaded"] == ["Configuration reloaded."]
+
+        # ---- History: what the store kept, through rpcd's query grant ----
+        seen = drive("history", stack.url(HISTORY_PAGE), **root)
+        assert seen["banner"] == [], seen["banner"]
+        assert lab.server4 in seen["talkers"] or lab.client4 in seen["talkers"], seen["talkers"]
+        assert seen["bars"] > 0 and seen["records"], seen
 
         # ---- Settings: refused in the daemon's words, nothing saved ----
         before = stack.read_config()
