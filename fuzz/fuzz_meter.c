@@ -18,8 +18,10 @@
  *   op 0xd8-0xdf  check the counters' running invariant
  *   op 0xe0-0xef  fp_meter_flush (the meter goes on afterwards)
  *   op 0xf0-0xff  drain everything
+ * Interfaces 1 and 2 are sampled (rates from the hash seed) into a ring of
+ * 4 headers, drained with the records.
  * Finally flush, drain everything and check that every packet read is in a
- * drained record or under a dropped_* counter.  A violated invariant is a
+ * drained record, under a dropped_* counter or skipped by sampling.  A violated invariant is a
  * __builtin_trap(), which libFuzzer reports as a crash with its input. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -174,18 +176,41 @@ static int drain(struct run *r, int max)
 	return n;
 }
 
+/* Sampled headers: each within its bounds, and every packet a sampler took
+ * either drained from the ring or counted as an overflow. */
+static void drain_samples(struct run *r)
+{
+	struct fp_packet_sample samples[8];
+	struct fp_sampling_stats stats[FP_MAX_SOURCES * 2];
+	struct fp_sample_ring_stats ring;
+	uint64_t sampled = 0;
+	int i, n;
+
+	while ((n = fp_meter_drain_samples(r->meter, samples, 8)) > 0)
+		for (i = 0; i < n; i++)
+			CHECK(samples[i].header_length <= FP_SAMPLE_HEADER_BYTES &&
+			      samples[i].sample_pool >= 1 && samples[i].rate >= 1);
+	n = fp_meter_sampling_stats(r->meter, stats, FP_MAX_SOURCES * 2);
+	for (i = 0; i < n; i++)
+		sampled += stats[i].sampled;
+	fp_meter_sample_ring_stats(r->meter, &ring);
+	CHECK(ring.queued == 0 && ring.taken + ring.overflows == sampled);
+	CHECK(ring.drained == ring.taken);
+}
+
 static void drain_all(struct run *r)
 {
 	while (drain(r, MAX_DRAIN) > 0)
 		;
 	CHECK(fp_meter_pending(r->meter) == 0);
+	drain_samples(r);
 }
 
 static uint64_t dropped(const struct fp_counters *c)
 {
 	return c->dropped_truncated + c->dropped_non_ip + c->dropped_malformed +
 	       c->dropped_flow_table_full + c->dropped_export_backlog +
-	       c->dropped_fragment_orphaned;
+	       c->dropped_fragment_orphaned + c->packets_skipped_by_sampling;
 }
 
 /* Holds at any time: read = metered + held + dropped; the tables stay in
@@ -262,6 +287,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r->meter = fp_meter_new(&r->settings, error);
 	CHECK(r->meter != NULL);
 	r->now_us = CORPUS_START_US;
+	/* interfaces 1 and 2 sampled, 1 in 1..8, by the seed; a tiny header ring */
+	CHECK(fp_meter_set_sampling(r->meter, 1, (uint32_t)(r->settings.hash_seed & 7) + 1,
+				    FP_SAMPLING_RANDOM, r->settings.hash_seed, error) == 0);
+	CHECK(fp_meter_set_sampling(r->meter, 2, (uint32_t)(r->settings.hash_seed >> 3 & 7) + 1,
+				    FP_SAMPLING_DETERMINISTIC, 0, error) == 0);
+	CHECK(fp_meter_keep_samples(r->meter, 4, error) == 0);
 
 	while (in.size) {
 		op = corpus_take(&in);

@@ -55,7 +55,8 @@ def dropped(counters):
 def assert_conserved(records, counters):
     """Every packet read is in a record or under a named drop reason."""
     in_records = sum(r["packets"] + r.get("reverse_packets", 0) for r in records)
-    assert counters["packets_read"] == in_records + dropped(counters)
+    assert counters["packets_read"] == (in_records + dropped(counters)
+                                       + counters["packets_skipped_by_sampling"])
     assert counters["fragment_packets_held"] == 0
 
 

@@ -202,7 +202,7 @@ INVALID = {
     "collector_host": ("nfcapd", "host", "192.0.2.300", HOST),
     "collector_port": ("nfcapd", "port", "70000", "1 to 65535"),
     "collector_anonymous_port": ("@collector[1]", "port", "http", "1 to 65535"),
-    "collector_protocol": ("nfcapd", "protocol", "sflow", "ipfix or netflow9 or netflow5"),
+    "collector_protocol": ("nfcapd", "protocol", "jflow", "ipfix or netflow9 or netflow5 or sflow"),
     "collector_transport": ("nfcapd", "transport", "tcp", "udp (tcp is for ipfix only)"),
     "collector_biflow": ("nfcapd", "biflow", "1", "false (RFC 5103 biflows are IPFIX only)"),
     "collector_field": ("nfcapd", "field", "flowColour",

@@ -104,7 +104,8 @@ def check_conserved(meter, records):
     counters = meter.counters()
     in_records = sum(r["packets"] + r.get("reverse_packets", 0) for r in records)
     octets = sum(r["octets"] + r.get("reverse_octets", 0) for r in records)
-    assert counters["packets_read"] == in_records + dropped(counters)
+    assert counters["packets_read"] == (in_records + dropped(counters)
+                                       + counters["packets_skipped_by_sampling"])
     assert counters["octets_metered"] == octets
     assert counters["fragment_packets_held"] == 0
     assert counters["flows_active"] == counters["flows_pending_export"] == 0

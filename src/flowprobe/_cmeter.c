@@ -94,6 +94,7 @@ void fp_meter_free(struct fp_meter *m)
 		fp_meter_close_source(m, i);
 	flow_table_free(&m->flows);
 	frag_table_free(&m->fragments);
+	sample_ring_free(&m->samples);
 	free(m);
 }
 
@@ -103,7 +104,8 @@ void fp_meter_process_frame(struct fp_meter *m, int linktype, uint32_t ifindex,
 {
 	uint8_t slot = meter_interface_slot(m, ifindex, FP_DIRECTION_ANY);
 
-	meter_process(m, linktype, slot, timestamp_us, frame, captured_length, wire_length);
+	meter_offer(m, meter_sampler(m, ifindex), linktype, slot, timestamp_us, frame,
+		    captured_length, wire_length);
 	meter_process_batch(m);
 }
 
@@ -207,7 +209,8 @@ void fp_meter_counters(struct fp_meter *m, struct fp_counters *c)
 
 uint64_t fp_meter_memory_bytes(struct fp_meter *m)
 {
-	return m->flows.memory_bytes + m->fragments.memory_bytes + sizeof(*m);
+	return m->flows.memory_bytes + m->fragments.memory_bytes + sizeof(*m) +
+	       (uint64_t)m->samples.capacity * sizeof(struct fp_packet_sample);
 }
 
 int fp_linktype_supported(int linktype)

@@ -124,7 +124,8 @@ struct fp_flow_filter {
 };
 
 /* Invariant once flushed and drained:
- *   packets_read == packets in records + every dropped_* counter.
+ *   packets_read == packets in records + every dropped_* counter
+ *                   + packets_skipped_by_sampling.
  * Before that, packets_metered and fragment_packets_held hold the rest. */
 struct fp_counters {
 	uint64_t packets_read;
@@ -153,6 +154,7 @@ struct fp_counters {
 	uint64_t fragment_entries_timed_out;
 	uint64_t clock_ms;                /* the meter's notion of now */
 	uint64_t clock_first_ms;          /* the earliest time seen: no record starts before */
+	uint64_t packets_skipped_by_sampling; /* read, then passed over by 1-in-N sampling */
 };
 
 struct fp_source_stats {
@@ -457,6 +459,58 @@ int fp_prefix_lookup(const struct fp_prefix_table *table, int ip_version, const 
 /* src_as, dst_as and the prefix lengths of every record. */
 void fp_records_prefixes(const struct fp_prefix_table *table, struct fp_record *records,
 			 int count);
+
+/* Packet sampling (cmeter/sampling.c), per interface (ifindex): 1 in
+ * `rate` packets goes on to decoding, decided before it; the others are
+ * only counted (packets_skipped_by_sampling, and the sampler's pool). */
+#define FP_SAMPLING_DETERMINISTIC 1   /* every rate-th packet (IPFIX samplingAlgorithm 1) */
+#define FP_SAMPLING_RANDOM 2          /* random skips of mean rate, as sFlow asks (2) */
+#define FP_SAMPLE_HEADER_BYTES 128
+
+struct fp_sampling_stats {
+	uint32_t ifindex;
+	uint32_t rate;
+	uint32_t algorithm;        /* FP_SAMPLING_* */
+	uint32_t padding;
+	uint64_t pool;             /* packets seen (sFlow sample_pool) */
+	uint64_t sampled;          /* packets taken */
+	uint64_t samples_lost;     /* taken, but the header ring was full (sFlow drops) */
+};
+
+/* One sampled packet's first bytes, for sFlow's raw packet header record. */
+struct fp_packet_sample {
+	uint64_t timestamp_us;
+	uint64_t sample_pool;      /* the sampler's pool when it took this packet */
+	uint32_t ifindex;
+	uint32_t frame_length;     /* on the wire */
+	uint32_t rate;
+	int32_t linktype;          /* DLT_* of the capture */
+	uint16_t header_length;    /* bytes in header */
+	uint8_t direction;         /* FP_DIRECTION_* of the capture */
+	uint8_t padding;
+	uint8_t header[FP_SAMPLE_HEADER_BYTES];
+};
+
+struct fp_sample_ring_stats {
+	uint64_t capacity;
+	uint64_t queued;           /* gauge */
+	uint64_t taken;            /* samples put in the ring */
+	uint64_t overflows;        /* samples lost: the ring was full */
+	uint64_t drained;
+};
+
+/* 1 in rate (1..16777215) for the interface's packets, from now on; seed
+ * (0: random) makes the random algorithm reproducible.  0, or -1 with the
+ * reason.  The sampler of frames handed in is the one of their ifindex. */
+int fp_meter_set_sampling(struct fp_meter *meter, uint32_t ifindex, uint32_t rate,
+			  int algorithm, uint64_t seed, char *error);
+/* The samplers in use; returns how many were written (at most max). */
+int fp_meter_sampling_stats(struct fp_meter *meter, struct fp_sampling_stats *out, int max);
+/* A ring of `capacity` sampled packets' headers (0: none, the default),
+ * drained in batches; a full ring counts its overflows.  0, or -1. */
+int fp_meter_keep_samples(struct fp_meter *meter, uint32_t capacity, char *error);
+int fp_meter_drain_samples(struct fp_meter *meter, struct fp_packet_sample *out, int max);
+void fp_meter_sample_ring_stats(struct fp_meter *meter, struct fp_sample_ring_stats *stats);
 
 /* cffi-end */
 

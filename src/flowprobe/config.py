@@ -85,6 +85,8 @@ class InterfaceConfig:
     direction: str = "in"   # in | out | both
     snaplen: int = 128      # enough for QinQ + PPPoE + IPv6 with extension headers + TCP
     buffer_kb: int = 2048   # pcap buffer; 0: libpcap's default
+    sampling: int = 1       # 1 in N packets metered (and sampled for sFlow)
+    sampling_algorithm: str = "random"   # sFlow's; "deterministic": every N-th
 
     def __post_init__(self):
         for option in ("name", "device"):
@@ -96,7 +98,7 @@ class InterfaceConfig:
                                     "a libpcap filter expression (no control characters)")
         if not isinstance(self.promiscuous, bool):
             raise ConfigOptionError("promiscuous", self.promiscuous, "true or false")
-        for name in ("direction", "snaplen", "buffer_kb"):
+        for name in ("direction", "snaplen", "buffer_kb", "sampling", "sampling_algorithm"):
             schema.check(ConfigOptionError, name, getattr(self, name))
 
 
@@ -308,6 +310,7 @@ def _backslash(text, position, line, characters):
 # ---- sections to a Config ----
 
 BOOLEAN, INTEGER, SECONDS, TEXT, WORDS = "boolean", "integer", "seconds", "text", "words"
+RATE = "rate"   # '1:N' (or N): the N
 
 METER_OPTIONS = {
     "max_flows": ("max_flows", INTEGER),
@@ -327,6 +330,8 @@ CAPTURE_OPTIONS = {   # in main: the defaults of every interface
     "filter": ("bpf_filter", TEXT),
     "snaplen": ("snaplen", INTEGER),
     "buffer_kb": ("buffer_kb", INTEGER),
+    "sampling": ("sampling", RATE),
+    "sampling_algorithm": ("sampling_algorithm", TEXT),
 }
 CONNTRACK_OPTIONS = {   # in main: the metering source (sources/conntrack.py)
     "source": ("source", TEXT),
@@ -384,6 +389,7 @@ COLLECTOR_OPTIONS = {
     "group": ("group", TEXT),
     "queue_limit": ("queue_limit", INTEGER),
     "spool_kb": ("spool_kb", INTEGER),
+    "counter_interval": ("counter_interval", INTEGER),
 }
 SECTION_TYPES = {"flowprobe": MAIN_OPTIONS, "interface": INTERFACE_OPTIONS,
                  "collector": COLLECTOR_OPTIONS}
@@ -400,6 +406,7 @@ USER_NAME_ALLOWED = "a user name: a letter or _, then up to 31 letters, digits, 
 HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 INTEGER_TEXT = re.compile(r"[0-9]+")
 SECONDS_TEXT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+RATE_TEXT = re.compile(r"(1:)?[0-9]+")
 
 
 def parse(text, source="<config>"):
@@ -574,6 +581,8 @@ def _convert(section, option, raw, kind):
         return int(raw)
     if kind == SECONDS and SECONDS_TEXT.fullmatch(raw):
         return float(raw)
+    if kind == RATE and RATE_TEXT.fullmatch(raw):
+        return int(raw.rpartition(":")[2])
     return raw
 
 

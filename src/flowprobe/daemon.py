@@ -49,15 +49,17 @@ class Probe:
         self.stopping = self.reload_requested = self.reload_waiting = False
         self.resolver = Resolver()     # collector names at a reload, off the loop
         self.sinks = Sinks({}, with_nat_fields, self.resolver)
-        self.metering = Metering(self.config.meter, self.sinks.deliver)
+        self.metering = Metering(self.config.meter, self.sinks.deliver, self.sinks.deliver_samples)
         self.last_minute = LastMinute()
         self.captures = CaptureSet(self.metering.meter,
                                    lambda: self.metering.drain(self.now_ms()))
         self.sinks.interface_names = self.captures.interface_names
+        self.sinks.sample_drops = self.captures.sample_drops
         self.conntrack = ConntrackService(self)   # the conntrack source, when configured
         self.sinks.exporter = self.sinks.prepare(self.config, self.now_ms())
         self.sinks.enrich = enrichment.apply(None, self.config.enrich, self.sinks.deliver_enriched,
                                              self.now_ms)
+        self.metering.keep_samples(self.sinks.wants_samples)
         try:
             reload.check_filters(self.config, self.sinks.endpoints())
         except configuration.ConfigError:

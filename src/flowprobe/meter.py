@@ -13,6 +13,8 @@ from flowprobe.settings import MeterSettings
 DRAIN_BATCH = 1024
 DIRECTIONS = {"both": lib.FP_DIRECTION_ANY, "in": lib.FP_DIRECTION_IN, "out": lib.FP_DIRECTION_OUT}
 DISPATCH_BATCH = 65536
+SAMPLING_ALGORITHMS = {"deterministic": lib.FP_SAMPLING_DETERMINISTIC,
+                       "random": lib.FP_SAMPLING_RANDOM}
 # the kernel hands a partly filled block of the capture ring over after this
 LIVE_BLOCK_TIMEOUT_S = lib.FP_LIVE_BLOCK_TIMEOUT_MS / 1000
 
@@ -88,6 +90,7 @@ class Meter:
         self._meter = ffi.gc(meter, lib.fp_meter_free)
         self._batch = ffi.new("struct fp_record[]", DRAIN_BATCH)
         self._json_buffer = ffi.new("char[]", DRAIN_BATCH * 800)
+        self._samples = None
 
     # ---- sources ----
 
@@ -165,7 +168,50 @@ class Meter:
 
     @property
     def pending(self):
-        return lib.fp_meter_pending(self._meter)
+        """Records, and sampled headers, waiting to be drained."""
+        return lib.fp_meter_pending(self._meter) + self.sample_ring_stats()["queued"]
+
+    # ---- sampling (cmeter/sampling.c) ----
+
+    def set_sampling(self, ifindex, rate, algorithm="random", seed=0):
+        """1 in rate packets of an interface go on to be metered (and, with
+        keep_samples, their headers to the ring); the others are counted."""
+        error = _error_buffer()
+        if lib.fp_meter_set_sampling(self._meter, ifindex, rate, SAMPLING_ALGORITHMS[algorithm],
+                                     seed, error) < 0:
+            raise MeterError(ffi.string(error).decode())
+
+    def sampling_stats(self):
+        """{ifindex: {rate, algorithm, pool, sampled}} of every sampler."""
+        out = ffi.new("struct fp_sampling_stats[]", 256)
+        n = lib.fp_meter_sampling_stats(self._meter, out, 256)
+        names = {v: k for k, v in SAMPLING_ALGORITHMS.items()}
+        return {out[i].ifindex: {"rate": out[i].rate, "algorithm": names[out[i].algorithm],
+                                 "pool": out[i].pool, "sampled": out[i].sampled,
+                                 "samples_lost": out[i].samples_lost}
+                for i in range(n)}
+
+    def keep_samples(self, capacity):
+        """A ring of capacity sampled headers (0: none); what a smaller ring
+        cannot hold counts as overflow: drain first."""
+        error = _error_buffer()
+        if lib.fp_meter_keep_samples(self._meter, capacity, error) < 0:
+            raise MeterError(ffi.string(error).decode())
+
+    def drain_samples_raw(self):
+        """Yields batches of struct fp_packet_sample (valid until the next)."""
+        if self._samples is None:
+            self._samples = ffi.new("struct fp_packet_sample[]", DRAIN_BATCH)
+        while True:
+            n = lib.fp_meter_drain_samples(self._meter, self._samples, DRAIN_BATCH)
+            if n == 0:
+                return
+            yield self._samples, n
+
+    def sample_ring_stats(self):
+        stats = ffi.new("struct fp_sample_ring_stats *")
+        lib.fp_meter_sample_ring_stats(self._meter, stats)
+        return {name: getattr(stats, name) for name, _ in ffi.typeof(stats[0]).fields}
 
     def drain_raw(self):
         """Yields batches of struct fp_record cdata (valid until the next batch)."""

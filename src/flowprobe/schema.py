@@ -61,7 +61,8 @@ OVERFLOW_POLICIES = ("evict", "refuse")
 DIRECTIONS = ("in", "out", "both")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SOURCES = ("capture", "conntrack", "both")
-PROTOCOLS = ("ipfix", "netflow9", "netflow5")
+PROTOCOLS = ("ipfix", "netflow9", "netflow5", "sflow")
+SAMPLING_ALGORITHMS = ("random", "deterministic")
 TRANSPORTS = ("udp", "tcp")
 
 FIELDS = {
@@ -80,6 +81,9 @@ FIELDS = {
     "direction": Choice(DIRECTIONS),
     "snaplen": Integer(64, 262144, "bytes from 64 to 262144"),
     "buffer_kb": Integer(0, 1 << 20, "0 (libpcap's default) or kilobytes up to 1048576"),
+    # 1 in N packets metered (cmeter/sampling.c); written '1:N' in UCI
+    "sampling": Integer(1, (1 << 24) - 1, "1:N with N from 1 (every packet) to 16777215"),
+    "sampling_algorithm": Choice(SAMPLING_ALGORITHMS, " or "),
     # the service (config.Config)
     "log_level": Choice(LOG_LEVELS),
     # the conntrack source (conntrack_settings.ConntrackSettings)
@@ -107,6 +111,8 @@ FIELDS = {
     # segment no longer fit beside each other
     "history_kb": Integer(256, 64 * 1024 * 1024, "kilobytes from 256 to 67108864"),
     "history_flush": Seconds(1.0, 300.0),
+    # sFlow: generic interface counters every counter_interval seconds
+    "counter_interval": Integer(0, 3600, "0 (off) to 3600"),
 }
 
 

@@ -24,8 +24,8 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *header, const u_ch
 	struct dispatch_context *ctx = (struct dispatch_context *)(void *)user;
 	uint64_t timestamp_us = (uint64_t)header->ts.tv_sec * 1000000u + (uint64_t)header->ts.tv_usec;
 
-	meter_process(ctx->meter, ctx->source->linktype, ctx->source->interface_slot, timestamp_us,
-		      bytes, header->caplen, header->len);
+	meter_offer(ctx->meter, ctx->source->sampler, ctx->source->linktype,
+		    ctx->source->interface_slot, timestamp_us, bytes, header->caplen, header->len);
 	ctx->source->packets_read++;
 	ctx->source->octets_read += header->len;
 	ctx->count++;
@@ -60,6 +60,7 @@ static int adopt(struct fp_meter *m, int id, pcap_t *handle, uint32_t ifindex, u
 	s->handle = handle;
 	s->linktype = linktype;
 	s->interface_slot = meter_interface_slot(m, ifindex, direction);
+	s->sampler = meter_sampler(m, ifindex);
 	return id;
 }
 
@@ -253,6 +254,9 @@ int fp_meter_take_sources(struct fp_meter *to, struct fp_meter *from, char *erro
 			return -1;
 		}
 	meter_process_batch(from);
+	/* the samplers go on counting (sFlow's pools), sources keep their index */
+	memcpy(to->samplers, from->samplers, sizeof(to->samplers));
+	to->samplers_used = from->samplers_used;
 	for (id = 0; id < FP_MAX_SOURCES; id++) {
 		struct capture_source *s = &from->sources[id];
 

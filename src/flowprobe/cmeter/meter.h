@@ -10,6 +10,7 @@
 #include "decode.h"
 #include "flow_table.h"
 #include "frag_table.h"
+#include "sampling.h"
 
 /* Interface slots: one per capture source, plus ifindexes seen in frames
  * handed in directly.  A flow stores the slot (8 bits), not the ifindex. */
@@ -29,6 +30,7 @@ struct capture_source {
 	uint64_t packets_read;
 	uint64_t octets_read;
 	char *file_buffer;  /* savefiles: a large stdio buffer, freed after pcap_close */
+	uint8_t sampler;    /* its interface's, in fp_meter.samplers */
 };
 
 struct fp_meter {
@@ -43,6 +45,11 @@ struct fp_meter {
 	pcap_t *dispatching;  /* the handle to break out of when records pile up */
 	struct packet batch[BATCH_SIZE];
 	int batch_count;
+	/* one a sampled interface (ifindex), shared by its handles; every
+	 * source has one (1 in 1 unless set) */
+	struct sampler samplers[METER_INTERFACE_SLOTS];
+	uint16_t samplers_used;
+	struct sample_ring samples;  /* sampled headers for sFlow; capacity 0: none kept */
 };
 
 uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex, uint8_t direction);
@@ -58,7 +65,30 @@ void meter_process_batch(struct fp_meter *m);
  * (a batch adds at most two records a packet). */
 static inline int meter_backlogged(const struct fp_meter *m)
 {
-	return flow_table_pending(&m->flows) >= flow_table_reserve(&m->flows) / 2;
+	return flow_table_pending(&m->flows) >= flow_table_reserve(&m->flows) / 2 ||
+	       sample_ring_backlogged(&m->samples);
+}
+/* The sampler of an interface (made, 1 in 1, on first use). */
+uint8_t meter_sampler(struct fp_meter *m, uint32_t ifindex);
+/* Where every packet from a source enters: its interface's sampler decides
+ * before anything is decoded; a sampled packet's header goes to the ring
+ * (when one is kept) and the packet on to the pipeline. */
+static inline void meter_offer(struct fp_meter *m, uint8_t sampler, int linktype,
+			       uint8_t interface_slot, uint64_t timestamp_us, const uint8_t *frame,
+			       uint32_t captured_length, uint32_t wire_length)
+{
+	struct sampler *s = &m->samplers[sampler];
+
+	if (!sampler_take(s)) {
+		m->counters.packets_read++;
+		m->counters.packets_skipped_by_sampling++;
+		return;
+	}
+	if (m->samples.capacity)
+		sample_ring_put(&m->samples, s, linktype, m->interface_slots[interface_slot].direction,
+				timestamp_us, frame, captured_length, wire_length);
+	meter_process(m, linktype, interface_slot, timestamp_us, frame, captured_length,
+		      wire_length);
 }
 /* The meter's clock moves on to now_ms; expiry scans every SCAN_INTERVAL_MS. */
 void meter_advance_clock(struct fp_meter *m, uint64_t now_ms);

@@ -8,7 +8,9 @@
  *                        is accounted to its flow (flow_table.c)
  *
  * and the invariant it keeps: every packet read ends in a flow or under a
- * named dropped_* counter (or, for a while, fragment_packets_held). */
+ * named dropped_* counter (or, for a while, fragment_packets_held).  Before
+ * all this, meter_offer() (meter.h) samples: a packet passed over is read
+ * and counted under packets_skipped_by_sampling, never decoded. */
 #include "meter.h"
 
 #include <string.h>

@@ -20,11 +20,13 @@ from flowprobe.export.fields import DEFAULT_FIELDS, ELEMENTS, REVERSE_FIELDS, is
 from flowprobe.export.ipfix import IpfixEncoder
 from flowprobe.export.netflow5 import Netflow5Encoder
 from flowprobe.export.netflow9 import Netflow9Encoder
+from flowprobe.export.sflow import SflowEncoder
 from flowprobe.export.spool import Spool, SpoolError
 from flowprobe.export.transport import TransportError, open_transport
 from flowprobe.schema import PROTOCOLS, TRANSPORTS  # noqa: F401  (their home)
+from flowprobe.sources import interface_counters
 
-DEFAULT_PORTS = {"ipfix": 4739, "netflow9": 2055, "netflow5": 2055}
+DEFAULT_PORTS = {"ipfix": 4739, "netflow9": 2055, "netflow5": 2055, "sflow": 6343}
 
 
 class ProfileError(OptionError):
@@ -52,6 +54,7 @@ class CollectorProfile:
     group: str = ""
     queue_limit: int = 256
     spool_kb: int = 0                   # on-disk overflow of the queue (export/spool.py); 0: off
+    counter_interval: int = 20          # sFlow: interface counter samples every N s; 0: off
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -70,9 +73,12 @@ class CollectorProfile:
               "false (RFC 5103 biflows are IPFIX only)")
         for name in ("observation_domain", "template_refresh_seconds",
                      "template_refresh_packets", "stats_interval", "mtu", "queue_limit",
-                     "spool_kb"):
+                     "spool_kb", "counter_interval"):
             schema.check(ProfileError, name, getattr(self, name))
-        if self.fields:
+        if self.protocol == "sflow":   # packet samples to every collector, no flow records
+            check("fields", not self.fields, "none (sFlow sends packet headers, not flow records)")
+            check("group", not self.group, "none (every sFlow collector gets every sample)")
+        if self.fields and self.protocol != "sflow":
             check("fields", self.protocol != "netflow5", "none (the NetFlow v5 record is fixed)")
             for name in self.fields:
                 if name not in ELEMENTS:
@@ -121,7 +127,8 @@ def profile_from_url(url):
     """ipfix://HOST:PORT?biflow=1&transport=tcp&fields=a,b&domain=5&group=g ..."""
     parts = urlsplit(url)
     if parts.scheme not in PROTOCOLS:
-        raise ProfileError("protocol", parts.scheme or url, "ipfix://, netflow9:// or netflow5://")
+        raise ProfileError("protocol", parts.scheme or url,
+                           "ipfix://, netflow9://, netflow5:// or sflow://")
     try:
         port = parts.port or 0
     except ValueError:
@@ -162,7 +169,7 @@ class Collector:
                  resolver=None):
         self.profile = profile
         self.meter_biflow = meter_biflow
-        self.interfaces = interfaces or {}
+        self.interfaces = interfaces if interfaces is not None else {}   # shared: grows
         reliable = profile.transport == "tcp"
         refresh = dict(template_refresh_seconds=profile.template_refresh_seconds,
                        template_refresh_messages=profile.template_refresh_packets,
@@ -175,6 +182,10 @@ class Collector:
             self.encoder = Netflow9Encoder(profile.field_names,
                                            source_id=profile.observation_domain,
                                            mtu=profile.mtu, boot_ms=boot_ms, **refresh)
+        elif profile.protocol == "sflow":
+            self.encoder = SflowEncoder(sub_agent_id=profile.observation_domain,
+                                        mtu=profile.mtu, boot_ms=boot_ms)
+            self.last_counters_ms = boot_ms
         else:
             self.encoder = Netflow5Encoder(engine_id=profile.observation_domain,
                                            mtu=profile.mtu, boot_ms=boot_ms)
@@ -239,7 +250,36 @@ class Collector:
         interval_ms = self.profile.stats_interval * 1000
         if interval_ms and now_ms - (self.last_stats_ms or 0) >= interval_ms:
             self.send_stats(now_ms, packets_ignored)
+        if self.profile.protocol == "sflow":
+            self._counters_due(now_ms)
         self.transport.tick(time.monotonic())
+
+    # ---- sFlow: packet samples and interface counters ----
+
+    def _agent_address(self):
+        """The configured source address, or the one the route to the
+        collector leaves from (the connected socket's)."""
+        if self.profile.source_address:
+            return self.profile.source_address
+        try:
+            return self.transport._sock.getsockname()[0].partition("%")[0]
+        except (AttributeError, OSError, IndexError):
+            return "0.0.0.0"
+
+    def export_samples(self, samples, count, now_ms, drops=None):
+        self.now_ms = now_ms
+        self.encoder.agent_address = self._agent_address()
+        self._send(self.encoder.encode_samples(samples, count, now_ms, drops))
+
+    def _counters_due(self, now_ms):
+        interval_ms = self.profile.counter_interval * 1000
+        if not interval_ms or now_ms - self.last_counters_ms < interval_ms:
+            return
+        self.last_counters_ms = now_ms
+        counters = [c for c in map(interface_counters.read, sorted(self.interfaces)) if c]
+        if counters:
+            self.encoder.agent_address = self._agent_address()
+            self._send(self.encoder.counter_messages(now_ms, counters))
 
     def send_stats(self, now_ms, packets_ignored=0):
         sent = self.transport.stats()
@@ -258,6 +298,10 @@ class Collector:
                      group=self.profile.group or None,
                      last_template_ms=self.last_template_ms)
         stats["records_not_exportable"] = self.encoder.records_not_exportable
+        if self.profile.protocol == "sflow":   # its "records" are samples
+            stats.update(flow_samples=self.encoder.samples_encoded,
+                         counter_samples=self.encoder.counter_samples,
+                         samples_not_encodable=self.encoder.samples_not_encodable)
         return stats
 
 
@@ -368,6 +412,21 @@ class Exporter:
         for collector in self.collectors:
             collector.tick(now_ms, packets_ignored)
         self.pump(0)
+
+    @property
+    def takes_records(self):
+        """False when every collector is sFlow: flow records go nowhere."""
+        return any(c.profile.protocol != "sflow" for c in self.collectors)
+
+    @property
+    def takes_samples(self):
+        return any(c.profile.protocol == "sflow" for c in self.collectors)
+
+    def export_samples(self, samples, count, now_ms, drops=None):
+        """A batch of sampled packets (the meter's ring) to every sFlow collector."""
+        for collector in self.collectors:
+            if collector.profile.protocol == "sflow":
+                collector.export_samples(samples, count, now_ms, drops)
 
     def watched(self, collectors=None):
         """(fd, events, callback(ready events)) for every transport with a

@@ -33,16 +33,33 @@ class LastMinute:
                 "packets_dropped": dropped1 - dropped0}
 
 
+# sampled packets' headers waiting for the sFlow collectors (about 170 bytes
+# each); drained after every read, and a read stops while it is half full
+SAMPLE_RING = 4096
+
+
 class Metering:
-    def __init__(self, settings, deliver):
+    def __init__(self, settings, deliver, deliver_samples=None):
         self.meter = Meter(settings)
         self.deliver = deliver          # (batch, count, now_ms): the sinks
+        self.deliver_samples = deliver_samples   # (samples, count, now_ms): sFlow
+        self.sample_ring = 0
         self.retired = {}               # counters of meters replaced by a reload
 
     def drain(self, now_ms):
-        """Every record waiting in the meter goes to the sinks, a batch at a time."""
+        """Every record waiting in the meter goes to the sinks, a batch at a
+        time; so do the sampled headers, when an sFlow collector wants them."""
         for batch, count in self.meter.drain_raw():
             self.deliver(batch, count, now_ms)
+        if self.sample_ring:
+            for samples, count in self.meter.drain_samples_raw():
+                self.deliver_samples(samples, count, now_ms)
+
+    def keep_samples(self, wanted):
+        """The ring of sampled headers exists while an sFlow collector is
+        configured (drain first: what a removed ring held counts as lost)."""
+        self.sample_ring = SAMPLE_RING if wanted else 0
+        self.meter.keep_samples(self.sample_ring)
 
     def apply(self, settings, now_ms):
         """New timeouts in place; new capacities: the old table's flows are
@@ -56,6 +73,7 @@ class Metering:
         self.drain(now_ms)
         meter = Meter(settings)
         meter.take_sources(self.meter)
+        meter.keep_samples(self.sample_ring)
         for key, value in self.meter.counters().items():
             if key not in GAUGES:
                 self.retired[key] = self.retired.get(key, 0) + value

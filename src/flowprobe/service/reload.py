@@ -67,6 +67,7 @@ def reload(probe):
             probe.loop.drop_transient()   # the old collectors' sockets may close now
         probe.metering.drain(now_ms)
         probe.sinks.switch(exporter, now_ms, probe.packets_ignored())
+        probe.metering.keep_samples(probe.sinks.wants_samples)
     for option in RESTART_ONLY:
         if getattr(new, option) != getattr(old, option):
             log.warning("option %s changed: it takes effect at the next restart", option)

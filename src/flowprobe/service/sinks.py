@@ -35,6 +35,7 @@ class Sinks:
         self.spools_cleared = False
         self.history = None                      # the history store (store/sink.py), if on
         self.history_error = None
+        self.sample_drops = dict        # () -> {ifindex: packets lost}: sFlow's drops
 
     def prepare(self, config, now_ms, carry_over=None, resolver=None):
         """The exporter a config asks for, every collector set up (resolved,
@@ -79,10 +80,20 @@ class Sinks:
     def deliver_enriched(self, batch, count, now_ms):
         if self.history:
             self.history.deliver(batch, count, now_ms)
-        if self.exporter:
+        if self.exporter and self.exporter.takes_records:
             self.exporter.export(batch, count, now_ms)
-        else:  # no collector configured: counted, and the status says so
+        else:  # no flow collector configured (none, or sFlow only): counted, and said
             self.records_without_collector += count
+
+    def deliver_samples(self, samples, count, now_ms):
+        """Sampled packets for the sFlow collectors (the ring exists only
+        while one is configured)."""
+        if self.exporter:
+            self.exporter.export_samples(samples, count, now_ms, self.sample_drops())
+
+    @property
+    def wants_samples(self):
+        return bool(self.exporter and self.exporter.takes_samples)
 
     def start(self, now_ms):
         if self.exporter:

@@ -202,6 +202,7 @@ class CaptureSet:
                         buffer_bytes=interface.buffer_kb * 1024, bpf_filter=bpf,
                         direction=direction)
                     capture.sources[source] = direction
+                self._sample(capture)
             except (LookupError, CaptureError) as e:
                 self._lost(capture, str(e), quiet=capture.error == str(e))
                 continue
@@ -264,6 +265,35 @@ class CaptureSet:
         status = reply[0] if reply else {}
         return status.get("l3_device") or status.get("device")
 
+    def _sample(self, capture):
+        """The interface's 1-in-N sampler (shared by its handles); a fixed
+        hash_seed makes its random skips reproducible (tests)."""
+        interface, seed = capture.config, self.meter.settings.hash_seed
+        self.meter.set_sampling(capture.ifindex, interface.sampling,
+                                interface.sampling_algorithm,
+                                seed=(seed ^ capture.ifindex) if seed else 0)
+
+    def sample_drops(self):
+        """{ifindex: sampled packets lost so far}: the capture buffer's
+        overruns and the header ring's (sFlow's drops, per data source)."""
+        stats = self.meter.sampling_stats()
+        drops = {}
+        for capture in self.captures.values():
+            lost = stats.get(capture.ifindex, {}).get("samples_lost", 0)
+            drops[capture.ifindex] = lost + sum(self.meter.source_stats(s)["pcap_dropped"]
+                                                for s in capture.sources)
+        return drops
+
+    def sampling(self, capture):
+        """Sampled and estimated totals of an interface (estimated: sampled x N)."""
+        stats = self.meter.sampling_stats().get(capture.ifindex)
+        if not stats or not capture.ifindex:
+            return None
+        return {"rate": stats["rate"], "algorithm": stats["algorithm"],
+                "packets_seen": stats["pool"], "packets_sampled": stats["sampled"],
+                "packets_estimated": stats["sampled"] * stats["rate"],
+                "samples_lost": stats["samples_lost"]}
+
     def _status(self, capture):
         status = {"name": capture.config.name, "device": capture.device or None,
                   "ifindex": capture.ifindex or None, "direction": capture.config.direction,
@@ -274,6 +304,7 @@ class CaptureSet:
             status[key] = sum(s[key] for s in stats)
         for key in PER_DEVICE:
             status[key] = max((s[key] for s in stats), default=0)
+        status["sampling"] = self.sampling(capture)
         return status
 
     def _lost(self, capture, error, quiet=False):

@@ -1,0 +1,149 @@
+"""Packet sampling in the C core (cmeter/sampling.c): 1 in N decided before
+decoding, every packet still counted (read = in records + dropped + skipped
+by sampling), reproducible with a seed, and within the statistical bound of
+the truth; the ring of sampled headers holds them byte for byte, bounded."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from captures import assert_conserved
+from flowprobe import config
+from flowprobe.meter import Meter, MeterError
+from flowprobe.settings import MeterSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKETS = 20000
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    """tools/gen_capture.py's realistic mix (VLANs, fragments, IPv6)."""
+    path = tmp_path_factory.mktemp("sampling") / "mix.pcap"
+    subprocess.run([sys.executable, str(ROOT / "tools/gen_capture.py"), "--packets",
+                    str(PACKETS), "--flows", "500", "--seed", "1", "-o", str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+def meter_sampled(path, rate, algorithm="random", seed=1, ring=0, ifindex=0):
+    meter = Meter(MeterSettings(hash_seed=1))
+    meter.set_sampling(ifindex, rate, algorithm, seed=seed)
+    if ring:
+        meter.keep_samples(ring)
+    records, samples = [], []
+    for batch in meter.read_file(path, ifindex):
+        records += batch
+        samples += drain_samples(meter)
+    meter.flush()
+    records += meter.drain()
+    samples += drain_samples(meter)
+    return meter, records, samples
+
+
+def drain_samples(meter):
+    from flowprobe._cmeter_ffi import ffi
+    return [(s.ifindex, s.frame_length, s.sample_pool, s.rate,
+             bytes(ffi.buffer(s.header, s.header_length)))
+            for batch, n in meter.drain_samples_raw() for s in (batch[i] for i in range(n))]
+
+
+def packets_in(records):
+    return sum(r["packets"] for r in records)
+
+
+def test_deterministic_takes_every_nth_packet_and_conserves(capture):
+    meter, records, _ = meter_sampled(capture, 100, "deterministic")
+    counters = meter.counters()
+    assert counters["packets_read"] == PACKETS
+    assert counters["packets_skipped_by_sampling"] == PACKETS - PACKETS // 100
+    assert_conserved(records, counters)
+    stats = meter.sampling_stats()[0]
+    assert (stats["pool"], stats["sampled"]) == (PACKETS, PACKETS // 100)
+
+
+@pytest.mark.parametrize("rate", [10, 100, 1000])
+def test_random_sampling_is_within_the_bound_and_reproducible(capture, rate):
+    """Skips uniform over 1 .. 2N-1 vary less than Bernoulli(1/N) draws, so
+    the binomial 3 sigma is a safe bound for the sampled count: the estimate
+    (sampled x N) is within N x 3 sigma of the packets seen."""
+    meter, records, _ = meter_sampled(capture, rate, seed=7)
+    sampled = meter.sampling_stats()[0]["sampled"]
+    p = 1 / rate
+    sigma = math.sqrt(PACKETS * p * (1 - p))
+    assert abs(sampled - PACKETS * p) <= 3 * sigma, (sampled, PACKETS * p, sigma)
+    assert_conserved(records, meter.counters())
+    # the same seed, the same packets: exactly the same records
+    again, records_again, _ = meter_sampled(capture, rate, seed=7)
+    assert again.sampling_stats()[0]["sampled"] == sampled
+    assert packets_in(records_again) == packets_in(records)
+
+
+def test_one_in_one_is_every_packet(capture):
+    meter, records, _ = meter_sampled(capture, 1)
+    counters = meter.counters()
+    assert counters["packets_skipped_by_sampling"] == 0
+    assert packets_in(records) + sum(v for k, v in counters.items()
+                                     if k.startswith("dropped_")) == PACKETS
+
+
+def test_the_ring_holds_sampled_headers_byte_for_byte(capture):
+    from scapy.utils import RawPcapReader
+    frames = [data for data, _ in RawPcapReader(str(capture))]
+    meter, _, samples = meter_sampled(capture, 50, "deterministic", ring=1024, ifindex=7)
+    assert len(samples) == PACKETS // 50
+    for ifindex, frame_length, pool, rate, header in samples:
+        frame = frames[pool - 1]       # the pool counts the packet sampled
+        assert (ifindex, rate, frame_length) == (7, 50, len(frame))
+        assert header == frame[:128]
+    pools = [s[2] for s in samples]
+    assert pools == sorted(pools) and pools[0] == 50
+    ring = meter.sample_ring_stats()
+    assert ring["taken"] == ring["drained"] == len(samples) and ring["overflows"] == 0
+
+
+def test_a_full_ring_counts_what_it_refuses(tmp_path):
+    from captures import write_pcap
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    frames = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=n % 60000 + 1))
+              for n in range(300)]
+    meter = Meter(MeterSettings(hash_seed=1))
+    meter.keep_samples(16)
+    for n, frame in enumerate(frames):   # handed in without draining: the ring fills
+        meter.process_frame(frame, 1, 1_700_000_000_000_000 + n * 1000, ifindex=3)
+    ring = meter.sample_ring_stats()
+    assert (ring["queued"], ring["taken"], ring["overflows"]) == (16, 16, 284)
+    assert meter.sampling_stats()[3]["samples_lost"] == 284
+    assert len(drain_samples(meter)) == 16
+    # every packet is still metered: the ring is for sFlow, the table for flows
+    meter.flush()
+    assert_conserved(meter.drain(), meter.counters())
+
+
+def test_bad_rates_are_refused_with_the_reason():
+    meter = Meter()
+    for rate in (0, 1 << 24):
+        with pytest.raises(MeterError, match="sampling rate must be 1..16777215"):
+            meter.set_sampling(1, rate)
+
+
+def test_the_option_is_read_as_1_in_n_with_errors_naming_it():
+    text = ("config flowprobe main\n list interface lan\n list interface wan\n"
+            " option sampling '1:100'\n"
+            "config interface lan\n option sampling '1:10'\n"
+            " option sampling_algorithm deterministic\n")
+    lan, wan = config.parse(text).interfaces
+    assert (lan.sampling, lan.sampling_algorithm) == (10, "deterministic")
+    assert (wan.sampling, wan.sampling_algorithm) == (100, "random")
+    for bad in ("'1:0'", "'2:5'", "'1:'", "'1:16777216'", "'half'"):
+        with pytest.raises(config.ConfigError) as error:
+            config.parse(f"config flowprobe main\n list interface lan\n option sampling {bad}\n")
+        assert str(error.value).startswith("flowprobe.main.sampling: invalid value")
+        assert "1:N with N from 1 (every packet) to 16777215" in str(error.value)
+    with pytest.raises(config.ConfigError, match="sampling_algorithm.*random or deterministic"):
+        config.parse("config flowprobe main\n list interface lan\n"
+                     " option sampling_algorithm often\n")
