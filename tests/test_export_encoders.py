@@ -117,7 +117,7 @@ def test_netflow5_datagrams_hold_at_most_30_records():
 
 
 @pytest.mark.parametrize("url, option", [
-    ("sflow://10.0.0.1:6343", "protocol"),
+    ("jflow://10.0.0.1:2055", "protocol"),
     ("ipfix://10.0.0.1:99999", "port"),
     ("netflow9://10.0.0.1?biflow=1", "biflow"),
     ("netflow5://10.0.0.1?transport=tcp", "transport"),

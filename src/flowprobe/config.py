@@ -464,6 +464,7 @@ def build(sections):
         warnings.append(f"{PACKAGE}.{main.label}.interface: not captured with source "
                         f"'{conntrack.source}', ignored")
         interfaces = ()
+    _check_sampling(main, interfaces, collectors, conntrack)
     if own["enabled"] and not interfaces and conntrack.captures:
         raise ConfigError("missing (required when enabled: at least one, as list interface 'lan')",
                           section=main.label, option="interface",
@@ -511,6 +512,30 @@ def _interfaces(main, values, origin, sections, warnings):
         interfaces.append(_checked(lambda **kw: replace(template, **kw), section, own_origin,
                                    dict(own, name=name)))
     return tuple(interfaces)
+
+
+def sampling_interval(config):
+    """The 1-in-N every captured record was sampled at (one for all interfaces
+    while flow collectors are configured: _check_sampling)."""
+    return max((i.sampling for i in config.interfaces), default=1)
+
+
+def _check_sampling(main, interfaces, collectors, conntrack):
+    """IPFIX and NetFlow collectors scale every record by one sampling
+    interval (export/encoding.py): the interfaces share it, and records
+    metered whole (conntrack's) do not mix with sampled ones."""
+    if not any(c.protocol != "sflow" for c in collectors):
+        return
+    rates = sorted({i.sampling for i in interfaces})
+    if len(rates) > 1:
+        raise ConfigError(f"differs between interfaces (1:{rates[0]} and 1:{rates[1]}; allowed: "
+                          "one rate for all while an IPFIX or NetFlow collector is configured, "
+                          "as collectors scale every record by one interval)",
+                          section=main.label, option="sampling")
+    if rates and rates[0] > 1 and conntrack.tracks:
+        raise ConfigError(f"1:{rates[0]} with source '{conntrack.source}' (allowed: 1:1 with "
+                          "conntrack, whose records are whole: a collector would scale them too)",
+                          section=main.label, option="sampling")
 
 
 def _collector(section, warnings):

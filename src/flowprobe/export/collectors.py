@@ -166,7 +166,7 @@ class Collector:
     """One profile: its encoder, its transport, and what became of records."""
 
     def __init__(self, profile, *, boot_ms, meter_biflow, interfaces=None, spool_dir=None,
-                 resolver=None):
+                 resolver=None, sampling_interval=1):
         self.profile = profile
         self.meter_biflow = meter_biflow
         self.interfaces = interfaces if interfaces is not None else {}   # shared: grows
@@ -189,6 +189,7 @@ class Collector:
         else:
             self.encoder = Netflow5Encoder(engine_id=profile.observation_domain,
                                            mtu=profile.mtu, boot_ms=boot_ms)
+        self.encoder.sampling_interval = sampling_interval
         self.now_ms = boot_ms
         self.records_offered = 0
         self.last_template_ms = None
@@ -221,6 +222,8 @@ class Collector:
             self.last_template_ms = now_ms
         if self.interfaces and messages:
             messages += self.encoder.interface_messages(now_ms, self.interfaces)
+        if messages:
+            messages += self.encoder.sampling_messages(now_ms)
         return messages
 
     def _send(self, messages):
@@ -354,7 +357,7 @@ class Exporter:
     """Every collector gets every record; a group's members take turns."""
 
     def __init__(self, profiles, *, boot_ms, meter_biflow=False, interfaces=None,
-                 spool_dir=None, carry_over=None, resolver=None):
+                 spool_dir=None, carry_over=None, resolver=None, sampling_interval=1):
         """carry_over: the exporter a reload replaces. A collector whose
         profile is unchanged (and records are shaped as before) goes on here
         with its session: sequence numbers, templates, queue and spool."""
@@ -371,13 +374,17 @@ class Exporter:
                 if kept is not None:
                     available.remove(kept)
                     kept.profile = profile   # the same settings; maybe a new section name
+                    if kept.encoder.sampling_interval != sampling_interval:
+                        kept.encoder.sampling_interval = sampling_interval
+                        kept.encoder.reset()     # the new interval goes out with the templates
                     self.carried.add(id(kept))
                     self.collectors.append(kept)
                     continue
                 self.collectors.append(Collector(profile, boot_ms=boot_ms,
                                                  meter_biflow=meter_biflow,
                                                  interfaces=interfaces, spool_dir=spool_dir,
-                                                 resolver=resolver))
+                                                 resolver=resolver,
+                                                 sampling_interval=sampling_interval))
         except TransportError:
             self.close()
             raise

@@ -74,6 +74,13 @@ class Encoder:
 
     boot_ms = None               # sysUptime zero (v9, v5); None: absolute times (IPFIX)
     records_not_exportable = 0   # records the protocol cannot carry (v5: IPv6)
+    # 1 in sampling_interval packets metered (every interface alike). Told
+    # as samplingInterval (34) alone in an options record: nfdump 1.7 takes
+    # a sampling options template only with 34 and without 35 (its STDMASK
+    # test), and ignores RFC 7014's selectorId set; pmacct's nfacctd takes
+    # 34 with system scope (v9) or none it knows (IPFIX) for every record
+    # without a sampler id.  Neither needs a field in the data records.
+    sampling_interval = 1
 
     def reset(self):
         """A new transport session: templates first."""
@@ -98,6 +105,10 @@ class Encoder:
 
     def interface_messages(self, now_ms, names):
         """Interface names as options data."""
+        return []
+
+    def sampling_messages(self, now_ms):
+        """The sampling interval as options data, sent after the templates."""
         return []
 
 

@@ -31,6 +31,7 @@ STATS_FIELDS = (
     (164, 8, "packets_ignored"),            # ignoredPacketTotalCount
 )
 INTERFACE_FIELDS = ((10, 4), (82, VARIABLE_LENGTH))  # ingressInterface (scope), interfaceName
+SAMPLING_FIELDS = ((149, 4), (34, 4))   # observationDomainId (scope), samplingInterval
 
 
 def _field_specifier(element_id, length, enterprise=0):
@@ -56,6 +57,7 @@ class IpfixEncoder(Encoder):
                                           lambda e: e.code)
         self.stats_template_id = FIRST_TEMPLATE_ID + 2
         self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
+        self.sampling_template_id = FIRST_TEMPLATE_ID + 4
 
     def reset(self):
         self.schedule.reset()
@@ -88,7 +90,13 @@ class IpfixEncoder(Encoder):
         interfaces = struct.pack("!HHH", self.interfaces_template_id, len(INTERFACE_FIELDS), 1)
         interfaces += b"".join(_field_specifier(i, n) for i, n in INTERFACE_FIELDS)
         # a set each: pmacct 1.7.7 misreads a second options template in one set
-        return _set(OPTIONS_TEMPLATE_SET, stats) + _set(OPTIONS_TEMPLATE_SET, interfaces)
+        options = _set(OPTIONS_TEMPLATE_SET, stats) + _set(OPTIONS_TEMPLATE_SET, interfaces)
+        if self.sampling_interval > 1:
+            # a set of its own, first: nfdump 1.7 reads one template a set
+            sampling = struct.pack("!HHH", self.sampling_template_id, len(SAMPLING_FIELDS), 1)
+            sampling += b"".join(_field_specifier(i, n) for i, n in SAMPLING_FIELDS)
+            options = _set(OPTIONS_TEMPLATE_SET, sampling) + options
+        return options
 
     def templates_due(self, now_ms):
         return self.schedule.due(now_ms)
@@ -126,6 +134,14 @@ class IpfixEncoder(Encoder):
         record = b"".join((values[key] & ((1 << (8 * n)) - 1)).to_bytes(n, "big")
                           for _, n, key in STATS_FIELDS)
         return self._message(now_ms, _set(self.stats_template_id, record), 1)
+
+    def sampling_messages(self, now_ms):
+        """The sampling interval as options data, after the templates (none
+        while every packet is metered)."""
+        if self.sampling_interval <= 1:
+            return []
+        record = struct.pack("!II", self.observation_domain, self.sampling_interval)
+        return [self._message(now_ms, _set(self.sampling_template_id, record), 1)]
 
     def interface_messages(self, now_ms, names):
         """interfaceName for each ingressInterface: {ifindex: name}."""

@@ -59,9 +59,15 @@ class Netflow5Encoder(Encoder):
         # unix_nsecs 0: collectors that ignore it (pmacct) are exact too
         unix_secs, uptime = header_clock(now_ms, self.boot_ms)
         header = HEADER.pack(VERSION, count, uptime, unix_secs, 0, self.flow_sequence, 0,
-                             self.engine_id, 0)
+                             self.engine_id, self._sampling_field())
         self.flow_sequence = (self.flow_sequence + count) & 0xFFFFFFFF
         return header + data, count
+
+    def _sampling_field(self):
+        """The header's sampling: mode 1 (1 in N) in the top 2 bits and N
+        in 14 (beyond 16383 it cannot be said: 0, as unsampled)."""
+        interval = self.sampling_interval
+        return (1 << 14) | interval if 1 < interval < (1 << 14) else 0
 
     def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
         messages = []

@@ -29,6 +29,7 @@ SCOPE_SYSTEM, SCOPE_INTERFACE = 1, 2
 # exported totals (RFC 3954 field types 40-42), scoped by the system (source id)
 STATS_FIELDS = ((40, 8, "octets"), (41, 8, "messages"), (42, 8, "records"))
 IF_NAME = 82
+SAMPLING_INTERVAL = 34
 
 
 def _flowset(flowset_id, body):
@@ -53,6 +54,7 @@ class Netflow9Encoder(Encoder):
                                           lambda e: e.v9_code or e.code, supported)
         self.stats_template_id = FIRST_TEMPLATE_ID + 2
         self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
+        self.sampling_template_id = FIRST_TEMPLATE_ID + 4
 
     def reset(self):
         self.schedule.reset()
@@ -85,6 +87,11 @@ class Netflow9Encoder(Encoder):
         interfaces = struct.pack("!HHH", self.interfaces_template_id, 4, 4)
         interfaces += struct.pack("!HHHH", SCOPE_INTERFACE, 4, IF_NAME, INTERFACE_NAME_LENGTH)
         options = _flowset(OPTIONS_TEMPLATE_FLOWSET, stats + interfaces)
+        if self.sampling_interval > 1:   # a flowset of its own, first: as IPFIX's (ipfix.py)
+            options = _flowset(OPTIONS_TEMPLATE_FLOWSET, struct.pack(
+                "!HHHHHHH", self.sampling_template_id, 4, 4, SCOPE_SYSTEM, 4, SAMPLING_INTERVAL,
+                4)) + options
+            count += 1
         message = self._packet(now_ms, templates + options, count + 2)
         self.schedule.sent(now_ms)
         return [message]
@@ -107,6 +114,12 @@ class Netflow9Encoder(Encoder):
         record += b"".join((stats[key] & (2**64 - 1)).to_bytes(n, "big")
                            for _, n, key in STATS_FIELDS)
         return self._packet(now_ms, _flowset(self.stats_template_id, record), 1, 1)
+
+    def sampling_messages(self, now_ms):
+        if self.sampling_interval <= 1:
+            return []
+        record = struct.pack("!II", self.source_id, self.sampling_interval)
+        return [self._packet(now_ms, _flowset(self.sampling_template_id, record), 1, 1)]
 
     def interface_messages(self, now_ms, names):
         room = self.mtu - HEADER.size - FLOWSET_HEADER.size - 3

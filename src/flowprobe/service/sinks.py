@@ -6,6 +6,7 @@ unsaid (records_without_collector)."""
 import logging
 import time
 
+from flowprobe.config import sampling_interval
 from flowprobe.export.collectors import Exporter, pump, watched
 from flowprobe.export.spool import SpoolError, prepare_spool_dir
 from flowprobe.export.transport import TransportError
@@ -19,6 +20,7 @@ def exporter_changes(old, new):
     """True when a reload needs a new exporter (collectors, or the shape of
     the records they get, or where spools live)."""
     return (new.collectors != old.collectors
+            or sampling_interval(new) != sampling_interval(old)
             or new.meter.bidirectional != old.meter.bidirectional
             or new.conntrack.tracks != old.conntrack.tracks
             or new.spool_dir != old.spool_dir)
@@ -55,7 +57,8 @@ class Sinks:
         profiles = self.with_nat_fields(config.collectors) if tracks else config.collectors
         return Exporter(profiles, boot_ms=now_ms, meter_biflow=config.meter.bidirectional or tracks,
                         interfaces=self.interface_names, spool_dir=spool_dir,
-                        carry_over=carry_over, resolver=resolver)
+                        carry_over=carry_over, resolver=resolver,
+                        sampling_interval=sampling_interval(config))
 
     def switch(self, exporter, now_ms, packets_ignored):
         """The new exporter takes over: collectors whose settings did not
