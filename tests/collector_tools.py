@@ -607,11 +607,13 @@ _EXPERT_GROUPS = {0x01000000: "Checksum", 0x02000000: "Sequence", 0x03000000: "R
                   0x0D000000: "Assumption", 0x0E000000: "Deprecated"}
 
 
-def _run_tshark_pdml(pcap_path, port, transport):
+def _run_tshark_pdml(pcap_path, port, transport, decoder="cflow", preferences=()):
     if transport not in ("udp", "tcp"):
         raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
-    command = [TSHARK, "-n", "-r", str(pcap_path), "-d", f"{transport}.port=={port},cflow",
+    command = [TSHARK, "-n", "-r", str(pcap_path), "-d", f"{transport}.port=={port},{decoder}",
                "-T", "pdml"]
+    for preference in preferences:
+        command += ["-o", preference]
     if transport == "tcp":
         command += ["-o", "tcp.desegment_tcp_streams:TRUE"]
     result = subprocess.run(command, capture_output=True)
@@ -784,10 +786,12 @@ def tshark_decode(pcap_path, port, transport="udp"):
     return messages
 
 
-def tshark_problems(pcap_path, port, transport="udp", min_severity="warn"):
+def tshark_problems(pcap_path, port, transport="udp", min_severity="warn", decoder="cflow",
+                    preferences=()):
     """tshark's expert infos of min_severity or worse and malformed packets, as readable
-    strings ("frame 2: warn/Sequence: Unexpected flow sequence ..."); [] when all is well."""
-    root = _run_tshark_pdml(pcap_path, port, transport)
+    strings ("frame 2: warn/Sequence: Unexpected flow sequence ..."); [] when all is well.
+    decoder: the dissector for the port (cflow: NetFlow/IPFIX; sflow); preferences: -o."""
+    root = _run_tshark_pdml(pcap_path, port, transport, decoder, preferences)
     problems = []
     for packet in root.findall("packet"):
         number = _frame_info(packet)["number"]
