@@ -106,7 +106,6 @@ def test_the_ring_holds_sampled_headers_byte_for_byte(capture):
 
 
 def test_a_full_ring_counts_what_it_refuses(tmp_path):
-    from captures import write_pcap
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
     frames = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=n % 60000 + 1))

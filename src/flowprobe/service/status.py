@@ -23,7 +23,8 @@ def status(probe):
         "meter": dict(counters, memory_bytes=meter.memory_bytes,
                       packets_dropped_by_kernel=probe.captures.kernel_dropped(),
                       max_flows=meter.settings.max_flows,
-                      table_fill=round(counters["flows_active"] / meter.settings.max_flows, 4)),
+                      table_fill=round(counters["flows_active"] / meter.settings.max_flows, 4),
+                      sample_ring=meter.sample_ring_stats()),   # sFlow's sampled headers
         "last_minute": probe.last_minute.summary(),
         "interfaces": probe.captures.status(),
         "collectors": probe.sinks.stats(),
