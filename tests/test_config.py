@@ -221,6 +221,12 @@ INVALID = {
 
 # fixture: (section, option, the message after "flowprobe.SECTION[.OPTION]: ")
 OTHER = {
+    "main_sampling_differs": ("main", "sampling", "differs between interfaces (1:10 and 1:100; "
+                              "allowed: one rate for all while an IPFIX or NetFlow collector is "
+                              "configured, as collectors scale every record by one interval)"),
+    "main_sampling_conntrack": ("main", "sampling", "1:100 with source 'both' (allowed: 1:1 with "
+                                "conntrack, whose records are whole: a collector would scale "
+                                "them too)"),
     "no_main": ("main", None, "missing (add: config flowprobe 'main')"),
     "two_mains": ("other", None,
                   "a second flowprobe section (allowed: one; flowprobe.main is the first)"),

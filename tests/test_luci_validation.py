@@ -92,6 +92,9 @@ MAIN_CASES = {
     "history_dir": ["/tmp/flowprobe-history", "history", "/mnt/usb/h"],
     "history_kb": integers(256, 64 * 1024 * 1024),
     "history_flush": ["1", "5", "300", "0.5", "301", "x"],
+    "sampling": ["1:1", "1:100", "100", "1:0", "2:5", "1:", ":5", "1:16777215", "1:16777216",
+                 "half", "1:1.5", "1:-5"],
+    "sampling_algorithm": ["random", "deterministic", "Random", "hash"],
 }
 COLLECTOR_CASES = {
     "host": HOSTS,
@@ -109,6 +112,7 @@ COLLECTOR_CASES = {
     "spool_kb": integers(0, 4194304),
     "source_address": ["192.0.2.1", "2001:db8::1", "collector.lan", "192.0.2.256"],
     "group": ["a", "site-1.b_c", "g" * 64, "g" * 65, "two words", "sl/ash"],
+    "counter_interval": integers(0, 3600),
 }
 # values that depend on other options of the same collector
 COLLECTOR_COMBINATIONS = [
@@ -128,6 +132,10 @@ COLLECTOR_COMBINATIONS = [
     ("fields", "octetDeltaCount ipSecSPI", {"protocol": "netflow9"}),
     ("port", "4739", {"protocol": "sflow"}),        # a bad sibling hides nothing
     ("mtu", "100", {"queue_limit": "0"}),
+    ("group", "g1", {"protocol": "sflow"}),
+    ("field", ["octetDeltaCount"], {"protocol": "sflow"}),
+    ("transport", "tcp", {"protocol": "sflow"}),
+    ("counter_interval", "5", {"protocol": "sflow"}),
 ]
 MAIN_COMBINATIONS = [
     ("interface", ["eth0", "br-lan"], {}),
@@ -229,7 +237,8 @@ WRONG_SHAPES = {config.INTEGER: ["abc", "-1", str(2**64), "1.5"],
                 config.SECONDS: ["soon", "-1", "1e3"],
                 config.BOOLEAN: ["maybe", "2"],
                 config.TEXT: ["tab\there", "x" * 300],   # '' sets nothing (libuci)
-                config.WORDS: ["a/b"]}
+                config.WORDS: ["a/b"],
+                config.RATE: ["1:abc", "1:0", "-5"]}
 
 
 def test_the_table_walks_every_option_the_daemon_knows():

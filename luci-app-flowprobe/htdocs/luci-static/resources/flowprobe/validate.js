@@ -30,6 +30,7 @@ var TRUE_WORDS = [ '1', 'yes', 'on', 'true', 'enabled' ],
     SUN_PATH_MAX = 107,
     INTEGER_TEXT = /^[0-9]+$/,
     SECONDS_TEXT = /^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/,
+    RATE_TEXT = /^(?:1:)?[0-9]+$/,
     GROUP = /^[A-Za-z0-9_.-]{1,64}$/,
     USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/,
     HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
@@ -166,6 +167,7 @@ function isHost(text) {
 /* ---- the options (config.py's MAIN_OPTIONS, INTERFACE_OPTIONS, COLLECTOR_OPTIONS) ---- */
 
 var BOOLEAN = 'boolean', INTEGER = 'integer', SECONDS = 'seconds', TEXT = 'text', WORDS = 'words';
+var RATE = 'rate';   /* '1:N' (or N): the N */
 
 function optionGroup(name) {
 	var out = {};
@@ -237,6 +239,8 @@ function convert(label, option, raw, kind) {
 		return BigInt(raw);
 	if (kind == SECONDS && SECONDS_TEXT.test(raw))
 		return parseFloat(raw);
+	if (kind == RATE && RATE_TEXT.test(raw))
+		return BigInt(raw.split(':').pop());
 	return raw;   /* text that is no number: the field's own check says what it allows */
 }
 
@@ -276,7 +280,7 @@ function checkInterface(v) {
 	if (typeof(v.bpf_filter) != 'string' || hasControlCharacters(v.bpf_filter))
 		throw new FieldError('bpf_filter', v.bpf_filter,
 			'a libpcap filter expression (no control characters)');
-	checkFields(v, [ 'direction', 'snaplen', 'buffer_kb' ]);
+	checkFields(v, [ 'direction', 'snaplen', 'buffer_kb', 'sampling', 'sampling_algorithm' ]);
 }
 
 var COLLECTOR_DEFAULTS = defaultsOf('collector');
@@ -295,8 +299,13 @@ function checkProfile(v) {
 	check('biflow', !v.biflow || v.protocol == 'ipfix',
 		'false (RFC 5103 biflows are IPFIX only)');
 	checkFields(v, [ 'observation_domain', 'template_refresh_seconds',
-		'template_refresh_packets', 'stats_interval', 'mtu', 'queue_limit', 'spool_kb' ]);
-	if (v.fields.length) {
+		'template_refresh_packets', 'stats_interval', 'mtu', 'queue_limit', 'spool_kb',
+		'counter_interval' ]);
+	if (v.protocol == 'sflow') {
+		check('fields', !v.fields.length, 'none (sFlow sends packet headers, not flow records)');
+		check('group', !v.group, 'none (every sFlow collector gets every sample)');
+	}
+	if (v.fields.length && v.protocol != 'sflow') {
 		check('fields', v.protocol != 'netflow5', 'none (the NetFlow v5 record is fixed)');
 		v.fields.forEach(function(name) {
 			if (!ELEMENT.hasOwnProperty(name))
@@ -356,6 +365,7 @@ function pick(values, spec) {
 	return out;
 }
 
+/* the interfaces' values, for config.py _check_sampling() */
 function buildInterfaces(main, values, origin, sections) {
 	var template = Object.assign({}, INTERFACE_DEFAULTS, pick(values, CAPTURE_OPTIONS),
 	                             { name: 'any' });
@@ -378,19 +388,42 @@ function buildInterfaces(main, values, origin, sections) {
 				overrides[target].label + ' is for it)');
 		overrides[target] = section;
 	});
-	names.forEach(function(name) {
+	return names.map(function(name) {
 		var section = overrides[name];
 		if (!section)
-			return;
+			return Object.assign({}, template, { name: name });
 		var own = readOptions(section, INTERFACE_OPTIONS);
 		delete own[0].name;
-		checked(checkInterface, section.label, INTERFACE_OPTIONS, own[1],
-			Object.assign({}, template, own[0], { name: name }));
+		var v = Object.assign({}, template, own[0], { name: name });
+		checked(checkInterface, section.label, INTERFACE_OPTIONS, own[1], v);
+		return v;
 	});
 }
 
+/* config.py _check_sampling(): flow collectors scale every record by one interval */
+function checkSampling(main, interfaces, collectors, conntrack) {
+	if (!collectors.some(function(c) { return c.protocol != 'sflow' }))
+		return;
+	var rates = [];
+	interfaces.forEach(function(i) {
+		if (!rates.some(function(r) { return r == i.sampling }))
+			rates.push(i.sampling);
+	});
+	rates.sort(function(a, b) { return a < b ? -1 : (a > b ? 1 : 0) });
+	if (rates.length > 1)
+		throw new Problem(main.label, 'sampling', null, null, 'differs between interfaces (1:' +
+			rates[0] + ' and 1:' + rates[1] + '; allowed: one rate for all while an IPFIX or ' +
+			'NetFlow collector is configured, as collectors scale every record by one interval)');
+	if (rates.length && rates[0] > 1n && conntrack.source != 'capture')
+		throw new Problem(main.label, 'sampling', null, null, '1:' + rates[0] + " with source '" +
+			conntrack.source + "' (allowed: 1:1 with conntrack, whose records are whole: a " +
+			'collector would scale them too)');
+}
+
+/* the profile's values, or null when it is not enabled */
 function buildCollector(section) {
-	var own = readOptions(section, COLLECTOR_OPTIONS), values = own[0], origin = own[1];
+	var own = readOptions(section, COLLECTOR_OPTIONS), values = own[0], origin = own[1],
+	    enabled = values.hasOwnProperty('enabled') ? values.enabled : true;
 	delete values.enabled;
 	function invalid(field, allowed) {
 		return new Problem(section.label, origin[field][0], origin[field][1], allowed);
@@ -404,8 +437,9 @@ function buildCollector(section) {
 		throw invalid('source_address', 'an IPv4 or IPv6 address of this host, or empty');
 	if (values.hasOwnProperty('group') && !GROUP.test(values.group))
 		throw invalid('group', "a name of at most 64 letters, digits, '_', '.' or '-'");
-	checked(checkProfile, section.label, COLLECTOR_OPTIONS, origin,
-		Object.assign({}, COLLECTOR_DEFAULTS, values));
+	var profile = Object.assign({}, COLLECTOR_DEFAULTS, values);
+	checked(checkProfile, section.label, COLLECTOR_OPTIONS, origin, profile);
+	return enabled ? profile : null;
 }
 
 /* config.py build(): the first error the daemon would report, or null */
@@ -433,8 +467,8 @@ function checkSections(sections) {
 		    values = own[0], origin = own[1];
 		checked(checkMeter, main.label, MAIN_OPTIONS, origin,
 			Object.assign({}, METER_DEFAULTS, pick(values, METER_OPTIONS)));
-		buildInterfaces(main, values, origin, byType['interface']);
-		byType.collector.forEach(buildCollector);
+		var interfaces = buildInterfaces(main, values, origin, byType['interface']);
+		var collectors = byType.collector.map(buildCollector).filter(function(c) { return c });
 		var enabled = values.hasOwnProperty('enabled') ? values.enabled : false,
 		    conntrack = Object.assign(defaultsOf('conntrack'), pick(values, CONNTRACK_OPTIONS));
 		checked(function(v) {
@@ -442,6 +476,7 @@ function checkSections(sections) {
 				'conntrack_vanish_grace', 'conntrack_buffer_kb' ]);
 		}, main.label, MAIN_OPTIONS, origin, conntrack);
 		var captures = conntrack.source != 'conntrack';
+		checkSampling(main, captures ? interfaces : [], collectors, conntrack);
 		if (enabled && captures && !(values.interfaces || []).length)
 			throw new Problem(main.label, 'interface', null, null,
 				"missing (required when enabled: at least one, as list interface 'lan')");

@@ -19,7 +19,7 @@ var callStatus = rpc.declare({ object: 'luci.flowprobe', method: 'status', expec
 /* collector options whose valid values depend on each other */
 var COLLECTOR_SIBLINGS = [ 'protocol', 'transport', 'biflow', 'field' ];
 var TRUE_WORDS = [ '1', 'yes', 'on', 'true', 'enabled' ];
-var DEFAULT_PORTS = { ipfix: '4739', netflow9: '2055', netflow5: '2055' };
+var DEFAULT_PORTS = { ipfix: '4739', netflow9: '2055', netflow5: '2055', sflow: '6343' };
 
 /* OpenWrt's logical networks, read in the view's load() (network.js, as
  * every LuCI app reads them): form.js asks the options for their values
@@ -275,6 +275,18 @@ return view.extend({
 		o.placeholder = '2048';
 		o.validate = main;
 
+		o = s.taboption('capture', form.Value, 'sampling', _('Sampling rate'),
+			_('Meter 1 packet in N (1:N), for links faster than the router can meter whole; collectors are told N and scale. 1:1 meters every packet. Up to 1:16777215.'));
+		o.placeholder = '1:1';
+		o.validate = main;
+
+		o = writeChangesOnly(s.taboption('capture', form.ListValue, 'sampling_algorithm',
+			_('Sampling algorithm'), _('Random skips of mean N (as sFlow asks), or every N-th packet.')));
+		o.value('random', _('random'));
+		o.value('deterministic', _('every N-th packet'));
+		o.default = 'random';
+		o.validate = main;
+
 		/* shown when the source uses conntrack; kept in the file otherwise.
 		 * [ option, title, placeholder (the daemon's default), description ] */
 		[
@@ -338,6 +350,7 @@ return view.extend({
 		o.value('ipfix', 'IPFIX');
 		o.value('netflow9', 'NetFlow v9');
 		o.value('netflow5', 'NetFlow v5');
+		o.value('sflow', _('sFlow v5 (sampled packets)'));
 		o.default = 'ipfix';
 		o.validate = validator('collector', COLLECTOR_SIBLINGS);
 		o.textvalue = choiceText;
@@ -351,8 +364,8 @@ return view.extend({
 		};
 
 		o = s.option(form.Value, 'port', _('Port'),
-			_('UDP or TCP port; empty for the protocol\'s default (IPFIX 4739, NetFlow 2055).'));
-		o.placeholder = '4739 / 2055';
+			_('UDP or TCP port; empty for the protocol\'s default (IPFIX 4739, NetFlow 2055, sFlow 6343).'));
+		o.placeholder = '4739 / 2055 / 6343';
 		o.validate = validator('collector');
 		o.textvalue = function(section_id) {
 			var port = uci.get('flowprobe', section_id, 'port');
@@ -385,6 +398,14 @@ return view.extend({
 		o = s.option(form.Value, 'group', _('Group'),
 			_('Collectors with the same group take turns (load sharing) instead of each getting every record.'));
 		o.modalonly = true;
+		o.validate = validator('collector');
+
+		o = s.option(form.Value, 'counter_interval', _('Counter interval'),
+			_('sFlow: seconds between samples of the interfaces\' counters; 0 for none. Up to 3600.'));
+		o.modalonly = true;
+		o.placeholder = '20';
+		o.depends('protocol', 'sflow');
+		o.retain = true;
 		o.validate = validator('collector');
 
 		o = s.option(form.Value, 'spool_kb', _('Spool (KiB)'),

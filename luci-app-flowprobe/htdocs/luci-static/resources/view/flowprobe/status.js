@@ -376,7 +376,10 @@ return view.extend({
 				E('td', { 'class': 'td' }, i.direction || '-'),
 				E('td', { 'class': 'td', 'data-field': 'packet-rate' }, rate(r.packets, _('pkt'))),
 				E('td', { 'class': 'td', 'data-field': 'byte-rate' }, bitRate(r.bytes)),
-				E('td', { 'class': 'td', 'title': bytes(i.octets_read) }, number(i.packets_read)),
+				E('td', { 'class': 'td', 'title': bytes(i.octets_read) }, [ number(i.packets_read) ].concat(
+					(i.sampling && i.sampling.rate > 1) ? [ E('br'), E('small', { 'data-field': 'sampling' },
+						_('1:%d: %s sampled, about %s estimated').format(i.sampling.rate,
+							number(i.sampling.packets_sampled), number(i.sampling.packets_estimated))) ] : [])),
 				E('td', { 'class': 'td', 'data-field': 'drops' },
 					_('%s kernel, %s interface').format(number(i.pcap_dropped), number(i.pcap_if_dropped))),
 				E('td', { 'class': 'td' }, i.error || '')
@@ -413,7 +416,9 @@ return view.extend({
 				E('td', { 'class': 'td' }, (c.protocol || '-') + (c.group ? ' (' + _('group %s').format(c.group) + ')' : '')),
 				E('td', { 'class': 'td', 'data-field': 'health' }, healthy
 					? _('OK') : E('strong', _('losing records'))),
-				E('td', { 'class': 'td', 'data-field': 'records-sent' }, number(c.records_sent)),
+				E('td', { 'class': 'td', 'data-field': 'records-sent' }, [ number(c.records_sent) ].concat(
+					c.protocol == 'sflow' ? [ E('br'), E('small', _('%s flow samples, %s counter samples').format(
+						number(c.flow_samples), number(c.counter_samples))) ] : [])),
 				E('td', { 'class': 'td' }, number(c.records_not_sent)),
 				E('td', { 'class': 'td' }, number(c.errors)),
 				E('td', { 'class': 'td' }, c.last_error
