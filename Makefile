@@ -78,6 +78,7 @@ bench: build
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/export_bench.py
 	$(PYTHON) bench/live_bench.py
+	$(PYTHON) bench/sflow_bench.py
 	$(PYTHON) bench/conntrack_bench.py
 	$(PYTHON) bench/enrich_bench.py
 	$(PYTHON) bench/flows_query_bench.py

@@ -11,7 +11,8 @@ tcpdump tshark iproute2 iputils-ping curl softflowd nfdump shfmt tcpreplay"
 PACKAGES="$PACKAGES nftables"
 # the enrichment stage's device names: a real dnsmasq leasing to busybox's udhcpc
 PACKAGES="$PACKAGES dnsmasq-base busybox"
-# the collector tests: pmacct's nfacctd beside nfdump and tshark
+# the collector tests: pmacct's nfacctd beside nfdump and tshark; sFlow's sfacctd and
+# pmacctd's sfprobe (the bench's peer)
 PACKAGES="$PACKAGES pmacct"
 # libFuzzer's runtime; Ubuntu 22.04 names it by clang version only
 apt-cache show libclang-rt-dev >/dev/null 2>&1 && PACKAGES="$PACKAGES libclang-rt-dev"
