@@ -78,13 +78,13 @@ bench: build
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/export_bench.py
 	$(PYTHON) bench/live_bench.py
-	$(PYTHON) bench/sflow_bench.py
 	$(PYTHON) bench/conntrack_bench.py
 	$(PYTHON) bench/enrich_bench.py
 	$(PYTHON) bench/flows_query_bench.py
 	$(PYTHON) bench/instructions_bench.py
 	$(PYTHON) bench/collector_times_bench.py
 	$(PYTHON) bench/history_bench.py
+	$(PYTHON) bench/sflow_bench.py
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info
