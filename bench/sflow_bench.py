@@ -91,7 +91,10 @@ def cpu_of(command):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
+    # pmacctd's core may see its plugin end first at the end of a file, and
+    # exit 1 saying so: the file was read all the same
+    ended = "no more plugins active" in result.stdout + result.stderr
+    if result.returncode != 0 and not ended:
         raise SystemExit(f"{' '.join(map(str, command))} failed:\n{result.stderr[-2000:]}")
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

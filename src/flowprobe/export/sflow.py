@@ -14,7 +14,7 @@ is the interface (ifIndex).  Datagrams never exceed the mtu.
 import ipaddress
 import struct
 
-from flowprobe._cmeter_ffi import ffi
+from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.export.encoding import Encoder
 
 VERSION = 5
@@ -40,14 +40,25 @@ FLOW_SAMPLE_HEAD = struct.Struct("!IIIIIIII")
 RAW_HEADER_HEAD = struct.Struct("!IIII")            # protocol, frame length, stripped, length
 SWITCH = struct.Struct("!IIII")                     # src vlan, priority, dst vlan, priority
 COUNTER_SAMPLE_HEAD = struct.Struct("!III")         # sequence, source id, records
+# the same, each with its (format, length) in front: one pack a sample
+FLOW_SAMPLE_FULL = struct.Struct("!II" + FLOW_SAMPLE_HEAD.format[1:])
+RAW_RECORD = struct.Struct("!II" + RAW_HEADER_HEAD.format[1:])
+SWITCH_RECORD = struct.Struct("!II" + SWITCH.format[1:])
+PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")      # to 4 bytes, by length % 4
 GENERIC_COUNTERS = struct.Struct("!IIQIIQIIIIIIQIIIIII")   # 88 bytes
+# a drained batch read in one pass (cffi field access costs more than the
+# encoding): struct fp_packet_sample, fields at their C offsets, native order
+SAMPLE = struct.Struct("=QQIIIiHBB%ds%dx" % (
+    lib.FP_SAMPLE_HEADER_BYTES,
+    ffi.sizeof("struct fp_packet_sample") - ffi.offsetof("struct fp_packet_sample", "header")
+    - lib.FP_SAMPLE_HEADER_BYTES))
+assert ffi.offsetof("struct fp_packet_sample", "header") == 36
+FP_DIRECTION_OUT = lib.FP_DIRECTION_OUT
 
 
-def header_of(sample):
+def header_of(linktype, header, frame_length):
     """(header_protocol, header bytes, frame length, stripped) of a sample, or
     None for a link type sFlow has no protocol for."""
-    header = bytes(ffi.buffer(sample.header, sample.header_length))
-    frame_length, linktype = sample.frame_length, sample.linktype
     if linktype == DLT_EN10MB:
         return HEADER_ETHERNET, header, frame_length + ETHERNET_FCS, ETHERNET_FCS
     pseudo = PSEUDO_HEADERS.get(linktype, 0)
@@ -67,10 +78,6 @@ def vlan_of(header):
     return None
 
 
-def _padded(data):
-    return data + b"\0" * (-len(data) % 4)
-
-
 class SflowEncoder(Encoder):
     """One sFlow agent's datagrams to one collector."""
 
@@ -85,24 +92,31 @@ class SflowEncoder(Encoder):
         self.samples_encoded = 0
         self.counter_samples = 0
         self.samples_not_encodable = 0  # link types sFlow has no header protocol for
+        self._parsed = (None, 0, b"")
 
     def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
         return []   # flow records are for IPFIX and NetFlow collectors
 
     # ---- datagrams ----
 
+    def _address(self):
+        """(type, packed) of the agent address, parsed once per address."""
+        if self._parsed[0] != self.agent_address:
+            address = ipaddress.ip_address(self.agent_address)
+            self._parsed = (self.agent_address, ADDRESS_IPV4 if address.version == 4
+                            else ADDRESS_IPV6, address.packed)
+        return self._parsed[1:]
+
     def _datagram(self, now_ms, samples):
-        address = ipaddress.ip_address(self.agent_address)
-        kind = ADDRESS_IPV4 if address.version == 4 else ADDRESS_IPV6
+        kind, packed = self._address()
         uptime = (now_ms - self.agent_boot_ms) & 0xFFFFFFFF
         self.sequence = (self.sequence + 1) & 0xFFFFFFFF
-        return (DATAGRAM_HEAD.pack(VERSION, kind) + address.packed
+        return (DATAGRAM_HEAD.pack(VERSION, kind) + packed
                 + DATAGRAM_TAIL.pack(self.sub_agent_id, self.sequence, uptime, len(samples))
                 + b"".join(samples))
 
     def _room(self):
-        address_length = 4 if ipaddress.ip_address(self.agent_address).version == 4 else 16
-        return self.mtu - DATAGRAM_HEAD.size - address_length - DATAGRAM_TAIL.size
+        return self.mtu - DATAGRAM_HEAD.size - len(self._address()[1]) - DATAGRAM_TAIL.size
 
     def _pack(self, now_ms, encoded):
         """Samples into datagrams within the mtu: [(datagram, samples)]."""
@@ -119,37 +133,45 @@ class SflowEncoder(Encoder):
 
     # ---- flow samples ----
 
-    def flow_sample(self, sample, drops=0):
-        """One flow sample (bytes) for a struct fp_packet_sample, or None."""
-        described = header_of(sample)
+    def flow_sample(self, ifindex, rate, pool, direction, linktype, frame_length, header,
+                    drops=0):
+        """One flow sample (bytes) for a sampled packet's header, or None."""
+        described = header_of(linktype, header, frame_length)
         if described is None:
             self.samples_not_encodable += 1
             return None
         protocol, header, frame_length, stripped = described
-        records = [(RAW_PACKET_HEADER, RAW_HEADER_HEAD.pack(protocol, frame_length, stripped,
-                                                            len(header)) + _padded(header))]
+        length = len(header)
+        padded = header + PADDING[length & 3]
+        records = RAW_RECORD.pack(RAW_PACKET_HEADER, RAW_HEADER_HEAD.size + len(padded),
+                                  protocol, frame_length, stripped, length) + padded
+        count = 1
         vlan = vlan_of(header) if protocol == HEADER_ETHERNET else None
         if vlan is not None:   # a bridge's frame keeps its VLAN: in and out alike
-            records.append((EXTENDED_SWITCH, SWITCH.pack(vlan[0], vlan[1], vlan[0], vlan[1])))
-        ifindex = sample.ifindex
+            records += SWITCH_RECORD.pack(EXTENDED_SWITCH, SWITCH.size, vlan[0], vlan[1],
+                                          vlan[0], vlan[1])
+            count = 2
         sequence = self.flow_sequence[ifindex] = (self.flow_sequence.get(ifindex, 0) + 1) \
             & 0xFFFFFFFF
-        egress = sample.direction == 2   # FP_DIRECTION_OUT
-        body = FLOW_SAMPLE_HEAD.pack(sequence, ifindex & 0xFFFFFF, sample.rate,
-                                     sample.sample_pool & 0xFFFFFFFF, drops & 0xFFFFFFFF,
-                                     0 if egress else ifindex, ifindex if egress else 0,
-                                     len(records))
-        body += b"".join(SAMPLE_HEAD.pack(kind, len(data)) + data for kind, data in records)
+        egress = direction == FP_DIRECTION_OUT
         self.samples_encoded += 1
-        return SAMPLE_HEAD.pack(FLOW_SAMPLE, len(body)) + body
+        return FLOW_SAMPLE_FULL.pack(
+            FLOW_SAMPLE, FLOW_SAMPLE_HEAD.size + len(records), sequence, ifindex & 0xFFFFFF,
+            rate, pool & 0xFFFFFFFF, drops & 0xFFFFFFFF, 0 if egress else ifindex,
+            ifindex if egress else 0, count) + records
 
     def encode_samples(self, samples, count, now_ms, drops=None):
         """[(datagram, samples)] for a drained batch of the meter's samples;
         drops: {ifindex: packets lost to lack of resources so far}."""
         drops = drops or {}
-        encoded = (self.flow_sample(samples[i], drops.get(samples[i].ifindex, 0))
-                   for i in range(count))
-        return self._pack(now_ms, [e for e in encoded if e is not None])
+        encoded = []
+        for _, pool, ifindex, frame_length, rate, linktype, length, direction, _, header in \
+                SAMPLE.iter_unpack(ffi.buffer(samples, count * SAMPLE.size)):
+            sample = self.flow_sample(ifindex, rate, pool, direction, linktype, frame_length,
+                                      header[:length], drops.get(ifindex, 0))
+            if sample is not None:
+                encoded.append(sample)
+        return self._pack(now_ms, encoded)
 
     # ---- counter samples ----
 
