@@ -146,3 +146,16 @@ def test_the_option_is_read_as_1_in_n_with_errors_naming_it():
     with pytest.raises(config.ConfigError, match="sampling_algorithm.*random or deterministic"):
         config.parse("config flowprobe main\n list interface lan\n"
                      " option sampling_algorithm often\n")
+
+
+def test_status_says_sampled_and_estimated():
+    from flowprobe.cli.status import details
+    status = {"interfaces": [{"name": "wan", "up": True, "packets_read": 41,
+                              "sampling": {"rate": 4, "algorithm": "deterministic",
+                                           "packets_seen": 41, "packets_sampled": 10,
+                                           "packets_estimated": 40, "samples_lost": 0}}],
+              "collectors": [{"collector": "sflow", "protocol": "sflow", "flow_samples": 10,
+                              "counter_samples": 3, "samples_not_encodable": 0}]}
+    text = "\n".join(details(status, 0))
+    assert "1:4 deterministic: 10 of 41 packets, about 40 estimated" in text
+    assert "10 flow, 3 counter, 0 not encodable" in text

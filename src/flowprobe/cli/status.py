@@ -263,6 +263,12 @@ def _interface_rows(interface):
                             f"driver {units.count(interface.get('pcap_if_dropped', 0))}, "
                             f"not captured "
                             f"{units.count(interface.get('packets_not_captured', 0))}"))
+    sampling = interface.get("sampling")
+    if sampling and sampling.get("rate", 1) > 1:
+        rows.append(("sampled", f"1:{sampling['rate']} {sampling['algorithm']}: "
+                                f"{units.count(sampling['packets_sampled'])} of "
+                                f"{units.count(sampling['packets_seen'])} packets, "
+                                f"about {units.count(sampling['packets_estimated'])} estimated"))
     return rows
 
 
@@ -276,6 +282,11 @@ def _collector_rows(collector, now):
     rows.append(("sent", f"{units.count(collector.get('records_sent', 0))} records in "
                          f"{units.count(collector.get('messages_sent', 0))} messages "
                          f"({units.size(collector.get('octets_sent', 0))})"))
+    if collector.get("protocol") == "sflow":   # its records are packet samples
+        rows.append(("samples", f"{units.count(collector.get('flow_samples', 0))} flow, "
+                                f"{units.count(collector.get('counter_samples', 0))} counter, "
+                                f"{units.count(collector.get('samples_not_encodable', 0))} "
+                                f"not encodable"))
     rows.append(("not sent", f"{units.count(collector.get('records_not_sent', 0))} records "
                              f"in {units.count(collector.get('messages_not_sent', 0))} messages, "
                              f"{units.count(collector.get('records_refused', 0))} refused, "
