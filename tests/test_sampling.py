@@ -159,3 +159,31 @@ def test_status_says_sampled_and_estimated():
     text = "\n".join(details(status, 0))
     assert "1:4 deterministic: 10 of 41 packets, about 40 estimated" in text
     assert "10 flow, 3 counter, 0 not encodable" in text
+
+
+def test_a_new_table_takes_the_samplers_over(capture):
+    """A reload that needs new tables hands the capture handles over: the
+    samplers go with them (sFlow's pools only grow), the header ring is kept,
+    and not a packet is lost or counted twice across the switch."""
+    from flowprobe.service.metering import SAMPLE_RING, Metering
+    samples = []
+    metering = Metering(MeterSettings(hash_seed=1), lambda *a: None,
+                        lambda batch, count, now: samples.extend(
+                            batch[i].sample_pool for i in range(count)))
+    metering.keep_samples(True)
+    old = metering.meter
+    source = old.open_file(capture, 3)
+    old.set_sampling(3, 10, "deterministic")
+    assert old.dispatch(source, 5000) == 5000
+    metering.drain(0)
+    new = metering.apply(MeterSettings(hash_seed=1, max_flows=1000), 0)
+    assert new is not old and new.sample_ring_stats()["capacity"] == SAMPLE_RING
+    while new.dispatch(source) or new.pending:
+        metering.drain(0)
+    metering.drain(0)
+    stats = new.sampling_stats()[3]
+    assert (stats["rate"], stats["pool"], stats["sampled"]) == (10, PACKETS, PACKETS // 10)
+    assert samples == list(range(10, PACKETS + 1, 10))
+    assert metering.counters()["packets_read"] == PACKETS
+    assert metering.counters()["packets_skipped_by_sampling"] == PACKETS - PACKETS // 10
+    new.close(source)
