@@ -338,3 +338,60 @@ def test_tshark_reads_the_sampling_interval_cleanly(capture, tmp_path, protocol)
                  for message in tshark_decode(pcap, recorder.port)
                  for record in message["records"] if record["kind"] == "options"]
     assert "100" in intervals
+
+
+# ---- the peer: pmacctd's sfprobe plugin on the same capture ----
+
+PMACCTD = shutil.which("pmacctd")
+
+
+def sflow_field_names(pcap, port):
+    """Every sFlow field name tshark shows in a capture of datagrams."""
+    from xml.etree import ElementTree
+    out = subprocess.run([TSHARK, "-n", "-r", str(pcap), "-d", f"udp.port=={port},sflow", "-o",
+                          NO_HEADER_DISSECTION[0], "-T", "pdml"], check=True,
+                         capture_output=True).stdout
+    return {f.get("name") for f in ElementTree.fromstring(out).iter("field")
+            if f.get("name", "").startswith("sflow")}
+
+
+@pytest.mark.skipif(PMACCTD is None or missing_tools(TSHARK) is not None,
+                    reason="needs pmacctd (Debian pmacct) and tshark")
+def test_the_same_fields_as_pmacctd_sfprobe(capture, frames, tmp_path):
+    """Both agents on one capture at 1:10, field by field in tshark: the same
+    sFlow fields, every sample's header a prefix of a captured frame with
+    its length (+ the FCS); what differs is said (below)."""
+    results = {}
+    with DatagramRecorder() as recorder:
+        run(capture, [sflow(recorder.port)], 10)
+        assert recorder.wait(1)
+        results["flowprobe"] = (recorder.write_pcap(tmp_path / "ours.pcap"), recorder.port)
+    with DatagramRecorder() as recorder:
+        config = tmp_path / "pmacctd.conf"
+        config.write_text("\n".join([
+            "daemonize: false", f"pcap_savefile: {capture}", "plugins: sfprobe[s]",
+            f"sfprobe_receiver[s]: 127.0.0.1:{recorder.port}", "sfprobe_agentip[s]: 127.0.0.1",
+            "sampling_rate: 10", ""]))
+        subprocess.run([PMACCTD, "-f", str(config)], capture_output=True, timeout=60)
+        assert recorder.wait(1)
+        results["pmacctd"] = (recorder.write_pcap(tmp_path / "theirs.pcap"), recorder.port)
+    names = {}
+    for tool, (pcap, port) in results.items():
+        assert tshark_problems(pcap, port, min_severity="note", decoder="sflow",
+                               preferences=NO_HEADER_DISSECTION) == [], tool
+        names[tool] = sflow_field_names(pcap, port)
+        rows = tshark_fields(pcap, port, "sflow.flow_sample.sampling_rate",
+                             "sflow_245.header_protocol", "sflow_245.header.frame_length",
+                             "sflow_245.header.payload_stripped",
+                             "sflow_245.header.sampled_header_length", "sflow_245.header")
+        samples = [s for row in rows for s in zip(*row)]
+        assert len(samples) > PACKETS / 10 / 2, tool
+        lengths = {int(length) for *_, length, _ in samples}
+        prefixes = {n: {frame[:n]: len(frame) for frame in frames} for n in lengths}
+        for rate, protocol, frame_length, stripped, length, header in samples:
+            assert (rate, protocol, stripped) == ("10", "1", "4"), tool
+            header = bytes.fromhex(header)[:int(length)]
+            assert prefixes[int(length)].get(header, -4) + 4 == int(frame_length), tool
+    # pmacctd adds the extended switch record to every sample (VLAN 0 when
+    # untagged), flowprobe only where a tag says the VLAN
+    assert names["flowprobe"] == names["pmacctd"]
