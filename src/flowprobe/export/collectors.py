@@ -262,12 +262,7 @@ class Collector:
     def _agent_address(self):
         """The configured source address, or the one the route to the
         collector leaves from (the connected socket's)."""
-        if self.profile.source_address:
-            return self.profile.source_address
-        try:
-            return self.transport._sock.getsockname()[0].partition("%")[0]
-        except (AttributeError, OSError, IndexError):
-            return "0.0.0.0"
+        return self.profile.source_address or self.transport.local_address() or "0.0.0.0"
 
     def export_samples(self, samples, count, now_ms, drops=None):
         self.now_ms = now_ms

@@ -173,6 +173,14 @@ class _Transport:
     def fileno(self) -> int | None:
         return self._sock.fileno() if self._sock is not None else None
 
+    def local_address(self) -> str | None:
+        """The address this end sends from (the route to the collector
+        chose it), or None while there is no socket."""
+        try:
+            return self._sock.getsockname()[0].partition("%")[0] if self._sock else None
+        except OSError:
+            return None
+
     def next_timer(self) -> float | None:
         """Clock time at which tick() has work, or None."""
         return self._retry_at
