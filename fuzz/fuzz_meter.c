@@ -48,6 +48,8 @@ struct run {
 	uint64_t drained_octets;
 	uint64_t drained_records;
 	struct fp_record records[MAX_DRAIN];
+	struct fp_sflow_source sflow_sources[2];   /* fewer than the interfaces: some refused */
+	int sflow_sources_used;
 };
 
 static void process_last(struct run *r)
@@ -176,6 +178,25 @@ static int drain(struct run *r, int max)
 	return n;
 }
 
+/* sFlow flow samples of a drained batch: every sample dealt with, each
+ * datagram's worth within its room (the smallest the encoder uses, 216). */
+static void pack_samples(struct run *r, const struct fp_packet_sample *samples, int n)
+{
+	uint8_t *out = malloc(216);
+	int consumed, packed, start = 0, length;
+
+	CHECK(out != NULL);
+	while (start < n) {
+		length = fp_sflow_pack_flow_samples(samples + start, n - start, r->sflow_sources,
+						    &r->sflow_sources_used, 2, out, 216, &consumed,
+						    &packed);
+		CHECK(length >= 0 && length <= 216 && consumed >= 1 && packed <= consumed);
+		CHECK((length == 0) == (packed == 0));
+		start += consumed;
+	}
+	free(out);
+}
+
 /* Sampled headers: each within its bounds, and every packet a sampler took
  * either drained from the ring or counted as an overflow. */
 static void drain_samples(struct run *r)
@@ -186,10 +207,12 @@ static void drain_samples(struct run *r)
 	uint64_t sampled = 0;
 	int i, n;
 
-	while ((n = fp_meter_drain_samples(r->meter, samples, 8)) > 0)
+	while ((n = fp_meter_drain_samples(r->meter, samples, 8)) > 0) {
 		for (i = 0; i < n; i++)
 			CHECK(samples[i].header_length <= FP_SAMPLE_HEADER_BYTES &&
 			      samples[i].sample_pool >= 1 && samples[i].rate >= 1);
+		pack_samples(r, samples, n);
+	}
 	n = fp_meter_sampling_stats(r->meter, stats, FP_MAX_SOURCES * 2);
 	for (i = 0; i < n; i++)
 		sampled += stats[i].sampled;

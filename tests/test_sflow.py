@@ -400,3 +400,37 @@ def test_the_same_fields_as_pmacctd_sfprobe(capture, frames, tmp_path):
                                                       "sflow_245.counters_record"))}
     assert flow_fields(names["flowprobe"]) == flow_fields(names["pmacctd"]), \
         names["flowprobe"] ^ names["pmacctd"]
+
+
+@pytest.mark.skipif(missing_tools(TSHARK) is not None, reason=f"{missing_tools(TSHARK)}")
+@pytest.mark.parametrize("linktype,pseudo", [(113, 16), (101, 0)])   # Linux cooked, raw IP
+def test_cooked_and_raw_captures_send_their_ip_headers(tmp_path, linktype, pseudo):
+    """What libpcap adds (the cooked header) was never on the wire: the
+    sample is the IP header on, as IPv4 (11) or IPv6 (12), its true length."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+
+    from captures import write_pcap
+    packets = [bytes(IP(src="10.0.0.1", dst="10.0.0.2", id=n) / UDP(sport=1000 + n)
+                     / (b"x" * n * 7)) if n % 2 else
+               bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=n))
+               for n in range(30)]
+    cooked = b"\x00\x00\x00\x01\x00\x06" + b"\x02" * 6 + b"\x00\x00"
+    frames = [cooked[:14] + (b"\x08\x00" if p[0] >> 4 == 4 else b"\x86\xdd") + p if pseudo else p
+              for p in packets]
+    path = write_pcap(tmp_path / "cooked.pcap", frames, linktype)
+    with DatagramRecorder() as recorder:
+        run(path, [sflow(recorder.port)], 1, "deterministic")
+        assert recorder.wait(1)
+        pcap = recorder.write_pcap(tmp_path / "sflow.pcap")
+    assert tshark_problems(pcap, recorder.port, min_severity="note", decoder="sflow",
+                           preferences=NO_HEADER_DISSECTION) == []
+    rows = tshark_fields(pcap, recorder.port, "sflow_245.header_protocol",
+                         "sflow_245.header.frame_length", "sflow_245.header.payload_stripped",
+                         "sflow_245.header.sampled_header_length", "sflow_245.header")
+    samples = [s for row in rows for s in zip(*row)]
+    assert len(samples) == len(packets)
+    for (protocol, frame_length, stripped, length, header), packet in zip(samples, packets):
+        assert int(protocol) == (11 if packet[0] >> 4 == 4 else 12)
+        assert (int(frame_length), int(stripped)) == (len(packet), 0)
+        assert bytes.fromhex(header)[:int(length)] == packet[:128 - pseudo]

@@ -14,7 +14,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCES = ["_cmeter.c", "cmeter/pipeline.c", "cmeter/decode.c", "cmeter/flow_table.c",
              "cmeter/frag_table.c", "cmeter/capture.c", "cmeter/record_json.c",
              "cmeter/record_pack.c", "cmeter/conntrack.c", "cmeter/privileges.c",
-             "cmeter/route_cache.c", "cmeter/prefix_table.c", "cmeter/sampling.c"]
+             "cmeter/route_cache.c", "cmeter/prefix_table.c", "cmeter/sampling.c",
+             "cmeter/sflow_pack.c"]
 
 
 def field_enumerators():

@@ -512,6 +512,23 @@ int fp_meter_keep_samples(struct fp_meter *meter, uint32_t capacity, char *error
 int fp_meter_drain_samples(struct fp_meter *meter, struct fp_packet_sample *out, int max);
 void fp_meter_sample_ring_stats(struct fp_meter *meter, struct fp_sample_ring_stats *stats);
 
+/* sFlow v5 flow samples (cmeter/sflow_pack.c), XDR, for the sFlow encoder:
+ * a raw packet header record each (and the extended switch record when the
+ * frame is VLAN tagged).  A data source's state is the encoder's. */
+struct fp_sflow_source {
+	uint32_t ifindex;
+	uint32_t sequence;         /* flow samples sent from it */
+	uint32_t drops;            /* packets lost to lack of resources (set by the caller) */
+};
+/* Packs flow samples of samples[0..count) into out until the next would
+ * not fit in size.  sources: the encoder's table (*used of max; a new
+ * ifindex is added).  *consumed: samples dealt with (packed, or not
+ * encodable: a link type sFlow has no header protocol for, or no room in
+ * the table); *packed: samples written.  Returns the bytes written. */
+int fp_sflow_pack_flow_samples(const struct fp_packet_sample *samples, int count,
+			       struct fp_sflow_source *sources, int *used, int max,
+			       uint8_t *out, int size, int *consumed, int *packed);
+
 /* cffi-end */
 
 #endif

@@ -6,9 +6,11 @@ the sampler's rate, sample pool and drops, and counter samples carry an
 interface's generic counters.  Pure: samples (struct fp_packet_sample from
 the meter's ring) and counters in, [(datagram, samples in it)] out.
 
-Sequence numbers: one per datagram (the agent's), one per sampler (flow
-samples of an interface), one per counter source; the data source of both
-is the interface (ifIndex).  Datagrams never exceed the mtu.
+Flow samples are packed in C (cmeter/sflow_pack.c), a datagram at a time:
+at 1:1 every packet is one.  Sequence numbers: one per datagram (the
+agent's), one per sampler (flow samples of an interface), one per counter
+source; the data source of both is the interface (ifIndex).  Datagrams
+never exceed the mtu.
 """
 
 import ipaddress
@@ -19,63 +21,16 @@ from flowprobe.export.encoding import Encoder
 
 VERSION = 5
 ADDRESS_IPV4, ADDRESS_IPV6 = 1, 2
-FLOW_SAMPLE, COUNTER_SAMPLE = 1, 2                  # enterprise 0
-RAW_PACKET_HEADER, EXTENDED_SWITCH = 1, 1001        # flow records
+COUNTER_SAMPLE = 2                                  # enterprise 0 (flow samples: sflow_pack.c)
 GENERIC_INTERFACE_COUNTERS = 1                      # counter record
-# header_protocol: the first bytes' format
-HEADER_ETHERNET, HEADER_IPV4, HEADER_IPV6 = 1, 11, 12
-ETHERNET_FCS = 4           # not captured, but on the wire: in frame_length, as stripped
 UNKNOWN32 = 0xFFFFFFFF     # a counter the kernel does not keep (the spec's "unknown")
-
-DLT_NULL, DLT_EN10MB, DLT_RAW, DLT_RAW_OPENBSD, DLT_LOOP = 0, 1, 12, 14, 108
-DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2 = 113, 228, 229, 276
-# link headers libpcap adds that were never on the wire, by length: what
-# follows is IP (the version nibble says which)
-PSEUDO_HEADERS = {DLT_LINUX_SLL: 16, DLT_LINUX_SLL2: 20, DLT_NULL: 4, DLT_LOOP: 4}
+MAX_SOURCES = 256          # data sources (interfaces) with a flow sample sequence
 
 DATAGRAM_HEAD = struct.Struct("!II")                # version, address type
 DATAGRAM_TAIL = struct.Struct("!IIII")              # sub-agent, sequence, uptime, samples
 SAMPLE_HEAD = struct.Struct("!II")                  # data format, length
-FLOW_SAMPLE_HEAD = struct.Struct("!IIIIIIII")
-RAW_HEADER_HEAD = struct.Struct("!IIII")            # protocol, frame length, stripped, length
-SWITCH = struct.Struct("!IIII")                     # src vlan, priority, dst vlan, priority
 COUNTER_SAMPLE_HEAD = struct.Struct("!III")         # sequence, source id, records
-# the same, each with its (format, length) in front: one pack a sample
-FLOW_SAMPLE_FULL = struct.Struct("!II" + FLOW_SAMPLE_HEAD.format[1:])
-RAW_RECORD = struct.Struct("!II" + RAW_HEADER_HEAD.format[1:])
-SWITCH_RECORD = struct.Struct("!II" + SWITCH.format[1:])
-PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")      # to 4 bytes, by length % 4
 GENERIC_COUNTERS = struct.Struct("!IIQIIQIIIIIIQIIIIII")   # 88 bytes
-# a drained batch read in one pass (cffi field access costs more than the
-# encoding): struct fp_packet_sample, fields at their C offsets, native order
-SAMPLE = struct.Struct("=QQIIIiHBB%ds%dx" % (
-    lib.FP_SAMPLE_HEADER_BYTES,
-    ffi.sizeof("struct fp_packet_sample") - ffi.offsetof("struct fp_packet_sample", "header")
-    - lib.FP_SAMPLE_HEADER_BYTES))
-assert ffi.offsetof("struct fp_packet_sample", "header") == 36
-FP_DIRECTION_OUT = lib.FP_DIRECTION_OUT
-
-
-def header_of(linktype, header, frame_length):
-    """(header_protocol, header bytes, frame length, stripped) of a sample, or
-    None for a link type sFlow has no protocol for."""
-    if linktype == DLT_EN10MB:
-        return HEADER_ETHERNET, header, frame_length + ETHERNET_FCS, ETHERNET_FCS
-    pseudo = PSEUDO_HEADERS.get(linktype, 0)
-    if pseudo or linktype in (DLT_RAW, DLT_RAW_OPENBSD, DLT_IPV4, DLT_IPV6):
-        header, frame_length = header[pseudo:], frame_length - pseudo
-        version = header[0] >> 4 if header else 0
-        if version in (4, 6):
-            return (HEADER_IPV4 if version == 4 else HEADER_IPV6), header, frame_length, 0
-    return None
-
-
-def vlan_of(header):
-    """(vlan, priority) of an 802.1Q (or the outer 802.1ad) tag, or None."""
-    if len(header) >= 16 and header[12:14] in (b"\x81\x00", b"\x88\xa8"):
-        tci = int.from_bytes(header[14:16], "big")
-        return tci & 0xFFF, tci >> 13
-    return None
 
 
 class SflowEncoder(Encoder):
@@ -87,12 +42,16 @@ class SflowEncoder(Encoder):
         self.agent_boot_ms = boot_ms    # uptime zero (not the v9 boot_ms the exporter resets)
         self.agent_address = agent_address
         self.sequence = 0               # datagrams
-        self.flow_sequence = {}         # ifindex -> flow samples sent
         self.counter_sequence = {}      # ifindex -> counter samples sent
         self.samples_encoded = 0
         self.counter_samples = 0
         self.samples_not_encodable = 0  # link types sFlow has no header protocol for
         self._parsed = (None, 0, b"")
+        # the C packer's state: each data source's sequence number and drops
+        self._sources = ffi.new("struct fp_sflow_source[]", MAX_SOURCES)
+        self._sources_used = ffi.new("int *", 0)
+        self._counts = (ffi.new("int *"), ffi.new("int *"))
+        self._buffer = ffi.new("uint8_t[]", mtu)
 
     def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
         return []   # flow records are for IPFIX and NetFlow collectors
@@ -107,12 +66,14 @@ class SflowEncoder(Encoder):
                             else ADDRESS_IPV6, address.packed)
         return self._parsed[1:]
 
-    def _datagram(self, now_ms, samples):
+    def _datagram(self, now_ms, samples, count=None):
+        """A datagram of encoded samples (bytes each, or one run of count)."""
         kind, packed = self._address()
         uptime = (now_ms - self.agent_boot_ms) & 0xFFFFFFFF
         self.sequence = (self.sequence + 1) & 0xFFFFFFFF
         return (DATAGRAM_HEAD.pack(VERSION, kind) + packed
-                + DATAGRAM_TAIL.pack(self.sub_agent_id, self.sequence, uptime, len(samples))
+                + DATAGRAM_TAIL.pack(self.sub_agent_id, self.sequence, uptime,
+                                     len(samples) if count is None else count)
                 + b"".join(samples))
 
     def _room(self):
@@ -133,45 +94,32 @@ class SflowEncoder(Encoder):
 
     # ---- flow samples ----
 
-    def flow_sample(self, ifindex, rate, pool, direction, linktype, frame_length, header,
-                    drops=0):
-        """One flow sample (bytes) for a sampled packet's header, or None."""
-        described = header_of(linktype, header, frame_length)
-        if described is None:
-            self.samples_not_encodable += 1
-            return None
-        protocol, header, frame_length, stripped = described
-        length = len(header)
-        padded = header + PADDING[length & 3]
-        records = RAW_RECORD.pack(RAW_PACKET_HEADER, RAW_HEADER_HEAD.size + len(padded),
-                                  protocol, frame_length, stripped, length) + padded
-        count = 1
-        vlan = vlan_of(header) if protocol == HEADER_ETHERNET else None
-        if vlan is not None:   # a bridge's frame keeps its VLAN: in and out alike
-            records += SWITCH_RECORD.pack(EXTENDED_SWITCH, SWITCH.size, vlan[0], vlan[1],
-                                          vlan[0], vlan[1])
-            count = 2
-        sequence = self.flow_sequence[ifindex] = (self.flow_sequence.get(ifindex, 0) + 1) \
-            & 0xFFFFFFFF
-        egress = direction == FP_DIRECTION_OUT
-        self.samples_encoded += 1
-        return FLOW_SAMPLE_FULL.pack(
-            FLOW_SAMPLE, FLOW_SAMPLE_HEAD.size + len(records), sequence, ifindex & 0xFFFFFF,
-            rate, pool & 0xFFFFFFFF, drops & 0xFFFFFFFF, 0 if egress else ifindex,
-            ifindex if egress else 0, count) + records
-
     def encode_samples(self, samples, count, now_ms, drops=None):
-        """[(datagram, samples)] for a drained batch of the meter's samples;
-        drops: {ifindex: packets lost to lack of resources so far}."""
-        drops = drops or {}
-        encoded = []
-        for _, pool, ifindex, frame_length, rate, linktype, length, direction, _, header in \
-                SAMPLE.iter_unpack(ffi.buffer(samples, count * SAMPLE.size)):
-            sample = self.flow_sample(ifindex, rate, pool, direction, linktype, frame_length,
-                                      header[:length], drops.get(ifindex, 0))
-            if sample is not None:
-                encoded.append(sample)
-        return self._pack(now_ms, encoded)
+        """[(datagram, samples)] for a drained batch of the meter's samples
+        (struct fp_packet_sample), packed in C a datagram at a time; drops:
+        {ifindex: packets lost to lack of resources so far}."""
+        sources, used = self._sources, self._sources_used
+        for i in range(used[0]):
+            sources[i].drops = (drops or {}).get(sources[i].ifindex, 0) & 0xFFFFFFFF
+        messages, start, room = [], 0, self._room()
+        consumed, packed = self._counts
+        while start < count:
+            length = lib.fp_sflow_pack_flow_samples(samples + start, count - start, sources, used,
+                                                    MAX_SOURCES, self._buffer, room, consumed,
+                                                    packed)
+            start += consumed[0]
+            self.samples_not_encodable += consumed[0] - packed[0]
+            if packed[0]:
+                self.samples_encoded += packed[0]
+                messages.append((self._datagram(now_ms, [ffi.buffer(self._buffer, length)[:]],
+                                                packed[0]), packed[0]))
+        return messages
+
+    @property
+    def flow_sequence(self):
+        """{ifindex: flow samples sent}, per data source."""
+        return {self._sources[i].ifindex: self._sources[i].sequence
+                for i in range(self._sources_used[0])}
 
     # ---- counter samples ----
 
