@@ -17,7 +17,7 @@ logs="$work/logs"
 tests="tests/test_decode.py tests/test_fragments.py tests/test_flow_table.py
 tests/test_properties.py tests/test_cli.py tests/test_export_encoders.py
 tests/test_flow_macs.py tests/test_enrich_prefixes.py tests/test_enrich_stage.py
-tests/test_enrich_routes.py tests/test_conntrack_exactly_once.py"
+tests/test_enrich_routes.py tests/test_conntrack_exactly_once.py tests/test_sampling.py"
 
 # gcc's runtime, so that the library preloaded is the one the build links
 export CC=gcc
@@ -31,7 +31,7 @@ rm -rf "$work"
 mkdir -p "$work" "$logs"
 mkdir -p "$work/tools"
 cp -R src tests pyproject.toml "$work/"
-cp tools/pcapfile.py "$work/tools/" # the tests' pcap writer
+cp tools/pcapfile.py tools/gen_capture.py "$work/tools/" # the tests' pcap writer; a capture
 rm -f "$work"/src/flowprobe/_cmeter_ffi*
 
 echo "sanitize: building the C core with ASan + UBSan"
