@@ -169,7 +169,9 @@ class Collector:
                  resolver=None, sampling_interval=1):
         self.profile = profile
         self.meter_biflow = meter_biflow
-        self.interfaces = interfaces if interfaces is not None else {}   # shared: grows
+        self.interfaces = interfaces or {}
+        # sFlow's counter samples: the captures' interfaces as they come and go
+        self.counter_interfaces = interfaces if interfaces is not None else {}
         reliable = profile.transport == "tcp"
         refresh = dict(template_refresh_seconds=profile.template_refresh_seconds,
                        template_refresh_messages=profile.template_refresh_packets,
@@ -222,7 +224,10 @@ class Collector:
             self.last_template_ms = now_ms
         if self.interfaces and messages:
             messages += self.encoder.interface_messages(now_ms, self.interfaces)
-        if messages:
+        # the interval as an options record: it takes the next sequence number,
+        # so not ahead of queued records (theirs are taken); the next refresh
+        # (UDP) or session (TCP) carries it then
+        if messages and not records_queued:
             messages += self.encoder.sampling_messages(now_ms)
         return messages
 
@@ -274,7 +279,7 @@ class Collector:
         if not interval_ms or now_ms - self.last_counters_ms < interval_ms:
             return
         self.last_counters_ms = now_ms
-        counters = [c for c in map(interface_counters.read, sorted(self.interfaces)) if c]
+        counters = [c for c in map(interface_counters.read, sorted(self.counter_interfaces)) if c]
         if counters:
             self.encoder.agent_address = self._agent_address()
             self._send(self.encoder.counter_messages(now_ms, counters))
