@@ -95,6 +95,7 @@ MAIN_CASES = {
     "sampling": ["1:1", "1:100", "100", "1:0", "2:5", "1:", ":5", "1:16777215", "1:16777216",
                  "half", "1:1.5", "1:-5"],
     "sampling_algorithm": ["random", "deterministic", "Random", "hash"],
+    "tunnels": ["outer", "inner", "both", "Inner"],
 }
 COLLECTOR_CASES = {
     "host": HOSTS,

@@ -36,6 +36,8 @@ static int settings_invalid(const struct fp_settings *s, char *error)
 		problem = "fragment_timeout must be 1 ms..7 days";
 	else if (s->overflow_policy != FP_OVERFLOW_EVICT_OLDEST && s->overflow_policy != FP_OVERFLOW_REFUSE_NEW)
 		problem = "overflow_policy must be evict or refuse";
+	else if (s->tunnels != FP_TUNNELS_OUTER && s->tunnels != FP_TUNNELS_INNER)
+		problem = "tunnels must be outer or inner";
 	if (problem && error)
 		snprintf(error, FP_ERROR_SIZE, "%s", problem);
 	return problem != NULL;
@@ -104,6 +106,7 @@ void fp_meter_process_frame(struct fp_meter *m, int linktype, uint32_t ifindex,
 {
 	uint8_t slot = meter_interface_slot(m, ifindex, FP_DIRECTION_ANY);
 
+	m->interface_slots[slot].tunnels = (uint8_t)m->settings.tunnels;
 	meter_offer(m, meter_sampler(m, ifindex), linktype, slot, timestamp_us, frame,
 		    captured_length, wire_length);
 	meter_process_batch(m);
@@ -164,8 +167,9 @@ int fp_meter_update_settings(struct fp_meter *m, const struct fp_settings *s, ch
 	if (settings_invalid(s, error))
 		return -1;
 	if (s->max_flows != m->settings.max_flows || s->max_fragments != m->settings.max_fragments ||
-	    s->bidirectional != m->settings.bidirectional || s->macs != m->settings.macs) {
-		snprintf(error, FP_ERROR_SIZE, "table capacities, bidirectional or macs changed: "
+	    s->bidirectional != m->settings.bidirectional || s->macs != m->settings.macs ||
+	    s->tunnels != m->settings.tunnels) {
+		snprintf(error, FP_ERROR_SIZE, "table capacities, bidirectional, macs or tunnels changed: "
 			 "a new meter is needed");
 		return -1;
 	}

@@ -33,6 +33,11 @@
 #define FP_DIRECTION_IN 1
 #define FP_DIRECTION_OUT 2
 
+/* What a capture meters of tunnel traffic (GRE, IP in IP, VXLAN, Geneve,
+ * L2TPv2, GTP-U): the tunnel's own packets, or the packets inside it. */
+#define FP_TUNNELS_OUTER 0
+#define FP_TUNNELS_INNER 1
+
 #define FP_MAX_SOURCES 64
 #define FP_ERROR_SIZE 256
 
@@ -52,6 +57,9 @@ struct fp_settings {
 	uint64_t hash_seed;             /* 0: random from the kernel */
 	uint32_t macs;                  /* keep each flow's first MACs per direction (a side
 					 * table, 12 B a slot, 24 biflow): a collector asks */
+	/* FP_TUNNELS_* of frames handed in and of new sources; only a meter
+	 * made with INNER keys flows by tunnel (8 bytes more per flow slot) */
+	uint32_t tunnels;
 };
 
 /* One flow record, as drained.  Addresses are in network byte order; an
@@ -111,6 +119,9 @@ struct fp_record {
 	/* enrich/: where the reverse direction left (the way back to the source) */
 	uint32_t reverse_egress_ifindex;
 	uint8_t reverse_next_hop[16];
+	/* inner flows of a tunnel: IPFIX layer2SegmentId, the encapsulation in
+	 * the top byte and its VNI, key, session or TEID below (cmeter/tunnel.h) */
+	uint64_t layer2_segment_id;
 };
 
 /* Which flows a query or an expiry applies to; zero fields match all. */
@@ -155,6 +166,9 @@ struct fp_counters {
 	uint64_t clock_ms;                /* the meter's notion of now */
 	uint64_t clock_first_ms;          /* the earliest time seen: no record starts before */
 	uint64_t packets_skipped_by_sampling; /* read, then passed over by 1-in-N sampling */
+	uint64_t tunnel_packets_inner;    /* metered as the packet inside their tunnel(s) */
+	uint64_t tunnel_packets_undecoded; /* inside cut short, not IP or malformed: metered outside */
+	uint64_t tunnel_packets_too_deep; /* nested too deep: metered at the deepest level allowed */
 };
 
 struct fp_source_stats {
@@ -195,6 +209,9 @@ int fp_meter_source_fd(struct fp_meter *meter, int source);  /* for poll(); -1 i
 int fp_meter_seal_source(struct fp_meter *meter, int source, char *error);
 #define FP_LIVE_BLOCK_TIMEOUT_MS 100
 int fp_meter_source_stats(struct fp_meter *meter, int source, struct fp_source_stats *stats);
+/* FP_TUNNELS_* for one source's interface (and direction) from now on;
+ * -1 for INNER on a meter not made with tunnels INNER. */
+int fp_meter_set_source_tunnels(struct fp_meter *meter, int source, uint32_t tunnels);
 
 /* Reads up to max_packets (<= 0: one buffer) from a source.  Returns the
  * number read; 0 when nothing is waiting (live), at end of file (offline),

@@ -87,6 +87,7 @@ class InterfaceConfig:
     buffer_kb: int = 2048   # pcap buffer; 0: libpcap's default
     sampling: int = 1       # 1 in N packets metered (and sampled for sFlow)
     sampling_algorithm: str = "random"   # sFlow's; "deterministic": every N-th
+    tunnels: str = "outer"  # outer | inner: meter a tunnel's packets, or what they carry
 
     def __post_init__(self):
         for option in ("name", "device"):
@@ -98,7 +99,8 @@ class InterfaceConfig:
                                     "a libpcap filter expression (no control characters)")
         if not isinstance(self.promiscuous, bool):
             raise ConfigOptionError("promiscuous", self.promiscuous, "true or false")
-        for name in ("direction", "snaplen", "buffer_kb", "sampling", "sampling_algorithm"):
+        for name in ("direction", "snaplen", "buffer_kb", "sampling", "sampling_algorithm",
+                     "tunnels"):
             schema.check(ConfigOptionError, name, getattr(self, name))
 
 
@@ -332,6 +334,7 @@ CAPTURE_OPTIONS = {   # in main: the defaults of every interface
     "buffer_kb": ("buffer_kb", INTEGER),
     "sampling": ("sampling", RATE),
     "sampling_algorithm": ("sampling_algorithm", TEXT),
+    "tunnels": ("tunnels", TEXT),
 }
 CONNTRACK_OPTIONS = {   # in main: the metering source (sources/conntrack.py)
     "source": ("source", TEXT),
@@ -451,6 +454,8 @@ def build(sections):
     meter = _checked(MeterSettings, main, origin, {
         key: values[key] for key, _ in METER_OPTIONS.values() if key in values})
     interfaces = _interfaces(main, values, origin, by_type.get("interface", []), warnings)
+    if any(i.tunnels == "inner" for i in interfaces):   # a table keyed by tunnel too
+        meter = replace(meter, tunnels="inner")
     collectors = tuple(profile for profile in
                        (_collector(section, warnings) for section in by_type.get("collector", []))
                        if profile is not None)

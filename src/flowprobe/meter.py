@@ -12,6 +12,7 @@ from flowprobe.settings import MeterSettings
 
 DRAIN_BATCH = 1024
 DIRECTIONS = {"both": lib.FP_DIRECTION_ANY, "in": lib.FP_DIRECTION_IN, "out": lib.FP_DIRECTION_OUT}
+TUNNELS = {"outer": lib.FP_TUNNELS_OUTER, "inner": lib.FP_TUNNELS_INNER}
 DISPATCH_BATCH = 65536
 SAMPLING_ALGORITHMS = {"deterministic": lib.FP_SAMPLING_DETERMINISTIC,
                        "random": lib.FP_SAMPLING_RANDOM}
@@ -45,6 +46,7 @@ def _c_settings(s):
         "bidirectional": int(s.bidirectional),
         "hash_seed": s.hash_seed,
         "macs": int(s.macs),
+        "tunnels": TUNNELS[s.tunnels],
     })
 
 
@@ -94,15 +96,17 @@ class Meter:
 
     # ---- sources ----
 
-    def open_file(self, path, ifindex=0):
+    def open_file(self, path, ifindex=0, tunnels=None):
         error = _error_buffer()
         source = lib.fp_meter_open_offline(self._meter, str(path).encode(), ifindex, error)
         if source < 0:
             raise CaptureError(ffi.string(error).decode(errors="replace"))
+        if tunnels is not None:
+            self.set_tunnels(source, tunnels)
         return source
 
     def open_live(self, device, ifindex=0, snaplen=128, promiscuous=False,
-                  buffer_bytes=0, bpf_filter="", direction="both"):
+                  buffer_bytes=0, bpf_filter="", direction="both", tunnels=None):
         """A non-blocking capture on a device; direction "in" or "out" keeps
         one direction only, and the records say which."""
         error = _error_buffer()
@@ -111,7 +115,17 @@ class Meter:
                                         buffer_bytes, bpf_filter.encode(), error)
         if source < 0:
             raise CaptureError(ffi.string(error).decode(errors="replace"))
+        if tunnels is not None:
+            self.set_tunnels(source, tunnels)
         return source
+
+    def set_tunnels(self, source, tunnels):
+        """"outer": a tunnel's packets are metered as the tunnel; "inner": as
+        the packets inside it (default: the settings' tunnels)."""
+        if tunnels not in TUNNELS or lib.fp_meter_set_source_tunnels(
+                self._meter, source, TUNNELS[tunnels]) < 0:
+            raise MeterError(f"tunnels {tunnels!r} for source {source}: allowed: "
+                             f"{' or '.join(TUNNELS)}, inner on a meter made with tunnels inner")
 
     def close(self, source):
         lib.fp_meter_close_source(self._meter, source)

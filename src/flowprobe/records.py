@@ -48,6 +48,8 @@ def record_to_dict(r, bidirectional=False):
         record["ipsec_spi"] = r.ipsec_spi
     if r.direction:
         record["direction"] = DIRECTIONS[r.direction]
+    if r.layer2_segment_id:   # an inner flow of a tunnel
+        record["layer2_segment_id"] = r.layer2_segment_id
     if bidirectional:
         record.update(
             reverse_packets=r.reverse_packets,

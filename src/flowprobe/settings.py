@@ -29,6 +29,7 @@ class MeterSettings:
     bidirectional: bool = False
     hash_seed: int = 0               # 0: random; fixed only for reproducible tests
     macs: bool = False               # first MACs per direction: when a collector asks for them
+    tunnels: str = "outer"           # frames handed in: a tunnel's packets, or what they carry
 
     def __post_init__(self):
         for name in ("max_flows", "max_fragments", "idle_timeout", "active_timeout",
@@ -40,6 +41,7 @@ class MeterSettings:
         schema.check(SettingsError, "hash_seed", self.hash_seed)
         if not isinstance(self.macs, bool):
             raise SettingsError("macs", self.macs, "true or false")
+        schema.check(SettingsError, "tunnels", self.tunnels)
 
     @classmethod
     def option_names(cls):

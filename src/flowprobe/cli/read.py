@@ -22,6 +22,7 @@ from flowprobe.export.fields import MAC_FIELDS
 from flowprobe.export.transport import TransportError
 from flowprobe.meter import CaptureError, Meter, MeterError, packets_ignored
 from flowprobe.records import record_to_dict
+from flowprobe.schema import TUNNELS
 from flowprobe.settings import OVERFLOW_POLICIES, MeterSettings, SettingsError
 
 DEFAULTS = MeterSettings()
@@ -54,6 +55,8 @@ def _add_table_options(parser):
     table.add_argument("--biflow", action="store_true",
                        help="fold the reverse direction into the same record (RFC 5103)")
     table.add_argument("--hash-seed", type=int, default=0, help=argparse.SUPPRESS)
+    table.add_argument("--tunnels", choices=TUNNELS, default=DEFAULTS.tunnels,
+                       help="meter a tunnel's packets (outer) or the packets inside it (inner)")
 
 
 def _settings_from(args, biflow=False, macs=False):
@@ -69,6 +72,7 @@ def _settings_from(args, biflow=False, macs=False):
         bidirectional=args.biflow or biflow,
         hash_seed=args.hash_seed,
         macs=macs,
+        tunnels=args.tunnels,
     )
 
 

@@ -266,6 +266,8 @@ int fp_meter_take_sources(struct fp_meter *to, struct fp_meter *from, char *erro
 		to->sources[id].interface_slot = meter_interface_slot(
 			to, from->interface_slots[s->interface_slot].ifindex,
 			from->interface_slots[s->interface_slot].direction);
+		to->interface_slots[to->sources[id].interface_slot].tunnels =
+			from->interface_slots[s->interface_slot].tunnels;
 		memset(s, 0, sizeof(*s));
 	}
 	return 0;
@@ -296,6 +298,18 @@ int fp_meter_source_fd(struct fp_meter *m, int id)
 	struct capture_source *s = source_of(m, id);
 
 	return s ? pcap_get_selectable_fd(s->handle) : -1;
+}
+
+int fp_meter_set_source_tunnels(struct fp_meter *m, int id, uint32_t tunnels)
+{
+	struct capture_source *s = source_of(m, id);
+
+	if (!s || (tunnels != FP_TUNNELS_OUTER && tunnels != FP_TUNNELS_INNER))
+		return -1;
+	if (tunnels == FP_TUNNELS_INNER && m->settings.tunnels != FP_TUNNELS_INNER)
+		return -1;  /* its table has no room for tunnel segments */
+	m->interface_slots[s->interface_slot].tunnels = (uint8_t)tunnels;
+	return 0;
 }
 
 int fp_meter_source_stats(struct fp_meter *m, int id, struct fp_source_stats *stats)

@@ -3,6 +3,7 @@
  * padding is never counted, and an IP length larger than the frame is a
  * malformed packet, not a big one. */
 #include "decode.h"
+#include "tunnel.h"
 
 #include <string.h>
 #include <pcap/dlt.h>
@@ -25,7 +26,14 @@ struct cursor {
 	const uint8_t *data;
 	uint32_t captured;  /* bytes readable from data */
 	uint32_t wire;      /* bytes the frame had from data on */
+	uint8_t tunnels;    /* FP_TUNNELS_*: open tunnels, or meter them as they are */
+	uint8_t depth;      /* tunnels opened to get here */
 };
+
+static enum decode_result decode_ip(struct cursor *c, struct packet *pkt);
+static enum decode_result decode_ethertype(struct cursor *c, uint16_t ethertype,
+					   struct packet *pkt);
+static enum decode_result decapsulate(struct cursor *c, uint32_t remaining, struct packet *pkt);
 
 static inline uint16_t read16(const uint8_t *p)
 {
@@ -181,7 +189,10 @@ static enum decode_result decode_ipv4(struct cursor *c, struct packet *pkt)
 		if (result != DECODE_OK)
 			return result;
 	}
-	return decode_transport(c, remaining, pkt);
+	result = decode_transport(c, remaining, pkt);
+	if (result != DECODE_OK || !c->tunnels || pkt->is_fragment)
+		return result;
+	return decapsulate(c, remaining, pkt);
 }
 
 static enum decode_result decode_ipv6(struct cursor *c, struct packet *pkt)
@@ -190,6 +201,7 @@ static enum decode_result decode_ipv6(struct cursor *c, struct packet *pkt)
 	uint32_t payload_length, total_length, offset, length, remaining;
 	uint8_t next_header;
 	int headers;
+	enum decode_result result;
 
 	if (c->captured < 40)
 		return DECODE_TRUNCATED;
@@ -269,7 +281,10 @@ static enum decode_result decode_ipv6(struct cursor *c, struct packet *pkt)
 	pkt->protocol = next_header;
 	skip(c, offset);
 	remaining = total_length - offset;
-	return decode_transport(c, remaining, pkt);
+	result = decode_transport(c, remaining, pkt);
+	if (result != DECODE_OK || !c->tunnels || pkt->is_fragment)
+		return result;
+	return decapsulate(c, remaining, pkt);
 }
 
 static enum decode_result decode_ip(struct cursor *c, struct packet *pkt)
@@ -351,12 +366,13 @@ static enum decode_result decode_loopback(struct cursor *c, struct packet *pkt)
 }
 
 enum decode_result decode_frame(int linktype, const uint8_t *frame, uint32_t captured_length,
-				uint32_t wire_length, struct packet *pkt)
+				uint32_t wire_length, int tunnels, struct packet *pkt)
 {
 	struct cursor c = {
 		.data = frame,
 		.captured = captured_length,
 		.wire = wire_length > captured_length ? wire_length : captured_length,
+		.tunnels = tunnels == FP_TUNNELS_INNER,
 	};
 
 	switch (linktype) {
@@ -392,4 +408,94 @@ enum decode_result decode_frame(int linktype, const uint8_t *frame, uint32_t cap
 		return decode_ip(&c, pkt);
 	}
 	return DECODE_NON_IP;
+}
+
+/* PPP inside L2TP: address and control (0xff 0x03) may be left out
+ * (RFC 1661 ACFC), the protocol may be one byte (PFC: an odd first byte). */
+static enum decode_result decode_ppp(struct cursor *c, struct packet *pkt)
+{
+	uint16_t protocol;
+
+	if (c->captured >= 2 && c->data[0] == 0xff && c->data[1] == 0x03)
+		skip(c, 2);
+	if (c->captured < 1)
+		return DECODE_TRUNCATED;
+	if (c->data[0] & 1) {
+		protocol = c->data[0];
+		skip(c, 1);
+	} else {
+		if (c->captured < 2)
+			return DECODE_TRUNCATED;
+		protocol = read16(c->data);
+		skip(c, 2);
+	}
+	if (protocol == PPP_IPV4 || protocol == PPP_IPV6)
+		return decode_ip(c, pkt);
+	return DECODE_NON_IP;  /* LCP, IPCP, ... inside the tunnel */
+}
+
+/* The transport header was a tunnel's: the packet is metered as what it
+ * carries, keyed by the tunnel's segment too.  When the inside cannot be
+ * read (cut by the snap length, not IP, malformed) or nests too deep, the
+ * packet is metered at the level above and the outcome says why: a tunnel
+ * never makes a packet vanish. */
+static enum decode_result decapsulate(struct cursor *c, uint32_t remaining, struct packet *pkt)
+{
+	uint32_t captured = c->captured < remaining ? c->captured : remaining;
+	struct tunnel_header h = {0, 0, 0};
+	enum tunnel_found found;
+	enum decode_result result;
+	struct packet inner;
+	struct cursor in;
+
+	if (pkt->protocol == PROTO_UDP)
+		found = tunnel_by_udp_port(pkt->src_port, pkt->dst_port, c->data, captured,
+					   remaining, &h);
+	else
+		found = tunnel_by_protocol(pkt->protocol, c->data, captured, remaining, &h);
+	if (found == TUNNEL_NO)
+		return DECODE_OK;
+	if (found == TUNNEL_CUT) {
+		pkt->tunnel_outcome = TUNNEL_UNDECODED;
+		return DECODE_OK;
+	}
+	if (c->depth == TUNNEL_MAX_DEPTH) {
+		pkt->tunnel_outcome = TUNNEL_TOO_DEEP;
+		return DECODE_OK;
+	}
+	in = (struct cursor){ c->data + h.length, captured - h.length, remaining - h.length,
+			      c->tunnels, (uint8_t)(c->depth + 1) };
+	memset(&inner, 0, sizeof(inner));
+	switch (h.payload) {
+	case TUNNEL_PAYLOAD_ETHERNET:
+		if (in.captured < 14) {
+			result = DECODE_TRUNCATED;
+			break;
+		}
+		skip(&in, 14);
+		result = decode_ethertype(&in, read16(in.data - 2), &inner);
+		break;
+	case TUNNEL_PAYLOAD_PPP:
+		result = decode_ppp(&in, &inner);
+		break;
+	default:
+		result = decode_ip(&in, &inner);
+		break;
+	}
+	if (result != DECODE_OK) {
+		pkt->tunnel_outcome = TUNNEL_UNDECODED;
+		return DECODE_OK;
+	}
+	/* the innermost tunnel with an identifier names the segment */
+	if (!(inner.segment_id & SEGMENT_ID_MASK) &&
+	    (!inner.segment_id || (h.segment_id & SEGMENT_ID_MASK)))
+		inner.segment_id = h.segment_id;
+	if (!inner.tunnel_outcome)
+		inner.tunnel_outcome = TUNNEL_INNER;
+	/* VLAN tags and MACs are the capture's: where the tunnel was seen */
+	inner.vlan_id = pkt->vlan_id;
+	inner.inner_vlan_id = pkt->inner_vlan_id;
+	memcpy(inner.link_addresses, pkt->link_addresses, sizeof(inner.link_addresses));
+	*pkt = inner;
+	return DECODE_OK;
 }

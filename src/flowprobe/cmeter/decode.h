@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "../_cmeter.h"
+
 enum decode_result {
 	DECODE_OK = 0,
 	DECODE_TRUNCATED,
@@ -32,6 +34,8 @@ struct packet {
 	uint8_t bucket_ready;      /* set by the batch stage: bucket holds the flow hash */
 	uint32_t bucket;
 	uint8_t link_addresses[12]; /* Ethernet: destination, source MAC (as on the wire); else 0 */
+	uint64_t segment_id;       /* inner packets: the tunnel's layer2SegmentId (tunnel.h) */
+	uint8_t tunnel_outcome;    /* enum tunnel_outcome */
 };
 
 #define PROTO_ICMP 1
@@ -49,8 +53,10 @@ struct packet {
 #define TCP_RST 0x04
 
 int decode_linktype_supported(int linktype);
-/* Fills pkt (except timestamp_ms and source) from one captured frame. */
+/* Fills pkt (except timestamp_ms and source) from one captured frame;
+ * tunnels (FP_TUNNELS_*) says whether a tunnel's packets are metered as
+ * the tunnel or as what they carry. */
 enum decode_result decode_frame(int linktype, const uint8_t *frame, uint32_t captured_length,
-				uint32_t wire_length, struct packet *pkt);
+				uint32_t wire_length, int tunnels, struct packet *pkt);
 
 #endif

@@ -33,7 +33,7 @@ static inline void key_ports(const struct packet *p, uint16_t port[2])
 
 static uint32_t key_hash(const struct flow_table *t, const uint8_t *src, const uint8_t *dst,
 			 const uint16_t port[2], uint8_t protocol, uint16_t vlan_id,
-			 uint16_t inner_vlan_id, uint8_t source, int ipv6)
+			 uint16_t inner_vlan_id, uint8_t source, int ipv6, uint64_t segment_id)
 {
 	uint16_t sport = port[0], dport = port[1];
 	uint64_t h;
@@ -44,6 +44,7 @@ static uint32_t key_hash(const struct flow_table *t, const uint8_t *src, const u
 	h = hash_endpoint(t->seed, src, sport, ipv6) + hash_endpoint(t->seed, dst, dport, ipv6);
 	h ^= (uint64_t)protocol << 48 | (uint64_t)vlan_id << 32 |
 	     (uint64_t)inner_vlan_id << 16 | source;
+	h ^= segment_id;
 	return (uint32_t)hash_mix(h ^ t->seed[1]);
 }
 
@@ -62,6 +63,12 @@ static void entry_addresses(const struct flow_table *t, uint32_t i, uint8_t src[
 	}
 }
 
+/* Flows outside tunnels never touch the segment array's cache line. */
+static inline uint64_t entry_segment(const struct flow_table *t, uint32_t i)
+{
+	return (t->entries[i].flags & FLOW_SEGMENT) ? t->segment[i] : 0;
+}
+
 static uint32_t entry_bucket(const struct flow_table *t, uint32_t i)
 {
 	const struct flow_entry *e = &t->entries[i];
@@ -69,7 +76,7 @@ static uint32_t entry_bucket(const struct flow_table *t, uint32_t i)
 
 	entry_addresses(t, i, src, dst);
 	return key_hash(t, src, dst, e->port, e->protocol, e->vlan_id, e->inner_vlan_id,
-			e->source, e->flags & FLOW_IPV6) & t->bucket_mask;
+			e->source, e->flags & FLOW_IPV6, entry_segment(t, i)) & t->bucket_mask;
 }
 
 uint32_t flow_table_bucket(const struct flow_table *t, const struct packet *p)
@@ -78,7 +85,7 @@ uint32_t flow_table_bucket(const struct flow_table *t, const struct packet *p)
 
 	key_ports(p, port);
 	return key_hash(t, p->src, p->dst, port, p->protocol, p->vlan_id, p->inner_vlan_id,
-			p->source, p->ip_version == 6) & t->bucket_mask;
+			p->source, p->ip_version == 6, p->segment_id) & t->bucket_mask;
 }
 
 void flow_table_prefetch_bucket(const struct flow_table *t, uint32_t bucket)
@@ -112,7 +119,8 @@ static int entry_match(const struct flow_table *t, uint32_t i, const struct pack
 	const struct flow_entry *e = &t->entries[i];
 
 	if (e->protocol != p->protocol || e->source != p->source || e->vlan_id != p->vlan_id ||
-	    e->inner_vlan_id != p->inner_vlan_id || ((e->flags & FLOW_IPV6) != 0) != (p->ip_version == 6))
+	    e->inner_vlan_id != p->inner_vlan_id || ((e->flags & FLOW_IPV6) != 0) != (p->ip_version == 6) ||
+	    entry_segment(t, i) != p->segment_id)
 		return 0;
 	if (e->port[0] == port[0] && e->port[1] == port[1] &&
 	    same_address(t, i, 0, p->src) && same_address(t, i, 1, p->dst))
@@ -312,6 +320,10 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 		memcpy(&e->addr4[0], p->src, 4);
 		memcpy(&e->addr4[1], p->dst, 4);
 	}
+	if (p->segment_id && t->segment) {
+		e->flags |= FLOW_SEGMENT;
+		t->segment[i] = p->segment_id;
+	}
 	e->port[0] = port[0];
 	e->port[1] = port[1];
 	e->protocol = p->protocol;
@@ -509,6 +521,7 @@ static void fill_record(const struct flow_table *t, uint32_t i, const struct int
 	r->tos = e->tos;
 	r->vlan_id = e->vlan_id;
 	r->inner_vlan_id = e->inner_vlan_id;
+	r->layer2_segment_id = entry_segment(t, i);
 	r->ifindex = slots[e->source].ifindex;
 	r->direction = slots[e->source].direction;
 	if (e->list == LIST_PENDING)
@@ -743,6 +756,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	t->entries = malloc((size_t)t->slots * sizeof(*t->entries));
 	t->addr6 = malloc((size_t)t->slots * sizeof(*t->addr6));
 	t->buckets = malloc((size_t)buckets * sizeof(*t->buckets));
+	if (s->tunnels == FP_TUNNELS_INNER)  /* inner flows are keyed by their tunnel too */
+		t->segment = malloc((size_t)t->slots * sizeof(*t->segment));
 	if (t->bidirectional)
 		t->reverse = malloc((size_t)t->slots * sizeof(*t->reverse));
 	if (s->macs) {
@@ -750,13 +765,15 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		t->macs = malloc((size_t)t->slots * t->mac_stride);
 	}
 	if (!t->entries || !t->addr6 || !t->buckets || (t->bidirectional && !t->reverse) ||
-	    (s->macs && !t->macs)) {
+	    (s->macs && !t->macs) || (s->tunnels && !t->segment)) {
 		flow_table_free(t);
 		return -1;
 	}
 	memset(t->entries, 0, (size_t)t->slots * sizeof(*t->entries));
 	memset(t->addr6, 0, (size_t)t->slots * sizeof(*t->addr6));
 	memset(t->buckets, 0xff, (size_t)buckets * sizeof(*t->buckets));
+	if (t->segment)
+		memset(t->segment, 0, (size_t)t->slots * sizeof(*t->segment));
 	if (t->reverse)
 		memset(t->reverse, 0, (size_t)t->slots * sizeof(*t->reverse));
 	if (t->macs)
@@ -768,6 +785,7 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		t->lists[list].head = t->lists[list].tail = FLOW_NONE;
 
 	t->memory_bytes = (uint64_t)t->slots * (sizeof(*t->entries) + sizeof(*t->addr6) +
+						(t->segment ? sizeof(*t->segment) : 0) +
 						(t->reverse ? sizeof(*t->reverse) : 0) +
 						t->mac_stride) +
 			  (uint64_t)buckets * sizeof(*t->buckets);
@@ -782,6 +800,8 @@ void flow_table_free(struct flow_table *t)
 	free(t->reverse);
 	free(t->macs);
 	t->macs = NULL;
+	free(t->segment);
+	t->segment = NULL;
 	t->entries = NULL;
 	t->addr6 = NULL;
 	t->buckets = NULL;

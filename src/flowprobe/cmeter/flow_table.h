@@ -47,6 +47,7 @@ struct flow_entry {
 #define FLOW_IPV6 0x01
 #define FLOW_FIN 0x02
 #define FLOW_REVERSE_FIN 0x04
+#define FLOW_SEGMENT 0x08  /* an inner flow: its tunnel's segment is in segment[] */
 
 /* Reverse direction of a bidirectional entry (allocated only in that mode). */
 struct flow_reverse {
@@ -75,6 +76,7 @@ struct flow_table {
 	uint8_t *macs;                 /* NULL unless settings.macs: mac_stride bytes a slot,
 					* the first frame's link addresses (then the reverse's) */
 	uint32_t mac_stride;
+	uint64_t *segment;             /* read only for FLOW_SEGMENT entries */
 	uint32_t *buckets;
 	uint32_t bucket_mask;
 	uint32_t slots;
@@ -123,6 +125,7 @@ void flow_table_expire_all(struct flow_table *t, uint8_t end_reason);
 struct interface_slot {
 	uint32_t ifindex;
 	uint8_t direction;
+	uint8_t tunnels;  /* FP_TUNNELS_*: how its frames are decoded */
 };
 
 int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,

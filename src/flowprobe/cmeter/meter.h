@@ -11,6 +11,7 @@
 #include "flow_table.h"
 #include "frag_table.h"
 #include "sampling.h"
+#include "tunnel.h"
 
 /* Interface slots: one per capture source, plus ifindexes seen in frames
  * handed in directly.  A flow stores the slot (8 bits), not the ifindex. */
@@ -92,6 +93,8 @@ static inline void meter_offer(struct fp_meter *m, uint8_t sampler, int linktype
 }
 /* The meter's clock moves on to now_ms; expiry scans every SCAN_INTERVAL_MS. */
 void meter_advance_clock(struct fp_meter *m, uint64_t now_ms);
+/* What became of a tunnel's packet (enum tunnel_outcome), counted. */
+void meter_count_tunnel(struct fp_meter *m, uint8_t outcome);
 /* Fragments held for a first fragment that never came, counted as dropped. */
 void meter_count_orphans(struct fp_meter *m, const struct frag_orphans *orphans);
 

@@ -28,7 +28,8 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 
 	m->counters.packets_read++;
 	memset(p, 0, sizeof(*p));
-	switch (decode_frame(linktype, frame, captured_length, wire_length, p)) {
+	switch (decode_frame(linktype, frame, captured_length, wire_length,
+			     m->interface_slots[interface_slot].tunnels, p)) {
 	case DECODE_OK:
 		break;
 	case DECODE_TRUNCATED:
@@ -41,6 +42,8 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		m->counters.dropped_malformed++;
 		return;
 	}
+	if (p->tunnel_outcome)
+		meter_count_tunnel(m, p->tunnel_outcome);
 	p->timestamp_ms = timestamp_us / 1000;
 	p->source = interface_slot;
 	if (!p->is_fragment) {  /* a later fragment's ports come from the fragment table */
@@ -88,7 +91,8 @@ uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex, uint8_t direc
 			return slot;
 	if (m->interface_slots_used == METER_INTERFACE_SLOTS)
 		return METER_INTERFACE_SLOTS - 1;  /* shares the last slot rather than fail */
-	slots[m->interface_slots_used] = (struct interface_slot){ ifindex, direction };
+	slots[m->interface_slots_used] = (struct interface_slot){ ifindex, direction,
+								  (uint8_t)m->settings.tunnels };
 	return (uint8_t)m->interface_slots_used++;
 }
 
@@ -105,6 +109,21 @@ static void count_account(struct fp_meter *m, enum account_result result,
 		break;
 	case ACCOUNT_NO_SLOT:
 		m->counters.dropped_export_backlog += packets;
+		break;
+	}
+}
+
+void meter_count_tunnel(struct fp_meter *m, uint8_t outcome)
+{
+	switch (outcome) {
+	case TUNNEL_INNER:
+		m->counters.tunnel_packets_inner++;
+		break;
+	case TUNNEL_UNDECODED:
+		m->counters.tunnel_packets_undecoded++;
+		break;
+	case TUNNEL_TOO_DEEP:
+		m->counters.tunnel_packets_too_deep++;
 		break;
 	}
 }

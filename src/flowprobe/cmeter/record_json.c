@@ -137,6 +137,8 @@ static char *format_record(char *out, const struct fp_record *r, int bidirection
 		out = PUT_LITERAL(out, ", \"direction\": \"in\"");
 	else if (r->direction == FP_DIRECTION_OUT)
 		out = PUT_LITERAL(out, ", \"direction\": \"out\"");
+	if (r->layer2_segment_id)
+		out = put_number(PUT_LITERAL(out, ", \"layer2_segment_id\": "), r->layer2_segment_id);
 	if (bidirectional) {
 		out = put_number(PUT_LITERAL(out, ", \"reverse_packets\": "), r->reverse_packets);
 		out = put_number(PUT_LITERAL(out, ", \"reverse_octets\": "), r->reverse_octets);

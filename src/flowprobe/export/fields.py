@@ -89,6 +89,8 @@ def _elements():
         Element("postNATDestinationIPv6Address", 282, f.FP_FIELD_POST_DST_ADDR6, family=6,
                 v9_id=282),
         Element("flowId", 148, f.FP_FIELD_FLOW_ID),   # the conntrack id
+        # inner flows of a tunnel: which one (VNI, GRE key, ...; cmeter/tunnel.h)
+        Element("layer2SegmentId", 351, f.FP_FIELD_LAYER2_SEGMENT_ID),
         Element("reverseOctetDeltaCount", 1, f.FP_FIELD_REVERSE_OCTETS, enterprise=REVERSE_PEN),
         Element("reversePacketDeltaCount", 2, f.FP_FIELD_REVERSE_PACKETS, enterprise=REVERSE_PEN),
         Element("reverseTcpControlBits", 6, f.FP_FIELD_REVERSE_TCP_FLAGS, enterprise=REVERSE_PEN),

@@ -200,7 +200,7 @@ class CaptureSet:
                         capture.device, ifindex=capture.ifindex, snaplen=interface.snaplen,
                         promiscuous=interface.promiscuous,
                         buffer_bytes=interface.buffer_kb * 1024, bpf_filter=bpf,
-                        direction=direction)
+                        direction=direction, tunnels=interface.tunnels)
                     capture.sources[source] = direction
                 self._sample(capture)
             except (LookupError, CaptureError) as e:

@@ -280,7 +280,8 @@ function checkInterface(v) {
 	if (typeof(v.bpf_filter) != 'string' || hasControlCharacters(v.bpf_filter))
 		throw new FieldError('bpf_filter', v.bpf_filter,
 			'a libpcap filter expression (no control characters)');
-	checkFields(v, [ 'direction', 'snaplen', 'buffer_kb', 'sampling', 'sampling_algorithm' ]);
+	checkFields(v, [ 'direction', 'snaplen', 'buffer_kb', 'sampling', 'sampling_algorithm',
+		'tunnels' ]);
 }
 
 var COLLECTOR_DEFAULTS = defaultsOf('collector');

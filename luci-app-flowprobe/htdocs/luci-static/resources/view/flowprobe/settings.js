@@ -287,6 +287,13 @@ return view.extend({
 		o.default = 'random';
 		o.validate = main;
 
+		o = writeChangesOnly(s.taboption('capture', form.ListValue, 'tunnels', _('Tunnels'),
+			_('Meter GRE, IP-in-IP, VXLAN, Geneve, L2TP and GTP-U traffic as the tunnel (outer) or as the packets inside it (inner), told apart by the tunnel\'s VNI or key.')));
+		o.value('outer', _('outer'));
+		o.value('inner', _('inner'));
+		o.default = 'outer';
+		o.validate = main;
+
 		/* shown when the source uses conntrack; kept in the file otherwise.
 		 * [ option, title, placeholder (the daemon's default), description ] */
 		[

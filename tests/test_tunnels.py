@@ -1,0 +1,216 @@
+"""Tunnels: with `tunnels inner` a tunnel's packets are metered as the
+packets inside it, keyed and exported with the tunnel's segment
+(layer2SegmentId); with `outer` (the default) as the tunnel itself.  Every
+frame is built with scapy, written to a pcap file and metered through
+libpcap; the truth is what was put inside the tunnel."""
+
+import pytest
+from scapy.contrib.geneve import GENEVE
+from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
+from scapy.layers.inet import GRE, IP, TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP
+from scapy.layers.l2 import Ether as ScapyEther
+from scapy.layers.l2tp import L2TP
+from scapy.layers.ppp import PPP
+from scapy.layers.vxlan import VXLAN
+
+from captures import assert_conserved, meter_frames
+
+MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+OUTER4 = IP(src="192.0.2.1", dst="192.0.2.2")
+OUTER6 = IPv6(src="2001:db8::1", dst="2001:db8::2")
+
+
+def Ether(**fields):  # noqa: N802 - scapy's name; fixed MACs spare scapy its ARP lookups
+    return ScapyEther(**{**MACS, **fields})
+
+
+def segment(kind, identifier=0):
+    return kind << 56 | identifier
+
+
+VXLAN_SEGMENT, GRE_SEGMENT, GENEVE_SEGMENT, L2TP_SEGMENT, GTPU_SEGMENT, IPIP_SEGMENT = (
+    0x01, 0x02, 0x81, 0x82, 0x83, 0x84)
+
+
+def inner_tcp(n):
+    return IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=443) / (b"x" * n)
+
+
+def inner_udp6(n):
+    return IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=5000, dport=53) / (b"y" * n)
+
+
+# name: (outer headers up to the inner packet, inner packet, segment id,
+#        outer protocol)
+ENCAPSULATIONS = {
+    "ipip": (lambda p: OUTER4 / p, inner_tcp, segment(IPIP_SEGMENT), 4),
+    "6in4": (lambda p: OUTER4 / p, inner_udp6, segment(IPIP_SEGMENT), 41),
+    "ip6ip6": (lambda p: OUTER6 / p, inner_udp6, segment(IPIP_SEGMENT), 41),
+    "ip4in6": (lambda p: OUTER6 / p, inner_tcp, segment(IPIP_SEGMENT), 4),
+    "gre": (lambda p: OUTER4 / GRE() / p, inner_tcp, segment(GRE_SEGMENT), 47),
+    "gre-key-seq-csum": (
+        lambda p: OUTER4 / GRE(chksum_present=1, key_present=1, key=0xfeed0001,
+                               seqnum_present=1, sequence_number=7) / p,
+        inner_udp6, segment(GRE_SEGMENT, 0xfeed0001), 47),
+    "ip6gre": (lambda p: OUTER6 / GRE(key_present=1, key=5) / p, inner_tcp,
+               segment(GRE_SEGMENT, 5), 47),
+    "gretap": (lambda p: OUTER4 / GRE(proto=0x6558, key_present=1, key=77) / Ether() / p,
+               inner_tcp, segment(GRE_SEGMENT, 77), 47),
+    "vxlan": (lambda p: OUTER4 / UDP(sport=33333, dport=4789) / VXLAN(vni=4242) / Ether() / p,
+              inner_tcp, segment(VXLAN_SEGMENT, 4242), 17),
+    "vxlan6": (lambda p: OUTER6 / UDP(sport=33333, dport=4789) / VXLAN(vni=1) / Ether() / p,
+               inner_udp6, segment(VXLAN_SEGMENT, 1), 17),
+    "geneve": (lambda p: OUTER4 / UDP(sport=33333, dport=6081) / GENEVE(vni=99, proto=0x6558)
+               / Ether() / p, inner_tcp, segment(GENEVE_SEGMENT, 99), 17),
+    "geneve-ip": (lambda p: OUTER4 / UDP(sport=33333, dport=6081) / GENEVE(vni=98, proto=0x86dd)
+                  / p, inner_udp6, segment(GENEVE_SEGMENT, 98), 17),
+    "l2tp": (lambda p: OUTER4 / UDP(sport=1701, dport=1701) / L2TP(tunnel_id=5, session_id=7)
+             / PPP() / p, inner_tcp, segment(L2TP_SEGMENT, 5 << 16 | 7), 17),
+    "l2tp-acfc-ipv6": (lambda p: OUTER4 / UDP(sport=1701, dport=40000)
+                       / L2TP(tunnel_id=6, session_id=8) / b"\xff\x03" / PPP(proto=0x57) / p,
+                       inner_udp6, segment(L2TP_SEGMENT, 6 << 16 | 8), 17),
+    "gtpu": (lambda p: OUTER4 / UDP(sport=2152, dport=2152) / GTP_U_Header(teid=0xabcdef) / p,
+             inner_tcp, segment(GTPU_SEGMENT, 0xabcdef), 17),
+    "gtpu-extension": (lambda p: OUTER4 / UDP(sport=2152, dport=2152)
+                       / GTP_U_Header(teid=3, E=1, next_ex=0x85)
+                       / GTPPDUSessionContainer(type=1, QFI=5) / p,
+                       inner_udp6, segment(GTPU_SEGMENT, 3), 17),
+}
+SIZES = (10, 200, 33)
+
+
+def frames_of(name):
+    wrap, inner, _, _ = ENCAPSULATIONS[name]
+    packets = [inner(n) for n in SIZES]
+    return [bytes(Ether() / wrap(p)) for p in packets], sum(len(p) for p in packets)
+
+
+@pytest.mark.parametrize("name", ENCAPSULATIONS)
+def test_inner_flow_is_the_truth(tmp_path, name):
+    frames, inner_octets = frames_of(name)
+    records, counters = meter_frames(tmp_path, frames, tunnels="inner")
+    assert_conserved(records, counters)
+    assert len(records) == 1, records
+    r = records[0]
+    inner = ENCAPSULATIONS[name][1](0)
+    assert r["src_addr"] == inner.src and r["dst_addr"] == inner.dst
+    assert (r["src_port"], r["dst_port"]) == (inner.sport, inner.dport)
+    assert (r["packets"], r["octets"]) == (len(SIZES), inner_octets)
+    assert r["layer2_segment_id"] == ENCAPSULATIONS[name][2]
+    assert counters["tunnel_packets_inner"] == len(SIZES)
+
+
+@pytest.mark.parametrize("name", ENCAPSULATIONS)
+def test_outer_is_todays_behaviour(tmp_path, name):
+    frames, _ = frames_of(name)
+    records, counters = meter_frames(tmp_path, frames)
+    assert_conserved(records, counters)
+    r = records[0]
+    assert len(records) == 1 and r["protocol"] == ENCAPSULATIONS[name][3]
+    assert r["packets"] == len(SIZES) and "layer2_segment_id" not in r
+    assert counters["tunnel_packets_inner"] == 0
+
+
+def test_two_tenants_same_inner_flow_stay_apart(tmp_path):
+    frames = [bytes(Ether() / OUTER4 / UDP(sport=1000 + vni, dport=4789) / VXLAN(vni=vni)
+                    / Ether() / inner_tcp(10)) for vni in (10, 20, 10)]
+    records, counters = meter_frames(tmp_path, frames, tunnels="inner")
+    assert_conserved(records, counters)
+    by_segment = {r["layer2_segment_id"]: r["packets"] for r in records}
+    assert by_segment == {segment(VXLAN_SEGMENT, 10): 2, segment(VXLAN_SEGMENT, 20): 1}
+
+
+def test_inner_and_direct_traffic_stay_apart(tmp_path):
+    frames = [bytes(Ether() / inner_tcp(10)), bytes(Ether() / OUTER4 / GRE() / inner_tcp(10))]
+    records, _ = meter_frames(tmp_path, frames, tunnels="inner")
+    assert sorted(r.get("layer2_segment_id", 0) for r in records) == [0, segment(GRE_SEGMENT)]
+
+
+def test_the_innermost_identifier_names_the_segment(tmp_path):
+    # IP in IP inside VXLAN: IPIP has no identifier, so the VNI names it
+    frame = Ether() / OUTER4 / UDP(dport=4789) / VXLAN(vni=7) / Ether() / OUTER4 / inner_tcp(5)
+    records, counters = meter_frames(tmp_path, [bytes(frame)], tunnels="inner")
+    assert records[0]["layer2_segment_id"] == segment(VXLAN_SEGMENT, 7)
+    assert records[0]["protocol"] == 6 and counters["tunnel_packets_inner"] == 1
+
+
+def test_nesting_beyond_the_limit_is_counted_and_metered(tmp_path):
+    packet = inner_tcp(5)
+    for _ in range(6):
+        packet = IP(src="198.51.100.1", dst="198.51.100.2") / packet
+    records, counters = meter_frames(tmp_path, [bytes(Ether() / packet)], tunnels="inner")
+    assert_conserved(records, counters)
+    # four tunnels opened: the fifth IP header is metered, carrying protocol 4
+    assert only_one(records)["protocol"] == 4 and records[0]["src_addr"] == "198.51.100.1"
+    assert counters["tunnel_packets_too_deep"] == 1 and counters["tunnel_packets_inner"] == 0
+
+
+def only_one(records):
+    assert len(records) == 1, records
+    return records[0]
+
+
+@pytest.mark.parametrize("inside, why", [
+    (Ether() / ARP(), "not IP"),
+    (Ether() / b"\x45\x00", "cut"),
+    (Ether() / IP(src="10.0.0.1", dst="10.0.0.2", len=9999) / b"z", "impossible length"),
+])
+def test_undecodable_inside_meters_the_tunnel(tmp_path, inside, why):
+    frame = Ether() / OUTER4 / UDP(sport=1, dport=4789) / VXLAN(vni=3) / inside
+    records, counters = meter_frames(tmp_path, [bytes(frame)], tunnels="inner")
+    assert_conserved(records, counters)
+    r = only_one(records)
+    assert (r["protocol"], r["dst_port"], r["octets"]) == (17, 4789, len(frame) - 14), why
+    assert counters["tunnel_packets_undecoded"] == 1
+
+
+def test_tunnel_cut_by_the_snap_length_meters_the_tunnel(tmp_path):
+    # the snap length ends inside the inner IPv6 header
+    from captures import START_US, meter_pcap, write_pcap
+    frame = bytes(Ether() / OUTER6 / UDP(dport=4789) / VXLAN(vni=3) / Ether()
+                  / inner_udp6(100))
+    path = write_pcap(tmp_path / "cut.pcap", [(START_US, frame[:90], len(frame))])
+    records, counters = meter_pcap(path, tunnels="inner")
+    assert_conserved(records, counters)
+    assert only_one(records)["octets"] == len(frame) - 14
+    assert counters["tunnel_packets_undecoded"] == 1
+
+
+def test_fragmented_tunnel_packets_stay_outer_flows(tmp_path):
+    # fragmented outside, the inner header is split: metered as the tunnel
+    datagram = OUTER4 / GRE() / inner_tcp(3000)
+    frames = [bytes(Ether() / f) for f in fragment(datagram, fragsize=1000)]
+    records, counters = meter_frames(tmp_path, frames, tunnels="inner")
+    assert_conserved(records, counters)
+    r = only_one(records)
+    assert r["protocol"] == 47 and r["packets"] == len(frames)
+
+
+def test_inner_fragments_join_their_flow(tmp_path):
+    inner = inner_tcp(3000)
+    pieces = fragment(inner, fragsize=1000)
+    frames = [bytes(Ether() / OUTER4 / GRE(key_present=1, key=9) / p)
+              for p in reversed(pieces)]   # the first fragment last: the rest wait for it
+    records, counters = meter_frames(tmp_path, frames, tunnels="inner")
+    assert_conserved(records, counters)
+    r = only_one(records)
+    assert (r["src_port"], r["dst_port"], r["packets"]) == (40000, 443, len(pieces))
+    assert r["octets"] == sum(len(p) for p in pieces)
+    assert r["layer2_segment_id"] == segment(GRE_SEGMENT, 9)
+
+
+@pytest.mark.parametrize("frame", [
+    OUTER4 / GRE(version=1) / inner_tcp(1),                  # version 1: PPTP's GRE
+    OUTER4 / GRE(routing_present=1) / inner_tcp(1),        # RFC 1701 source routing
+    OUTER4 / GRE(proto=0x880b) / (b"\x00" * 20),             # PPP in GRE
+    OUTER4 / UDP(sport=4789, dport=4789) / (b"\x00" * 20),   # port 4789 without VXLAN's I flag
+    OUTER4 / UDP(dport=2152) / (b"\x32\x01" + b"\x00" * 20),  # GTP-U echo, not a G-PDU
+    OUTER4 / UDP(dport=1701) / (b"\xc8\x02" + b"\x00" * 20),  # L2TP control message
+])
+def test_what_is_not_opened_stays_as_it_is(tmp_path, frame):
+    records, counters = meter_frames(tmp_path, [bytes(Ether() / frame)], tunnels="inner")
+    assert_conserved(records, counters)
+    assert only_one(records)["src_addr"] == "192.0.2.1"
+    assert counters["tunnel_packets_inner"] == counters["tunnel_packets_undecoded"] == 0
