@@ -10,6 +10,8 @@ import argparse
 import pathlib
 import struct
 
+from scapy.contrib.geneve import GENEVE
+from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import (
     ICMPv6EchoReply,
@@ -23,8 +25,10 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.ipsec import AH, ESP
 from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
+from scapy.layers.l2tp import L2TP
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.layers.sctp import SCTP
+from scapy.layers.vxlan import VXLAN
 
 # fuzz_meter.c LINK_TYPES indices
 NULL, ETHERNET, RAW, RAW_OPENBSD, LOOP, SLL, SLL2, IPV4, IPV6 = range(9)
@@ -52,6 +56,7 @@ SETTINGS = {
     "bi": bytes([0x3D, 0x88, 0x88, 1]),
     "evict1": bytes([0x00, 0x21, 0x11, 3]),
     "refuse1": bytes([0x02, 0x21, 0x11, 2]),
+    "tunnels": bytes([0xBC, 0x88, 0x88, 0]),   # uni, with tunnels inner
 }
 
 
@@ -183,6 +188,38 @@ def fragment_scenarios():
     return scenarios
 
 
+def tunnel_scenarios():
+    """Every encapsulation the decoder opens, nested, cut and impostors."""
+    inner4 = IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2, flags="S")
+    inner6 = IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=3, dport=4) / b"v"
+    outer = IP(src=A4, dst=B4)
+    vxlan = outer / UDP(sport=9, dport=4789) / VXLAN(vni=7) / Ether(**MACS)
+    nested = inner4
+    for n in range(6):
+        nested = IP(src=A4, dst=B4) / nested if n % 2 else outer / GRE() / nested
+    packets = [
+        outer / inner4, outer / inner6, IPv6(src=A6, dst=B6) / inner6,
+        outer / GRE(key_present=1, key=5, seqnum_present=1, chksum_present=1) / inner4,
+        outer / GRE(proto=0x6558) / Ether(**MACS) / Dot1Q(vlan=3) / inner6,
+        vxlan / inner4, vxlan / ARP(),
+        outer / UDP(dport=6081) / GENEVE(vni=9, proto=0x6558, optionlen=2)
+        / (b"\0" * 8) / Ether(**MACS) / inner4,
+        outer / UDP(sport=1701, dport=1701) / L2TP(tunnel_id=1, session_id=2) / PPP() / inner4,
+        outer / UDP(dport=1701) / (b"\x4a\x02\x00\x20\x00\x01\x00\x02\x00\x01\x00\x01"
+                                   b"\x00\x02\xff\x03\x00\x57") / inner6,
+        outer / UDP(dport=2152) / GTP_U_Header(teid=4, E=1, next_ex=0x85)
+        / GTPPDUSessionContainer(type=1, QFI=1) / inner4,
+        nested,
+    ]
+    frames = [frame(eth(p)) for p in packets]
+    return {
+        "tunnels": frames,
+        "tunnels_cut": [frame(eth(p)[:60]) for p in packets],
+        "tunnels_inner_fragments": [frame(eth(outer / GRE() / f)) for f in
+                                    fragment(inner4 / (b"z" * 1500), fragsize=600)],
+    }
+
+
 def operations():
     """Scenarios that drive the meter's other entry points between frames."""
     syn = frame(eth(IP(src=A4, dst=B4) / TCP(sport=1000, dport=80, flags="S")))
@@ -211,7 +248,7 @@ def main():
     args = parser.parse_args()
     args.directory.mkdir(parents=True, exist_ok=True)
     scenarios = {**link_layer_scenarios(), **header_scenarios(), **broken_scenarios(),
-                 **fragment_scenarios(), **operations()}
+                 **fragment_scenarios(), **tunnel_scenarios(), **operations()}
     written = 0
     for name, parts in scenarios.items():
         body = b"".join(parts)

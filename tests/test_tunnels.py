@@ -214,3 +214,73 @@ def test_what_is_not_opened_stays_as_it_is(tmp_path, frame):
     assert_conserved(records, counters)
     assert only_one(records)["src_addr"] == "192.0.2.1"
     assert counters["tunnel_packets_inner"] == counters["tunnel_packets_undecoded"] == 0
+
+
+def test_tshark_decodes_inner_flows_with_their_segment(tmp_path):
+    """Two tenants' identical inner 5-tuples go out as two IPFIX records,
+    told apart by layer2SegmentId (IE 351), as a real decoder reads them."""
+    from captures import write_pcap
+    from collector_tools import (
+        TSHARK,
+        DatagramRecorder,
+        missing_tools,
+        tshark_decode,
+        tshark_problems,
+    )
+    from test_export_collectors import export
+
+    if missing_tools(TSHARK):
+        pytest.skip(missing_tools(TSHARK))
+    frames = [bytes(Ether() / OUTER4 / UDP(sport=1000, dport=4789) / VXLAN(vni=vni) / Ether()
+                    / inner_tcp(n)) for vni, n in ((10, 10), (20, 30), (10, 50))]
+    path = write_pcap(tmp_path / "vxlan.pcap", frames)
+    fields = ("sourceIPv4Address,destinationIPv4Address,sourceTransportPort,"
+              "destinationTransportPort,protocolIdentifier,packetDeltaCount,octetDeltaCount,"
+              "layer2SegmentId")
+    with DatagramRecorder() as recorder:
+        summary = export(path, f"ipfix://127.0.0.1:{recorder.port}?fields={fields}",
+                         extra=("--tunnels", "inner"))
+        recorder.wait(summary["exporters"][0]["messages_sent"])
+        recorder.write_pcap(tmp_path / "out.pcap")
+    assert tshark_problems(tmp_path / "out.pcap", recorder.port) == []
+    records = [r["fields"] for m in tshark_decode(tmp_path / "out.pcap", recorder.port)
+               for r in m["records"] if r["kind"] == "data"]
+    got = sorted((r["cflow.srcaddr"], r["cflow.dstaddr"], r["cflow.srcport"], r["cflow.dstport"],
+                  r["cflow.packets"], r["cflow.octets"],
+                  next(v for k, v in r.items() if "segment" in k)) for r in records)
+    assert got == [
+        ("10.0.0.1", "10.0.0.2", "40000", "443", "1", str(40 + 30), str(segment(1, 20))),
+        ("10.0.0.1", "10.0.0.2", "40000", "443", "2", str(2 * 40 + 60), str(segment(1, 10))),
+    ]
+
+
+def test_the_option_per_interface_and_its_errors():
+    from flowprobe import config
+    text = """
+config flowprobe 'main'
+\toption enabled '1'
+\tlist interface 'wan'
+\tlist interface 'lan'
+config interface 'wan'
+\toption tunnels 'inner'
+"""
+    parsed = config.parse(text)
+    assert {i.name: i.tunnels for i in parsed.interfaces} == {"wan": "inner", "lan": "outer"}
+    assert parsed.meter.tunnels == "inner"   # the table keys flows by tunnel too
+    assert config.parse(text.replace("'inner'", "'outer'")).meter.tunnels == "outer"
+    with pytest.raises(config.ConfigError, match=r"flowprobe\.wan\.tunnels: invalid value "
+                                                 r"'both' \(allowed: outer or inner\)"):
+        config.parse(text.replace("'inner'", "'both'"))
+
+
+def test_a_table_without_segments_refuses_inner_sources(tmp_path):
+    from captures import write_pcap
+    from flowprobe.meter import Meter, MeterError
+    from flowprobe.settings import MeterSettings
+    path = write_pcap(tmp_path / "one.pcap", [bytes(Ether() / inner_tcp(1))])
+    outer = Meter(MeterSettings())
+    with pytest.raises(MeterError, match="inner on a meter made with tunnels inner"):
+        outer.open_file(path, tunnels="inner")
+    inner = Meter(MeterSettings(tunnels="inner"))
+    assert inner.memory_bytes > outer.memory_bytes   # 8 bytes a slot for the segment
+    inner.close(inner.open_file(path, tunnels="outer"))

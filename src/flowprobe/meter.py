@@ -102,7 +102,7 @@ class Meter:
         if source < 0:
             raise CaptureError(ffi.string(error).decode(errors="replace"))
         if tunnels is not None:
-            self.set_tunnels(source, tunnels)
+            self._set_tunnels_or_close(source, tunnels)
         return source
 
     def open_live(self, device, ifindex=0, snaplen=128, promiscuous=False,
@@ -116,8 +116,15 @@ class Meter:
         if source < 0:
             raise CaptureError(ffi.string(error).decode(errors="replace"))
         if tunnels is not None:
-            self.set_tunnels(source, tunnels)
+            self._set_tunnels_or_close(source, tunnels)
         return source
+
+    def _set_tunnels_or_close(self, source, tunnels):
+        try:
+            self.set_tunnels(source, tunnels)
+        except MeterError:
+            self.close(source)
+            raise
 
     def set_tunnels(self, source, tunnels):
         """"outer": a tunnel's packets are metered as the tunnel; "inner": as
