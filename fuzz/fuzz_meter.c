@@ -287,7 +287,7 @@ static void op_update_settings(struct run *r, struct corpus_input *in)
 	corpus_take_settings(in, &s);
 	result = fp_meter_update_settings(r->meter, &s, error);
 	if (s.max_flows != r->settings.max_flows || s.max_fragments != r->settings.max_fragments ||
-	    s.bidirectional != r->settings.bidirectional) {
+	    s.bidirectional != r->settings.bidirectional || s.tunnels != r->settings.tunnels) {
 		CHECK(result == -1);
 	} else {
 		CHECK(result == 0);
