@@ -85,6 +85,7 @@ bench: build
 	$(PYTHON) bench/collector_times_bench.py
 	$(PYTHON) bench/history_bench.py
 	$(PYTHON) bench/sflow_bench.py
+	$(PYTHON) bench/tunnel_bench.py
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info
