@@ -12,6 +12,7 @@ import struct
 
 from scapy.contrib.geneve import GENEVE
 from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
+from scapy.contrib.mpls import MPLS
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import (
     ICMPv6EchoReply,
@@ -210,8 +211,10 @@ def tunnel_scenarios():
         outer / UDP(dport=2152) / GTP_U_Header(teid=4, E=1, next_ex=0x85)
         / GTPPDUSessionContainer(type=1, QFI=1) / inner4,
         nested,
+        outer / GRE(proto=0x8847) / MPLS(label=30, s=1) / inner6,
     ]
     frames = [frame(eth(p)) for p in packets]
+    frames.append(frame(Ether(**MACS) / MPLS(label=100, s=0) / MPLS(label=7, s=1) / inner4))
     return {
         "tunnels": frames,
         "tunnels_cut": [frame(eth(p)[:60]) for p in packets],

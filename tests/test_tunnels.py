@@ -7,6 +7,7 @@ libpcap; the truth is what was put inside the tunnel."""
 import pytest
 from scapy.contrib.geneve import GENEVE
 from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
+from scapy.contrib.mpls import MPLS
 from scapy.layers.inet import GRE, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP
@@ -32,6 +33,7 @@ def segment(kind, identifier=0):
 
 VXLAN_SEGMENT, GRE_SEGMENT, GENEVE_SEGMENT, L2TP_SEGMENT, GTPU_SEGMENT, IPIP_SEGMENT = (
     0x01, 0x02, 0x81, 0x82, 0x83, 0x84)
+MPLS_SEGMENT = 0x85
 
 
 def inner_tcp(n):
@@ -43,7 +45,7 @@ def inner_udp6(n):
 
 
 # name: (outer headers up to the inner packet, inner packet, segment id,
-#        outer protocol)
+#        outer protocol; None: not IP outside, counted as non-IP with outer)
 ENCAPSULATIONS = {
     "ipip": (lambda p: OUTER4 / p, inner_tcp, segment(IPIP_SEGMENT), 4),
     "6in4": (lambda p: OUTER4 / p, inner_udp6, segment(IPIP_SEGMENT), 41),
@@ -77,6 +79,11 @@ ENCAPSULATIONS = {
                        / GTP_U_Header(teid=3, E=1, next_ex=0x85)
                        / GTPPDUSessionContainer(type=1, QFI=5) / p,
                        inner_udp6, segment(GTPU_SEGMENT, 3), 17),
+    "mpls": (lambda p: MPLS(label=100, s=0) / MPLS(label=2000, s=1) / p, inner_tcp,
+             segment(MPLS_SEGMENT, 2000), None),
+    "mpls-ipv6": (lambda p: MPLS(label=16, s=1) / p, inner_udp6, segment(MPLS_SEGMENT, 16), None),
+    "mpls-in-gre": (lambda p: OUTER4 / GRE(proto=0x8847) / MPLS(label=30, s=1) / p, inner_tcp,
+                    segment(MPLS_SEGMENT, 30), 47),
 }
 SIZES = (10, 200, 33)
 
@@ -107,6 +114,9 @@ def test_outer_is_todays_behaviour(tmp_path, name):
     frames, _ = frames_of(name)
     records, counters = meter_frames(tmp_path, frames)
     assert_conserved(records, counters)
+    if ENCAPSULATIONS[name][3] is None:
+        assert records == [] and counters["dropped_non_ip"] == len(SIZES)
+        return
     r = records[0]
     assert len(records) == 1 and r["protocol"] == ENCAPSULATIONS[name][3]
     assert r["packets"] == len(SIZES) and "layer2_segment_id" not in r
@@ -164,6 +174,22 @@ def test_undecodable_inside_meters_the_tunnel(tmp_path, inside, why):
     r = only_one(records)
     assert (r["protocol"], r["dst_port"], r["octets"]) == (17, 4789, len(frame) - 14), why
     assert counters["tunnel_packets_undecoded"] == 1
+
+
+def test_a_pseudowire_in_gre_meters_the_tunnel(tmp_path):
+    frame = Ether() / OUTER4 / GRE(proto=0x8847) / MPLS(s=1) / (b"\x00" * 4) / Ether()
+    records, counters = meter_frames(tmp_path, [bytes(frame)], tunnels="inner")
+    assert_conserved(records, counters)
+    assert only_one(records)["protocol"] == 47 and counters["tunnel_packets_undecoded"] == 1
+
+
+def test_mpls_stacks_beyond_the_bound_are_not_flows(tmp_path):
+    labels = MPLS(s=0)
+    for _ in range(8):
+        labels = labels / MPLS(s=0)
+    frame = Ether() / labels / MPLS(s=1) / inner_tcp(1)
+    records, counters = meter_frames(tmp_path, [bytes(frame)], tunnels="inner")
+    assert records == [] and counters["dropped_non_ip"] == 1
 
 
 def test_tunnel_cut_by_the_snap_length_meters_the_tunnel(tmp_path):

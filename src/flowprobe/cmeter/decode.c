@@ -14,11 +14,14 @@
 #define ETHERTYPE_QINQ 0x88a8
 #define ETHERTYPE_QINQ_OLD 0x9100
 #define ETHERTYPE_PPPOE_SESSION 0x8864
+#define ETHERTYPE_MPLS 0x8847
+#define ETHERTYPE_MPLS_MULTICAST 0x8848
 #define PPP_IPV4 0x0021
 #define PPP_IPV6 0x0057
 
 #define MAX_VLAN_TAGS 4          /* deeper stacks are not real traffic */
 #define MAX_IPV6_EXTENSIONS 16   /* bounds the header walk against loops */
+#define MAX_MPLS_LABELS 8        /* real stacks are 1 to 3 labels deep */
 
 #define DLT_RAW_OPENBSD 14
 
@@ -34,6 +37,7 @@ static enum decode_result decode_ip(struct cursor *c, struct packet *pkt);
 static enum decode_result decode_ethertype(struct cursor *c, uint16_t ethertype,
 					   struct packet *pkt);
 static enum decode_result decapsulate(struct cursor *c, uint32_t remaining, struct packet *pkt);
+static enum decode_result decode_mpls(struct cursor *c, struct packet *pkt);
 
 static inline uint16_t read16(const uint8_t *p)
 {
@@ -338,6 +342,11 @@ static enum decode_result decode_ethertype(struct cursor *c, uint16_t ethertype,
 				return decode_ip(c, pkt);
 			return DECODE_NON_IP;  /* LCP, IPCP, ... */
 		}
+		case ETHERTYPE_MPLS:
+		case ETHERTYPE_MPLS_MULTICAST:
+			if (!c->tunnels)
+				return DECODE_NON_IP;  /* as the label stack's outside */
+			return decode_mpls(c, pkt);
 		default:
 			return DECODE_NON_IP;
 		}
@@ -434,6 +443,38 @@ static enum decode_result decode_ppp(struct cursor *c, struct packet *pkt)
 	return DECODE_NON_IP;  /* LCP, IPCP, ... inside the tunnel */
 }
 
+/* An MPLS label stack (RFC 3032) with IP under it: the packet is metered as
+ * that IP packet, its bottom label naming the segment.  Deeper stacks and
+ * pseudowires (Ethernet under the labels) stay uncounted as flows, as MPLS
+ * is with tunnels outer. */
+static enum decode_result decode_mpls(struct cursor *c, struct packet *pkt)
+{
+	enum decode_result result;
+	uint32_t entry = 0;
+	int labels;
+
+	for (labels = 0; labels < MAX_MPLS_LABELS && !(entry & 0x100); labels++) {
+		if (c->captured < 4)
+			return DECODE_TRUNCATED;
+		entry = read32(c->data);
+		skip(c, 4);
+	}
+	if (!(entry & 0x100))
+		return DECODE_NON_IP;
+	if (c->captured < 1)
+		return DECODE_TRUNCATED;
+	if ((c->data[0] >> 4) != 4 && (c->data[0] >> 4) != 6)
+		return DECODE_NON_IP;
+	result = decode_ip(c, pkt);
+	if (result != DECODE_OK)
+		return result;
+	if (!(pkt->segment_id & SEGMENT_ID_MASK) && (!pkt->segment_id || (entry >> 12)))
+		pkt->segment_id = SEGMENT_ID(SEGMENT_MPLS, entry >> 12);
+	if (!pkt->tunnel_outcome)
+		pkt->tunnel_outcome = TUNNEL_INNER;
+	return DECODE_OK;
+}
+
 /* The transport header was a tunnel's: the packet is metered as what it
  * carries, keyed by the tunnel's segment too.  When the inside cannot be
  * read (cut by the snap length, not IP, malformed) or nests too deep, the
@@ -477,6 +518,9 @@ static enum decode_result decapsulate(struct cursor *c, uint32_t remaining, stru
 		break;
 	case TUNNEL_PAYLOAD_PPP:
 		result = decode_ppp(&in, &inner);
+		break;
+	case TUNNEL_PAYLOAD_MPLS:
+		result = decode_mpls(&in, &inner);
 		break;
 	default:
 		result = decode_ip(&in, &inner);

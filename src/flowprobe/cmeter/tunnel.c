@@ -10,6 +10,7 @@
 #define ETHERTYPE_IPV4 0x0800
 #define ETHERTYPE_IPV6 0x86dd
 #define ETHERTYPE_TRANSPARENT_ETHERNET 0x6558  /* RFC 1701: Ethernet over GRE, Geneve */
+#define ETHERTYPE_MPLS 0x8847                  /* RFC 4023: MPLS in GRE */
 
 #define UDP_HEADER 8
 #define PORT_L2TP 1701
@@ -45,6 +46,8 @@ static uint8_t payload_of_ethertype(uint16_t type)
 		return TUNNEL_PAYLOAD_IP;
 	case ETHERTYPE_TRANSPARENT_ETHERNET:
 		return TUNNEL_PAYLOAD_ETHERNET;
+	case ETHERTYPE_MPLS:
+		return TUNNEL_PAYLOAD_MPLS;
 	}
 	return 0;
 }

@@ -19,6 +19,7 @@
 #define SEGMENT_L2TP 0x82ULL      /* tunnel id << 16 | session id */
 #define SEGMENT_GTPU 0x83ULL      /* TEID */
 #define SEGMENT_IP_IN_IP 0x84ULL  /* protocols 4 and 41 (6in4, 6rd): no identifier */
+#define SEGMENT_MPLS 0x85ULL      /* the bottom label (a VPN's, under a transport label) */
 #define SEGMENT_ID(type, id) ((type) << 56 | (uint64_t)(id))
 #define SEGMENT_ID_MASK 0x00ffffffffffffffULL
 
@@ -34,6 +35,7 @@ enum tunnel_payload {
 	TUNNEL_PAYLOAD_IP = 1,    /* version from the first nibble */
 	TUNNEL_PAYLOAD_ETHERNET,
 	TUNNEL_PAYLOAD_PPP,       /* address/control optional, protocol 1 or 2 bytes */
+	TUNNEL_PAYLOAD_MPLS,      /* a label stack, then IP */
 };
 
 enum tunnel_found {
