@@ -310,3 +310,31 @@ def test_a_table_without_segments_refuses_inner_sources(tmp_path):
     inner = Meter(MeterSettings(tunnels="inner"))
     assert inner.memory_bytes > outer.memory_bytes   # 8 bytes a slot for the segment
     inner.close(inner.open_file(path, tunnels="outer"))
+
+
+def test_collectors_without_a_field_list_get_the_segment():
+    from flowprobe import config
+    from flowprobe.service.sinks import exporter_changes
+    text = """
+config flowprobe 'main'
+\toption enabled '1'
+\tlist interface 'wan'
+config interface 'wan'
+\toption tunnels 'inner'
+config collector 'plain'
+\toption host '127.0.0.1'
+config collector 'v9'
+\toption host '127.0.0.1'
+\toption protocol 'netflow9'
+config collector 'chosen'
+\toption host '127.0.0.1'
+\toption fields 'sourceIPv4Address packetDeltaCount'
+"""
+    from flowprobe.export.fields import with_segment_field
+    inner = config.parse(text)
+    profiles = {p.name: p for p in with_segment_field(inner.collectors, inner.collectors)}
+    assert profiles["plain"].field_names[-1] == "layer2SegmentId"
+    assert "layer2SegmentId" not in profiles["v9"].field_names   # v9 has no such field
+    assert profiles["chosen"].field_names == ("sourceIPv4Address", "packetDeltaCount")
+    outer = config.parse(text.replace("'inner'", "'outer'"))
+    assert exporter_changes(outer, inner)   # the templates change

@@ -150,3 +150,14 @@ def with_nat_fields(profiles):
             if profile.protocol == "ipfix" or ELEMENTS[n].v9_id is not None)
         adjusted.append(replace(profile, fields=names))
     return adjusted
+
+
+def with_segment_field(configured, profiles):
+    """IPFIX collectors configured without their own field list also get
+    layer2SegmentId when interfaces meter tunnels' inner flows: two tenants'
+    identical 5-tuples must stay apart at the collector too.  configured:
+    the profiles as the config has them; profiles: as adjusted so far."""
+    return [profile if own.fields or profile.protocol != "ipfix"
+            or "layer2SegmentId" in profile.field_names
+            else replace(profile, fields=profile.field_names + ("layer2SegmentId",))
+            for own, profile in zip(configured, profiles)]

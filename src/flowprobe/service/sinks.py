@@ -8,6 +8,7 @@ import time
 
 from flowprobe.config import sampling_interval
 from flowprobe.export.collectors import Exporter, pump, watched
+from flowprobe.export.fields import with_segment_field
 from flowprobe.export.spool import SpoolError, prepare_spool_dir
 from flowprobe.export.transport import TransportError
 
@@ -23,7 +24,8 @@ def exporter_changes(old, new):
             or sampling_interval(new) != sampling_interval(old)
             or new.meter.bidirectional != old.meter.bidirectional
             or new.conntrack.tracks != old.conntrack.tracks
-            or new.spool_dir != old.spool_dir)
+            or new.spool_dir != old.spool_dir
+            or new.meter.tunnels != old.meter.tunnels)
 
 
 class Sinks:
@@ -55,6 +57,8 @@ class Sinks:
             self.spools_cleared = True
         tracks = config.conntrack.tracks   # conntrack records: biflows with NAT fields
         profiles = self.with_nat_fields(config.collectors) if tracks else config.collectors
+        if config.meter.tunnels == "inner":   # inner flows: which tunnel, too
+            profiles = with_segment_field(config.collectors, profiles)
         return Exporter(profiles, boot_ms=now_ms, meter_biflow=config.meter.bidirectional or tracks,
                         interfaces=self.interface_names, spool_dir=spool_dir,
                         carry_over=carry_over, resolver=resolver,
