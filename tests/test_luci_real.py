@@ -36,6 +36,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,7 @@ def config_text(workdir):
         "\toption history '1'",
         f"\toption history_dir '{workdir}/history'",
         "\toption history_flush '1'",
+        f"\toption lease_file '{workdir}/dhcp.leases'",
         "",
         "config collector 'nfcapd'",
         "\toption protocol 'ipfix'",
@@ -193,6 +195,9 @@ def test_the_app_on_the_real_luci_runtime(router, userland, tree, tmp_path):
     lab, branch = router, tree_name(tree)
     workdir = tmp_path / "stack"
     workdir.mkdir()
+    # dnsmasq's lease file names the client: the Status page shows the device
+    (workdir / "dhcp.leases").write_text(
+        f"{int(time.time()) + 3600} 02:00:00:aa:bb:01 {lab.client4} laptop *\n")
     with RealStack(userland, tree, workdir, NETWORKS, lab.router, config_text(workdir)) as stack:
         stack.start_daemon()
         socket_path = workdir / "control.sock"
@@ -218,6 +223,7 @@ def test_the_app_on_the_real_luci_runtime(router, userland, tree, tmp_path):
         assert seen["chart"]["scaleBits"] >= expected * 8
         assert seen["legend"][0].startswith("lan") and "kbit/s" in seen["legend"][0]
         assert "ICMP echo request" in seen["protocols"], seen["protocols"]
+        assert "laptop" in seen["devices"], seen["devices"]
         assert "ICMP port unreachable" in seen["protocols"], seen["protocols"]
         first, second = seen["sortedPackets"]
         assert first == sorted(first, reverse=True) and second == sorted(first)

@@ -212,6 +212,7 @@ const steps = {
 			chart: await chartValues(page),
 			flows: await texts(page, '[data-flow]'),
 			protocols: await texts(page, '[data-flow] [data-field="protocol"]'),
+			devices: await texts(page, '[data-flow] [data-field="device"]'),
 		};
 		await page.screenshot({ path: shot('luci-status.png'), fullPage: true });
 		// the 1 hour range, then back
