@@ -231,6 +231,33 @@ def test_interface_names_go_out_as_options(tmp_path):
     assert names == {"2": "eth0", "7": "br-lan"}
 
 
+def test_interfaces_opened_after_the_start_are_named_too(tmp_path):
+    """The daemon's exporter starts before its captures open: the table it
+    shares fills later, and the names still go out (they went nowhere before:
+    an empty table was replaced by a private one), after what was queued,
+    with sequence numbers that follow on."""
+    from flowprobe.export.collectors import Exporter, profile_from_url
+    names = {}
+    now = START_US // 1000
+    with DatagramRecorder() as recorder:
+        exporter = Exporter([profile_from_url(f"ipfix://127.0.0.1:{recorder.port}")],
+                            boot_ms=now, interfaces=names)
+        exporter.start(now)
+        names.update({2: "eth0", 7: "br-lan"})   # the captures open
+        exporter.tick(now + 1000)
+        names[9] = "wan"                         # one more, later
+        exporter.tick(now + 2000)
+        exporter.finish(now + 3000)
+        recorder.wait(3)
+        recorder.write_pcap(tmp_path / "names.pcap")
+    messages = tshark_decode(tmp_path / "names.pcap", recorder.port)
+    assert tshark_problems(tmp_path / "names.pcap", recorder.port) == []
+    assert sequence_problems(messages) == []
+    options = [r["fields"] for m in messages for r in m["records"] if r["kind"] == "options"]
+    sent = {r["cflow.inputint"]: r["cflow.if_name"] for r in options if "cflow.if_name" in r}
+    assert sent == {"2": "eth0", "7": "br-lan", "9": "wan"}
+
+
 # ---- collectors that fail, and groups ----
 
 def test_dead_collectors_cost_only_their_counters(generated):

@@ -60,10 +60,13 @@ def data_records(pcap, port):
     records, problems, expected = 0, [], None
     for message in tshark_decode(pcap, port, transport="tcp"):
         data = sum(1 for r in message["records"] if r["kind"] == "data")
+        # options data records (interface names, statistics) take sequence
+        # numbers too (RFC 7011 3.1)
+        numbered = data + sum(1 for r in message["records"] if r["kind"] == "options")
         templates_only = not message["records"]
         if expected is not None and message["sequence"] != expected and not templates_only:
             problems.append((message["frame"], expected, message["sequence"]))
-        expected = message["sequence"] + data
+        expected = message["sequence"] + numbered
         records += data
     return records, problems
 

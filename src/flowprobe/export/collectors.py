@@ -169,7 +169,8 @@ class Collector:
                  resolver=None, sampling_interval=1):
         self.profile = profile
         self.meter_biflow = meter_biflow
-        self.interfaces = interfaces or {}
+        self.interfaces = {} if interfaces is None else interfaces   # shared: filled as captures open
+        self.interfaces_sent = None     # the names the collector has in this session
         # sFlow's counter samples: the captures' interfaces as they come and go
         self.counter_interfaces = interfaces if interfaces is not None else {}
         reliable = profile.transport == "tcp"
@@ -222,14 +223,24 @@ class Collector:
         messages = self.encoder.template_messages(now_ms, records_queued)
         if messages:
             self.last_template_ms = now_ms
-        if self.interfaces and messages:
-            messages += self.encoder.interface_messages(now_ms, self.interfaces)
+        if messages:
+            self.interfaces_sent = None   # a new session: the names go again (_send_names)
         # the interval as an options record: it takes the next sequence number,
         # so not ahead of queued records (theirs are taken); the next refresh
         # (UDP) or session (TCP) carries it then
         if messages and not records_queued:
             messages += self.encoder.sampling_messages(now_ms)
         return messages
+
+    def _send_names(self, now_ms):
+        """interfaceName options for the ingress interfaces, when the
+        collector does not have them yet (a new session, a new interface).
+        Never from inside the transport (on_connect): sent here, they take
+        sequence numbers after every message already queued, not ahead of
+        them."""
+        if self.interfaces and self.interfaces_sent != self.interfaces:
+            self.interfaces_sent = dict(self.interfaces)
+            self._send(self.encoder.interface_messages(now_ms, self.interfaces_sent))
 
     def _send(self, messages):
         for message, records in messages:
@@ -240,6 +251,7 @@ class Collector:
         self.now_ms = now_ms
         if self.profile.transport == "udp":
             self._send(self._templates(now_ms))
+            self._send_names(now_ms)
             self.send_stats(now_ms)  # before any data: no collector sees a sequence gap
         else:
             # over TCP the templates open each session (_new_session), never the data
@@ -255,6 +267,8 @@ class Collector:
         self.now_ms = now_ms
         if self.profile.transport == "udp" and self.encoder.templates_due(now_ms):
             self._send(self._templates(now_ms))
+        if self.transport.stats()["connected"]:
+            self._send_names(now_ms)
         interval_ms = self.profile.stats_interval * 1000
         if interval_ms and now_ms - (self.last_stats_ms or 0) >= interval_ms:
             self.send_stats(now_ms, packets_ignored)
