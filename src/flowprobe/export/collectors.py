@@ -169,7 +169,8 @@ class Collector:
                  resolver=None, sampling_interval=1):
         self.profile = profile
         self.meter_biflow = meter_biflow
-        self.interfaces = {} if interfaces is None else interfaces   # shared: filled as captures open
+        # shared with the captures, which fill it as they open: never a copy
+        self.interfaces = {} if interfaces is None else interfaces
         self.interfaces_sent = None     # the names the collector has in this session
         # sFlow's counter samples: the captures' interfaces as they come and go
         self.counter_interfaces = interfaces if interfaces is not None else {}
