@@ -92,6 +92,18 @@ def udp_sockets(port, pid=None):
     return found
 
 
+def own_udp_socket(process, port):
+    """The /proc/net/udp state of the socket process has bound to port: its
+    rx_queue and drops (None when the process is not running)."""
+    if process is None or process.poll() is not None:
+        return None
+    owned = _socket_inodes(process.pid)
+    for state in udp_sockets(port, process.pid):
+        if state["inode"] in owned:
+            return state
+    return None
+
+
 def _socket_inodes(pid):
     inodes = set()
     try:
@@ -232,13 +244,7 @@ class Nfcapd:
 
     def socket_state(self):
         """rx_queue and drops of nfcapd's socket (None when it is not running)."""
-        if self.process is None or self.process.poll() is not None:
-            return None
-        owned = _socket_inodes(self.process.pid)
-        for state in udp_sockets(self.port, self.process.pid):
-            if state["inode"] in owned:
-                return state
-        return None
+        return own_udp_socket(self.process, self.port)
 
     def drain(self, timeout=5.0):
         """Wait until nfcapd has read every datagram queued on its socket."""
@@ -1172,13 +1178,7 @@ class Nfacctd:
 
     def socket_state(self):
         """rx_queue and drops of nfacctd's socket (None when it is not running)."""
-        if self.process is None or self.process.poll() is not None:
-            return None
-        owned = _socket_inodes(self.process.pid)
-        for state in udp_sockets(self.port, self.process.pid):
-            if state["inode"] in owned:
-                return state
-        return None
+        return own_udp_socket(self.process, self.port)
 
     def send_sentinel(self):
         """A record of its own (its source port counts sentinels) from 127.0.0.2; inside

@@ -11,6 +11,8 @@ import os
 import subprocess
 import uuid
 
+from netlab import tear_down
+
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -172,12 +174,4 @@ class TwoUplinks:
         return self
 
     def __exit__(self, *exc):
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        for namespace in (self.client, self.router, *self.isp):
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        tear_down(self.processes, (self.client, self.router, *self.isp))

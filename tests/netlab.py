@@ -93,19 +93,25 @@ class RouterLab:
         return self
 
     def __exit__(self, *exc):
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        for namespace in (self.client, self.router, self.server):
-            pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
-                                  text=True).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
-            self.ip("netns", "del", namespace, check=False)
+        tear_down(self.processes, (self.client, self.router, self.server))
+
+
+def tear_down(processes, namespaces):
+    """A lab's end: its processes stopped (killed after 5 s), then whatever
+    still runs in its namespaces, then the namespaces."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    for namespace in namespaces:
+        pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), 9)
+            except (ProcessLookupError, ValueError):
+                pass
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
