@@ -4,7 +4,6 @@ real daemon on lo whose store holds five days: a quiet daily cycle with an
 injected spike (the daemon finds the anomaly from its rollups at start)
 and a day of generated hosts. Screenshots go to build/artifacts/."""
 
-import json
 import os
 import shutil
 import signal
@@ -21,12 +20,8 @@ from flowprobe.store.sink import HistorySink
 from history_records import DAY_START_MS, Day
 from test_history_anomaly import SPIKE, day_records
 from test_history_store import INTERFACES, write
+from test_luci_browser import ARTIFACTS, CHROMIUM, LUCI_TESTS, drive  # the page driver
 
-ROOT = Path(__file__).resolve().parent.parent
-LUCI_TESTS = ROOT / "tests" / "luci"
-DRIVER = LUCI_TESTS / "drive_pages.js"
-ARTIFACTS = ROOT / "build" / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HISTORY_PAGE = "admin/services/flowprobe/history"
 
 
@@ -43,19 +38,6 @@ def why_skip():
 
 
 pytestmark = pytest.mark.skipif(why_skip() is not None, reason=f"History page: {why_skip()}")
-
-
-def drive(step, url, **params):
-    done = subprocess.run(["node", str(DRIVER), step, url, str(ARTIFACTS), json.dumps(params)],
-                          capture_output=True, text=True, timeout=180, cwd=LUCI_TESTS,
-                          env={"PATH": "/usr/bin:/bin", "CHROMIUM": CHROMIUM, "HOME": "/tmp"})
-    try:
-        seen = json.loads(done.stdout)
-    except ValueError:
-        raise AssertionError(f"driver {step}: {done.stdout}\n{done.stderr}") from None
-    assert "failure" not in seen, f"driver {step}: {seen['failure']}\n{done.stderr}"
-    assert not seen["pageErrors"], f"{step}: errors in the page: {seen['pageErrors']}"
-    return seen
 
 
 def five_days_ending_now(directory):
