@@ -8,7 +8,6 @@ exported by libuci and must read back the same.
 import re
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from flowprobe import config
 from flowprobe.config import Config, ConfigError, InterfaceConfig, Section, read_sections
 from flowprobe.export.collectors import CollectorProfile
 from flowprobe.export.fields import ELEMENTS
+from flowprobe.frozen import replace
 from flowprobe.settings import MeterSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
@@ -393,7 +393,7 @@ def test_libuci_reads_every_fixture_as_the_strict_parser_does(tmp_path):
 
 # ---- values built directly ----
 
-def test_dataclasses_check_their_values():
+def test_settings_classes_check_their_values():
     with pytest.raises(config.ConfigOptionError, match="direction"):
         InterfaceConfig("lan", direction="sideways")
     with pytest.raises(config.ConfigOptionError, match="name"):

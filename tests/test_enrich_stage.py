@@ -10,7 +10,6 @@ never answers (SilentRoutes), since a real kernel always does.
 
 import ipaddress
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -19,6 +18,7 @@ from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.enrich import stage as enrichment
 from flowprobe.enrich.routes import RouteTable, as_key
 from flowprobe.enrich.settings import EnrichSettings
+from flowprobe.frozen import replace
 from netlab import missing
 
 IN, OUT = lib.FP_DIRECTION_IN, lib.FP_DIRECTION_OUT

@@ -1,6 +1,6 @@
 """Writes luci-app-flowprobe's flowprobe/schema.js from the daemon's own
 tables: the options of each section (config.py), what each field may hold
-(schema.py), the defaults (the settings' dataclasses) and the IPFIX elements
+(schema.py), the defaults (the settings' classes) and the IPFIX elements
 a field list may name (export/fields.py).  validate.js reads it, so the form
 and the daemon cannot drift apart.  It also writes the init script's
 validate_main (what `ubus call service validate` answers) from the same
@@ -10,7 +10,6 @@ tables.  tests/test_luci_validation.py checks that both are current.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from flowprobe import config, schema
 from flowprobe.enrich.settings import EnrichSettings
 from flowprobe.export.collectors import CollectorProfile
 from flowprobe.export.fields import ELEMENTS, is_reverse
+from flowprobe.frozen import field_names
 from flowprobe.settings import MeterSettings
 from flowprobe.sources.conntrack_settings import ConntrackSettings
 
@@ -44,14 +44,13 @@ def rule(r):
 
 
 def defaults(instance, skip=()):
-    return {f.name: value(getattr(instance, f.name)) for f in dataclasses.fields(instance)
-            if f.name not in skip}
+    return {name: value(getattr(instance, name)) for name in field_names(type(instance))
+            if name not in skip}
 
 
 def data():
-    main = {f.name: value(f.default) for f in dataclasses.fields(config.Config)
-            if f.default is not dataclasses.MISSING
-            and f.name not in ("conntrack", "warnings", "enrich")}
+    main = {name: value(default) for name, default in config.Config._defaults.items()
+            if name not in ("conntrack", "warnings", "enrich")}
     return {
         "options": {kind: {option: list(spec) for option, spec in table.items()}
                     for kind, table in config.SECTION_TYPES.items()},

@@ -28,13 +28,13 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from dataclasses import dataclass, replace
 
 from flowprobe import schema
 from flowprobe.enrich.settings import EnrichSettings
 from flowprobe.errors import OptionError
 from flowprobe.export.collectors import CollectorProfile
 from flowprobe.export.fields import MAC_FIELDS
+from flowprobe.frozen import Frozen, replace
 from flowprobe.schema import DIRECTIONS, LOG_LEVELS  # noqa: F401  (their home)
 from flowprobe.settings import MeterSettings
 from flowprobe.sources.conntrack_settings import ConntrackSettings
@@ -74,8 +74,7 @@ class ConfigOptionError(OptionError):
     """A value an InterfaceConfig or a Config cannot hold (named by field)."""
 
 
-@dataclass(frozen=True)
-class InterfaceConfig:
+class InterfaceConfig(Frozen):
     name: str               # as configured: an OpenWrt logical name ("lan") or a device ("eth0")
     device: str = ""        # explicit device; "" = resolve `name` (the daemon does that)
     bpf_filter: str = ""
@@ -104,8 +103,7 @@ class InterfaceConfig:
             schema.check(ConfigOptionError, name, getattr(self, name))
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Frozen):
     enabled: bool
     meter: MeterSettings
     interfaces: tuple        # of InterfaceConfig
@@ -147,8 +145,7 @@ class Config:
 
 # ---- reading: the strict parser ----
 
-@dataclass(frozen=True)
-class Section:
+class Section(Frozen):
     type: str
     name: str | None         # None: anonymous
     options: dict            # option -> str (option) or list of str (list)

@@ -12,9 +12,9 @@ set.  The daemon executes nothing, named in config or traffic.
 import grp
 import os
 import pwd
-from dataclasses import dataclass
 
 from flowprobe._cmeter_ffi import ffi, lib
+from flowprobe.frozen import Frozen
 
 CAP_NET_ADMIN = 12
 CAP_NET_RAW = 13
@@ -25,8 +25,7 @@ class PrivilegeError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(Frozen):
     name: str
     uid: int
     gid: int

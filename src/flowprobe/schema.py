@@ -10,13 +10,12 @@ that map to each field are config.py's.  Checks that are logic, not ranges
 (host names, device names, user names, field lists), stay with their code.
 """
 
-from dataclasses import dataclass
+from flowprobe.frozen import Frozen
 
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600   # flow durations are kept in 32-bit milliseconds
 
 
-@dataclass(frozen=True)
-class Integer:
+class Integer(Frozen):
     low: int
     high: int
     allowed: str = ""
@@ -30,8 +29,7 @@ class Integer:
                 and self.low <= value <= self.high)
 
 
-@dataclass(frozen=True)
-class Seconds:
+class Seconds(Frozen):
     low: float
     high: float = MAX_TIMEOUT_SECONDS
 
@@ -44,8 +42,7 @@ class Seconds:
                 and self.low <= value <= self.high)
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(Frozen):
     values: tuple
     separator: str = ", "
 

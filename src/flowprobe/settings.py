@@ -5,10 +5,9 @@ MeterSettings; an invalid value raises SettingsError naming the option,
 the value and what is allowed.
 """
 
-from dataclasses import dataclass, fields
-
 from flowprobe import schema
 from flowprobe.errors import OptionError
+from flowprobe.frozen import Frozen, field_names
 from flowprobe.schema import MAX_TIMEOUT_SECONDS, OVERFLOW_POLICIES  # noqa: F401  (their home)
 
 
@@ -16,8 +15,7 @@ class SettingsError(OptionError):
     """A meter setting out of range."""
 
 
-@dataclass(frozen=True)
-class MeterSettings:
+class MeterSettings(Frozen):
     max_flows: int = 65536           # ~100 bytes each, committed at start
     max_fragments: int = 4096
     idle_timeout: float = 15.0       # seconds; Cisco's and ipt-netflow's default
@@ -45,5 +43,5 @@ class MeterSettings:
 
     @classmethod
     def option_names(cls):
-        return [f.name for f in fields(cls)]
+        return field_names(cls)
 

@@ -2,18 +2,16 @@
 checked like every other setting: an error names the option, the value and
 what is allowed."""
 
-from dataclasses import dataclass
-
 from flowprobe import schema
 from flowprobe.errors import OptionError
+from flowprobe.frozen import Frozen
 
 
 class EnrichSettingsError(OptionError):
     """An enrichment option out of range."""
 
 
-@dataclass(frozen=True)
-class EnrichSettings:
+class EnrichSettings(Frozen):
     routing: bool = False        # egress interface and next hop from the kernel's FIB
     route_cache: int = 4096      # FIB answers kept (~150 B each); a full bucket gives one up
     route_wait: float = 0.5      # how long a record may wait for its lookup's answer

@@ -11,7 +11,6 @@ import os
 import re
 import selectors
 import time
-from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 from flowprobe import schema
@@ -23,6 +22,7 @@ from flowprobe.export.netflow9 import Netflow9Encoder
 from flowprobe.export.sflow import SflowEncoder
 from flowprobe.export.spool import Spool, SpoolError
 from flowprobe.export.transport import TransportError, open_transport
+from flowprobe.frozen import Frozen
 from flowprobe.schema import PROTOCOLS, TRANSPORTS  # noqa: F401  (their home)
 from flowprobe.sources import interface_counters
 
@@ -33,8 +33,7 @@ class ProfileError(OptionError):
     """A collector profile option out of range."""
 
 
-@dataclass(frozen=True)
-class CollectorProfile:
+class CollectorProfile(Frozen):
     host: str
     port: int = 0                       # 0: the protocol's usual port
     protocol: str = "ipfix"
@@ -55,7 +54,8 @@ class CollectorProfile:
     queue_limit: int = 256
     spool_kb: int = 0                   # on-disk overflow of the queue (export/spool.py); 0: off
     counter_interval: int = 20          # sFlow: interface counter samples every N s; 0: off
-    name: str = field(default="", compare=False)
+    name: str = ""                       # the section's: not part of what a profile is
+    _not_compared = ("name",)
 
     def __post_init__(self):
         def check(option, ok, allowed):

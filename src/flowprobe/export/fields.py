@@ -6,15 +6,13 @@ reverse elements under enterprise 29305), how NetFlow v9 carries it (RFC
 A collector profile's field list is a list of these names.
 """
 
-from dataclasses import dataclass, replace
-
 from flowprobe._cmeter_ffi import lib
+from flowprobe.frozen import Frozen, replace
 
 REVERSE_PEN = 29305  # RFC 5103
 
 
-@dataclass(frozen=True)
-class Element:
+class Element(Frozen):
     name: str
     ipfix_id: int
     code: int                   # lib.FP_FIELD_*: fills the IPFIX field

@@ -17,9 +17,9 @@ import logging
 import selectors
 import socket
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from flowprobe.frozen import replace
 from flowprobe.meter import DLT_EN10MB, LINKTYPE_OF_ARPHRD, LIVE_BLOCK_TIMEOUT_S, CaptureError
 
 log = logging.getLogger("flowprobe")
@@ -35,21 +35,22 @@ PER_DEVICE = ("pcap_received", "pcap_if_dropped")
 PER_HANDLE = ("packets_read", "octets_read", "pcap_dropped")
 
 
-@dataclass
 class Capture:
     """One configured interface and what is open for it."""
-    config: object                       # configuration.InterfaceConfig
-    device: str = ""
-    ifindex: int = 0
-    sources: dict = field(default_factory=dict)   # source id -> direction
-    error: str = None
-    retry_at: float = 0.0
-    opened_at: float = None
-    # packets the kernel counted on the device while it was not captured,
-    # followed through the device going away and coming back
-    down_since: int = None               # the device's counter when capture stopped
-    down_last: int = None                # its latest reading since
-    packets_while_down: int = 0          # over the earlier stretches
+
+    def __init__(self, config):
+        self.config = config                 # configuration.InterfaceConfig
+        self.device = ""
+        self.ifindex = 0
+        self.sources = {}                    # source id -> direction
+        self.error = None
+        self.retry_at = 0.0
+        self.opened_at = None
+        # packets the kernel counted on the device while it was not captured,
+        # followed through the device going away and coming back
+        self.down_since = None               # the device's counter when capture stopped
+        self.down_last = None                # its latest reading since
+        self.packets_while_down = 0          # over the earlier stretches
 
 
 def exclusion_filter(endpoints):

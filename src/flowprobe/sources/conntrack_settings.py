@@ -2,10 +2,9 @@
 section), checked like every other setting: an error names the option, the
 value and what is allowed."""
 
-from dataclasses import dataclass
-
 from flowprobe import schema
 from flowprobe.errors import OptionError
+from flowprobe.frozen import Frozen
 from flowprobe.schema import SOURCES  # noqa: F401  (its home)
 
 
@@ -13,8 +12,7 @@ class ConntrackSettingsError(OptionError):
     """A conntrack option out of range."""
 
 
-@dataclass(frozen=True)
-class ConntrackSettings:
+class ConntrackSettings(Frozen):
     source: str = "capture"               # packet capture, conntrack, or both side by side
     conntrack_max_connections: int = 16384  # OpenWrt's usual nf_conntrack_max; ~200 B each
     conntrack_dump_interval: float = 30.0   # counters read for active timeouts this often
