@@ -25,15 +25,14 @@ UCI semantics kept by the strict parser (as libuci's file.c and list.c):
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 
 from flowprobe import schema
 from flowprobe.enrich.settings import EnrichSettings
 from flowprobe.errors import OptionError
-from flowprobe.export.collectors import CollectorProfile
 from flowprobe.export.fields import MAC_FIELDS
+from flowprobe.export.profile import CollectorProfile
 from flowprobe.frozen import Frozen, replace
 from flowprobe.schema import DIRECTIONS, LOG_LEVELS  # noqa: F401  (their home)
 from flowprobe.settings import MeterSettings
@@ -582,6 +581,7 @@ def _options(section, spec, warnings):
 def _hint(option, spec):
     close = ALIASES.get(option)
     if close not in spec:
+        import difflib  # only for a misspelt option: not at every start
         matches = difflib.get_close_matches(option, list(spec), n=1, cutoff=0.75)
         close = matches[0] if matches else None
     return f" (did you mean {close}?)" if close else ""

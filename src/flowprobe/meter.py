@@ -4,8 +4,6 @@ A thin wrapper over the C core.  Packets never pass through here: the core
 reads them from libpcap itself; Python moves records, a batch at a time.
 """
 
-import ipaddress
-
 from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.records import record_to_dict
 from flowprobe.settings import MeterSettings
@@ -72,6 +70,7 @@ def _flow_filter(address=None, prefix_length=None, protocol=0, port=0, ifindex=0
     """The core's fp_flow_filter: the one place that decides what matches."""
     query = ffi.new("struct fp_flow_filter *")
     if address:
+        import ipaddress  # for a query's filter: not at every start
         network = ipaddress.ip_network(address, strict=False)
         query.ip_version = network.version  # a /0 matches the family only
         query.prefix_length = network.prefixlen if prefix_length is None else prefix_length

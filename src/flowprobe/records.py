@@ -1,6 +1,7 @@
 """Flow records as Python sees them: converted from C in batches."""
 
-import socket
+# the C module: `socket` builds its enums at import, a cost at every start
+from _socket import AF_INET, AF_INET6, inet_ntop
 
 from flowprobe._cmeter_ffi import ffi
 
@@ -19,8 +20,8 @@ DIRECTIONS = {1: "in", 2: "out"}  # FP_DIRECTION_*; absent: the capture saw both
 
 def _address(raw, ip_version):
     if ip_version == 4:
-        return socket.inet_ntop(socket.AF_INET, raw[:4])
-    return socket.inet_ntop(socket.AF_INET6, raw)
+        return inet_ntop(AF_INET, raw[:4])
+    return inet_ntop(AF_INET6, raw)
 
 
 def record_to_dict(r, bidirectional=False):

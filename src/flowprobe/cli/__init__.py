@@ -12,10 +12,11 @@ Every number, time and address is written by units.py.
 """
 
 import argparse
+import importlib
+import os
 import sys
 
 from flowprobe import __version__
-from flowprobe.cli import flows, query, read, report, status, top
 
 DEFAULT_CONFIG = "/etc/config/flowprobe"
 
@@ -25,11 +26,54 @@ def _run_daemon(args):
     return run(args)
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="flowprobe", description="a flow meter and exporter")
+# each verb's module, imported only when that verb (or the full --help) is
+# asked for: `read` and `run` do not pay for the others' imports at start
+VERB_MODULES = {"read": "read", "status": "status", "flows": "flows", "expire": "flows",
+                "reload": "flows", "top": "top", "query": "query", "report": "report"}
+ALL_MODULES = ("read", "status", "flows", "top", "query", "report")   # in --help's order
+
+
+def _modules_for(argv):
+    """The verb modules the parser needs for this command line: the verb's
+    own, none for `run` and `--version`, all of them otherwise."""
+    if not argv:
+        return ALL_MODULES
+    if argv[0] == "run" or argv == ["--version"]:
+        return ()
+    if argv[0] in VERB_MODULES:
+        return (VERB_MODULES[argv[0]],)
+    return ALL_MODULES
+
+
+def _terminal_columns():
+    """shutil.get_terminal_size's answer, without importing shutil (and its
+    bz2, lzma and zlib) at every start, as argparse's formatter does."""
+    try:
+        columns = int(os.environ.get("COLUMNS", 0))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """Its verbs' parsers are of this class too (argparse's parser_class)."""
+
+    def _get_formatter(self):
+        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)
+
+
+def build_parser(modules=ALL_MODULES):
+    verbs = {name: importlib.import_module(f"flowprobe.cli.{name}") for name in modules}
+    parser = _Parser(prog="flowprobe", description="a flow meter and exporter")
     parser.add_argument("--version", action="version", version=f"flowprobe {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    read.add_parser(commands)
+    if "read" in verbs:
+        verbs["read"].add_parser(commands)
 
     run = commands.add_parser("run", help="the service: meter live interfaces and export "
                                           "(in the foreground; procd or systemd keep it)")
@@ -39,16 +83,16 @@ def build_parser():
     run.add_argument("--no-ubus", action="store_true", help="do not register on ubus")
     run.set_defaults(handler=_run_daemon)
 
-    status.add_parser(commands)
-    flows.add_parsers(commands)
-    top.add_parser(commands)
-    query.add_parser(commands)
-    report.add_parser(commands)
+    for name in ("status", "flows", "top", "query", "report"):
+        if name in verbs:
+            module = verbs[name]
+            (module.add_parsers if name == "flows" else module.add_parser)(commands)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_modules_for(argv)).parse_args(argv)
     try:
         return args.handler(args)
     except BrokenPipeError:  # `flowprobe read x.pcap | head`

@@ -10,16 +10,11 @@ stderr is a terminal.
 """
 
 import argparse
-import json
 import os
-import string
 import sys
 import time
 
 from flowprobe.cli import units
-from flowprobe.export.collectors import Exporter, ProfileError, profile_from_url
-from flowprobe.export.fields import MAC_FIELDS
-from flowprobe.export.transport import TransportError
 from flowprobe.meter import CaptureError, Meter, MeterError, packets_ignored
 from flowprobe.records import record_to_dict
 from flowprobe.schema import TUNNELS
@@ -104,6 +99,7 @@ def text_line(record, bidirectional=False):
 
 def check_format(template):
     """A --format template's error in words, or None: only record fields."""
+    import string  # only for --format
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as e:
@@ -226,14 +222,10 @@ class RecordSink:
     """Where `read` sends records: stdout (JSON formatted in C, text, or the
     --format line) and the collectors of --export, a batch at a time."""
 
-    def __init__(self, meter, profiles, mode, template=None, progress=None):
-        self.meter, self.profiles, self.mode, self.template = meter, profiles, mode, template
+    def __init__(self, meter, exporter, mode, template=None, progress=None):
+        self.meter, self.exporter, self.mode, self.template = meter, exporter, mode, template
         self.progress = progress
         self.out = sys.stdout.buffer
-        self.exporter = None
-        if profiles:  # transports are opened (and checked) before reading
-            self.exporter = Exporter(profiles, boot_ms=0,
-                                     meter_biflow=meter.settings.bidirectional)
         self.started = False
         self.flows = self.packets = self.octets = 0
 
@@ -265,7 +257,7 @@ class RecordSink:
 
     def drain(self):
         for batch, count in self.meter.drain_raw():
-            if self.profiles:
+            if self.exporter:
                 self._exporter().export(batch, count, self._now_ms())
             if self.mode == "json":
                 self.meter.format_json(batch, count, self.out.write)
@@ -279,7 +271,7 @@ class RecordSink:
     def finish(self):
         self.drain()
         self.out.flush()
-        if not self.profiles:
+        if not self.exporter:
             return []
         exporter = self._exporter()
         exporter.finish(self._now_ms(), packets_ignored(self.meter.counters()))
@@ -292,19 +284,23 @@ def command_read(args):
         if problem:
             print(f"flowprobe: --format: {problem}", file=sys.stderr)
             return 2
+    profiles, macs = [], False
+    if args.export:  # the exporters' modules only when asked for
+        from flowprobe.export.fields import MAC_FIELDS
+        from flowprobe.export.profile import ProfileError, profile_from_url
+        try:
+            profiles = [profile_from_url(url) for url in args.export]
+        except ProfileError as e:
+            print(f"flowprobe: --export: {e}", file=sys.stderr)
+            return 2
+        macs = any(name in MAC_FIELDS for p in profiles for name in p.fields)
     try:
-        profiles = [profile_from_url(url) for url in args.export]
-        settings = _settings_from(args, biflow=any(p.biflow for p in profiles),
-                                  macs=any(name in MAC_FIELDS for p in profiles
-                                           for name in p.fields))
+        settings = _settings_from(args, biflow=any(p.biflow for p in profiles), macs=macs)
         meter = Meter(settings)
         for path in args.files:  # every file must open before anything is printed
             meter.close(meter.open_file(path))
     except SettingsError as e:
         print(f"flowprobe: --{e.option.replace('_', '-')}: {e}", file=sys.stderr)
-        return 2
-    except ProfileError as e:
-        print(f"flowprobe: --export: {e}", file=sys.stderr)
         return 2
     except MeterError as e:
         print(f"flowprobe: {e}", file=sys.stderr)
@@ -317,11 +313,16 @@ def command_read(args):
     else:
         mode = "text" if not profiles else "none"
     progress = Progress(args.files, meter, sys.stderr, min_bytes=args.progress_min_bytes)
-    try:
-        sink = RecordSink(meter, profiles, mode, args.format, progress)
-    except TransportError as e:
-        print(f"flowprobe: --export: {e}", file=sys.stderr)
-        return 2
+    exporter = None
+    if profiles:  # transports are opened (and checked) before reading
+        from flowprobe.export.collectors import Exporter
+        from flowprobe.export.transport import TransportError
+        try:
+            exporter = Exporter(profiles, boot_ms=0, meter_biflow=meter.settings.bidirectional)
+        except TransportError as e:
+            print(f"flowprobe: --export: {e}", file=sys.stderr)
+            return 2
+    sink = RecordSink(meter, exporter, mode, args.format, progress)
     sink.header()
     status = 0
     try:
@@ -352,6 +353,7 @@ def command_read(args):
         summary = {"counters": counters, "memory_bytes": meter.memory_bytes}
         if profiles:
             summary["exporters"] = exporters
+        import json  # the summary line of --json and --export only
         print(json.dumps(summary), file=sys.stderr)
     return status
 
