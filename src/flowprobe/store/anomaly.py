@@ -19,7 +19,6 @@ The band never gets narrower than FLOOR of the level: a quiet series with
 almost no noise must not alarm on a byte more.
 """
 
-from dataclasses import dataclass, field
 
 STEP_S = 300
 SEASON = 288                  # a day of 5-minute points
@@ -29,30 +28,27 @@ CONSECUTIVE = 3
 FLOOR = 0.05
 
 
-@dataclass
 class Anomaly:
-    series: str
-    start_s: int              # the first point outside the band
-    end_s: int                # the last (so far)
-    peak: float               # the largest value seen in it
-    expected: float           # the prediction at the peak
+    def __init__(self, series, start_s, end_s, peak, expected):
+        self.series = series
+        self.start_s = start_s        # the first point outside the band
+        self.end_s = end_s            # the last (so far)
+        self.peak = peak              # the largest value seen in it
+        self.expected = expected      # the prediction at the peak
 
 
-@dataclass
 class HoltWinters:
-    season: int = SEASON
-    alpha: float = ALPHA
-    beta: float = BETA
-    gamma: float = GAMMA
-    delta: float = DELTA
-    consecutive: int = CONSECUTIVE
-    level: float = 0.0
-    trend: float = 0.0
-    seasonal: list = field(default_factory=list)
-    deviation: list = field(default_factory=list)
-    learning: list = field(default_factory=list)
-    seen: int = 0
-    outside: int = 0          # points outside the band in a row
+    def __init__(self, season=SEASON, alpha=ALPHA, beta=BETA, gamma=GAMMA, delta=DELTA,
+                 consecutive=CONSECUTIVE):
+        self.season, self.alpha, self.beta, self.gamma = season, alpha, beta, gamma
+        self.delta, self.consecutive = delta, consecutive
+        self.level = 0.0
+        self.trend = 0.0
+        self.seasonal = []
+        self.deviation = []
+        self.learning = []
+        self.seen = 0
+        self.outside = 0          # points outside the band in a row
 
     def update(self, value):
         """Feeds one point; returns (prediction, low, high, outside) once

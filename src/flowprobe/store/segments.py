@@ -24,7 +24,6 @@ import os
 import re
 import stat
 import urllib.parse
-from dataclasses import dataclass
 
 OPEN_SEGMENT = re.compile(r"flows-([0-9]{8})\.db")
 SEALED_SEGMENT = re.compile(r"flows-([0-9]{8})-([0-9]{1,16})-([0-9]{1,16})\.db")
@@ -36,13 +35,13 @@ class HistoryError(OSError):
     """A history_dir the store cannot use; the message names it."""
 
 
-@dataclass
 class Segment:
-    seq: int
-    path: str
-    first_ms: int = 0       # start times of the records in it (sealed ones: from the name)
-    last_ms: int = 0
-    size: int = 0           # bytes on disk with its side files, as last measured
+    def __init__(self, seq, path, first_ms=0, last_ms=0, size=0):
+        self.seq = seq
+        self.path = path
+        self.first_ms = first_ms    # start times of the records in it (sealed ones: from the name)
+        self.last_ms = last_ms
+        self.size = size            # bytes on disk with its side files, as last measured
 
     @property
     def sealed(self):

@@ -6,12 +6,11 @@ naming the option; metering and export go on without the store.
 """
 
 import logging
-import sqlite3
 import time
 
-from flowprobe.store import anomaly, query, segments
-from flowprobe.store.segments import HistoryError
-from flowprobe.store.sink import HistorySink
+# the store's own modules (sqlite3 with them) are imported when the store is
+# turned on or asked: a daemon without history does not carry them
+from flowprobe.store import anomaly
 
 log = logging.getLogger("flowprobe.history")
 
@@ -45,6 +44,8 @@ class HistoryService:
         self.settings, self.error = settings, None
         if not config.history:
             return
+        from flowprobe.store.segments import HistoryError
+        from flowprobe.store.sink import HistorySink
         uid = gid = None
         if config.user:
             from flowprobe.privileges import PrivilegeError, account
@@ -88,7 +89,10 @@ class HistoryService:
 
     # ---- queries and anomalies ----
 
-    def query(self, spec, now_ms, deadline_s=query.DEADLINE_S):
+    def query(self, spec, now_ms, deadline_s=None):
+        from flowprobe.store import query
+        if deadline_s is None:
+            deadline_s = query.DEADLINE_S
         if not self.sink:
             raise query.QueryError(self.error or "query: the history store is off "
                                                  "(option history '1' turns it on)")
@@ -103,6 +107,9 @@ class HistoryService:
             self.next_point_s = last_settled - REPLAY_S
         if self.next_point_s > last_settled:
             return
+        import sqlite3
+
+        from flowprobe.store import segments
         path = self.sink.writer.rollups_path
         try:
             connection = sqlite3.connect(segments.sqlite_uri(path, "ro"), uri=True)
