@@ -54,7 +54,7 @@ HOSTS = ["192.0.2.10", "192.0.2.300", "192.0.2", "192.0.02.1", "0.0.0.0", "2001:
          "host.123", "x" * 64 + ".lan", "x" * 63 + ".lan", "host name", "h\u00f6st"]
 
 MAIN_CASES = {
-    "max_flows": integers(1, 1 << 24),
+    "max_flows": integers(1, 1 << 24) + ["auto", "Auto", "automatic"],
     "max_fragments": integers(1, 1 << 20),
     "idle_timeout": seconds(0.001),
     "active_timeout": seconds(0.001),

@@ -37,7 +37,8 @@ def value(v):
 
 def rule(r):
     if isinstance(r, schema.Integer):
-        return {"kind": "integer", "low": str(r.low), "high": str(r.high), "allowed": r.allowed}
+        rule = {"kind": "integer", "low": str(r.low), "high": str(r.high), "allowed": r.allowed}
+        return dict(rule, words=list(r.words)) if r.words else rule
     if isinstance(r, schema.Seconds):
         return {"kind": "seconds", "low": r.low, "high": r.high, "allowed": r.allowed}
     return {"kind": "choice", "values": list(r.values), "allowed": r.allowed}
@@ -50,7 +51,7 @@ def defaults(instance, skip=()):
 
 def data():
     main = {name: value(default) for name, default in config.Config._defaults.items()
-            if name not in ("conntrack", "warnings", "enrich")}
+            if name not in ("conntrack", "warnings", "enrich", "max_flows_auto")}
     return {
         "options": {kind: {option: list(spec) for option, spec in table.items()}
                     for kind, table in config.SECTION_TYPES.items()},
@@ -101,7 +102,9 @@ def validation_type(option, key, kind):
     if kind == config.SECONDS:
         return "ufloat"
     if kind == config.INTEGER:
-        return f"range({r.low},{r.high})" if r.high <= INT32_MAX else "uinteger"
+        numbers = f"range({r.low},{r.high})" if r.high <= INT32_MAX else "uinteger"
+        return "or(" + ",".join([numbers] + [json.dumps(w) for w in r.words]) + ")" \
+            if r.words else numbers
     if isinstance(r, schema.Choice):
         return "or(" + ",".join(json.dumps(v) for v in r.values) + ")"
     return "string"

@@ -118,6 +118,7 @@ class Config(Frozen):
     history_dir: str = "/tmp/flowprobe-history"   # RAM on a router: see README "History"
     history_kb: int = 4096   # everything under history_dir, SQLite's side files included
     history_flush: float = 5.0   # seconds of records a kill -9 may lose
+    max_flows_auto: str = ""  # max_flows 'auto': the capacity chosen and why (table_size.py)
 
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
@@ -447,6 +448,10 @@ def build(sections):
                           "is the first)", section=mains[1].label)
     main = mains[0]
     values, origin = _options(main, MAIN_OPTIONS, warnings)
+    max_flows_auto = ""
+    if values.get("max_flows") == "auto":   # sized from this machine's memory and conntrack
+        from flowprobe.table_size import auto_max_flows
+        values["max_flows"], max_flows_auto = auto_max_flows()
     meter = _checked(MeterSettings, main, origin, {
         key: values[key] for key, _ in METER_OPTIONS.values() if key in values})
     interfaces = _interfaces(main, values, origin, by_type.get("interface", []), warnings)
@@ -477,7 +482,7 @@ def build(sections):
     enrich = replace(enrich, macs=meter.macs)
     return _checked(Config, main, origin, dict(
         own, meter=meter, interfaces=interfaces, collectors=collectors, conntrack=conntrack,
-        warnings=tuple(warnings), enrich=enrich))
+        warnings=tuple(warnings), enrich=enrich, max_flows_auto=max_flows_auto))
 
 
 def _interfaces(main, values, origin, sections, warnings):

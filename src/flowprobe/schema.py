@@ -19,12 +19,17 @@ class Integer(Frozen):
     low: int
     high: int
     allowed: str = ""
+    words: tuple = ()   # words allowed besides the numbers (max_flows 'auto')
 
     def __post_init__(self):
         if not self.allowed:
-            object.__setattr__(self, "allowed", f"an integer from {self.low} to {self.high}")
+            words = "".join(f" or {word}" for word in self.words)
+            object.__setattr__(self, "allowed", f"an integer from {self.low} to {self.high}"
+                                                f"{words}")
 
     def holds(self, value):
+        if isinstance(value, str):
+            return value in self.words
         return (isinstance(value, int) and not isinstance(value, bool)
                 and self.low <= value <= self.high)
 
@@ -65,7 +70,7 @@ TRANSPORTS = ("udp", "tcp")
 
 FIELDS = {
     # the meter (settings.MeterSettings)
-    "max_flows": Integer(1, 1 << 24),
+    "max_flows": Integer(1, 1 << 24, words=("auto",)),   # auto: table_size.py
     "max_fragments": Integer(1, 1 << 20),
     "idle_timeout": Seconds(0.001),
     "active_timeout": Seconds(0.001),

@@ -34,6 +34,9 @@ class MeterSettings(Frozen):
                      "unanswered_timeout", "fragment_timeout", "tcp_end_grace",
                      "overflow_policy"):
             schema.check(SettingsError, name, getattr(self, name))
+        if not isinstance(self.max_flows, int):   # 'auto' is the config's to resolve
+            raise SettingsError("max_flows", self.max_flows,
+                                "an integer (auto: the daemon's config, table_size.py)")
         if not isinstance(self.bidirectional, bool):
             raise SettingsError("bidirectional", self.bidirectional, "true or false")
         schema.check(SettingsError, "hash_seed", self.hash_seed)

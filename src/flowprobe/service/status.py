@@ -23,6 +23,8 @@ def status(probe):
         "meter": dict(counters, memory_bytes=meter.memory_bytes,
                       packets_dropped_by_kernel=probe.captures.kernel_dropped(),
                       max_flows=meter.settings.max_flows,
+                      # max_flows 'auto': the capacity and why (table_size.py)
+                      max_flows_reason=probe.config.max_flows_auto or "option max_flows",
                       table_fill=round(counters["flows_active"] / meter.settings.max_flows, 4),
                       sample_ring=meter.sample_ring_stats()),   # sFlow's sampled headers
         "last_minute": probe.last_minute.summary(),

@@ -19,7 +19,7 @@ return baseclass.extend({
 			"enrich": ["routing", "route_cache", "route_wait", "devices", "lease_file", "dhcpv6_lease_file", "prefix_file", "max_prefixes"]
 		},
 		"fields": {
-			"max_flows": {"kind": "integer", "low": "1", "high": "16777216", "allowed": "an integer from 1 to 16777216"},
+			"max_flows": {"kind": "integer", "low": "1", "high": "16777216", "allowed": "an integer from 1 to 16777216 or auto", "words": ["auto"]},
 			"max_fragments": {"kind": "integer", "low": "1", "high": "1048576", "allowed": "an integer from 1 to 1048576"},
 			"idle_timeout": {"kind": "seconds", "low": 0.001, "high": 604800, "allowed": "seconds from 0.001 to 604800"},
 			"active_timeout": {"kind": "seconds", "low": 0.001, "high": 604800, "allowed": "seconds from 0.001 to 604800"},

@@ -248,7 +248,7 @@ function convert(label, option, raw, kind) {
 function checkField(field, value) {
 	var rule = S.fields[field], ok;
 	if (rule.kind == 'integer')
-		ok = intIn(value, rule.low, rule.high);
+		ok = intIn(value, rule.low, rule.high) || (rule.words || []).indexOf(value) >= 0;
 	else if (rule.kind == 'seconds')
 		ok = (typeof(value) == 'number' || isInteger(value)) &&
 			Number(value) >= rule.low && Number(value) <= rule.high;

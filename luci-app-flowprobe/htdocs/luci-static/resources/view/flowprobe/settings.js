@@ -223,7 +223,7 @@ return view.extend({
 		o.validate = main;
 
 		o = s.taboption('table', form.Value, 'max_flows', _('Flow table capacity'),
-			_('Flows, about 100 bytes each, all allocated at start. 1 to 16777216.'));
+			_('Flows, about 100 bytes each, all allocated at start. 1 to 16777216, or auto: the smaller of 1/32 of the memory and twice nf_conntrack_max.'));
 		o.placeholder = '65536';
 		o.validate = main;
 
