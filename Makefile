@@ -86,6 +86,7 @@ bench: build
 	$(PYTHON) bench/history_bench.py
 	$(PYTHON) bench/sflow_bench.py
 	$(PYTHON) bench/tunnel_bench.py
+	$(PYTHON) bench/footprint_bench.py
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info

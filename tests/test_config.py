@@ -178,7 +178,7 @@ HOST = "an IPv4 or IPv6 address or a host name"
 INVALID = {
     "main_idle_timeout": ("main", "idle_timeout", "abc", "seconds from 0.001 to 604800"),
     "main_tcp_end_grace": ("main", "tcp_end_grace", "-1", "seconds from 0 to 604800"),
-    "main_max_flows": ("main", "max_flows", "0", "an integer from 1 to 16777216"),
+    "main_max_flows": ("main", "max_flows", "0", "an integer from 1 to 16777216 or auto"),
     "main_max_fragments": ("main", "max_fragments", "1e3", "an integer from 1 to 1048576"),
     "main_overflow": ("main", "overflow", "drop", "evict or refuse"),
     "main_enabled": ("main", "enabled", "maybe", BOOLEANS),

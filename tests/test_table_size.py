@@ -77,9 +77,10 @@ def test_the_meter_itself_takes_numbers_only():
         MeterSettings(max_flows="auto")
 
 
-def test_the_shipped_config_sizes_the_table_automatically():
-    shipped = config.load(str(config_path()))
-    assert shipped.max_flows_auto.startswith(f"auto: {shipped.meter.max_flows} flows")
+def test_the_shipped_config_states_auto_and_the_fixed_default():
+    text = config_path().read_text()
+    assert "'auto'" in text and "option max_flows '65536'" in text
+    assert config.load(str(config_path())).max_flows_auto == ""
 
 
 def config_path():

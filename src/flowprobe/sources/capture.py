@@ -38,14 +38,15 @@ PER_HANDLE = ("packets_read", "octets_read", "pcap_dropped")
 class Capture:
     """One configured interface and what is open for it."""
 
-    def __init__(self, config):
+    def __init__(self, config, device="", ifindex=0, sources=None, error=None, retry_at=0.0,
+                 opened_at=None):
         self.config = config                 # configuration.InterfaceConfig
-        self.device = ""
-        self.ifindex = 0
-        self.sources = {}                    # source id -> direction
-        self.error = None
-        self.retry_at = 0.0
-        self.opened_at = None
+        self.device = device
+        self.ifindex = ifindex
+        self.sources = {} if sources is None else sources   # source id -> direction
+        self.error = error
+        self.retry_at = retry_at
+        self.opened_at = opened_at
         # packets the kernel counted on the device while it was not captured,
         # followed through the device going away and coming back
         self.down_since = None               # the device's counter when capture stopped
