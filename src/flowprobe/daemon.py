@@ -16,7 +16,7 @@ from pathlib import Path
 from flowprobe import __version__
 from flowprobe import config as configuration
 from flowprobe.control.handlers import ControlError, Handlers
-from flowprobe.enrich import stage as enrichment
+from flowprobe.enrich import on_demand as enrichment
 from flowprobe.errors import OptionError
 from flowprobe.export.fields import with_nat_fields
 from flowprobe.export.resolver import Resolver

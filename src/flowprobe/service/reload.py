@@ -8,7 +8,7 @@ import logging
 import socket
 
 from flowprobe import config as configuration
-from flowprobe.enrich import stage as enrichment
+from flowprobe.enrich import on_demand as enrichment
 from flowprobe.errors import OptionError
 from flowprobe.export.resolver import is_address
 from flowprobe.export.transport import NotResolvedYet, TransportError
