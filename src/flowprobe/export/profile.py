@@ -4,8 +4,6 @@ refresh), checked.  Apart from the exporter (collectors.py), so that reading
 the configuration does not import the encoders and transports.
 """
 
-from urllib.parse import parse_qs, urlsplit
-
 from flowprobe import schema
 from flowprobe.errors import OptionError
 from flowprobe.export.fields import DEFAULT_FIELDS, ELEMENTS, REVERSE_FIELDS, is_reverse
@@ -111,6 +109,7 @@ URL_OPTIONS = {
 
 def profile_from_url(url):
     """ipfix://HOST:PORT?biflow=1&transport=tcp&fields=a,b&domain=5&group=g ..."""
+    from urllib.parse import parse_qs, urlsplit  # read --export only: not the daemon's memory
     parts = urlsplit(url)
     if parts.scheme not in PROTOCOLS:
         raise ProfileError("protocol", parts.scheme or url,
