@@ -124,3 +124,16 @@ def test_read_imports_no_exporter_without_export():
     assert "flowprobe.cli.read" in modules
     exporters = {m for m in modules if m.startswith(("flowprobe.export", "flowprobe.control"))}
     assert not exporters and "shutil" not in modules, sorted(exporters)
+
+
+def test_the_daemon_and_the_cli_need_no_urllib():
+    """python3-urllib (with the email package) is not in the package's DEPENDS:
+    nothing the daemon or a verb imports may pull it in, pathlib included (it
+    imports urllib.parse on Python 3.11, OpenWrt 24.10's)."""
+    modules = imported_after("import flowprobe.daemon, flowprobe.logs, flowprobe.control.ubus\n"
+                             "from flowprobe.cli import ALL_MODULES, build_parser\n"
+                             "build_parser(ALL_MODULES)\n"
+                             "from flowprobe.export import collectors, profile\n"
+                             "profile.profile_from_url('ipfix://[2001:db8::1]:4739?biflow=1')\n"
+                             "from flowprobe.store import service, writer, query")
+    assert not {m for m in modules if m.split(".")[0] in ("urllib", "email", "pathlib")}

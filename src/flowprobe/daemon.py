@@ -9,9 +9,9 @@ this one only wires them and says what happens at start and stop.
 """
 
 import logging
+import os
 import signal
 import time
-from pathlib import Path
 
 from flowprobe import __version__
 from flowprobe import config as configuration
@@ -162,7 +162,7 @@ class Probe:
         except ControlError as e:
             raise _StartError(f"{configuration.PACKAGE}.main.control_socket: {e}") from None
         self.captures.netifd = self.control.ubus is not None
-        self.run_state = RunState(Path(self.control_socket).with_suffix(".state"))
+        self.run_state = RunState(os.path.splitext(self.control_socket)[0] + ".state")
         if self.run_state.error:
             log.warning("%s", self.run_state.error)
         elif self.run_state.previous_unclean:

@@ -6,6 +6,7 @@ the configuration does not import the encoders and transports.
 
 from flowprobe import schema
 from flowprobe.errors import OptionError
+from flowprobe.export import collector_url
 from flowprobe.export.fields import DEFAULT_FIELDS, ELEMENTS, REVERSE_FIELDS, is_reverse
 from flowprobe.frozen import Frozen
 from flowprobe.schema import PROTOCOLS
@@ -109,8 +110,10 @@ URL_OPTIONS = {
 
 def profile_from_url(url):
     """ipfix://HOST:PORT?biflow=1&transport=tcp&fields=a,b&domain=5&group=g ..."""
-    from urllib.parse import parse_qs, urlsplit  # read --export only: not the daemon's memory
-    parts = urlsplit(url)
+    try:
+        parts = collector_url.split(url)
+    except ValueError as e:
+        raise ProfileError("host", url, f"an address or host name ({e})") from None
     if parts.scheme not in PROTOCOLS:
         raise ProfileError("protocol", parts.scheme or url,
                            "ipfix://, netflow9://, netflow5:// or sflow://")
@@ -119,7 +122,7 @@ def profile_from_url(url):
     except ValueError:
         raise ProfileError("port", parts.netloc, "1 to 65535") from None
     options = {}
-    for key, values in parse_qs(parts.query, keep_blank_values=True).items():
+    for key, values in collector_url.parse_query(parts.query).items():
         if key not in URL_OPTIONS:
             raise ProfileError(key, values[-1], "options: " + ", ".join(sorted(URL_OPTIONS)))
         option, convert = URL_OPTIONS[key]

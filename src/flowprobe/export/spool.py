@@ -34,7 +34,6 @@ import errno
 import os
 import re
 import struct
-from pathlib import Path
 
 ENTRY = struct.Struct("!II")   # message octets, records in it
 COPY_CHUNK = 1 << 16
@@ -63,9 +62,9 @@ def prepare_spool_dir(path, user=None, clear_stale=True):
         if clear_stale:
             # only files named as this daemon names them; unlink() removes a
             # link, never what it points to
-            for stale in Path(path).iterdir():
-                if SPOOL_FILE.fullmatch(stale.name) and not stale.is_dir():
-                    stale.unlink()
+            for stale in os.scandir(path):
+                if SPOOL_FILE.fullmatch(stale.name) and not stale.is_dir(follow_symlinks=False):
+                    os.unlink(stale.path)
     except (OSError, PrivilegeError) as e:
         raise SpoolError(f"spool_dir {path}: {getattr(e, 'strerror', None) or e}") from None
     return path

@@ -14,10 +14,10 @@ calls on_records() after each read so records move on in batches.
 """
 
 import logging
+import os
 import selectors
 import socket
 import time
-from pathlib import Path
 
 from flowprobe.frozen import replace
 from flowprobe.meter import DLT_EN10MB, LINKTYPE_OF_ARPHRD, LIVE_BLOCK_TIMEOUT_S, CaptureError
@@ -28,11 +28,16 @@ RETRY_S = 5.0                # a missing or failed interface is tried again this
 DISPATCH_PACKETS = 4096      # packets read per call, before records are moved on
 DISPATCH_ROUNDS = 16         # calls per readable event: other sources get their turn
 SEAL_MARGIN_S = 0.05         # beyond the capture ring's block timeout, before closing
-SYS_NET = Path("/sys/class/net")
+SYS_NET = "/sys/class/net"   # a string: pathlib imports urllib on Python 3.11
 # counted per socket, but each handle of a 'both' interface sees every packet
 # of the device: the interface's figure is one handle's, not their sum
 PER_DEVICE = ("pcap_received", "pcap_if_dropped")
 PER_HANDLE = ("packets_read", "octets_read", "pcap_dropped")
+
+
+def _sys_text(device, *names):
+    with open(os.path.join(SYS_NET, device, *names)) as file:
+        return file.read()
 
 
 class Capture:
@@ -99,7 +104,7 @@ def device_packets(device, direction):
     names = {"in": ("rx_packets",), "out": ("tx_packets",)}.get(direction,
                                                                  ("rx_packets", "tx_packets"))
     try:
-        return sum(int((SYS_NET / device / "statistics" / name).read_text()) for name in names)
+        return sum(int(_sys_text(device, "statistics", name)) for name in names)
     except (OSError, ValueError):
         return None
 
@@ -108,7 +113,7 @@ def linktype_of(device):
     """The link type libpcap will give a device's capture (for checking
     filters before any capture is open); Ethernet when it is not there."""
     try:
-        arphrd = int((SYS_NET / device / "type").read_text())
+        arphrd = int(_sys_text(device, "type"))
     except (OSError, ValueError):
         return DLT_EN10MB
     return LINKTYPE_OF_ARPHRD.get(arphrd, DLT_EN10MB)
@@ -244,10 +249,10 @@ class CaptureSet:
         """(device, ifindex) of a configured interface: a device name, or an
         OpenWrt logical name (lan, wan) that netifd resolves over ubus."""
         device = interface.device or interface.name
-        if not (SYS_NET / device).exists() and not interface.device:
+        if not os.path.exists(os.path.join(SYS_NET, device)) and not interface.device:
             device = self._netifd_device(interface.name) or device
         try:
-            ifindex = int((SYS_NET / device / "ifindex").read_text())
+            ifindex = int(_sys_text(device, "ifindex"))
         except (OSError, ValueError):
             raise LookupError(f"no such device {device!r}") from None
         return device, ifindex

@@ -3,10 +3,10 @@ sFlow's generic interface counters: read each counter interval, never per
 packet.  What Linux does not count separately (broadcasts, unknown
 protocols) is left to the encoder to say "unknown"."""
 
+import os
 import socket
-from pathlib import Path
 
-SYS_NET = Path("/sys/class/net")
+SYS_NET = "/sys/class/net"   # a string: pathlib imports urllib on Python 3.11
 IF_TYPE_ETHERNET, IF_TYPE_OTHER = 6, 1          # IANAifType
 ARPHRD_ETHER = 1
 DUPLEX = {"full": 1, "half": 2}                 # sFlow ifDirection; 0 unknown
@@ -15,7 +15,8 @@ IFF_UP, IFF_PROMISC = 0x1, 0x100
 
 def _read(path, default=None):
     try:
-        return path.read_text().strip()
+        with open(path) as file:
+            return file.read().strip()
     except OSError:   # gone, or a virtual device without the file (speed on a bridge)
         return default
 
@@ -35,28 +36,31 @@ def read(ifindex):
         device = socket.if_indextoname(ifindex)
     except OSError:
         return None
-    base = SYS_NET / device
-    stats = base / "statistics"
-    flags = _number(base / "flags")
-    speed = _number(base / "speed")              # Mbit/s; -1 or missing when unknown
-    oper_up = _read(base / "operstate") in ("up", "unknown")
-    rx_packets, multicast = _number(stats / "rx_packets"), _number(stats / "multicast")
+    base = os.path.join(SYS_NET, device)
+
+    def number(*names):
+        return _number(os.path.join(base, *names))
+
+    flags = number("flags")
+    speed = number("speed")   # Mbit/s; -1 or missing when unknown
+    oper_up = _read(os.path.join(base, "operstate")) in ("up", "unknown")
+    rx_packets, multicast = number("statistics", "rx_packets"), number("statistics", "multicast")
     return {
         "ifindex": ifindex,
         "device": device,
-        "type": IF_TYPE_ETHERNET if _number(base / "type") == ARPHRD_ETHER else IF_TYPE_OTHER,
+        "type": IF_TYPE_ETHERNET if number("type") == ARPHRD_ETHER else IF_TYPE_OTHER,
         "speed": speed * 1_000_000 if speed > 0 else 0,
-        "duplex": DUPLEX.get(_read(base / "duplex"), 0),
+        "duplex": DUPLEX.get(_read(os.path.join(base, "duplex")), 0),
         # bit 0 admin up, bit 1 operationally up
         "status": (1 if flags & IFF_UP else 0) | (2 if flags & IFF_UP and oper_up else 0),
-        "in_octets": _number(stats / "rx_bytes"),
+        "in_octets": number("statistics", "rx_bytes"),
         "in_unicast": max(rx_packets - multicast, 0),
         "in_multicast": multicast,
-        "in_discards": _number(stats / "rx_dropped"),
-        "in_errors": _number(stats / "rx_errors"),
-        "out_octets": _number(stats / "tx_bytes"),
-        "out_unicast": _number(stats / "tx_packets"),
-        "out_discards": _number(stats / "tx_dropped"),
-        "out_errors": _number(stats / "tx_errors"),
+        "in_discards": number("statistics", "rx_dropped"),
+        "in_errors": number("statistics", "rx_errors"),
+        "out_octets": number("statistics", "tx_bytes"),
+        "out_unicast": number("statistics", "tx_packets"),
+        "out_discards": number("statistics", "tx_dropped"),
+        "out_errors": number("statistics", "tx_errors"),
         "promiscuous": 1 if flags & IFF_PROMISC else 0,
     }

@@ -23,7 +23,6 @@ make are left alone.
 import os
 import re
 import stat
-import urllib.parse
 
 OPEN_SEGMENT = re.compile(r"flows-([0-9]{8})\.db")
 SEALED_SEGMENT = re.compile(r"flows-([0-9]{8})-([0-9]{1,16})-([0-9]{1,16})\.db")
@@ -130,7 +129,16 @@ def sqlite_uri(path, mode="rw", immutable=False):
     """A URI that opens an existing file only (mode=rw or ro): SQLite never
     creates the database behind the store's back.  immutable: a sealed
     segment, never written again (SQLite skips locks and journal checks)."""
-    return f"file:{urllib.parse.quote(path)}?mode={mode}" + ("&immutable=1" if immutable else "")
+    return f"file:{_quote(path)}?mode={mode}" + ("&immutable=1" if immutable else "")
+
+
+# what urllib.parse.quote leaves as it is (RFC 3986 unreserved, and '/'); urllib
+# itself is python3-urllib on OpenWrt, with the email package: flash for one call
+URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
+
+
+def _quote(path):
+    return "".join(chr(b) if b in URI_SAFE else f"%{b:02X}" for b in path.encode())
 
 
 def open_segment_path(directory, seq):
