@@ -3,6 +3,7 @@
 idle memory, beside a bare python3 and softflowd measured in the same run.
 
     python3 bench/footprint_bench.py [--python PATH] [--settle SECONDS]
+    PYTHONPATH=other/src python3 bench/footprint_bench.py     another checkout
 
 Start-up, counted by valgrind's callgrind (deterministic; the environment is
 fixed, as procd's: no LANG, so gettext looks for no catalogue):
@@ -41,6 +42,8 @@ from live_bench import Flowprobe, Softflowd, Testbed  # noqa: E402
 COLLECTED = re.compile(r"Collected : (\d+)")
 SUMMARY = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+if os.environ.get("PYTHONPATH"):   # another checkout measured: PYTHONPATH=that/src
+    CLEAN_ENV["PYTHONPATH"] = os.environ["PYTHONPATH"]
 STARTUP_TARGET = 100e6
 RSS_TARGET_KB = 14 * 1024
 PCAP_HEADER = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
@@ -82,7 +85,7 @@ def daemon_until_ready(testbed, directory, python):
     out = directory / "daemon.callgrind"
     live_bench.READY_TIMEOUT_S = 180.0   # the daemon runs some 50x slower under valgrind
     daemon = ScriptFlowprobe(testbed, directory, None, python, wrapper=[
-        "env", "-i", f"PATH={CLEAN_ENV['PATH']}", "valgrind", "--tool=callgrind",
+        "env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()), "valgrind", "--tool=callgrind",
         f"--callgrind-out-file={out}"])
     daemon.start()
     try:
