@@ -137,3 +137,12 @@ def test_the_daemon_and_the_cli_need_no_urllib():
                              "profile.profile_from_url('ipfix://[2001:db8::1]:4739?biflow=1')\n"
                              "from flowprobe.store import service, writer, query")
     assert not {m for m in modules if m.split(".")[0] in ("urllib", "email", "pathlib")}
+
+
+def test_status_says_how_auto_chose():
+    from flowprobe.cli.status import _table_line
+    meter = {"max_flows": 32768, "flows_active": 10, "table_fill": 0.0003, "flows_peak": 20,
+             "max_flows_reason": "auto: 32768 flows (2 x nf_conntrack_max 16384)"}
+    assert _table_line(meter).endswith("peak 20; auto: 2 x nf_conntrack_max 16384")
+    fixed = dict(meter, max_flows_reason="option max_flows")
+    assert _table_line(fixed).endswith("peak 20")

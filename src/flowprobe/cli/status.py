@@ -151,9 +151,14 @@ def _drops_line(status):
 def _table_line(meter):
     if "max_flows" not in meter:
         return "-"
-    return (f"{units.count(meter.get('flows_active', 0))} of {meter['max_flows']} "
+    line = (f"{units.count(meter.get('flows_active', 0))} of {meter['max_flows']} "
             f"flows ({units.percent(meter.get('table_fill', 0))}), "
             f"peak {units.count(meter.get('flows_peak', 0))}")
+    reason = meter.get("max_flows_reason", "")
+    # max_flows 'auto': how the capacity was chosen (table_size.py)
+    if not reason.startswith("auto:"):
+        return line
+    return f"{line}; auto: {reason.partition(' flows (')[2].rstrip(')')}"
 
 
 def _enrichment_line(enrich):
