@@ -146,3 +146,22 @@ def test_status_says_how_auto_chose():
     assert _table_line(meter).endswith("peak 20; auto: 2 x nf_conntrack_max 16384")
     fixed = dict(meter, max_flows_reason="option max_flows")
     assert _table_line(fixed).endswith("peak 20")
+
+
+def test_the_daemons_status_states_the_capacity_and_why(tmp_path, monkeypatch):
+    """What `ubus call flowprobe status` and the control socket answer: the
+    same status(); the meter was built with the capacity chosen."""
+    from flowprobe.daemon import Probe
+    meminfo, conntrack = fake_proc(tmp_path, 128 * 1024, 16384)
+    monkeypatch.setattr(table_size, "MEMINFO", meminfo)
+    monkeypatch.setattr(table_size, "CONNTRACK_MAX", conntrack)
+    path = tmp_path / "flowprobe.conf"
+    path.write_text("config flowprobe 'main'\n\toption enabled '0'\n\toption max_flows 'auto'\n"
+                    f"\toption control_socket '{tmp_path / 'control.sock'}'\n")
+    probe = Probe(str(path), ubus=False)
+    try:
+        meter = probe.status()["meter"]
+    finally:
+        probe.sinks.close()
+    assert meter["max_flows"] == 32768 == probe.metering.meter.settings.max_flows
+    assert meter["max_flows_reason"] == "auto: 32768 flows (2 x nf_conntrack_max 16384)"
