@@ -168,8 +168,8 @@ int fp_meter_update_settings(struct fp_meter *m, const struct fp_settings *s, ch
 		return -1;
 	if (s->max_flows != m->settings.max_flows || s->max_fragments != m->settings.max_fragments ||
 	    s->bidirectional != m->settings.bidirectional || s->macs != m->settings.macs ||
-	    s->tunnels != m->settings.tunnels) {
-		snprintf(error, FP_ERROR_SIZE, "table capacities, bidirectional, macs or tunnels changed: "
+	    s->tunnels != m->settings.tunnels || s->icmp_errors != m->settings.icmp_errors) {
+		snprintf(error, FP_ERROR_SIZE, "table capacities, bidirectional, macs, tunnels or icmp_errors changed: "
 			 "a new meter is needed");
 		return -1;
 	}
@@ -209,6 +209,9 @@ void fp_meter_counters(struct fp_meter *m, struct fp_counters *c)
 	c->fragment_datagrams = m->fragments.datagrams;
 	c->fragment_entries_evicted = m->fragments.evicted;
 	c->fragment_entries_timed_out = m->fragments.timed_out;
+	c->tcp_ends_by_fin = t->ends.ended_by_fin;
+	c->tcp_ends_by_rst = t->ends.ended_by_rst;
+	c->tcp_end_states_displaced = t->ends.displaced;
 }
 
 uint64_t fp_meter_memory_bytes(struct fp_meter *m)

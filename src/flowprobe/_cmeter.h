@@ -60,6 +60,9 @@ struct fp_settings {
 	/* FP_TUNNELS_* of frames handed in and of new sources; only a meter
 	 * made with INNER keys flows by tunnel (8 bytes more per flow slot) */
 	uint32_t tunnels;
+	/* count ICMP errors on the flows they quote (cmeter/icmp_error.h): a
+	 * side table, 8 bytes a slot */
+	uint32_t icmp_errors;
 };
 
 /* One flow record, as drained.  Addresses are in network byte order; an
@@ -122,6 +125,10 @@ struct fp_record {
 	/* inner flows of a tunnel: IPFIX layer2SegmentId, the encapsulation in
 	 * the top byte and its VNI, key, session or TEID below (cmeter/tunnel.h) */
 	uint64_t layer2_segment_id;
+	/* settings.icmp_errors: ICMP errors about this flow (or, on an ICMP
+	 * error's own flow, of it) and the latest one's type * 256 + code */
+	uint32_t icmp_errors;
+	uint16_t icmp_error_type_code;
 };
 
 /* Which flows a query or an expiry applies to; zero fields match all. */
@@ -169,6 +176,15 @@ struct fp_counters {
 	uint64_t tunnel_packets_inner;    /* metered as the packet inside their tunnel(s) */
 	uint64_t tunnel_packets_undecoded; /* inside cut short, not IP or malformed: metered outside */
 	uint64_t tunnel_packets_too_deep; /* nested too deep: metered at the deepest level allowed */
+	/* TCP ends by sequence numbers (cmeter/tcp_end.h) */
+	uint64_t tcp_ends_by_fin;         /* connections whose FINs were both acknowledged */
+	uint64_t tcp_ends_by_rst;
+	uint64_t tcp_end_states_displaced; /* closing when their state made room: the grace ends them */
+	uint64_t dropped_tcp_after_end;   /* late segments without data of an ended connection */
+	/* ICMP errors (settings.icmp_errors): joined to the flow they quote, or not */
+	uint64_t icmp_errors_joined;
+	uint64_t icmp_errors_unmatched;   /* no active flow has the quoted key */
+	uint64_t icmp_errors_unreadable;  /* quote cut short, malformed, or a later fragment */
 };
 
 struct fp_source_stats {

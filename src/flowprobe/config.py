@@ -322,6 +322,7 @@ METER_OPTIONS = {
     "overflow": ("overflow_policy", TEXT),
     "biflow": ("bidirectional", BOOLEAN),
     "hash_seed": ("hash_seed", INTEGER),
+    "icmp_errors": ("icmp_errors", BOOLEAN),
 }
 CAPTURE_OPTIONS = {   # in main: the defaults of every interface
     "direction": ("direction", TEXT),

@@ -45,6 +45,7 @@ def _c_settings(s):
         "hash_seed": s.hash_seed,
         "macs": int(s.macs),
         "tunnels": TUNNELS[s.tunnels],
+        "icmp_errors": int(s.icmp_errors),
     })
 
 

@@ -51,6 +51,9 @@ def record_to_dict(r, bidirectional=False):
         record["direction"] = DIRECTIONS[r.direction]
     if r.layer2_segment_id:   # an inner flow of a tunnel
         record["layer2_segment_id"] = r.layer2_segment_id
+    if r.icmp_errors:         # ICMP errors about the flow (option icmp_errors)
+        record.update(icmp_errors=r.icmp_errors, icmp_error_type=r.icmp_error_type_code >> 8,
+                      icmp_error_code=r.icmp_error_type_code & 0xFF)
     if bidirectional:
         record.update(
             reverse_packets=r.reverse_packets,

@@ -28,6 +28,7 @@ class MeterSettings(Frozen):
     hash_seed: int = 0               # 0: random; fixed only for reproducible tests
     macs: bool = False               # first MACs per direction: when a collector asks for them
     tunnels: str = "outer"           # frames handed in: a tunnel's packets, or what they carry
+    icmp_errors: bool = False        # ICMP errors counted on the flows they quote (8 B a slot)
 
     def __post_init__(self):
         for name in ("max_flows", "max_fragments", "idle_timeout", "active_timeout",
@@ -43,6 +44,8 @@ class MeterSettings(Frozen):
         if not isinstance(self.macs, bool):
             raise SettingsError("macs", self.macs, "true or false")
         schema.check(SettingsError, "tunnels", self.tunnels)
+        if not isinstance(self.icmp_errors, bool):
+            raise SettingsError("icmp_errors", self.icmp_errors, "true or false")
 
     @classmethod
     def option_names(cls):

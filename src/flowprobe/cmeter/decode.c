@@ -3,6 +3,7 @@
  * padding is never counted, and an IP length larger than the frame is a
  * malformed packet, not a big one. */
 #include "decode.h"
+#include "icmp.h"
 #include "tunnel.h"
 
 #include <string.h>
@@ -104,6 +105,10 @@ static enum decode_result decode_transport(struct cursor *c, uint32_t remaining_
 	switch (pkt->protocol) {
 	case PROTO_TCP:
 		pkt->tcp_flags = c->data[13];
+		/* as they are: only closing connections read them (tcp_end.c) */
+		memcpy(pkt->tcp_seq_ack, c->data + 4, 8);
+		pkt->tcp_offset = c->data[12];
+		pkt->tcp_length = (uint16_t)remaining_ip;  /* GSO's bigger ones: the grace ends them */
 		/* fall through */
 	case PROTO_UDP:
 	case PROTO_UDPLITE:
@@ -118,6 +123,13 @@ static enum decode_result decode_transport(struct cursor *c, uint32_t remaining_
 	case PROTO_ICMPV6:
 		/* the NetFlow convention: type and code in the destination port */
 		pkt->dst_port = (uint16_t)(c->data[0] << 8 | c->data[1]);
+		if (icmp_is_error(pkt->protocol, c->data[0]) && c->captured > 8 && remaining_ip > 8 &&
+		    c->captured - 8 <= 0xffff) {
+			uint32_t own = c->captured < remaining_ip ? c->captured : remaining_ip;
+
+			pkt->icmp_quote_at = c->captured - 8;
+			pkt->icmp_quote_length = (uint16_t)(own - 8 < 0xffff ? own - 8 : 0xffff);
+		}
 		break;
 	}
 	return DECODE_OK;

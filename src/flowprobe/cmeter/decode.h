@@ -36,7 +36,38 @@ struct packet {
 	uint8_t link_addresses[12]; /* Ethernet: destination, source MAC (as on the wire); else 0 */
 	uint64_t segment_id;       /* inner packets: the tunnel's layer2SegmentId (tunnel.h) */
 	uint8_t tunnel_outcome;    /* enum tunnel_outcome */
+	/* TCP, for tcp_end.c: the header's data offset byte, the segment's
+	 * length (header and data), sequence and acknowledgment numbers as on
+	 * the wire (tcp_seq(), tcp_ack(), tcp_payload() read them) */
+	uint8_t tcp_offset;
+	uint16_t tcp_length;
+	uint8_t tcp_seq_ack[8];
+	/* ICMP errors (icmp_error.c): the quoted packet is the last quote_at
+	 * captured bytes of the frame, quote_length of them its own (0: none);
+	 * read while the frame is still there, in meter_process */
+	uint16_t icmp_quote_length;
+	uint16_t icmp_quote_at;
 };
+
+static inline uint32_t tcp_seq(const struct packet *p)
+{
+	return (uint32_t)p->tcp_seq_ack[0] << 24 | (uint32_t)p->tcp_seq_ack[1] << 16 |
+	       (uint32_t)p->tcp_seq_ack[2] << 8 | p->tcp_seq_ack[3];
+}
+
+static inline uint32_t tcp_ack(const struct packet *p)
+{
+	return (uint32_t)p->tcp_seq_ack[4] << 24 | (uint32_t)p->tcp_seq_ack[5] << 16 |
+	       (uint32_t)p->tcp_seq_ack[6] << 8 | p->tcp_seq_ack[7];
+}
+
+/* Data bytes (0 when the header claims more than the segment has). */
+static inline uint32_t tcp_payload(const struct packet *p)
+{
+	uint32_t header = (uint32_t)(p->tcp_offset >> 4) * 4;
+
+	return p->tcp_length > header ? p->tcp_length - header : 0;
+}
 
 #define PROTO_ICMP 1
 #define PROTO_TCP 6

@@ -151,6 +151,19 @@ static uint32_t find(const struct flow_table *t, uint32_t bucket, const struct p
 	return FLOW_NONE;
 }
 
+uint32_t flow_table_lookup(const struct flow_table *t, const struct packet *p, int either_direction)
+{
+	uint16_t port[2];
+	int reverse_port;
+
+	key_ports(p, port);
+	if (is_icmp(p->protocol))
+		reverse_port = icmp_reply(p->protocol, port[1]);
+	else
+		reverse_port = p->protocol == PROTO_ESP ? -1 : port[0];
+	return find(t, flow_table_bucket(t, p), p, port, either_direction ? 0 : 1, reverse_port, NULL);
+}
+
 /* ---- lists ---- */
 
 static void list_remove(struct flow_table *t, uint32_t i)
@@ -336,6 +349,8 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 	e->list_second = (uint16_t)(last_ms / 1000);
 	if (t->reverse)
 		memset(&t->reverse[i], 0, sizeof(t->reverse[i]));
+	if (t->icmp_errors)
+		memset(&t->icmp_errors[i], 0, sizeof(t->icmp_errors[i]));
 	if (t->macs) {   /* out of the hot slot: only flows that start touch it */
 		memcpy(t->macs + (size_t)i * t->mac_stride, p->link_addresses, 12);
 		if (t->mac_stride > 12)
@@ -416,6 +431,9 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 		direction = entry_match(t, i, p, port, reverse_port);
 
 	if (i == FLOW_NONE) {
+		if (p->protocol == PROTO_TCP && !(p->tcp_flags & TCP_SYN) &&
+		    tcp_end_absorbs(&t->ends, p, last_ms))
+			return ACCOUNT_AFTER_END;
 		if (flow_table_active(t) >= t->max_flows) {
 			if (t->overflow_policy == FP_OVERFLOW_REFUSE_NEW)
 				return ACCOUNT_TABLE_FULL;
@@ -434,6 +452,9 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 			if (reverse != FLOW_NONE) {
 				mark_answered(t, i);
 				mark_answered(t, reverse);
+				/* its segments may acknowledge the reverse's FIN */
+				if (t->entries[reverse].flags & FLOW_FIN)
+					t->entries[i].flags |= FLOW_REVERSE_FIN;
 			}
 		}
 	}
@@ -465,24 +486,42 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 		mark_answered(t, i);
 	}
 
-	if (p->protocol == PROTO_TCP && (p->tcp_flags & (TCP_FIN | TCP_RST))) {
+	/* FIN or RST, or any segment once a FIN was seen (it may be the ACK):
+	 * in unidirectional mode, FLOW_REVERSE_FIN marks the entry whose
+	 * reverse sent a FIN */
+	if (p->protocol == PROTO_TCP && ((p->tcp_flags & (TCP_FIN | TCP_RST)) ||
+					 (t->entries[i].flags & (FLOW_FIN | FLOW_REVERSE_FIN)))) {
 		struct flow_entry *e = &t->entries[i];
+		enum tcp_end_verdict verdict;
 
-		if (!t->bidirectional && !reverse_known)
+		verdict = tcp_end_segment(&t->ends, p, last_ms, t->tcp_end_grace_ms);
+		if (!t->bidirectional && !reverse_known &&
+		    (verdict == TCP_END_NOW || (p->tcp_flags & (TCP_FIN | TCP_RST))))
 			reverse = find(t, bucket, p, port, -1, reverse_port, NULL);
 		if (p->tcp_flags & TCP_RST) {
 			mark_closing(t, i);
 			mark_closing(t, reverse);
+		} else if (!(p->tcp_flags & TCP_FIN)) {
+			/* an ACK, perhaps of a FIN: tcp_end_segment had it */
 		} else if (t->bidirectional) {
 			e->flags |= direction > 0 ? FLOW_FIN : FLOW_REVERSE_FIN;
 			if ((e->flags & (FLOW_FIN | FLOW_REVERSE_FIN)) == (FLOW_FIN | FLOW_REVERSE_FIN))
 				mark_closing(t, i);
 		} else {
 			e->flags |= FLOW_FIN;
-			if (reverse != FLOW_NONE && (t->entries[reverse].flags & FLOW_FIN)) {
-				mark_closing(t, i);
-				mark_closing(t, reverse);
+			if (reverse != FLOW_NONE) {
+				t->entries[reverse].flags |= FLOW_REVERSE_FIN;
+				if (t->entries[reverse].flags & FLOW_FIN) {
+					mark_closing(t, i);
+					mark_closing(t, reverse);
+				}
 			}
+		}
+		if (verdict == TCP_END_NOW) {   /* the record(s) leave now, nothing behind */
+			expire_entry(t, i, FP_END_OF_FLOW);
+			if (reverse != FLOW_NONE && reverse != i)
+				expire_entry(t, reverse, FP_END_OF_FLOW);
+			return ACCOUNT_OK;
 		}
 	}
 	/* Moving to the list head on every packet would touch two other
@@ -532,6 +571,10 @@ static void fill_record(const struct flow_table *t, uint32_t i, const struct int
 		r->reverse_start_ms = t->reverse[i].first_ms;
 		r->reverse_end_ms = t->reverse[i].last_ms;
 		r->reverse_tcp_flags = t->reverse[i].tcp_flags;
+	}
+	if (t->icmp_errors) {
+		r->icmp_errors = t->icmp_errors[i].errors;
+		r->icmp_error_type_code = t->icmp_errors[i].last_type_code;
 	}
 	if (t->macs) {   /* link addresses: destination first, as on the wire */
 		const uint8_t *m = t->macs + (size_t)i * t->mac_stride;
@@ -764,6 +807,12 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		t->mac_stride = t->bidirectional ? 24 : 12;
 		t->macs = malloc((size_t)t->slots * t->mac_stride);
 	}
+	if (s->icmp_errors)
+		t->icmp_errors = malloc((size_t)t->slots * sizeof(*t->icmp_errors));
+	if (tcp_end_init(&t->ends, t->max_flows, seed) || (s->icmp_errors && !t->icmp_errors)) {
+		flow_table_free(t);
+		return -1;
+	}
 	if (!t->entries || !t->addr6 || !t->buckets || (t->bidirectional && !t->reverse) ||
 	    (s->macs && !t->macs) || (s->tunnels && !t->segment)) {
 		flow_table_free(t);
@@ -778,6 +827,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		memset(t->reverse, 0, (size_t)t->slots * sizeof(*t->reverse));
 	if (t->macs)
 		memset(t->macs, 0, (size_t)t->slots * t->mac_stride);
+	if (t->icmp_errors)
+		memset(t->icmp_errors, 0, (size_t)t->slots * sizeof(*t->icmp_errors));
 	for (i = 0; i < t->slots; i++)
 		t->entries[i].bucket_next = i + 1 < t->slots ? i + 1 : FLOW_NONE;
 	t->free_head = 0;
@@ -789,6 +840,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 						(t->reverse ? sizeof(*t->reverse) : 0) +
 						t->mac_stride) +
 			  (uint64_t)buckets * sizeof(*t->buckets);
+	t->memory_bytes += t->ends.memory_bytes +
+			   (t->icmp_errors ? (uint64_t)t->slots * sizeof(*t->icmp_errors) : 0);
 	return 0;
 }
 
@@ -802,6 +855,9 @@ void flow_table_free(struct flow_table *t)
 	t->macs = NULL;
 	free(t->segment);
 	t->segment = NULL;
+	free(t->icmp_errors);
+	t->icmp_errors = NULL;
+	tcp_end_free(&t->ends);
 	t->entries = NULL;
 	t->addr6 = NULL;
 	t->buckets = NULL;

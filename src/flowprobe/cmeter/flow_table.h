@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 #include "decode.h"
+#include "icmp_error.h"
+#include "tcp_end.h"
 #include "../_cmeter.h"
 
 #define FLOW_NONE UINT32_MAX
@@ -96,12 +98,16 @@ struct flow_table {
 	uint64_t created;
 	uint64_t expired[FP_END_LACK_OF_RESOURCES + 1];  /* by flowEndReason */
 	uint64_t peak;
+
+	struct tcp_end_table ends;                 /* TCP ends by sequence numbers */
+	struct icmp_error_count *icmp_errors;      /* NULL unless settings.icmp_errors */
 };
 
 enum account_result {
 	ACCOUNT_OK = 0,
 	ACCOUNT_TABLE_FULL,      /* refuse policy */
 	ACCOUNT_NO_SLOT,         /* every spare slot holds an undrained record */
+	ACCOUNT_AFTER_END,       /* a late segment of a TCP connection that ended (tcp_end.h) */
 };
 
 int flow_table_init(struct flow_table *t, const struct fp_settings *settings, uint64_t seed[2]);
@@ -118,6 +124,10 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 uint32_t flow_table_bucket(const struct flow_table *t, const struct packet *p);
 void flow_table_prefetch_bucket(const struct flow_table *t, uint32_t bucket);
 void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket);
+
+/* The active entry with p's key (either_direction: its reverse too), or
+ * FLOW_NONE: for lookups that count nothing (ICMP errors' flows). */
+uint32_t flow_table_lookup(const struct flow_table *t, const struct packet *p, int either_direction);
 
 void flow_table_expire(struct flow_table *t, uint64_t now_ms);
 void flow_table_expire_all(struct flow_table *t, uint8_t end_reason);

@@ -26,4 +26,14 @@ static inline int icmp_reply(uint8_t protocol, uint16_t type_code)
 	return -1;
 }
 
+/* Errors that quote the offending packet's header (RFC 792, RFC 4443):
+ * destination unreachable (with fragmentation needed), source quench, time
+ * exceeded, parameter problem; ICMPv6 packet too big too. */
+static inline int icmp_is_error(uint8_t protocol, uint8_t type)
+{
+	if (protocol == 1)
+		return type == 3 || type == 4 || type == 11 || type == 12;
+	return type >= 1 && type <= 4;
+}
+
 #endif

@@ -51,6 +51,7 @@ struct fp_meter {
 	struct sampler samplers[METER_INTERFACE_SLOTS];
 	uint16_t samplers_used;
 	struct sample_ring samples;  /* sampled headers for sFlow; capacity 0: none kept */
+	struct icmp_quote quotes[BATCH_SIZE];  /* the batch's ICMP errors' quotes (icmp_error.h) */
 };
 
 uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex, uint8_t direction);
@@ -95,6 +96,9 @@ static inline void meter_offer(struct fp_meter *m, uint8_t sampler, int linktype
 void meter_advance_clock(struct fp_meter *m, uint64_t now_ms);
 /* What became of a tunnel's packet (enum tunnel_outcome), counted. */
 void meter_count_tunnel(struct fp_meter *m, uint8_t outcome);
+/* An ICMP error accounted to its own flow: counted there and on the flow
+ * its quote names (settings.icmp_errors). */
+void meter_join_icmp_error(struct fp_meter *m, const struct packet *p, const struct icmp_quote *q);
 /* Fragments held for a first fragment that never came, counted as dropped. */
 void meter_count_orphans(struct fp_meter *m, const struct frag_orphans *orphans);
 

@@ -17,8 +17,8 @@
 
 static void process_fragment(struct fp_meter *m, struct packet *p);
 static inline void advance_clock(struct fp_meter *m, uint64_t now_ms);
-static void count_account(struct fp_meter *m, enum account_result result,
-			  uint64_t packets, uint64_t octets);
+static inline void count_account(struct fp_meter *m, enum account_result result,
+				 uint64_t packets, uint64_t octets);
 
 void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		   uint64_t timestamp_us, const uint8_t *frame,
@@ -46,6 +46,13 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		meter_count_tunnel(m, p->tunnel_outcome);
 	p->timestamp_ms = timestamp_us / 1000;
 	p->source = interface_slot;
+	if (__builtin_expect(p->icmp_quote_length != 0, 0)) {  /* an ICMP error */
+		if (m->flows.icmp_errors && p->icmp_quote_at <= captured_length)
+			icmp_quote_read(frame + captured_length - p->icmp_quote_at,
+					p->icmp_quote_length, &m->quotes[m->batch_count]);
+		else
+			p->icmp_quote_length = 0;
+	}
 	if (!p->is_fragment) {  /* a later fragment's ports come from the fragment table */
 		p->bucket = flow_table_bucket(&m->flows, p);
 		p->bucket_ready = 1;
@@ -74,6 +81,8 @@ void meter_process_batch(struct fp_meter *m)
 			count_account(m, flow_table_account(t, p, 1, p->ip_length, p->timestamp_ms,
 							    p->timestamp_ms),
 				      1, p->ip_length);
+		if (p->icmp_quote_length)
+			meter_join_icmp_error(m, p, &m->quotes[i]);
 	}
 	m->batch_count = 0;
 
@@ -96,13 +105,10 @@ uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex, uint8_t direc
 	return (uint8_t)m->interface_slots_used++;
 }
 
-static void count_account(struct fp_meter *m, enum account_result result,
-			  uint64_t packets, uint64_t octets)
+static void count_refused(struct fp_meter *m, enum account_result result, uint64_t packets)
 {
 	switch (result) {
 	case ACCOUNT_OK:
-		m->counters.packets_metered += packets;
-		m->counters.octets_metered += octets;
 		break;
 	case ACCOUNT_TABLE_FULL:
 		m->counters.dropped_flow_table_full += packets;
@@ -110,6 +116,20 @@ static void count_account(struct fp_meter *m, enum account_result result,
 	case ACCOUNT_NO_SLOT:
 		m->counters.dropped_export_backlog += packets;
 		break;
+	case ACCOUNT_AFTER_END:
+		m->counters.dropped_tcp_after_end += packets;
+		break;
+	}
+}
+
+static inline void count_account(struct fp_meter *m, enum account_result result,
+				 uint64_t packets, uint64_t octets)
+{
+	if (__builtin_expect(result == ACCOUNT_OK, 1)) {
+		m->counters.packets_metered += packets;
+		m->counters.octets_metered += octets;
+	} else {
+		count_refused(m, result, packets);
 	}
 }
 

@@ -139,6 +139,11 @@ static char *format_record(char *out, const struct fp_record *r, int bidirection
 		out = PUT_LITERAL(out, ", \"direction\": \"out\"");
 	if (r->layer2_segment_id)
 		out = put_number(PUT_LITERAL(out, ", \"layer2_segment_id\": "), r->layer2_segment_id);
+	if (r->icmp_errors) {   /* settings.icmp_errors: errors about this flow */
+		out = put_number(PUT_LITERAL(out, ", \"icmp_errors\": "), r->icmp_errors);
+		out = put_number(PUT_LITERAL(out, ", \"icmp_error_type\": "), r->icmp_error_type_code >> 8);
+		out = put_number(PUT_LITERAL(out, ", \"icmp_error_code\": "), r->icmp_error_type_code & 0xff);
+	}
 	if (bidirectional) {
 		out = put_number(PUT_LITERAL(out, ", \"reverse_packets\": "), r->reverse_packets);
 		out = put_number(PUT_LITERAL(out, ", \"reverse_octets\": "), r->reverse_octets);

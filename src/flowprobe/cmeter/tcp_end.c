@@ -1,0 +1,158 @@
+/* TCP ends by sequence numbers (RFC 9293 §3.6): each side's FIN takes one
+ * sequence number, and the other side's ACK of FIN + 1 says it arrived.
+ * Both acknowledged: nothing more belongs to the connection but
+ * retransmissions, which the tombstone absorbs. */
+#include "tcp_end.h"
+#include "hash.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TCP_ACK 0x10
+#define MIN_STATES 64u
+#define MAX_STATES 65536u
+
+/* The same for both directions of a connection: the flow key's fields
+ * with the endpoints in a fixed order.  *side: which endpoint sent p (0 for
+ * the lower address, or port), the same for every segment.  A segment of
+ * a closing connection pays for it, no other. */
+static uint64_t connection_key(const struct tcp_end_table *t, const struct packet *p, int *side)
+{
+	const uint8_t *low = p->src, *high = p->dst;
+	uint16_t low_port = p->src_port, high_port = p->dst_port;
+	/* any fixed order does: the words as loaded, not the addresses' own */
+	uint64_t s0 = load64(p->src), d0 = load64(p->dst), s1 = load64(p->src + 8),
+		 d1 = load64(p->dst + 8), h, rest;
+
+	*side = s0 != d0 ? s0 > d0 : s1 != d1 ? s1 > d1 : p->src_port > p->dst_port;
+	if (*side) {
+		low = p->dst, high = p->src;
+		low_port = p->dst_port, high_port = p->src_port;
+	}
+	rest = (uint64_t)low_port | (uint64_t)high_port << 16 | (uint64_t)p->vlan_id << 32 |
+	       (uint64_t)(p->inner_vlan_id & 0xfff) << 44 | (uint64_t)p->source << 56;
+	if (p->ip_version == 6) {
+		h = hash_mix(t->seed[0] ^ load64(low));
+		h = hash_mix(h ^ load64(low + 8));
+		h = hash_mix(h ^ load64(high));
+		h = hash_mix(h ^ load64(high + 8));
+	} else {   /* both addresses in one word */
+		uint32_t a, b;
+
+		memcpy(&a, low, 4);
+		memcpy(&b, high, 4);
+		h = hash_mix(t->seed[0] ^ ((uint64_t)a | (uint64_t)b << 32));
+	}
+	return hash_mix(h ^ rest ^ p->segment_id ^ t->seed[1]) | 1;  /* never 0, the free mark */
+}
+
+static struct tcp_end_state *find(struct tcp_end_table *t, uint64_t key)
+{
+	uint32_t i = (uint32_t)key & t->mask;
+
+	if (t->states[i].key == key)
+		return &t->states[i];
+	if (t->states[i ^ 1].key == key)
+		return &t->states[i ^ 1];
+	return NULL;
+}
+
+static inline int is_spent(const struct tcp_end_state *s, uint64_t now_ms)
+{
+	return !s->key || (s->ended_until_ms && s->ended_until_ms <= now_ms);
+}
+
+/* Of the key's two places: a free one, else a tombstone past its time,
+ * else the stalest (a closing connection displaced falls back to the grace). */
+static struct tcp_end_state *insert(struct tcp_end_table *t, uint64_t key, uint64_t now_ms)
+{
+	uint32_t i = (uint32_t)key & t->mask;
+	struct tcp_end_state *a = &t->states[i], *b = &t->states[i ^ 1], *s;
+
+	if (is_spent(a, now_ms))
+		s = a;
+	else if (is_spent(b, now_ms))
+		s = b;
+	else
+		s = a->seen_ms <= b->seen_ms ? a : b;
+	if (s->key && !s->ended_until_ms)
+		t->displaced++;
+	memset(s, 0, sizeof(*s));
+	s->key = key;
+	return s;
+}
+
+enum tcp_end_verdict tcp_end_segment(struct tcp_end_table *t, const struct packet *p,
+				     uint64_t now_ms, uint32_t grace_ms)
+{
+	int side;
+	uint64_t key = connection_key(t, p, &side);
+	struct tcp_end_state *s = find(t, key);
+
+	if (s && s->ended_until_ms) {
+		if (!(p->tcp_flags & (TCP_FIN | TCP_RST)))
+			return TCP_END_GOES_ON;
+		s = NULL;  /* the tuple's next connection closing: a fresh state */
+	}
+	if (!s) {
+		if (!(p->tcp_flags & (TCP_FIN | TCP_RST)))
+			return TCP_END_GOES_ON;  /* displaced: the grace ends it */
+		s = insert(t, key, now_ms);
+	}
+	s->seen_ms = now_ms;
+	if (p->tcp_flags & TCP_RST) {
+		t->ended_by_rst++;
+		s->ended_until_ms = now_ms + grace_ms + 1;
+		return TCP_END_NOW;
+	}
+	if ((p->tcp_flags & TCP_FIN) && !s->fin[side]) {
+		s->fin[side] = 1;
+		s->fin_seq[side] = tcp_seq(p) + tcp_payload(p) + ((p->tcp_flags & TCP_SYN) != 0);
+	}
+	/* an ACK at or past FIN + 1 (modulo 2^32) acknowledges it */
+	if ((p->tcp_flags & TCP_ACK) && s->fin[!side] &&
+	    (int32_t)(tcp_ack(p) - (s->fin_seq[!side] + 1)) >= 0)
+		s->acked[!side] = 1;
+	if (s->acked[0] && s->acked[1]) {
+		t->ended_by_fin++;
+		s->ended_until_ms = now_ms + grace_ms + 1;
+		return TCP_END_NOW;
+	}
+	return TCP_END_GOES_ON;
+}
+
+int tcp_end_absorbs(struct tcp_end_table *t, const struct packet *p, uint64_t now_ms)
+{
+	struct tcp_end_state *s;
+	int side;
+
+	if (tcp_payload(p))
+		return 0;  /* data is never a leftover: it starts a flow */
+	s = find(t, connection_key(t, p, &side));
+	return s && s->ended_until_ms && now_ms < s->ended_until_ms;
+}
+
+int tcp_end_init(struct tcp_end_table *t, uint32_t max_flows, const uint64_t seed[2])
+{
+	uint32_t capacity = MIN_STATES;
+
+	memset(t, 0, sizeof(*t));
+	while (capacity < max_flows / 32 && capacity < MAX_STATES)
+		capacity <<= 1;
+	/* keys of its own: a state's place says nothing about a flow's bucket */
+	t->seed[0] = hash_mix(seed[0] ^ 0x7463705f656e64ULL);
+	t->seed[1] = hash_mix(seed[1] + 0x7463705f656e64ULL);
+	t->states = malloc((size_t)capacity * sizeof(*t->states));
+	if (!t->states)
+		return -1;
+	memset(t->states, 0, (size_t)capacity * sizeof(*t->states));
+	t->mask = capacity - 1;
+	t->memory_bytes = (uint64_t)capacity * sizeof(*t->states);
+	return 0;
+}
+
+void tcp_end_free(struct tcp_end_table *t)
+{
+	free(t->states);
+	t->states = NULL;
+}

@@ -1,0 +1,55 @@
+/* TCP ends by sequence numbers: a connection ends when each side's FIN has
+ * been acknowledged by the other (or at a RST), so its records leave at
+ * once instead of after the end grace.  The grace stays the fallback for a
+ * final ACK never seen (lost before the capture point, state displaced).
+ *
+ * The state lives in a small table of its own, keyed by the connection (both
+ * directions share one state, so it serves unidirectional entries and
+ * biflows alike), bounded (about max_flows / 32) and touched only by the
+ * segments of connections that are closing.  After the end, the state stays
+ * as a tombstone for the grace: late segments without data (a retransmitted
+ * FIN, the ACK answering it, another RST) are absorbed and counted
+ * (dropped_tcp_after_end) rather than made into tiny flows of their own. */
+#ifndef FLOWPROBE_TCP_END_H
+#define FLOWPROBE_TCP_END_H
+
+#include <stdint.h>
+
+#include "decode.h"
+
+struct tcp_end_state {
+	uint64_t key;            /* the connection; 0: free */
+	uint64_t seen_ms;        /* its latest closing segment: the stalest state is displaced first */
+	uint64_t ended_until_ms; /* ended: a tombstone until then; 0: still closing */
+	uint32_t fin_seq[2];     /* each direction's FIN (its sequence number) */
+	uint8_t fin[2];          /* that FIN seen */
+	uint8_t acked[2];        /* and acknowledged by the other side */
+};
+
+struct tcp_end_table {
+	struct tcp_end_state *states;
+	uint32_t mask;           /* capacity - 1; a key may sit at index or index ^ 1 */
+	uint64_t seed[2];
+	uint64_t ended_by_fin;   /* connections: both FINs acknowledged */
+	uint64_t ended_by_rst;
+	uint64_t displaced;      /* closing connections whose state made room: the grace ends them */
+	uint64_t memory_bytes;
+};
+
+enum tcp_end_verdict {
+	TCP_END_GOES_ON = 0,
+	TCP_END_NOW,             /* FINs both acknowledged, or a RST: end the flow(s) now */
+};
+
+int tcp_end_init(struct tcp_end_table *t, uint32_t max_flows, const uint64_t seed[2]);
+void tcp_end_free(struct tcp_end_table *t);
+
+/* A segment with FIN or RST, or of a connection that has sent a FIN. */
+enum tcp_end_verdict tcp_end_segment(struct tcp_end_table *t, const struct packet *p,
+				     uint64_t now_ms, uint32_t grace_ms);
+
+/* A segment that would start a new flow: 1 when it is a late one of a
+ * connection that ended within the grace (absorbed, not a flow). */
+int tcp_end_absorbs(struct tcp_end_table *t, const struct packet *p, uint64_t now_ms);
+
+#endif
