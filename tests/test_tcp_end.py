@@ -7,7 +7,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 
-from captures import assert_conserved
+from captures import START_US, assert_conserved
 from test_flow_table import CLIENT, SERVER, Run, frame
 
 CLIENT6, SERVER6 = "2001:db8::1", "2001:db8::2"
@@ -205,3 +205,56 @@ def test_many_connections_closing_at_once_fall_back_to_the_grace_when_states_run
     records = run.expire(5000).records
     assert len(records) == 600 and {r["end_reason"] for r in records} == {"end_of_flow"}
     assert_conserved(run.finish(), run.meter.counters())
+
+
+class Views(Connection):
+    """A connection seen by captures of their own: ingress captures of a
+    router see one direction each; a second capture sees the same packets."""
+
+    def __init__(self, run, forward_at=(1,), reverse_at=(2,)):
+        super().__init__(run)
+        self.captures = {True: forward_at, False: reverse_at}
+
+    def send(self, flags, forward=True, data=b"", seq=None, ack=None):
+        seq = self.seq[forward] if seq is None else seq
+        ack = self.seq[not forward] if ack is None else ack
+        for ifindex in self.captures[forward]:
+            self.run.meter.process_frame(seg(flags, forward, seq, ack, data), 1,
+                                         START_US + self.at * 1000, ifindex=ifindex)
+        self.run.records += self.run.meter.drain()
+        self.at += 1
+        if seq == self.seq[forward]:
+            self.seq[forward] += len(data) + ("S" in flags) + ("F" in flags)
+        return self
+
+
+def test_a_router_s_ingress_captures_one_direction_each_and_both_leave_at_the_end():
+    run = Run(tcp_end_grace=60, idle_timeout=300)
+    c = Views(run).open()
+    c.send("FA").send("FA", False)
+    assert c.active() == 2
+    c.send("A")
+    assert c.active() == 0 and sorted(r["ifindex"] for r in run.records) == [1, 2]
+
+
+def test_two_captures_of_each_direction_end_every_view_and_absorb_nothing():
+    """direction both on the two interfaces of a router: four entries."""
+    run = Run(tcp_end_grace=60, idle_timeout=300)
+    c = Views(run, forward_at=(1, 2), reverse_at=(2, 1)).open()
+    c.send("FA").send("FA", False).send("A")
+    counters = run.meter.counters()
+    assert counters["flows_active"] == 0 and counters["dropped_tcp_after_end"] == 0
+    assert len(run.records) == 4 and {r["end_reason"] for r in run.records} == {"end_of_flow"}
+    assert_conserved(run.finish(), run.meter.counters())
+
+
+def test_an_ack_met_before_the_fin_it_acknowledges():
+    """Captures of the two ways are read apart: the client's final ACK may
+    be processed before the server's FIN it acknowledges."""
+    run = Run(tcp_end_grace=60, idle_timeout=300)
+    c = Connection(run).open()
+    server_fin = c.seq[False]
+    c.send("FA").send("A", ack=server_fin + 1)     # the ACK of a FIN not met yet
+    assert c.active() == 2
+    c.send("FA", False)
+    assert c.active() == 0 and run.meter.counters()["tcp_ends_by_fin"] == 1

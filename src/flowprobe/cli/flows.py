@@ -33,12 +33,22 @@ def device_of(flow):
     return "-"
 
 
+def icmp_errors_of(flow):
+    """ICMP errors about the flow: how many, and the latest's type/code."""
+    if not flow.get("icmp_errors"):
+        return "-"
+    return f"{flow['icmp_errors']} (type {flow['icmp_error_type']}/{flow['icmp_error_code']})"
+
+
 def format_flows(result):
     header = ("PROTO", "SOURCE", "DESTINATION", "PACKETS", "BYTES", "AGE", "IF")
     rows = [flow_row(flow) for flow in result["flows"]]
     if any(f.get("src_device") or f.get("dst_device") for f in result["flows"]):
         header += ("DEVICE",)
         rows = [row + (device_of(flow),) for row, flow in zip(rows, result["flows"])]
+    if any(f.get("icmp_errors") for f in result["flows"]):   # option icmp_errors
+        header += ("ICMP ERRORS",)
+        rows = [row + (icmp_errors_of(flow),) for row, flow in zip(rows, result["flows"])]
     summary = f"{len(rows)} of {result['matched']} matching flows ({result['active']} active)"
     if not rows:
         return summary

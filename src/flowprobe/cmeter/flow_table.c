@@ -379,6 +379,44 @@ static void mark_closing(struct flow_table *t, uint32_t i)
 		list_move(t, i, LIST_CLOSING);
 }
 
+/* Is entry i (active) a view of p's TCP connection, either way, at any
+ * capture?  Views a tcp_end state lists may have ended and been reused. */
+static int same_connection(const struct flow_table *t, uint32_t i, const struct packet *p)
+{
+	const struct flow_entry *e = &t->entries[i];
+
+	if (e->list == LIST_FREE || e->list == LIST_PENDING || e->protocol != PROTO_TCP ||
+	    e->vlan_id != p->vlan_id || e->inner_vlan_id != p->inner_vlan_id ||
+	    ((e->flags & FLOW_IPV6) != 0) != (p->ip_version == 6) ||
+	    entry_segment(t, i) != p->segment_id)
+		return 0;
+	if (e->port[0] == p->src_port && e->port[1] == p->dst_port &&
+	    same_address(t, i, 0, p->src) && same_address(t, i, 1, p->dst))
+		return 1;
+	return e->port[0] == p->dst_port && e->port[1] == p->src_port &&
+	       same_address(t, i, 0, p->dst) && same_address(t, i, 1, p->src);
+}
+
+/* Both FINs acknowledged, or a RST: entry i (its segment accounted) and
+ * the other direction's entries leave now (FP_END_OF_FLOW). */
+static int end_by_sequence(struct flow_table *t, uint32_t i, const struct packet *p,
+			   uint64_t now_ms, uint32_t reverse)
+{
+	struct tcp_end_views others;
+	int v;
+
+	if (tcp_end_segment(&t->ends, p, i, now_ms, t->tcp_end_grace_ms, &others) != TCP_END_NOW)
+		return 0;
+	expire_entry(t, i, FP_END_OF_FLOW);
+	for (v = 0; v < others.count; v++)
+		if (same_connection(t, others.entries[v], p))
+			expire_entry(t, others.entries[v], FP_END_OF_FLOW);
+	/* a RST's reverse may have sent nothing the state saw */
+	if ((p->tcp_flags & TCP_RST) && reverse != FLOW_NONE && same_connection(t, reverse, p))
+		expire_entry(t, reverse, FP_END_OF_FLOW);
+	return 1;
+}
+
 /* A packet for entry i that the entry must not absorb: it is past one of
  * its deadlines, or a new connection reuses a closing one's ports. */
 static int entry_is_over(const struct flow_table *t, uint32_t i, const struct packet *p,
@@ -452,9 +490,6 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 			if (reverse != FLOW_NONE) {
 				mark_answered(t, i);
 				mark_answered(t, reverse);
-				/* its segments may acknowledge the reverse's FIN */
-				if (t->entries[reverse].flags & FLOW_FIN)
-					t->entries[i].flags |= FLOW_REVERSE_FIN;
 			}
 		}
 	}
@@ -486,44 +521,32 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 		mark_answered(t, i);
 	}
 
-	/* FIN or RST, or any segment once a FIN was seen (it may be the ACK):
-	 * in unidirectional mode, FLOW_REVERSE_FIN marks the entry whose
-	 * reverse sent a FIN */
-	if (p->protocol == PROTO_TCP && ((p->tcp_flags & (TCP_FIN | TCP_RST)) ||
-					 (t->entries[i].flags & (FLOW_FIN | FLOW_REVERSE_FIN)))) {
+	if (p->protocol == PROTO_TCP && (p->tcp_flags & (TCP_FIN | TCP_RST))) {
 		struct flow_entry *e = &t->entries[i];
-		enum tcp_end_verdict verdict;
 
-		verdict = tcp_end_segment(&t->ends, p, last_ms, t->tcp_end_grace_ms);
-		if (!t->bidirectional && !reverse_known &&
-		    (verdict == TCP_END_NOW || (p->tcp_flags & (TCP_FIN | TCP_RST))))
+		if (!t->bidirectional && !reverse_known)
 			reverse = find(t, bucket, p, port, -1, reverse_port, NULL);
 		if (p->tcp_flags & TCP_RST) {
 			mark_closing(t, i);
 			mark_closing(t, reverse);
-		} else if (!(p->tcp_flags & TCP_FIN)) {
-			/* an ACK, perhaps of a FIN: tcp_end_segment had it */
 		} else if (t->bidirectional) {
 			e->flags |= direction > 0 ? FLOW_FIN : FLOW_REVERSE_FIN;
 			if ((e->flags & (FLOW_FIN | FLOW_REVERSE_FIN)) == (FLOW_FIN | FLOW_REVERSE_FIN))
 				mark_closing(t, i);
 		} else {
 			e->flags |= FLOW_FIN;
-			if (reverse != FLOW_NONE) {
-				t->entries[reverse].flags |= FLOW_REVERSE_FIN;
-				if (t->entries[reverse].flags & FLOW_FIN) {
-					mark_closing(t, i);
-					mark_closing(t, reverse);
-				}
+			if (reverse != FLOW_NONE && (t->entries[reverse].flags & FLOW_FIN)) {
+				mark_closing(t, i);
+				mark_closing(t, reverse);
 			}
 		}
-		if (verdict == TCP_END_NOW) {   /* the record(s) leave now, nothing behind */
-			expire_entry(t, i, FP_END_OF_FLOW);
-			if (reverse != FLOW_NONE && reverse != i)
-				expire_entry(t, reverse, FP_END_OF_FLOW);
-			return ACCOUNT_OK;
-		}
 	}
+	/* the end by sequence numbers (tcp_end.h): segments with FIN or RST,
+	 * and every segment of an entry that has seen a FIN (the ACKs) */
+	if (p->protocol == PROTO_TCP && ((p->tcp_flags & (TCP_FIN | TCP_RST)) ||
+					 (t->entries[i].flags & (FLOW_FIN | FLOW_REVERSE_FIN))) &&
+	    end_by_sequence(t, i, p, last_ms, reverse))
+		return ACCOUNT_OK;
 	/* Moving to the list head on every packet would touch two other
 	 * entries (cache misses) each time; once a second keeps the lists in
 	 * order to within a second, which only shifts when the scan reports a

@@ -130,6 +130,26 @@ void icmp_quote_key(const struct icmp_quote *q, const struct packet *error, stru
 	key->segment_id = error->segment_id;
 }
 
+/* A capture of one direction: the quoted packet went the other way
+ * through the same interface (a router's error back to the sender). */
+static int opposite_slot(const struct fp_meter *m, uint8_t slot, uint8_t *opposite)
+{
+	const struct interface_slot *own = &m->interface_slots[slot];
+	uint8_t direction;
+	uint16_t i;
+
+	if (own->direction == FP_DIRECTION_ANY)
+		return 0;
+	direction = own->direction == FP_DIRECTION_IN ? FP_DIRECTION_OUT : FP_DIRECTION_IN;
+	for (i = 0; i < m->interface_slots_used; i++)
+		if (m->interface_slots[i].ifindex == own->ifindex &&
+		    m->interface_slots[i].direction == direction) {
+			*opposite = (uint8_t)i;
+			return 1;
+		}
+	return 0;
+}
+
 void meter_join_icmp_error(struct fp_meter *m, const struct packet *p, const struct icmp_quote *q)
 {
 	struct flow_table *t = &m->flows;
@@ -146,6 +166,8 @@ void meter_join_icmp_error(struct fp_meter *m, const struct packet *p, const str
 	 * the biflow holding either */
 	icmp_quote_key(q, p, &key);
 	quoted = flow_table_lookup(t, &key, t->bidirectional);
+	if (quoted == FLOW_NONE && opposite_slot(m, p->source, &key.source))
+		quoted = flow_table_lookup(t, &key, t->bidirectional);
 	if (quoted == FLOW_NONE || quoted == own) {
 		m->counters.icmp_errors_unmatched++;
 		return;

@@ -12,10 +12,11 @@
 #define MIN_STATES 64u
 #define MAX_STATES 65536u
 
-/* The same for both directions of a connection: the flow key's fields
- * with the endpoints in a fixed order.  *side: which endpoint sent p (0 for
- * the lower address, or port), the same for every segment.  A segment of
- * a closing connection pays for it, no other. */
+/* The same for both directions of a connection, and for every capture
+ * that sees it: the flow key's fields but the interface, with the endpoints
+ * in a fixed order.  *side: which endpoint sent p (0 for the lower address,
+ * or port), the same for every segment.  Only segments of closing
+ * connections pay for it. */
 static uint64_t connection_key(const struct tcp_end_table *t, const struct packet *p, int *side)
 {
 	const uint8_t *low = p->src, *high = p->dst;
@@ -30,7 +31,7 @@ static uint64_t connection_key(const struct tcp_end_table *t, const struct packe
 		low_port = p->dst_port, high_port = p->src_port;
 	}
 	rest = (uint64_t)low_port | (uint64_t)high_port << 16 | (uint64_t)p->vlan_id << 32 |
-	       (uint64_t)(p->inner_vlan_id & 0xfff) << 44 | (uint64_t)p->source << 56;
+	       (uint64_t)(p->inner_vlan_id & 0xfff) << 44;
 	if (p->ip_version == 6) {
 		h = hash_mix(t->seed[0] ^ load64(low));
 		h = hash_mix(h ^ load64(low + 8));
@@ -78,21 +79,60 @@ static struct tcp_end_state *insert(struct tcp_end_table *t, uint64_t key, uint6
 	if (s->key && !s->ended_until_ms)
 		t->displaced++;
 	memset(s, 0, sizeof(*s));
+	memset(s->views, 0xff, sizeof(s->views));
 	s->key = key;
 	return s;
 }
 
+static void add_view(struct tcp_end_state *s, uint32_t entry, int side)
+{
+	int v;
+
+	for (v = 0; v < TCP_END_VIEWS; v++) {
+		if (s->views[v] == entry)
+			return;
+		if (s->views[v] == UINT32_MAX) {
+			s->views[v] = entry;
+			s->view_side[v] = (uint8_t)side;
+			return;
+		}
+	}
+}
+
+static enum tcp_end_verdict end_now(struct tcp_end_state *s, uint32_t entry, int side,
+				    uint64_t now_ms, uint32_t grace_ms, struct tcp_end_views *others)
+{
+	int v;
+
+	others->count = 0;
+	for (v = 0; v < TCP_END_VIEWS; v++)
+		if (s->views[v] != UINT32_MAX && s->views[v] != entry && s->view_side[v] != side)
+			others->entries[others->count++] = s->views[v];
+	s->ended_until_ms = now_ms + grace_ms + 1;
+	return TCP_END_NOW;
+}
+
+static inline uint32_t fin_sequence(const struct packet *p)
+{
+	return tcp_seq(p) + tcp_payload(p) + ((p->tcp_flags & TCP_SYN) != 0);
+}
+
 enum tcp_end_verdict tcp_end_segment(struct tcp_end_table *t, const struct packet *p,
-				     uint64_t now_ms, uint32_t grace_ms)
+				     uint32_t entry, uint64_t now_ms, uint32_t grace_ms,
+				     struct tcp_end_views *others)
 {
 	int side;
 	uint64_t key = connection_key(t, p, &side);
 	struct tcp_end_state *s = find(t, key);
 
+	others->count = 0;
 	if (s && s->ended_until_ms) {
-		if (!(p->tcp_flags & (TCP_FIN | TCP_RST)))
-			return TCP_END_GOES_ON;
-		s = NULL;  /* the tuple's next connection closing: a fresh state */
+		/* another view of the ended connection (its copy of the last
+		 * segment, a retransmission): it ends too; a FIN at a new
+		 * sequence number is the tuple's next connection closing */
+		if (!(p->tcp_flags & TCP_FIN) || (s->fin[side] && s->fin_seq[side] == fin_sequence(p)))
+			return TCP_END_NOW;
+		s = NULL;
 	}
 	if (!s) {
 		if (!(p->tcp_flags & (TCP_FIN | TCP_RST)))
@@ -100,23 +140,29 @@ enum tcp_end_verdict tcp_end_segment(struct tcp_end_table *t, const struct packe
 		s = insert(t, key, now_ms);
 	}
 	s->seen_ms = now_ms;
+	add_view(s, entry, side);
 	if (p->tcp_flags & TCP_RST) {
 		t->ended_by_rst++;
-		s->ended_until_ms = now_ms + grace_ms + 1;
-		return TCP_END_NOW;
+		return end_now(s, entry, side, now_ms, grace_ms, others);
 	}
 	if ((p->tcp_flags & TCP_FIN) && !s->fin[side]) {
 		s->fin[side] = 1;
-		s->fin_seq[side] = tcp_seq(p) + tcp_payload(p) + ((p->tcp_flags & TCP_SYN) != 0);
+		s->fin_seq[side] = fin_sequence(p);
 	}
-	/* an ACK at or past FIN + 1 (modulo 2^32) acknowledges it */
-	if ((p->tcp_flags & TCP_ACK) && s->fin[!side] &&
-	    (int32_t)(tcp_ack(p) - (s->fin_seq[!side] + 1)) >= 0)
-		s->acked[!side] = 1;
+	if ((p->tcp_flags & TCP_ACK) &&
+	    (!s->has_ack[side] || (int32_t)(tcp_ack(p) - s->ack[side]) > 0)) {
+		s->ack[side] = tcp_ack(p);
+		s->has_ack[side] = 1;
+	}
+	/* an ACK at or past FIN + 1 (modulo 2^32) acknowledges it, whichever
+	 * was met first */
+	for (int way = 0; way < 2; way++)
+		if (s->fin[way] && s->has_ack[!way] &&
+		    (int32_t)(s->ack[!way] - (s->fin_seq[way] + 1)) >= 0)
+			s->acked[way] = 1;
 	if (s->acked[0] && s->acked[1]) {
 		t->ended_by_fin++;
-		s->ended_until_ms = now_ms + grace_ms + 1;
-		return TCP_END_NOW;
+		return end_now(s, entry, side, now_ms, grace_ms, others);
 	}
 	return TCP_END_GOES_ON;
 }
