@@ -38,6 +38,7 @@ static inline void corpus_settings(const uint8_t b[4], struct fp_settings *s)
 	s->unanswered_timeout_ms = 1 + (b[2] & 15) * 30u;
 	s->fragment_timeout_ms = 1 + (b[2] >> 4) * 50u;
 	s->hash_seed = 1 + b[3];
+	s->icmp_errors = b[3] & 1;
 }
 
 /* dt: 0x00-0x7f milliseconds on, 0x80-0xef seconds on, 0xf0-0xfe seconds

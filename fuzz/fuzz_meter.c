@@ -287,7 +287,8 @@ static void op_update_settings(struct run *r, struct corpus_input *in)
 	corpus_take_settings(in, &s);
 	result = fp_meter_update_settings(r->meter, &s, error);
 	if (s.max_flows != r->settings.max_flows || s.max_fragments != r->settings.max_fragments ||
-	    s.bidirectional != r->settings.bidirectional || s.tunnels != r->settings.tunnels) {
+	    s.bidirectional != r->settings.bidirectional || s.tunnels != r->settings.tunnels ||
+	    s.icmp_errors != r->settings.icmp_errors) {
 		CHECK(result == -1);
 	} else {
 		CHECK(result == 0);

@@ -13,10 +13,13 @@ import struct
 from scapy.contrib.geneve import GENEVE
 from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
 from scapy.contrib.mpls import MPLS
-from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, fragment
+from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror, fragment
 from scapy.layers.inet6 import (
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
+    ICMPv6PacketTooBig,
+    ICMPv6TimeExceeded,
+    IPerror6,
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
@@ -223,6 +226,51 @@ def tunnel_scenarios():
     }
 
 
+def icmp_error_scenarios():
+    """ICMP errors whose quotes name a flow, none, or are cut (icmp_error.c)."""
+    data = IP(src=A4, dst=B4, flags="DF") / TCP(sport=40000, dport=443, flags="PA") / (b"x" * 1400)
+    quote = IPerror(src=A4, dst=B4, flags="DF") / TCPerror(sport=40000, dport=443)
+    router = IP(src="203.0.113.1", dst=A4)
+    data6 = IPv6(src=A6, dst=B6) / UDP(sport=5000, dport=53) / (b"q" * 1300)
+    quote6 = IPerror6(src=A6, dst=B6) / UDPerror(sport=5000, dport=53)
+    router6 = IPv6(src="2001:db8::99", dst=A6)
+    return {
+        "icmp_errors": [frame(eth(p)) for p in (
+            data, router / ICMP(type=3, code=4, nexthopmtu=1280) / quote,
+            router / ICMP(type=11) / quote, router / ICMP(type=3, code=3) / bytes(quote)[:22],
+            router / ICMP(type=12) / bytes(quote)[:12],
+            router / ICMP(type=3) / IPerror(src=A4, dst=B4, frag=10, proto=6) / (b"\0" * 8),
+            router / ICMP(type=11) / IPerror(src=A4, dst=B4) / ICMP(type=8),
+            data6, router6 / ICMPv6PacketTooBig(mtu=1280) / quote6,
+            router6 / ICMPv6TimeExceeded() / bytes(quote6)[:41],
+            router6 / ICMPv6PacketTooBig() / IPv6ExtHdrFragment(offset=0) / quote6)]
+        + [frame(eth(router / ICMP(type=3, code=4) / quote))[:40]],
+    }
+
+
+def tcp_end_scenarios():
+    """Closes by sequence numbers (tcp_end.c): FIN/ACK both ways, a RST, late
+    segments, an ACK met before its FIN, a close seen at two captures."""
+    forward, back = IP(src=A4, dst=B4), IP(src=B4, dst=A4)
+
+    def seg(ip, flags, seq, ack, sport=40000, dport=443, data=b""):
+        if ip is back:
+            sport, dport = dport, sport
+        return eth(ip / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack) / data)
+
+    close = [seg(forward, "S", 10, 0), seg(back, "SA", 90, 11),
+             seg(forward, "PA", 11, 91, data=b"hi"),
+             seg(forward, "FA", 13, 91), seg(back, "FA", 91, 14), seg(forward, "A", 14, 92),
+             seg(back, "FA", 91, 14), seg(forward, "A", 14, 92), seg(forward, "S", 500, 0)]
+    early_ack = [seg(forward, "FA", 2**32 - 1, 7), seg(forward, "A", 0, 8),
+                 seg(back, "FA", 7, 0)]
+    return {
+        "tcp_end": [frame(p) for p in close + early_ack]
+        + [frame(seg(forward, "RA", 5, 5, sport=41000)), frame(seg(back, "A", 5, 5, sport=41000))],
+        "tcp_end_views": [frame(p, ifindex=n) for p in close for n in (1, 2)],
+    }
+
+
 def operations():
     """Scenarios that drive the meter's other entry points between frames."""
     syn = frame(eth(IP(src=A4, dst=B4) / TCP(sport=1000, dport=80, flags="S")))
@@ -251,7 +299,8 @@ def main():
     args = parser.parse_args()
     args.directory.mkdir(parents=True, exist_ok=True)
     scenarios = {**link_layer_scenarios(), **header_scenarios(), **broken_scenarios(),
-                 **fragment_scenarios(), **tunnel_scenarios(), **operations()}
+                 **fragment_scenarios(), **tunnel_scenarios(), **operations(),
+                 **icmp_error_scenarios(), **tcp_end_scenarios()}
     written = 0
     for name, parts in scenarios.items():
         body = b"".join(parts)

@@ -5,7 +5,7 @@ are counted in status.  Frames built with scapy."""
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
-from scapy.layers.inet6 import ICMPv6PacketTooBig, IPv6, IPerror6
+from scapy.layers.inet6 import ICMPv6PacketTooBig, IPerror6, IPv6
 
 from captures import assert_conserved
 from test_flow_table import CLIENT, SERVER, Run, frame
@@ -80,7 +80,8 @@ def test_time_exceeded_for_udp_and_an_icmp_echo():
     run = Run(icmp_errors=True)
     run.feed(0, frame(IP(src=CLIENT, dst=SERVER, ttl=1) / UDP(sport=33434, dport=33435)))
     run.feed(1, frame(IP(src=ROUTER, dst=CLIENT) / ICMP(type=11, code=0)
-                      / IPerror(src=CLIENT, dst=SERVER, ttl=1) / UDPerror(sport=33434, dport=33435)))
+                      / IPerror(src=CLIENT, dst=SERVER, ttl=1)
+                      / UDPerror(sport=33434, dport=33435)))
     run.feed(2, frame(IP(src=CLIENT, dst=SERVER, ttl=1) / ICMP(type=8, id=7, seq=1)))
     run.feed(3, frame(IP(src=ROUTER, dst=CLIENT) / ICMP(type=11, code=0)
                       / IPerror(src=CLIENT, dst=SERVER, ttl=1) / ICMP(type=8, id=7, seq=1)))

@@ -13,7 +13,6 @@ Needs root, ip netns and tcpdump's friends (netlab.missing); skipped otherwise.
 
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -87,6 +86,10 @@ def tcp_flows(daemon, server):
     return [f for f in flows if server in (f["src_addr"], f["dst_addr"])]
 
 
+def ended(status, connections):
+    return status["meter"]["tcp_ends_by_fin"] >= connections
+
+
 def send(lab, host):
     done = lab.run(lab.client, sys.executable, "-c", CLIENT, host, str(SIZE), timeout=60)
     assert done.stdout.strip() == str(SIZE)
@@ -126,12 +129,12 @@ def test_pmtu_errors_on_the_tcp_flow_and_the_close_leaves_at_once(lab, tmp_path,
         assert holder.wait(30) == 0
         # the close: FIN both ways, both acknowledged; with an hour's grace
         # only the sequence numbers can have ended the flows
-        daemon.wait_until(lambda s: s["meter"]["tcp_ends_by_fin"] >= 1 and not tcp_flows(daemon, server))
+        daemon.wait_until(lambda s: ended(s, 1) and not tcp_flows(daemon, server))
         meter = daemon.status()["meter"]
         assert meter["flows_expired_end_of_flow"] >= 2
         # a second transfer ends the same way, nothing left behind
         send(lab, server)
-        daemon.wait_until(lambda s: s["meter"]["tcp_ends_by_fin"] >= 2 and not tcp_flows(daemon, server))
+        daemon.wait_until(lambda s: ended(s, 2) and not tcp_flows(daemon, server))
         assert daemon.status()["meter"]["dropped_tcp_after_end"] == 0
     finally:
         daemon.stop()
