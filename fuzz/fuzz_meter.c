@@ -233,7 +233,8 @@ static uint64_t dropped(const struct fp_counters *c)
 {
 	return c->dropped_truncated + c->dropped_non_ip + c->dropped_malformed +
 	       c->dropped_flow_table_full + c->dropped_export_backlog +
-	       c->dropped_fragment_orphaned + c->packets_skipped_by_sampling;
+	       c->dropped_fragment_orphaned + c->packets_skipped_by_sampling +
+	       c->dropped_tcp_after_end;
 }
 
 /* Holds at any time: read = metered + held + dropped; the tables stay in

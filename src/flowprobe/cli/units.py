@@ -49,6 +49,7 @@ METER_DROPS = (
     ("dropped_flow_table_full", "flow table full"),
     ("dropped_export_backlog", "export backlog"),
     ("dropped_fragment_orphaned", "orphaned fragments"),
+    ("dropped_tcp_after_end", "late segments of ended TCP connections"),
 )
 
 # linux/capability.h

@@ -183,7 +183,7 @@ int tcp_end_init(struct tcp_end_table *t, uint32_t max_flows, const uint64_t see
 	uint32_t capacity = MIN_STATES;
 
 	memset(t, 0, sizeof(*t));
-	while (capacity < max_flows / 32 && capacity < MAX_STATES)
+	while (capacity < max_flows / 64 && capacity < MAX_STATES)
 		capacity <<= 1;
 	/* keys of its own: a state's place says nothing about a flow's bucket */
 	t->seed[0] = hash_mix(seed[0] ^ 0x7463705f656e64ULL);

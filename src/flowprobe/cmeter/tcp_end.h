@@ -8,7 +8,7 @@
  * ingress captures see one direction each, `direction both` splits an
  * interface in two), share one state, which lists the flow entries it
  * passed through (TCP_END_VIEWS at most).  It is bounded (about max_flows
- * / 32) and touched only by segments of connections that are closing.
+ * / 64) and touched only by segments of connections that are closing.
  * After the end the state stays as a tombstone for the grace: late
  * segments without data (a retransmitted FIN, the ACK answering it,
  * another RST) are absorbed and counted (dropped_tcp_after_end) rather
