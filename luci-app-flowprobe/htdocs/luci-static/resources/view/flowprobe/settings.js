@@ -243,7 +243,7 @@ return view.extend({
 			[ 'idle_timeout', _('Idle timeout'), '15', _('A flow without packets this long ends.') ],
 			[ 'active_timeout', _('Active timeout'), '300', _('A long flow is reported this often.') ],
 			[ 'unanswered_timeout', _('Unanswered timeout'), '5', _('A flow with no reverse traffic ends sooner.') ],
-			[ 'tcp_end_grace', _('TCP end grace'), '2', _('After FIN both ways or RST; 0 allowed.') ],
+			[ 'tcp_end_grace', _('TCP end grace'), '2', _('A TCP flow ends when both FINs are acknowledged or at a RST; this long after FIN both ways when the last ACK is never seen. 0 allowed.') ],
 			[ 'fragment_timeout', _('Fragment timeout'), '30', _('How long fragments wait for their first fragment.') ]
 		].forEach(function(t) {
 			o = s.taboption('table', form.Value, t[0], t[1],
@@ -254,6 +254,10 @@ return view.extend({
 
 		o = writeChangesOnly(s.taboption('table', form.Flag, 'biflow', _('Biflows'),
 			_('One record per connection holding both directions (RFC 5103).')));
+		o.validate = main;
+
+		o = writeChangesOnly(s.taboption('table', form.Flag, 'icmp_errors', _('ICMP errors on their flows'),
+			_('Count unreachable, fragmentation needed and time exceeded errors on the flow whose packet they quote (8 bytes more per flow slot).')));
 		o.validate = main;
 
 		o = writeChangesOnly(s.taboption('capture', form.Flag, 'promisc', _('Promiscuous mode'),
