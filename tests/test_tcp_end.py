@@ -258,3 +258,16 @@ def test_an_ack_met_before_the_fin_it_acknowledges():
     assert c.active() == 2
     c.send("FA", False)
     assert c.active() == 0 and run.meter.counters()["tcp_ends_by_fin"] == 1
+
+
+def test_a_fragment_after_the_end_is_never_absorbed():
+    from scapy.layers.inet import fragment
+    run = Run(tcp_end_grace=2, idle_timeout=300)
+    c = Connection(run).open()
+    c.send("FA").send("FA", False).send("A")
+    late = IP(src=CLIENT, dst=SERVER, id=77) / TCP(sport=50000, dport=80, flags="PA",
+                                                    seq=c.seq[True]) / (b"d" * 2000)
+    for piece in reversed(fragment(late, 1000)):   # the later fragments first
+        run.feed(c.at, frame(piece))
+    assert run.meter.counters()["dropped_tcp_after_end"] == 0
+    assert_conserved(run.finish(), run.meter.counters())

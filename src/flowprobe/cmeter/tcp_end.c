@@ -122,10 +122,14 @@ enum tcp_end_verdict tcp_end_segment(struct tcp_end_table *t, const struct packe
 				     struct tcp_end_views *others)
 {
 	int side;
-	uint64_t key = connection_key(t, p, &side);
-	struct tcp_end_state *s = find(t, key);
+	uint64_t key;
+	struct tcp_end_state *s;
 
 	others->count = 0;
+	if (p->fragment_offset)
+		return TCP_END_GOES_ON;  /* a later fragment: no TCP header */
+	key = connection_key(t, p, &side);
+	s = find(t, key);
 	if (s && s->ended_until_ms) {
 		/* another view of the ended connection (its copy of the last
 		 * segment, a retransmission): it ends too; a FIN at a new
@@ -172,7 +176,7 @@ int tcp_end_absorbs(struct tcp_end_table *t, const struct packet *p, uint64_t no
 	struct tcp_end_state *s;
 	int side;
 
-	if (tcp_payload(p))
+	if (tcp_payload(p) || p->is_fragment)
 		return 0;  /* data is never a leftover: it starts a flow */
 	s = find(t, connection_key(t, p, &side));
 	return s && s->ended_until_ms && now_ms < s->ended_until_ms;
