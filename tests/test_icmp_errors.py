@@ -7,7 +7,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6PacketTooBig, IPerror6, IPv6
 
-from captures import assert_conserved
+from captures import START_US, assert_conserved, cli_records, run_cli, write_pcap
 from test_flow_table import CLIENT, SERVER, Run, frame
 
 ROUTER = "10.9.9.9"
@@ -147,3 +147,15 @@ def test_the_json_lines_carry_the_errors():
     length = lib.fp_records_format_json(raw, n, 0, out, 8 * 800)
     text = ffi.string(out, length).decode()
     assert '"icmp_errors": 1, "icmp_error_type": 3, "icmp_error_code": 4' in text
+
+
+def test_read_icmp_errors_json(tmp_path):
+    path = write_pcap(tmp_path / "pmtu.pcap", [(START_US, tcp_data()),
+                                                (START_US + 1000, frag_needed())])
+    result = run_cli("read", "--icmp-errors", "--json", path)
+    assert result.returncode == 0, result.stderr
+    tcp = [r for r in cli_records(result.stdout) if r["protocol"] == 6]
+    errors = [(r["icmp_errors"], r["icmp_error_type"], r["icmp_error_code"]) for r in tcp]
+    assert errors == [(1, 3, 4)]
+    plain = run_cli("read", "--json", path)
+    assert all("icmp_errors" not in r for r in cli_records(plain.stdout))

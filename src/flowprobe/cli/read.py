@@ -52,6 +52,8 @@ def _add_table_options(parser):
     table.add_argument("--hash-seed", type=int, default=0, help=argparse.SUPPRESS)
     table.add_argument("--tunnels", choices=TUNNELS, default=DEFAULTS.tunnels,
                        help="meter a tunnel's packets (outer) or the packets inside it (inner)")
+    table.add_argument("--icmp-errors", action="store_true",
+                       help="count ICMP errors on the flows whose packets they quote")
 
 
 def _settings_from(args, biflow=False, macs=False):
@@ -68,6 +70,7 @@ def _settings_from(args, biflow=False, macs=False):
         hash_seed=args.hash_seed,
         macs=macs,
         tunnels=args.tunnels,
+        icmp_errors=args.icmp_errors,
     )
 
 
