@@ -125,7 +125,7 @@ def test_totals_match_truth_for_every_key(capture, reference):
             id="tight-timeouts",
         ),
         # Evicts the least recently seen flow on almost every new key.
-        pytest.param(["--max-flows", "2", "--overflow", "evict", *LONG], id="tiny-table-evict"),
+        pytest.param(["--max-flows", "1", "--overflow", "evict", *LONG], id="tiny-table-evict"),
     ],
 )
 def test_splitting_records_loses_nothing(capture, reference, options):
