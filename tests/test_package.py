@@ -483,6 +483,20 @@ def known_packages(tree):
     return binary, source
 
 
+def build_dependency_package(word):
+    """The source package a Build-Depends word names: luci.mk writes them as
+    COND:package (LUCI_CSSTIDY:csstidy: only when that option is set),
+    host builds as package/host."""
+    return word.lstrip("+").split(":")[-1].split("/")[0]
+
+
+def test_build_dependency_words_name_their_package():
+    assert [build_dependency_package(w) for w in
+            ["LUCI_CSSTIDY:csstidy", "LUCI_SRCDIET:luasrcdiet", "python-cffi/host",
+             "!BUILD_NLS:libiconv", "+libffi/host"]] == [
+        "csstidy", "luasrcdiet", "python-cffi", "libiconv", "libffi"]
+
+
 def test_openwrt_metadata_scan_finds_every_dependency():
     tree = os.environ.get("OPENWRT_TREE")
     if not tree:
@@ -506,7 +520,7 @@ def test_openwrt_metadata_scan_finds_every_dependency():
                 problems += [f"{name}: Depends on {w}, which the tree does not have"
                              for w in wanted if w not in binary]
             elif field == "Build-Depends":
-                wanted = [w.split("/")[0] for w in value.split()]
+                wanted = [build_dependency_package(w) for w in value.split()]
                 problems += [f"{name}: Build-Depends on {w}, which the tree does not have"
                              for w in wanted if w not in source and w not in binary]
     assert not problems, "\n".join(problems)
