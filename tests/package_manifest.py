@@ -66,17 +66,25 @@ def logical_lines(text):
 
 def variables(makefile_path=PACKAGE_MAKEFILE):
     """Simple (:=) assignments at the Makefile's top level, expanded, with
-    CURDIR as make sets it (the physical directory)."""
+    CURDIR as make sets it (the physical directory). Assignments under a
+    conditional (ifeq ... endif) are left out: what is read is the package as
+    this repository's own feed builds it (FLOWPROBE_TREE, the working tree),
+    not the release tarball's case."""
     with open(makefile_path) as f:
         text = f.read()
     values = {"CURDIR": os.path.dirname(os.path.realpath(makefile_path))}
-    depth = 0
+    depth = conditional = 0
     for _, line in logical_lines(text):
+        word = line.strip().split(" ", 1)[0]
         if line.startswith("define "):
             depth += 1
         elif line.strip() == "endef":
             depth -= 1
-        elif depth == 0:
+        elif depth == 0 and word in {"ifeq", "ifneq", "ifdef", "ifndef"}:
+            conditional += 1
+        elif depth == 0 and word == "endif":
+            conditional -= 1
+        elif depth == 0 and conditional == 0:
             match = re.fullmatch(r"(\w+)\s*:=\s*(.*)", line.strip())
             if match:
                 values[match.group(1)] = expand(match.group(2).strip(), values)
