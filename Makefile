@@ -8,7 +8,7 @@ EXTENSION_STAMP := build/.extension-built
 SAMPLE := build/sample.pcap
 PCAP ?= $(SAMPLE)
 
-.PHONY: setup build run read test lint bench fuzz test-asan clean
+.PHONY: setup build run read test lint bench fuzz test-asan clean dist
 
 .setup-done: tools/setup-debian.sh pyproject.toml setup.py
 	./tools/setup-debian.sh
@@ -90,6 +90,11 @@ bench: build
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info
+
+# the versioned source tarball the OpenWrt feeds build from, and its sha256
+# (package/flowprobe/Makefile's PKG_HASH): build/dist/ (README: Packaging for the feeds)
+dist:
+	python3 tools/dist.py
 
 # system tests in QEMU and cross-architecture replays (qemu/*.mk; qemu/README.md)
 -include $(wildcard qemu/*.mk)

@@ -113,6 +113,14 @@ def main(argv=None):
         f.write(f"{digest}  {os.path.basename(tarball)}\n")
     print(tarball)
     print(f"PKG_HASH:={digest}")
+    makefile = os.path.join(REPO, "package", NAME, "Makefile")
+    with open(makefile) as f:
+        committed = re.search(r"^PKG_HASH:=(\S*)", f.read(), re.M)
+    where = os.path.relpath(makefile, REPO)
+    if committed and committed.group(1) == digest:
+        print(f"{where}: PKG_HASH is this tarball's")
+    else:
+        print(f"{where}: PKG_HASH differs: set it to this one when releasing {prefix}")
     return 0
 
 
