@@ -22,7 +22,7 @@ Needs, else skipped saying so:
   25.12 rootfs); when it has no /bin/sh that runs here, the host's busybox and
   its libraries are added as a stand-in shell;
 - root (apk chroots into the root to run the scripts).
-The dependencies (python3-light, libpcap, ...) come from the release's feeds
+The dependencies (libc, python3-light, libpcap, ...) come from the release's feeds
 on a router; here each is an empty stand-in package of that name.
 """
 
@@ -111,7 +111,7 @@ def stand_in_dependencies(tool, apk, outdir, arch):
     empty = os.path.join(outdir, "empty")
     os.makedirs(empty, exist_ok=True)
     packages = []
-    for name in manifest.depends():
+    for name in tool.package_depends():
         info = {"name": name, "version": "0-r0", "description": f"stand-in for {name}",
                 "license": "none", "origin": "stand-in"}
         packages.append(tool.mkpkg(apk, info, empty, [], os.path.join(outdir, f"{name}.apk"),
@@ -212,5 +212,5 @@ def test_the_package_says_what_the_makefile_says(installed):
     values = manifest.variables()
     assert f"flowprobe-{values['PKG_VERSION']}-r{values['PKG_RELEASE']}" in result.stdout
     depends = re.search(r"depends on:\n((?:.+\n)+)", result.stdout)
-    assert depends and sorted(depends.group(1).split()) == sorted(manifest.depends()), \
-        result.stdout
+    assert depends and sorted(depends.group(1).split()) == sorted(
+        ["libc", *manifest.depends()]), result.stdout

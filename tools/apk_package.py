@@ -20,7 +20,8 @@ from package/flowprobe/Makefile (read by tests/package_manifest.py):
   default_postinst: the user, and /etc/init.d/* enabled), post-upgrade and
   pre-deinstall;
 - `apk mkpkg` with name, version (PKG_VERSION-rPKG_RELEASE), description,
-  arch, license, origin, url, maintainer, depends (DEPENDS without + and @),
+  arch, license, origin, url, maintainer, depends (libc and DEPENDS, without
+  + and @),
   the scripts and the files, under fakeroot when not root.
 The .apk goes to build/apk/ (or --out) and its path is printed.
 """
@@ -72,6 +73,10 @@ def apk_program(path):
                    "checkout of it that you built (build/src/apk)")
 
 
+def package_depends():
+    return ["libc"] + [name for name in manifest.depends() if name != "libc"]
+
+
 def metadata():
     """What the SDK passes to apk mkpkg, from the package Makefile."""
     values = manifest.variables()
@@ -87,8 +92,9 @@ def metadata():
         "origin": FEED_SOURCE,
         "url": field("URL"),
         "maintainer": values["PKG_MAINTAINER"],
-        # filter_deps: + and @ conditions dropped, COND:pkg kept as pkg
-        "depends": " ".join(manifest.depends()),
+        # PKG_FIXUP_DEPENDS puts +libc first (package-defaults.mk); filter_deps
+        # drops + and @ conditions and keeps COND:pkg as pkg
+        "depends": " ".join(package_depends()),
         "userid": field("USERID"),
         "conffiles": manifest.conffiles(),
     }
