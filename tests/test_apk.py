@@ -10,7 +10,9 @@ into it, and checks:
 - the conffile list (/etc/config/flowprobe) and its sha256, where sysupgrade
   and apk read them (lib/apk/packages/flowprobe.conffiles{,_static});
 - the post-install script made the `flowprobe` user and group (USERID) and
-  enabled the init script (/etc/rc.d/S<START>flowprobe -> ../init.d/flowprobe).
+  enabled the init script (/etc/rc.d/S<START>flowprobe -> ../init.d/flowprobe);
+- an upgrade keeps the user's /etc/config/flowprobe (the new one beside it as
+  .apk-new) and the user (runs last: it changes the root).
 
 Needs, else skipped saying so:
 - APK_TOOLS: apk-tools 3's apk, or a checkout of alpinelinux/apk-tools you
@@ -35,6 +37,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import namedtuple
 
 import pytest
 
@@ -43,6 +46,7 @@ import package_manifest as manifest
 REPO = manifest.REPO
 INIT_SCRIPT = os.path.join(REPO, "files", "etc", "init.d", "flowprobe")
 BASE_NEEDS = ["lib/functions.sh", "etc/rc.common", "etc/passwd", "etc/group"]
+Installed = namedtuple("Installed", "apk root package output tool arch")
 
 
 def load_tool():
@@ -135,7 +139,7 @@ def installed(tmp_path_factory):
                              "add", "--allow-untrusted", package, *dependencies],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    return apk, root, package, result.stdout + result.stderr
+    return Installed(apk, root, package, result.stdout + result.stderr, tool, arch)
 
 
 def package_file_list(apk, root):
@@ -146,7 +150,7 @@ def package_file_list(apk, root):
 
 
 def test_apk_installs_exactly_the_packages_files(installed):
-    apk, root, _, _ = installed
+    apk, root = installed.apk, installed.root
     listed = package_file_list(apk, root)
     recipe = {destination: entry_mode for destination, entry_mode in (
         (e.destination, e.mode) for e in manifest.installed_entries()[1])}
@@ -171,7 +175,7 @@ def test_apk_installs_exactly_the_packages_files(installed):
 
 
 def test_the_conffiles_are_listed_with_their_checksums(installed):
-    _, root, _, _ = installed
+    root = installed.root
     packages = os.path.join(root, "lib", "apk", "packages")
     with open(os.path.join(packages, "flowprobe.conffiles")) as f:
         assert f.read().split() == manifest.conffiles() == ["/etc/config/flowprobe"]
@@ -182,7 +186,7 @@ def test_the_conffiles_are_listed_with_their_checksums(installed):
 
 
 def test_post_install_made_the_user_and_enabled_the_service(installed):
-    _, root, _, output = installed
+    root, output = installed.root, installed.output
     with open(os.path.join(root, "etc", "passwd")) as f:
         users = {line.split(":")[0]: line.strip().split(":") for line in f if line.strip()}
     with open(os.path.join(root, "etc", "group")) as f:
@@ -206,7 +210,7 @@ def test_post_install_made_the_user_and_enabled_the_service(installed):
 
 
 def test_the_package_says_what_the_makefile_says(installed):
-    apk, root, _, _ = installed
+    apk, root = installed.apk, installed.root
     result = subprocess.run([apk, "--root", root, "--no-network", "info", "-a", "flowprobe"],
                             capture_output=True, text=True, check=True)
     values = manifest.variables()
@@ -214,3 +218,24 @@ def test_the_package_says_what_the_makefile_says(installed):
     depends = re.search(r"depends on:\n((?:.+\n)+)", result.stdout)
     assert depends and sorted(depends.group(1).split()) == sorted(
         ["libc", *manifest.depends()]), result.stdout
+
+
+def test_an_upgrade_keeps_the_users_config(installed, tmp_path):
+    apk, root = installed.apk, installed.root
+    config = os.path.join(root, "etc", "config", "flowprobe")
+    with open(config, "a") as f:
+        f.write("# the user's change\n")
+    with open(config) as f:
+        edited = f.read()
+    values = manifest.variables()
+    newer = f"{values['PKG_VERSION']}-r{int(values['PKG_RELEASE']) + 1}"
+    package = installed.tool.build(apk, str(tmp_path), installed.arch, version=newer)
+    result = subprocess.run([apk, "--root", root, "--no-network", "--no-cache", "add",
+                             "--allow-untrusted", package], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"-> {newer}" in result.stdout
+    with open(config) as f:
+        assert f.read() == edited, "the upgrade replaced the user's config"
+    assert os.path.isfile(config + ".apk-new")
+    with open(os.path.join(root, "etc", "passwd")) as f:
+        assert sum(line.startswith("flowprobe:") for line in f) == 1

@@ -194,9 +194,11 @@ def mkpkg(apk, info, idir, scripts, output, arch):
     return output
 
 
-def build(apk, outdir, arch=None):
-    """The flowprobe .apk in outdir; returns its path."""
+def build(apk, outdir, arch=None, version=None):
+    """The flowprobe .apk in outdir (version: another than the Makefile's, to
+    test an upgrade); returns its path."""
     info = metadata()
+    info["version"] = version or info["version"]
     arch = arch or subprocess.run([apk, "--print-arch"], capture_output=True, text=True,
                                   check=True).stdout.strip()
     os.makedirs(outdir, exist_ok=True)
