@@ -7,6 +7,11 @@ interleaved so a noisy neighbour hurts both; each figure is the median over the 
 
     python3 bench/bench.py [--packets N] [--flows M] [--runs R] [--python PATH]
 
+The floor: libpcap reading the same file with the same 1 MiB buffer and an empty
+callback (bench/pcap_floor.c, built into build/bench/), run in the same interleaved
+rounds; every tool's CPU is also given as a multiple of it. So is the C core alone
+(bench/meter_file.c: the meter reads the file and drains its records, no Python).
+
 Per tool: CPU seconds (user + sys of the child, from wait4), wall seconds, packets per
 CPU-second, peak RSS. Bytes per flow: the peak RSS of the big capture minus that of a
 tiny one with the same table size, over the flows the tool held at its peak. Exactness:
@@ -36,6 +41,7 @@ GNU_TIME = shutil.which("time", path="/usr/bin:/bin")  # the program, not the sh
 TINY_CAPTURE = {"packets": 2000, "flows": 200}
 FLOW_KEY = ("ip_version", "protocol", "src_addr", "dst_addr", "src_port", "dst_port")
 
+HELPERS = {"floor": "pcap_floor.c", "C core": "meter_file.c"}  # built from bench/ into WORK_DIR
 Measurement = collections.namedtuple("Measurement", "cpu_s wall_s peak_rss_kb")
 
 
@@ -64,6 +70,25 @@ def generated_capture(packets, flows, seed=1):
     partial_truth.rename(truth)
     partial_pcap.rename(pcap)
     return pcap, truth
+
+
+def built_helper(source_name):
+    """The C helper built from bench/SOURCE into build/bench/, rebuilt when a source changed."""
+    source = REPO / "bench" / source_name
+    binary = WORK_DIR / source.stem
+    sources = [source]
+    command = ["gcc", "-O2", "-std=gnu99", "-o", str(binary), str(source)]
+    if source_name == "meter_file.c":  # links the C core itself, built as setup.py builds it
+        core = REPO / "src" / "flowprobe"
+        sources += [core / "_cmeter.c", *sorted((core / "cmeter").glob("*.c"))]
+        command[4:4] = [f"-I{core}"]
+        command += [str(s) for s in sources[1:]]
+    command.append("-lpcap")
+    newest = max(p.stat().st_mtime for p in sources + list((REPO / "src" / "flowprobe").rglob("*.h")))
+    if not binary.exists() or binary.stat().st_mtime < newest:
+        WORK_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(command, check=True)
+    return binary
 
 
 def measure(command, stdout_path, stderr_path):
@@ -186,18 +211,23 @@ def main(argv=None):
     sink.bind(("127.0.0.1", 0))
     export_port = sink.getsockname()[1]
 
+    helpers = {name: built_helper(source) for name, source in HELPERS.items()}
     commands = {
         "flowprobe": lambda capture: flowprobe_command(args.python, capture, max_flows),
         "softflowd": lambda capture: softflowd_command(capture, export_port, max_flows),
+        "floor": lambda capture: [str(helpers["floor"]), str(capture)],
+        "C core": lambda capture: [str(helpers["C core"]), str(capture), str(max_flows)],
     }
-    outputs = {tool: (WORK_DIR / f"{tool}.stdout", WORK_DIR / f"{tool}.stderr")
+    outputs = {tool: (WORK_DIR / f"{tool.replace(' ', '_')}.stdout",
+                      WORK_DIR / f"{tool.replace(' ', '_')}.stderr")
                for tool in commands}
     runs = {tool: [] for tool in commands}
     tiny = {}
     checks = []
     try:
         for tool, command in commands.items():
-            tiny[tool] = measure(command(tiny_pcap), *outputs[tool])
+            if tool not in HELPERS:
+                tiny[tool] = measure(command(tiny_pcap), *outputs[tool])
         for run in range(args.runs):
             for tool, command in commands.items():
                 runs[tool].append(measure(command(pcap), *outputs[tool]))
@@ -225,7 +255,9 @@ def main(argv=None):
 
 def print_report(args, pcap, truth, max_flows, runs, tiny, held_at_peak, flowprobe_counters,
                  checks, commands, outputs):
-    medians = {tool: median_measurement(measured) for tool, measured in runs.items()}
+    medians = {tool: median_measurement(measured) for tool, measured in runs.items()
+               if tool not in HELPERS}
+    floors = {tool: median_measurement(runs[tool]) for tool in HELPERS}
     print(f"capture: {truth['packets']} packets, {truth['octets']} IP octets, "
           f"{truth['flows']} flows ({truth['peak_concurrent_flows']} alive at peak, "
           f"{truth['conversations']} conversations), {truth['file_bytes'] / 1e6:.0f} MB")
@@ -246,6 +278,11 @@ def print_report(args, pcap, truth, max_flows, runs, tiny, held_at_peak, flowpro
           f"{rates['flowprobe'] / rates['softflowd']:.2f}x, peak RSS "
           f"{medians['flowprobe'].peak_rss_kb / medians['softflowd'].peak_rss_kb:.2f}x, "
           f"bytes per held flow {bytes_per_flow['flowprobe'] / bytes_per_flow['softflowd']:.2f}x")
+    floor_s = floors["floor"].cpu_s
+    print(f"the libpcap floor (same file, same 1 MiB buffer, empty callback): {floor_s:.2f} CPU s; "
+          f"flowprobe {medians['flowprobe'].cpu_s / floor_s:.2f}x the floor, softflowd "
+          f"{medians['softflowd'].cpu_s / floor_s:.2f}x, the C core alone (no Python) "
+          f"{floors['C core'].cpu_s / floor_s:.2f}x ({floors['C core'].cpu_s:.2f} CPU s)")
     memory_bytes = flowprobe_counters["memory_bytes"]
     print(f"flowprobe tables: memory_bytes {memory_bytes} / max_flows {max_flows} = "
           f"{memory_bytes / max_flows:.0f} B per flow slot (fragment table included); "
