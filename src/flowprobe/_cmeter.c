@@ -205,6 +205,9 @@ void fp_meter_counters(struct fp_meter *m, struct fp_counters *c)
 	c->flows_active = flow_table_active(t);
 	c->flows_pending_export = flow_table_pending(t);
 	c->flows_peak = t->peak;
+	c->ipv6_flows_max = t->addr6.max_active;
+	c->ipv6_flows_refused = t->addr6.refused;
+	c->ipv6_flows_evicted = t->addr6.evicted;
 	c->fragments_tracked = m->fragments.used;
 	c->fragment_datagrams = m->fragments.datagrams;
 	c->fragment_entries_evicted = m->fragments.evicted;

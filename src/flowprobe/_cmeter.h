@@ -185,6 +185,10 @@ struct fp_counters {
 	uint64_t icmp_errors_joined;
 	uint64_t icmp_errors_unmatched;   /* no active flow has the quoted key */
 	uint64_t icmp_errors_unreadable;  /* quote cut short, malformed, or a later fragment */
+	/* the flow table's IPv6 address pool (cmeter/flow_addr6.h) */
+	uint64_t ipv6_flows_max;          /* IPv6 flows active at once; the overflow policy beyond */
+	uint64_t ipv6_flows_refused;      /* new IPv6 flows refused (in dropped_flow_table_full) */
+	uint64_t ipv6_flows_evicted;      /* IPv6 flows ended early for a new one (in flows_evicted) */
 };
 
 struct fp_source_stats {

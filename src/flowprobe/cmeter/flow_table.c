@@ -6,6 +6,7 @@
  * grace, active), so records come out the same whether the periodic scan
  * ran a moment ago or not; the scan only makes them leave on time. */
 #include "flow_table.h"
+#include "flow_addr6.h"
 #include "hash.h"
 #include "icmp.h"
 
@@ -53,14 +54,20 @@ static void entry_addresses(const struct flow_table *t, uint32_t i, uint8_t src[
 	const struct flow_entry *e = &t->entries[i];
 
 	if (e->flags & FLOW_IPV6) {
-		memcpy(src, t->addr6[i].src, 16);
-		memcpy(dst, t->addr6[i].dst, 16);
+		memcpy(src, t->addr6.slots[e->addr4[0]].src, 16);
+		memcpy(dst, t->addr6.slots[e->addr4[0]].dst, 16);
 	} else {
 		memset(src, 0, 16);
 		memset(dst, 0, 16);
 		memcpy(src, &e->addr4[0], 4);
 		memcpy(dst, &e->addr4[1], 4);
 	}
+}
+
+/* Buckets: as many as slots, the hash scaled onto them (no power of two). */
+static inline uint32_t bucket_of(const struct flow_table *t, uint32_t hash)
+{
+	return (uint32_t)(((uint64_t)hash * t->slots) >> 32);
 }
 
 /* Flows outside tunnels never touch the segment array's cache line. */
@@ -75,8 +82,9 @@ static uint32_t entry_bucket(const struct flow_table *t, uint32_t i)
 	uint8_t src[16], dst[16];
 
 	entry_addresses(t, i, src, dst);
-	return key_hash(t, src, dst, e->port, e->protocol, e->vlan_id, e->inner_vlan_id,
-			e->source, e->flags & FLOW_IPV6, entry_segment(t, i)) & t->bucket_mask;
+	return bucket_of(t, key_hash(t, src, dst, e->port, e->protocol, e->vlan_id,
+				     e->inner_vlan_id, e->source, e->flags & FLOW_IPV6,
+				     entry_segment(t, i)));
 }
 
 uint32_t flow_table_bucket(const struct flow_table *t, const struct packet *p)
@@ -84,31 +92,33 @@ uint32_t flow_table_bucket(const struct flow_table *t, const struct packet *p)
 	uint16_t port[2];
 
 	key_ports(p, port);
-	return key_hash(t, p->src, p->dst, port, p->protocol, p->vlan_id, p->inner_vlan_id,
-			p->source, p->ip_version == 6, p->segment_id) & t->bucket_mask;
+	return bucket_of(t, key_hash(t, p->src, p->dst, port, p->protocol, p->vlan_id,
+				     p->inner_vlan_id, p->source, p->ip_version == 6,
+				     p->segment_id));
 }
 
 void flow_table_prefetch_bucket(const struct flow_table *t, uint32_t bucket)
 {
-	__builtin_prefetch(&t->buckets[bucket]);
+	__builtin_prefetch(&t->entries[bucket].bucket_head);
 }
 
 void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket)
 {
-	uint32_t i = t->buckets[bucket];
+	uint32_t i = t->entries[bucket].bucket_head;
 
-	if (i != FLOW_NONE) {
+	if (i != FLOW_NONE)
 		__builtin_prefetch(&t->entries[i]);
-		__builtin_prefetch(&t->addr6[i]);
-	}
 }
 
 static inline int same_address(const struct flow_table *t, uint32_t i, int which, const uint8_t *addr)
 {
 	const struct flow_entry *e = &t->entries[i];
 
-	if (e->flags & FLOW_IPV6)
-		return memcmp(which ? t->addr6[i].dst : t->addr6[i].src, addr, 16) == 0;
+	if (e->flags & FLOW_IPV6) {
+		const struct flow_addr6 *a = &t->addr6.slots[e->addr4[0]];
+
+		return memcmp(which ? a->dst : a->src, addr, 16) == 0;
+	}
 	return memcmp(&e->addr4[which], addr, 4) == 0;
 }
 
@@ -121,6 +131,8 @@ static int entry_match(const struct flow_table *t, uint32_t i, const struct pack
 	if (e->protocol != p->protocol || e->source != p->source || e->vlan_id != p->vlan_id ||
 	    e->inner_vlan_id != p->inner_vlan_id || ((e->flags & FLOW_IPV6) != 0) != (p->ip_version == 6) ||
 	    entry_segment(t, i) != p->segment_id)
+		return 0;
+	if ((e->flags & FLOW_IPV6) && e->addr4[1] != addr6_digest(p->src, p->dst))
 		return 0;
 	if (e->port[0] == port[0] && e->port[1] == port[1] &&
 	    same_address(t, i, 0, p->src) && same_address(t, i, 1, p->dst))
@@ -140,7 +152,7 @@ static uint32_t find(const struct flow_table *t, uint32_t bucket, const struct p
 {
 	uint32_t i;
 
-	for (i = t->buckets[bucket]; i != FLOW_NONE; i = t->entries[i].bucket_next) {
+	for (i = t->entries[bucket].bucket_head; i != FLOW_NONE; i = t->entries[i].bucket_next) {
 		int match = entry_match(t, i, p, port, reverse_port);
 
 		if (match && (want == 0 || match == want))
@@ -247,7 +259,7 @@ static uint32_t list_timeout(const struct flow_table *t, enum flow_list list)
 static void expire_entry(struct flow_table *t, uint32_t i, uint8_t reason)
 {
 	struct flow_entry *e = &t->entries[i];
-	uint32_t *link = &t->buckets[entry_bucket(t, i)];
+	uint32_t *link = &t->entries[entry_bucket(t, i)].bucket_head;
 
 	while (*link != i)
 		link = &t->entries[*link].bucket_next;
@@ -255,6 +267,8 @@ static void expire_entry(struct flow_table *t, uint32_t i, uint8_t reason)
 	e->bucket_next = FLOW_NONE;
 
 	list_remove(t, i);
+	if (e->flags & FLOW_IPV6)
+		t->addr6.active--;
 	e->end_reason = reason;
 	t->expired[reason]++;
 	list_push(t, i, LIST_PENDING);
@@ -315,6 +329,32 @@ static uint32_t evict_oldest(struct flow_table *t)
 	return victim;
 }
 
+/* The IPv6 pool's evict policy: the oldest IPv6 flow among the first few
+ * of each list's oldest (bounded: IPv4 flows may lie in between). */
+#define IPV6_EVICTION_REACH 64
+
+static uint32_t evict_oldest_ipv6(struct flow_table *t)
+{
+	uint32_t victim = FLOW_NONE;
+	enum flow_list list;
+
+	for (list = LIST_ANSWERED; list <= LIST_CLOSING; list++) {
+		uint32_t i = t->lists[list].tail;
+		int reach = IPV6_EVICTION_REACH;
+
+		while (i != FLOW_NONE && !(t->entries[i].flags & FLOW_IPV6) && --reach)
+			i = t->entries[i].list_prev;
+		if (i != FLOW_NONE && (t->entries[i].flags & FLOW_IPV6) &&
+		    (victim == FLOW_NONE || entry_last(t, i) < entry_last(t, victim)))
+			victim = i;
+	}
+	if (victim != FLOW_NONE) {
+		expire_entry(t, victim, FP_END_LACK_OF_RESOURCES);
+		t->addr6.evicted++;
+	}
+	return victim;
+}
+
 /* ---- accounting ---- */
 
 static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct packet *p,
@@ -322,13 +362,16 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 {
 	uint32_t i = t->free_head;
 	struct flow_entry *e = &t->entries[i];
+	uint32_t bucket_head = e->bucket_head;  /* another chain's, kept */
 
 	t->free_head = e->bucket_next;
 	memset(e, 0, sizeof(*e));
+	e->bucket_head = bucket_head;
 	if (p->ip_version == 6) {
 		e->flags = FLOW_IPV6;
-		memcpy(t->addr6[i].src, p->src, 16);
-		memcpy(t->addr6[i].dst, p->dst, 16);
+		e->addr4[0] = addr6_take(&t->addr6, p->src, p->dst);
+		e->addr4[1] = addr6_digest(p->src, p->dst);
+		t->addr6.active++;
 	} else {
 		memcpy(&e->addr4[0], p->src, 4);
 		memcpy(&e->addr4[1], p->dst, 4);
@@ -357,8 +400,8 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 			memset(t->macs + (size_t)i * t->mac_stride + 12, 0, 12);
 	}
 
-	e->bucket_next = t->buckets[bucket];
-	t->buckets[bucket] = i;
+	e->bucket_next = t->entries[bucket].bucket_head;
+	t->entries[bucket].bucket_head = i;
 	e->list = LIST_FREE;
 	list_push(t, i, LIST_UNANSWERED);
 	t->created++;
@@ -420,10 +463,14 @@ static int end_by_sequence(struct flow_table *t, uint32_t i, const struct packet
 /* A packet for entry i that the entry must not absorb: it is past one of
  * its deadlines, or a new connection reuses a closing one's ports. */
 static int entry_is_over(const struct flow_table *t, uint32_t i, const struct packet *p,
-			 uint64_t first_ms, uint64_t last_ms, uint8_t *reason)
+			 uint64_t packets, uint64_t first_ms, uint64_t last_ms, uint8_t *reason)
 {
 	const struct flow_entry *e = &t->entries[i];
 
+	if (e->packets > UINT32_MAX - packets) {  /* the entry's 32-bit count is full */
+		*reason = FP_END_ACTIVE_TIMEOUT;
+		return 1;
+	}
 	if (last_ms >= entry_last(t, i) + list_timeout(t, e->list)) {
 		*reason = timeout_reason(e->list);
 		return 1;
@@ -461,7 +508,7 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 
 	i = find(t, bucket, p, port, t->bidirectional ? 0 : 1, reverse_port, &reverse);
 	reverse_known = i == FLOW_NONE;  /* the whole chain was walked */
-	if (i != FLOW_NONE && entry_is_over(t, i, p, first_ms, last_ms, &reason)) {
+	if (i != FLOW_NONE && entry_is_over(t, i, p, packets, first_ms, last_ms, &reason)) {
 		expire_entry(t, i, reason);
 		i = FLOW_NONE;
 	}
@@ -480,7 +527,20 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 			if (evict_oldest(t) == reverse)
 				reverse = FLOW_NONE;
 		}
-		if (t->free_head == FLOW_NONE)
+		if (p->ip_version == 6 && t->addr6.active >= t->addr6.max_active) {
+			uint32_t victim = FLOW_NONE;
+
+			if (t->overflow_policy != FP_OVERFLOW_REFUSE_NEW)
+				victim = evict_oldest_ipv6(t);
+			if (victim == FLOW_NONE) {
+				t->addr6.refused++;
+				return ACCOUNT_TABLE_FULL;
+			}
+			if (victim == reverse)
+				reverse = FLOW_NONE;
+		}
+		if (t->free_head == FLOW_NONE ||
+		    (p->ip_version == 6 && t->addr6.free_head == FLOW_NONE))
 			return ACCOUNT_NO_SLOT;
 		i = create_entry(t, bucket, p, port, first_ms, last_ms);
 		if (!t->bidirectional && reverse_port >= 0) {
@@ -622,6 +682,8 @@ int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,
 
 		fill_record(t, i, slots, &out[n++]);
 		list_remove(t, i);
+		if (e->flags & FLOW_IPV6)
+			addr6_give_back(&t->addr6, e->addr4[0]);
 		e->list = LIST_FREE;
 		e->bucket_next = t->free_head;
 		t->free_head = i;
@@ -799,15 +861,12 @@ static uint32_t export_reserve(uint32_t max_flows)
 
 int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t seed[2])
 {
-	uint32_t i, buckets = 16;
+	uint32_t i;
 	enum flow_list list;
 
 	memset(t, 0, sizeof(*t));
 	t->max_flows = s->max_flows;
 	t->slots = s->max_flows + export_reserve(s->max_flows);
-	while (buckets < t->max_flows && buckets < (1u << 30))
-		buckets <<= 1;
-	t->bucket_mask = buckets - 1;
 	t->seed[0] = seed[0];
 	t->seed[1] = seed[1];
 	t->idle_timeout_ms = s->idle_timeout_ms;
@@ -820,8 +879,10 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	/* malloc + explicit writes, not calloc: the pages are committed now, so
 	 * a router short of memory fails at start, never under load */
 	t->entries = malloc((size_t)t->slots * sizeof(*t->entries));
-	t->addr6 = malloc((size_t)t->slots * sizeof(*t->addr6));
-	t->buckets = malloc((size_t)buckets * sizeof(*t->buckets));
+	if (addr6_pool_init(&t->addr6, addr6_default_max(t->max_flows), t->slots - t->max_flows)) {
+		flow_table_free(t);
+		return -1;
+	}
 	if (s->tunnels == FP_TUNNELS_INNER)  /* inner flows are keyed by their tunnel too */
 		t->segment = malloc((size_t)t->slots * sizeof(*t->segment));
 	if (t->bidirectional)
@@ -836,14 +897,12 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		flow_table_free(t);
 		return -1;
 	}
-	if (!t->entries || !t->addr6 || !t->buckets || (t->bidirectional && !t->reverse) ||
+	if (!t->entries || (t->bidirectional && !t->reverse) ||
 	    (s->macs && !t->macs) || (s->tunnels && !t->segment)) {
 		flow_table_free(t);
 		return -1;
 	}
 	memset(t->entries, 0, (size_t)t->slots * sizeof(*t->entries));
-	memset(t->addr6, 0, (size_t)t->slots * sizeof(*t->addr6));
-	memset(t->buckets, 0xff, (size_t)buckets * sizeof(*t->buckets));
 	if (t->segment)
 		memset(t->segment, 0, (size_t)t->slots * sizeof(*t->segment));
 	if (t->reverse)
@@ -852,17 +911,19 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		memset(t->macs, 0, (size_t)t->slots * t->mac_stride);
 	if (t->icmp_errors)
 		memset(t->icmp_errors, 0, (size_t)t->slots * sizeof(*t->icmp_errors));
-	for (i = 0; i < t->slots; i++)
+	for (i = 0; i < t->slots; i++) {
 		t->entries[i].bucket_next = i + 1 < t->slots ? i + 1 : FLOW_NONE;
+		t->entries[i].bucket_head = FLOW_NONE;
+	}
 	t->free_head = 0;
 	for (list = 0; list < LIST_COUNT; list++)
 		t->lists[list].head = t->lists[list].tail = FLOW_NONE;
 
-	t->memory_bytes = (uint64_t)t->slots * (sizeof(*t->entries) + sizeof(*t->addr6) +
+	t->memory_bytes = (uint64_t)t->slots * (sizeof(*t->entries) +
 						(t->segment ? sizeof(*t->segment) : 0) +
 						(t->reverse ? sizeof(*t->reverse) : 0) +
 						t->mac_stride) +
-			  (uint64_t)buckets * sizeof(*t->buckets);
+			  (uint64_t)t->addr6.capacity * sizeof(*t->addr6.slots);
 	t->memory_bytes += t->ends.memory_bytes +
 			   (t->icmp_errors ? (uint64_t)t->slots * sizeof(*t->icmp_errors) : 0);
 	return 0;
@@ -871,8 +932,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 void flow_table_free(struct flow_table *t)
 {
 	free(t->entries);
-	free(t->addr6);
-	free(t->buckets);
+	free(t->addr6.slots);
+	t->addr6.slots = NULL;
 	free(t->reverse);
 	free(t->macs);
 	t->macs = NULL;
@@ -882,7 +943,5 @@ void flow_table_free(struct flow_table *t)
 	t->icmp_errors = NULL;
 	tcp_end_free(&t->ends);
 	t->entries = NULL;
-	t->addr6 = NULL;
-	t->buckets = NULL;
 	t->reverse = NULL;
 }

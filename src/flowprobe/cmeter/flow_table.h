@@ -25,18 +25,20 @@ enum flow_list {
 };
 
 struct flow_entry {
-	uint64_t packets;
 	uint64_t octets;
 	uint64_t last_ms;
-	uint32_t addr4[2];       /* IPv4 src/dst; IPv6 addresses live in addr6[] */
+	uint32_t packets;        /* a flow ends (as by active timeout) before it passes 2^32 - 1 */
+	uint32_t addr4[2];       /* IPv4 src/dst; IPv6: [0] its slot in the address pool,
+				  * [1] a digest of both addresses (mismatches skip the pool) */
 	uint32_t duration_ms;    /* first packet = last_ms - duration_ms */
 	uint32_t bucket_next;    /* hash chain, or the free list */
+	uint32_t bucket_head;    /* not this flow's: the chain of hash bucket <this index>,
+				  * so the index costs no array of its own */
 	uint32_t list_prev;
 	uint32_t list_next;
 	uint16_t port[2];        /* ESP: the SPI, high and low half */
 	uint16_t vlan_id;
 	uint16_t inner_vlan_id;
-	uint16_t list_second;    /* when it last moved to its list's head (s, wraps) */
 	uint8_t source;          /* index into the meter's interface list */
 	uint8_t protocol;
 	uint8_t tos;
@@ -44,6 +46,7 @@ struct flow_entry {
 	uint8_t list : 3;        /* enum flow_list */
 	uint8_t flags : 5;       /* FLOW_* */
 	uint8_t end_reason;
+	uint16_t list_second;    /* when it last moved to its list's head (s, wraps) */
 };
 
 #define FLOW_IPV6 0x01
@@ -71,17 +74,29 @@ struct flow_list_ends {
 	uint32_t count;
 };
 
+/* IPv6 flows keep their addresses in a pool of their own, so an IPv4 flow
+ * slot is the 64-byte entry and nothing else.  The pool holds
+ * max_ipv6_flows active IPv6 flows plus the export reserve; a free slot's
+ * first 4 bytes link the free list. */
+struct flow_addr6_pool {
+	struct flow_addr6 *slots;
+	uint32_t capacity;
+	uint32_t max_active;     /* IPv6 flows active at once; the overflow policy beyond */
+	uint32_t active;
+	uint32_t free_head;
+	uint64_t refused;        /* new IPv6 flows counted as dropped: pool full */
+	uint64_t evicted;        /* IPv6 flows ended early to make room (evict policy) */
+};
+
 struct flow_table {
 	struct flow_entry *entries;
-	struct flow_addr6 *addr6;
+	struct flow_addr6_pool addr6;
 	struct flow_reverse *reverse;  /* NULL unless bidirectional */
 	uint8_t *macs;                 /* NULL unless settings.macs: mac_stride bytes a slot,
 					* the first frame's link addresses (then the reverse's) */
 	uint32_t mac_stride;
 	uint64_t *segment;             /* read only for FLOW_SEGMENT entries */
-	uint32_t *buckets;
-	uint32_t bucket_mask;
-	uint32_t slots;
+	uint32_t slots;          /* and as many hash buckets (entries[].bucket_head) */
 	uint32_t max_flows;
 	uint32_t free_head;
 	struct flow_list_ends lists[LIST_COUNT];

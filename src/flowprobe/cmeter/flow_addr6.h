@@ -1,0 +1,82 @@
+/* The IPv6 address pool of the flow table (struct flow_addr6_pool in
+ * flow_table.h): 32 bytes per IPv6 flow, taken when the flow is created and
+ * given back when its record is drained, so IPv4 flows pay nothing for it.
+ *
+ * Capacity: max_active IPv6 flows at once (a quarter of max_flows, at least
+ * min(max_flows, 4096), unless set) plus the table's export reserve, so an
+ * IPv6 flow waiting to be drained keeps its addresses exactly as its entry
+ * waits in its slot.  Beyond max_active, the table's overflow policy
+ * applies to IPv6 flows alone: refuse (counted as dropped_flow_table_full
+ * and in `refused`), or evict the oldest IPv6 flow within reach. */
+#ifndef FLOWPROBE_FLOW_ADDR6_H
+#define FLOWPROBE_FLOW_ADDR6_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "flow_table.h"
+#include "hash.h"
+
+#define ADDR6_SMALL_TABLE 4096
+
+static inline uint32_t addr6_default_max(uint32_t max_flows)
+{
+	uint32_t quarter = max_flows / 4;
+
+	if (quarter < ADDR6_SMALL_TABLE)
+		quarter = max_flows < ADDR6_SMALL_TABLE ? max_flows : ADDR6_SMALL_TABLE;
+	return quarter;
+}
+
+static inline int addr6_pool_init(struct flow_addr6_pool *pool, uint32_t max_active,
+				  uint32_t reserve)
+{
+	uint32_t i;
+
+	memset(pool, 0, sizeof(*pool));
+	pool->max_active = max_active;
+	pool->capacity = max_active + reserve;
+	pool->slots = malloc((size_t)pool->capacity * sizeof(*pool->slots));
+	if (!pool->slots)
+		return -1;
+	memset(pool->slots, 0, (size_t)pool->capacity * sizeof(*pool->slots));  /* committed now */
+	for (i = 0; i < pool->capacity; i++) {
+		uint32_t next = i + 1 < pool->capacity ? i + 1 : FLOW_NONE;
+
+		memcpy(pool->slots[i].src, &next, 4);
+	}
+	pool->free_head = 0;
+	return 0;
+}
+
+/* FLOW_NONE when every slot holds a flow or a record waiting to be drained */
+static inline uint32_t addr6_take(struct flow_addr6_pool *pool, const uint8_t src[16],
+				  const uint8_t dst[16])
+{
+	uint32_t i = pool->free_head;
+
+	if (i == FLOW_NONE)
+		return FLOW_NONE;
+	memcpy(&pool->free_head, pool->slots[i].src, 4);
+	memcpy(pool->slots[i].src, src, 16);
+	memcpy(pool->slots[i].dst, dst, 16);
+	return i;
+}
+
+static inline void addr6_give_back(struct flow_addr6_pool *pool, uint32_t i)
+{
+	memcpy(pool->slots[i].src, &pool->free_head, 4);
+	pool->free_head = i;
+}
+
+/* Symmetric in its two addresses: a flow and its reverse share it. */
+static inline uint32_t addr6_digest(const uint8_t src[16], const uint8_t dst[16])
+{
+	uint64_t a = load64(src) ^ load64(src + 8), b = load64(dst) ^ load64(dst + 8);
+
+	a ^= a >> 32;
+	b ^= b >> 32;
+	return (uint32_t)a + (uint32_t)b;
+}
+
+#endif
