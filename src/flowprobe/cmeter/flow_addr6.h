@@ -16,6 +16,7 @@
 
 #include "flow_table.h"
 #include "hash.h"
+#include "table_memory.h"
 
 #define ADDR6_SMALL_TABLE 4096
 
@@ -36,7 +37,7 @@ static inline int addr6_pool_init(struct flow_addr6_pool *pool, uint32_t max_act
 	memset(pool, 0, sizeof(*pool));
 	pool->max_active = max_active;
 	pool->capacity = max_active + reserve;
-	pool->slots = malloc((size_t)pool->capacity * sizeof(*pool->slots));
+	pool->slots = table_alloc((size_t)pool->capacity * sizeof(*pool->slots));
 	if (!pool->slots)
 		return -1;
 	memset(pool->slots, 0, (size_t)pool->capacity * sizeof(*pool->slots));  /* committed now */

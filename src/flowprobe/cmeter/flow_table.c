@@ -7,6 +7,7 @@
  * ran a moment ago or not; the scan only makes them leave on time. */
 #include "flow_table.h"
 #include "flow_addr6.h"
+#include "table_memory.h"
 #include "hash.h"
 #include "icmp.h"
 
@@ -878,7 +879,7 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 
 	/* malloc + explicit writes, not calloc: the pages are committed now, so
 	 * a router short of memory fails at start, never under load */
-	t->entries = malloc((size_t)t->slots * sizeof(*t->entries));
+	t->entries = table_alloc((size_t)t->slots * sizeof(*t->entries));
 	if (addr6_pool_init(&t->addr6, addr6_default_max(t->max_flows), t->slots - t->max_flows)) {
 		flow_table_free(t);
 		return -1;

@@ -36,7 +36,8 @@ static inline int sampler_take(struct sampler *s)
 	s->pool++;
 	if (--s->skip)
 		return 0;
-	s->skip = sampler_next_skip(s);
+	/* 1 in 1 (every unsampled interface): no call, the skip stays 1 */
+	s->skip = s->rate == 1 ? 1 : sampler_next_skip(s);
 	s->sampled++;
 	return 1;
 }
