@@ -257,14 +257,19 @@ static uint32_t list_timeout(const struct flow_table *t, enum flow_list list)
 
 /* ---- expiry ---- */
 
-static void expire_entry(struct flow_table *t, uint32_t i, uint8_t reason)
+/* From its active list to the export queue; out of its hash chain first
+ * (bucket: the chain it is in, FLOW_NONE: not known, or no chains left). */
+static void expire_in_bucket(struct flow_table *t, uint32_t i, uint8_t reason, uint32_t bucket)
 {
 	struct flow_entry *e = &t->entries[i];
-	uint32_t *link = &t->entries[entry_bucket(t, i)].bucket_head;
 
-	while (*link != i)
-		link = &t->entries[*link].bucket_next;
-	*link = e->bucket_next;
+	if (bucket != FLOW_NONE) {
+		uint32_t *link = &t->entries[bucket].bucket_head;
+
+		while (*link != i)
+			link = &t->entries[*link].bucket_next;
+		*link = e->bucket_next;
+	}
 	e->bucket_next = FLOW_NONE;
 
 	list_remove(t, i);
@@ -273,6 +278,11 @@ static void expire_entry(struct flow_table *t, uint32_t i, uint8_t reason)
 	e->end_reason = reason;
 	t->expired[reason]++;
 	list_push(t, i, LIST_PENDING);
+}
+
+static void expire_entry(struct flow_table *t, uint32_t i, uint8_t reason)
+{
+	expire_in_bucket(t, i, reason, entry_bucket(t, i));
 }
 
 static uint8_t timeout_reason(enum flow_list list)
@@ -295,12 +305,19 @@ void flow_table_expire(struct flow_table *t, uint64_t now_ms)
 
 void flow_table_expire_all(struct flow_table *t, uint8_t end_reason)
 {
+	int chains_emptied = flow_table_active(t) >= t->slots / 8;
 	enum flow_list list;
 	uint32_t i;
 
+	/* A table fuller than an eighth: one sweep through the slots empties
+	 * every chain (only active flows are in chains), cheaper than a hash
+	 * and a chain walk, two misses, a flow. */
+	if (chains_emptied)
+		for (i = 0; i < t->slots; i++)
+			t->entries[i].bucket_head = FLOW_NONE;
 	for (list = LIST_ANSWERED; list <= LIST_CLOSING; list++)
 		while ((i = t->lists[list].tail) != FLOW_NONE)
-			expire_entry(t, i, end_reason);
+			expire_in_bucket(t, i, end_reason, chains_emptied ? FLOW_NONE : entry_bucket(t, i));
 }
 
 /* Lists are ordered by the second of the last packet (see the end of
@@ -366,6 +383,8 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 	uint32_t bucket_head = e->bucket_head;  /* another chain's, kept */
 
 	t->free_head = e->bucket_next;
+	if (t->free_head != FLOW_NONE)  /* the next new flow's slot: a miss taken now, not then */
+		__builtin_prefetch(&t->entries[t->free_head], 1);
 	memset(e, 0, sizeof(*e));
 	e->bucket_head = bucket_head;
 	if (p->ip_version == 6) {
@@ -510,7 +529,7 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 	i = find(t, bucket, p, port, t->bidirectional ? 0 : 1, reverse_port, &reverse);
 	reverse_known = i == FLOW_NONE;  /* the whole chain was walked */
 	if (i != FLOW_NONE && entry_is_over(t, i, p, packets, first_ms, last_ms, &reason)) {
-		expire_entry(t, i, reason);
+		expire_in_bucket(t, i, reason, bucket);
 		i = FLOW_NONE;
 	}
 	if (i != FLOW_NONE && t->bidirectional)
