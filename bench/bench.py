@@ -84,7 +84,8 @@ def built_helper(source_name):
         command[4:4] = [f"-I{core}"]
         command += [str(s) for s in sources[1:]]
     command.append("-lpcap")
-    newest = max(p.stat().st_mtime for p in sources + list((REPO / "src" / "flowprobe").rglob("*.h")))
+    headers = list((REPO / "src" / "flowprobe").rglob("*.h"))
+    newest = max(p.stat().st_mtime for p in sources + headers)
     if not binary.exists() or binary.stat().st_mtime < newest:
         WORK_DIR.mkdir(parents=True, exist_ok=True)
         subprocess.run(command, check=True)
@@ -284,8 +285,11 @@ def print_report(args, pcap, truth, max_flows, runs, tiny, held_at_peak, flowpro
           f"{medians['softflowd'].cpu_s / floor_s:.2f}x, the C core alone (no Python) "
           f"{floors['C core'].cpu_s / floor_s:.2f}x ({floors['C core'].cpu_s:.2f} CPU s)")
     memory_bytes = flowprobe_counters["memory_bytes"]
+    ipv6_pool = flowprobe_counters["counters"].get("ipv6_flows_max")
+    pool_note = (f", the IPv6 address pool ({ipv6_pool} flows, 32 B each: "
+                 f"{ipv6_pool * 32 / max_flows:.0f} B of it)" if ipv6_pool else "")
     print(f"flowprobe tables: memory_bytes {memory_bytes} / max_flows {max_flows} = "
-          f"{memory_bytes / max_flows:.0f} B per flow slot (fragment table included); "
+          f"{memory_bytes / max_flows:.0f} B per flow slot (fragment table included{pool_note}); "
           f"committed at start, so the tiny run's RSS already holds them")
     print("held at peak: flowprobe's flows_peak counter; softflowd reading a file expires only "
           "when full, one entry per conversation")
