@@ -111,16 +111,25 @@ void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket)
 		__builtin_prefetch(&t->entries[i]);
 }
 
-static inline int same_address(const struct flow_table *t, uint32_t i, int which, const uint8_t *addr)
+static inline int same16(const uint8_t *a, const uint8_t *b)
+{
+	return load64(a) == load64(b) && load64(a + 8) == load64(b + 8);
+}
+
+/* Entry i's source is src and its destination dst?  An IPv6 entry reads
+ * the pool only when the digest of both addresses agrees. */
+static inline int addresses_match(const struct flow_table *t, uint32_t i, const uint8_t *src,
+				  const uint8_t *dst)
 {
 	const struct flow_entry *e = &t->entries[i];
 
 	if (e->flags & FLOW_IPV6) {
 		const struct flow_addr6 *a = &t->addr6.slots[e->addr4[0]];
 
-		return memcmp(which ? a->dst : a->src, addr, 16) == 0;
+		return e->addr4[1] == addr6_digest(src, dst) && same16(a->src, src) &&
+		       same16(a->dst, dst);
 	}
-	return memcmp(&e->addr4[which], addr, 4) == 0;
+	return memcmp(&e->addr4[0], src, 4) == 0 && memcmp(&e->addr4[1], dst, 4) == 0;
 }
 
 /* 1: same direction, -1: the reverse direction, 0: another flow. */
@@ -133,14 +142,10 @@ static int entry_match(const struct flow_table *t, uint32_t i, const struct pack
 	    e->inner_vlan_id != p->inner_vlan_id || ((e->flags & FLOW_IPV6) != 0) != (p->ip_version == 6) ||
 	    entry_segment(t, i) != p->segment_id)
 		return 0;
-	if ((e->flags & FLOW_IPV6) && e->addr4[1] != addr6_digest(p->src, p->dst))
-		return 0;
-	if (e->port[0] == port[0] && e->port[1] == port[1] &&
-	    same_address(t, i, 0, p->src) && same_address(t, i, 1, p->dst))
+	if (e->port[0] == port[0] && e->port[1] == port[1] && addresses_match(t, i, p->src, p->dst))
 		return 1;
 	if (reverse_port >= 0 && e->port[0] == (is_icmp(p->protocol) ? port[0] : port[1]) &&
-	    e->port[1] == reverse_port &&
-	    same_address(t, i, 0, p->dst) && same_address(t, i, 1, p->src))
+	    e->port[1] == reverse_port && addresses_match(t, i, p->dst, p->src))
 		return -1;
 	return 0;
 }
