@@ -76,14 +76,13 @@ def built_helper(source_name):
     """The C helper built from bench/SOURCE into build/bench/, rebuilt when a source changed."""
     source = REPO / "bench" / source_name
     binary = WORK_DIR / source.stem
-    sources = [source]
-    command = ["gcc", "-O2", "-std=gnu99", "-o", str(binary), str(source)]
+    sources, include = [source], []
     if source_name == "meter_file.c":  # links the C core itself, built as setup.py builds it
         core = REPO / "src" / "flowprobe"
         sources += [core / "_cmeter.c", *sorted((core / "cmeter").glob("*.c"))]
-        command[4:4] = [f"-I{core}"]
-        command += [str(s) for s in sources[1:]]
-    command.append("-lpcap")
+        include = [f"-I{core}"]
+    command = ["gcc", "-O2", "-std=gnu99", *include, "-o", str(binary),
+               *(str(s) for s in sources), "-lpcap"]
     headers = list((REPO / "src" / "flowprobe").rglob("*.h"))
     newest = max(p.stat().st_mtime for p in sources + headers)
     if not binary.exists() or binary.stat().st_mtime < newest:
