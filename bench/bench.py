@@ -285,8 +285,8 @@ def print_report(args, pcap, truth, max_flows, runs, tiny, held_at_peak, flowpro
           f"{floors['C core'].cpu_s / floor_s:.2f}x ({floors['C core'].cpu_s:.2f} CPU s)")
     memory_bytes = flowprobe_counters["memory_bytes"]
     ipv6_pool = flowprobe_counters["counters"].get("ipv6_flows_max")
-    pool_note = (f", the IPv6 address pool ({ipv6_pool} flows, 32 B each: "
-                 f"{ipv6_pool * 32 / max_flows:.0f} B of it)" if ipv6_pool else "")
+    pool_note = (f", the IPv6 address pool ({ipv6_pool} flows, 36 B each: "
+                 f"{ipv6_pool * 36 / max_flows:.0f} B of it)" if ipv6_pool else "")
     print(f"flowprobe tables: memory_bytes {memory_bytes} / max_flows {max_flows} = "
           f"{memory_bytes / max_flows:.0f} B per flow slot (fragment table included{pool_note}); "
           f"committed at start, so the tiny run's RSS already holds them")

@@ -100,6 +100,18 @@ def test_a_full_ipv6_pool_evicts_the_oldest_ipv6_flow_and_loses_no_packet():
         f"10.0.0.{host}" for host in range(10)}
 
 
+def test_evict_never_refuses_an_ipv6_flow_even_behind_many_older_ipv4_flows():
+    # No IPv6 flow near the lists' oldest ends: the pool's clock hand finds one.
+    m = meter(max_flows=MAX_FLOWS, overflow_policy="evict")
+    feed(m, [udp4(host, 1000) for host in range(1000)])
+    feed(m, [udp6(host) for host in range(POOL + 5)], at_us=1000)
+    counters = m.counters()
+    assert counters["ipv6_flows_evicted"] == 5 and counters["ipv6_flows_refused"] == 0
+    assert counters["dropped_flow_table_full"] == 0
+    records = finish(m)
+    assert sum(r["packets"] for r in records) == 1000 + POOL + 5
+
+
 def test_addresses_survive_the_pool_reusing_slots():
     # Evicted and drained over and over: every record names its own addresses.
     m = meter(max_flows=MAX_FLOWS, overflow_policy="evict")

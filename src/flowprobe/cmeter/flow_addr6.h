@@ -7,7 +7,10 @@
  * IPv6 flow waiting to be drained keeps its addresses exactly as its entry
  * waits in its slot.  Beyond max_active, the table's overflow policy
  * applies to IPv6 flows alone: refuse (counted as dropped_flow_table_full
- * and in `refused`), or evict the oldest IPv6 flow within reach. */
+ * and in `refused`), or evict an IPv6 flow (counted in `evicted`): the
+ * oldest of those near the lists' oldest ends, or else the next active one
+ * in pool order after the previous eviction (a clock hand: at most the
+ * reserve's pending records lie in between), so evict never refuses. */
 #ifndef FLOWPROBE_FLOW_ADDR6_H
 #define FLOWPROBE_FLOW_ADDR6_H
 
@@ -38,9 +41,11 @@ static inline int addr6_pool_init(struct flow_addr6_pool *pool, uint32_t max_act
 	pool->max_active = max_active;
 	pool->capacity = max_active + reserve;
 	pool->slots = table_alloc((size_t)pool->capacity * sizeof(*pool->slots));
-	if (!pool->slots)
+	pool->owner = malloc((size_t)pool->capacity * sizeof(*pool->owner));
+	if (!pool->slots || !pool->owner)
 		return -1;
 	memset(pool->slots, 0, (size_t)pool->capacity * sizeof(*pool->slots));  /* committed now */
+	memset(pool->owner, 0xff, (size_t)pool->capacity * sizeof(*pool->owner));
 	for (i = 0; i < pool->capacity; i++) {
 		uint32_t next = i + 1 < pool->capacity ? i + 1 : FLOW_NONE;
 
@@ -51,14 +56,15 @@ static inline int addr6_pool_init(struct flow_addr6_pool *pool, uint32_t max_act
 }
 
 /* FLOW_NONE when every slot holds a flow or a record waiting to be drained */
-static inline uint32_t addr6_take(struct flow_addr6_pool *pool, const uint8_t src[16],
-				  const uint8_t dst[16])
+static inline uint32_t addr6_take(struct flow_addr6_pool *pool, uint32_t owner,
+				  const uint8_t src[16], const uint8_t dst[16])
 {
 	uint32_t i = pool->free_head;
 
 	if (i == FLOW_NONE)
 		return FLOW_NONE;
 	memcpy(&pool->free_head, pool->slots[i].src, 4);
+	pool->owner[i] = owner;
 	memcpy(pool->slots[i].src, src, 16);
 	memcpy(pool->slots[i].dst, dst, 16);
 	return i;
@@ -68,6 +74,7 @@ static inline void addr6_give_back(struct flow_addr6_pool *pool, uint32_t i)
 {
 	memcpy(pool->slots[i].src, &pool->free_head, 4);
 	pool->free_head = i;
+	pool->owner[i] = FLOW_NONE;
 }
 
 /* Symmetric in its two addresses: a flow and its reverse share it. */

@@ -182,6 +182,11 @@ uint32_t flow_table_lookup(const struct flow_table *t, const struct packet *p, i
 	return find(t, flow_table_bucket(t, p), p, port, either_direction ? 0 : 1, reverse_port, NULL);
 }
 
+static inline int is_active(const struct flow_entry *e)
+{
+	return e->list == LIST_ANSWERED || e->list == LIST_UNANSWERED || e->list == LIST_CLOSING;
+}
+
 /* ---- lists ---- */
 
 static void list_remove(struct flow_table *t, uint32_t i)
@@ -353,7 +358,9 @@ static uint32_t evict_oldest(struct flow_table *t)
 }
 
 /* The IPv6 pool's evict policy: the oldest IPv6 flow among the first few
- * of each list's oldest (bounded: IPv4 flows may lie in between). */
+ * of each list's oldest (bounded: IPv4 flows may lie in between), else the
+ * next active IPv6 flow in pool order (bounded: the pool is full, and all
+ * but the reserve's pending records are active flows). */
 #define IPV6_EVICTION_REACH 64
 
 static uint32_t evict_oldest_ipv6(struct flow_table *t)
@@ -370,6 +377,14 @@ static uint32_t evict_oldest_ipv6(struct flow_table *t)
 		if (i != FLOW_NONE && (t->entries[i].flags & FLOW_IPV6) &&
 		    (victim == FLOW_NONE || entry_last(t, i) < entry_last(t, victim)))
 			victim = i;
+	}
+	for (uint32_t step = 0; victim == FLOW_NONE && step < t->addr6.capacity; step++) {
+		uint32_t owner = t->addr6.owner[t->addr6.hand];
+
+		if (++t->addr6.hand == t->addr6.capacity)
+			t->addr6.hand = 0;
+		if (owner != FLOW_NONE && is_active(&t->entries[owner]))
+			victim = owner;
 	}
 	if (victim != FLOW_NONE) {
 		expire_entry(t, victim, FP_END_LACK_OF_RESOURCES);
@@ -394,7 +409,7 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 	e->bucket_head = bucket_head;
 	if (p->ip_version == 6) {
 		e->flags = FLOW_IPV6;
-		e->addr4[0] = addr6_take(&t->addr6, p->src, p->dst);
+		e->addr4[0] = addr6_take(&t->addr6, i, p->src, p->dst);
 		e->addr4[1] = addr6_digest(p->src, p->dst);
 		t->addr6.active++;
 	} else {
@@ -459,10 +474,10 @@ static int same_connection(const struct flow_table *t, uint32_t i, const struct 
 	    entry_segment(t, i) != p->segment_id)
 		return 0;
 	if (e->port[0] == p->src_port && e->port[1] == p->dst_port &&
-	    same_address(t, i, 0, p->src) && same_address(t, i, 1, p->dst))
+	    addresses_match(t, i, p->src, p->dst))
 		return 1;
 	return e->port[0] == p->dst_port && e->port[1] == p->src_port &&
-	       same_address(t, i, 0, p->dst) && same_address(t, i, 1, p->src);
+	       addresses_match(t, i, p->dst, p->src);
 }
 
 /* Both FINs acknowledged, or a RST: entry i (its segment accounted) and
@@ -716,10 +731,6 @@ int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,
 	return n;
 }
 
-static inline int is_active(const struct flow_entry *e)
-{
-	return e->list == LIST_ANSWERED || e->list == LIST_UNANSWERED || e->list == LIST_CLOSING;
-}
 
 static int prefix_matches(const uint8_t *address, const uint8_t *prefix, unsigned bits)
 {
@@ -948,7 +959,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 						(t->segment ? sizeof(*t->segment) : 0) +
 						(t->reverse ? sizeof(*t->reverse) : 0) +
 						t->mac_stride) +
-			  (uint64_t)t->addr6.capacity * sizeof(*t->addr6.slots);
+			  (uint64_t)t->addr6.capacity *
+				  (sizeof(*t->addr6.slots) + sizeof(*t->addr6.owner));
 	t->memory_bytes += t->ends.memory_bytes +
 			   (t->icmp_errors ? (uint64_t)t->slots * sizeof(*t->icmp_errors) : 0);
 	return 0;
@@ -959,6 +971,8 @@ void flow_table_free(struct flow_table *t)
 	free(t->entries);
 	free(t->addr6.slots);
 	t->addr6.slots = NULL;
+	free(t->addr6.owner);
+	t->addr6.owner = NULL;
 	free(t->reverse);
 	free(t->macs);
 	t->macs = NULL;

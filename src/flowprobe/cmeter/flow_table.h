@@ -76,10 +76,12 @@ struct flow_list_ends {
 
 /* IPv6 flows keep their addresses in a pool of their own, so an IPv4 flow
  * slot is the 64-byte entry and nothing else.  The pool holds
- * max_ipv6_flows active IPv6 flows plus the export reserve; a free slot's
- * first 4 bytes link the free list. */
+ * max_active IPv6 flows plus the export reserve; a free slot's first 4
+ * bytes link the free list. */
 struct flow_addr6_pool {
 	struct flow_addr6 *slots;
+	uint32_t *owner;         /* the entry holding each slot (FLOW_NONE: free) */
+	uint32_t hand;           /* where the next eviction by pool order looks */
 	uint32_t capacity;
 	uint32_t max_active;     /* IPv6 flows active at once; the overflow policy beyond */
 	uint32_t active;
