@@ -54,9 +54,10 @@ def finish(m, drained=()):
 
 def test_an_ipv4_flow_slot_costs_64_bytes_all_told():
     # Between these sizes the IPv6 pool (4096), the export reserve (256) and
-    # the fragment table stay the same: the difference is the slots alone.
+    # the fragment table stay the same: the difference is the slots, and the
+    # TCP end table's state for every 64 flows (cmeter/tcp_end.h), about a byte.
     small, big = meter(max_flows=8192), meter(max_flows=16384)
-    assert (big.memory_bytes - small.memory_bytes) / 8192 == 64
+    assert 64 <= (big.memory_bytes - small.memory_bytes) / 8192 < 66
     assert small.counters()["ipv6_flows_max"] == big.counters()["ipv6_flows_max"] == 4096
 
 
