@@ -32,7 +32,8 @@ static inline void corpus_settings(const uint8_t b[4], struct fp_settings *s)
 	s->max_flows = flows[(b[0] >> 2) & 3];
 	s->max_fragments = 1 + ((b[0] >> 4) & 3);
 	s->tcp_end_grace_ms = (b[0] >> 6) & 1 ? 0 : 20;
-	s->tunnels = b[0] >> 7 ? FP_TUNNELS_INNER : FP_TUNNELS_OUTER;
+	/* tunnels opened (bit 7), then inner or both by the seed's top bit */
+	s->tunnels = !(b[0] >> 7) ? FP_TUNNELS_OUTER : b[3] >> 7 ? FP_TUNNELS_BOTH : FP_TUNNELS_INNER;
 	s->idle_timeout_ms = 1 + (b[1] & 15) * 40u;
 	s->active_timeout_ms = 1 + (b[1] >> 4) * 150u;
 	s->unanswered_timeout_ms = 1 + (b[2] & 15) * 30u;

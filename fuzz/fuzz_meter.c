@@ -21,7 +21,8 @@
  * Interfaces 1 and 2 are sampled (rates from the hash seed) into a ring of
  * 4 headers, drained with the records.
  * Finally flush, drain everything and check that every packet read is in a
- * drained record, under a dropped_* counter or skipped by sampling.  A violated invariant is a
+ * drained record (two, when tunnels both counted it twice), under a
+ * dropped_* counter or skipped by sampling.  A violated invariant is a
  * __builtin_trap(), which libFuzzer reports as a crash with its input. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -237,12 +238,17 @@ static uint64_t dropped(const struct fp_counters *c)
 	       c->dropped_tcp_after_end;
 }
 
-/* Holds at any time: read = metered + held + dropped; the tables stay in
- * their bounds; what was drained was metered. */
+/* Holds at any time: read + counted twice = metered + held + dropped (a
+ * packet counted twice, tunnels both, is one opened tunnel's); the tables
+ * stay in their bounds; what was drained was metered. */
 static void check_counters(struct run *r, struct fp_counters *c)
 {
 	fp_meter_counters(r->meter, c);
-	CHECK(c->packets_read == c->packets_metered + c->fragment_packets_held + dropped(c));
+	CHECK(c->packets_read + c->tunnel_packets_counted_twice ==
+	      c->packets_metered + c->fragment_packets_held + dropped(c));
+	CHECK(r->settings.tunnels == FP_TUNNELS_BOTH || c->tunnel_packets_counted_twice == 0);
+	CHECK(c->tunnel_packets_counted_twice <=
+	      c->tunnel_packets_inner + c->tunnel_packets_undecoded + c->tunnel_packets_too_deep);
 	CHECK(c->flows_active <= r->settings.max_flows);
 	CHECK(c->fragments_tracked <= r->settings.max_fragments);
 	CHECK(c->records_drained == r->drained_records);
@@ -349,7 +355,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	drain_all(r);
 	check_counters(r, &c);
 	/* the conservation invariant of _cmeter.h */
-	CHECK(c.packets_read == r->drained_packets + dropped(&c));
+	CHECK(c.packets_read + c.tunnel_packets_counted_twice == r->drained_packets + dropped(&c));
 	CHECK(c.packets_metered == r->drained_packets);
 	CHECK(c.octets_metered == r->drained_octets);
 	CHECK(c.fragment_packets_held == 0);

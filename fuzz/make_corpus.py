@@ -61,6 +61,7 @@ SETTINGS = {
     "evict1": bytes([0x00, 0x21, 0x11, 3]),
     "refuse1": bytes([0x02, 0x21, 0x11, 2]),
     "tunnels": bytes([0xBC, 0x88, 0x88, 0]),   # uni, with tunnels inner
+    "tunnels_both": bytes([0xBC, 0x88, 0x88, 0x80]),   # uni, with tunnels both
 }
 
 
@@ -215,6 +216,17 @@ def tunnel_scenarios():
         / GTPPDUSessionContainer(type=1, QFI=1) / inner4,
         nested,
         outer / GRE(proto=0x8847) / MPLS(label=30, s=1) / inner6,
+        # the rest of tests/test_tunnels.py's ENCAPSULATIONS and the live ones
+        IPv6(src=A6, dst=B6) / inner4,                                     # ip6tnl, 4 in 6
+        IPv6(src=A6, dst=B6) / GRE(key_present=1, key=5) / inner4,         # ip6gre
+        IPv6(src=A6, dst=B6) / GRE(proto=0x6558) / Ether(**MACS) / inner6,  # ip6gretap
+        IPv6(src=A6, dst=B6) / UDP(dport=4789) / VXLAN(vni=1) / Ether(**MACS) / inner6,
+        outer / UDP(dport=6081) / GENEVE(vni=98, proto=0x86DD) / inner6,
+        outer / UDP(sport=2152, dport=2152) / GTP_U_Header(teid=0xABCDEF) / inner4,
+        outer / UDP(sport=1701, dport=40000) / L2TP(tunnel_id=6, session_id=8)
+        / b"\xff\x03" / PPP(proto=0x57) / inner6,
+        outer / UDP(dport=1701) / (b"\x02\x02\x00\x01\x00\x02\x00\x02\x00\x00\x21")
+        / inner4,                                                          # offset, 1-byte PPP
     ]
     frames = [frame(eth(p)) for p in packets]
     frames.append(frame(Ether(**MACS) / MPLS(label=100, s=0) / MPLS(label=7, s=1) / inner4))
@@ -223,6 +235,11 @@ def tunnel_scenarios():
         "tunnels_cut": [frame(eth(p)[:60]) for p in packets],
         "tunnels_inner_fragments": [frame(eth(outer / GRE() / f)) for f in
                                     fragment(inner4 / (b"z" * 1500), fragsize=600)],
+        "tunnels_outer_fragments": [frame(eth(f)) for f in
+                                    fragment(outer / GRE() / inner4 / (b"z" * 1500), fragsize=600)],
+        # interfaces 1 and 2 are sampled: a packet taken once, whatever both makes of it
+        "tunnels_sampled": [frame(eth(p), ifindex=1 + n % 2) for n, p in enumerate(packets)]
+        + [bytes([REPEAT, 40, 60, 0])],
     }
 
 

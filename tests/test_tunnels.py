@@ -294,9 +294,10 @@ config interface 'wan'
     assert {i.name: i.tunnels for i in parsed.interfaces} == {"wan": "inner", "lan": "outer"}
     assert parsed.meter.tunnels == "inner"   # the table keys flows by tunnel too
     assert config.parse(text.replace("'inner'", "'outer'")).meter.tunnels == "outer"
+    assert config.parse(text.replace("'inner'", "'both'")).meter.tunnels == "inner"
     with pytest.raises(config.ConfigError, match=r"flowprobe\.wan\.tunnels: invalid value "
-                                                 r"'both' \(allowed: outer or inner\)"):
-        config.parse(text.replace("'inner'", "'both'"))
+                                                 r"'all' \(allowed: outer, inner, both\)"):
+        config.parse(text.replace("'inner'", "'all'"))
 
 
 def test_a_table_without_segments_refuses_inner_sources(tmp_path):
@@ -305,8 +306,9 @@ def test_a_table_without_segments_refuses_inner_sources(tmp_path):
     from flowprobe.settings import MeterSettings
     path = write_pcap(tmp_path / "one.pcap", [bytes(Ether() / inner_tcp(1))])
     outer = Meter(MeterSettings())
-    with pytest.raises(MeterError, match="inner on a meter made with tunnels inner"):
-        outer.open_file(path, tunnels="inner")
+    for tunnels in ("inner", "both"):
+        with pytest.raises(MeterError, match="inner and both on a meter made with tunnels inner"):
+            outer.open_file(path, tunnels=tunnels)
     inner = Meter(MeterSettings(tunnels="inner"))
     assert inner.memory_bytes > outer.memory_bytes   # 8 bytes a slot for the segment
     inner.close(inner.open_file(path, tunnels="outer"))
@@ -338,3 +340,109 @@ config collector 'chosen'
     assert profiles["chosen"].field_names == ("sourceIPv4Address", "packetDeltaCount")
     outer = config.parse(text.replace("'inner'", "'outer'"))
     assert exporter_changes(outer, inner)   # the templates change
+
+
+# ---- tunnels both: one decode, a packet in its tunnel's flow and its inner flow ----
+
+FLOW_KEY = ("src_addr", "dst_addr", "src_port", "dst_port", "protocol", "layer2_segment_id")
+
+
+def flow_counts(records):
+    """(addresses, ports, protocol, segment) -> (packets, octets)."""
+    counts = {}
+    for r in records:
+        key = tuple(r.get(name, 0) for name in FLOW_KEY)
+        packets, octets = counts.get(key, (0, 0))
+        counts[key] = (packets + r["packets"], octets + r["octets"])
+    return counts
+
+
+def three_ways(tmp_path, frames):
+    return {tunnels: meter_frames(tmp_path, frames, tunnels=tunnels)
+            for tunnels in ("outer", "inner", "both")}
+
+
+@pytest.mark.parametrize("name", ENCAPSULATIONS)
+def test_both_is_the_outer_flow_and_the_inner_flow(tmp_path, name):
+    frames, _ = frames_of(name)
+    runs = three_ways(tmp_path, frames)
+    records, counters = runs["both"]
+    assert_conserved(records, counters)
+    assert flow_counts(records) == {**flow_counts(runs["outer"][0]),
+                                    **flow_counts(runs["inner"][0])}
+    # an MPLS label stack on the link has no IP flow outside: metered once, inside
+    twice = len(SIZES) if ENCAPSULATIONS[name][3] is not None else 0
+    assert counters["tunnel_packets_counted_twice"] == twice
+    assert counters["tunnel_packets_inner"] == len(SIZES)
+    assert counters["packets_metered"] == counters["packets_read"] + twice
+
+
+def every_case():
+    """Every encapsulation, and every way a tunnel is not (all) opened."""
+    frames = [f for name in ENCAPSULATIONS for f in frames_of(name)[0]]
+    nested = inner_tcp(5)
+    for _ in range(6):
+        nested = IP(src="198.51.100.1", dst="198.51.100.2") / nested
+    vxlan = OUTER4 / UDP(sport=1, dport=4789) / VXLAN(vni=3)
+    odd = [nested, vxlan / Ether() / ARP(), vxlan / Ether() / b"\x45\x00",
+           OUTER4 / GRE(proto=0x8847) / MPLS(s=1) / (b"\x00" * 4) / Ether(),
+           OUTER4 / GRE(version=1) / inner_tcp(1), OUTER4 / UDP(dport=1701) / (b"\xc8\x02" * 9),
+           OUTER4 / UDP(sport=2, dport=4789) / VXLAN(vni=4) / Ether() / OUTER6 / GRE(key_present=1,
+                                                                                  key=8)
+           / inner_udp6(7),
+           inner_tcp(3)]
+    odd += fragment(OUTER4 / GRE() / inner_tcp(3000), fragsize=1000)
+    odd += reversed(fragment(inner_tcp(2500), fragsize=800))
+    frames += [bytes(Ether() / p) for p in odd[:-4]]
+    frames += [bytes(Ether() / OUTER4 / GRE(key_present=1, key=9) / p) for p in odd[-4:]]
+    return frames
+
+
+def test_both_is_outer_plus_what_inner_opened(tmp_path):
+    """The one property, on everything at once: with both, the flows are
+    exactly outer's flows and inner's flows that carry a tunnel segment."""
+    runs = three_ways(tmp_path, every_case())
+    (records, counters), (inner, inner_counters) = runs["both"], runs["inner"]
+    assert_conserved(records, counters)
+    outer = flow_counts(runs["outer"][0])
+    opened = {key: value for key, value in flow_counts(inner).items() if key[-1]}
+    assert not set(outer) & set(opened)
+    assert flow_counts(records) == {**outer, **opened}
+    for name in ("tunnel_packets_inner", "tunnel_packets_undecoded", "tunnel_packets_too_deep"):
+        assert counters[name] == inner_counters[name], name
+    assert counters["packets_metered"] == (sum(p for p, _ in outer.values())
+                                           + sum(p for p, _ in opened.values()))
+
+
+def test_both_samples_a_packet_once(tmp_path):
+    """Sampling decides before decoding: a packet taken is in both flows and
+    one sFlow sample, a packet passed over in neither."""
+    from captures import write_pcap
+    from flowprobe.meter import Meter
+    from flowprobe.settings import MeterSettings
+    frames = [bytes(Ether() / OUTER4 / UDP(sport=7, dport=4789) / VXLAN(vni=5) / Ether()
+                    / inner_tcp(n)) for n in range(50)] * 8
+    path = write_pcap(tmp_path / "vxlan.pcap", frames)
+    meter = Meter(MeterSettings(hash_seed=1, tunnels="both"))
+    meter.set_sampling(0, 4, "random", seed=3)
+    meter.keep_samples(1024)
+    records = [r for batch in meter.read_file(path) for r in batch]
+    samples = sum(n for _, n in meter.drain_samples_raw())
+    meter.flush()
+    records += meter.drain()
+    counters = meter.counters()
+    assert_conserved(records, counters)
+    taken = counters["packets_read"] - counters["packets_skipped_by_sampling"]
+    assert 0 < taken < len(frames)
+    by_segment = flow_counts(records)
+    assert sorted(p for p, _ in by_segment.values()) == [taken, taken]
+    assert samples == taken == counters["tunnel_packets_counted_twice"]
+
+
+def test_status_says_what_was_counted_twice():
+    from flowprobe.cli.status import details
+    meter = {"packets_read": 10, "packets_metered": 16, "tunnel_packets_inner": 6,
+             "tunnel_packets_counted_twice": 6}
+    text = "\n".join(details({"meter": meter}, 0))
+    assert "Tunnels" in text and "counted twice 6" in text
+    assert "Tunnels" not in "\n".join(details({"meter": {"packets_read": 1}}, 0))

@@ -36,8 +36,8 @@ static int settings_invalid(const struct fp_settings *s, char *error)
 		problem = "fragment_timeout must be 1 ms..7 days";
 	else if (s->overflow_policy != FP_OVERFLOW_EVICT_OLDEST && s->overflow_policy != FP_OVERFLOW_REFUSE_NEW)
 		problem = "overflow_policy must be evict or refuse";
-	else if (s->tunnels != FP_TUNNELS_OUTER && s->tunnels != FP_TUNNELS_INNER)
-		problem = "tunnels must be outer or inner";
+	else if (s->tunnels > FP_TUNNELS_BOTH)
+		problem = "tunnels must be outer, inner or both";
 	if (problem && error)
 		snprintf(error, FP_ERROR_SIZE, "%s", problem);
 	return problem != NULL;

@@ -34,9 +34,11 @@
 #define FP_DIRECTION_OUT 2
 
 /* What a capture meters of tunnel traffic (GRE, IP in IP, VXLAN, Geneve,
- * L2TPv2, GTP-U): the tunnel's own packets, or the packets inside it. */
+ * L2TPv2, GTP-U): the tunnel's own packets, or the packets inside it, or
+ * both (each such packet in two flows: tunnel_packets_counted_twice). */
 #define FP_TUNNELS_OUTER 0
 #define FP_TUNNELS_INNER 1
+#define FP_TUNNELS_BOTH 2
 
 #define FP_MAX_SOURCES 64
 #define FP_ERROR_SIZE 256
@@ -58,7 +60,7 @@ struct fp_settings {
 	uint32_t macs;                  /* keep each flow's first MACs per direction (a side
 					 * table, 12 B a slot, 24 biflow): a collector asks */
 	/* FP_TUNNELS_* of frames handed in and of new sources; only a meter
-	 * made with INNER keys flows by tunnel (8 bytes more per flow slot) */
+	 * made with INNER or BOTH keys flows by tunnel (8 bytes more per slot) */
 	uint32_t tunnels;
 	/* count ICMP errors on the flows they quote (cmeter/icmp_error.h): a
 	 * side table, 8 bytes a slot */
@@ -142,9 +144,12 @@ struct fp_flow_filter {
 };
 
 /* Invariant once flushed and drained:
- *   packets_read == packets in records + every dropped_* counter
- *                   + packets_skipped_by_sampling.
- * Before that, packets_metered and fragment_packets_held hold the rest. */
+ *   packets_read + tunnel_packets_counted_twice
+ *       == packets in records + every dropped_* counter
+ *          + packets_skipped_by_sampling.
+ * Before that, packets_metered and fragment_packets_held hold the rest.
+ * With tunnels both a packet is accounted twice (its tunnel's flow and its
+ * inner flow): packets_metered and the flow-table drops count accounts. */
 struct fp_counters {
 	uint64_t packets_read;
 	uint64_t packets_metered;
@@ -189,6 +194,7 @@ struct fp_counters {
 	uint64_t ipv6_flows_max;          /* IPv6 flows active at once; the overflow policy beyond */
 	uint64_t ipv6_flows_refused;      /* new IPv6 flows refused (in dropped_flow_table_full) */
 	uint64_t ipv6_flows_evicted;      /* IPv6 flows ended early for a new one (in flows_evicted) */
+	uint64_t tunnel_packets_counted_twice; /* tunnels both: in the tunnel's flow and the inner one */
 };
 
 struct fp_source_stats {
@@ -230,7 +236,7 @@ int fp_meter_seal_source(struct fp_meter *meter, int source, char *error);
 #define FP_LIVE_BLOCK_TIMEOUT_MS 100
 int fp_meter_source_stats(struct fp_meter *meter, int source, struct fp_source_stats *stats);
 /* FP_TUNNELS_* for one source's interface (and direction) from now on;
- * -1 for INNER on a meter not made with tunnels INNER. */
+ * -1 for INNER or BOTH on a meter made with tunnels OUTER. */
 int fp_meter_set_source_tunnels(struct fp_meter *meter, int source, uint32_t tunnels);
 
 /* Reads up to max_packets (<= 0: one buffer) from a source.  Returns the

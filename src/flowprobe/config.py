@@ -85,7 +85,7 @@ class InterfaceConfig(Frozen):
     buffer_kb: int = 2048   # pcap buffer; 0: libpcap's default
     sampling: int = 1       # 1 in N packets metered (and sampled for sFlow)
     sampling_algorithm: str = "random"   # sFlow's; "deterministic": every N-th
-    tunnels: str = "outer"  # outer | inner: meter a tunnel's packets, or what they carry
+    tunnels: str = "outer"  # outer | inner | both: a tunnel's packets, what they carry, or both
 
     def __post_init__(self):
         for option in ("name", "device"):
@@ -456,7 +456,7 @@ def build(sections):
     meter = _checked(MeterSettings, main, origin, {
         key: values[key] for key, _ in METER_OPTIONS.values() if key in values})
     interfaces = _interfaces(main, values, origin, by_type.get("interface", []), warnings)
-    if any(i.tunnels == "inner" for i in interfaces):   # a table keyed by tunnel too
+    if any(i.tunnels != "outer" for i in interfaces):   # a table keyed by tunnel too
         meter = replace(meter, tunnels="inner")
     collectors = tuple(profile for profile in
                        (_collector(section, warnings) for section in by_type.get("collector", []))

@@ -10,7 +10,8 @@ from flowprobe.settings import MeterSettings
 
 DRAIN_BATCH = 1024
 DIRECTIONS = {"both": lib.FP_DIRECTION_ANY, "in": lib.FP_DIRECTION_IN, "out": lib.FP_DIRECTION_OUT}
-TUNNELS = {"outer": lib.FP_TUNNELS_OUTER, "inner": lib.FP_TUNNELS_INNER}
+TUNNELS = {"outer": lib.FP_TUNNELS_OUTER, "inner": lib.FP_TUNNELS_INNER,
+           "both": lib.FP_TUNNELS_BOTH}
 DISPATCH_BATCH = 65536
 SAMPLING_ALGORITHMS = {"deterministic": lib.FP_SAMPLING_DETERMINISTIC,
                        "random": lib.FP_SAMPLING_RANDOM}
@@ -128,11 +129,13 @@ class Meter:
 
     def set_tunnels(self, source, tunnels):
         """"outer": a tunnel's packets are metered as the tunnel; "inner": as
-        the packets inside it (default: the settings' tunnels)."""
+        the packets inside it; "both": as both, each in two flows (default:
+        the settings' tunnels)."""
         if tunnels not in TUNNELS or lib.fp_meter_set_source_tunnels(
                 self._meter, source, TUNNELS[tunnels]) < 0:
             raise MeterError(f"tunnels {tunnels!r} for source {source}: allowed: "
-                             f"{' or '.join(TUNNELS)}, inner on a meter made with tunnels inner")
+                             f"{', '.join(TUNNELS)}; inner and both on a meter made with "
+                             "tunnels inner or both")
 
     def close(self, source):
         lib.fp_meter_close_source(self._meter, source)

@@ -61,7 +61,7 @@ class Choice(Frozen):
 
 OVERFLOW_POLICIES = ("evict", "refuse")
 DIRECTIONS = ("in", "out", "both")
-TUNNELS = ("outer", "inner")   # meter a tunnel's packets, or the packets inside it
+TUNNELS = ("outer", "inner", "both")   # a tunnel's packets, the packets inside it, or both
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SOURCES = ("capture", "conntrack", "both")
 PROTOCOLS = ("ipfix", "netflow9", "netflow5", "sflow")
@@ -83,7 +83,7 @@ FIELDS = {
     # reads no longer fit, 262144 is libpcap's maximum
     "direction": Choice(DIRECTIONS),
     "snaplen": Integer(64, 262144, "bytes from 64 to 262144"),
-    "tunnels": Choice(TUNNELS, " or "),
+    "tunnels": Choice(TUNNELS),
     "buffer_kb": Integer(0, 1 << 20, "0 (libpcap's default) or kilobytes up to 1048576"),
     # 1 in N packets metered (cmeter/sampling.c); written '1:N' in UCI
     "sampling": Integer(1, (1 << 24) - 1, "1:N with N from 1 (every packet) to 16777215"),

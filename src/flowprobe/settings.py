@@ -27,7 +27,7 @@ class MeterSettings(Frozen):
     bidirectional: bool = False
     hash_seed: int = 0               # 0: random; fixed only for reproducible tests
     macs: bool = False               # first MACs per direction: when a collector asks for them
-    tunnels: str = "outer"           # frames handed in: a tunnel's packets, or what they carry
+    tunnels: str = "outer"           # frames handed in: a tunnel's packets, what they carry, both
     icmp_errors: bool = False        # ICMP errors counted on the flows they quote (8 B a slot)
 
     def __post_init__(self):

@@ -51,7 +51,8 @@ def _add_table_options(parser):
                        help="fold the reverse direction into the same record (RFC 5103)")
     table.add_argument("--hash-seed", type=int, default=0, help=argparse.SUPPRESS)
     table.add_argument("--tunnels", choices=TUNNELS, default=DEFAULTS.tunnels,
-                       help="meter a tunnel's packets (outer) or the packets inside it (inner)")
+                       help="meter a tunnel's packets (outer), the packets inside it (inner), "
+                            "or both (each tunnel packet in two flows)")
     table.add_argument("--icmp-errors", action="store_true",
                        help="count ICMP errors on the flows whose packets they quote")
 

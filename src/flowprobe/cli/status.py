@@ -252,6 +252,17 @@ def _fragment_rows(meter):
                       f"{units.count(meter.get('dropped_fragment_orphaned', 0))}")]
 
 
+def _tunnel_rows(meter):
+    """Only where tunnels were opened; "counted twice" (tunnels both) is
+    why packets metered can exceed packets read."""
+    names = (("inner", "tunnel_packets_inner"), ("counted twice", "tunnel_packets_counted_twice"),
+             ("undecoded", "tunnel_packets_undecoded"), ("too deep", "tunnel_packets_too_deep"))
+    if not any(meter.get(key) for _, key in names):
+        return []
+    return [("packets", ", ".join(f"{words} {units.count(meter.get(key, 0))}"
+                                  for words, key in names))]
+
+
 def _interface_rows(interface):
     state = "up" if interface.get("up") else "down"
     device = interface.get("device")
@@ -362,6 +373,8 @@ def details(status, now):
     if meter:
         sections.append(("Meter", _meter_rows(meter)))
         sections.append(("Fragments", _fragment_rows(meter)))
+        if _tunnel_rows(meter):
+            sections.append(("Tunnels", _tunnel_rows(meter)))
     for interface in status.get("interfaces") or []:
         sections.append((f"Interface {interface['name']}", _interface_rows(interface)))
     for collector in status.get("collectors") or []:

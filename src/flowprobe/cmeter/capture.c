@@ -304,9 +304,9 @@ int fp_meter_set_source_tunnels(struct fp_meter *m, int id, uint32_t tunnels)
 {
 	struct capture_source *s = source_of(m, id);
 
-	if (!s || (tunnels != FP_TUNNELS_OUTER && tunnels != FP_TUNNELS_INNER))
+	if (!s || tunnels > FP_TUNNELS_BOTH)
 		return -1;
-	if (tunnels == FP_TUNNELS_INNER && m->settings.tunnels != FP_TUNNELS_INNER)
+	if (tunnels != FP_TUNNELS_OUTER && m->settings.tunnels == FP_TUNNELS_OUTER)
 		return -1;  /* its table has no room for tunnel segments */
 	m->interface_slots[s->interface_slot].tunnels = (uint8_t)tunnels;
 	return 0;

@@ -47,6 +47,7 @@ struct packet {
 	 * read while the frame is still there, in meter_process */
 	uint16_t icmp_quote_length;
 	uint16_t icmp_quote_at;
+	uint8_t tunnel_outer_too;  /* tunnels both: the tunnel's own view was written to outer */
 };
 
 static inline uint32_t tcp_seq(const struct packet *p)
@@ -86,8 +87,10 @@ static inline uint32_t tcp_payload(const struct packet *p)
 int decode_linktype_supported(int linktype);
 /* Fills pkt (except timestamp_ms and source) from one captured frame;
  * tunnels (FP_TUNNELS_*) says whether a tunnel's packets are metered as
- * the tunnel or as what they carry. */
+ * the tunnel or as what they carry, or both: then pkt is what it carries
+ * and, when that was opened, outer the tunnel's own packet (one decode). */
 enum decode_result decode_frame(int linktype, const uint8_t *frame, uint32_t captured_length,
-				uint32_t wire_length, int tunnels, struct packet *pkt);
+				uint32_t wire_length, int tunnels, struct packet *pkt,
+				struct packet *outer);
 
 #endif

@@ -919,7 +919,7 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		flow_table_free(t);
 		return -1;
 	}
-	if (s->tunnels == FP_TUNNELS_INNER)  /* inner flows are keyed by their tunnel too */
+	if (s->tunnels != FP_TUNNELS_OUTER)  /* inner flows are keyed by their tunnel too */
 		t->segment = malloc((size_t)t->slots * sizeof(*t->segment));
 	if (t->bidirectional)
 		t->reverse = malloc((size_t)t->slots * sizeof(*t->reverse));

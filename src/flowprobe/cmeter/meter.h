@@ -44,7 +44,7 @@ struct fp_meter {
 	uint16_t interface_slots_used;
 	struct capture_source sources[FP_MAX_SOURCES];
 	pcap_t *dispatching;  /* the handle to break out of when records pile up */
-	struct packet batch[BATCH_SIZE];
+	struct packet batch[BATCH_SIZE + 1];  /* + a tunnel's own view (tunnels both) */
 	int batch_count;
 	/* one a sampled interface (ifindex), shared by its handles; every
 	 * source has one (1 in 1 unless set) */
@@ -64,7 +64,7 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 void meter_process_batch(struct fp_meter *m);
 /* Records wait to be drained past this point: a dispatch stops (or does
  * not start) well before the export reserve runs out, so nothing is refused
- * (a batch adds at most two records a packet). */
+ * (a batch adds at most two records a packet, BATCH_SIZE + 1 packets). */
 static inline int meter_backlogged(const struct fp_meter *m)
 {
 	return flow_table_pending(&m->flows) >= flow_table_reserve(&m->flows) / 2 ||

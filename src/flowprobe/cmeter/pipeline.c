@@ -8,7 +8,9 @@
  *                        is accounted to its flow (flow_table.c)
  *
  * and the invariant it keeps: every packet read ends in a flow or under a
- * named dropped_* counter (or, for a while, fragment_packets_held).  Before
+ * named dropped_* counter (or, for a while, fragment_packets_held); with
+ * tunnels both, a tunnel's packet ends in two flows, its tunnel's and its
+ * inner one, and tunnel_packets_counted_twice says how often.  Before
  * all this, meter_offer() (meter.h) samples: a packet passed over is read
  * and counted under packets_skipped_by_sampling, never decoded. */
 #include "meter.h"
@@ -19,6 +21,7 @@ static void process_fragment(struct fp_meter *m, struct packet *p);
 static inline void advance_clock(struct fp_meter *m, uint64_t now_ms);
 static inline void count_account(struct fp_meter *m, enum account_result result,
 				 uint64_t packets, uint64_t octets);
+static void queue_outer_view(struct fp_meter *m, struct packet *inner);
 
 void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		   uint64_t timestamp_us, const uint8_t *frame,
@@ -29,7 +32,7 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 	m->counters.packets_read++;
 	memset(p, 0, sizeof(*p));
 	switch (decode_frame(linktype, frame, captured_length, wire_length,
-			     m->interface_slots[interface_slot].tunnels, p)) {
+			     m->interface_slots[interface_slot].tunnels, p, p + 1)) {
 	case DECODE_OK:
 		break;
 	case DECODE_TRUNCATED:
@@ -42,8 +45,6 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		m->counters.dropped_malformed++;
 		return;
 	}
-	if (p->tunnel_outcome)
-		meter_count_tunnel(m, p->tunnel_outcome);
 	p->timestamp_ms = timestamp_us / 1000;
 	p->source = interface_slot;
 	if (__builtin_expect(p->icmp_quote_length != 0, 0)) {  /* an ICMP error */
@@ -58,7 +59,12 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		p->bucket_ready = 1;
 		flow_table_prefetch_bucket(&m->flows, p->bucket);
 	}
-	if (++m->batch_count == BATCH_SIZE)
+	if (p->tunnel_outcome) {
+		meter_count_tunnel(m, p->tunnel_outcome);
+		if (p->tunnel_outer_too)
+			queue_outer_view(m, p);
+	}
+	if (++m->batch_count >= BATCH_SIZE)
 		meter_process_batch(m);
 }
 
@@ -146,6 +152,22 @@ void meter_count_tunnel(struct fp_meter *m, uint8_t outcome)
 		m->counters.tunnel_packets_too_deep++;
 		break;
 	}
+}
+
+/* tunnels both: decode_frame wrote the tunnel's own packet into the slot
+ * after the inner one (the batch has room for it); it joins the batch as
+ * a packet of its own, counted as the same packet read twice. */
+static void queue_outer_view(struct fp_meter *m, struct packet *inner)
+{
+	struct packet *outer = inner + 1;
+
+	outer->timestamp_ms = inner->timestamp_ms;
+	outer->source = inner->source;
+	outer->bucket = flow_table_bucket(&m->flows, outer);  /* never a fragment: opened */
+	outer->bucket_ready = 1;
+	flow_table_prefetch_bucket(&m->flows, outer->bucket);
+	m->counters.tunnel_packets_counted_twice++;
+	m->batch_count++;
 }
 
 void meter_count_orphans(struct fp_meter *m, const struct frag_orphans *orphans)

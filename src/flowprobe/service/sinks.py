@@ -57,7 +57,7 @@ class Sinks:
             self.spools_cleared = True
         tracks = config.conntrack.tracks   # conntrack records: biflows with NAT fields
         profiles = self.with_nat_fields(config.collectors) if tracks else config.collectors
-        if config.meter.tunnels == "inner":   # inner flows: which tunnel, too
+        if config.meter.tunnels != "outer":   # inner flows: which tunnel, too
             profiles = with_segment_field(config.collectors, profiles)
         return Exporter(profiles, boot_ms=now_ms, meter_biflow=config.meter.bidirectional or tracks,
                         interfaces=self.interface_names, spool_dir=spool_dir,

@@ -30,7 +30,7 @@ return baseclass.extend({
 			"hash_seed": {"kind": "integer", "low": "0", "high": "18446744073709551615", "allowed": "an integer from 0 to 18446744073709551615"},
 			"direction": {"kind": "choice", "values": ["in", "out", "both"], "allowed": "in, out, both"},
 			"snaplen": {"kind": "integer", "low": "64", "high": "262144", "allowed": "bytes from 64 to 262144"},
-			"tunnels": {"kind": "choice", "values": ["outer", "inner"], "allowed": "outer or inner"},
+			"tunnels": {"kind": "choice", "values": ["outer", "inner", "both"], "allowed": "outer, inner, both"},
 			"buffer_kb": {"kind": "integer", "low": "0", "high": "1048576", "allowed": "0 (libpcap's default) or kilobytes up to 1048576"},
 			"sampling": {"kind": "integer", "low": "1", "high": "16777215", "allowed": "1:N with N from 1 (every packet) to 16777215"},
 			"sampling_algorithm": {"kind": "choice", "values": ["random", "deterministic"], "allowed": "random or deterministic"},

@@ -292,9 +292,10 @@ return view.extend({
 		o.validate = main;
 
 		o = writeChangesOnly(s.taboption('capture', form.ListValue, 'tunnels', _('Tunnels'),
-			_('Meter GRE, IP-in-IP, VXLAN, Geneve, L2TP and GTP-U traffic as the tunnel (outer) or as the packets inside it (inner), told apart by the tunnel\'s VNI or key.')));
+			_('Meter GRE, IP-in-IP, VXLAN, Geneve, L2TP and GTP-U traffic as the tunnel (outer) or as the packets inside it (inner), told apart by the tunnel\'s VNI or key, or both (each tunnel packet in two flows).')));
 		o.value('outer', _('outer'));
 		o.value('inner', _('inner'));
+		o.value('both', _('both'));
 		o.default = 'outer';
 		o.validate = main;
 
