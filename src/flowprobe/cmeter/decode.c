@@ -32,7 +32,6 @@ struct cursor {
 	uint32_t wire;      /* bytes the frame had from data on */
 	uint8_t tunnels;    /* FP_TUNNELS_*: open tunnels, or meter them as they are */
 	uint8_t depth;      /* tunnels opened to get here */
-	struct packet *outer; /* tunnels both, outermost level: where the tunnel's own view goes */
 };
 
 static enum decode_result decode_ip(struct cursor *c, struct packet *pkt);
@@ -359,7 +358,7 @@ static enum decode_result decode_ethertype(struct cursor *c, uint16_t ethertype,
 		case ETHERTYPE_MPLS_MULTICAST:
 			if (!c->tunnels)
 				return DECODE_NON_IP;  /* as the label stack's outside */
-			c->outer = NULL;  /* that outside is no IP flow: metered once, inside */
+			c->tunnels = FP_TUNNELS_INNER;  /* its outside is no IP flow: once, inside */
 			return decode_mpls(c, pkt);
 		default:
 			return DECODE_NON_IP;
@@ -389,15 +388,13 @@ static enum decode_result decode_loopback(struct cursor *c, struct packet *pkt)
 }
 
 enum decode_result decode_frame(int linktype, const uint8_t *frame, uint32_t captured_length,
-				uint32_t wire_length, int tunnels, struct packet *pkt,
-				struct packet *outer)
+				uint32_t wire_length, int tunnels, struct packet *pkt)
 {
 	struct cursor c = {
 		.data = frame,
 		.captured = captured_length,
 		.wire = wire_length > captured_length ? wire_length : captured_length,
 		.tunnels = (uint8_t)tunnels,
-		.outer = tunnels == FP_TUNNELS_BOTH ? outer : NULL,
 	};
 
 	switch (linktype) {
@@ -521,7 +518,7 @@ static enum decode_result decapsulate(struct cursor *c, uint32_t remaining, stru
 		return DECODE_OK;
 	}
 	in = (struct cursor){ c->data + h.length, captured - h.length, remaining - h.length,
-			      c->tunnels, (uint8_t)(c->depth + 1), NULL };
+			      FP_TUNNELS_INNER, (uint8_t)(c->depth + 1) };  /* one outer view: the outermost */
 	memset(&inner, 0, sizeof(inner));
 	switch (h.payload) {
 	case TUNNEL_PAYLOAD_ETHERNET:
@@ -556,8 +553,8 @@ static enum decode_result decapsulate(struct cursor *c, uint32_t remaining, stru
 	inner.vlan_id = pkt->vlan_id;
 	inner.inner_vlan_id = pkt->inner_vlan_id;
 	memcpy(inner.link_addresses, pkt->link_addresses, sizeof(inner.link_addresses));
-	if (c->outer) {  /* tunnels both: the tunnel's packet, as outer meters it */
-		*c->outer = *pkt;
+	if (c->tunnels == FP_TUNNELS_BOTH) {  /* the tunnel's packet, as outer meters it */
+		pkt[1] = *pkt;
 		inner.tunnel_outer_too = 1;
 	}
 	*pkt = inner;

@@ -47,7 +47,7 @@ struct packet {
 	 * read while the frame is still there, in meter_process */
 	uint16_t icmp_quote_length;
 	uint16_t icmp_quote_at;
-	uint8_t tunnel_outer_too;  /* tunnels both: the tunnel's own view was written to outer */
+	uint8_t tunnel_outer_too;  /* tunnels both: the tunnel's own packet is in this[1] */
 };
 
 static inline uint32_t tcp_seq(const struct packet *p)
@@ -87,10 +87,10 @@ static inline uint32_t tcp_payload(const struct packet *p)
 int decode_linktype_supported(int linktype);
 /* Fills pkt (except timestamp_ms and source) from one captured frame;
  * tunnels (FP_TUNNELS_*) says whether a tunnel's packets are metered as
- * the tunnel or as what they carry, or both: then pkt is what it carries
- * and, when that was opened, outer the tunnel's own packet (one decode). */
+ * the tunnel or as what they carry, or both (FP_TUNNELS_BOTH: pkt has room
+ * for two; when a tunnel was opened, pkt is what it carries and pkt[1] the
+ * tunnel's own packet, from the one decode). */
 enum decode_result decode_frame(int linktype, const uint8_t *frame, uint32_t captured_length,
-				uint32_t wire_length, int tunnels, struct packet *pkt,
-				struct packet *outer);
+				uint32_t wire_length, int tunnels, struct packet *pkt);
 
 #endif
