@@ -1,10 +1,13 @@
 """A real tunnel between two network namespaces of our own: pings cross it,
 tcpdump records the underlay and the tunnel device at once, and the
-underlay's capture metered with `tunnels inner` must give, flow by flow,
-what the tunnel device saw (the truth, read with scapy).  Tunnel types the
-kernel here cannot create are skipped by name."""
+underlay's capture, metered three ways, must give flow by flow:
+`tunnels inner` what the tunnel device saw (the truth, read with scapy),
+`outer` what the underlay saw, and `both` the two side by side, each tunnel
+packet counted twice.  Tunnel types the kernel here cannot create are
+skipped by name, with iproute2's reason."""
 
 import subprocess
+import sys
 import time
 import uuid
 
@@ -17,23 +20,39 @@ from captures import assert_conserved, meter_pcap
 from netlab import missing
 
 UNDERLAY = ("10.92.0.1", "10.92.0.2")
+UNDERLAY6 = ("fd92::1", "fd92::2")
 INNER4 = ("10.93.0.1", "10.93.0.2")
 INNER6 = ("fd93::1", "fd93::2")
-# name: (iproute2 type and arguments for side a, for side b; the segment id)
+BOTH_FAMILIES, IPV6_ONLY = (4, 6), (6,)
+
+
+def between(kind, *args, underlay=UNDERLAY):
+    """iproute2 arguments for side a and side b of a point-to-point tunnel."""
+    return ([kind, *args, "local", underlay[0], "remote", underlay[1]],
+            [kind, *args, "local", underlay[1], "remote", underlay[0]])
+
+
+# name: (iproute2 `ip link add` arguments for side a, for side b (None: made
+#        by `ip l2tp`), the segment id, the inner families it carries)
 TUNNELS = {
     "vxlan": (["vxlan", "id", "4242", "local", UNDERLAY[0], "remote", UNDERLAY[1],
                "dstport", "4789"],
               ["vxlan", "id", "4242", "local", UNDERLAY[1], "remote", UNDERLAY[0],
-               "dstport", "4789"], 0x01 << 56 | 4242),
-    "gretap": (["gretap", "local", UNDERLAY[0], "remote", UNDERLAY[1], "key", "12"],
-               ["gretap", "local", UNDERLAY[1], "remote", UNDERLAY[0], "key", "12"],
-               0x02 << 56 | 12),
-    "gre": (["gre", "local", UNDERLAY[0], "remote", UNDERLAY[1], "key", "11"],
-            ["gre", "local", UNDERLAY[1], "remote", UNDERLAY[0], "key", "11"], 0x02 << 56 | 11),
+               "dstport", "4789"], 0x01 << 56 | 4242, BOTH_FAMILIES),
+    "vxlan6": (*between("vxlan", "id", "77", "dstport", "4789", underlay=UNDERLAY6),
+               0x01 << 56 | 77, BOTH_FAMILIES),                   # over an IPv6 underlay
+    "gretap": (*between("gretap", "key", "12"), 0x02 << 56 | 12, BOTH_FAMILIES),
+    "gre": (*between("gre", "key", "11"), 0x02 << 56 | 11, BOTH_FAMILIES),
     "geneve": (["geneve", "id", "99", "remote", UNDERLAY[1]],
-               ["geneve", "id", "99", "remote", UNDERLAY[0]], 0x81 << 56 | 99),
-    "ipip": (["ipip", "local", UNDERLAY[0], "remote", UNDERLAY[1]],
-             ["ipip", "local", UNDERLAY[1], "remote", UNDERLAY[0]], 0x84 << 56),
+               ["geneve", "id", "99", "remote", UNDERLAY[0]], 0x81 << 56 | 99, BOTH_FAMILIES),
+    "ipip": (*between("ipip"), 0x84 << 56, BOTH_FAMILIES),
+    "sit": (*between("sit"), 0x84 << 56, IPV6_ONLY),                 # 6in4
+    "ip6gre": (*between("ip6gre", "key", "13", underlay=UNDERLAY6), 0x02 << 56 | 13,
+               BOTH_FAMILIES),
+    "ip6tnl": (*between("ip6tnl", "mode", "any", underlay=UNDERLAY6), 0x84 << 56,
+               BOTH_FAMILIES),
+    # L2TPv3 (iproute2 makes static tunnels only): Ethernet over UDP 1701
+    "l2tp": (["l2tp"], None, 0x82 << 56 | 1 << 16 | 2, BOTH_FAMILIES),
 }
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
@@ -46,7 +65,7 @@ def ip(*args, check=True):
 class TunnelLab:
     def __init__(self, kind):
         tag = uuid.uuid4().hex[:6]
-        self.a, self.b = f"tun-a-{tag}", f"tun-b-{tag}"
+        self.a, self.b = f"tn2-a-{tag}", f"tn2-b-{tag}"
         self.kind = kind
 
     def __enter__(self):
@@ -63,19 +82,31 @@ class TunnelLab:
     def _build(self):
         ip("link", "add", "tun-under", "netns", self.a, "type", "veth", "peer", "name",
            "tun-under", "netns", self.b)
-        args_a, args_b, _ = TUNNELS[self.kind]
-        for namespace, underlay, args, inner4, inner6 in (
-                (self.a, UNDERLAY[0], args_a, INNER4[0], INNER6[0]),
-                (self.b, UNDERLAY[1], args_b, INNER4[1], INNER6[1])):
-            ip("-n", namespace, "addr", "add", f"{underlay}/24", "dev", "tun-under")
+        args_a, args_b, _, _ = TUNNELS[self.kind]
+        for side, namespace, args in ((0, self.a, args_a), (1, self.b, args_b)):
+            ip("-n", namespace, "addr", "add", f"{UNDERLAY[side]}/24", "dev", "tun-under")
+            ip("-n", namespace, "addr", "add", f"{UNDERLAY6[side]}/64", "dev", "tun-under",
+               "nodad")
             ip("-n", namespace, "link", "set", "tun-under", "up")
-            made = ip("-n", namespace, "link", "add", "tun-dev", "type", *args, check=False)
+            made = (self._l2tp(namespace, side) if args == ["l2tp"] else
+                    ip("-n", namespace, "link", "add", "tun-dev", "type", *args, check=False))
             if made.returncode != 0:
                 pytest.skip(f"the kernel here cannot make a {self.kind} tunnel: "
                             f"{made.stderr.strip()}")
-            ip("-n", namespace, "addr", "add", f"{inner4}/24", "dev", "tun-dev")
-            ip("-n", namespace, "addr", "add", f"{inner6}/64", "dev", "tun-dev", "nodad")
+            ip("-n", namespace, "addr", "add", f"{INNER4[side]}/24", "dev", "tun-dev")
+            ip("-n", namespace, "addr", "add", f"{INNER6[side]}/64", "dev", "tun-dev", "nodad")
             ip("-n", namespace, "link", "set", "tun-dev", "up")
+
+    @staticmethod
+    def _l2tp(namespace, side):
+        made = ip("-n", namespace, "l2tp", "add", "tunnel", "tunnel_id", "1",
+                  "peer_tunnel_id", "1", "encap", "udp", "local", UNDERLAY[side],
+                  "remote", UNDERLAY[1 - side], "udp_sport", "1701", "udp_dport", "1701",
+                  check=False)
+        if made.returncode == 0:
+            made = ip("-n", namespace, "l2tp", "add", "session", "name", "tun-dev",
+                      "tunnel_id", "1", "session_id", "2", "peer_session_id", "2", check=False)
+        return made
 
     def __exit__(self, *exc):
         for namespace in (self.a, self.b):
@@ -93,15 +124,42 @@ class TunnelLab:
         subprocess.run(["ip", "netns", "exec", self.a, "ping", "-q", "-i", "0.2", *args],
                        check=True, capture_output=True, timeout=30)
 
+    def knock(self, address):
+        """A TCP connection refused (SYN, RST) and a UDP datagram answered
+        by ICMP port unreachable: TCP, UDP and ICMP with no server to run."""
+        subprocess.run(["ip", "netns", "exec", self.a, sys.executable, "-c", KNOCK, address],
+                       check=True, capture_output=True, timeout=30)
+
+
+KNOCK = """
+import socket, sys, time
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+try:
+    socket.create_connection((sys.argv[1], 9), timeout=5)
+except ConnectionRefusedError:
+    pass
+udp = socket.socket(family, socket.SOCK_DGRAM)
+udp.sendto(b"x" * 300, (sys.argv[1], 9))
+time.sleep(0.2)
+"""
+
 
 EXTENSION_HEADERS = (IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting)
 
 
+def outermost_ip(packet):
+    layer = packet
+    while layer and not isinstance(layer, (IP, IPv6)):
+        layer = layer.payload
+    return layer or None
+
+
 def truth_of(path):
-    """(src, dst, protocol) -> [packets, octets] of the IP packets a capture holds."""
+    """(src, dst, protocol) -> [packets, octets] of the IP packets a capture
+    holds, by their outermost IP header."""
     flows = {}
     for packet in rdpcap(str(path)):
-        layer = packet.getlayer(IP) or packet.getlayer(IPv6)
+        layer = outermost_ip(packet)
         if layer is None:
             continue
         protocol = layer.proto if layer.version == 4 else layer.nh
@@ -115,15 +173,34 @@ def truth_of(path):
     return flows
 
 
-@pytest.mark.parametrize("kind", TUNNELS)
-def test_inner_flows_equal_the_tunnel_devices_truth(tmp_path, kind):
-    underlay, device = tmp_path / "underlay.pcap", tmp_path / "device.pcap"
+def by_addresses(records):
+    flows = {}
+    for r in records:
+        counts = flows.setdefault((r["src_addr"], r["dst_addr"], r["protocol"]), [0, 0])
+        counts[0] += r["packets"]
+        counts[1] += r["octets"]
+    return flows
+
+
+OURS = set(INNER4 + INNER6)
+
+
+@pytest.fixture(scope="module", params=TUNNELS)
+def captured(request, tmp_path_factory):
+    """One lab per tunnel type: pings of the families it carries cross it
+    while tcpdump records both sides; (kind, underlay pcap, device truth)."""
+    kind = request.param
+    directory = tmp_path_factory.mktemp(kind)
+    underlay, device = directory / "underlay.pcap", directory / "device.pcap"
     with TunnelLab(kind) as lab:
         captures = [lab.tcpdump("tun-under", underlay)]
         try:
             captures.append(lab.tcpdump("tun-dev", device))
-            lab.ping("-c", "3", "-s", "100", INNER4[1])
+            if 4 in TUNNELS[kind][3]:
+                lab.ping("-c", "3", "-s", "100", INNER4[1])
+                lab.knock(INNER4[1])
             lab.ping("-c", "2", "-s", "1000", INNER6[1])
+            lab.knock(INNER6[1])
             time.sleep(0.3)
         finally:
             for process in captures:
@@ -131,21 +208,51 @@ def test_inner_flows_equal_the_tunnel_devices_truth(tmp_path, kind):
                 process.wait(timeout=10)
     # the pings' flows: IPv6 autoconfiguration may still talk while the
     # two captures stop, one after the other
-    ours = set(INNER4 + INNER6)
-    truth = {k: v for k, v in truth_of(device).items() if {k[0], k[1]} <= ours}
-    assert sum(p for p, _ in truth.values()) >= 10   # both pings, both ways
+    truth = {k: v for k, v in truth_of(device).items() if {k[0], k[1]} <= OURS}
+    # pings both ways, the refused TCP, the UDP datagram and its ICMP answer
+    assert {protocol for _, _, protocol in truth} >= {6, 17} | (
+        {1, 58} if 4 in TUNNELS[kind][3] else {58})
+    return kind, underlay, truth
+
+
+def not_decoded_yet(kind):
+    if kind == "l2tp":   # the live kernel's L2TP is version 3; the decoder opens version 2
+        pytest.xfail("iproute2 makes L2TPv3 tunnels; the decoder opens L2TPv2 (RFC 2661)")
+
+
+def test_inner_flows_equal_the_tunnel_devices_truth(captured):
+    kind, underlay, truth = captured
+    not_decoded_yet(kind)
     records, counters = meter_pcap(underlay, tunnels="inner")
     assert_conserved(records, counters)
     segment = TUNNELS[kind][2]
-    got, inner_packets = {}, 0
-    for r in records:
-        if r.get("layer2_segment_id") == segment:
-            inner_packets += r["packets"]
-            if {r["src_addr"], r["dst_addr"]} <= ours:
-                counts = got.setdefault((r["src_addr"], r["dst_addr"], r["protocol"]), [0, 0])
-                counts[0] += r["packets"]
-                counts[1] += r["octets"]
-    assert got == truth
-    assert counters["tunnel_packets_inner"] == inner_packets
-    # ARP inside the tunnel is not IP: metered as the tunnel, and counted so
-    assert counters["tunnel_packets_undecoded"] >= 2
+    inner = [r for r in records if r.get("layer2_segment_id") == segment]
+    assert by_addresses(r for r in inner if {r["src_addr"], r["dst_addr"]} <= OURS) == truth
+    assert counters["tunnel_packets_inner"] == sum(r["packets"] for r in inner)
+    if kind in ("vxlan", "vxlan6", "gretap", "geneve", "l2tp"):
+        # ARP inside an Ethernet tunnel is not IP: metered as the tunnel, and counted so
+        assert counters["tunnel_packets_undecoded"] >= 2
+
+
+def test_outer_flows_equal_the_underlays_truth(captured):
+    kind, underlay, _ = captured
+    records, counters = meter_pcap(underlay, tunnels="outer")
+    assert_conserved(records, counters)
+    assert by_addresses(records) == truth_of(underlay)
+    assert not any(r.get("layer2_segment_id") for r in records)
+    assert counters["tunnel_packets_inner"] == 0
+
+
+def test_both_gives_the_underlays_and_the_tunnels_truth(captured):
+    kind, underlay, truth = captured
+    not_decoded_yet(kind)
+    records, counters = meter_pcap(underlay, tunnels="both")
+    assert_conserved(records, counters)
+    inner = [r for r in records if r.get("layer2_segment_id")]
+    outer = [r for r in records if not r.get("layer2_segment_id")]
+    assert by_addresses(outer) == truth_of(underlay)
+    assert by_addresses(r for r in inner if {r["src_addr"], r["dst_addr"]} <= OURS) == truth
+    assert {r["layer2_segment_id"] for r in inner} == {TUNNELS[kind][2]}
+    twice = sum(r["packets"] for r in inner)
+    assert counters["tunnel_packets_counted_twice"] == counters["tunnel_packets_inner"] == twice
+    assert counters["packets_metered"] == counters["packets_read"] + twice
