@@ -227,6 +227,10 @@ def tunnel_scenarios():
         / b"\xff\x03" / PPP(proto=0x57) / inner6,
         outer / UDP(dport=1701) / (b"\x02\x02\x00\x01\x00\x02\x00\x02\x00\x00\x21")
         / inner4,                                                          # offset, 1-byte PPP
+        outer / UDP(sport=1701, dport=1701) / b"\x00\x03\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00"
+        / Ether(**MACS) / inner6,                                          # L2TPv3, sublayer
+        outer / UDP(sport=1701, dport=1701) / b"\x00\x03\x00\x00\x00\x00\x00\x02"
+        / Ether(**MACS) / inner4,                                          # L2TPv3, none
     ]
     frames = [frame(eth(p)) for p in packets]
     frames.append(frame(Ether(**MACS) / MPLS(label=100, s=0) / MPLS(label=7, s=1) / inner4))

@@ -44,6 +44,10 @@ def inner_udp6(n):
     return IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=5000, dport=53) / (b"y" * n)
 
 
+# L2TPv3 over UDP as Linux's l2tp_eth sends it (RFC 3931 4.1.2.1): version 3,
+# session 0x10002, the default sublayer unsequenced (RFC 4719), Ethernet
+L2TPV3_DATA = b"\x00\x03\x00\x00" + b"\x00\x01\x00\x02" + b"\x00\x00\x00\x00"
+
 # name: (outer headers up to the inner packet, inner packet, segment id,
 #        outer protocol; None: not IP outside, counted as non-IP with outer)
 ENCAPSULATIONS = {
@@ -73,6 +77,11 @@ ENCAPSULATIONS = {
     "l2tp-acfc-ipv6": (lambda p: OUTER4 / UDP(sport=1701, dport=40000)
                        / L2TP(tunnel_id=6, session_id=8) / b"\xff\x03" / PPP(proto=0x57) / p,
                        inner_udp6, segment(L2TP_SEGMENT, 6 << 16 | 8), 17),
+    "l2tpv3": (lambda p: OUTER4 / UDP(sport=1701, dport=1701) / L2TPV3_DATA / Ether() / p,
+               inner_tcp, segment(L2TP_SEGMENT, 0x10002), 17),
+    "l2tpv3-no-sublayer": (lambda p: OUTER4 / UDP(sport=1701, dport=1701)
+                           / L2TPV3_DATA[:8] / Ether() / p,
+                           inner_udp6, segment(L2TP_SEGMENT, 0x10002), 17),
     "gtpu": (lambda p: OUTER4 / UDP(sport=2152, dport=2152) / GTP_U_Header(teid=0xabcdef) / p,
              inner_tcp, segment(GTPU_SEGMENT, 0xabcdef), 17),
     "gtpu-extension": (lambda p: OUTER4 / UDP(sport=2152, dport=2152)

@@ -53,8 +53,8 @@ TUNNELS = {
                BOTH_FAMILIES),
     "ip6tnl": (*between("ip6tnl", "mode", "any", underlay=UNDERLAY6), 0x84 << 56,
                BOTH_FAMILIES),
-    # L2TPv3 (iproute2 makes static tunnels only): Ethernet over UDP 1701
-    "l2tp": (None, None, 0x82 << 56 | 1 << 16 | 2, BOTH_FAMILIES),
+    # L2TPv3 (iproute2 makes static tunnels only): Ethernet over UDP 1701, session 2
+    "l2tp": (None, None, 0x82 << 56 | 2, BOTH_FAMILIES),
 }
 
 def build_commands(kind, side):
@@ -257,14 +257,8 @@ def capture_locally(kind, directory):
     return underlay, device
 
 
-def not_decoded_yet(kind):
-    if kind == "l2tp":   # the live kernel's L2TP is version 3; the decoder opens version 2
-        pytest.xfail("iproute2 makes L2TPv3 tunnels; the decoder opens L2TPv2 (RFC 2661)")
-
-
 def test_inner_flows_equal_the_tunnel_devices_truth(captured):
     kind, underlay, truth = captured
-    not_decoded_yet(kind)
     records, counters = meter_pcap(underlay, tunnels="inner")
     assert_conserved(records, counters)
     segment = TUNNELS[kind][2]
@@ -287,7 +281,6 @@ def test_outer_flows_equal_the_underlays_truth(captured):
 
 def test_both_gives_the_underlays_and_the_tunnels_truth(captured):
     kind, underlay, truth = captured
-    not_decoded_yet(kind)
     records, counters = meter_pcap(underlay, tunnels="both")
     assert_conserved(records, counters)
     inner = [r for r in records if r.get("layer2_segment_id")]

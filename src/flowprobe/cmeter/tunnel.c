@@ -144,8 +144,34 @@ static enum tunnel_found geneve(const uint8_t *d, uint32_t captured, uint32_t re
 	return TUNNEL_YES;
 }
 
+/* L2TPv3 data over UDP, RFC 3931 §4.1.2.1: flags and version, 2 reserved
+ * bytes, a session id (0 is control's), then what Linux's l2tp_eth sends
+ * (iproute2's `ip l2tp`): no cookie, Ethernet, after RFC 4719's default
+ * sublayer when that is 4 zero bytes (unsequenced).  A cookie or a
+ * sequenced sublayer is not told from the frame: its inside does not
+ * decode, and the packet is metered as the tunnel. */
+static enum tunnel_found l2tpv3(const uint8_t *d, uint32_t captured, uint32_t remaining,
+				struct tunnel_header *h)
+{
+	uint32_t session;
+
+	if (remaining < 8)
+		return TUNNEL_NO;
+	if (captured < 8)
+		return TUNNEL_CUT;
+	session = read32(d + 4);
+	if (!session)
+		return TUNNEL_NO;
+	h->length = 8;
+	if (remaining >= 12 && captured >= 12 && !read32(d + 8))
+		h->length = 12;
+	h->payload = TUNNEL_PAYLOAD_ETHERNET;
+	h->segment_id = SEGMENT_ID(SEGMENT_L2TP, session);
+	return TUNNEL_YES;
+}
+
 /* L2TPv2 data messages, RFC 2661 §3.1: optional length, sequence numbers
- * and offset; control messages (T set) stay UDP flows. */
+ * and offset; control messages (T set) stay UDP flows.  Version 3 above. */
 static enum tunnel_found l2tp(const uint8_t *d, uint32_t captured, uint32_t remaining,
 			      struct tunnel_header *h)
 {
@@ -157,6 +183,8 @@ static enum tunnel_found l2tp(const uint8_t *d, uint32_t captured, uint32_t rema
 	if (captured < 2)
 		return TUNNEL_CUT;
 	flags = read16(d);
+	if ((flags & 0x000f) == 3 && !(flags & 0x8000))
+		return l2tpv3(d, captured, remaining, h);
 	if ((flags & 0x000f) != 2 || (flags & 0x8000))
 		return TUNNEL_NO;
 	if (flags & 0x4000)  /* L: length */

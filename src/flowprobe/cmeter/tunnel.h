@@ -16,7 +16,7 @@
 #define SEGMENT_VXLAN 0x01ULL
 #define SEGMENT_GRE 0x02ULL       /* the whole 32-bit key (NVGRE: VSID << 8 | FlowID) */
 #define SEGMENT_GENEVE 0x81ULL
-#define SEGMENT_L2TP 0x82ULL      /* tunnel id << 16 | session id */
+#define SEGMENT_L2TP 0x82ULL      /* v2: tunnel id << 16 | session id; v3: session id */
 #define SEGMENT_GTPU 0x83ULL      /* TEID */
 #define SEGMENT_IP_IN_IP 0x84ULL  /* protocols 4 and 41 (6in4, 6rd): no identifier */
 #define SEGMENT_MPLS 0x85ULL      /* the bottom label (a VPN's, under a transport label) */
