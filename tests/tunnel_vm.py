@@ -9,7 +9,10 @@ answered by ICMP), tcpdump records the underlay and the tunnel device, and
 the captures come back on the serial console, base64-encoded.  Everything
 else (metering, the truth) happens on the host, as for the local tunnels.
 
-    FLOWPROBE_TUNNEL_KERNEL=DIR   DIR/boot/vmlinuz-*, DIR/lib/modules/*
+    FLOWPROBE_TUNNEL_KERNEL=DIR   DIR/boot/vmlinuz-* and DIR/lib/modules/*
+                                  (tools/fetch_tunnel_kernel.sh), or make
+                                  qemu-test's build/qemu/base-*/ (vmlinuz,
+                                  rootfs/usr/lib/modules/*)
     FLOWPROBE_TUNNEL_VM_ACCEL=kvm  where nested KVM works (default: tcg, which
                                    boots in about 30 s on 2 cores)
 """
@@ -31,14 +34,24 @@ TOOLS = ("busybox", "ip", "tcpdump", "ping")
 BOOT_TIMEOUT_S = 600
 
 
+def _kernel_and_modules(directory):
+    """(kernel image, modules tree) of either layout, or None."""
+    for image, modules in (("boot/vmlinuz-*", "lib/modules/*/kernel"),
+                           ("vmlinuz", "rootfs/usr/lib/modules/*/kernel")):
+        images, trees = sorted(directory.glob(image)), sorted(directory.glob(modules))
+        if images and trees:
+            return images[-1], trees[-1]
+    return None
+
+
 def missing():
     """Why no VM can run here, or None."""
     kernel = os.environ.get(KERNEL_ENV)
     if not kernel:
-        return f"set {KERNEL_ENV} to an unpacked linux-image package for the VM"
-    if not list(Path(kernel).glob("boot/vmlinuz-*")) or not list(
-            Path(kernel).glob("lib/modules/*/kernel")):
-        return f"{KERNEL_ENV}={kernel} has no boot/vmlinuz-* and lib/modules/*"
+        return (f"set {KERNEL_ENV} to an unpacked linux-image package "
+                "(tools/fetch_tunnel_kernel.sh) for the VM")
+    if _kernel_and_modules(Path(kernel)) is None:
+        return f"{KERNEL_ENV}={kernel} has no kernel image and modules tree"
     if shutil.which(QEMU) is None:
         return f"needs {QEMU}"
     for tool in TOOLS:
@@ -77,7 +90,7 @@ def _libraries(binary):
                    if part.startswith("/")})
 
 
-def _initramfs(kernel_dir, script, directory):
+def _initramfs(modules_dir, script, directory):
     stage = directory / "stage"
     for sub in ("bin", "usr/bin", "proc", "sys", "tmp", "run", "dev", "etc", "modules", "var"):
         (stage / sub).mkdir(parents=True, exist_ok=True)
@@ -88,7 +101,6 @@ def _initramfs(kernel_dir, script, directory):
             target = stage / library.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(library, target)
-    modules_dir = next(Path(kernel_dir).glob("lib/modules/*/kernel"))
     order = _module_order(modules_dir, MODULES)
     for n, path in enumerate(order):
         shutil.copy(path, stage / "modules" / f"{n:02d}-{path.name}")
@@ -155,12 +167,11 @@ def capture(labs, directory):
     """labs: {kind: (commands for side a, for side b (each `ip -n NS` less its
     prefix), families, underlay, underlay6, inner4, inner6)}.  Boots the VM
     once; returns {kind: (underlay pcap, device pcap) or the reason it failed}."""
-    kernel_dir = Path(os.environ[KERNEL_ENV])
+    kernel, modules_dir = _kernel_and_modules(Path(os.environ[KERNEL_ENV]))
     script = INIT + "".join(_lab_script(kind, *spec) for kind, spec in labs.items())
     script += "echo '=== done'\npoweroff -f\n"
     with tempfile.TemporaryDirectory() as scratch:
-        image = _initramfs(kernel_dir, script, Path(scratch))
-        kernel = next(kernel_dir.glob("boot/vmlinuz-*"))
+        image = _initramfs(modules_dir, script, Path(scratch))
         run = subprocess.run([QEMU, "-accel", os.environ.get(ACCEL_ENV, "tcg"), "-m", "512",
                               "-nographic", "-no-reboot",
                               "-kernel", str(kernel), "-initrd", str(image),
