@@ -39,6 +39,8 @@ static inline void corpus_settings(const uint8_t b[4], struct fp_settings *s)
 	s->fragment_timeout_ms = 1 + (b[2] >> 4) * 50u;
 	s->hash_seed = 1 + b[3];
 	s->icmp_errors = b[3] & 1;
+	s->l2_flows = (b[3] >> 6) & 1;
+	s->verify_checksums = b[3] >> 7;
 }
 
 /* dt: 0x00-0x7f milliseconds on, 0x80-0xef seconds on, 0xf0-0xfe seconds

@@ -8,6 +8,7 @@
 #include "flow_table.h"
 #include "hash.h"
 #include "icmp.h"
+#include "l2_flow.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -351,6 +352,8 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 		memset(&t->reverse[i], 0, sizeof(t->reverse[i]));
 	if (t->icmp_errors)
 		memset(&t->icmp_errors[i], 0, sizeof(t->icmp_errors[i]));
+	if (t->checksum_errors)
+		t->checksum_errors[i] = 0;
 	if (t->macs) {   /* out of the hot slot: only flows that start touch it */
 		memcpy(t->macs + (size_t)i * t->mac_stride, p->link_addresses, 12);
 		if (t->mac_stride > 12)
@@ -609,6 +612,10 @@ static void fill_record(const struct flow_table *t, uint32_t i, const struct int
 			memcpy(r->reverse_src_mac, m + 18, 6);
 		}
 	}
+	if (t->checksum_errors)
+		r->checksum_errors = t->checksum_errors[i];
+	if (layer2_is_key(r->layer2_segment_id))
+		layer2_record(r);
 }
 
 int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,
@@ -822,10 +829,13 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	t->entries = malloc((size_t)t->slots * sizeof(*t->entries));
 	t->addr6 = malloc((size_t)t->slots * sizeof(*t->addr6));
 	t->buckets = malloc((size_t)buckets * sizeof(*t->buckets));
-	if (s->tunnels == FP_TUNNELS_INNER)  /* inner flows are keyed by their tunnel too */
+	/* inner flows are keyed by their tunnel too; layer-2 flows by EtherType */
+	if (s->tunnels == FP_TUNNELS_INNER || s->l2_flows)
 		t->segment = malloc((size_t)t->slots * sizeof(*t->segment));
 	if (t->bidirectional)
 		t->reverse = malloc((size_t)t->slots * sizeof(*t->reverse));
+	if (s->verify_checksums)
+		t->checksum_errors = malloc((size_t)t->slots * sizeof(*t->checksum_errors));
 	if (s->macs) {
 		t->mac_stride = t->bidirectional ? 24 : 12;
 		t->macs = malloc((size_t)t->slots * t->mac_stride);
@@ -837,7 +847,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		return -1;
 	}
 	if (!t->entries || !t->addr6 || !t->buckets || (t->bidirectional && !t->reverse) ||
-	    (s->macs && !t->macs) || (s->tunnels && !t->segment)) {
+	    (s->macs && !t->macs) || ((s->tunnels || s->l2_flows) && !t->segment) ||
+	    (s->verify_checksums && !t->checksum_errors)) {
 		flow_table_free(t);
 		return -1;
 	}
@@ -852,6 +863,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		memset(t->macs, 0, (size_t)t->slots * t->mac_stride);
 	if (t->icmp_errors)
 		memset(t->icmp_errors, 0, (size_t)t->slots * sizeof(*t->icmp_errors));
+	if (t->checksum_errors)
+		memset(t->checksum_errors, 0, (size_t)t->slots * sizeof(*t->checksum_errors));
 	for (i = 0; i < t->slots; i++)
 		t->entries[i].bucket_next = i + 1 < t->slots ? i + 1 : FLOW_NONE;
 	t->free_head = 0;
@@ -861,7 +874,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	t->memory_bytes = (uint64_t)t->slots * (sizeof(*t->entries) + sizeof(*t->addr6) +
 						(t->segment ? sizeof(*t->segment) : 0) +
 						(t->reverse ? sizeof(*t->reverse) : 0) +
-						t->mac_stride) +
+						t->mac_stride +
+						(t->checksum_errors ? sizeof(*t->checksum_errors) : 0)) +
 			  (uint64_t)buckets * sizeof(*t->buckets);
 	t->memory_bytes += t->ends.memory_bytes +
 			   (t->icmp_errors ? (uint64_t)t->slots * sizeof(*t->icmp_errors) : 0);
@@ -881,8 +895,31 @@ void flow_table_free(struct flow_table *t)
 	free(t->icmp_errors);
 	t->icmp_errors = NULL;
 	tcp_end_free(&t->ends);
+	free(t->checksum_errors);
+	t->checksum_errors = NULL;
 	t->entries = NULL;
 	t->addr6 = NULL;
 	t->buckets = NULL;
 	t->reverse = NULL;
+}
+
+/* ---- checksum errors (verify_checksums) ---- */
+
+void flow_table_count_checksum_error(struct flow_table *t, const struct packet *p)
+{
+	uint16_t port[2];
+	int reverse_port;
+	uint32_t i;
+
+	if (!t->checksum_errors)
+		return;
+	key_ports(p, port);
+	if (is_icmp(p->protocol))
+		reverse_port = icmp_reply(p->protocol, port[1]);
+	else
+		reverse_port = p->protocol == PROTO_ESP ? -1 : port[0];
+	i = find(t, p->bucket_ready ? p->bucket : flow_table_bucket(t, p), p, port,
+		 t->bidirectional ? 0 : 1, reverse_port, NULL);
+	if (i != FLOW_NONE)
+		t->checksum_errors[i]++;
 }
