@@ -88,6 +88,7 @@ bench: build
 	$(PYTHON) bench/tunnel_bench.py
 	$(PYTHON) bench/footprint_bench.py
 	$(PYTHON) bench/cache_bench.py
+	$(PYTHON) bench/checksum_bench.py
 
 clean:
 	rm -rf build .setup-done src/flowprobe/*.so src/*.egg-info

@@ -32,14 +32,16 @@ static inline void corpus_settings(const uint8_t b[4], struct fp_settings *s)
 	s->max_flows = flows[(b[0] >> 2) & 3];
 	s->max_fragments = 1 + ((b[0] >> 4) & 3);
 	s->tcp_end_grace_ms = (b[0] >> 6) & 1 ? 0 : 20;
-	/* tunnels opened (bit 7), then inner or both by the seed's top bit */
-	s->tunnels = !(b[0] >> 7) ? FP_TUNNELS_OUTER : b[3] >> 7 ? FP_TUNNELS_BOTH : FP_TUNNELS_INNER;
+	/* tunnels opened (bit 7), then inner or both by b[3]'s bit 5 */
+	s->tunnels = !(b[0] >> 7) ? FP_TUNNELS_OUTER : (b[3] >> 5) & 1 ? FP_TUNNELS_BOTH : FP_TUNNELS_INNER;
 	s->idle_timeout_ms = 1 + (b[1] & 15) * 40u;
 	s->active_timeout_ms = 1 + (b[1] >> 4) * 150u;
 	s->unanswered_timeout_ms = 1 + (b[2] & 15) * 30u;
 	s->fragment_timeout_ms = 1 + (b[2] >> 4) * 50u;
 	s->hash_seed = 1 + b[3];
 	s->icmp_errors = b[3] & 1;
+	s->l2_flows = (b[3] >> 6) & 1;
+	s->verify_checksums = b[3] >> 7;
 }
 
 /* dt: 0x00-0x7f milliseconds on, 0x80-0xef seconds on, 0xf0-0xfe seconds

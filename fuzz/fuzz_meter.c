@@ -101,7 +101,13 @@ static void check_records(struct run *r, const struct fp_record *records, int n)
 	for (i = 0; i < n; i++) {
 		const struct fp_record *rec = &records[i];
 
-		CHECK(rec->ip_version == 4 || rec->ip_version == 6);
+		CHECK(rec->ip_version == 4 || rec->ip_version == 6 ||
+		      (rec->ip_version == 0 && r->settings.l2_flows));
+		/* a layer-2 flow: MACs and EtherType only, never a segment */
+		CHECK(rec->ip_version || (!rec->protocol && !rec->src_port && !rec->dst_port &&
+					  !rec->layer2_segment_id));
+		CHECK(!rec->checksum_errors || (r->settings.verify_checksums &&
+						rec->checksum_errors <= rec->packets + rec->reverse_packets));
 		CHECK(rec->end_reason >= FP_END_IDLE_TIMEOUT &&
 		      rec->end_reason <= FP_END_LACK_OF_RESOURCES);
 		CHECK(rec->packets >= 1);
@@ -295,7 +301,8 @@ static void op_update_settings(struct run *r, struct corpus_input *in)
 	result = fp_meter_update_settings(r->meter, &s, error);
 	if (s.max_flows != r->settings.max_flows || s.max_fragments != r->settings.max_fragments ||
 	    s.bidirectional != r->settings.bidirectional || s.tunnels != r->settings.tunnels ||
-	    s.icmp_errors != r->settings.icmp_errors) {
+	    s.icmp_errors != r->settings.icmp_errors ||
+	    s.l2_flows != r->settings.l2_flows || s.verify_checksums != r->settings.verify_checksums) {
 		CHECK(result == -1);
 	} else {
 		CHECK(result == 0);

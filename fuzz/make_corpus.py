@@ -61,7 +61,8 @@ SETTINGS = {
     "evict1": bytes([0x00, 0x21, 0x11, 3]),
     "refuse1": bytes([0x02, 0x21, 0x11, 2]),
     "tunnels": bytes([0xBC, 0x88, 0x88, 0]),   # uni, with tunnels inner
-    "tunnels_both": bytes([0xBC, 0x88, 0x88, 0x80]),   # uni, with tunnels both
+    "tunnels_both": bytes([0xBC, 0x88, 0x88, 0x20]),   # uni, with tunnels both
+    "l2sum": bytes([0x3D, 0x88, 0x88, 0xC1]),  # biflow, l2_flows and verify_checksums
 }
 
 
@@ -292,6 +293,36 @@ def tcp_end_scenarios():
     }
 
 
+def layer2_scenarios():
+    """Frames that are not IP (layer-2 flows with l2_flows) and checksums,
+    right, wrong and left for the NIC (verify_checksums)."""
+    from scapy.layers.eap import EAPOL
+    from scapy.layers.l2 import LLC, STP, Dot3
+    from scapy.layers.ppp import PPPoED
+    lldp = Ether(src=MACS["src"], dst="01:80:c2:00:00:0e", type=0x88CC) / (b"\x02\x07" * 9)
+    frames = [frame(Ether(**MACS) / ARP()), frame(Ether(src=MACS["dst"], dst=MACS["src"])
+                                                  / ARP(op=2)), frame(lldp),
+              frame(Ether(**MACS) / EAPOL(type=1)), frame(Ether(**MACS) / PPPoED()),
+              frame(Ether(**MACS) / PPPoE() / PPP(proto=0xC021) / b"\x01\x01\x00\x04"),
+              frame(Dot3(**MACS) / LLC() / STP()),
+              frame(Ether(**MACS) / Dot1Q(vlan=4) / ARP()),
+              frame(Ether(**MACS) / Dot1AD(vlan=5) / Dot1Q(vlan=6) / ARP()),
+              frame(bytes(lldp)[:13]), frame(bytes(Ether(**MACS) / Dot1Q(vlan=4) / ARP())[:16]),
+              frame(Ether(src="00:00:00:00:00:00", dst="00:00:00:00:00:00", type=0x88CC)),
+              frame(CookedLinux(proto=0x0806) / ARP(), linktype=SLL)]
+    checksums = [
+        IP(src=A4, dst=B4) / TCP(sport=1, dport=2) / b"odd",
+        IP(src=A4, dst=B4, chksum=1) / UDP(sport=3, dport=4),
+        IP(src=A4, dst=B4) / UDP(sport=3, dport=4, chksum=0) / b"none",
+        IP(src=A4, dst=B4) / ICMP(chksum=2),
+        IPv6(src=A6, dst=B6) / TCP(sport=5, dport=6, chksum=3),
+        IPv6(src=A6, dst=B6) / IPv6ExtHdrHopByHop() / UDP(sport=7, dport=8) / b"e",
+        IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(cksum=4),
+    ]
+    cut = [frame(eth(p)[:40], wire=20) for p in checksums]
+    return {"layer2": frames, "checksums": [frame(eth(p)) for p in checksums] + cut}
+
+
 def operations():
     """Scenarios that drive the meter's other entry points between frames."""
     syn = frame(eth(IP(src=A4, dst=B4) / TCP(sport=1000, dport=80, flags="S")))
@@ -320,8 +351,8 @@ def main():
     args = parser.parse_args()
     args.directory.mkdir(parents=True, exist_ok=True)
     scenarios = {**link_layer_scenarios(), **header_scenarios(), **broken_scenarios(),
-                 **fragment_scenarios(), **tunnel_scenarios(), **operations(),
-                 **icmp_error_scenarios(), **tcp_end_scenarios()}
+                 **fragment_scenarios(), **tunnel_scenarios(), **layer2_scenarios(),
+                 **operations(), **icmp_error_scenarios(), **tcp_end_scenarios()}
     written = 0
     for name, parts in scenarios.items():
         body = b"".join(parts)

@@ -90,6 +90,8 @@ MAIN_CASES = {
     "prefix_file": ["/etc/flowprobe/asn.txt", "asn.txt"],
     "max_prefixes": integers(1, 1 << 24),
     "history": BOOLEANS,
+    "l2_flows": BOOLEANS,
+    "verify_checksums": BOOLEANS,
     "history_dir": ["/tmp/flowprobe-history", "history", "/mnt/usb/h"],
     "history_kb": integers(256, 64 * 1024 * 1024),
     "history_flush": ["1", "5", "300", "0.5", "301", "x"],

@@ -14,6 +14,8 @@ PACKAGES="$PACKAGES dnsmasq-base busybox"
 # the collector tests: pmacct's nfacctd beside nfdump and tshark; sFlow's sfacctd and
 # pmacctd's sfprobe (the bench's peer)
 PACKAGES="$PACKAGES pmacct"
+# layer-2 flows' lab: real ARP; checksum offload switched on a veth
+PACKAGES="$PACKAGES iputils-arping ethtool"
 # libFuzzer's runtime; Ubuntu 22.04 names it by clang version only
 apt-cache show libclang-rt-dev >/dev/null 2>&1 && PACKAGES="$PACKAGES libclang-rt-dev"
 # the LuCI app's tests: xgettext, headless Chromium, node + npm (Debian's, unless

@@ -149,4 +149,9 @@ void print_counters(FILE *out, struct fp_meter *meter)
 		(unsigned long long)c.fragment_entries_evicted,
 		(unsigned long long)c.fragment_entries_timed_out, (unsigned long long)c.clock_ms,
 		(unsigned long long)c.clock_first_ms);
+	fprintf(out, "counters layer2=%llu checksums_verified=%llu checksums_bad=%llu "
+		"checksums_unverifiable=%llu\n",
+		(unsigned long long)c.layer2_packets, (unsigned long long)c.checksum_packets_verified,
+		(unsigned long long)c.checksum_packets_bad,
+		(unsigned long long)c.checksum_packets_unverifiable);
 }

@@ -16,7 +16,8 @@ C_SOURCES = ["_cmeter.c", "cmeter/pipeline.c", "cmeter/decode.c", "cmeter/flow_t
              "cmeter/record_pack.c", "cmeter/conntrack.c", "cmeter/privileges.c",
              "cmeter/route_cache.c", "cmeter/prefix_table.c", "cmeter/sampling.c",
              "cmeter/sflow_pack.c", "cmeter/tunnel.c",
-             "cmeter/tcp_end.c", "cmeter/icmp_error.c"]
+             "cmeter/tcp_end.c", "cmeter/icmp_error.c",
+             "cmeter/l2_flow.c", "cmeter/checksum.c"]
 
 
 def field_enumerators():
@@ -51,7 +52,10 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(HERE, s)) for s in C_SOURCES],
     include_dirs=[os.path.relpath(HERE)],
     libraries=["pcap"],
-    extra_compile_args=optimization() + ["-std=gnu99", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    # hidden: calls between the core's files go direct, not through the PLT
+    # (the module exports PyInit only)
+    extra_compile_args=optimization() + ["-std=gnu99", "-fvisibility=hidden", "-Wall", "-Wextra",
+                                         "-Wno-unused-parameter"]
     + os.environ.get("FLOWPROBE_EXTRA_CFLAGS", "").split(),
     extra_link_args=os.environ.get("FLOWPROBE_EXTRA_LDFLAGS", "").split(),
 )

@@ -107,6 +107,7 @@ void fp_meter_process_frame(struct fp_meter *m, int linktype, uint32_t ifindex,
 	uint8_t slot = meter_interface_slot(m, ifindex, FP_DIRECTION_ANY);
 
 	m->interface_slots[slot].tunnels = (uint8_t)m->settings.tunnels;
+	m->interface_slots[slot].l2_flows = m->settings.l2_flows != 0;
 	meter_offer(m, meter_sampler(m, ifindex), linktype, slot, timestamp_us, frame,
 		    captured_length, wire_length);
 	meter_process_batch(m);
@@ -168,9 +169,11 @@ int fp_meter_update_settings(struct fp_meter *m, const struct fp_settings *s, ch
 		return -1;
 	if (s->max_flows != m->settings.max_flows || s->max_fragments != m->settings.max_fragments ||
 	    s->bidirectional != m->settings.bidirectional || s->macs != m->settings.macs ||
-	    s->tunnels != m->settings.tunnels || s->icmp_errors != m->settings.icmp_errors) {
-		snprintf(error, FP_ERROR_SIZE, "table capacities, bidirectional, macs, tunnels or icmp_errors changed: "
-			 "a new meter is needed");
+	    s->tunnels != m->settings.tunnels || s->icmp_errors != m->settings.icmp_errors ||
+	    s->l2_flows != m->settings.l2_flows ||
+	    s->verify_checksums != m->settings.verify_checksums) {
+		snprintf(error, FP_ERROR_SIZE, "table capacities, bidirectional, macs, tunnels, "
+			 "icmp_errors, l2_flows or verify_checksums changed: a new meter is needed");
 		return -1;
 	}
 	meter_process_batch(m);

@@ -65,6 +65,13 @@ struct fp_settings {
 	/* count ICMP errors on the flows they quote (cmeter/icmp_error.h): a
 	 * side table, 8 bytes a slot */
 	uint32_t icmp_errors;
+	/* non-IP frames (ARP, LLDP, EAPOL, ...) as layer-2 flows keyed by MACs,
+	 * VLANs and EtherType (cmeter/l2_flow.c), for frames handed in and new
+	 * sources; needs the 8-byte segment slot that tunnels INNER has too */
+	uint32_t l2_flows;
+	/* IPv4 header and TCP/UDP/ICMP/ICMPv6 checksums checked (cmeter/checksum.c),
+	 * with a count per flow (4 bytes more per flow slot) */
+	uint32_t verify_checksums;
 };
 
 /* One flow record, as drained.  Addresses are in network byte order; an
@@ -131,6 +138,13 @@ struct fp_record {
 	 * error's own flow, of it) and the latest one's type * 256 + code */
 	uint32_t icmp_errors;
 	uint16_t icmp_error_type_code;
+	/* layer-2 flows (settings.l2_flows): ip_version 0, no addresses or
+	 * ports; src_mac/dst_mac and this EtherType (0: an 802.3 length field,
+	 * LLC) are the key, octets count whole frames */
+	uint16_t ethernet_type;
+	uint16_t padding3;
+	/* settings.verify_checksums: packets of this flow with a wrong checksum */
+	uint32_t checksum_errors;
 };
 
 /* Which flows a query or an expiry applies to; zero fields match all. */
@@ -156,7 +170,7 @@ struct fp_counters {
 	uint64_t octets_metered;
 	uint64_t fragment_packets_held;   /* gauge: waiting for their first fragment */
 	uint64_t dropped_truncated;       /* capture too short for the headers */
-	uint64_t dropped_non_ip;          /* ARP, LLDP, other ethertypes */
+	uint64_t dropped_non_ip;          /* ARP, LLDP, other ethertypes (l2_flows: no MACs) */
 	uint64_t dropped_malformed;       /* impossible lengths, bad versions, header loops */
 	uint64_t dropped_flow_table_full; /* refused by the "refuse" overflow policy */
 	uint64_t dropped_export_backlog;  /* no slot: records waiting to be drained */
@@ -195,6 +209,13 @@ struct fp_counters {
 	uint64_t ipv6_flows_refused;      /* new IPv6 flows refused (in dropped_flow_table_full) */
 	uint64_t ipv6_flows_evicted;      /* IPv6 flows ended early for a new one (in flows_evicted) */
 	uint64_t tunnel_packets_counted_twice; /* tunnels both: in the tunnel's flow and the inner one */
+	uint64_t layer2_packets;          /* non-IP frames metered as layer-2 flows (l2_flows) */
+	/* verify_checksums: every IP packet metered ends in one of these, except
+	 * IPv6 packets whose protocol carries no checksum (ESP, GRE, ...) */
+	uint64_t checksum_packets_verified;     /* every checksum it carries is right */
+	uint64_t checksum_packets_bad;          /* at least one checksum is wrong (still metered) */
+	uint64_t checksum_packets_unverifiable; /* cut by the snap length, a fragment, left to
+						 * the NIC (offload), or UDP without one */
 };
 
 struct fp_source_stats {
@@ -238,6 +259,9 @@ int fp_meter_source_stats(struct fp_meter *meter, int source, struct fp_source_s
 /* FP_TUNNELS_* for one source's interface (and direction) from now on;
  * -1 for INNER or BOTH on a meter made with tunnels OUTER. */
 int fp_meter_set_source_tunnels(struct fp_meter *meter, int source, uint32_t tunnels);
+/* Layer-2 flows (1) or not (0) for one source's interface from now on; -1
+ * for 1 on a meter not made with l2_flows. */
+int fp_meter_set_source_l2_flows(struct fp_meter *meter, int source, uint32_t l2_flows);
 
 /* Reads up to max_packets (<= 0: one buffer) from a source.  Returns the
  * number read; 0 when nothing is waiting (live), at end of file (offline),

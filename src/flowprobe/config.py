@@ -86,6 +86,7 @@ class InterfaceConfig(Frozen):
     sampling: int = 1       # 1 in N packets metered (and sampled for sFlow)
     sampling_algorithm: str = "random"   # sFlow's; "deterministic": every N-th
     tunnels: str = "outer"  # outer | inner | both: a tunnel's packets, what they carry, or both
+    l2_flows: bool = False  # non-IP frames (ARP, LLDP, ...) as layer-2 flows, not only counted
 
     def __post_init__(self):
         for option in ("name", "device"):
@@ -97,6 +98,8 @@ class InterfaceConfig(Frozen):
                                     "a libpcap filter expression (no control characters)")
         if not isinstance(self.promiscuous, bool):
             raise ConfigOptionError("promiscuous", self.promiscuous, "true or false")
+        if not isinstance(self.l2_flows, bool):
+            raise ConfigOptionError("l2_flows", self.l2_flows, "true or false")
         for name in ("direction", "snaplen", "buffer_kb", "sampling", "sampling_algorithm",
                      "tunnels"):
             schema.check(ConfigOptionError, name, getattr(self, name))
@@ -323,6 +326,7 @@ METER_OPTIONS = {
     "biflow": ("bidirectional", BOOLEAN),
     "hash_seed": ("hash_seed", INTEGER),
     "icmp_errors": ("icmp_errors", BOOLEAN),
+    "verify_checksums": ("verify_checksums", BOOLEAN),
 }
 CAPTURE_OPTIONS = {   # in main: the defaults of every interface
     "direction": ("direction", TEXT),
@@ -333,6 +337,7 @@ CAPTURE_OPTIONS = {   # in main: the defaults of every interface
     "sampling": ("sampling", RATE),
     "sampling_algorithm": ("sampling_algorithm", TEXT),
     "tunnels": ("tunnels", TEXT),
+    "l2_flows": ("l2_flows", BOOLEAN),
 }
 CONNTRACK_OPTIONS = {   # in main: the metering source (sources/conntrack.py)
     "source": ("source", TEXT),
@@ -458,6 +463,8 @@ def build(sections):
     interfaces = _interfaces(main, values, origin, by_type.get("interface", []), warnings)
     if any(i.tunnels != "outer" for i in interfaces):   # a table keyed by tunnel too
         meter = replace(meter, tunnels="inner")
+    if any(i.l2_flows for i in interfaces):   # a table with room for the EtherType
+        meter = replace(meter, l2_flows=True)
     collectors = tuple(profile for profile in
                        (_collector(section, warnings) for section in by_type.get("collector", []))
                        if profile is not None)

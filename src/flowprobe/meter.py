@@ -47,6 +47,8 @@ def _c_settings(s):
         "macs": int(s.macs),
         "tunnels": TUNNELS[s.tunnels],
         "icmp_errors": int(s.icmp_errors),
+        "l2_flows": int(s.l2_flows),
+        "verify_checksums": int(s.verify_checksums),
     })
 
 
@@ -97,17 +99,20 @@ class Meter:
 
     # ---- sources ----
 
-    def open_file(self, path, ifindex=0, tunnels=None):
+    def open_file(self, path, ifindex=0, tunnels=None, l2_flows=None):
         error = _error_buffer()
         source = lib.fp_meter_open_offline(self._meter, str(path).encode(), ifindex, error)
         if source < 0:
             raise CaptureError(ffi.string(error).decode(errors="replace"))
         if tunnels is not None:
             self._set_tunnels_or_close(source, tunnels)
+        if l2_flows is not None:
+            self._set_l2_flows_or_close(source, l2_flows)
         return source
 
     def open_live(self, device, ifindex=0, snaplen=128, promiscuous=False,
-                  buffer_bytes=0, bpf_filter="", direction="both", tunnels=None):
+                  buffer_bytes=0, bpf_filter="", direction="both", tunnels=None,
+                  l2_flows=None):
         """A non-blocking capture on a device; direction "in" or "out" keeps
         one direction only, and the records say which."""
         error = _error_buffer()
@@ -118,7 +123,15 @@ class Meter:
             raise CaptureError(ffi.string(error).decode(errors="replace"))
         if tunnels is not None:
             self._set_tunnels_or_close(source, tunnels)
+        if l2_flows is not None:
+            self._set_l2_flows_or_close(source, l2_flows)
         return source
+
+    def _set_l2_flows_or_close(self, source, l2_flows):
+        if lib.fp_meter_set_source_l2_flows(self._meter, source, int(l2_flows)) < 0:
+            self.close(source)
+            raise MeterError(f"l2_flows {l2_flows!r} for source {source}: on only for a meter "
+                             "made with l2_flows")
 
     def _set_tunnels_or_close(self, source, tunnels):
         try:

@@ -21,7 +21,13 @@ DIRECTIONS = {1: "in", 2: "out"}  # FP_DIRECTION_*; absent: the capture saw both
 def _address(raw, ip_version):
     if ip_version == 4:
         return inet_ntop(AF_INET, raw[:4])
-    return inet_ntop(AF_INET6, raw)
+    if ip_version == 6:
+        return inet_ntop(AF_INET6, raw)
+    return ""   # a layer-2 flow (l2_flows): MACs and EtherType instead
+
+
+def mac_text(raw):
+    return ":".join(f"{b:02x}" for b in raw)
 
 
 def record_to_dict(r, bidirectional=False):
@@ -54,6 +60,11 @@ def record_to_dict(r, bidirectional=False):
     if r.icmp_errors:         # ICMP errors about the flow (option icmp_errors)
         record.update(icmp_errors=r.icmp_errors, icmp_error_type=r.icmp_error_type_code >> 8,
                       icmp_error_code=r.icmp_error_type_code & 0xFF)
+    if not version:   # a layer-2 flow (l2_flows)
+        record.update(src_mac=mac_text(bytes(r.src_mac)), dst_mac=mac_text(bytes(r.dst_mac)),
+                      ethernet_type=r.ethernet_type)
+    if r.checksum_errors:   # verify_checksums
+        record["checksum_errors"] = r.checksum_errors
     if bidirectional:
         record.update(
             reverse_packets=r.reverse_packets,

@@ -29,6 +29,8 @@ class MeterSettings(Frozen):
     macs: bool = False               # first MACs per direction: when a collector asks for them
     tunnels: str = "outer"           # frames handed in: a tunnel's packets, what they carry, both
     icmp_errors: bool = False        # ICMP errors counted on the flows they quote (8 B a slot)
+    l2_flows: bool = False           # non-IP frames as layer-2 flows (cmeter/l2_flow.h)
+    verify_checksums: bool = False   # IP/TCP/UDP/ICMP checksums counted (cmeter/checksum.h)
 
     def __post_init__(self):
         for name in ("max_flows", "max_fragments", "idle_timeout", "active_timeout",
@@ -46,6 +48,9 @@ class MeterSettings(Frozen):
         schema.check(SettingsError, "tunnels", self.tunnels)
         if not isinstance(self.icmp_errors, bool):
             raise SettingsError("icmp_errors", self.icmp_errors, "true or false")
+        for name in ("l2_flows", "verify_checksums"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(name, getattr(self, name), "true or false")
 
     @classmethod
     def option_names(cls):

@@ -55,6 +55,10 @@ def _add_table_options(parser):
                             "or both (each tunnel packet in two flows)")
     table.add_argument("--icmp-errors", action="store_true",
                        help="count ICMP errors on the flows whose packets they quote")
+    table.add_argument("--l2-flows", action="store_true",
+                       help="meter non-IP frames (ARP, LLDP, ...) as layer-2 flows")
+    table.add_argument("--verify-checksums", action="store_true",
+                       help="check IP, TCP, UDP and ICMP checksums (counted, per flow too)")
 
 
 def _settings_from(args, biflow=False, macs=False):
@@ -72,6 +76,8 @@ def _settings_from(args, biflow=False, macs=False):
         macs=macs,
         tunnels=args.tunnels,
         icmp_errors=args.icmp_errors,
+        l2_flows=args.l2_flows,
+        verify_checksums=args.verify_checksums,
     )
 
 
@@ -290,7 +296,7 @@ def command_read(args):
             return 2
     profiles, macs = [], False
     if args.export:  # the exporters' modules only when asked for
-        from flowprobe.export.fields import MAC_FIELDS
+        from flowprobe.export.fields import MAC_FIELDS, with_layer2_fields
         from flowprobe.export.profile import ProfileError, profile_from_url
         try:
             profiles = [profile_from_url(url) for url in args.export]
@@ -298,6 +304,8 @@ def command_read(args):
             print(f"flowprobe: --export: {e}", file=sys.stderr)
             return 2
         macs = any(name in MAC_FIELDS for p in profiles for name in p.fields)
+        if args.l2_flows:   # their own template, as the daemon's collectors get it
+            profiles = with_layer2_fields(profiles, profiles)
     try:
         settings = _settings_from(args, biflow=any(p.biflow for p in profiles), macs=macs)
         meter = Meter(settings)

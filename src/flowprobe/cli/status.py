@@ -238,6 +238,13 @@ def _meter_rows(meter):
                     f"{units.count(meter.get('flows_pending_export', 0))} waiting"),
         ("memory", units.size(meter.get("memory_bytes", 0))),
     ]
+    if meter.get("layer2_packets"):   # option l2_flows
+        rows.append(("layer 2", f"{units.count(meter['layer2_packets'])} frames metered as "
+                                "layer-2 flows"))
+    checked = [meter.get(f"checksum_packets_{k}", 0) for k in ("verified", "bad", "unverifiable")]
+    if any(checked):   # option verify_checksums
+        rows.append(("checksums", f"{units.count(checked[0])} right, {units.count(checked[1])} "
+                                  f"wrong, {units.count(checked[2])} not verifiable"))
     return rows
 
 

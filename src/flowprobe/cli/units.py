@@ -225,10 +225,25 @@ def endpoint(address, port, ip_version=None):
     return f"[{address}]:{port}" if is_v6 else f"{address}:{port}"
 
 
+ETHERTYPE_NAMES = {0: "802.3 LLC", 0x0806: "ARP", 0x8035: "RARP", 0x88CC: "LLDP",
+                   0x888E: "EAPOL", 0x8863: "PPPoE discovery", 0x8864: "PPPoE session",
+                   0x8847: "MPLS", 0x8848: "MPLS multicast", 0x88F7: "PTP",
+                   0x8809: "slow protocols", 0x893A: "IEEE 1905", 0x88E5: "MACsec"}
+
+
+def ethertype_name(ethertype):
+    """'0x88cc LLDP' (the number, and its name when known)."""
+    name = ETHERTYPE_NAMES.get(ethertype)
+    return f"0x{ethertype:04x} {name}" if name else f"0x{ethertype:04x}"
+
+
 def flow_ends(flow):
     """(source, destination) as an operator reads them: with ports where the
-    protocol has them, the ICMP type in words beside the destination."""
+    protocol has them, the ICMP type in words beside the destination; a
+    layer-2 flow's MACs, its EtherType beside the destination."""
     protocol, version = flow["protocol"], flow.get("ip_version")
+    if version == 0 and "src_mac" in flow:
+        return flow["src_mac"], f"{flow['dst_mac']} {ethertype_name(flow['ethernet_type'])}"
     if protocol in ICMP_PROTOCOLS:
         return flow["src_addr"], f"{flow['dst_addr']} {icmp_name(protocol, flow['dst_port'])}"
     if flow["src_port"] or flow["dst_port"]:

@@ -268,6 +268,8 @@ int fp_meter_take_sources(struct fp_meter *to, struct fp_meter *from, char *erro
 			from->interface_slots[s->interface_slot].direction);
 		to->interface_slots[to->sources[id].interface_slot].tunnels =
 			from->interface_slots[s->interface_slot].tunnels;
+		to->interface_slots[to->sources[id].interface_slot].l2_flows =
+			from->interface_slots[s->interface_slot].l2_flows && to->settings.l2_flows;
 		memset(s, 0, sizeof(*s));
 	}
 	return 0;
@@ -309,6 +311,16 @@ int fp_meter_set_source_tunnels(struct fp_meter *m, int id, uint32_t tunnels)
 	if (tunnels != FP_TUNNELS_OUTER && m->settings.tunnels == FP_TUNNELS_OUTER)
 		return -1;  /* its table has no room for tunnel segments */
 	m->interface_slots[s->interface_slot].tunnels = (uint8_t)tunnels;
+	return 0;
+}
+
+int fp_meter_set_source_l2_flows(struct fp_meter *m, int id, uint32_t l2_flows)
+{
+	struct capture_source *s = source_of(m, id);
+
+	if (!s || l2_flows > 1 || (l2_flows && !m->settings.l2_flows))
+		return -1;  /* without l2_flows its table has no room for the EtherType */
+	m->interface_slots[s->interface_slot].l2_flows = (uint8_t)l2_flows;
 	return 0;
 }
 

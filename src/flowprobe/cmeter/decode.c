@@ -179,6 +179,8 @@ static enum decode_result decode_ipv4(struct cursor *c, struct packet *pkt)
 		return DECODE_TRUNCATED;
 
 	pkt->ip_version = 4;
+	pkt->network_header = ip;
+	pkt->network_captured = c->captured;
 	pkt->tos = ip[1];
 	pkt->protocol = ip[9];
 	memcpy(pkt->src, ip + 12, 4);
@@ -230,6 +232,8 @@ static enum decode_result decode_ipv6(struct cursor *c, struct packet *pkt)
 		return DECODE_MALFORMED;
 
 	pkt->ip_version = 6;
+	pkt->network_header = ip;
+	pkt->network_captured = c->captured;
 	pkt->tos = (uint8_t)((ip[0] & 0x0f) << 4 | ip[1] >> 4);
 	memcpy(pkt->src, ip + 8, 16);
 	memcpy(pkt->dst, ip + 24, 16);
@@ -316,6 +320,16 @@ static enum decode_result decode_ip(struct cursor *c, struct packet *pkt)
 	return DECODE_MALFORMED;
 }
 
+/* A frame that is not IP: what layer-2 flows (l2_flow.c) key and count it by
+ * (the EtherType, and the bytes behind it, header_length of them read). */
+static enum decode_result non_ip(const struct cursor *c, uint16_t ethertype,
+				 uint32_t header_length, struct packet *pkt)
+{
+	pkt->ethertype = ethertype;
+	pkt->ip_length = c->wire + header_length;
+	return DECODE_NON_IP;
+}
+
 /* The ethertype chain shared by Ethernet and Linux cooked captures:
  * VLAN tags (802.1Q, 802.1ad), PPPoE session, then IP. */
 static enum decode_result decode_ethertype(struct cursor *c, uint16_t ethertype, struct packet *pkt)
@@ -352,16 +366,16 @@ static enum decode_result decode_ethertype(struct cursor *c, uint16_t ethertype,
 			skip(c, 8);
 			if (ppp_protocol == PPP_IPV4 || ppp_protocol == PPP_IPV6)
 				return decode_ip(c, pkt);
-			return DECODE_NON_IP;  /* LCP, IPCP, ... */
+			return non_ip(c, ethertype, 8, pkt);  /* LCP, IPCP, ... */
 		}
 		case ETHERTYPE_MPLS:
 		case ETHERTYPE_MPLS_MULTICAST:
 			if (!c->tunnels)
-				return DECODE_NON_IP;  /* as the label stack's outside */
+				return non_ip(c, ethertype, 0, pkt);  /* as the label stack's outside */
 			c->tunnels = FP_TUNNELS_INNER;  /* its outside is no IP flow: once, inside */
 			return decode_mpls(c, pkt);
 		default:
-			return DECODE_NON_IP;
+			return non_ip(c, ethertype, 0, pkt);
 		}
 	}
 }

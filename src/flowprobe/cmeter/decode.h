@@ -3,6 +3,7 @@
 #ifndef FLOWPROBE_DECODE_H
 #define FLOWPROBE_DECODE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../_cmeter.h"
@@ -48,7 +49,16 @@ struct packet {
 	uint16_t icmp_quote_length;
 	uint16_t icmp_quote_at;
 	uint8_t tunnel_outer_too;  /* tunnels both: the tunnel's own packet is in this[1] */
+	uint8_t checksum_bad;      /* verify_checksums found one wrong (checksum.c) */
+	uint16_t ethertype;        /* DECODE_NON_IP: the EtherType that is not IP (l2_flow.c),
+				    * ip_length the bytes from behind it */
+	/* not cleared between packets (PACKET_CLEARED_BYTES): decode_ipv4/6 set
+	 * them for every IP packet, and only IP packets' are read */
+	uint32_t network_captured; /* bytes captured from network_header on */
+	const uint8_t *network_header; /* the metered IP header, for checksum.c */
 };
+
+#define PACKET_CLEARED_BYTES offsetof(struct packet, network_captured)
 
 static inline uint32_t tcp_seq(const struct packet *p)
 {

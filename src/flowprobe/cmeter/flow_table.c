@@ -10,6 +10,7 @@
 #include "table_memory.h"
 #include "hash.h"
 #include "icmp.h"
+#include "l2_flow.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -434,6 +435,8 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 		memset(&t->reverse[i], 0, sizeof(t->reverse[i]));
 	if (t->icmp_errors)
 		memset(&t->icmp_errors[i], 0, sizeof(t->icmp_errors[i]));
+	if (t->checksum_errors)
+		t->checksum_errors[i] = 0;
 	if (t->macs) {   /* out of the hot slot: only flows that start touch it */
 		memcpy(t->macs + (size_t)i * t->mac_stride, p->link_addresses, 12);
 		if (t->mac_stride > 12)
@@ -709,6 +712,10 @@ static void fill_record(const struct flow_table *t, uint32_t i, const struct int
 			memcpy(r->reverse_src_mac, m + 18, 6);
 		}
 	}
+	if (t->checksum_errors)
+		r->checksum_errors = t->checksum_errors[i];
+	if (layer2_is_key(r->layer2_segment_id))
+		layer2_record(r);
 }
 
 int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,
@@ -919,10 +926,13 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		flow_table_free(t);
 		return -1;
 	}
-	if (s->tunnels != FP_TUNNELS_OUTER)  /* inner flows are keyed by their tunnel too */
+	/* inner flows are keyed by their tunnel too; layer-2 flows by EtherType */
+	if (s->tunnels != FP_TUNNELS_OUTER || s->l2_flows)
 		t->segment = malloc((size_t)t->slots * sizeof(*t->segment));
 	if (t->bidirectional)
 		t->reverse = malloc((size_t)t->slots * sizeof(*t->reverse));
+	if (s->verify_checksums)
+		t->checksum_errors = malloc((size_t)t->slots * sizeof(*t->checksum_errors));
 	if (s->macs) {
 		t->mac_stride = t->bidirectional ? 24 : 12;
 		t->macs = malloc((size_t)t->slots * t->mac_stride);
@@ -934,7 +944,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		return -1;
 	}
 	if (!t->entries || (t->bidirectional && !t->reverse) ||
-	    (s->macs && !t->macs) || (s->tunnels && !t->segment)) {
+	    (s->macs && !t->macs) || ((s->tunnels || s->l2_flows) && !t->segment) ||
+	    (s->verify_checksums && !t->checksum_errors)) {
 		flow_table_free(t);
 		return -1;
 	}
@@ -947,6 +958,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		memset(t->macs, 0, (size_t)t->slots * t->mac_stride);
 	if (t->icmp_errors)
 		memset(t->icmp_errors, 0, (size_t)t->slots * sizeof(*t->icmp_errors));
+	if (t->checksum_errors)
+		memset(t->checksum_errors, 0, (size_t)t->slots * sizeof(*t->checksum_errors));
 	for (i = 0; i < t->slots; i++) {
 		t->entries[i].bucket_next = i + 1 < t->slots ? i + 1 : FLOW_NONE;
 		t->entries[i].bucket_head = FLOW_NONE;
@@ -958,7 +971,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	t->memory_bytes = (uint64_t)t->slots * (sizeof(*t->entries) +
 						(t->segment ? sizeof(*t->segment) : 0) +
 						(t->reverse ? sizeof(*t->reverse) : 0) +
-						t->mac_stride) +
+						t->mac_stride +
+						(t->checksum_errors ? sizeof(*t->checksum_errors) : 0)) +
 			  (uint64_t)t->addr6.capacity *
 				  (sizeof(*t->addr6.slots) + sizeof(*t->addr6.owner));
 	t->memory_bytes += t->ends.memory_bytes +
@@ -981,6 +995,29 @@ void flow_table_free(struct flow_table *t)
 	free(t->icmp_errors);
 	t->icmp_errors = NULL;
 	tcp_end_free(&t->ends);
+	free(t->checksum_errors);
+	t->checksum_errors = NULL;
 	t->entries = NULL;
 	t->reverse = NULL;
+}
+
+/* ---- checksum errors (verify_checksums) ---- */
+
+void flow_table_count_checksum_error(struct flow_table *t, const struct packet *p)
+{
+	uint16_t port[2];
+	int reverse_port;
+	uint32_t i;
+
+	if (!t->checksum_errors)
+		return;
+	key_ports(p, port);
+	if (is_icmp(p->protocol))
+		reverse_port = icmp_reply(p->protocol, port[1]);
+	else
+		reverse_port = p->protocol == PROTO_ESP ? -1 : port[0];
+	i = find(t, p->bucket_ready ? p->bucket : flow_table_bucket(t, p), p, port,
+		 t->bidirectional ? 0 : 1, reverse_port, NULL);
+	if (i != FLOW_NONE)
+		t->checksum_errors[i]++;
 }

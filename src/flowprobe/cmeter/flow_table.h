@@ -118,6 +118,7 @@ struct flow_table {
 
 	struct tcp_end_table ends;                 /* TCP ends by sequence numbers */
 	struct icmp_error_count *icmp_errors;      /* NULL unless settings.icmp_errors */
+	uint32_t *checksum_errors;     /* NULL unless settings.verify_checksums: per slot */
 };
 
 enum account_result {
@@ -153,6 +154,7 @@ struct interface_slot {
 	uint32_t ifindex;
 	uint8_t direction;
 	uint8_t tunnels;  /* FP_TUNNELS_*: how its frames are decoded */
+	uint8_t l2_flows; /* non-IP frames as layer-2 flows (l2_flow.h) */
 };
 
 int flow_table_drain(struct flow_table *t, const struct interface_slot *slots,
@@ -163,6 +165,9 @@ int flow_table_snapshot(const struct flow_table *t, const struct interface_slot 
 int flow_table_top(const struct flow_table *t, const struct interface_slot *slots,
 		   const struct fp_flow_filter *filter, int sort, struct fp_record *out, int limit,
 		   uint64_t *matched);
+/* verify_checksums: one more wrong checksum on the packet's flow (just
+ * accounted); a second lookup, paid by bad packets only. */
+void flow_table_count_checksum_error(struct flow_table *t, const struct packet *p);
 int flow_table_expire_matching(struct flow_table *t, const struct interface_slot *slots,
 			       const struct fp_flow_filter *filter);
 

@@ -12,6 +12,8 @@
 #include "frag_table.h"
 #include "sampling.h"
 #include "tunnel.h"
+#include "l2_flow.h"
+#include "checksum.h"
 
 /* Interface slots: one per capture source, plus ifindexes seen in frames
  * handed in directly.  A flow stores the slot (8 bits), not the ifindex. */
@@ -46,6 +48,7 @@ struct fp_meter {
 	pcap_t *dispatching;  /* the handle to break out of when records pile up */
 	struct packet batch[BATCH_SIZE + 1];  /* + a tunnel's own view (tunnels both) */
 	int batch_count;
+	uint8_t batch_checksum_errors;  /* a packet of the batch has checksum_bad set */
 	/* one a sampled interface (ifindex), shared by its handles; every
 	 * source has one (1 in 1 unless set) */
 	struct sampler samplers[METER_INTERFACE_SLOTS];
@@ -99,6 +102,8 @@ void meter_count_tunnel(struct fp_meter *m, uint8_t outcome);
 /* An ICMP error accounted to its own flow: counted there and on the flow
  * its quote names (settings.icmp_errors). */
 void meter_join_icmp_error(struct fp_meter *m, const struct packet *p, const struct icmp_quote *q);
+/* verify_checksums: the verdict on a decoded IP packet, counted. */
+void meter_check_checksums(struct fp_meter *m, struct packet *p);
 /* Fragments held for a first fragment that never came, counted as dropped. */
 void meter_count_orphans(struct fp_meter *m, const struct frag_orphans *orphans);
 

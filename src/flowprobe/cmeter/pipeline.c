@@ -2,7 +2,11 @@
  *
  *   meter_process        one frame from a source (capture.c, or handed in):
  *                        decoded (decode.c) into the batch; what cannot be
- *                        a flow is counted under its reason at once
+ *                        a flow is counted under its reason at once; with
+ *                        l2_flows a non-IP frame is keyed as a layer-2 flow
+ *                        (l2_flow.c), with verify_checksums an IP packet's
+ *                        checksums are judged here (checksum.c), while the
+ *                        frame is still readable
  *   meter_process_batch  a full batch: the clock advances (expiry scans),
  *                        fragments are settled (frag_table.c), every packet
  *                        is accounted to its flow (flow_table.c)
@@ -19,8 +23,8 @@
 
 static void process_fragment(struct fp_meter *m, struct packet *p);
 static inline void advance_clock(struct fp_meter *m, uint64_t now_ms);
-static inline void count_account(struct fp_meter *m, enum account_result result,
-				 uint64_t packets, uint64_t octets);
+static inline int count_account(struct fp_meter *m, enum account_result result,
+				uint64_t packets, uint64_t octets);
 static void queue_outer_view(struct fp_meter *m, const struct packet *inner);
 
 void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
@@ -30,17 +34,23 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 	struct packet *p = &m->batch[m->batch_count];
 
 	m->counters.packets_read++;
-	memset(p, 0, sizeof(*p));
+	memset(p, 0, PACKET_CLEARED_BYTES);
 	switch (decode_frame(linktype, frame, captured_length, wire_length,
 			     m->interface_slots[interface_slot].tunnels, p)) {
 	case DECODE_OK:
+		if (m->settings.verify_checksums)
+			meter_check_checksums(m, p);
 		break;
 	case DECODE_TRUNCATED:
 		m->counters.dropped_truncated++;
 		return;
 	case DECODE_NON_IP:
-		m->counters.dropped_non_ip++;
-		return;
+		if (!m->interface_slots[interface_slot].l2_flows || !layer2_key(p)) {
+			m->counters.dropped_non_ip++;
+			return;
+		}
+		m->counters.layer2_packets++;
+		break;
 	case DECODE_MALFORMED:
 		m->counters.dropped_malformed++;
 		return;
@@ -68,6 +78,29 @@ void meter_process(struct fp_meter *m, int linktype, uint8_t interface_slot,
 		meter_process_batch(m);
 }
 
+/* with_errors: a packet of the batch has a wrong checksum, to be counted on
+ * its flow too; made twice, so batches without pay nothing for it */
+static inline __attribute__((always_inline)) void account_batch(struct fp_meter *m, int n,
+								  int with_errors)
+{
+	struct flow_table *t = &m->flows;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct packet *p = &m->batch[i];
+
+		advance_clock(m, p->timestamp_ms);
+		if (p->is_fragment)
+			process_fragment(m, p);
+		else if (count_account(m, flow_table_account(t, p, 1, p->ip_length,
+								    p->timestamp_ms, p->timestamp_ms),
+					 1, p->ip_length) && with_errors && p->checksum_bad)
+			flow_table_count_checksum_error(t, p);
+		if (p->icmp_quote_length)
+			meter_join_icmp_error(m, p, &m->quotes[i]);
+	}
+}
+
 void meter_process_batch(struct fp_meter *m)
 {
 	struct flow_table *t = &m->flows;
@@ -77,18 +110,11 @@ void meter_process_batch(struct fp_meter *m)
 	for (i = 0; i < n; i++)
 		if (m->batch[i].bucket_ready)
 			flow_table_prefetch_entry(t, m->batch[i].bucket);
-	for (i = 0; i < n; i++) {
-		struct packet *p = &m->batch[i];
-
-		advance_clock(m, p->timestamp_ms);
-		if (p->is_fragment)
-			process_fragment(m, p);
-		else
-			count_account(m, flow_table_account(t, p, 1, p->ip_length, p->timestamp_ms,
-							    p->timestamp_ms),
-				      1, p->ip_length);
-		if (p->icmp_quote_length)
-			meter_join_icmp_error(m, p, &m->quotes[i]);
+	if (m->batch_checksum_errors) {
+		m->batch_checksum_errors = 0;
+		account_batch(m, n, 1);
+	} else {
+		account_batch(m, n, 0);
 	}
 	m->batch_count = 0;
 
@@ -107,7 +133,8 @@ uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex, uint8_t direc
 	if (m->interface_slots_used == METER_INTERFACE_SLOTS)
 		return METER_INTERFACE_SLOTS - 1;  /* shares the last slot rather than fail */
 	slots[m->interface_slots_used] = (struct interface_slot){ ifindex, direction,
-								  (uint8_t)m->settings.tunnels };
+								  (uint8_t)m->settings.tunnels,
+								  (uint8_t)(m->settings.l2_flows != 0) };
 	return (uint8_t)m->interface_slots_used++;
 }
 
@@ -128,15 +155,17 @@ static void count_refused(struct fp_meter *m, enum account_result result, uint64
 	}
 }
 
-static inline void count_account(struct fp_meter *m, enum account_result result,
-				 uint64_t packets, uint64_t octets)
+/* 1 when the packets are in their flow */
+static inline int count_account(struct fp_meter *m, enum account_result result,
+				uint64_t packets, uint64_t octets)
 {
 	if (__builtin_expect(result == ACCOUNT_OK, 1)) {
 		m->counters.packets_metered += packets;
 		m->counters.octets_metered += octets;
-	} else {
-		count_refused(m, result, packets);
+		return 1;
 	}
+	count_refused(m, result, packets);
+	return 0;
 }
 
 void meter_count_tunnel(struct fp_meter *m, uint8_t outcome)
@@ -208,9 +237,10 @@ static void process_fragment(struct fp_meter *m, struct packet *p)
 		f->dst_port = p->dst_port;
 		f->ipsec_spi = p->ipsec_spi;
 		f->have_first = 1;
-		count_account(m, flow_table_account(&m->flows, p, 1, p->ip_length,
-						    p->timestamp_ms, p->timestamp_ms),
-			      1, p->ip_length);
+		if (count_account(m, flow_table_account(&m->flows, p, 1, p->ip_length,
+							p->timestamp_ms, p->timestamp_ms),
+				  1, p->ip_length) && p->checksum_bad)
+			flow_table_count_checksum_error(&m->flows, p);
 		if (f->held_packets) {
 			struct packet held = *p;
 
@@ -227,9 +257,10 @@ static void process_fragment(struct fp_meter *m, struct packet *p)
 		p->src_port = f->src_port;
 		p->dst_port = f->dst_port;
 		p->ipsec_spi = f->ipsec_spi;
-		count_account(m, flow_table_account(&m->flows, p, 1, p->ip_length,
-						    p->timestamp_ms, p->timestamp_ms),
-			      1, p->ip_length);
+		if (count_account(m, flow_table_account(&m->flows, p, 1, p->ip_length,
+							p->timestamp_ms, p->timestamp_ms),
+				  1, p->ip_length) && p->checksum_bad)
+			flow_table_count_checksum_error(&m->flows, p);
 	} else {
 		if (!f->held_packets || p->timestamp_ms < f->held_first_ms)
 			f->held_first_ms = p->timestamp_ms;
@@ -246,4 +277,23 @@ static void process_fragment(struct fp_meter *m, struct packet *p)
 void meter_advance_clock(struct fp_meter *m, uint64_t now_ms)
 {
 	advance_clock(m, now_ms);
+}
+
+void meter_check_checksums(struct fp_meter *m, struct packet *p)
+{
+	switch (checksum_verify(p)) {
+	case CHECKSUM_VERIFIED:
+		m->counters.checksum_packets_verified++;
+		break;
+	case CHECKSUM_BAD:
+		m->counters.checksum_packets_bad++;
+		p->checksum_bad = 1;
+		m->batch_checksum_errors = 1;
+		break;
+	case CHECKSUM_UNVERIFIABLE:
+		m->counters.checksum_packets_unverifiable++;
+		break;
+	case CHECKSUM_NONE:
+		break;
+	}
 }

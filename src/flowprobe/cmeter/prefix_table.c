@@ -321,8 +321,12 @@ void fp_records_prefixes(const struct fp_prefix_table *t, struct fp_record *reco
 
 	for (i = 0; i < count; i++) {
 		struct fp_record *r = &records[i];
-		const struct range *s = lookup(t, r->ip_version, r->src_addr);
-		const struct range *d = lookup(t, r->ip_version, r->dst_addr);
+		const struct range *s, *d;
+
+		if (!r->ip_version)   /* a layer-2 flow (l2_flows): no address */
+			continue;
+		s = lookup(t, r->ip_version, r->src_addr);
+		d = lookup(t, r->ip_version, r->dst_addr);
 
 		r->src_as = s ? s->asn : 0;
 		r->src_prefix_length = s ? s->length : 0;

@@ -105,17 +105,40 @@ static char *put_ipv6(char *out, const uint8_t *address)
 	return out;
 }
 
+/* aa:bb:cc:dd:ee:ff */
+static char *put_mac(char *out, const uint8_t *mac)
+{
+	static const char hex[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < 6; i++) {
+		if (i)
+			*out++ = ':';
+		*out++ = hex[mac[i] >> 4];
+		*out++ = hex[mac[i] & 15];
+	}
+	return out;
+}
+
+static char *put_address(char *out, const struct fp_record *r, const uint8_t *address)
+{
+	if (r->ip_version == 4)
+		return put_ipv4(out, address);
+	if (r->ip_version == 6)
+		return put_ipv6(out, address);
+	return out;   /* a layer-2 flow: none */
+}
+
 static char *format_record(char *out, const struct fp_record *r, int bidirectional)
 {
 	const char *reason = end_reasons[r->end_reason <= FP_END_LACK_OF_RESOURCES ? r->end_reason : 0];
-	int ipv4 = r->ip_version == 4;
 
 	out = put_number(PUT_LITERAL(out, "{\"ip_version\": "), r->ip_version);
 	out = put_number(PUT_LITERAL(out, ", \"protocol\": "), r->protocol);
 	out = PUT_LITERAL(out, ", \"src_addr\": \"");
-	out = ipv4 ? put_ipv4(out, r->src_addr) : put_ipv6(out, r->src_addr);
+	out = put_address(out, r, r->src_addr);
 	out = PUT_LITERAL(out, "\", \"dst_addr\": \"");
-	out = ipv4 ? put_ipv4(out, r->dst_addr) : put_ipv6(out, r->dst_addr);
+	out = put_address(out, r, r->dst_addr);
 	out = put_number(PUT_LITERAL(out, "\", \"src_port\": "), r->src_port);
 	out = put_number(PUT_LITERAL(out, ", \"dst_port\": "), r->dst_port);
 	out = put_number(PUT_LITERAL(out, ", \"packets\": "), r->packets);
@@ -144,6 +167,13 @@ static char *format_record(char *out, const struct fp_record *r, int bidirection
 		out = put_number(PUT_LITERAL(out, ", \"icmp_error_type\": "), r->icmp_error_type_code >> 8);
 		out = put_number(PUT_LITERAL(out, ", \"icmp_error_code\": "), r->icmp_error_type_code & 0xff);
 	}
+	if (!r->ip_version) {   /* a layer-2 flow (l2_flows) */
+		out = put_mac(PUT_LITERAL(out, ", \"src_mac\": \""), r->src_mac);
+		out = put_mac(PUT_LITERAL(out, "\", \"dst_mac\": \""), r->dst_mac);
+		out = put_number(PUT_LITERAL(out, "\", \"ethernet_type\": "), r->ethernet_type);
+	}
+	if (r->checksum_errors)
+		out = put_number(PUT_LITERAL(out, ", \"checksum_errors\": "), r->checksum_errors);
 	if (bidirectional) {
 		out = put_number(PUT_LITERAL(out, ", \"reverse_packets\": "), r->reverse_packets);
 		out = put_number(PUT_LITERAL(out, ", \"reverse_octets\": "), r->reverse_octets);

@@ -197,6 +197,7 @@ static uint8_t *pack_field(uint8_t *out, enum fp_field field, const struct fp_re
 	case FP_FIELD_POST_DST_PORT: return put16(out, v->post_dst_port);
 	case FP_FIELD_FLOW_ID: return put64(out, r->flow_id);
 	case FP_FIELD_LAYER2_SEGMENT_ID: return put64(out, r->layer2_segment_id);
+	case FP_FIELD_ETHERNET_TYPE: return put16(out, r->ethernet_type);
 	case FP_FIELD_ZERO8: return put8(out, 0);
 	case FP_FIELD_ZERO16: return put16(out, 0);
 	case FP_FIELD_ZERO32: return put32(out, 0);

@@ -211,6 +211,8 @@ int fp_records_route(struct fp_route_cache *c, struct fp_record *records, const 
 		/* the way back, where something came back (biflows: capture's, conntrack's) */
 		int with_reverse = r->reverse_packets != 0;
 
+		if (!r->ip_version)   /* a layer-2 flow (l2_flows): no address to route */
+			continue;
 		fp_route_key_of(r, by_source, 0, &key);
 		e = answer(c, &key, r->flow_end_ms);
 		if (with_reverse) {

@@ -2,9 +2,11 @@
 data records in C, a batch at a time, and when templates are due."""
 
 from flowprobe._cmeter_ffi import ffi, lib
-from flowprobe.export.fields import family_elements
+from flowprobe.export.fields import family_elements, layer2_elements
 
 FIRST_TEMPLATE_ID = 256  # lower ids are set ids
+# IPv4 256, IPv6 257, options 258-260 (ipfix.py, netflow9.py); layer-2 flows
+LAYER2_TEMPLATE_ID = FIRST_TEMPLATE_ID + 5
 
 
 class EncodingError(ValueError):
@@ -111,6 +113,17 @@ class Encoder:
         """The sampling interval as options data, sent after the templates."""
         return []
 
+    def count_without_template(self, templates, records, count, meter_biflow, stride, offset):
+        """Layer-2 flows (ip_version 0) for a field list without
+        ethernetType have no template: counted as not exportable, never
+        dropped unseen."""
+        if 0 in templates:
+            return
+        packer = next(iter(templates.values()))[2]
+        for reverse in views(meter_biflow, getattr(self, "biflow", False)):
+            self.records_not_exportable += packer.select(records, count, 0, reverse, stride,
+                                                         offset)
+
 
 class TemplateSchedule:
     """Templates go out before the first data, after reset() (a new
@@ -146,7 +159,8 @@ class TemplateSchedule:
 
 def family_templates(field_names, mtu, overhead, code_of, carried=lambda element: True):
     """{family: (template id, elements, packer)}: IPv4 records and IPv6
-    records each have a template of their own."""
+    records each have a template of their own, and so do layer-2 flows
+    (family 0, their records' ip_version) when the fields name ethernetType."""
     templates = {}
     for n, family in enumerate((4, 6)):
         elements = [e for e in family_elements(field_names, family) if carried(e)]
@@ -154,4 +168,8 @@ def family_templates(field_names, mtu, overhead, code_of, carried=lambda element
         if packer.record_length + overhead > mtu:
             raise EncodingError(f"one record ({packer.record_length} bytes) exceeds mtu {mtu}")
         templates[family] = (FIRST_TEMPLATE_ID + n, elements, packer)
+    if "ethernetType" in field_names:   # layer-2 flows: records of ip_version 0
+        elements = [e for e in layer2_elements(field_names) if carried(e)]
+        packer = RecordPacker([code_of(e) for e in elements])
+        templates[0] = (LAYER2_TEMPLATE_ID, elements, packer)
     return templates

@@ -10,6 +10,7 @@ from flowprobe._cmeter_ffi import lib
 from flowprobe.frozen import Frozen, replace
 
 REVERSE_PEN = 29305  # RFC 5103
+LAYER2 = 2   # the "family" of layer-2 flows' template (records of ip_version 0)
 
 
 class Element(Frozen):
@@ -89,6 +90,8 @@ def _elements():
         Element("flowId", 148, f.FP_FIELD_FLOW_ID),   # the conntrack id
         # inner flows of a tunnel: which one (VNI, GRE key, ...; cmeter/tunnel.h)
         Element("layer2SegmentId", 351, f.FP_FIELD_LAYER2_SEGMENT_ID),
+        # layer-2 flows (l2_flows): only in their own template (LAYER2_FIELDS)
+        Element("ethernetType", 256, f.FP_FIELD_ETHERNET_TYPE, family=LAYER2, v9_id=256),
         Element("reverseOctetDeltaCount", 1, f.FP_FIELD_REVERSE_OCTETS, enterprise=REVERSE_PEN),
         Element("reversePacketDeltaCount", 2, f.FP_FIELD_REVERSE_PACKETS, enterprise=REVERSE_PEN),
         Element("reverseTcpControlBits", 6, f.FP_FIELD_REVERSE_TCP_FLAGS, enterprise=REVERSE_PEN),
@@ -126,13 +129,43 @@ NAT_FIELDS = (
 MAC_FIELDS = ("sourceMacAddress", "destinationMacAddress")
 
 
+# Layer-2 flows (option l2_flows) have a template of their own, keyed by
+# MACs and EtherType; of a profile's other fields it carries those that mean
+# something without IP (counters, times, interface, VLANs, end reason).  Its
+# octetDeltaCount counts whole frames (link header included, no FCS): a
+# layer-2 flow has no IP length.  A profile gets it by naming ethernetType.
+LAYER2_FIELDS = ("sourceMacAddress", "destinationMacAddress", "ethernetType", "vlanId",
+                 "dot1qCustomerVlanId")   # the key: always there (v9 has no inner VLAN)
+LAYER2_CARRIED = LAYER2_FIELDS + (
+    "octetDeltaCount", "packetDeltaCount", "flowStartMilliseconds", "flowEndMilliseconds",
+    "ingressInterface", "egressInterface", "flowDirection", "flowEndReason") + REVERSE_FIELDS
+
+
+def layer2_elements(names):
+    """The layer-2 template's elements: the MACs and EtherType first, then
+    what the profile asks for that a layer-2 flow has."""
+    rest = [n for n in names if n in LAYER2_CARRIED and n not in LAYER2_FIELDS]
+    return [ELEMENTS[n] for n in LAYER2_FIELDS + tuple(rest)]
+
+
+def with_layer2_fields(configured, profiles):
+    """IPFIX and v9 collectors configured without their own field list also
+    get the layer-2 template (ethernetType) when interfaces meter layer-2
+    flows; v5 cannot carry them (counted as not exportable)."""
+    return [profile if own.fields or profile.protocol not in ("ipfix", "netflow9")
+            or "ethernetType" in profile.field_names
+            else replace(profile, fields=profile.field_names + ("ethernetType",))
+            for own, profile in zip(configured, profiles)]
+
+
 def is_reverse(name):
     return ELEMENTS[name].enterprise == REVERSE_PEN
 
 
 def family_elements(names, family):
     """The elements of a field list that belong in one address family's template."""
-    return [ELEMENTS[n] for n in names if ELEMENTS[n].family in (0, family)]
+    return [ELEMENTS[n] for n in names if ELEMENTS[n].family in (0, family)
+            and ELEMENTS[n].family != LAYER2]
 
 
 def with_nat_fields(profiles):

@@ -116,6 +116,7 @@ class IpfixEncoder(Encoder):
         """[(message, data_records)] for a batch of struct fp_record (the
         records offset, offset + stride, ... of it), templates first when due."""
         messages = self.template_messages(now_ms) if self.templates_due(now_ms) else []
+        self.count_without_template(self.templates, records, count, meter_biflow, stride, offset)
         for family, (template_id, _, packer) in self.templates.items():
             per_message = (self.mtu - HEADER.size - SET_HEADER.size) // packer.record_length
             for reverse in views(meter_biflow, self.biflow):

@@ -53,7 +53,7 @@ class Netflow5Encoder(Encoder):
         self.flow_sequence = 0  # records sent before this datagram
         self.per_message = min(MAX_RECORDS, (mtu - HEADER.size) // 48)
         self.packer = RecordPacker(LAYOUT)
-        self.records_not_exportable = 0  # IPv6
+        self.records_not_exportable = 0  # IPv6 and layer-2 flows
 
     def _datagram(self, now_ms, data, count):
         # unix_nsecs 0: collectors that ignore it (pmacct) are exact too
@@ -72,8 +72,9 @@ class Netflow5Encoder(Encoder):
     def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
         messages = []
         for reverse in views(meter_biflow, False):
-            self.records_not_exportable += self.packer.select(records, count, 6, reverse,
-                                                              stride, offset)
+            for family in (6, 0):   # IPv6, layer-2 flows
+                self.records_not_exportable += self.packer.select(records, count, family,
+                                                                  reverse, stride, offset)
             selected = self.packer.select(records, count, 4, reverse, stride, offset)
             source, selected = self._within_32_bits(records, selected, reverse)
             for start in range(0, selected, self.per_message):

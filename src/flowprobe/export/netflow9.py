@@ -98,6 +98,7 @@ class Netflow9Encoder(Encoder):
 
     def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
         messages = self.template_messages(now_ms) if self.templates_due(now_ms) else []
+        self.count_without_template(self.templates, records, count, meter_biflow, stride, offset)
         for family, (template_id, _, packer) in self.templates.items():
             room = self.mtu - HEADER.size - FLOWSET_HEADER.size - 3  # padding
             per_message = room // packer.record_length

@@ -8,7 +8,7 @@ import time
 
 from flowprobe.config import sampling_interval
 from flowprobe.export.collectors import Exporter, pump, watched
-from flowprobe.export.fields import with_segment_field
+from flowprobe.export.fields import with_layer2_fields, with_segment_field
 from flowprobe.export.spool import SpoolError, prepare_spool_dir
 from flowprobe.export.transport import TransportError
 
@@ -25,7 +25,8 @@ def exporter_changes(old, new):
             or new.meter.bidirectional != old.meter.bidirectional
             or new.conntrack.tracks != old.conntrack.tracks
             or new.spool_dir != old.spool_dir
-            or new.meter.tunnels != old.meter.tunnels)
+            or new.meter.tunnels != old.meter.tunnels
+            or new.meter.l2_flows != old.meter.l2_flows)
 
 
 class Sinks:
@@ -59,6 +60,8 @@ class Sinks:
         profiles = self.with_nat_fields(config.collectors) if tracks else config.collectors
         if config.meter.tunnels != "outer":   # inner flows: which tunnel, too
             profiles = with_segment_field(config.collectors, profiles)
+        if config.meter.l2_flows:   # layer-2 flows: their own template
+            profiles = with_layer2_fields(config.collectors, profiles)
         return Exporter(profiles, boot_ms=now_ms, meter_biflow=config.meter.bidirectional or tracks,
                         interfaces=self.interface_names, spool_dir=spool_dir,
                         carry_over=carry_over, resolver=resolver,

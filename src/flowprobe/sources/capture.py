@@ -207,7 +207,8 @@ class CaptureSet:
                         capture.device, ifindex=capture.ifindex, snaplen=interface.snaplen,
                         promiscuous=interface.promiscuous,
                         buffer_bytes=interface.buffer_kb * 1024, bpf_filter=bpf,
-                        direction=direction, tunnels=interface.tunnels)
+                        direction=direction, tunnels=interface.tunnels,
+                        l2_flows=interface.l2_flows)
                     capture.sources[source] = direction
                 self._sample(capture)
             except (LookupError, CaptureError) as e:

@@ -260,6 +260,10 @@ return view.extend({
 			_('Count unreachable, fragmentation needed and time exceeded errors on the flow whose packet they quote (8 bytes more per flow slot).')));
 		o.validate = main;
 
+		o = writeChangesOnly(s.taboption('table', form.Flag, 'verify_checksums', _('Verify checksums'),
+			_('Check IPv4 header, TCP, UDP and ICMP checksums: wrong ones are counted (in the totals and per flow), the packets still metered. Costs CPU per packet.')));
+		o.validate = main;
+
 		o = writeChangesOnly(s.taboption('capture', form.Flag, 'promisc', _('Promiscuous mode'),
 			_('Only for a mirror (SPAN) port: a router sees what it forwards anyway.')));
 		o.validate = main;
@@ -297,6 +301,10 @@ return view.extend({
 		o.value('inner', _('inner'));
 		o.value('both', _('both'));
 		o.default = 'outer';
+		o.validate = main;
+
+		o = writeChangesOnly(s.taboption('capture', form.Flag, 'l2_flows', _('Layer-2 flows'),
+			_('Meter frames that are not IP (ARP, LLDP, EAPOL, PPPoE discovery, ...) as flows by MAC addresses, VLAN and EtherType, in a template of their own, instead of only counting them.')));
 		o.validate = main;
 
 		/* shown when the source uses conntrack; kept in the file otherwise.
