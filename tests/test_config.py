@@ -54,11 +54,14 @@ def profile(name="", **values):
 
 def test_shipped_file_parses_and_is_disabled(read):
     shipped = read(SHIPPED)
-    # the one value that is not the code's default: on OpenWrt the package
-    # creates the user, elsewhere the daemon stays as started
-    assert shipped == Config(enabled=False, meter=MeterSettings(),
+    # the values that are not the code's defaults: on OpenWrt the package
+    # creates the user, elsewhere the daemon stays as started; and the table
+    # is sized for the router (max_flows 'auto', table_size.py)
+    from flowprobe.table_size import auto_max_flows
+    capacity, why = auto_max_flows()
+    assert shipped == Config(enabled=False, meter=MeterSettings(max_flows=capacity),
                              interfaces=(InterfaceConfig("lan"),), collectors=(),
-                             user="flowprobe")
+                             user="flowprobe", max_flows_auto=why)
 
 
 def test_shipped_file_documents_every_option_and_its_defaults_are_the_codes():
@@ -458,7 +461,9 @@ def test_what_is_staged_but_not_committed_is_not_read(tmp_path):
 def test_shipped_defaults_match_a_default_built_config():
     # the file states the defaults; leaving every option out gives the same
     stripped = "config flowprobe 'main'\n\tlist interface 'lan'\n"
-    # except `user`, which the package's file sets (the user exists only there)
+    # except `user`, which the package's file sets (the user exists only there),
+    # and max_flows 'auto', the router's table (the daemon's own default: 65536)
     shipped = replace(config.load(str(SHIPPED)), warnings=())
-    assert shipped.user == "flowprobe"
-    assert config.parse(stripped) == replace(shipped, user="")
+    assert shipped.user == "flowprobe" and shipped.max_flows_auto.startswith("auto: ")
+    assert config.parse(stripped) == replace(shipped, user="", max_flows_auto="",
+                                             meter=replace(shipped.meter, max_flows=65536))

@@ -2,8 +2,8 @@
 
 An IPv4 flow slot is the 64-byte entry and nothing else (the hash index lives
 in the entries); IPv6 flows take their addresses from a pool of their own
-(cmeter/flow_addr6.h): a quarter of max_flows, at least min(max_flows, 4096),
-where the table's overflow policy applies to IPv6 flows alone, counted.
+(cmeter/flow_addr6.h): half of max_flows (option max_flows_ipv6), at least
+min(max_flows, 4096), where the table's overflow policy applies to IPv6 flows alone, counted.
 """
 
 import ipaddress
@@ -13,12 +13,12 @@ import pytest
 
 from captures import START_US, assert_conserved
 from flowprobe.meter import Meter
-from flowprobe.settings import MeterSettings
+from flowprobe.settings import MeterSettings, SettingsError
 
 ETHER_IPV4 = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
 ETHER_IPV6 = ETHER_IPV4[:12] + b"\x86\xdd"
-MAX_FLOWS = 20_000            # the pool: a quarter, 5000 IPv6 flows
-POOL = MAX_FLOWS // 4
+MAX_FLOWS = 20_000            # the pool: half, 10000 IPv6 flows
+POOL = MAX_FLOWS // 2
 
 
 def udp4(host, sport):
@@ -56,16 +56,31 @@ def test_an_ipv4_flow_slot_costs_64_bytes_all_told():
     # Between these sizes the IPv6 pool (4096), the export reserve (256) and
     # the fragment table stay the same: the difference is the slots, and the
     # TCP end table's state for every 64 flows (cmeter/tcp_end.h), about a byte.
-    small, big = meter(max_flows=8192), meter(max_flows=16384)
+    small, big = meter(max_flows=8192, max_flows_ipv6=4096), meter(max_flows=16384,
+                                                                     max_flows_ipv6=4096)
     assert 64 <= (big.memory_bytes - small.memory_bytes) / 8192 < 66
     assert small.counters()["ipv6_flows_max"] == big.counters()["ipv6_flows_max"] == 4096
 
 
-@pytest.mark.parametrize("max_flows, pool", [(1, 1), (12, 12), (4096, 4096), (16384, 4096),
-                                             (65536, 16384)])
-def test_the_ipv6_pool_takes_a_quarter_of_max_flows_and_never_less_than_a_small_table(
+@pytest.mark.parametrize("max_flows, pool", [(1, 1), (12, 12), (4096, 4096), (8192, 4096),
+                                             (16384, 8192), (65536, 32768)])
+def test_the_ipv6_pool_takes_half_of_max_flows_and_never_less_than_a_small_table(
         max_flows, pool):
     assert meter(max_flows=max_flows).counters()["ipv6_flows_max"] == pool
+
+
+@pytest.mark.parametrize("wanted, pool", [(1, 1), (5000, 5000), (65536, 65536)])
+def test_max_flows_ipv6_sets_the_pool_within_max_flows(wanted, pool):
+    m = meter(max_flows=65536, max_flows_ipv6=wanted)
+    assert m.counters()["ipv6_flows_max"] == pool
+    # every IPv6 slot costs the same 36 bytes, whatever the split
+    assert (m.memory_bytes - meter(max_flows=65536, max_flows_ipv6=1).memory_bytes
+            == 36 * (wanted - 1))
+
+
+def test_max_flows_ipv6_above_max_flows_is_refused_by_name():
+    with pytest.raises(SettingsError, match="max_flows_ipv6"):
+        MeterSettings(max_flows=1000, max_flows_ipv6=1001)
 
 
 def test_a_full_ipv6_pool_refuses_new_ipv6_flows_counted_while_ipv4_flows_go_on():

@@ -55,6 +55,7 @@ HOSTS = ["192.0.2.10", "192.0.2.300", "192.0.2", "192.0.02.1", "0.0.0.0", "2001:
 
 MAIN_CASES = {
     "max_flows": integers(1, 1 << 24) + ["auto", "Auto", "automatic"],
+    "max_flows_ipv6": integers(1, 1 << 24) + ["auto", "Auto", "half"],
     "max_fragments": integers(1, 1 << 20),
     "idle_timeout": seconds(0.001),
     "active_timeout": seconds(0.001),

@@ -26,9 +26,9 @@ def fake_proc(tmp_path, mem_total_kb, conntrack_max):
 @pytest.mark.parametrize("mem_mb, conntrack_max, flows, bound", [
     (64, 4096, 8192, "nf_conntrack_max 4096"),        # conntrack: 2 flows a connection
     (128, 16384, 32768, "nf_conntrack_max 16384"),
-    (256, 65536, 79872, "MemTotal 256 MB"),           # memory: 1/32 at 104 B a flow
-    (1024, 262144, 322560, "MemTotal 1024 MB"),
-    (128, None, 39936, "MemTotal 128 MB"),            # no conntrack: memory, within 65536
+    (256, 65536, 87040, "MemTotal 256 MB"),           # memory: 1/32 at 96 B a flow
+    (1024, 262144, 349184, "MemTotal 1024 MB"),
+    (128, None, 43008, "MemTotal 128 MB"),            # no conntrack: memory, within 65536
     (4096, None, 65536, "the default"),
     (16, 100, 1024, "held within 1024"),              # never below MIN_FLOWS
     (1 << 22, 1 << 30, 1 << 24, "held within"),       # nor above the schema's bound
@@ -44,6 +44,16 @@ def test_auto_is_the_smaller_bound_rounded(tmp_path, mem_mb, conntrack_max, flow
         assert capacity * table_size.SLOT_BYTES <= mem_mb * MB // table_size.MEMORY_SHARE
 
 
+@pytest.mark.parametrize("mem_mb", [128, 256, 1024])
+def test_what_the_meter_really_commits_stays_within_the_share(mem_mb):
+    # SLOT_BYTES against the core's own figure (IPv6 pool, export reserve,
+    # TCP end states and the fragment table included), not against itself
+    from flowprobe.meter import Meter
+    capacity, _ = table_size.choose(mem_mb * MB, None)
+    meter = Meter(MeterSettings(max_flows=capacity))
+    assert meter.memory_bytes <= mem_mb * MB // table_size.MEMORY_SHARE
+
+
 def test_unreadable_proc_falls_back_to_the_default(tmp_path):
     capacity, reason = table_size.auto_max_flows(str(tmp_path / "none"), str(tmp_path / "none"))
     assert capacity == table_size.DEFAULT_FLOWS and "default" in reason
@@ -52,7 +62,7 @@ def test_unreadable_proc_falls_back_to_the_default(tmp_path):
 def test_garbage_in_proc_is_not_trusted(tmp_path):
     meminfo, conntrack = fake_proc(tmp_path, 128 * 1024, None)
     (tmp_path / "nf_conntrack_max").write_text("lots\n")
-    assert table_size.auto_max_flows(meminfo, conntrack)[0] == 39936
+    assert table_size.auto_max_flows(meminfo, conntrack)[0] == 43008
 
 
 def test_config_resolves_auto_and_says_why(tmp_path, monkeypatch):
@@ -66,6 +76,21 @@ def test_config_resolves_auto_and_says_why(tmp_path, monkeypatch):
     assert fixed.meter.max_flows == 1000 and fixed.max_flows_auto == ""
 
 
+def test_an_ipv6_share_larger_than_the_auto_table_is_held_to_it_with_a_warning(
+        tmp_path, monkeypatch):
+    # a config written for a big router, installed on a small one: it still starts
+    meminfo, conntrack = fake_proc(tmp_path, 128 * 1024, 16384)
+    monkeypatch.setattr(table_size, "MEMINFO", meminfo)
+    monkeypatch.setattr(table_size, "CONNTRACK_MAX", conntrack)
+    parsed = config.parse("config flowprobe main\n\toption max_flows 'auto'\n"
+                          "\toption max_flows_ipv6 '100000'\n")
+    assert parsed.meter.max_flows_ipv6 == parsed.meter.max_flows == 32768
+    assert any("max_flows_ipv6: 100000 is more than max_flows" in w for w in parsed.warnings)
+    with pytest.raises(config.ConfigError, match=r"max_flows_ipv6.*at most max_flows \(1000\)"):
+        config.parse("config flowprobe main\n\toption max_flows '1000'\n"
+                     "\toption max_flows_ipv6 '1001'\n")
+
+
 @pytest.mark.parametrize("value", ["Auto", "automatic", "0", "-1"])
 def test_anything_else_is_refused_naming_the_option(value):
     with pytest.raises(config.ConfigError, match=r"main\.max_flows.*or auto"):
@@ -77,10 +102,17 @@ def test_the_meter_itself_takes_numbers_only():
         MeterSettings(max_flows="auto")
 
 
-def test_the_shipped_config_states_auto_and_the_fixed_default():
+def test_the_shipped_config_sizes_the_table_for_the_router(tmp_path, monkeypatch):
+    # the router's config says auto; the daemon's own default stays 65536
+    meminfo, conntrack = fake_proc(tmp_path, 128 * 1024, 16384)
+    monkeypatch.setattr(table_size, "MEMINFO", meminfo)
+    monkeypatch.setattr(table_size, "CONNTRACK_MAX", conntrack)
     text = config_path().read_text()
-    assert "'auto'" in text and "option max_flows '65536'" in text
-    assert config.load(str(config_path())).max_flows_auto == ""
+    assert "option max_flows 'auto'" in text
+    shipped = config.load(str(config_path()))
+    assert shipped.meter.max_flows == 32768 and "nf_conntrack_max 16384" in shipped.max_flows_auto
+    assert shipped.meter.max_flows_ipv6 == "auto"
+    assert MeterSettings().max_flows == 65536
 
 
 def config_path():

@@ -22,6 +22,8 @@ static int settings_invalid(const struct fp_settings *s, char *error)
 
 	if (s->max_flows < 1 || s->max_flows > MAX_TABLE_FLOWS)
 		problem = "max_flows must be 1..16777216";
+	else if (s->max_flows_ipv6 > s->max_flows)
+		problem = "max_flows_ipv6 must be at most max_flows";
 	else if (s->max_fragments < 1 || s->max_fragments > MAX_TABLE_FRAGMENTS)
 		problem = "max_fragments must be 1..1048576";
 	else if (s->idle_timeout_ms < 1 || s->idle_timeout_ms > MAX_TIMEOUT_MS)
@@ -167,7 +169,8 @@ int fp_meter_update_settings(struct fp_meter *m, const struct fp_settings *s, ch
 
 	if (settings_invalid(s, error))
 		return -1;
-	if (s->max_flows != m->settings.max_flows || s->max_fragments != m->settings.max_fragments ||
+	if (s->max_flows != m->settings.max_flows || s->max_flows_ipv6 != m->settings.max_flows_ipv6 ||
+	    s->max_fragments != m->settings.max_fragments ||
 	    s->bidirectional != m->settings.bidirectional || s->macs != m->settings.macs ||
 	    s->tunnels != m->settings.tunnels || s->icmp_errors != m->settings.icmp_errors ||
 	    s->l2_flows != m->settings.l2_flows ||

@@ -72,6 +72,9 @@ struct fp_settings {
 	/* IPv4 header and TCP/UDP/ICMP/ICMPv6 checksums checked (cmeter/checksum.c),
 	 * with a count per flow (4 bytes more per flow slot) */
 	uint32_t verify_checksums;
+	/* IPv6 flows at once (their addresses: a pool of 36 B a flow,
+	 * cmeter/flow_addr6.h), at most max_flows; 0: half of max_flows */
+	uint32_t max_flows_ipv6;
 };
 
 /* One flow record, as drained.  Addresses are in network byte order; an

@@ -316,6 +316,7 @@ RATE = "rate"   # '1:N' (or N): the N
 
 METER_OPTIONS = {
     "max_flows": ("max_flows", INTEGER),
+    "max_flows_ipv6": ("max_flows_ipv6", INTEGER),
     "max_fragments": ("max_fragments", INTEGER),
     "idle_timeout": ("idle_timeout", SECONDS),
     "active_timeout": ("active_timeout", SECONDS),
@@ -458,6 +459,11 @@ def build(sections):
     if values.get("max_flows") == "auto":   # sized from this machine's memory and conntrack
         from flowprobe.table_size import auto_max_flows
         values["max_flows"], max_flows_auto = auto_max_flows()
+        ipv6 = values.get("max_flows_ipv6")
+        if isinstance(ipv6, int) and ipv6 > values["max_flows"]:   # a router smaller than meant
+            warnings.append(f"{PACKAGE}.{main.label}.max_flows_ipv6: {ipv6} is more than "
+                            f"max_flows {max_flows_auto}: {values['max_flows']} used")
+            values["max_flows_ipv6"] = values["max_flows"]
     meter = _checked(MeterSettings, main, origin, {
         key: values[key] for key, _ in METER_OPTIONS.values() if key in values})
     interfaces = _interfaces(main, values, origin, by_type.get("interface", []), warnings)

@@ -34,6 +34,7 @@ def _error_buffer():
 def _c_settings(s):
     return ffi.new("struct fp_settings *", {
         "max_flows": s.max_flows,
+        "max_flows_ipv6": 0 if s.max_flows_ipv6 == "auto" else s.max_flows_ipv6,
         "max_fragments": s.max_fragments,
         "idle_timeout_ms": round(s.idle_timeout * 1000),
         "active_timeout_ms": round(s.active_timeout * 1000),

@@ -71,6 +71,7 @@ TRANSPORTS = ("udp", "tcp")
 FIELDS = {
     # the meter (settings.MeterSettings)
     "max_flows": Integer(1, 1 << 24, words=("auto",)),   # auto: table_size.py
+    "max_flows_ipv6": Integer(1, 1 << 24, words=("auto",)),   # auto: half of max_flows
     "max_fragments": Integer(1, 1 << 20),
     "idle_timeout": Seconds(0.001),
     "active_timeout": Seconds(0.001),

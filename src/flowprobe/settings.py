@@ -16,7 +16,7 @@ class SettingsError(OptionError):
 
 
 class MeterSettings(Frozen):
-    max_flows: int = 65536           # ~100 bytes each, committed at start
+    max_flows: int = 65536           # ~90 bytes each (table_size.py), committed at start
     max_fragments: int = 4096
     idle_timeout: float = 15.0       # seconds; Cisco's and ipt-netflow's default
     active_timeout: float = 300.0    # long flows report every 5 min, nfcapd's bin width
@@ -31,6 +31,7 @@ class MeterSettings(Frozen):
     icmp_errors: bool = False        # ICMP errors counted on the flows they quote (8 B a slot)
     l2_flows: bool = False           # non-IP frames as layer-2 flows (cmeter/l2_flow.h)
     verify_checksums: bool = False   # IP/TCP/UDP/ICMP checksums counted (cmeter/checksum.h)
+    max_flows_ipv6: object = "auto"  # IPv6 flows at once (36 B each); auto: half of max_flows
 
     def __post_init__(self):
         for name in ("max_flows", "max_fragments", "idle_timeout", "active_timeout",
@@ -48,6 +49,11 @@ class MeterSettings(Frozen):
         schema.check(SettingsError, "tunnels", self.tunnels)
         if not isinstance(self.icmp_errors, bool):
             raise SettingsError("icmp_errors", self.icmp_errors, "true or false")
+        schema.check(SettingsError, "max_flows_ipv6", self.max_flows_ipv6)
+        if self.max_flows_ipv6 != "auto":
+            if self.max_flows_ipv6 > self.max_flows:
+                raise SettingsError("max_flows_ipv6", self.max_flows_ipv6,
+                                    f"at most max_flows ({self.max_flows}), or auto")
         for name in ("l2_flows", "verify_checksums"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingsError(name, getattr(self, name), "true or false")

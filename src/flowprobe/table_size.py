@@ -16,15 +16,15 @@ not, the table holds one slot a direction until the record is built).
 Traffic the router bridges without tracking it is the exception; a table
 that is too small evicts (counted, overflow option), it does not lose counts.
 
-Examples (SLOT_BYTES 104): 64 MB, conntrack 4096 -> 8192 flows; 128 MB,
-conntrack 16384 -> 32768 flows (3.4 MB); 256 MB, conntrack 65536 -> 79872
-flows (memory bound, 8.3 MB); 1 GB, conntrack 262144 -> 322560 flows.
+Examples (SLOT_BYTES 96): 64 MB, conntrack 4096 -> 8192 flows; 128 MB,
+conntrack 16384 -> 32768 flows (3.3 MB); 256 MB, conntrack 65536 -> 87040
+flows (memory bound, 7.6 MB); 1 GB, conntrack 262144 -> 349184 flows.
 """
 
 MEMINFO = "/proc/meminfo"
 CONNTRACK_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
 
-SLOT_BYTES = 104           # what a slot commits: the entry, its address and hash share
+SLOT_BYTES = 96            # what a flow of max_flows commits, all told (test_table_size checks it)
 MEMORY_SHARE = 32          # the table takes at most 1/32 of MemTotal
 FLOWS_PER_CONNECTION = 2   # a connection is two unidirectional flows
 MIN_FLOWS = 1024

@@ -2,8 +2,8 @@
  * flow_table.h): 32 bytes per IPv6 flow, taken when the flow is created and
  * given back when its record is drained, so IPv4 flows pay nothing for it.
  *
- * Capacity: max_active IPv6 flows at once (a quarter of max_flows, at least
- * min(max_flows, 4096), unless set) plus the table's export reserve, so an
+ * Capacity: max_active IPv6 flows at once (settings.max_flows_ipv6; by
+ * default half of max_flows, at least min(max_flows, 4096)) plus the table's export reserve, so an
  * IPv6 flow waiting to be drained keeps its addresses exactly as its entry
  * waits in its slot.  Beyond max_active, the table's overflow policy
  * applies to IPv6 flows alone: refuse (counted as dropped_flow_table_full
@@ -23,13 +23,17 @@
 
 #define ADDR6_SMALL_TABLE 4096
 
-static inline uint32_t addr6_default_max(uint32_t max_flows)
+/* Half: a dual-stack network's flows are often half IPv6 or more, and a
+ * slot of the pool (36 B) costs about half an entry. */
+static inline uint32_t addr6_max_active(uint32_t max_flows, uint32_t max_flows_ipv6)
 {
-	uint32_t quarter = max_flows / 4;
+	uint32_t half = max_flows / 2;
 
-	if (quarter < ADDR6_SMALL_TABLE)
-		quarter = max_flows < ADDR6_SMALL_TABLE ? max_flows : ADDR6_SMALL_TABLE;
-	return quarter;
+	if (max_flows_ipv6)
+		return max_flows_ipv6 < max_flows ? max_flows_ipv6 : max_flows;
+	if (half < ADDR6_SMALL_TABLE)
+		half = max_flows < ADDR6_SMALL_TABLE ? max_flows : ADDR6_SMALL_TABLE;
+	return half;
 }
 
 static inline int addr6_pool_init(struct flow_addr6_pool *pool, uint32_t max_active,

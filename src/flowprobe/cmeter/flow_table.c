@@ -922,7 +922,8 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	/* malloc + explicit writes, not calloc: the pages are committed now, so
 	 * a router short of memory fails at start, never under load */
 	t->entries = table_alloc((size_t)t->slots * sizeof(*t->entries));
-	if (addr6_pool_init(&t->addr6, addr6_default_max(t->max_flows), t->slots - t->max_flows)) {
+	if (addr6_pool_init(&t->addr6, addr6_max_active(t->max_flows, s->max_flows_ipv6),
+			    t->slots - t->max_flows)) {
 		flow_table_free(t);
 		return -1;
 	}

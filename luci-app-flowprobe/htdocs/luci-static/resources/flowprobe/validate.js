@@ -267,6 +267,10 @@ function checkMeter(v) {
 	checkFields(v, [ 'max_flows', 'max_fragments', 'idle_timeout', 'active_timeout',
 		'unanswered_timeout', 'fragment_timeout', 'tcp_end_grace', 'overflow_policy' ]);
 	checkField('hash_seed', v.hash_seed);
+	checkField('max_flows_ipv6', v.max_flows_ipv6);
+	if (isInteger(v.max_flows_ipv6) && isInteger(v.max_flows) && v.max_flows_ipv6 > v.max_flows)
+		throw new FieldError('max_flows_ipv6', v.max_flows_ipv6,
+			'at most max_flows (' + v.max_flows + '), or auto');
 }
 
 var METER_DEFAULTS = defaultsOf('meter'), INTERFACE_DEFAULTS = defaultsOf('interface');

@@ -223,8 +223,13 @@ return view.extend({
 		o.validate = main;
 
 		o = s.taboption('table', form.Value, 'max_flows', _('Flow table capacity'),
-			_('Flows, about 100 bytes each, all allocated at start. 1 to 16777216, or auto: the smaller of 1/32 of the memory and twice nf_conntrack_max.'));
+			_('Flows, about 90 bytes each, all allocated at start. 1 to 16777216, or auto: the smaller of 1/32 of the memory and twice nf_conntrack_max.'));
 		o.placeholder = '65536';
+		o.validate = main;
+
+		o = s.taboption('table', form.Value, 'max_flows_ipv6', _('IPv6 flows at once'),
+			_('Out of the capacity above; their addresses take 36 bytes a flow. 1 to the capacity, or auto: half of it. Beyond it, the policy below applies to IPv6 flows alone.'));
+		o.placeholder = 'auto';
 		o.validate = main;
 
 		o = s.taboption('table', form.Value, 'max_fragments', _('Fragment table capacity'),
