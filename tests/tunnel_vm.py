@@ -143,10 +143,14 @@ def _lab_script(kind, build_a, build_b, families, underlay, underlay6, inner4, i
         lines += [f"ip -n {namespace} addr add {inner4[side]}/24 dev tun-dev",
                   f"ip -n {namespace} addr add {inner6[side]}/64 dev tun-dev nodad",
                   f"ip -n {namespace} link set tun-dev up"]
-    lines += ["ip netns exec a tcpdump -Z root -i tun-under -U -n -w /tmp/u.pcap &",
+    # traffic starts once both captures say "listening" (a fixed sleep lost
+    # the first ping's underlay packets under a loaded emulator)
+    lines += ["ip netns exec a tcpdump -Z root -i tun-under -U -n -w /tmp/u.pcap 2>/tmp/u.err &",
               "U=$!",
-              "ip netns exec a tcpdump -Z root -i tun-dev -U -n -w /tmp/d.pcap 2>/dev/null &",
-              "D=$!", "sleep 1"]
+              "ip netns exec a tcpdump -Z root -i tun-dev -U -n -w /tmp/d.pcap 2>/tmp/d.err &",
+              "D=$!", "i=0",
+              "until { grep -q listening /tmp/u.err && grep -q listening /tmp/d.err; } || "
+              "[ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done", "sleep 0.5"]
     if 4 in families:
         lines += [f"ip netns exec a ping -q -c 3 -s 100 -i 0.2 {inner4[1]} >/dev/null",
                   f"ip netns exec a nc -w 2 {inner4[1]} 9 </dev/null 2>/dev/null",
@@ -159,7 +163,7 @@ def _lab_script(kind, build_a, build_b, families, underlay, underlay6, inner4, i
     lines += ["sleep 2", "kill $U $D", "wait $U $D",
               f"echo '=== underlay {kind}'", "base64 /tmp/u.pcap", "echo '=== end'",
               f"echo '=== device {kind}'", "base64 /tmp/d.pcap", "echo '=== end'",
-              "ip netns del a", "ip netns del b", "rm -f /tmp/u.pcap /tmp/d.pcap"]
+              "ip netns del a", "ip netns del b", "rm -f /tmp/u.pcap /tmp/d.pcap /tmp/u.err /tmp/d.err"]
     return "\n".join(lines) + "\n"
 
 
