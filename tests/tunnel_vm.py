@@ -163,7 +163,7 @@ def _lab_script(kind, build_a, build_b, families, underlay, underlay6, inner4, i
     lines += ["sleep 2", "kill $U $D", "wait $U $D",
               f"echo '=== underlay {kind}'", "base64 /tmp/u.pcap", "echo '=== end'",
               f"echo '=== device {kind}'", "base64 /tmp/d.pcap", "echo '=== end'",
-              "ip netns del a", "ip netns del b", "rm -f /tmp/u.pcap /tmp/d.pcap /tmp/u.err /tmp/d.err"]
+              "ip netns del a", "ip netns del b", "rm -f /tmp/u.pcap /tmp/d.pcap /tmp/?.err"]
     return "\n".join(lines) + "\n"
 
 
