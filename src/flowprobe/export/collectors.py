@@ -126,9 +126,8 @@ class Collector:
             self._send(self.encoder.interface_messages(now_ms, self.interfaces_sent))
 
     def _send(self, messages):
-        for message, records in messages:
-            self.records_offered += records
-            self.transport.send(message, records)
+        self.records_offered += sum(records for _, records in messages)
+        self.transport.send_all(messages)
 
     def start(self, now_ms):
         self.now_ms = now_ms

@@ -5,6 +5,7 @@ from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.export.fields import family_elements
 
 FIRST_TEMPLATE_ID = 256  # lower ids are set ids
+MESSAGE_OVERHEAD = 20 + 4 + 3   # the most a message adds to its records (v9: padding)
 
 
 class EncodingError(ValueError):
@@ -21,6 +22,8 @@ class RecordPacker:
         self.record_length = sum(lib.fp_field_length(c) for c in codes)
         self._indices = {False: ffi.new("int[]", 1024), True: ffi.new("int[]", 1024)}
         self._buffer = ffi.new("uint8_t[]", 65536)
+        self._messages = ffi.new("uint8_t[]", 65536)
+        self._ends, self._counts = ffi.new("int[]", 64), ffi.new("int[]", 64)
 
     def select(self, records, count, family, reverse_view=False, stride=1, offset=0):
         """How many records of the batch go out in this direction."""
@@ -28,6 +31,27 @@ class RecordPacker:
             self._indices[reverse_view] = ffi.new("int[]", count)
         return lib.fp_records_select(records, count, family, int(reverse_view), stride, offset,
                                      self._indices[reverse_view])
+
+    def messages(self, records, selected, header, reverse_view=False, uptime_base_ms=0):
+        """[(message bytes, data records in it)] for the selected records,
+        framed in C as header (struct fp_message_header) says; its sequence
+        is the next message's afterwards."""
+        most = -(-selected // header.per_message)
+        size = selected * self.record_length + most * MESSAGE_OVERHEAD
+        if size > len(self._messages):
+            self._messages = ffi.new("uint8_t[]", size)
+        if most > len(self._ends):
+            self._ends, self._counts = ffi.new("int[]", most), ffi.new("int[]", most)
+        n = lib.fp_records_pack_messages(records, self._indices[reverse_view], selected,
+                                         self.layout, len(self.layout), int(reverse_view),
+                                         uptime_base_ms, header, self._messages, size,
+                                         self._ends, self._counts, most)
+        if n < 0:
+            raise EncodingError("data records do not fit the message buffer")
+        data = ffi.buffer(self._messages, self._ends[n - 1])[:]
+        ends = ffi.unpack(self._ends, n)
+        return list(zip(map(data.__getitem__, map(slice, [0] + ends[:-1], ends)),
+                        ffi.unpack(self._counts, n)))
 
     def pack(self, records, start, count, reverse_view=False, uptime_base_ms=0):
         """Data records for selected records start .. start + count, as bytes."""

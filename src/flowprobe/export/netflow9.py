@@ -9,6 +9,7 @@ records.
 
 import struct
 
+from flowprobe._cmeter_ffi import ffi
 from flowprobe.export.encoding import (
     FIRST_TEMPLATE_ID,
     Encoder,
@@ -55,6 +56,8 @@ class Netflow9Encoder(Encoder):
         self.stats_template_id = FIRST_TEMPLATE_ID + 2
         self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
         self.sampling_template_id = FIRST_TEMPLATE_ID + 4
+        self._header = ffi.new("struct fp_message_header *", {
+            "version": VERSION, "domain": source_id})
 
     def reset(self):
         self.schedule.reset()
@@ -98,15 +101,20 @@ class Netflow9Encoder(Encoder):
 
     def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
         messages = self.template_messages(now_ms) if self.templates_due(now_ms) else []
+        header = self._header
+        header.export_secs, header.uptime_ms = header_clock(now_ms, self.boot_ms)
         for family, (template_id, _, packer) in self.templates.items():
             room = self.mtu - HEADER.size - FLOWSET_HEADER.size - 3  # padding
-            per_message = room // packer.record_length
+            header.set_id, header.per_message = template_id, room // packer.record_length
             for reverse in views(meter_biflow, False):
                 selected = packer.select(records, count, family, reverse, stride, offset)
-                for start in range(0, selected, per_message):
-                    n = min(per_message, selected - start)
-                    data = packer.pack(records, start, n, reverse, uptime_zero(self.boot_ms))
-                    messages.append(self._packet(now_ms, _flowset(template_id, data), n, n))
+                if selected:   # framed in C (cmeter/record_batch.c)
+                    header.sequence = self.sequence
+                    framed = packer.messages(records, selected, header, reverse,
+                                             uptime_zero(self.boot_ms))
+                    self.sequence = header.sequence
+                    self.schedule.counted(len(framed))
+                    messages += framed
         return messages
 
     def stats_message(self, now_ms, stats):
