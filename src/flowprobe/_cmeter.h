@@ -599,6 +599,18 @@ int fp_records_pack_messages(const struct fp_record *records, const int *indices
 int fp_records_over_32_bits(const struct fp_record *records, const int *indices, int count,
 			    int reverse_view);
 
+/* sFlow datagrams of flow samples (cmeter/record_batch.c), packed as
+ * fp_sflow_pack_flow_samples packs them, each after head (version, agent
+ * address, sub-agent id) and the datagram's sequence number (*sequence,
+ * advanced), uptime and sample count; max_datagrams of mtu bytes at most in
+ * out.  Returns how many datagrams (ends[i], counts[i] as above); *consumed:
+ * samples dealt with, *not_encodable: of them, those sFlow cannot carry. */
+int fp_sflow_pack_datagrams(const struct fp_packet_sample *samples, int count,
+			    struct fp_sflow_source *sources, int *used, int max,
+			    const uint8_t *head, int head_length, uint32_t *sequence,
+			    uint32_t uptime_ms, int mtu, uint8_t *out, int max_datagrams,
+			    int *ends, int *counts, int *consumed, int *not_encodable);
+
 /* cffi-end */
 
 #endif

@@ -119,3 +119,38 @@ int fp_records_over_32_bits(const struct fp_record *records, const int *indices,
 	}
 	return over;
 }
+
+int fp_sflow_pack_datagrams(const struct fp_packet_sample *samples, int count,
+			    struct fp_sflow_source *sources, int *used, int max,
+			    const uint8_t *head, int head_length, uint32_t *sequence,
+			    uint32_t uptime_ms, int mtu, uint8_t *out, int max_datagrams,
+			    int *ends, int *counts, int *consumed, int *not_encodable)
+{
+	int datagrams = 0, start = 0, position = 0, room = mtu - head_length - 12;
+
+	*not_encodable = 0;
+	while (start < count && datagrams < max_datagrams && room > 0) {
+		uint8_t *datagram = out + position;
+		int taken, packed, length;
+
+		length = fp_sflow_pack_flow_samples(samples + start, count - start, sources, used,
+						    max, datagram + head_length + 12, room, &taken,
+						    &packed);
+		if (taken == 0)
+			break;   /* not even one sample fits: the caller's mtu is too small */
+		start += taken;
+		*not_encodable += taken - packed;
+		if (!packed)
+			continue;
+		memcpy(datagram, head, (size_t)head_length);
+		*sequence += 1;   /* the agent's datagrams */
+		put32(datagram + head_length, *sequence);
+		put32(datagram + head_length + 4, uptime_ms);
+		put32(datagram + head_length + 8, (uint32_t)packed);
+		position += head_length + 12 + length;
+		ends[datagrams] = position;
+		counts[datagrams++] = packed;
+	}
+	*consumed = start;
+	return datagrams;
+}

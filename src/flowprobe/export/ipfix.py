@@ -61,6 +61,7 @@ class IpfixEncoder(Encoder):
         self.sampling_template_id = FIRST_TEMPLATE_ID + 4
         self._header = ffi.new("struct fp_message_header *", {
             "version": VERSION, "domain": observation_domain})
+        self._templates_body = (None, b"")   # (sampling interval, the sets)
 
     def reset(self):
         self.schedule.reset()
@@ -108,8 +109,10 @@ class IpfixEncoder(Encoder):
         """[(message, data_records)] carrying every template. Sent ahead of
         records_queued records encoded earlier, it carries their sequence."""
         sequence = (self.sequence - records_queued) & 0xFFFFFFFF
-        message = self._message(now_ms, self._template_set() + self._options_template_set(),
-                                sequence=sequence)
+        if self._templates_body[0] != self.sampling_interval:   # made once, sent often
+            self._templates_body = (self.sampling_interval,
+                                    self._template_set() + self._options_template_set())
+        message = self._message(now_ms, self._templates_body[1], sequence=sequence)
         self.schedule.sent(now_ms)
         return [message]
 

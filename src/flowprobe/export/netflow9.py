@@ -58,6 +58,7 @@ class Netflow9Encoder(Encoder):
         self.sampling_template_id = FIRST_TEMPLATE_ID + 4
         self._header = ffi.new("struct fp_message_header *", {
             "version": VERSION, "domain": source_id})
+        self._templates_body = (None, b"", 0)   # (sampling interval, flowsets, count)
 
     def reset(self):
         self.schedule.reset()
@@ -78,6 +79,14 @@ class Netflow9Encoder(Encoder):
 
     def template_messages(self, now_ms, records_queued=0):
         # v9 sequence numbers count packets: queued ones keep theirs
+        if self._templates_body[0] != self.sampling_interval:   # made once, sent often
+            self._templates_body = (self.sampling_interval, *self._templates_flowsets())
+        message = self._packet(now_ms, *self._templates_body[1:])
+        self.schedule.sent(now_ms)
+        return [message]
+
+    def _templates_flowsets(self):
+        """(the template and options template flowsets, how many templates)."""
         body, count = b"", 0
         for template_id, elements, _ in self.templates.values():
             body += struct.pack("!HH", template_id, len(elements))
@@ -95,9 +104,7 @@ class Netflow9Encoder(Encoder):
                 "!HHHHHHH", self.sampling_template_id, 4, 4, SCOPE_SYSTEM, 4, SAMPLING_INTERVAL,
                 4)) + options
             count += 1
-        message = self._packet(now_ms, templates + options, count + 2)
-        self.schedule.sent(now_ms)
-        return [message]
+        return templates + options, count + 2
 
     def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
         messages = self.template_messages(now_ms) if self.templates_due(now_ms) else []
