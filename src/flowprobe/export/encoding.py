@@ -48,10 +48,7 @@ class RecordPacker:
                                          self._ends, self._counts, most)
         if n < 0:
             raise EncodingError("data records do not fit the message buffer")
-        data = ffi.buffer(self._messages, self._ends[n - 1])[:]
-        ends = ffi.unpack(self._ends, n)
-        return list(zip(map(data.__getitem__, map(slice, [0] + ends[:-1], ends)),
-                        ffi.unpack(self._counts, n)))
+        return split_messages(self._messages, self._ends, self._counts, n)
 
     def pack(self, records, start, count, reverse_view=False, uptime_base_ms=0):
         """Data records for selected records start .. start + count, as bytes."""
@@ -61,6 +58,16 @@ class RecordPacker:
         if length < 0:
             raise EncodingError("data records do not fit the packing buffer")
         return ffi.buffer(self._buffer, length)[:]
+
+
+def split_messages(buffer, ends, counts, n):
+    """[(message, records in it)] of n messages laid end to end in a C
+    buffer: one bytes copy, read through memoryview slices (a copy each
+    would cost more than sending it); valid after the buffer is reused."""
+    data = memoryview(ffi.buffer(buffer, ends[n - 1])[:])
+    offsets = ffi.unpack(ends, n)
+    return list(zip(map(data.__getitem__, map(slice, [0] + offsets[:-1], offsets)),
+                    ffi.unpack(counts, n)))
 
 
 def uptime_zero(boot_ms):

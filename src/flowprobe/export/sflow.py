@@ -17,7 +17,7 @@ import ipaddress
 import struct
 
 from flowprobe._cmeter_ffi import ffi, lib
-from flowprobe.export.encoding import Encoder
+from flowprobe.export.encoding import Encoder, split_messages
 
 VERSION = 5
 ADDRESS_IPV4, ADDRESS_IPV6 = 1, 2
@@ -124,11 +124,9 @@ class SflowEncoder(Encoder):
                 break
             start += consumed[0]
             if n:
-                data = ffi.buffer(self._datagrams, self._ends[n - 1])[:]
-                ends, packed = ffi.unpack(self._ends, n), ffi.unpack(self._packed, n)
-                self.samples_encoded += sum(packed)
-                messages += zip(map(data.__getitem__, map(slice, [0] + ends[:-1], ends)),
-                                packed)
+                datagrams = split_messages(self._datagrams, self._ends, self._packed, n)
+                self.samples_encoded += sum(packed for _, packed in datagrams)
+                messages += datagrams
         return messages
 
     @property
