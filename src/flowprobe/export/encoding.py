@@ -22,7 +22,6 @@ class RecordPacker:
         self.record_length = sum(lib.fp_field_length(c) for c in codes)
         self._indices = {False: ffi.new("int[]", 1024), True: ffi.new("int[]", 1024)}
         self._buffer = ffi.new("uint8_t[]", 65536)
-        self._messages = ffi.new("uint8_t[]", 65536)
         self._ends, self._counts = ffi.new("int[]", 64), ffi.new("int[]", 64)
 
     def select(self, records, count, family, reverse_view=False, stride=1, offset=0):
@@ -38,17 +37,16 @@ class RecordPacker:
         is the next message's afterwards."""
         most = -(-selected // header.per_message)
         size = selected * self.record_length + most * MESSAGE_OVERHEAD
-        if size > len(self._messages):
-            self._messages = ffi.new("uint8_t[]", size)
+        out = uncleared("uint8_t[]", size)
         if most > len(self._ends):
             self._ends, self._counts = ffi.new("int[]", most), ffi.new("int[]", most)
         n = lib.fp_records_pack_messages(records, self._indices[reverse_view], selected,
                                          self.layout, len(self.layout), int(reverse_view),
-                                         uptime_base_ms, header, self._messages, size,
+                                         uptime_base_ms, header, out, size,
                                          self._ends, self._counts, most)
         if n < 0:
             raise EncodingError("data records do not fit the message buffer")
-        return split_messages(self._messages, self._ends, self._counts, n)
+        return split_messages(out, self._ends, self._counts, n)
 
     def pack(self, records, start, count, reverse_view=False, uptime_base_ms=0):
         """Data records for selected records start .. start + count, as bytes."""
@@ -60,11 +58,16 @@ class RecordPacker:
         return ffi.buffer(self._buffer, length)[:]
 
 
+# messages are written into a new buffer each time, read in place (no copy):
+# clearing it first would cost as much as copying it
+uncleared = ffi.new_allocator(should_clear_after_alloc=False)
+
+
 def split_messages(buffer, ends, counts, n):
     """[(message, records in it)] of n messages laid end to end in a C
-    buffer: one bytes copy, read through memoryview slices (a copy each
-    would cost more than sending it); valid after the buffer is reused."""
-    data = memoryview(ffi.buffer(buffer, ends[n - 1])[:])
+    buffer of their own (never reused: they may be queued), as memoryview
+    slices of it, which keep it alive."""
+    data = memoryview(ffi.buffer(buffer, ends[n - 1]))
     offsets = ffi.unpack(ends, n)
     return list(zip(map(data.__getitem__, map(slice, [0] + offsets[:-1], offsets)),
                     ffi.unpack(counts, n)))

@@ -17,7 +17,7 @@ import ipaddress
 import struct
 
 from flowprobe._cmeter_ffi import ffi, lib
-from flowprobe.export.encoding import Encoder, split_messages
+from flowprobe.export.encoding import Encoder, split_messages, uncleared
 
 VERSION = 5
 ADDRESS_IPV4, ADDRESS_IPV6 = 1, 2
@@ -52,7 +52,6 @@ class SflowEncoder(Encoder):
         self._sources = ffi.new("struct fp_sflow_source[]", MAX_SOURCES)
         self._sources_used = ffi.new("int *", 0)
         self._counts = (ffi.new("int *"), ffi.new("int *"))
-        self._datagrams = ffi.new("uint8_t[]", mtu * DATAGRAMS_PER_CALL)
         self._ends = ffi.new("int[]", DATAGRAMS_PER_CALL)
         self._packed = ffi.new("int[]", DATAGRAMS_PER_CALL)
         self._sequence = ffi.new("uint32_t *")
@@ -113,9 +112,10 @@ class SflowEncoder(Encoder):
         messages, start = [], 0
         while start < count:   # whole datagrams in C (cmeter/record_batch.c)
             sequence[0] = self.sequence
+            out = uncleared("uint8_t[]", self.mtu * DATAGRAMS_PER_CALL)
             n = lib.fp_sflow_pack_datagrams(samples + start, count - start, sources, used,
                                             MAX_SOURCES, head, len(head), sequence, uptime,
-                                            self.mtu, self._datagrams, DATAGRAMS_PER_CALL,
+                                            self.mtu, out, DATAGRAMS_PER_CALL,
                                             self._ends, self._packed, consumed, not_encodable)
             self.sequence = sequence[0]
             self.samples_not_encodable += not_encodable[0]
@@ -124,7 +124,7 @@ class SflowEncoder(Encoder):
                 break
             start += consumed[0]
             if n:
-                datagrams = split_messages(self._datagrams, self._ends, self._packed, n)
+                datagrams = split_messages(out, self._ends, self._packed, n)
                 self.samples_encoded += sum(packed for _, packed in datagrams)
                 messages += datagrams
         return messages
