@@ -19,7 +19,9 @@ over the records: the figure the design bounds (no per-record Python).
 Rows: records as JSON lines (formatted in C), IPFIX, IPFIX biflow (RFC
 5103), NetFlow v9, v5 to a loopback socket nobody reads (softflowd -v 10,
 -v 10 -b, -v 9, -v 5 alike), and sFlow at 1:1, where a record is a packet
-sample (softflowd has no sFlow).
+sample (softflowd has no sFlow); then the daemon's other sinks, fed as its
+loop feeds them: the history store (SQLite, in its writer thread) and the
+enrichment stage routing every record (bench/sink_instructions.py).
 
 A report: exit 0 whatever the figures, non-zero only when a tool fails.
 """
@@ -35,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mips_instructions  # noqa: E402
 from bench import SOFTFLOWD, generated_capture  # noqa: E402
-from callgrind_costs import ToolFailed, count, is_cffi_wrapper  # noqa: E402
+from callgrind_costs import ToolFailed, count, is_compiled_core  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 EXPORTED = re.compile(r"Flows exported: \d+ \((\d+) records\)")
@@ -49,18 +51,26 @@ EXPORTS = (
     ("NetFlow v9", ["--export", "netflow9://127.0.0.1:{port}"], ["-v", "9"]),
     ("NetFlow v5", ["--export", "netflow5://127.0.0.1:{port}"], ["-v", "5"]),
     ("sFlow 1:1", "sflow", None),
+    ("history", "history", None),
+    ("enrichment", "enrich", None),
 )
+SINKS = ("history", "enrich")   # the daemon's other sinks (bench/sink_instructions.py)
+RECORDS = re.compile(r"^records (\d+)$", re.M)
 
 
 def flowprobe_run(python, pcap, arguments, port, max_flows):
     """(instructions, of them in the C core, records)."""
+    if arguments in SINKS:
+        command = [python, BENCH_DIR / "sink_instructions.py", arguments, pcap]
+        total, core, stderr = count(command, is_compiled_core)
+        return total, core, int(RECORDS.search(stderr).group(1))
     if arguments == "sflow":
         command = [python, BENCH_DIR / "sflow_bench.py", "--agent", pcap, 1, port]
-        total, core, stderr = count(command, is_cffi_wrapper)
+        total, core, stderr = count(command, is_compiled_core)
         return total, core, int(SAMPLES.search(stderr).group(1))
     command = [python, "-m", "flowprobe", "read", pcap, "--max-flows", max_flows,
                *(a.format(port=port) for a in arguments)]
-    total, core, stderr = count(command, is_cffi_wrapper)
+    total, core, stderr = count(command, is_compiled_core)
     summary = next(json.loads(line) for line in reversed(stderr.splitlines())
                    if line.startswith("{"))
     return total, core, summary["counters"]["records_drained"]
