@@ -238,6 +238,10 @@ class _Transport:
         self._connecting = False
         self._retry_at = None
 
+    def connected(self) -> bool:
+        """stats()["connected"], without the rest of stats()."""
+        return self._sock is not None and not self._connecting
+
     def stats(self) -> dict:
         return {
             "messages_sent": self.messages_sent,
