@@ -1,44 +1,102 @@
 #!/usr/bin/env python3
 """Instructions, not seconds: flowprobe and softflowd on the same captures,
 counted by valgrind's callgrind (deterministic: the machine's noise does not
-move it).
+move it), per packet and per record, for each export protocol; and the C
+core's instructions per packet on the routers' CPU (big-endian MIPS under
+qemu-user) beside x86-64's.
 
-    python3 bench/instructions_bench.py [--packets N] [--flows M]
+    python3 bench/instructions_bench.py [--packets N] [--flows M] [--skip-mips]
 
 Each tool reads two captures from one generator (the small one has a tenth
 of the packets, the same flows alive at once).  The difference of the two
-counts over the difference in packets is the cost of a packet in steady
-state, its share of the records included; start-up (the small run minus
-that share) is printed apart.  flowprobe writes its records as JSON lines
-(formatted in C), softflowd exports NetFlow v9 to a socket nobody reads.
+counts over the difference in packets (in records) is the cost of a packet
+(of a record) in steady state; start-up cancels out.  Per packet counts
+everything, the records' share included; per record counts everything too,
+over the records instead.  For flowprobe, Python's part of a record is
+what did not run inside the C core (cffi's wrappers and what they call)
+over the records: the figure the design bounds (no per-record Python).
+
+Rows: records as JSON lines (formatted in C), IPFIX, IPFIX biflow (RFC
+5103), NetFlow v9, v5 to a loopback socket nobody reads (softflowd -v 10,
+-v 10 -b, -v 9, -v 5 alike), and sFlow at 1:1, where a record is a packet
+sample (softflowd has no sFlow); then the daemon's other sinks, fed as its
+loop feeds them: the history store (SQLite, in its writer thread) and the
+enrichment stage routing every record (bench/sink_instructions.py).
+
 A report: exit 0 whatever the figures, non-zero only when a tool fails.
 """
 
 import argparse
+import json
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import SOFTFLOWD, flowprobe_command, generated_capture, softflowd_command  # noqa: E402
+import mips_instructions  # noqa: E402
+from bench import SOFTFLOWD, generated_capture  # noqa: E402
+from callgrind_costs import ToolFailed, count, is_compiled_core  # noqa: E402
 
-COLLECTED = re.compile(r"Collected : (\d+)")
+BENCH_DIR = Path(__file__).resolve().parent
+EXPORTED = re.compile(r"Flows exported: \d+ \((\d+) records\)")
+SAMPLES = re.compile(r"samples (\d+) records")
+
+# (row, flowprobe's read arguments, or "sflow"; softflowd's export arguments)
+EXPORTS = (
+    ("JSON lines", ["--json"], None),
+    ("IPFIX", ["--export", "ipfix://127.0.0.1:{port}"], ["-v", "10"]),
+    ("IPFIX biflow", ["--export", "ipfix://127.0.0.1:{port}?biflow=1"], ["-v", "10", "-b"]),
+    ("NetFlow v9", ["--export", "netflow9://127.0.0.1:{port}"], ["-v", "9"]),
+    ("NetFlow v5", ["--export", "netflow5://127.0.0.1:{port}"], ["-v", "5"]),
+    ("sFlow 1:1", "sflow", None),
+    ("history", "history", None),
+    ("enrichment", "enrich", None),
+)
+SINKS = ("history", "enrich")   # the daemon's other sinks (bench/sink_instructions.py)
+RECORDS = re.compile(r"^records (\d+)$", re.M)
 
 
-def instructions(command):
-    """Instructions the command executed (callgrind's total)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        done = subprocess.run(["valgrind", "--tool=callgrind",
-                               f"--callgrind-out-file={scratch}/out", *command],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    found = COLLECTED.search(done.stderr)
-    if done.returncode != 0 or not found:
-        raise SystemExit(f"{command[0]} failed under callgrind:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+def flowprobe_run(python, pcap, arguments, port, max_flows):
+    """(instructions, of them in the C core, records)."""
+    if arguments in SINKS:
+        command = [python, BENCH_DIR / "sink_instructions.py", arguments, pcap]
+        total, core, stderr = count(command, is_compiled_core)
+        return total, core, int(RECORDS.search(stderr).group(1))
+    if arguments == "sflow":
+        command = [python, BENCH_DIR / "sflow_bench.py", "--agent", pcap, 1, port]
+        total, core, stderr = count(command, is_compiled_core)
+        return total, core, int(SAMPLES.search(stderr).group(1))
+    command = [python, "-m", "flowprobe", "read", pcap, "--max-flows", max_flows,
+               *(a.format(port=port) for a in arguments)]
+    total, core, stderr = count(command, is_compiled_core)
+    summary = next(json.loads(line) for line in reversed(stderr.splitlines())
+                   if line.startswith("{"))
+    return total, core, summary["counters"]["records_drained"]
+
+
+def softflowd_run(pcap, arguments, port, max_flows):
+    """(instructions, records exported)."""
+    command = [SOFTFLOWD, "-r", pcap, "-d", *arguments, "-m", max_flows,
+               "-n", f"127.0.0.1:{port}", "-c", "none"]
+    total, _, stderr = count(command, keep_stdout=True)
+    found = EXPORTED.search(stderr)
+    if not found:
+        raise ToolFailed(f"softflowd printed no export statistics:\n{stderr[-2000:]}")
+    return total, int(found.group(1))
+
+
+def per_unit(small, big):
+    """(per packet, per record, Python per record) from two runs'
+    (packets, instructions, instructions in C, records)."""
+    packets, total, core, records = (b - s for s, b in zip(small, big))
+    return (total / packets, total / records if records else float("nan"),
+            (total - core) / records if records else float("nan"))
+
+
+def ratio(ours, theirs):
+    return f"{ours / theirs:5.2f}x" if theirs and theirs == theirs else "    -"
 
 
 def main(argv=None):
@@ -46,32 +104,47 @@ def main(argv=None):
     parser.add_argument("--packets", type=int, default=200_000)
     parser.add_argument("--flows", type=int, default=2000)
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--skip-mips", action="store_true",
+                        help="without the MIPS cross build under qemu-user")
     args = parser.parse_args(argv)
     if not shutil.which("valgrind"):
         print("instructions: valgrind not found (apt-get install valgrind): skipped")
         return 0
     small_packets = args.packets // 10
     captures = {n: generated_capture(n, args.flows)[0] for n in (small_packets, args.packets)}
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # bound, never read
     sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
     max_flows = 65536
-    tools = {"flowprobe": lambda pcap: flowprobe_command(args.python, pcap, max_flows)}
-    if Path(SOFTFLOWD).exists():
-        tools["softflowd"] = lambda pcap: softflowd_command(pcap, sink.getsockname()[1],
-                                                            max_flows)
-    per_packet = {}
+    has_softflowd = Path(SOFTFLOWD).exists()
     print(f"instructions (callgrind), captures of {small_packets} and {args.packets} packets, "
-          f"{args.flows} flows alive:")
-    for tool, command in tools.items():
-        counts = {n: instructions(command(pcap)) for n, pcap in captures.items()}
-        per_packet[tool] = (counts[args.packets] - counts[small_packets]) / \
-            (args.packets - small_packets)
-        start_up = counts[small_packets] - per_packet[tool] * small_packets
-        print(f"  {tool:<10} {per_packet[tool]:8.0f} per packet, start-up {start_up / 1e6:6.1f} M")
-    if "softflowd" in per_packet:
-        print(f"  flowprobe / softflowd: {per_packet['flowprobe'] / per_packet['softflowd']:.2f}x "
-              "instructions per packet")
-    sink.close()
+          f"{args.flows} flows alive; differences between the two (start-up cancels out):")
+    print(f"  {'':<13} {'flowprobe':>28}   {'softflowd':>18}   {'flowprobe/softflowd':>20}")
+    print(f"  {'records as':<13} {'/packet':>8} {'/record':>8} {'Python/rec':>10}   "
+          f"{'/packet':>8} {'/record':>8}   {'/packet':>9} {'/record':>9}")
+    try:
+        for row, ours, theirs in EXPORTS:
+            runs = {n: flowprobe_run(args.python, pcap, ours, port, max_flows)
+                    for n, pcap in captures.items()}
+            mine = per_unit(*((n, *runs[n]) for n in sorted(runs)))
+            line = f"  {row:<13} {mine[0]:8.0f} {mine[1]:8.0f} {mine[2]:10.0f}   "
+            if theirs is not None and has_softflowd:
+                runs = {n: softflowd_run(pcap, theirs, port, max_flows)
+                        for n, pcap in captures.items()}
+                other = per_unit(*((n, runs[n][0], 0, runs[n][1]) for n in sorted(runs)))
+                line += (f"{other[0]:8.0f} {other[1]:8.0f}   {ratio(mine[0], other[0]):>9} "
+                         f"{ratio(mine[1], other[1]):>9}")
+            else:
+                line += f"{'-':>8} {'-':>8}   {'-':>9} {'-':>9}"
+            print(line, flush=True)
+    except ToolFailed as e:
+        print(f"instructions: {e}", file=sys.stderr)
+        return 1
+    finally:
+        sink.close()
+    print("  (Python/rec: flowprobe's instructions outside the C core, per record drained)")
+    if not args.skip_mips:
+        mips_instructions.report(args.python, args.flows)
     return 0
 
 

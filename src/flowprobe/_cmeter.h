@@ -599,6 +599,45 @@ int fp_sflow_pack_flow_samples(const struct fp_packet_sample *samples, int count
 			       struct fp_sflow_source *sources, int *used, int max,
 			       uint8_t *out, int size, int *consumed, int *packed);
 
+/* Whole export messages from a batch (cmeter/record_batch.c): the records
+ * records[indices[0..count)], per_message at most to a message, packed as
+ * fp_records_pack packs them and framed by the protocol's message header
+ * and set header (v9: padded to 32 bits), one message after another in
+ * out.  Returns how many messages (ends[i]: where message i ends in out,
+ * counts[i]: its records; header->sequence is then the next message's),
+ * or -1 when out or max_messages is too small or the layout is bad. */
+enum { FP_MESSAGE_NETFLOW5 = 5, FP_MESSAGE_NETFLOW9 = 9, FP_MESSAGE_IPFIX = 10 };
+struct fp_message_header {
+	uint16_t version;          /* FP_MESSAGE_* */
+	uint16_t set_id;           /* the template's (IPFIX, v9) */
+	uint32_t export_secs;      /* IPFIX export time; v9, v5 unix_secs */
+	uint32_t uptime_ms;        /* v9, v5 sysUptime */
+	uint32_t domain;           /* IPFIX observation domain, v9 source id, v5 engine id */
+	uint32_t sequence;         /* IPFIX, v5: records before; v9: packets before */
+	uint16_t sampling;         /* v5's sampling field */
+	int per_message;           /* records at most in a message */
+};
+int fp_records_pack_messages(const struct fp_record *records, const int *indices, int count,
+			     const uint8_t *layout, int layout_length, int reverse_view,
+			     uint64_t uptime_base_ms, struct fp_message_header *header,
+			     uint8_t *out, int size, int *ends, int *counts, int max_messages);
+/* How many of records[indices[0..count)] have packets or octets (of the
+ * reverse direction, with reverse_view) beyond 32 bits (NetFlow v5). */
+int fp_records_over_32_bits(const struct fp_record *records, const int *indices, int count,
+			    int reverse_view);
+
+/* sFlow datagrams of flow samples (cmeter/record_batch.c), packed as
+ * fp_sflow_pack_flow_samples packs them, each after head (version, agent
+ * address, sub-agent id) and the datagram's sequence number (*sequence,
+ * advanced), uptime and sample count; max_datagrams of mtu bytes at most in
+ * out.  Returns how many datagrams (ends[i], counts[i] as above); *consumed:
+ * samples dealt with, *not_encodable: of them, those sFlow cannot carry. */
+int fp_sflow_pack_datagrams(const struct fp_packet_sample *samples, int count,
+			    struct fp_sflow_source *sources, int *used, int max,
+			    const uint8_t *head, int head_length, uint32_t *sequence,
+			    uint32_t uptime_ms, int mtu, uint8_t *out, int max_datagrams,
+			    int *ends, int *counts, int *consumed, int *not_encodable);
+
 /* cffi-end */
 
 #endif

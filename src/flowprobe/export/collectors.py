@@ -7,8 +7,10 @@ split the group's records round-robin.
 """
 
 import itertools
+import math
 import os
 import re
+import select
 import selectors
 import time
 
@@ -126,9 +128,8 @@ class Collector:
             self._send(self.encoder.interface_messages(now_ms, self.interfaces_sent))
 
     def _send(self, messages):
-        for message, records in messages:
-            self.records_offered += records
-            self.transport.send(message, records)
+        self.records_offered += sum(records for _, records in messages)
+        self.transport.send_all(messages)
 
     def start(self, now_ms):
         self.now_ms = now_ms
@@ -150,7 +151,7 @@ class Collector:
         self.now_ms = now_ms
         if self.profile.transport == "udp" and self.encoder.templates_due(now_ms):
             self._send(self._templates(now_ms))
-        if self.transport.stats()["connected"]:
+        if self.transport.connected():
             self._send_names(now_ms)
         interval_ms = self.profile.stats_interval * 1000
         if interval_ms and now_ms - (self.last_stats_ms or 0) >= interval_ms:
@@ -234,20 +235,34 @@ def pump(collectors, timeout_s):
     back; waits up to timeout_s, only while something is still queued (at
     a stop: the loop has ended).  Never longer."""
     deadline = time.monotonic() + timeout_s
-    with selectors.DefaultSelector() as selector:
-        while True:
-            ready_now = watched(collectors)
-            for fd, events, on_event in ready_now:
-                selector.register(fd, events, on_event)
-            wait = min(deadline - time.monotonic(), 0.1) if busy(collectors) else 0
-            for key, ready in selector.select(max(wait, 0)):
-                key.data(ready)
-            for fd, _, _ in ready_now:
-                selector.unregister(fd)
-            for collector in collectors:
-                collector.transport.tick(time.monotonic())
-            if not busy(collectors) or time.monotonic() >= deadline:
-                return
+    while True:
+        ready_now = watched(collectors)
+        wait = min(deadline - time.monotonic(), 0.1) if busy(collectors) else 0
+        for on_event, ready in _poll(ready_now, wait):
+            on_event(ready)
+        for collector in collectors:
+            collector.transport.tick(time.monotonic())
+        if not busy(collectors) or time.monotonic() >= deadline:
+            return
+
+
+def _poll(ready_now, wait):
+    """[(callback, selectors events)] of the (fd, events, callback) ready
+    within wait seconds: one poll(2), read as selectors.PollSelector reads
+    it, without a selector's objects (pump runs at every tick of the loop)."""
+    poller = select.poll()
+    callbacks = {}
+    for fd, events, on_event in ready_now:
+        poller.register(fd, (select.POLLIN if events & selectors.EVENT_READ else 0)
+                        | (select.POLLOUT if events & selectors.EVENT_WRITE else 0))
+        callbacks[fd] = (on_event, events)
+    ready = []
+    for fd, event in poller.poll(math.ceil(wait * 1000) if wait > 0 else 0):
+        on_event, events = callbacks[fd]
+        found = (selectors.EVENT_WRITE if event & ~select.POLLIN else 0) \
+            | (selectors.EVENT_READ if event & ~select.POLLOUT else 0)
+        ready.append((on_event, found & events))
+    return ready
 
 
 class Exporter:

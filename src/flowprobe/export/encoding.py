@@ -7,6 +7,7 @@ from flowprobe.export.fields import family_elements, layer2_elements
 FIRST_TEMPLATE_ID = 256  # lower ids are set ids
 # IPv4 256, IPv6 257, options 258-260 (ipfix.py, netflow9.py); layer-2 flows
 LAYER2_TEMPLATE_ID = FIRST_TEMPLATE_ID + 5
+MESSAGE_OVERHEAD = 20 + 4 + 3   # the most a message adds to its records (v9: padding)
 
 
 class EncodingError(ValueError):
@@ -23,6 +24,7 @@ class RecordPacker:
         self.record_length = sum(lib.fp_field_length(c) for c in codes)
         self._indices = {False: ffi.new("int[]", 1024), True: ffi.new("int[]", 1024)}
         self._buffer = ffi.new("uint8_t[]", 65536)
+        self._ends, self._counts = ffi.new("int[]", 64), ffi.new("int[]", 64)
 
     def select(self, records, count, family, reverse_view=False, stride=1, offset=0):
         """How many records of the batch go out in this direction."""
@@ -30,6 +32,23 @@ class RecordPacker:
             self._indices[reverse_view] = ffi.new("int[]", count)
         return lib.fp_records_select(records, count, family, int(reverse_view), stride, offset,
                                      self._indices[reverse_view])
+
+    def messages(self, records, selected, header, reverse_view=False, uptime_base_ms=0):
+        """[(message bytes, data records in it)] for the selected records,
+        framed in C as header (struct fp_message_header) says; its sequence
+        is the next message's afterwards."""
+        most = -(-selected // header.per_message)
+        size = selected * self.record_length + most * MESSAGE_OVERHEAD
+        out = uncleared("uint8_t[]", size)
+        if most > len(self._ends):
+            self._ends, self._counts = ffi.new("int[]", most), ffi.new("int[]", most)
+        n = lib.fp_records_pack_messages(records, self._indices[reverse_view], selected,
+                                         self.layout, len(self.layout), int(reverse_view),
+                                         uptime_base_ms, header, out, size,
+                                         self._ends, self._counts, most)
+        if n < 0:
+            raise EncodingError("data records do not fit the message buffer")
+        return split_messages(out, self._ends, self._counts, n)
 
     def pack(self, records, start, count, reverse_view=False, uptime_base_ms=0):
         """Data records for selected records start .. start + count, as bytes."""
@@ -39,6 +58,21 @@ class RecordPacker:
         if length < 0:
             raise EncodingError("data records do not fit the packing buffer")
         return ffi.buffer(self._buffer, length)[:]
+
+
+# messages are written into a new buffer each time, read in place (no copy):
+# clearing it first would cost as much as copying it
+uncleared = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+def split_messages(buffer, ends, counts, n):
+    """[(message, records in it)] of n messages laid end to end in a C
+    buffer of their own (never reused: they may be queued), as memoryview
+    slices of it, which keep it alive."""
+    data = memoryview(ffi.buffer(buffer, ends[n - 1]))
+    offsets = ffi.unpack(ends, n)
+    return list(zip(map(data.__getitem__, map(slice, [0] + offsets[:-1], offsets)),
+                    ffi.unpack(counts, n)))
 
 
 def uptime_zero(boot_ms):

@@ -7,6 +7,7 @@ biflow profile the records carry RFC 5103 reverse elements.
 
 import struct
 
+from flowprobe._cmeter_ffi import ffi
 from flowprobe.export.encoding import (
     FIRST_TEMPLATE_ID,
     Encoder,
@@ -58,6 +59,9 @@ class IpfixEncoder(Encoder):
         self.stats_template_id = FIRST_TEMPLATE_ID + 2
         self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
         self.sampling_template_id = FIRST_TEMPLATE_ID + 4
+        self._header = ffi.new("struct fp_message_header *", {
+            "version": VERSION, "domain": observation_domain})
+        self._templates_body = (None, b"")   # (sampling interval, the sets)
 
     def reset(self):
         self.schedule.reset()
@@ -105,8 +109,10 @@ class IpfixEncoder(Encoder):
         """[(message, data_records)] carrying every template. Sent ahead of
         records_queued records encoded earlier, it carries their sequence."""
         sequence = (self.sequence - records_queued) & 0xFFFFFFFF
-        message = self._message(now_ms, self._template_set() + self._options_template_set(),
-                                sequence=sequence)
+        if self._templates_body[0] != self.sampling_interval:   # made once, sent often
+            self._templates_body = (self.sampling_interval,
+                                    self._template_set() + self._options_template_set())
+        message = self._message(now_ms, self._templates_body[1], sequence=sequence)
         self.schedule.sent(now_ms)
         return [message]
 
@@ -117,14 +123,19 @@ class IpfixEncoder(Encoder):
         records offset, offset + stride, ... of it), templates first when due."""
         messages = self.template_messages(now_ms) if self.templates_due(now_ms) else []
         self.count_without_template(self.templates, records, count, meter_biflow, stride, offset)
+        header = self._header
+        header.export_secs = now_ms // 1000
         for family, (template_id, _, packer) in self.templates.items():
-            per_message = (self.mtu - HEADER.size - SET_HEADER.size) // packer.record_length
+            header.set_id = template_id
+            header.per_message = (self.mtu - HEADER.size - SET_HEADER.size) // packer.record_length
             for reverse in views(meter_biflow, self.biflow):
                 selected = packer.select(records, count, family, reverse, stride, offset)
-                for start in range(0, selected, per_message):
-                    n = min(per_message, selected - start)
-                    data = packer.pack(records, start, n, reverse)
-                    messages.append(self._message(now_ms, _set(template_id, data), n))
+                if selected:   # framed in C (cmeter/record_batch.c)
+                    header.sequence = self.sequence
+                    framed = packer.messages(records, selected, header, reverse)
+                    self.sequence = header.sequence
+                    self.schedule.counted(len(framed))
+                    messages += framed
         return messages
 
     # ---- options ----

@@ -54,6 +54,8 @@ class Netflow5Encoder(Encoder):
         self.per_message = min(MAX_RECORDS, (mtu - HEADER.size) // 48)
         self.packer = RecordPacker(LAYOUT)
         self.records_not_exportable = 0  # IPv6 and layer-2 flows
+        self._header = ffi.new("struct fp_message_header *", {
+            "version": VERSION, "domain": self.engine_id, "per_message": self.per_message})
 
     def _datagram(self, now_ms, data, count):
         # unix_nsecs 0: collectors that ignore it (pmacct) are exact too
@@ -77,16 +79,21 @@ class Netflow5Encoder(Encoder):
                                                                   reverse, stride, offset)
             selected = self.packer.select(records, count, 4, reverse, stride, offset)
             source, selected = self._within_32_bits(records, selected, reverse)
-            for start in range(0, selected, self.per_message):
-                n = min(self.per_message, selected - start)
-                data = self.packer.pack(source, start, n, reverse, uptime_zero(self.boot_ms))
-                messages.append(self._datagram(now_ms, data, n))
+            if selected:   # framed in C (cmeter/record_batch.c)
+                header = self._header
+                header.export_secs, header.uptime_ms = header_clock(now_ms, self.boot_ms)
+                header.sequence, header.sampling = self.flow_sequence, self._sampling_field()
+                messages += self.packer.messages(source, selected, header, reverse,
+                                                 uptime_zero(self.boot_ms))
+                self.flow_sequence = header.sequence
         return messages
 
     def _within_32_bits(self, records, selected, reverse):
         """The selection, with records too big for 32-bit counters split;
         returns the records to pack from and how many are selected."""
         indices = self.packer._indices[reverse]
+        if not lib.fp_records_over_32_bits(records, indices, selected, int(reverse)):
+            return records, selected
         chosen = [records[indices[i]] for i in range(selected)]
         if all(max(r.reverse_packets, r.reverse_octets) <= COUNTER_LIMIT if reverse
                else max(r.packets, r.octets) <= COUNTER_LIMIT for r in chosen):

@@ -9,6 +9,7 @@ records.
 
 import struct
 
+from flowprobe._cmeter_ffi import ffi
 from flowprobe.export.encoding import (
     FIRST_TEMPLATE_ID,
     Encoder,
@@ -55,6 +56,9 @@ class Netflow9Encoder(Encoder):
         self.stats_template_id = FIRST_TEMPLATE_ID + 2
         self.interfaces_template_id = FIRST_TEMPLATE_ID + 3
         self.sampling_template_id = FIRST_TEMPLATE_ID + 4
+        self._header = ffi.new("struct fp_message_header *", {
+            "version": VERSION, "domain": source_id})
+        self._templates_body = (None, b"", 0)   # (sampling interval, flowsets, count)
 
     def reset(self):
         self.schedule.reset()
@@ -75,6 +79,14 @@ class Netflow9Encoder(Encoder):
 
     def template_messages(self, now_ms, records_queued=0):
         # v9 sequence numbers count packets: queued ones keep theirs
+        if self._templates_body[0] != self.sampling_interval:   # made once, sent often
+            self._templates_body = (self.sampling_interval, *self._templates_flowsets())
+        message = self._packet(now_ms, *self._templates_body[1:])
+        self.schedule.sent(now_ms)
+        return [message]
+
+    def _templates_flowsets(self):
+        """(the template and options template flowsets, how many templates)."""
         body, count = b"", 0
         for template_id, elements, _ in self.templates.values():
             body += struct.pack("!HH", template_id, len(elements))
@@ -92,22 +104,25 @@ class Netflow9Encoder(Encoder):
                 "!HHHHHHH", self.sampling_template_id, 4, 4, SCOPE_SYSTEM, 4, SAMPLING_INTERVAL,
                 4)) + options
             count += 1
-        message = self._packet(now_ms, templates + options, count + 2)
-        self.schedule.sent(now_ms)
-        return [message]
+        return templates + options, count + 2
 
     def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
         messages = self.template_messages(now_ms) if self.templates_due(now_ms) else []
         self.count_without_template(self.templates, records, count, meter_biflow, stride, offset)
+        header = self._header
+        header.export_secs, header.uptime_ms = header_clock(now_ms, self.boot_ms)
         for family, (template_id, _, packer) in self.templates.items():
             room = self.mtu - HEADER.size - FLOWSET_HEADER.size - 3  # padding
-            per_message = room // packer.record_length
+            header.set_id, header.per_message = template_id, room // packer.record_length
             for reverse in views(meter_biflow, False):
                 selected = packer.select(records, count, family, reverse, stride, offset)
-                for start in range(0, selected, per_message):
-                    n = min(per_message, selected - start)
-                    data = packer.pack(records, start, n, reverse, uptime_zero(self.boot_ms))
-                    messages.append(self._packet(now_ms, _flowset(template_id, data), n, n))
+                if selected:   # framed in C (cmeter/record_batch.c)
+                    header.sequence = self.sequence
+                    framed = packer.messages(records, selected, header, reverse,
+                                             uptime_zero(self.boot_ms))
+                    self.sequence = header.sequence
+                    self.schedule.counted(len(framed))
+                    messages += framed
         return messages
 
     def stats_message(self, now_ms, stats):

@@ -17,7 +17,7 @@ import ipaddress
 import struct
 
 from flowprobe._cmeter_ffi import ffi, lib
-from flowprobe.export.encoding import Encoder
+from flowprobe.export.encoding import Encoder, split_messages, uncleared
 
 VERSION = 5
 ADDRESS_IPV4, ADDRESS_IPV6 = 1, 2
@@ -25,6 +25,7 @@ COUNTER_SAMPLE = 2                                  # enterprise 0 (flow samples
 GENERIC_INTERFACE_COUNTERS = 1                      # counter record
 UNKNOWN32 = 0xFFFFFFFF     # a counter the kernel does not keep (the spec's "unknown")
 MAX_SOURCES = 256          # data sources (interfaces) with a flow sample sequence
+DATAGRAMS_PER_CALL = 64    # datagrams packed in one call to C
 
 DATAGRAM_HEAD = struct.Struct("!II")                # version, address type
 DATAGRAM_TAIL = struct.Struct("!IIII")              # sub-agent, sequence, uptime, samples
@@ -51,7 +52,9 @@ class SflowEncoder(Encoder):
         self._sources = ffi.new("struct fp_sflow_source[]", MAX_SOURCES)
         self._sources_used = ffi.new("int *", 0)
         self._counts = (ffi.new("int *"), ffi.new("int *"))
-        self._buffer = ffi.new("uint8_t[]", mtu)
+        self._ends = ffi.new("int[]", DATAGRAMS_PER_CALL)
+        self._packed = ffi.new("int[]", DATAGRAMS_PER_CALL)
+        self._sequence = ffi.new("uint32_t *")
 
     def encode(self, records, count, now_ms, meter_biflow=False, stride=1, offset=0):
         return []   # flow records are for IPFIX and NetFlow collectors
@@ -101,18 +104,29 @@ class SflowEncoder(Encoder):
         sources, used = self._sources, self._sources_used
         for i in range(used[0]):
             sources[i].drops = (drops or {}).get(sources[i].ifindex, 0) & 0xFFFFFFFF
-        messages, start, room = [], 0, self._room()
-        consumed, packed = self._counts
-        while start < count:
-            length = lib.fp_sflow_pack_flow_samples(samples + start, count - start, sources, used,
-                                                    MAX_SOURCES, self._buffer, room, consumed,
-                                                    packed)
+        kind, packed_address = self._address()
+        head = DATAGRAM_HEAD.pack(VERSION, kind) + packed_address + struct.pack(
+            "!I", self.sub_agent_id)
+        uptime = (now_ms - self.agent_boot_ms) & 0xFFFFFFFF
+        sequence, consumed, not_encodable = self._sequence, *self._counts
+        messages, start = [], 0
+        while start < count:   # whole datagrams in C (cmeter/record_batch.c)
+            sequence[0] = self.sequence
+            out = uncleared("uint8_t[]", self.mtu * DATAGRAMS_PER_CALL)
+            n = lib.fp_sflow_pack_datagrams(samples + start, count - start, sources, used,
+                                            MAX_SOURCES, head, len(head), sequence, uptime,
+                                            self.mtu, out, DATAGRAMS_PER_CALL,
+                                            self._ends, self._packed, consumed, not_encodable)
+            self.sequence = sequence[0]
+            self.samples_not_encodable += not_encodable[0]
+            if consumed[0] == 0:   # the mtu cannot hold one sample (the profile's check)
+                self.samples_not_encodable += count - start
+                break
             start += consumed[0]
-            self.samples_not_encodable += consumed[0] - packed[0]
-            if packed[0]:
-                self.samples_encoded += packed[0]
-                messages.append((self._datagram(now_ms, [ffi.buffer(self._buffer, length)[:]],
-                                                packed[0]), packed[0]))
+            if n:
+                datagrams = split_messages(out, self._ends, self._packed, n)
+                self.samples_encoded += sum(packed for _, packed in datagrams)
+                messages += datagrams
         return messages
 
     @property

@@ -207,6 +207,11 @@ class _Transport:
             self._flush()
         return True
 
+    def send_all(self, messages) -> None:
+        """send() for each (message, records) of a list, in order."""
+        for message, records in messages:
+            self.send(message, records)
+
     def wants_write(self) -> bool:
         return self._connecting or (bool(self._queue) and self._can_write())
 
@@ -232,6 +237,10 @@ class _Transport:
         self._closed = True
         self._connecting = False
         self._retry_at = None
+
+    def connected(self) -> bool:
+        """stats()["connected"], without the rest of stats()."""
+        return self._sock is not None and not self._connecting
 
     def stats(self) -> dict:
         return {
@@ -538,34 +547,74 @@ class UdpTransport(_Transport):
         self._down = self._probing = False
         self._schedule_retry(self._clock())
 
+    def send_all(self, messages) -> None:
+        """send() for each (message, records) of a list, in order.  While
+        nothing waits, the datagrams go straight into the socket, counted
+        once for the list: a batch's messages cost a send() call each, no
+        queue.  The first the socket does not take, and those after it, go
+        send()'s way, its error dealt with as _flush() deals with it."""
+        if self._queue or not self._can_write() or (self.spool is not None and len(self.spool)):
+            super().send_all(messages)
+            return
+        send, done, records_sent, octets = self._sock.send, 0, 0, 0
+        failed = None
+        for message, records in messages:
+            try:
+                send(message, _SEND_FLAGS)
+            except OSError as e:
+                failed = e
+                break
+            done += 1
+            records_sent += records
+            octets += len(message)
+        if done:
+            self.messages_sent += done
+            self.records_sent += records_sent
+            self.octets_sent += octets
+            self._last_sent = _Message(*messages[done - 1])   # the one an ICMP error names
+        if failed is None:
+            return
+        self._queue.append(_Message(bytes(messages[done][0]), messages[done][1]))
+        if self._send_failed(failed, self._queue[0]):
+            self._flush()
+        for message, records in messages[done + 1:]:
+            self.send(message, records)
+
     def _flush(self):
         while self._queue or self._refill():
             message = self._queue[0]
             try:
                 self._sock.send(message.data, _SEND_FLAGS)
-            except BlockingIOError:
-                return
             except OSError as e:
-                if e.errno in UNREACHABLE:
-                    self._unreachable(e.errno)   # an earlier datagram's error; this one waits
-                    return
-                if e.errno == errno.ENOBUFS:
-                    self._paused = True
-                    self._retry_at = self._clock() + NOBUFS_PAUSE_SECONDS
-                    return
-                if e.errno == errno.EMSGSIZE:
-                    self._queue.popleft()
-                    self._drop(message)
-                    self._error(f"message of {len(message.data)} octets too large "
-                                f"for a datagram to {self.endpoint}")
+                if self._send_failed(e, message):
                     continue
-                self._failed(e.errno)
                 return
             self._queue.popleft()
             if message.template:
                 self._templates -= 1
             self._count_sent(message)
             self._last_sent = message
+
+    def _send_failed(self, e, message):
+        """The socket did not take the queue's head (message): True when it
+        was dropped and the next may go, False when the rest waits."""
+        if isinstance(e, BlockingIOError):
+            return False
+        if e.errno in UNREACHABLE:
+            self._unreachable(e.errno)   # an earlier datagram's error; this one waits
+            return False
+        if e.errno == errno.ENOBUFS:
+            self._paused = True
+            self._retry_at = self._clock() + NOBUFS_PAUSE_SECONDS
+            return False
+        if e.errno == errno.EMSGSIZE:
+            self._queue.popleft()
+            self._drop(message)
+            self._error(f"message of {len(message.data)} octets too large "
+                        f"for a datagram to {self.endpoint}")
+            return True
+        self._failed(e.errno)
+        return False
 
 
 class TcpTransport(_Transport):
