@@ -47,40 +47,91 @@ static uint64_t connection_key(const struct tcp_end_table *t, const struct packe
 	return hash_mix(h ^ rest ^ p->segment_id ^ t->seed[1]) | 1;  /* never 0, the free mark */
 }
 
+#define NONE UINT32_MAX
+
 static struct tcp_end_state *find(struct tcp_end_table *t, uint64_t key)
 {
-	uint32_t i = (uint32_t)key & t->mask;
+	uint32_t i;
 
-	if (t->states[i].key == key)
-		return &t->states[i];
-	if (t->states[i ^ 1].key == key)
-		return &t->states[i ^ 1];
+	for (i = t->buckets[key & t->mask]; i != NONE; i = t->states[i].chain)
+		if (t->states[i].key == key)
+			return &t->states[i];
 	return NULL;
 }
 
-static inline int is_spent(const struct tcp_end_state *s, uint64_t now_ms)
+static void unlink_age(struct tcp_end_table *t, uint32_t i)
 {
-	return !s->key || (s->ended_until_ms && s->ended_until_ms <= now_ms);
+	struct tcp_end_state *s = &t->states[i];
+
+	if (s->newer != NONE)
+		t->states[s->newer].older = s->older;
+	else
+		t->newest = s->older;
+	if (s->older != NONE)
+		t->states[s->older].newer = s->newer;
+	else
+		t->stalest = s->newer;
 }
 
-/* Of the key's two places: a free one, else a tombstone past its time,
- * else the stalest (a closing connection displaced falls back to the grace). */
+/* the state saw a closing segment now: it becomes the newest */
+static void touch(struct tcp_end_table *t, struct tcp_end_state *s, uint64_t now_ms)
+{
+	uint32_t i = (uint32_t)(s - t->states);
+
+	s->seen_ms = now_ms;
+	if (t->newest == i)
+		return;
+	unlink_age(t, i);
+	s->newer = NONE;
+	s->older = t->newest;
+	if (t->newest != NONE)
+		t->states[t->newest].newer = i;
+	t->newest = i;
+	if (t->stalest == NONE)
+		t->stalest = i;
+}
+
+static void unchain(struct tcp_end_table *t, uint32_t i)
+{
+	uint32_t *link = &t->buckets[t->states[i].key & t->mask];
+
+	while (*link != i)
+		link = &t->states[*link].chain;
+	*link = t->states[i].chain;
+}
+
+/* A free state, else the stalest: a tombstone, or a closing connection
+ * quiet for longer than every other (displaced: the grace ends it). */
 static struct tcp_end_state *insert(struct tcp_end_table *t, uint64_t key, uint64_t now_ms)
 {
-	uint32_t i = (uint32_t)key & t->mask;
-	struct tcp_end_state *a = &t->states[i], *b = &t->states[i ^ 1], *s;
+	uint32_t i = t->free_head;
+	struct tcp_end_state *s;
 
-	if (is_spent(a, now_ms))
-		s = a;
-	else if (is_spent(b, now_ms))
-		s = b;
-	else
-		s = a->seen_ms <= b->seen_ms ? a : b;
-	if (s->key && !s->ended_until_ms)
-		t->displaced++;
+	if (i != NONE) {
+		t->free_head = t->states[i].chain;
+	} else {
+		i = t->stalest;
+		s = &t->states[i];
+		if (!s->ended_until_ms)   /* still closing */
+			t->displaced++;
+		unchain(t, i);
+		unlink_age(t, i);
+	}
+	s = &t->states[i];
 	memset(s, 0, sizeof(*s));
 	memset(s->views, 0xff, sizeof(s->views));
 	s->key = key;
+	s->chain = t->buckets[key & t->mask];
+	t->buckets[key & t->mask] = i;
+	s->newer = s->older = NONE;
+	if (t->stalest == NONE)
+		t->stalest = t->newest = i;
+	else {
+		s->older = t->newest;
+		t->states[t->newest].newer = i;
+		t->newest = i;
+	}
+	s->seen_ms = now_ms;
 	return s;
 }
 
@@ -143,7 +194,7 @@ enum tcp_end_verdict tcp_end_segment(struct tcp_end_table *t, const struct packe
 			return TCP_END_GOES_ON;  /* displaced: the grace ends it */
 		s = insert(t, key, now_ms);
 	}
-	s->seen_ms = now_ms;
+	touch(t, s, now_ms);
 	add_view(s, entry, side);
 	if (p->tcp_flags & TCP_RST) {
 		t->ended_by_rst++;
@@ -193,11 +244,19 @@ int tcp_end_init(struct tcp_end_table *t, uint32_t max_flows, const uint64_t see
 	t->seed[0] = hash_mix(seed[0] ^ 0x7463705f656e64ULL);
 	t->seed[1] = hash_mix(seed[1] + 0x7463705f656e64ULL);
 	t->states = malloc((size_t)capacity * sizeof(*t->states));
-	if (!t->states)
+	t->buckets = malloc((size_t)capacity * sizeof(*t->buckets));
+	if (!t->states || !t->buckets) {
+		tcp_end_free(t);
 		return -1;
+	}
 	memset(t->states, 0, (size_t)capacity * sizeof(*t->states));
+	memset(t->buckets, 0xff, (size_t)capacity * sizeof(*t->buckets));
+	for (uint32_t i = 0; i < capacity; i++)
+		t->states[i].chain = i + 1 < capacity ? i + 1 : NONE;
+	t->free_head = 0;
+	t->newest = t->stalest = NONE;
 	t->mask = capacity - 1;
-	t->memory_bytes = (uint64_t)capacity * sizeof(*t->states);
+	t->memory_bytes = (uint64_t)capacity * (sizeof(*t->states) + sizeof(*t->buckets));
 	return 0;
 }
 
@@ -205,4 +264,6 @@ void tcp_end_free(struct tcp_end_table *t)
 {
 	free(t->states);
 	t->states = NULL;
+	free(t->buckets);
+	t->buckets = NULL;
 }

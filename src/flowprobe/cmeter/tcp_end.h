@@ -35,11 +35,20 @@ struct tcp_end_state {
 	uint8_t fin[2];          /* that FIN seen */
 	uint8_t acked[2];        /* and acknowledged by the other side */
 	uint8_t has_ack[2];
+	uint32_t chain;          /* next state of its bucket, or of the free list */
+	uint32_t newer, older;   /* the list by last closing segment (UINT32_MAX: end) */
 };
 
 struct tcp_end_table {
+	/* Fully associative: a bucket chain per key, and when every state is
+	 * taken the stalest makes room.  Which state goes depends only on the
+	 * order of the segments, never on the hash: the records are the same
+	 * whatever the seed and the byte order (the cross replays check it). */
 	struct tcp_end_state *states;
-	uint32_t mask;           /* capacity - 1; a key may sit at index or index ^ 1 */
+	uint32_t *buckets;       /* capacity heads */
+	uint32_t mask;           /* capacity - 1 */
+	uint32_t free_head;
+	uint32_t newest, stalest;
 	uint64_t seed[2];
 	uint64_t ended_by_fin;   /* connections: both FINs acknowledged */
 	uint64_t ended_by_rst;
