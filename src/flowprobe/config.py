@@ -600,8 +600,11 @@ def _options(section, spec, warnings):
 def _hint(option, spec):
     close = ALIASES.get(option)
     if close not in spec:
-        import difflib  # only for a misspelt option: not at every start
-        matches = difflib.get_close_matches(option, list(spec), n=1, cutoff=0.75)
+        try:   # only for a misspelt option: not at every start
+            from difflib import get_close_matches
+        except ImportError:   # a trimmed python3-light: the hint is a courtesy
+            return ""
+        matches = get_close_matches(option, list(spec), n=1, cutoff=0.75)
         close = matches[0] if matches else None
     return f" (did you mean {close}?)" if close else ""
 
