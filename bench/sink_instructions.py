@@ -3,13 +3,16 @@ metered by the C core, each drained batch handed to the sink as the
 daemon's loop hands it (Sinks.deliver), its tick after each read, and its
 finish at the end.  Run under callgrind by the bench:
 
-    python bench/sink_instructions.py history|enrich CAPTURE
+    python bench/sink_instructions.py history|enrich|enrich-again CAPTURE
 
 - history: the store (store/sink.py) in a temporary directory, its writer
   thread writing the segments and rollups with SQLite, waited for when the
   queue is full (under callgrind it is slower than the loop);
 - enrich: the enrichment stage (enrich/stage.py) routing every record by the
-  kernel's FIB (asked over netlink for each new destination, then in C).
+  kernel's FIB (asked over netlink for each new destination, then in C):
+  the generated capture's destinations are all new, so every lookup is cold;
+- enrich-again: the same, each batch then delivered a second time, when its
+  routes are all known (warm): the difference from enrich is the warm cost.
 
 Prints "records N" (records drained) on stderr.
 """
@@ -37,7 +40,7 @@ def history(path):
     return records
 
 
-def enrich(path):
+def enrich(path, again=False):
     from flowprobe.enrich.settings import EnrichSettings
     from flowprobe.enrich.stage import Enrichment
     clock = [0]
@@ -48,7 +51,12 @@ def enrich(path):
         clock[0] = now_ms
         stage.tick(now_ms)
 
-    records = meter_into(path, stage.deliver, tick)
+    def deliver(batch, count, now_ms):
+        stage.deliver(batch, count, now_ms)
+        if again:
+            stage.deliver(batch, count, now_ms)
+
+    records = meter_into(path, deliver, tick)
     stage.finish(clock[0])
     stage.close()
     return records
@@ -78,5 +86,6 @@ def meter_into(path, deliver, tick):
 
 if __name__ == "__main__":
     kind, capture = sys.argv[1:3]
-    count = {"history": history, "enrich": enrich}[kind](capture)
+    count = {"history": history, "enrich": enrich,
+             "enrich-again": lambda path: enrich(path, again=True)}[kind](capture)
     print(f"records {count}", file=sys.stderr)

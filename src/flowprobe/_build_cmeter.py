@@ -17,7 +17,8 @@ C_SOURCES = ["_cmeter.c", "cmeter/pipeline.c", "cmeter/decode.c", "cmeter/flow_t
              "cmeter/route_cache.c", "cmeter/prefix_table.c", "cmeter/sampling.c",
              "cmeter/sflow_pack.c", "cmeter/tunnel.c",
              "cmeter/tcp_end.c", "cmeter/icmp_error.c",
-             "cmeter/l2_flow.c", "cmeter/checksum.c", "cmeter/record_batch.c"]
+             "cmeter/l2_flow.c", "cmeter/checksum.c", "cmeter/record_batch.c",
+             "cmeter/route_lookup.c"]
 
 
 def field_enumerators():

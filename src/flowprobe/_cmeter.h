@@ -514,6 +514,44 @@ int fp_records_route(struct fp_route_cache *cache, struct fp_record *records, co
 void fp_route_cache_counters(struct fp_route_cache *cache,
 			     struct fp_route_cache_counters *counters);
 
+/* The FIB's answers asked in C (cmeter/route_lookup.c): RTM_GETROUTE for a
+ * batch's unknown keys, many to a datagram, on the caller's non-blocking
+ * NETLINK_ROUTE socket (opened, bound and closed by it), answers parsed
+ * into a route cache; and the policy rules' dump on the same socket. */
+struct fp_route_lookups_counters {
+	uint64_t lookups;              /* requests sent */
+	uint64_t answers;              /* RTM_NEWROUTE answers */
+	uint64_t failures;             /* error answers: no route, martian, rp_filter */
+	uint64_t overruns;             /* answers the kernel dropped (ENOBUFS): asked again */
+	uint64_t refused;              /* keys not sent: too many in flight, or a full queue */
+	uint64_t in_flight;            /* gauge */
+};
+
+struct fp_route_lookups;
+
+/* At most max_in_flight (<= 4096) requests unanswered.  NULL when out of memory. */
+struct fp_route_lookups *fp_route_lookups_new(int fd, uint32_t max_in_flight);
+void fp_route_lookups_free(struct fp_route_lookups *lookups);
+/* Asks for the keys not in flight (read: reading the answers into cache
+ * after each datagram, as the kernel gives them within the sending call).
+ * Returns how many were sent, or -errno of a socket error. */
+int fp_route_lookups_ask(struct fp_route_lookups *lookups, struct fp_route_cache *cache,
+			 const struct fp_route_key *keys, int count, int read);
+/* The answers waiting now, into cache; returns how many. */
+int fp_route_lookups_read(struct fp_route_lookups *lookups, struct fp_route_cache *cache);
+/* A route changed: answers to what was asked before are not wanted. */
+void fp_route_lookups_forget(struct fp_route_lookups *lookups);
+/* Dumps the policy rules (after the one running, if any).  0, or -errno. */
+int fp_route_lookups_ask_rules(struct fp_route_lookups *lookups);
+/* Nonzero while a dump is asked and not answered. */
+uint32_t fp_route_lookups_rules_sequence(const struct fp_route_lookups *lookups);
+/* Once per dump answered: 1 when a rule selects by more than the
+ * destination (source, tos, ingress or egress interface, mark, l3mdev),
+ * 0 when none does; -1 while no new answer. */
+int fp_route_lookups_rules(struct fp_route_lookups *lookups);
+void fp_route_lookups_counters(const struct fp_route_lookups *lookups,
+			       struct fp_route_lookups_counters *counters);
+
 /* Networks and AS numbers (cmeter/prefix_table.c): a `prefix asn` file
  * ("192.0.2.0/24 64500", '#' comments, IPv4 and IPv6, "AS64500" too) in a
  * longest-prefix-match table of at most max_prefixes, ~48 B each.  NULL

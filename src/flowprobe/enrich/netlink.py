@@ -1,6 +1,8 @@
 """rtnetlink over a plain non-blocking socket: the few messages the
-enrichment stage needs (route lookups, route and rule change
-notifications, the neighbour table), packed and parsed with struct.
+enrichment stage reads in Python (route and rule change notifications, the
+neighbour table), packed and parsed with struct; route lookups and the
+rules' dump are asked and parsed in C (cmeter/route_lookup.c) on a socket
+opened here.
 
 Nothing here waits: send() says when the kernel's queue is full, receive()
 returns what is there.  The kernel answers RTM_GETROUTE within the sending
@@ -146,33 +148,6 @@ class NetlinkSocket:
 
     def close(self):
         self.socket.close()
-
-
-def route_request(family, destination, source=None, iif=0, mark=0):
-    """RTM_GETROUTE's payload: the route a packet from source (arriving on
-    iif, with mark) to destination takes, as the kernel decides it."""
-    size = ADDRESS_LENGTH[family]
-    payload = RTMSG.pack(family, size * 8, size * 8 if source else 0, 0, 0, 0, 0, 0, 0)
-    payload += attribute(RTA_DST, destination[:size])
-    if source:
-        payload += attribute(RTA_SRC, source[:size])
-    if iif:
-        payload += attribute(RTA_IIF, U32.pack(iif))
-    if mark:
-        payload += attribute(RTA_MARK, U32.pack(mark))
-    return payload
-
-
-def parse_route(payload):
-    """(route type, output ifindex, gateway bytes or b"") of an RTM_NEWROUTE."""
-    family, _, _, _, _, _, _, kind, _ = RTMSG.unpack_from(payload)
-    found = attributes(payload, RTMSG.size)
-    oif = U32.unpack(found[RTA_OIF])[0] if RTA_OIF in found else 0
-    gateway = found.get(RTA_GATEWAY, b"")
-    via = found.get(RTA_VIA)
-    if not gateway and via and len(via) > 2:   # a next hop of the other family (RFC 5549)
-        gateway = via[2:]
-    return kind, oif, gateway
 
 
 def neighbour_dump_request(family=socket.AF_UNSPEC):

@@ -2,9 +2,14 @@
 of the FIB itself (RTM_GETROUTE, as `ip route get` does) and kept in a
 bounded table until a route or a rule changes.
 
-Lookups never wait: ask() sends a request on a non-blocking socket and
-answers are read when they are there (the kernel usually answers within
-the sending call; the loop's selector watches the socket for the rest).
+Lookups never wait, and cost no Python per key: C (cmeter/route_lookup.c)
+sends a batch's unknown keys, many requests to a datagram, on a
+non-blocking socket and parses the answers into the table as they come
+(the kernel usually answers within the sending call; the loop's selector
+watches the socket for the rest).  The kernel answers every key itself,
+rather than a copy of its tables: policy rules, IPv6 source-specific
+routes (netifd's), metrics, ECMP's hash (the path it picks for that
+lookup), dead or link-down next hops all stay its to decide.
 
 What a lookup is keyed by follows the kernel's rules: while every policy
 rule selects by destination only (the usual local/main/default rules), the
@@ -16,7 +21,7 @@ port or protocol are not followed (the lookup carries no ports).
 """
 
 import logging
-import socket
+import os
 import struct
 import time
 from collections import namedtuple
@@ -25,12 +30,6 @@ from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.enrich import netlink as nl
 
 log = logging.getLogger("flowprobe")
-
-RTM_GETRULE = 34
-FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME, FRA_L3MDEV, FRA_UID_RANGE = 3, 10, 17, 19, 20
-# what makes a rule select by more than the destination (FRA_UID_RANGE only
-# matters to the router's own sockets, which lookups here never stand for)
-POLICY_SELECTORS = (FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME, FRA_L3MDEV)
 
 KEY = struct.Struct("=16s16sIIB3x")   # struct fp_route_key
 # an answer: the egress ifindex (0: none: local, unreachable, refused) and
@@ -46,8 +45,8 @@ def as_key(key):
 
 class RouteTable:
     """The FIB's answers in a bounded table in C (cmeter/route_cache.c),
-    with the requests in flight; a route or rule change starts a new
-    generation of answers."""
+    asked by C (cmeter/route_lookup.c, at most max_in_flight unanswered);
+    a route or rule change starts a new generation of answers."""
 
     def __init__(self, capacity=4096, max_in_flight=512):
         self.max_in_flight = max_in_flight
@@ -63,13 +62,14 @@ class RouteTable:
         except OSError:
             self.lookups.close()
             raise
-        self.asked = {}           # sequence -> key
-        self.in_flight = {}       # key -> sequence
+        asking = lib.fp_route_lookups_new(self.lookups.fileno(), max_in_flight)
+        if asking == ffi.NULL:
+            self.close()
+            raise MemoryError("no memory for the route lookups")
+        self.asking = ffi.gc(asking, lib.fp_route_lookups_free)
+        self._counters = ffi.new("struct fp_route_lookups_counters *")
         self.by_source = True     # until the rules are known: the full key
-        self._rules_sequence = None
-        self._rules_by_source = False
-        self.counters = dict(route_lookups=0, route_answers=0, route_failures=0,
-                             route_overruns=0, route_requests_refused=0)
+        self.change_overruns = 0
         self._ask_rules()
 
     # ---- keys ----
@@ -94,57 +94,48 @@ class RouteTable:
     # ---- asking ----
 
     def ask(self, key):
-        """Sends the lookup for key (bytes of a struct fp_route_key) unless
-        it is in flight; False when it cannot go now (too many in flight,
-        or the kernel's queue is full)."""
-        if key in self.in_flight:
-            return True
-        if len(self.in_flight) >= self.max_in_flight:
-            self.read_answers()   # the kernel answers as it is asked: room again
-        if len(self.in_flight) >= self.max_in_flight:
-            self.counters["route_requests_refused"] += 1
-            return False
-        destination, source, ingress, mark, version = KEY.unpack(key)
-        sequence = self.lookups.send(nl.RTM_GETROUTE, 0, nl.route_request(
-            nl.FAMILIES[version], destination, source if ingress else None, ingress, mark))
-        if sequence is None:
-            self.counters["route_requests_refused"] += 1
-            return False
-        self.counters["route_lookups"] += 1
-        self.asked[sequence] = key
-        self.in_flight[key] = sequence
-        return True
+        """Sends the lookup for one key (bytes of a struct fp_route_key)
+        unless it is in flight; False when it cannot go now (too many in
+        flight, or the kernel's queue is full).  Answers are read by
+        read_answers()."""
+        refused = self.counters["route_requests_refused"]
+        self._checked(lib.fp_route_lookups_ask(self.asking, self.cache, as_key(key), 1, 0))
+        return self.counters["route_requests_refused"] == refused
+
+    def ask_keys(self, keys, count):
+        """Asks for keys[0..count) (a struct fp_route_key array), reading the
+        answers into the table as the kernel gives them; returns how many
+        were sent."""
+        sent = self._checked(lib.fp_route_lookups_ask(self.asking, self.cache, keys, count, 1))
+        self._rules_answered()
+        return sent
 
     def read_answers(self):
         """Answers waiting now, into the table; returns how many."""
-        try:
-            messages = self.lookups.receive()
-        except nl.Overrun:   # answers lost: ask again what is still wanted
-            self.counters["route_overruns"] += 1
-            self.asked.clear()
-            self.in_flight.clear()
-            return 0
-        answered = 0
-        for message in messages:
-            if message.sequence == self._rules_sequence:
-                self._rules_answer(message)
-                continue
-            key = self.asked.pop(message.sequence, None)
-            if key is None:
-                continue
-            del self.in_flight[key]
-            answered += 1
-            route = NO_ROUTE
-            if message.type == nl.RTM_NEWROUTE:
-                self.counters["route_answers"] += 1
-                kind, oif, gateway = nl.parse_route(message.payload)
-                if kind == nl.RTN_UNICAST:   # not local, unreachable, prohibit, blackhole
-                    route = Route(oif, gateway)
-            else:   # NLMSG_ERROR: no route, or a martian or rp_filter'd source
-                self.counters["route_failures"] += 1
-            lib.fp_route_cache_put(self.cache, as_key(key), route.egress,
-                                   route.next_hop, len(route.next_hop))
+        answered = lib.fp_route_lookups_read(self.asking, self.cache)
+        self._rules_answered()
         return answered
+
+    @staticmethod
+    def _checked(result):
+        if result < 0:
+            raise OSError(-result, os.strerror(-result))
+        return result
+
+    @property
+    def in_flight(self):
+        """Sized as the lookups asked and not answered."""
+        return range(self.counters["route_lookups_in_flight"])
+
+    @property
+    def counters(self):
+        counters = self._counters
+        lib.fp_route_lookups_counters(self.asking, counters)
+        return dict(route_lookups=counters.lookups, route_answers=counters.answers,
+                    route_failures=counters.failures,
+                    route_overruns=counters.overruns + self.change_overruns,
+                    route_requests_refused=counters.refused,
+                    route_lookups_in_flight=counters.in_flight)
 
     # ---- changes ----
 
@@ -157,7 +148,7 @@ class RouteTable:
             if any(m.type in (nl.RTM_NEWRULE, nl.RTM_DELRULE) for m in messages):
                 self._ask_rules()
         except nl.Overrun:
-            self.counters["route_overruns"] += 1
+            self.change_overruns += 1
             changed = True
             self._ask_rules()
         if changed:
@@ -167,27 +158,25 @@ class RouteTable:
     def invalidate(self):
         lib.fp_route_cache_changed(self.cache, int(time.time() * 1000))
         # answers to requests sent before the change may be stale: asked again
-        self.asked.clear()
-        self.in_flight.clear()
+        lib.fp_route_lookups_forget(self.asking)
 
     def _ask_rules(self):
-        self._rules_by_source = False
-        self._rules_sequence = self.lookups.send(
-            RTM_GETRULE, nl.NLM_F_DUMP, nl.RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0))
+        self._checked(lib.fp_route_lookups_ask_rules(self.asking))
 
-    def _rules_answer(self, message):
-        if message.type == nl.RTM_NEWRULE:
-            _, _, source_length, tos, _, _, _, _, _ = nl.RTMSG.unpack_from(message.payload)
-            found = nl.attributes(message.payload, nl.RTMSG.size)
-            if source_length or tos or any(kind in found for kind in POLICY_SELECTORS):
-                self._rules_by_source = True
-        elif message.type in (nl.NLMSG_DONE, nl.NLMSG_ERROR):
-            self._rules_sequence = None
-            if self._rules_by_source != self.by_source:
-                log.info("routing lookups by %s", "source, ingress and mark"
-                         if self._rules_by_source else "destination only")
-                self.by_source = self._rules_by_source
-                self.invalidate()
+    @property
+    def _rules_sequence(self):
+        """Of the rules' dump asked and not answered yet, or None."""
+        return lib.fp_route_lookups_rules_sequence(self.asking) or None
+
+    def _rules_answered(self):
+        """Once the rules' dump is answered (in C): whether lookups carry the
+        source, ingress and mark."""
+        by_source = lib.fp_route_lookups_rules(self.asking)
+        if by_source >= 0 and bool(by_source) != self.by_source:
+            log.info("routing lookups by %s", "source, ingress and mark"
+                     if by_source else "destination only")
+            self.by_source = bool(by_source)
+            self.invalidate()
 
     def stats(self):
         counters = ffi.new("struct fp_route_cache_counters *")
@@ -198,9 +187,8 @@ class RouteTable:
                     records_routed=counters.hits,
                     records_routed_before_change=counters.hits_previous,
                     records_routed_after_change=counters.routed_after_change,
-                    route_lookups_in_flight=len(self.in_flight),
                     routes_by_source=self.by_source)
 
     def close(self):
-        self.lookups.close()
+        self.lookups.close()   # C only uses its descriptor, never after this
         self.changes.close()

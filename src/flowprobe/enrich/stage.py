@@ -9,8 +9,9 @@ The route is the FIB's answer when the record leaves the meter; a record
 of a flow that ended before the latest route change gets the answer from
 before it where one was asked then (else today's, counted in
 records_routed_after_change: its packets may have taken the old route).
-Records are routed in C (cmeter/route_cache.c); Python only asks the
-kernel for the routes the table does not know yet.
+Records are routed in C (cmeter/route_cache.c), and the routes the
+table does not know yet are asked of the kernel in C too
+(cmeter/route_lookup.c): Python only calls it once a batch.
 
 A record whose route is not known yet is held, with its batch, until the
 answer comes or `route_wait` has passed (checked whenever answers arrive
@@ -132,14 +133,18 @@ class Enrichment:
         routes = self.routes
         unknown = lib.fp_records_route(routes.cache, records, indices, count,
                                        routes.by_source, missing, self._keys, self._key_count)
+        ask_keys = getattr(routes, "ask_keys", None)   # else a table asked key by key
         for _ in range(MAX_ROUNDS if ask else 0):
             if not unknown:
                 break
-            keys = ffi.buffer(self._keys, KEY_SIZE * self._key_count[0])
-            asked = False
-            for n in range(0, len(keys), KEY_SIZE):
-                asked |= routes.ask(keys[n:n + KEY_SIZE])
-            routes.read_answers()
+            if ask_keys:   # in C: sent, answered and put in the table
+                asked = ask_keys(self._keys, self._key_count[0]) > 0
+            else:
+                keys = ffi.buffer(self._keys, KEY_SIZE * self._key_count[0])
+                asked = False
+                for n in range(0, len(keys), KEY_SIZE):
+                    asked |= routes.ask(keys[n:n + KEY_SIZE])
+                routes.read_answers()
             still = lib.fp_records_route(routes.cache, records, missing, unknown,
                                          routes.by_source, missing, self._keys, self._key_count)
             if still == unknown and not asked:
