@@ -532,9 +532,10 @@ struct fp_route_lookups;
 /* At most max_in_flight (<= 4096) requests unanswered.  NULL when out of memory. */
 struct fp_route_lookups *fp_route_lookups_new(int fd, uint32_t max_in_flight);
 void fp_route_lookups_free(struct fp_route_lookups *lookups);
-/* Asks for the keys not in flight (read: reading the answers into cache
- * after each datagram, as the kernel gives them within the sending call).
- * Returns how many were sent, or -errno of a socket error. */
+/* Asks for the keys that cache does not know and that are not in flight
+ * (read: reading the answers into cache after each datagram, as the kernel
+ * gives them within the sending call).  Returns how many were sent, or
+ * -errno of a socket error. */
 int fp_route_lookups_ask(struct fp_route_lookups *lookups, struct fp_route_cache *cache,
 			 const struct fp_route_key *keys, int count, int read);
 /* The answers waiting now, into cache; returns how many. */

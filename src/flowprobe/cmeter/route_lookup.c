@@ -243,10 +243,12 @@ int fp_route_lookups_ask(struct fp_route_lookups *l, struct fp_route_cache *cach
 	int i, sent = 0, error;
 
 	for (i = 0; i < count; i++) {
-		uint32_t s, free_slot, sequence;
+		uint32_t s, free_slot, sequence, egress;
+		uint8_t next_hop[16];
 
-		if (find_pending(l, &keys[i], &free_slot) != l->slots)
-			continue;   /* asked already */
+		if (find_pending(l, &keys[i], &free_slot) != l->slots ||
+		    fp_route_cache_get(cache, &keys[i], &egress, next_hop) >= 0)
+			continue;   /* asked already (a batch names a key once a record) */
 		if (l->counters.in_flight >= l->max_in_flight || free_slot == l->slots) {
 			/* the kernel answers as it is asked: room again once read */
 			if ((error = flush(l)) < 0)
