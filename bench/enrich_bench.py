@@ -7,7 +7,7 @@ A report, not a test: it exits 0 whatever the numbers are.  Needs root for
 a namespace of its own (enrich-bench-...: two uplinks, a default route);
 without root the lookups ask this machine's own routes (read only).
 
-    python3 bench/enrich_bench.py [--records N] [--destinations D] [--runs R]
+    python3 bench/enrich_bench.py [--records N] [--destinations D] [--runs R] [--skip-macs]
 
 Each run encodes the same N records (in the meter's 1024-record batches,
 D distinct destinations) as IPFIX with egressInterface and
@@ -192,6 +192,7 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--packets", type=int, default=1_000_000, help="MACs: capture size")
     parser.add_argument("--flows", type=int, default=50_000, help="MACs: flows in it")
+    parser.add_argument("--skip-macs", action="store_true", help="without the MAC side table")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--macs-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -208,7 +209,7 @@ def main():
         if own is None:
             print("enrich bench: not root, lookups ask this machine's routes")
         done = subprocess.run(["ip", "netns", "exec", own, *command] if own else command)
-        if done.returncode:
+        if done.returncode or args.skip_macs:
             return done.returncode
         return subprocess.run([sys.executable, __file__, "--macs-child", "--packets",
                                str(args.packets), "--flows", str(args.flows), "--runs",

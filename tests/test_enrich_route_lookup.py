@@ -20,7 +20,7 @@ import subprocess
 import pytest
 
 from enrich_lab import UplinkRouter
-from flowprobe._cmeter_ffi import ffi
+from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.enrich import routes as routing
 from netlab import missing
 
@@ -251,3 +251,69 @@ def test_answers_the_kernel_drops_are_counted_and_asked_again(router):
         assert all(as_found(table.get(key)) == (up2, "10.1.2.254") for key in keys)
     finally:
         table.close()
+
+
+def flow_records(*specs):
+    """Records as the meter or conntrack gives them: (source, destination,
+    ingress ifindex and direction 'in', or 0 for conntrack's)."""
+    batch = ffi.new("struct fp_record[]", len(specs))
+    for r, (source, destination, ingress) in zip(batch, specs):
+        source, destination = ipaddress.ip_address(source), ipaddress.ip_address(destination)
+        r.ip_version = source.version
+        ffi.memmove(r.src_addr, source.packed, len(source.packed))
+        ffi.memmove(r.dst_addr, destination.packed, len(destination.packed))
+        r.ifindex, r.direction = ingress, lib.FP_DIRECTION_IN if ingress else 0
+        r.packets = r.reverse_packets = 1
+    return batch
+
+
+def test_source_specific_ipv6_routes_are_followed_as_on_openwrt(router):
+    """netifd's IPv6 defaults are `default from PREFIX via ...`: asked by
+    destination alone the kernel says unreachable.  With one there, IPv6
+    lookups carry the source: a captured flow's forwarding lookup, a
+    conntrack flow's output lookup from its source, and the way back from
+    its destination; IPv4 lookups still go by destination alone."""
+    router.ip("-6", "route", "del", "default", "via", "fd01::254")
+    router.ip("-6", "route", "add", "default", "from", "fd07::/64", "via", "fd02::254", "dev",
+              "up2")
+    router.ip("-6", "route", "add", "default", "from", "fd01::/64", "via", "fd01::254", "dev",
+              "up1")
+    try:
+        table = open_table(router, capacity=256)
+        try:
+            assert (table.by_source, table.ipv6_by_source) == (False, True)
+            lan0 = router.ifindex("lan0")
+            specs = [("fd07::20", "2400:cb00::1", lan0), ("fd07::21", "2a00:1450::7", 0),
+                     ("fd07::22", "2001:db8:1::9", lan0), ("192.168.7.20", "198.18.3.3", lan0)]
+            batch = flow_records(*specs)
+            missing_ = ffi.new("int[]", 8)
+            keys = ffi.new("struct fp_route_key[]", 16)
+            key_count = ffi.new("int *")
+            assert lib.fp_records_route(table.cache, batch, ffi.NULL, 4, table.by_source,
+                                        missing_, keys, key_count) == 4
+            table.ask_keys(keys, key_count[0])
+            assert lib.fp_records_route(table.cache, batch, ffi.NULL, 4, table.by_source,
+                                        missing_, keys, key_count) == 0
+            kernel = Kernel(router)
+            expected = kernel.route_get(
+                [(d, "from", s, "iif", "lan0") if i else (d, "from", s) for s, d, i in specs[:3]]
+                + [(specs[3][1],)] + [(s, "from", d) for s, d, _ in specs[:3]]
+                + [(specs[3][0],)])
+            assert kernel.route_get([("2400:cb00::1",)]) == [(0, None)]   # by destination
+            found = [(r.egress_ifindex, next_hop(r)) for r in batch]
+            found += [(r.reverse_egress_ifindex, next_hop(r, reverse=True)) for r in batch]
+            assert found == expected
+            assert expected[0] == (router.ifindex("up2"), "fd02::254")
+        finally:
+            table.close()
+    finally:
+        router.ip("-6", "route", "del", "default", "from", "fd07::/64")
+        router.ip("-6", "route", "del", "default", "from", "fd01::/64")
+        router.ip("-6", "route", "add", "default", "via", "fd01::254")
+
+
+def next_hop(r, reverse=False):
+    raw = bytes(ffi.buffer(r.reverse_next_hop if reverse else r.next_hop))
+    if raw == bytes(16):
+        return None
+    return str(ipaddress.ip_address(raw[:4] if r.ip_version == 4 else raw))

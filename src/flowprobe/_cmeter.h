@@ -500,7 +500,11 @@ void fp_route_cache_put(struct fp_route_cache *cache, const struct fp_route_key 
 /* The current answer for key: the next hop's length (0 none), or -1 if unknown. */
 int fp_route_cache_get(struct fp_route_cache *cache, const struct fp_route_key *key,
 		       uint32_t *egress, uint8_t *next_hop);
-/* The lookup for one direction of a record (reverse: the way back to its source). */
+/* Source-specific IPv6 routes exist (on: IPv6 keys carry the source, as
+ * fp_route_key_of's by_source, whatever fp_records_route is told). */
+void fp_route_cache_ipv6_by_source(struct fp_route_cache *cache, int on);
+/* The lookup for one direction of a record (reverse: the way back to its
+ * source; IPv6 with by_source: from its destination). */
 void fp_route_key_of(const struct fp_record *record, int by_source, int reverse,
 		     struct fp_route_key *key);
 /* Fills egress_ifindex and next_hop (and, for records with reverse
@@ -542,13 +546,17 @@ int fp_route_lookups_ask(struct fp_route_lookups *lookups, struct fp_route_cache
 int fp_route_lookups_read(struct fp_route_lookups *lookups, struct fp_route_cache *cache);
 /* A route changed: answers to what was asked before are not wanted. */
 void fp_route_lookups_forget(struct fp_route_lookups *lookups);
-/* Dumps the policy rules (after the one running, if any).  0, or -errno. */
+/* Dumps the policy rules, then the IPv6 routes: what lookups must carry
+ * (after the dump running, if any).  0, or -errno. */
 int fp_route_lookups_ask_rules(struct fp_route_lookups *lookups);
 /* Nonzero while a dump is asked and not answered. */
 uint32_t fp_route_lookups_rules_sequence(const struct fp_route_lookups *lookups);
-/* Once per dump answered: 1 when a rule selects by more than the
- * destination (source, tos, ingress or egress interface, mark, l3mdev),
- * 0 when none does; -1 while no new answer. */
+/* Once per dump answered: FP_ROUTES_BY_RULES when a rule selects by more
+ * than the destination (source, tos, ingress or egress interface, mark,
+ * l3mdev), | FP_ROUTES_IPV6_BY_SOURCE when an IPv6 route is
+ * source-specific (`from` routes: netifd's); -1 while no new answer. */
+#define FP_ROUTES_BY_RULES 1
+#define FP_ROUTES_IPV6_BY_SOURCE 2
 int fp_route_lookups_rules(struct fp_route_lookups *lookups);
 void fp_route_lookups_counters(const struct fp_route_lookups *lookups,
 			       struct fp_route_lookups_counters *counters);

@@ -31,6 +31,7 @@ struct fp_route_cache {
 	uint32_t generation;           /* current; the one before is "previous" */
 	uint64_t changed_ms;           /* when the current generation began */
 	uint64_t seed[2];
+	int ipv6_by_source;            /* source-specific IPv6 routes: IPv6 keys carry the source */
 	struct fp_route_cache_counters counters;
 };
 
@@ -148,6 +149,11 @@ int fp_route_cache_get(struct fp_route_cache *c, const struct fp_route_key *key,
 	return e->next_hop_length;
 }
 
+void fp_route_cache_ipv6_by_source(struct fp_route_cache *c, int on)
+{
+	c->ipv6_by_source = on;
+}
+
 void fp_route_key_of(const struct fp_record *r, int by_source, int reverse,
 		     struct fp_route_key *key)
 {
@@ -159,13 +165,23 @@ void fp_route_key_of(const struct fp_record *r, int by_source, int reverse,
 	 * looked up by that destination alone: its packets' ingress is not known,
 	 * and policy marks (mwan3, pbr) mark the way out, not replies to the LAN */
 	memcpy(key->destination, reverse ? r->src_addr : r->dst_addr, (size_t)size);
-	if (!by_source || reverse)
+	if (!by_source)
 		return;
+	if (reverse) {
+		/* IPv6 routes may be source-specific (netifd's defaults are): the
+		 * reply's source is the flow's destination (an output lookup: an
+		 * IPv4 one from an address not the router's own is refused) */
+		if (r->ip_version == 6)
+			memcpy(key->source, r->dst_addr, 16);
+		return;
+	}
 	if (r->direction == FP_DIRECTION_IN) {   /* forwarded, as the packet came */
 		memcpy(key->source, r->src_addr, (size_t)size);
 		key->ingress = r->ifindex;
 	} else {   /* conntrack: the mark that policy rules (mwan3, pbr) route by */
 		key->mark = r->conntrack_mark;
+		if (r->ip_version == 6)
+			memcpy(key->source, r->src_addr, 16);
 	}
 }
 
@@ -208,15 +224,16 @@ int fp_records_route(struct fp_route_cache *c, struct fp_record *records, const 
 		struct fp_route_key key, reverse_key;
 		const struct route_entry *e, *reverse = NULL;
 		int size = r->ip_version == 4 ? 4 : 16;
+		int by = by_source || (r->ip_version == 6 && c->ipv6_by_source);
 		/* the way back, where something came back (biflows: capture's, conntrack's) */
 		int with_reverse = r->reverse_packets != 0;
 
 		if (!r->ip_version)   /* a layer-2 flow (l2_flows): no address to route */
 			continue;
-		fp_route_key_of(r, by_source, 0, &key);
+		fp_route_key_of(r, by, 0, &key);
 		e = answer(c, &key, r->flow_end_ms);
 		if (with_reverse) {
-			fp_route_key_of(r, by_source, 1, &reverse_key);
+			fp_route_key_of(r, by, 1, &reverse_key);
 			reverse = answer(c, &reverse_key, r->reverse_end_ms);
 		}
 		if (!e || (with_reverse && !reverse)) {

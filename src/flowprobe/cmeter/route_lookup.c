@@ -13,9 +13,10 @@
  * Requests in flight are bounded (max_in_flight) and kept in an
  * open-addressed table by key (a key already asked is not asked again);
  * a request's sequence number carries its slot, so an answer finds its
- * key without a search.  The same socket carries the policy rules' dump
- * (sequence numbers with the top bit set), parsed here too: only whether
- * some rule selects by more than the destination matters. */
+ * key without a search.  The same socket carries the dumps of the policy
+ * rules and of the IPv6 routes (sequence numbers with the top bit set),
+ * parsed here too: only whether some rule selects by more than the
+ * destination, and whether some IPv6 route is source-specific, matter. */
 #define _GNU_SOURCE   /* recvmmsg */
 #include "../_cmeter.h"
 #include "hash.h"
@@ -57,7 +58,8 @@ struct fp_route_lookups {
 	uint8_t *state;           /* slots: SLOT_* */
 	uint64_t seed[2];
 	uint32_t rules_sequence;  /* of the dump being answered; 0: none */
-	int rules_by_source;      /* of the dump being answered, so far */
+	int rules_phase;          /* the dump being answered: the rules (1), IPv6 routes (2) */
+	int rules_by_source;      /* FP_ROUTES_* of the dumps being answered, so far */
 	int rules_result;         /* of the last dump answered, not taken yet; -1: none */
 	int rules_again;          /* dump again once the one running ends */
 	uint8_t *request;         /* CHUNK_REQUESTS requests */
@@ -173,8 +175,16 @@ static void put_attribute(uint8_t **at, uint16_t type, const void *value, uint16
 	*at += RTA_SPACE(length);
 }
 
-/* RTM_GETROUTE for key, as enrich/netlink.py's route_request built it:
- * the route a packet from source (arriving on ingress, with mark) to the
+static int all_zero(const uint8_t *bytes, int length)
+{
+	while (length--)
+		if (*bytes++)
+			return 0;
+	return 1;
+}
+
+/* RTM_GETROUTE for key, as `ip route get` sends it: the route a packet
+ * from source (arriving on ingress, else sent from it; with mark) to the
  * destination takes. */
 static size_t build_request(uint8_t *out, const struct fp_route_key *key, uint32_t sequence)
 {
@@ -187,11 +197,12 @@ static size_t build_request(uint8_t *out, const struct fp_route_key *key, uint32
 	r->rtm_family = key->family == 4 ? AF_INET : AF_INET6;
 	r->rtm_dst_len = (uint8_t)(size * 8);
 	put_attribute(&at, RTA_DST, key->destination, size);
-	if (key->ingress) {   /* forwarded: from its source, as it came in */
+	if (key->ingress || !all_zero(key->source, size)) {
 		r->rtm_src_len = (uint8_t)(size * 8);
 		put_attribute(&at, RTA_SRC, key->source, size);
-		put_attribute(&at, RTA_IIF, &key->ingress, 4);
 	}
+	if (key->ingress)   /* forwarded: from its source, as it came in */
+		put_attribute(&at, RTA_IIF, &key->ingress, 4);
 	if (key->mark)
 		put_attribute(&at, RTA_MARK, &key->mark, 4);
 	h->nlmsg_len = (uint32_t)(at - out);
@@ -285,37 +296,43 @@ int fp_route_lookups_ask(struct fp_route_lookups *l, struct fp_route_cache *cach
 	return sent;
 }
 
-int fp_route_lookups_ask_rules(struct fp_route_lookups *l)
+static int send_dump(struct fp_route_lookups *l, uint16_t type, uint8_t family)
 {
 	struct {
 		struct nlmsghdr header;
-		struct fib_rule_hdr rule;
+		struct rtmsg message;   /* a struct fib_rule_hdr for rules: the same 12 bytes */
 	} request;
 	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	ssize_t sent;
 
-	if (l->rules_sequence) {   /* one dump at a time on a socket (else EBUSY) */
-		l->rules_again = 1;
-		return 0;
-	}
 	memset(&request, 0, sizeof(request));
 	request.header.nlmsg_len = sizeof(request);
-	request.header.nlmsg_type = RTM_GETRULE;
+	request.header.nlmsg_type = type;
 	request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	request.header.nlmsg_seq = RULES_SEQUENCE_BIT | (l->next_sequence++ & 0x7FFFFFFF);
-	request.rule.family = AF_UNSPEC;
+	request.message.rtm_family = family;
 	do
 		sent = sendto(l->fd, &request, sizeof(request), MSG_DONTWAIT,
 			      (struct sockaddr *)&kernel, sizeof(kernel));
 	while (sent < 0 && errno == EINTR);
-	if (sent < 0) {   /* the queue is full: at the next read */
+	if (sent < 0) {   /* the queue is full: from the start, at the next read */
 		l->rules_again = 1;
 		return errno == EAGAIN || errno == ENOBUFS ? 0 : -errno;
 	}
 	l->rules_sequence = request.header.nlmsg_seq;
-	l->rules_by_source = 0;
-	l->rules_again = 0;
 	return 0;
+}
+
+int fp_route_lookups_ask_rules(struct fp_route_lookups *l)
+{
+	if (l->rules_sequence) {   /* one dump at a time on a socket (else EBUSY) */
+		l->rules_again = 1;
+		return 0;
+	}
+	l->rules_by_source = 0;
+	l->rules_phase = 1;
+	l->rules_again = 0;
+	return send_dump(l, RTM_GETRULE, AF_UNSPEC);
 }
 
 uint32_t fp_route_lookups_rules_sequence(const struct fp_route_lookups *l)
@@ -335,7 +352,7 @@ int fp_route_lookups_rules(struct fp_route_lookups *l)
 
 static void rules_answer(struct fp_route_lookups *l, const struct nlmsghdr *h)
 {
-	if (h->nlmsg_type == RTM_NEWRULE &&
+	if (h->nlmsg_type == RTM_NEWRULE && l->rules_phase == 1 &&
 	    h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct fib_rule_hdr))) {
 		const struct fib_rule_hdr *rule = NLMSG_DATA(h);
 		const struct rtattr *a = (const struct rtattr *)((const uint8_t *)rule +
@@ -345,16 +362,22 @@ static void rules_answer(struct fp_route_lookups *l, const struct nlmsghdr *h)
 		/* what makes a rule select by more than the destination
 		 * (FRA_UID_RANGE only matters to the router's own sockets) */
 		if (rule->src_len || rule->tos)
-			l->rules_by_source = 1;
+			l->rules_by_source |= FP_ROUTES_BY_RULES;
 		for (; RTA_OK(a, left); a = RTA_NEXT(a, left)) {
 			switch (a->rta_type & NLA_TYPE_MASK) {
 			case FRA_IIFNAME:
 			case FRA_FWMARK:
 			case FRA_OIFNAME:
 			case FRA_L3MDEV:
-				l->rules_by_source = 1;
+				l->rules_by_source |= FP_ROUTES_BY_RULES;
 			}
 		}
+	} else if (h->nlmsg_type == RTM_NEWROUTE && l->rules_phase == 2 &&
+		   h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct rtmsg))) {
+		const struct rtmsg *r = NLMSG_DATA(h);
+
+		if (r->rtm_family == AF_INET6 && r->rtm_src_len)   /* `from` a prefix */
+			l->rules_by_source |= FP_ROUTES_IPV6_BY_SOURCE;
 	} else if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
 		const struct nlmsgerr *e = NLMSG_DATA(h);
 
@@ -365,10 +388,14 @@ static void rules_answer(struct fp_route_lookups *l, const struct nlmsghdr *h)
 			l->rules_again = 1;
 			return;
 		}
-		if (l->rules_again)
+		if (l->rules_again) {
 			fp_route_lookups_ask_rules(l);
-		else
+		} else if (l->rules_phase == 1) {
+			l->rules_phase = 2;
+			send_dump(l, RTM_GETROUTE, AF_INET6);
+		} else {
 			l->rules_result = l->rules_by_source;
+		}
 	}
 }
 

@@ -17,7 +17,12 @@ route depends on the destination alone and one lookup serves every flow to
 it; once a rule selects by source, incoming interface or mark (pbr, mwan3),
 a lookup carries the flow's source and ingress interface (a forwarding
 lookup, as the packet took) or the conntrack mark.  Rules that select by
-port or protocol are not followed (the lookup carries no ports).
+port or protocol are not followed (the lookup carries no ports).  IPv6
+routes can select by source themselves (`default from 2001:db8::/48 via
+...`: netifd installs IPv6 defaults that way): while one exists, IPv6
+lookups carry the source too (conntrack's by an output lookup from it, and
+the way back from the flow's destination), else the kernel answers
+"unreachable" for every IPv6 destination.
 """
 
 import logging
@@ -69,6 +74,7 @@ class RouteTable:
         self.asking = ffi.gc(asking, lib.fp_route_lookups_free)
         self._counters = ffi.new("struct fp_route_lookups_counters *")
         self.by_source = True     # until the rules are known: the full key
+        self.ipv6_by_source = False   # source-specific IPv6 routes (forced by by_source)
         self.change_overruns = 0
         self._ask_rules()
 
@@ -145,7 +151,10 @@ class RouteTable:
         try:
             messages = self.changes.receive()
             changed = bool(messages)
-            if any(m.type in (nl.RTM_NEWRULE, nl.RTM_DELRULE) for m in messages):
+            # a rule, or a source-specific route (rtm_src_len): what keys carry may change
+            if any(m.type in (nl.RTM_NEWRULE, nl.RTM_DELRULE) or (
+                    m.type in (nl.RTM_NEWROUTE, nl.RTM_DELROUTE) and m.payload[2])
+                   for m in messages):
                 self._ask_rules()
         except nl.Overrun:
             self.change_overruns += 1
@@ -169,13 +178,19 @@ class RouteTable:
         return lib.fp_route_lookups_rules_sequence(self.asking) or None
 
     def _rules_answered(self):
-        """Once the rules' dump is answered (in C): whether lookups carry the
-        source, ingress and mark."""
-        by_source = lib.fp_route_lookups_rules(self.asking)
-        if by_source >= 0 and bool(by_source) != self.by_source:
-            log.info("routing lookups by %s", "source, ingress and mark"
-                     if by_source else "destination only")
-            self.by_source = bool(by_source)
+        """Once the dumps of the rules and the IPv6 routes are answered (in
+        C): whether lookups carry the source, ingress and mark."""
+        answer = lib.fp_route_lookups_rules(self.asking)
+        if answer < 0:
+            return
+        by_source = bool(answer & lib.FP_ROUTES_BY_RULES)
+        ipv6_by_source = bool(answer & lib.FP_ROUTES_IPV6_BY_SOURCE)
+        if (by_source, ipv6_by_source) != (self.by_source, self.ipv6_by_source):
+            log.info("routing lookups by %s%s", "source, ingress and mark"
+                     if by_source else "destination only", "; IPv6 by source too, for its "
+                     "source-specific routes" if ipv6_by_source and not by_source else "")
+            self.by_source, self.ipv6_by_source = by_source, ipv6_by_source
+            lib.fp_route_cache_ipv6_by_source(self.cache, ipv6_by_source)
             self.invalidate()
 
     def stats(self):
@@ -187,7 +202,8 @@ class RouteTable:
                     records_routed=counters.hits,
                     records_routed_before_change=counters.hits_previous,
                     records_routed_after_change=counters.routed_after_change,
-                    routes_by_source=self.by_source)
+                    routes_by_source=self.by_source,
+                    routes_ipv6_by_source=self.ipv6_by_source)
 
     def close(self):
         self.lookups.close()   # C only uses its descriptor, never after this
