@@ -21,7 +21,8 @@ Rows: records as JSON lines (formatted in C), IPFIX, IPFIX biflow (RFC
 -v 10 -b, -v 9, -v 5 alike), and sFlow at 1:1, where a record is a packet
 sample (softflowd has no sFlow); then the daemon's other sinks, fed as its
 loop feeds them: the history store (SQLite, in its writer thread) and the
-enrichment stage routing every record (bench/sink_instructions.py).
+enrichment stage routing every record (bench/sink_instructions.py): cold,
+every destination new, and warm, each batch again (what that adds).
 
 A report: exit 0 whatever the figures, non-zero only when a tool fails.
 """
