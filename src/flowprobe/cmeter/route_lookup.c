@@ -39,6 +39,9 @@
  * max(NLMSG_GOODSIZE, our buffer) bytes: a page on 16 KB-page kernels) */
 #define READ_DATAGRAMS 16
 #define DATAGRAM_BUFFER 16384
+/* recvmmsg calls a read makes at most: a dump of a big table is read over
+ * several turns of the loop (the socket stays readable), not in one */
+#define READ_ROUNDS 32
 #define RULES_SEQUENCE_BIT 0x80000000u
 
 enum { SLOT_EMPTY, SLOT_PENDING, SLOT_DONE };
@@ -470,9 +473,9 @@ int fp_route_lookups_read(struct fp_route_lookups *l, struct fp_route_cache *cac
 {
 	struct mmsghdr messages[READ_DATAGRAMS];
 	struct iovec vectors[READ_DATAGRAMS];
-	int answered = 0, got, i;
+	int answered = 0, got, i, rounds = 0;
 
-	for (;;) {
+	while (rounds++ < READ_ROUNDS) {
 		for (i = 0; i < READ_DATAGRAMS; i++) {
 			vectors[i].iov_base = l->datagrams + (size_t)i * DATAGRAM_BUFFER;
 			vectors[i].iov_len = DATAGRAM_BUFFER;
