@@ -84,10 +84,12 @@ class RouteTable:
         """The lookup a flow needs, as the C table keys it (for tests; the
         stage has C make them from records)."""
         size = 4 if ip_version == 4 else 16
-        if not self.by_source:
+        if not (self.by_source or ip_version == 6 and self.ipv6_by_source):
             return KEY.pack(destination[:size], b"", 0, 0, ip_version)
-        return KEY.pack(destination[:size], source[:size] if ingress else b"", ingress, mark,
-                        ip_version)
+        # an IPv4 lookup from a source not the router's own must be a forwarding one
+        with_source = ingress or ip_version == 6
+        return KEY.pack(destination[:size], source[:size] if with_source else b"", ingress,
+                        mark, ip_version)
 
     def get(self, key):
         """The current answer for a key, or None."""
@@ -101,8 +103,8 @@ class RouteTable:
 
     def ask(self, key):
         """Sends the lookup for one key (bytes of a struct fp_route_key)
-        unless it is in flight; False when it cannot go now (too many in
-        flight, or the kernel's queue is full).  Answers are read by
+        unless it is in flight or known; False when it cannot go now (too
+        many in flight, or the kernel's queue is full).  Answers are read by
         read_answers()."""
         refused = self.counters["route_requests_refused"]
         self._checked(lib.fp_route_lookups_ask(self.asking, self.cache, as_key(key), 1, 0))
@@ -174,7 +176,8 @@ class RouteTable:
 
     @property
     def _rules_sequence(self):
-        """Of the rules' dump asked and not answered yet, or None."""
+        """Nonzero while the dumps of the rules and the IPv6 routes are asked
+        and not all answered, else None."""
         return lib.fp_route_lookups_rules_sequence(self.asking) or None
 
     def _rules_answered(self):
