@@ -254,7 +254,8 @@ static int flush(struct fp_route_lookups *l)
 int fp_route_lookups_ask(struct fp_route_lookups *l, struct fp_route_cache *cache,
 			 const struct fp_route_key *keys, int count, int read)
 {
-	int i, sent = 0, error;
+	uint64_t before = l->counters.lookups;   /* less those a full queue refuses */
+	int i, error;
 
 	for (i = 0; i < count; i++) {
 		uint32_t s, free_slot, sequence, egress;
@@ -284,7 +285,6 @@ int fp_route_lookups_ask(struct fp_route_lookups *l, struct fp_route_cache *cach
 		l->counters.lookups++;
 		l->request_length += build_request(l->request + l->request_length, &keys[i],
 						   sequence);
-		sent++;
 		if (++l->requests == CHUNK_REQUESTS) {
 			if ((error = flush(l)) < 0)
 				return error;
@@ -296,7 +296,7 @@ int fp_route_lookups_ask(struct fp_route_lookups *l, struct fp_route_cache *cach
 		return error;
 	if (read)
 		fp_route_lookups_read(l, cache);
-	return sent;
+	return (int)(l->counters.lookups - before);
 }
 
 static int send_dump(struct fp_route_lookups *l, uint16_t type, uint8_t family)
