@@ -521,7 +521,8 @@ void fp_route_cache_counters(struct fp_route_cache *cache,
 /* The FIB's answers asked in C (cmeter/route_lookup.c): RTM_GETROUTE for a
  * batch's unknown keys, many to a datagram, on the caller's non-blocking
  * NETLINK_ROUTE socket (opened, bound and closed by it), answers parsed
- * into a route cache; and the policy rules' dump on the same socket. */
+ * into a route cache; and the dumps of the policy rules and the IPv6
+ * routes (what keys must carry) on the same socket. */
 struct fp_route_lookups_counters {
 	uint64_t lookups;              /* requests sent */
 	uint64_t answers;              /* RTM_NEWROUTE answers */
