@@ -15,7 +15,7 @@ python="$root/.venv/bin/python"
 work="$root/build/asan"
 logs="$work/logs"
 tests="tests/test_decode.py tests/test_fragments.py tests/test_flow_table.py
-tests/test_properties.py tests/test_cli.py tests/test_export_encoders.py
+tests/test_properties.py tests/test_cli.py tests/test_export_encoders.py tests/test_history_rows.py
 tests/test_flow_macs.py tests/test_enrich_prefixes.py tests/test_enrich_stage.py
 tests/test_enrich_routes.py tests/test_conntrack_exactly_once.py tests/test_sampling.py
 tests/test_tcp_end.py tests/test_icmp_errors.py tests/test_flow_slots.py

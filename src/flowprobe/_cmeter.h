@@ -686,6 +686,26 @@ int fp_sflow_pack_datagrams(const struct fp_packet_sample *samples, int count,
 			    uint32_t uptime_ms, int mtu, uint8_t *out, int max_datagrams,
 			    int *ends, int *counts, int *consumed, int *not_encodable);
 
+/* The history store's rows (cmeter/history_rows.c): records as one blob of
+ * fixed-width fields, those named by fields[] (offset in struct fp_record,
+ * kind) in that order: an address as its 16 bytes, an integer as decimal
+ * characters, zero-padded to fp_history_field_width(kind) (a uint64 beyond
+ * INT64_MAX as the negative number of the same bits).
+ * fp_history_row_width: the bytes of a record.  fp_history_rows returns the
+ * bytes written, or -1 when size is below count records. */
+enum fp_history_kind {
+	FP_HISTORY_U8 = 1, FP_HISTORY_U16 = 2, FP_HISTORY_U32 = 4, FP_HISTORY_U64 = 8,
+	FP_HISTORY_ADDRESS = 16
+};
+struct fp_history_field {
+	uint16_t offset;
+	uint8_t kind;              /* enum fp_history_kind */
+};
+int fp_history_field_width(int kind);
+int fp_history_row_width(const struct fp_history_field *fields, int nfields);
+int fp_history_rows(const struct fp_record *records, int count, const struct fp_history_field *fields,
+		    int nfields, uint8_t *out, int size);
+
 /* cffi-end */
 
 #endif

@@ -48,6 +48,7 @@ class StoreWriter:
         self.current = None            # the open Segment, its connection below
         self._connection = None
         self._last_rowid = 0
+        self._rows = rows.Rows()
         self.next_seq = max([s.seq for s in self.sealed + unsealed], default=0) + 1
         self.opened_at = 0.0
         self.bytes_per_record = FIRST_ESTIMATE_BYTES
@@ -231,7 +232,7 @@ class StoreWriter:
         connection.execute("BEGIN")
         try:
             for chunk in chunks:
-                connection.executemany(rows.INSERT, rows.rows(chunk))
+                self._rows.insert(connection, chunk)
             last = connection.execute("SELECT max(rowid) FROM flows").fetchone()[0] or 0
             first_ms, last_ms = connection.execute(
                 "SELECT min(start_ms), max(start_ms) FROM flows WHERE rowid > ?",
