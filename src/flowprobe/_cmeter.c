@@ -229,6 +229,12 @@ uint64_t fp_meter_memory_bytes(struct fp_meter *m)
 	       (uint64_t)m->samples.capacity * sizeof(struct fp_packet_sample);
 }
 
+uint64_t fp_meter_resident_bytes(struct fp_meter *m)
+{
+	return fp_meter_memory_bytes(m) - m->flows.memory_bytes - m->fragments.memory_bytes +
+	       flow_table_resident_bytes(&m->flows) + frag_table_resident_bytes(&m->fragments);
+}
+
 int fp_linktype_supported(int linktype)
 {
 	return decode_linktype_supported(linktype);

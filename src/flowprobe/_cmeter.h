@@ -311,6 +311,9 @@ int fp_meter_update_settings(struct fp_meter *meter, const struct fp_settings *s
 void fp_meter_counters(struct fp_meter *meter, struct fp_counters *counters);
 /* Bytes held by the tables, fixed at fp_meter_new(). */
 uint64_t fp_meter_memory_bytes(struct fp_meter *meter);
+/* Of those, the bytes in memory now: the flow table's pages are written
+ * only as flows use them (cmeter/table_memory.h). */
+uint64_t fp_meter_resident_bytes(struct fp_meter *meter);
 int fp_linktype_supported(int linktype);
 
 /* Export data records: a layout is a list of these codes (cmeter/fields.def);

@@ -341,3 +341,9 @@ class Meter:
     @property
     def memory_bytes(self):
         return lib.fp_meter_memory_bytes(self._meter)
+
+    @property
+    def resident_bytes(self):
+        """Of memory_bytes, what is in memory now (the table's pages are
+        written only as flows use them)."""
+        return lib.fp_meter_resident_bytes(self._meter)

@@ -236,7 +236,9 @@ def _meter_rows(meter):
                   f"evicted {units.count(meter.get('flows_evicted', 0))}"),
         ("records", f"{units.count(meter.get('records_drained', 0))} handed to export, "
                     f"{units.count(meter.get('flows_pending_export', 0))} waiting"),
-        ("memory", units.size(meter.get("memory_bytes", 0))),
+        ("memory", units.size(meter.get("memory_bytes", 0)) + (
+            f" reserved, {units.size(meter['resident_bytes'])} in memory"
+            if "resident_bytes" in meter else "")),
     ]
     if meter.get("layer2_packets"):   # option l2_flows
         rows.append(("layer 2", f"{units.count(meter['layer2_packets'])} frames metered as "

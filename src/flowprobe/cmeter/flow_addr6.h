@@ -14,6 +14,7 @@
 #ifndef FLOWPROBE_FLOW_ADDR6_H
 #define FLOWPROBE_FLOW_ADDR6_H
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,27 +37,58 @@ static inline uint32_t addr6_max_active(uint32_t max_flows, uint32_t max_flows_i
 	return half;
 }
 
+static inline size_t addr6_slots_bytes(const struct flow_addr6_pool *pool)
+{
+	return (size_t)pool->capacity * sizeof(*pool->slots);
+}
+
+static inline size_t addr6_owner_bytes(const struct flow_addr6_pool *pool)
+{
+	return (size_t)pool->capacity * sizeof(*pool->owner);
+}
+
+static inline uint64_t addr6_pool_bytes(const struct flow_addr6_pool *pool)
+{
+	return addr6_slots_bytes(pool) + addr6_owner_bytes(pool);
+}
+
+static inline uint64_t addr6_pool_resident(const struct flow_addr6_pool *pool)
+{
+	return table_resident(pool->slots, addr6_slots_bytes(pool)) +
+	       table_resident(pool->owner, addr6_owner_bytes(pool));
+}
+
+/* Reserved, not written (table_memory.h): a zero owner is a free slot, and
+ * slots are taken from those given back first, then from `fresh` on. */
 static inline int addr6_pool_init(struct flow_addr6_pool *pool, uint32_t max_active,
 				  uint32_t reserve)
 {
-	uint32_t i;
-
 	memset(pool, 0, sizeof(*pool));
 	pool->max_active = max_active;
 	pool->capacity = max_active + reserve;
-	pool->slots = table_alloc((size_t)pool->capacity * sizeof(*pool->slots));
-	pool->owner = malloc((size_t)pool->capacity * sizeof(*pool->owner));
-	if (!pool->slots || !pool->owner)
-		return -1;
-	memset(pool->slots, 0, (size_t)pool->capacity * sizeof(*pool->slots));  /* committed now */
-	memset(pool->owner, 0xff, (size_t)pool->capacity * sizeof(*pool->owner));
-	for (i = 0; i < pool->capacity; i++) {
-		uint32_t next = i + 1 < pool->capacity ? i + 1 : FLOW_NONE;
+	pool->free_head = FLOW_NONE;
+	pool->slots = table_alloc(addr6_slots_bytes(pool));
+	pool->owner = table_alloc(addr6_owner_bytes(pool));
+	return pool->slots && pool->owner ? 0 : -1;
+}
 
-		memcpy(pool->slots[i].src, &next, 4);
-	}
-	pool->free_head = 0;
-	return 0;
+static inline void addr6_pool_free(struct flow_addr6_pool *pool)
+{
+	table_free(pool->slots, addr6_slots_bytes(pool));
+	table_free(pool->owner, addr6_owner_bytes(pool));
+	pool->slots = NULL;
+	pool->owner = NULL;
+}
+
+static inline int addr6_has_free(const struct flow_addr6_pool *pool)
+{
+	return pool->free_head != FLOW_NONE || pool->fresh < pool->capacity;
+}
+
+/* The entry holding slot i, or FLOW_NONE */
+static inline uint32_t addr6_owner(const struct flow_addr6_pool *pool, uint32_t i)
+{
+	return pool->owner[i] - 1;
 }
 
 /* FLOW_NONE when every slot holds a flow or a record waiting to be drained */
@@ -65,10 +97,13 @@ static inline uint32_t addr6_take(struct flow_addr6_pool *pool, uint32_t owner,
 {
 	uint32_t i = pool->free_head;
 
-	if (i == FLOW_NONE)
+	if (i != FLOW_NONE)
+		memcpy(&pool->free_head, pool->slots[i].src, 4);
+	else if (pool->fresh < pool->capacity)
+		i = pool->fresh++;
+	else
 		return FLOW_NONE;
-	memcpy(&pool->free_head, pool->slots[i].src, 4);
-	pool->owner[i] = owner;
+	pool->owner[i] = owner + 1;
 	memcpy(pool->slots[i].src, src, 16);
 	memcpy(pool->slots[i].dst, dst, 16);
 	return i;
@@ -78,7 +113,7 @@ static inline void addr6_give_back(struct flow_addr6_pool *pool, uint32_t i)
 {
 	memcpy(pool->slots[i].src, &pool->free_head, 4);
 	pool->free_head = i;
-	pool->owner[i] = FLOW_NONE;
+	pool->owner[i] = 0;
 }
 
 /* Symmetric in its two addresses: a flow and its reverse share it. */

@@ -72,6 +72,18 @@ static inline uint32_t bucket_of(const struct flow_table *t, uint32_t hash)
 	return (uint32_t)(((uint64_t)hash * t->slots) >> 32);
 }
 
+/* A bucket's chain: its first entry, or FLOW_NONE (stored + 1: zero, as
+ * an untouched page reads, is an empty chain). */
+static inline uint32_t chain_head(const struct flow_table *t, uint32_t bucket)
+{
+	return t->entries[bucket].bucket_head - 1;
+}
+
+static inline void set_chain_head(struct flow_table *t, uint32_t bucket, uint32_t i)
+{
+	t->entries[bucket].bucket_head = i + 1;
+}
+
 /* Flows outside tunnels never touch the segment array's cache line. */
 static inline uint64_t entry_segment(const struct flow_table *t, uint32_t i)
 {
@@ -106,7 +118,7 @@ void flow_table_prefetch_bucket(const struct flow_table *t, uint32_t bucket)
 
 void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket)
 {
-	uint32_t i = t->entries[bucket].bucket_head;
+	uint32_t i = chain_head(t, bucket);
 
 	if (i != FLOW_NONE)
 		__builtin_prefetch(&t->entries[i]);
@@ -159,7 +171,7 @@ static uint32_t find(const struct flow_table *t, uint32_t bucket, const struct p
 {
 	uint32_t i;
 
-	for (i = t->entries[bucket].bucket_head; i != FLOW_NONE; i = t->entries[i].bucket_next) {
+	for (i = chain_head(t, bucket); i != FLOW_NONE; i = t->entries[i].bucket_next) {
 		int match = entry_match(t, i, p, port, reverse_port);
 
 		if (match && (want == 0 || match == want))
@@ -274,8 +286,10 @@ static void expire_in_bucket(struct flow_table *t, uint32_t i, uint8_t reason, u
 {
 	struct flow_entry *e = &t->entries[i];
 
-	if (bucket != FLOW_NONE) {
-		uint32_t *link = &t->entries[bucket].bucket_head;
+	if (bucket != FLOW_NONE && chain_head(t, bucket) == i) {
+		set_chain_head(t, bucket, e->bucket_next);
+	} else if (bucket != FLOW_NONE) {
+		uint32_t *link = &t->entries[chain_head(t, bucket)].bucket_next;
 
 		while (*link != i)
 			link = &t->entries[*link].bucket_next;
@@ -325,7 +339,8 @@ void flow_table_expire_all(struct flow_table *t, uint8_t end_reason)
 	 * and a chain walk, two misses, a flow. */
 	if (chains_emptied)
 		for (i = 0; i < t->slots; i++)
-			t->entries[i].bucket_head = FLOW_NONE;
+			if (t->entries[i].bucket_head)  /* pages never written stay untouched */
+				t->entries[i].bucket_head = 0;
 	for (list = LIST_ANSWERED; list <= LIST_CLOSING; list++)
 		while ((i = t->lists[list].tail) != FLOW_NONE)
 			expire_in_bucket(t, i, end_reason, chains_emptied ? FLOW_NONE : entry_bucket(t, i));
@@ -380,7 +395,7 @@ static uint32_t evict_oldest_ipv6(struct flow_table *t)
 			victim = i;
 	}
 	for (uint32_t step = 0; victim == FLOW_NONE && step < t->addr6.capacity; step++) {
-		uint32_t owner = t->addr6.owner[t->addr6.hand];
+		uint32_t owner = addr6_owner(&t->addr6, t->addr6.hand);
 
 		if (++t->addr6.hand == t->addr6.capacity)
 			t->addr6.hand = 0;
@@ -396,16 +411,34 @@ static uint32_t evict_oldest_ipv6(struct flow_table *t)
 
 /* ---- accounting ---- */
 
+static inline int has_free_slot(const struct flow_table *t)
+{
+	return t->free_head != FLOW_NONE || t->fresh < t->slots;
+}
+
+/* A drained slot, else the next never used (flow_table.h: the order). */
+static inline uint32_t take_slot(struct flow_table *t)
+{
+	uint32_t i = t->free_head;
+
+	if (i == FLOW_NONE) {
+		if (t->fresh + 1 < t->slots)
+			__builtin_prefetch(&t->entries[t->fresh + 1], 1);
+		return t->fresh++;
+	}
+	t->free_head = t->entries[i].bucket_next;
+	if (t->free_head != FLOW_NONE)  /* the next new flow's slot: a miss taken now, not then */
+		__builtin_prefetch(&t->entries[t->free_head], 1);
+	return i;
+}
+
 static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct packet *p,
 			     const uint16_t port[2], uint64_t first_ms, uint64_t last_ms)
 {
-	uint32_t i = t->free_head;
+	uint32_t i = take_slot(t);
 	struct flow_entry *e = &t->entries[i];
 	uint32_t bucket_head = e->bucket_head;  /* another chain's, kept */
 
-	t->free_head = e->bucket_next;
-	if (t->free_head != FLOW_NONE)  /* the next new flow's slot: a miss taken now, not then */
-		__builtin_prefetch(&t->entries[t->free_head], 1);
 	memset(e, 0, sizeof(*e));
 	e->bucket_head = bucket_head;
 	if (p->ip_version == 6) {
@@ -443,8 +476,8 @@ static uint32_t create_entry(struct flow_table *t, uint32_t bucket, const struct
 			memset(t->macs + (size_t)i * t->mac_stride + 12, 0, 12);
 	}
 
-	e->bucket_next = t->entries[bucket].bucket_head;
-	t->entries[bucket].bucket_head = i;
+	e->bucket_next = chain_head(t, bucket);
+	set_chain_head(t, bucket, i);
 	e->list = LIST_FREE;
 	list_push(t, i, LIST_UNANSWERED);
 	t->created++;
@@ -582,8 +615,7 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 			if (victim == reverse)
 				reverse = FLOW_NONE;
 		}
-		if (t->free_head == FLOW_NONE ||
-		    (p->ip_version == 6 && t->addr6.free_head == FLOW_NONE))
+		if (!has_free_slot(t) || (p->ip_version == 6 && !addr6_has_free(&t->addr6)))
 			return ACCOUNT_NO_SLOT;
 		i = create_entry(t, bucket, p, port, first_ms, last_ms);
 		if (!t->bidirectional && reverse_port >= 0) {
@@ -770,7 +802,7 @@ int flow_table_snapshot(const struct flow_table *t, const struct interface_slot 
 {
 	int n = 0;
 
-	for (; *cursor < t->slots && n < max; (*cursor)++) {
+	for (; *cursor < t->fresh && n < max; (*cursor)++) {
 		if (!is_active(&t->entries[*cursor]))
 			continue;
 		fill_record(t, *cursor, slots, &out[n]);
@@ -843,7 +875,7 @@ int flow_table_top(const struct flow_table *t, const struct interface_slot *slot
 	*matched = 0;
 	if (limit <= 0)
 		return 0;
-	for (i = 0; i < t->slots; i++) {
+	for (i = 0; i < t->fresh; i++) {
 		if (!is_active(&t->entries[i]))
 			continue;
 		fill_record(t, i, slots, &r);
@@ -876,7 +908,7 @@ int flow_table_expire_matching(struct flow_table *t, const struct interface_slot
 	uint32_t i;
 	int n = 0;
 
-	for (i = 0; i < t->slots; i++) {
+	for (i = 0; i < t->fresh; i++) {
 		if (!is_active(&t->entries[i]))
 			continue;
 		fill_record(t, i, slots, &r);
@@ -902,9 +934,39 @@ static uint32_t export_reserve(uint32_t max_flows)
 	return reserve;
 }
 
+/* Each array's bytes, as table_alloc and table_free need them. */
+static size_t entries_bytes(const struct flow_table *t)
+{
+	return (size_t)t->slots * sizeof(*t->entries);
+}
+
+static size_t segment_bytes(const struct flow_table *t)
+{
+	return (size_t)t->slots * sizeof(*t->segment);
+}
+
+static size_t reverse_bytes(const struct flow_table *t)
+{
+	return (size_t)t->slots * sizeof(*t->reverse);
+}
+
+static size_t macs_bytes(const struct flow_table *t)
+{
+	return (size_t)t->slots * t->mac_stride;
+}
+
+static size_t icmp_errors_bytes(const struct flow_table *t)
+{
+	return (size_t)t->slots * sizeof(*t->icmp_errors);
+}
+
+static size_t checksum_errors_bytes(const struct flow_table *t)
+{
+	return (size_t)t->slots * sizeof(*t->checksum_errors);
+}
+
 int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t seed[2])
 {
-	uint32_t i;
 	enum flow_list list;
 
 	memset(t, 0, sizeof(*t));
@@ -918,10 +980,15 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	t->tcp_end_grace_ms = s->tcp_end_grace_ms;
 	t->overflow_policy = s->overflow_policy;
 	t->bidirectional = s->bidirectional != 0;
+	t->free_head = FLOW_NONE;
+	for (list = 0; list < LIST_COUNT; list++)
+		t->lists[list].head = t->lists[list].tail = FLOW_NONE;
 
-	/* malloc + explicit writes, not calloc: the pages are committed now, so
-	 * a router short of memory fails at start, never under load */
-	t->entries = table_alloc((size_t)t->slots * sizeof(*t->entries));
+	/* The whole capacity is reserved now (a failure refuses to start), but
+	 * nothing is written: zero is an empty slot, an empty chain and an
+	 * empty optional field, so pages become resident as flows use them
+	 * (table_memory.h). */
+	t->entries = table_alloc(entries_bytes(t));
 	if (addr6_pool_init(&t->addr6, addr6_max_active(t->max_flows, s->max_flows_ipv6),
 			    t->slots - t->max_flows)) {
 		flow_table_free(t);
@@ -929,17 +996,17 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 	}
 	/* inner flows are keyed by their tunnel too; layer-2 flows by EtherType */
 	if (s->tunnels != FP_TUNNELS_OUTER || s->l2_flows)
-		t->segment = malloc((size_t)t->slots * sizeof(*t->segment));
+		t->segment = table_alloc(segment_bytes(t));
 	if (t->bidirectional)
-		t->reverse = malloc((size_t)t->slots * sizeof(*t->reverse));
+		t->reverse = table_alloc(reverse_bytes(t));
 	if (s->verify_checksums)
-		t->checksum_errors = malloc((size_t)t->slots * sizeof(*t->checksum_errors));
+		t->checksum_errors = table_alloc(checksum_errors_bytes(t));
 	if (s->macs) {
 		t->mac_stride = t->bidirectional ? 24 : 12;
-		t->macs = malloc((size_t)t->slots * t->mac_stride);
+		t->macs = table_alloc(macs_bytes(t));
 	}
 	if (s->icmp_errors)
-		t->icmp_errors = malloc((size_t)t->slots * sizeof(*t->icmp_errors));
+		t->icmp_errors = table_alloc(icmp_errors_bytes(t));
 	if (tcp_end_init(&t->ends, t->max_flows, seed) || (s->icmp_errors && !t->icmp_errors)) {
 		flow_table_free(t);
 		return -1;
@@ -950,56 +1017,46 @@ int flow_table_init(struct flow_table *t, const struct fp_settings *s, uint64_t 
 		flow_table_free(t);
 		return -1;
 	}
-	memset(t->entries, 0, (size_t)t->slots * sizeof(*t->entries));
-	if (t->segment)
-		memset(t->segment, 0, (size_t)t->slots * sizeof(*t->segment));
-	if (t->reverse)
-		memset(t->reverse, 0, (size_t)t->slots * sizeof(*t->reverse));
-	if (t->macs)
-		memset(t->macs, 0, (size_t)t->slots * t->mac_stride);
-	if (t->icmp_errors)
-		memset(t->icmp_errors, 0, (size_t)t->slots * sizeof(*t->icmp_errors));
-	if (t->checksum_errors)
-		memset(t->checksum_errors, 0, (size_t)t->slots * sizeof(*t->checksum_errors));
-	for (i = 0; i < t->slots; i++) {
-		t->entries[i].bucket_next = i + 1 < t->slots ? i + 1 : FLOW_NONE;
-		t->entries[i].bucket_head = FLOW_NONE;
-	}
-	t->free_head = 0;
-	for (list = 0; list < LIST_COUNT; list++)
-		t->lists[list].head = t->lists[list].tail = FLOW_NONE;
 
-	t->memory_bytes = (uint64_t)t->slots * (sizeof(*t->entries) +
-						(t->segment ? sizeof(*t->segment) : 0) +
-						(t->reverse ? sizeof(*t->reverse) : 0) +
-						t->mac_stride +
-						(t->checksum_errors ? sizeof(*t->checksum_errors) : 0)) +
-			  (uint64_t)t->addr6.capacity *
-				  (sizeof(*t->addr6.slots) + sizeof(*t->addr6.owner));
-	t->memory_bytes += t->ends.memory_bytes +
-			   (t->icmp_errors ? (uint64_t)t->slots * sizeof(*t->icmp_errors) : 0);
+	t->memory_bytes = entries_bytes(t) + (t->segment ? segment_bytes(t) : 0) +
+			  (t->reverse ? reverse_bytes(t) : 0) + macs_bytes(t) +
+			  (t->checksum_errors ? checksum_errors_bytes(t) : 0) +
+			  addr6_pool_bytes(&t->addr6);
+	t->memory_bytes += t->ends.memory_bytes + (t->icmp_errors ? icmp_errors_bytes(t) : 0);
 	return 0;
+}
+
+/* Of memory_bytes, what is in memory now: the arrays' pages written so far
+ * (mincore; a small array counts whole). */
+uint64_t flow_table_resident_bytes(const struct flow_table *t)
+{
+	return table_resident(t->entries, entries_bytes(t)) +
+	       table_resident(t->segment, segment_bytes(t)) +
+	       table_resident(t->reverse, reverse_bytes(t)) +
+	       table_resident(t->macs, macs_bytes(t)) +
+	       table_resident(t->checksum_errors, checksum_errors_bytes(t)) +
+	       table_resident(t->icmp_errors, icmp_errors_bytes(t)) +
+	       addr6_pool_resident(&t->addr6) + t->ends.memory_bytes -
+	       ((uint64_t)t->ends.mask + 1) * sizeof(*t->ends.states) +
+	       table_resident(t->ends.states, ((size_t)t->ends.mask + 1) * sizeof(*t->ends.states));
 }
 
 void flow_table_free(struct flow_table *t)
 {
-	free(t->entries);
-	free(t->addr6.slots);
-	t->addr6.slots = NULL;
-	free(t->addr6.owner);
-	t->addr6.owner = NULL;
-	free(t->reverse);
-	free(t->macs);
+	table_free(t->entries, entries_bytes(t));
+	t->entries = NULL;
+	addr6_pool_free(&t->addr6);
+	table_free(t->reverse, reverse_bytes(t));
+	t->reverse = NULL;
+	table_free(t->macs, macs_bytes(t));
 	t->macs = NULL;
-	free(t->segment);
+	table_free(t->segment, segment_bytes(t));
 	t->segment = NULL;
-	free(t->icmp_errors);
+	table_free(t->icmp_errors, icmp_errors_bytes(t));
 	t->icmp_errors = NULL;
 	tcp_end_free(&t->ends);
-	free(t->checksum_errors);
+	table_free(t->checksum_errors, checksum_errors_bytes(t));
 	t->checksum_errors = NULL;
-	t->entries = NULL;
-	t->reverse = NULL;
 }
 
 /* ---- checksum errors (verify_checksums) ---- */

@@ -33,7 +33,9 @@ struct flow_entry {
 	uint32_t duration_ms;    /* first packet = last_ms - duration_ms */
 	uint32_t bucket_next;    /* hash chain, or the free list */
 	uint32_t bucket_head;    /* not this flow's: the chain of hash bucket <this index>,
-				  * so the index costs no array of its own */
+				  * so the index costs no array of its own; stored as
+				  * its first entry + 1, so 0 (an untouched page) is
+				  * an empty chain (chain_head in flow_table.c) */
 	uint32_t list_prev;
 	uint32_t list_next;
 	uint16_t port[2];        /* ESP: the SPI, high and low half */
@@ -80,14 +82,15 @@ struct flow_list_ends {
  * bytes link the free list. */
 struct flow_addr6_pool {
 	struct flow_addr6 *slots;
-	uint32_t *owner;         /* the entry holding each slot (FLOW_NONE: free) */
+	uint32_t *owner;         /* the entry holding each slot, + 1 (0: free) */
 	uint32_t hand;           /* where the next eviction by pool order looks */
 	uint32_t capacity;
 	uint32_t max_active;     /* IPv6 flows active at once; the overflow policy beyond */
 	uint32_t active;
-	uint32_t free_head;
+	uint32_t free_head;      /* slots given back (their first 4 bytes link them) */
 	uint64_t refused;        /* new IPv6 flows counted as dropped: pool full */
 	uint64_t evicted;        /* IPv6 flows ended early to make room (evict policy) */
+	uint32_t fresh;          /* slots from here on never used: untouched, zero */
 };
 
 struct flow_table {
@@ -119,6 +122,11 @@ struct flow_table {
 	struct tcp_end_table ends;                 /* TCP ends by sequence numbers */
 	struct icmp_error_count *icmp_errors;      /* NULL unless settings.icmp_errors */
 	uint32_t *checksum_errors;     /* NULL unless settings.verify_checksums: per slot */
+	/* Slots are taken from free_head (drained ones, linked by bucket_next)
+	 * first, then from fresh on: the slots never used, untouched and zero
+	 * (table_memory.h), in index order.  The order is the one a free list
+	 * of all slots would give, so a flow's slot is the same on every arch. */
+	uint32_t fresh;
 };
 
 enum account_result {
@@ -130,6 +138,8 @@ enum account_result {
 
 int flow_table_init(struct flow_table *t, const struct fp_settings *settings, uint64_t seed[2]);
 void flow_table_free(struct flow_table *t);
+/* Of memory_bytes (reserved at init), the bytes in memory now. */
+uint64_t flow_table_resident_bytes(const struct flow_table *t);
 
 /* Counts one packet (or, with packets > 1, fragments held for it) into its
  * flow, creating or expiring entries as needed. */

@@ -3,6 +3,7 @@
  * the entry goes; duplicates or overlaps only make it wait for the timeout. */
 #include "frag_table.h"
 #include "hash.h"
+#include "table_memory.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -71,13 +72,18 @@ uint32_t frag_table_get(struct frag_table *t, const struct packet *p, struct fra
 			return i;
 	}
 
-	if (t->free_head == FRAG_NONE) {
+	if (t->free_head == FRAG_NONE && t->fresh == t->capacity) {
 		release(t, t->tail, orphans);
 		t->evicted++;
 	}
-	i = t->free_head;
+	/* one given back, else one never used (untouched, table_memory.h) */
+	if (t->free_head != FRAG_NONE) {
+		i = t->free_head;
+		t->free_head = t->entries[i].bucket_next;
+	} else {
+		i = t->fresh++;
+	}
 	e = &t->entries[i];
-	t->free_head = e->bucket_next;
 	memset(e, 0, sizeof(*e));
 	memcpy(e->src, p->src, 16);
 	memcpy(e->dst, p->dst, 16);
@@ -129,7 +135,7 @@ void frag_table_expire_all(struct frag_table *t, struct frag_orphans *orphans)
 
 int frag_table_init(struct frag_table *t, uint32_t capacity, uint32_t timeout_ms, uint64_t seed[2])
 {
-	uint32_t i, buckets = 16;
+	uint32_t buckets = 16;
 
 	memset(t, 0, sizeof(*t));
 	while (buckets < capacity && buckets < (1u << 30))
@@ -139,25 +145,29 @@ int frag_table_init(struct frag_table *t, uint32_t capacity, uint32_t timeout_ms
 	t->timeout_ms = timeout_ms;
 	t->seed[0] = seed[0] ^ 0x9e3779b97f4a7c15ULL;  /* independent of the flow index */
 	t->seed[1] = seed[1];
-	t->entries = malloc((size_t)capacity * sizeof(*t->entries));
+	t->entries = table_alloc((size_t)capacity * sizeof(*t->entries));
 	t->buckets = malloc((size_t)buckets * sizeof(*t->buckets));
 	if (!t->entries || !t->buckets) {
 		frag_table_free(t);
 		return -1;
 	}
-	memset(t->entries, 0, (size_t)capacity * sizeof(*t->entries));
 	memset(t->buckets, 0xff, (size_t)buckets * sizeof(*t->buckets));
-	for (i = 0; i < capacity; i++)
-		t->entries[i].bucket_next = i + 1 < capacity ? i + 1 : FRAG_NONE;
-	t->free_head = 0;
+	t->free_head = FRAG_NONE;
 	t->head = t->tail = FRAG_NONE;
 	t->memory_bytes = (uint64_t)capacity * sizeof(*t->entries) + (uint64_t)buckets * sizeof(*t->buckets);
 	return 0;
 }
 
+uint64_t frag_table_resident_bytes(const struct frag_table *t)
+{
+	size_t entries = (size_t)t->capacity * sizeof(*t->entries);
+
+	return t->memory_bytes - entries + table_resident(t->entries, entries);
+}
+
 void frag_table_free(struct frag_table *t)
 {
-	free(t->entries);
+	table_free(t->entries, (size_t)t->capacity * sizeof(*t->entries));
 	free(t->buckets);
 	t->entries = NULL;
 	t->buckets = NULL;

@@ -51,6 +51,7 @@ struct frag_table {
 	uint64_t datagrams;
 	uint64_t evicted;
 	uint64_t timed_out;
+	uint32_t fresh;       /* entries from here on never used */
 };
 
 /* What became of fragments held in an entry that went away without its
@@ -62,6 +63,8 @@ struct frag_orphans {
 
 int frag_table_init(struct frag_table *t, uint32_t capacity, uint32_t timeout_ms, uint64_t seed[2]);
 void frag_table_free(struct frag_table *t);
+/* Of memory_bytes, the bytes in memory now (entries are written when first used). */
+uint64_t frag_table_resident_bytes(const struct frag_table *t);
 
 /* The entry for this fragment's datagram, created if new (evicting the
  * oldest when full; its held counts go to orphans). */

@@ -4,6 +4,7 @@
  * retransmissions, which the tombstone absorbs. */
 #include "tcp_end.h"
 #include "hash.h"
+#include "table_memory.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -104,11 +105,11 @@ static void unchain(struct tcp_end_table *t, uint32_t i)
  * quiet for longer than every other (displaced: the grace ends it). */
 static struct tcp_end_state *insert(struct tcp_end_table *t, uint64_t key, uint64_t now_ms)
 {
-	uint32_t i = t->free_head;
+	uint32_t i;
 	struct tcp_end_state *s;
 
-	if (i != NONE) {
-		t->free_head = t->states[i].chain;
+	if (t->fresh <= t->mask) {  /* never used yet (untouched, table_memory.h) */
+		i = t->fresh++;
 	} else {
 		i = t->stalest;
 		s = &t->states[i];
@@ -243,26 +244,23 @@ int tcp_end_init(struct tcp_end_table *t, uint32_t max_flows, const uint64_t see
 	/* keys of its own: a state's place says nothing about a flow's bucket */
 	t->seed[0] = hash_mix(seed[0] ^ 0x7463705f656e64ULL);
 	t->seed[1] = hash_mix(seed[1] + 0x7463705f656e64ULL);
-	t->states = malloc((size_t)capacity * sizeof(*t->states));
+	t->mask = capacity - 1;
+	/* states are reserved, written only when first used (in index order) */
+	t->states = table_alloc((size_t)capacity * sizeof(*t->states));
 	t->buckets = malloc((size_t)capacity * sizeof(*t->buckets));
 	if (!t->states || !t->buckets) {
 		tcp_end_free(t);
 		return -1;
 	}
-	memset(t->states, 0, (size_t)capacity * sizeof(*t->states));
 	memset(t->buckets, 0xff, (size_t)capacity * sizeof(*t->buckets));
-	for (uint32_t i = 0; i < capacity; i++)
-		t->states[i].chain = i + 1 < capacity ? i + 1 : NONE;
-	t->free_head = 0;
 	t->newest = t->stalest = NONE;
-	t->mask = capacity - 1;
 	t->memory_bytes = (uint64_t)capacity * (sizeof(*t->states) + sizeof(*t->buckets));
 	return 0;
 }
 
 void tcp_end_free(struct tcp_end_table *t)
 {
-	free(t->states);
+	table_free(t->states, ((size_t)t->mask + 1) * sizeof(*t->states));
 	t->states = NULL;
 	free(t->buckets);
 	t->buckets = NULL;

@@ -35,7 +35,7 @@ struct tcp_end_state {
 	uint8_t fin[2];          /* that FIN seen */
 	uint8_t acked[2];        /* and acknowledged by the other side */
 	uint8_t has_ack[2];
-	uint32_t chain;          /* next state of its bucket, or of the free list */
+	uint32_t chain;          /* next state of its bucket */
 	uint32_t newer, older;   /* the list by last closing segment (UINT32_MAX: end) */
 };
 
@@ -47,13 +47,13 @@ struct tcp_end_table {
 	struct tcp_end_state *states;
 	uint32_t *buckets;       /* capacity heads */
 	uint32_t mask;           /* capacity - 1 */
-	uint32_t free_head;
 	uint32_t newest, stalest;
 	uint64_t seed[2];
 	uint64_t ended_by_fin;   /* connections: both FINs acknowledged */
 	uint64_t ended_by_rst;
 	uint64_t displaced;      /* closing connections whose state made room: the grace ends them */
 	uint64_t memory_bytes;
+	uint32_t fresh;          /* states from here on never used */
 };
 
 enum tcp_end_verdict {

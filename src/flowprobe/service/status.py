@@ -26,7 +26,8 @@ def status(probe):
                       # max_flows 'auto': the capacity and why (table_size.py)
                       max_flows_reason=probe.config.max_flows_auto or "option max_flows",
                       table_fill=round(counters["flows_active"] / meter.settings.max_flows, 4),
-                      sample_ring=meter.sample_ring_stats()),   # sFlow's sampled headers
+                      sample_ring=meter.sample_ring_stats(),   # sFlow's sampled headers
+                      resident_bytes=meter.resident_bytes),   # of memory_bytes, in memory now
         "last_minute": probe.last_minute.summary(),
         "interfaces": probe.captures.status(),
         "collectors": probe.sinks.stats(),
