@@ -495,6 +495,7 @@ def test_a_name_is_resolved_off_the_caller_and_only_its_answer_is_used(monkeypat
 
     def slow(host, *args):
         release.wait(5)          # DNS that takes its time
+        host = host.decode() if isinstance(host, bytes) else host   # ASCII names come as bytes
         if host == "nowhere.invalid":
             raise socket.gaierror(-2, "Name or service not known")
         return real("127.0.0.1", *args)
@@ -530,6 +531,7 @@ def moving_name(monkeypatch):
     real = socket.getaddrinfo
 
     def lookup(host, *args):
+        host = host.decode() if isinstance(host, bytes) else host   # ASCII names come as bytes
         if host in points_to:
             if points_to[host] is None:
                 raise socket.gaierror(-3, "Temporary failure in name resolution")

@@ -25,10 +25,10 @@ UCI semantics kept by the strict parser (as libuci's file.c and list.c):
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from flowprobe import schema
+from flowprobe.addresses import is_ip_address
 from flowprobe.enrich.settings import EnrichSettings
 from flowprobe.errors import OptionError
 from flowprobe.export.fields import MAC_FIELDS
@@ -665,11 +665,7 @@ def _is_device_name(name):
 
 
 def _is_ip_address(text):
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    return is_ip_address(text)   # as ipaddress.ip_address reads it (addresses.py)
 
 
 def _is_host(text):

@@ -23,7 +23,6 @@ errors to stderr (procd: info and err). A line logd does not take later
 """
 
 import logging
-import logging.handlers
 import os
 import socket
 import sys
@@ -46,14 +45,51 @@ class _Below(logging.Filter):
         return record.levelno < self.level
 
 
-class _SysLog(logging.handlers.SysLogHandler):
-    """A record's levelname is not its syslog name: WARNING is warning,
-    ERROR err, CRITICAL crit (the base class maps them; named here so it
-    is plain which)."""
+class _SysLog(logging.Handler):
+    """syslog(3)'s datagram, "<PRI>" and the formatted line, to a unix
+    socket: what logging.handlers.SysLogHandler sends, without importing
+    logging.handlers (and with it pickle, queue and copy: some 0.4 MB a
+    router's daemon would keep for nothing)."""
 
-    priority_map = {"DEBUG": "debug", "INFO": "info", "WARNING": "warning",
-                    "ERROR": "err", "CRITICAL": "crit"}
-    append_nul = False
+    facility = 3   # daemon
+    # a record's levelname is not its syslog name: WARNING is warning (4),
+    # ERROR err (3), CRITICAL crit (2)
+    priority_map = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def __init__(self, address):
+        super().__init__()
+        self.address = address
+        self.socket = self._connect()
+
+    def _connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.connect(self.address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def emit(self, record):
+        try:
+            priority = self.facility << 3 | self.priority_map.get(record.levelname, 4)
+            datagram = f"<{priority}>{self.format(record)}".encode()
+            try:
+                self.socket.send(datagram)
+            except OSError:   # logd restarted: its socket is a new one
+                self.socket.close()
+                self.socket = self._connect()
+                self.socket.send(datagram)
+        except Exception:
+            self.handleError(record)
+
+    def close(self):
+        self.acquire()
+        try:
+            self.socket.close()
+        finally:
+            self.release()
+        super().close()
 
     def handleError(self, record):
         """logd away (restarting): the line goes to stderr, which procd
@@ -66,10 +102,7 @@ class _SysLog(logging.handlers.SysLogHandler):
 
 
 def _syslog_handler(address):
-    # SysLogHandler ignores a socket it cannot reach: try it first
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
-        probe.connect(address)
-    handler = _SysLog(address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+    handler = _SysLog(address)   # OSError: the socket cannot be reached
     handler.setFormatter(logging.Formatter(SYSLOG_FORMAT, datefmt=SYSLOG_DATE))
     return handler
 

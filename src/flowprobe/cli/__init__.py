@@ -11,7 +11,6 @@
 Every number, time and address is written by units.py.
 """
 
-import argparse
 import importlib
 import os
 import sys
@@ -60,14 +59,20 @@ def _terminal_columns():
     return columns or 80
 
 
-class _Parser(argparse.ArgumentParser):
-    """Its verbs' parsers are of this class too (argparse's parser_class)."""
+def _parser_class():
+    import argparse  # not for `run`'s usual line (_run_arguments)
 
-    def _get_formatter(self):
-        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)
+    class _Parser(argparse.ArgumentParser):
+        """Its verbs' parsers are of this class too (argparse's parser_class)."""
+
+        def _get_formatter(self):
+            return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)
+
+    return _Parser
 
 
 def build_parser(modules=ALL_MODULES):
+    _Parser = _parser_class()
     verbs = {name: importlib.import_module(f"flowprobe.cli.{name}") for name in modules}
     parser = _Parser(prog="flowprobe", description="a flow meter and exporter")
     parser.add_argument("--version", action="version", version=f"flowprobe {__version__}")
@@ -90,9 +95,35 @@ def build_parser(modules=ALL_MODULES):
     return parser
 
 
+def _run_arguments(argv):
+    """`run`'s options as procd passes them (--config, --socket, --no-ubus),
+    read without argparse: the daemon would otherwise keep argparse, gettext
+    and locale (some 0.5 MB) all its life.  None for anything else (--help,
+    an abbreviation, a mistake): argparse reads that line, as before."""
+    if not argv or argv[0] != "run":
+        return None
+    values = {"config": DEFAULT_CONFIG, "socket": None, "no_ubus": False}
+    rest = argv[1:]
+    while rest:
+        word = rest.pop(0)
+        if word == "--no-ubus":
+            values["no_ubus"] = True
+            continue
+        name, equals, value = word.partition("=")
+        if name not in ("--config", "--socket"):
+            return None
+        if not equals:
+            if not rest or rest[0].startswith("-"):
+                return None
+            value = rest.pop(0)
+        values[name[2:]] = value
+    from types import SimpleNamespace
+    return SimpleNamespace(command="run", handler=_run_daemon, **values)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_modules_for(argv)).parse_args(argv)
+    args = _run_arguments(argv) or build_parser(_modules_for(argv)).parse_args(argv)
     try:
         return args.handler(args)
     except BrokenPipeError:  # `flowprobe read x.pcap | head`

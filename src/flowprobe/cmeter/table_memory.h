@@ -25,7 +25,18 @@
 #include <sys/mman.h>
 
 #define TABLE_HUGE_PAGE (2u << 20)
+#if defined(__SANITIZE_ADDRESS__)   /* gcc */
+#define TABLE_SANITIZED 1
+#elif defined(__has_feature)        /* clang */
+#if __has_feature(address_sanitizer)
+#define TABLE_SANITIZED 1
+#endif
+#endif
+#ifdef TABLE_SANITIZED
+#define TABLE_MAPPED SIZE_MAX      /* calloc always: ASan checks every table's bounds */
+#else
 #define TABLE_MAPPED (64u << 10)   /* below: calloc (small tables, a few pages) */
+#endif
 
 /* Zeroed; NULL when the memory cannot be had.  table_free releases it. */
 static inline void *table_alloc(size_t bytes)

@@ -5,7 +5,6 @@ a ControlError naming it, never silently ignored, so that a typo in a filter
 cannot turn `expire` into "expire everything".
 """
 
-import ipaddress
 
 # IANA protocol numbers by the names operators type
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "icmpv6": 58, "sctp": 132,
@@ -139,6 +138,7 @@ class Handlers:
             if not isinstance(address, str):
                 raise ControlError(f"{method}: address must be an IP address or prefix "
                                    f"(a string), got {address!r}")
+            import ipaddress  # a query's filter: not kept from the start on
             try:
                 network = ipaddress.ip_network(address.strip(), strict=False)
             except ValueError:

@@ -21,13 +21,13 @@ device(address) is the function other stages call (the control's flow
 list, the history store later).
 """
 
-import ipaddress
 import logging
 import os
 import selectors
 import socket
 import stat
 
+from flowprobe.addresses import packed_address
 from flowprobe.config import ConfigError, read_sections
 from flowprobe.enrich import netlink as nl
 
@@ -40,7 +40,7 @@ MAX_NAME = 63                # a DNS label
 def _packed(text):
     """An address as 16 bytes (IPv4 in the first 4, as in records), or None."""
     try:
-        return ipaddress.ip_address(text.split("%")[0]).packed.ljust(16, b"\0")
+        return packed_address(text.split("%")[0]).ljust(16, b"\0")
     except ValueError:
         return None
 

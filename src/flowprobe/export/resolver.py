@@ -7,21 +7,24 @@ ever reads them).  At start, before anything is metered, names are resolved
 directly.  Addresses are never looked up here: they need no resolver.
 """
 
-import ipaddress
-import queue
 import socket
 import threading
 import time
 
+from flowprobe.addresses import is_ip_address
+
 ANSWER_SECONDS = 300.0    # an answer older than this is asked again
 
 
+def ascii_host(host):
+    """An ASCII host as bytes for getaddrinfo, which would otherwise load
+    the idna codec (with stringprep and unicodedata, some 0.3 MB the daemon
+    keeps) to encode it to the same bytes; others stay str (idna needed)."""
+    return host.encode() if isinstance(host, str) and host.isascii() else host
+
+
 def is_address(host):
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-        return True
-    except ValueError:
-        return False
+    return is_ip_address(host.split("%", 1)[0])
 
 
 class Resolver:
@@ -30,7 +33,7 @@ class Resolver:
         self._answers = {}        # (host, port, socktype) -> (when, addrinfo list or error)
         self._pending = set()
         self._lock = threading.Lock()
-        self._queue = queue.Queue()
+        self._queue = None        # with the worker, at the first name to resolve
         self._thread = None
 
     def now(self):
@@ -54,6 +57,8 @@ class Resolver:
                 return
             self._pending.add(key)
             if self._thread is None:
+                import queue
+                self._queue = queue.Queue()
                 self._thread = threading.Thread(target=self._work, name="resolver", daemon=True)
                 self._thread.start()
         self._queue.put(key)
@@ -66,7 +71,7 @@ class Resolver:
         while True:
             host, port, socktype = key = self._queue.get()
             try:
-                found = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socktype)
+                found = socket.getaddrinfo(ascii_host(host), port, socket.AF_UNSPEC, socktype)
             except (OSError, UnicodeError) as e:
                 found = e
             with self._lock:

@@ -13,7 +13,6 @@ source; the data source of both is the interface (ifIndex).  Datagrams
 never exceed the mtu.
 """
 
-import ipaddress
 import struct
 
 from flowprobe._cmeter_ffi import ffi, lib
@@ -64,6 +63,7 @@ class SflowEncoder(Encoder):
     def _address(self):
         """(type, packed) of the agent address, parsed once per address."""
         if self._parsed[0] != self.agent_address:
+            import ipaddress  # once per agent address
             address = ipaddress.ip_address(self.agent_address)
             self._parsed = (self.agent_address, ADDRESS_IPV4 if address.version == 4
                             else ADDRESS_IPV6, address.packed)

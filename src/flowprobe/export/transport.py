@@ -27,7 +27,7 @@ import socket
 import time
 from collections import deque
 
-from flowprobe.export.resolver import is_address
+from flowprobe.export.resolver import ascii_host, is_address
 
 # An established TCP connection to a collector that vanished without a RST
 # would otherwise hold its unacknowledged data for the kernel's full
@@ -94,7 +94,7 @@ def _resolve(host, port, socktype, source_address, resolver=None):
             if isinstance(found, Exception):
                 raise found
         else:
-            found = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socktype)
+            found = socket.getaddrinfo(ascii_host(host), port, socket.AF_UNSPEC, socktype)
     except (socket.gaierror, UnicodeError) as e:
         raise TransportError(f"collector {host!r} does not resolve: {e}") from None
     except OSError as e:
@@ -110,7 +110,7 @@ def _choose(host, found, socktype, source_address):
     if source_address is None:
         return found[0][0], found[0][4], None
     try:
-        sources = socket.getaddrinfo(source_address, 0, socket.AF_UNSPEC, socktype, 0,
+        sources = socket.getaddrinfo(ascii_host(source_address), 0, socket.AF_UNSPEC, socktype, 0,
                                      socket.AI_PASSIVE | socket.AI_NUMERICHOST)
     except (socket.gaierror, UnicodeError) as e:
         raise TransportError(f"source address {source_address!r} is not an IP address: {e}") \

@@ -9,7 +9,6 @@ batches, as with packet capture. Records are biflows: the original
 direction with its reply counters, pre- and post-NAT addresses and ports.
 """
 
-import ipaddress
 import logging
 import os
 import select
@@ -18,6 +17,8 @@ import socket
 import time
 
 from flowprobe._cmeter_ffi import ffi, lib
+from flowprobe.addresses import packed_address
+from flowprobe.export.resolver import ascii_host
 from flowprobe.records import record_to_dict
 
 log = logging.getLogger("flowprobe")
@@ -141,7 +142,7 @@ class ConntrackSource:
             self.exclude(protocol, address, port)
 
     def exclude(self, protocol, address, port):
-        packed = ipaddress.ip_address(address).packed
+        packed = packed_address(address)
         if lib.fp_conntrack_exclude(self._source, protocol, packed, len(packed), port) < 0:
             raise ConntrackError("too many collectors to leave out (32 at most)")
 
@@ -235,6 +236,7 @@ def conntrack_record_to_dict(r):
     size = 4 if version == 4 else 16
     post = {"post_src_addr": bytes(ffi.buffer(r.post_src_addr))[:size],
             "post_dst_addr": bytes(ffi.buffer(r.post_dst_addr))[:size]}
+    import ipaddress  # str() as every other record's addresses (records.py)
     record.update({key: str(ipaddress.ip_address(value)) for key, value in post.items()})
     record.update(post_src_port=r.post_src_port, post_dst_port=r.post_dst_port,
                   flow_id=r.flow_id, conntrack_mark=r.conntrack_mark,
@@ -268,7 +270,8 @@ def collector_endpoints(profiles):
     for profile in profiles:
         protocol = socket.IPPROTO_TCP if profile.transport == "tcp" else socket.IPPROTO_UDP
         try:
-            infos = socket.getaddrinfo(profile.host, profile.effective_port, proto=protocol)
+            infos = socket.getaddrinfo(ascii_host(profile.host), profile.effective_port,
+                                       proto=protocol)
         except OSError as e:
             log.warning("conntrack: collector %s not resolved (%s): its export traffic may be "
                         "metered", profile.host, e)
