@@ -14,17 +14,12 @@ import select
 import selectors
 import time
 
-from flowprobe.export.ipfix import IpfixEncoder
-from flowprobe.export.netflow5 import Netflow5Encoder
-from flowprobe.export.netflow9 import Netflow9Encoder
 from flowprobe.export.profile import (  # noqa: F401  (their home is profile.py)
     DEFAULT_PORTS,
     CollectorProfile,
     ProfileError,
     profile_from_url,
 )
-from flowprobe.export.sflow import SflowEncoder
-from flowprobe.export.spool import Spool, SpoolError
 from flowprobe.export.transport import TransportError, open_transport
 from flowprobe.schema import PROTOCOLS, TRANSPORTS  # noqa: F401  (their home)
 from flowprobe.sources import interface_counters
@@ -40,6 +35,7 @@ def _spool(profile, spool_dir):
     # a reload's new exporter opens its spool while the old one still holds its own
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", profile.name or profile.label)
     name = f"{name}.{os.getpid()}.{next(_spool_serial)}.spool"
+    from flowprobe.export.spool import Spool, SpoolError  # only with a spool
     try:
         return Spool(os.path.join(spool_dir, name), profile.spool_kb * 1024)
     except SpoolError as e:
@@ -62,19 +58,24 @@ class Collector:
         refresh = dict(template_refresh_seconds=profile.template_refresh_seconds,
                        template_refresh_messages=profile.template_refresh_packets,
                        reliable=reliable)
+        # each protocol's encoder imported when a collector speaks it
         if profile.protocol == "ipfix":
+            from flowprobe.export.ipfix import IpfixEncoder
             self.encoder = IpfixEncoder(profile.field_names, biflow=profile.biflow,
                                         observation_domain=profile.observation_domain,
                                         mtu=profile.mtu, **refresh)
         elif profile.protocol == "netflow9":
+            from flowprobe.export.netflow9 import Netflow9Encoder
             self.encoder = Netflow9Encoder(profile.field_names,
                                            source_id=profile.observation_domain,
                                            mtu=profile.mtu, boot_ms=boot_ms, **refresh)
         elif profile.protocol == "sflow":
+            from flowprobe.export.sflow import SflowEncoder
             self.encoder = SflowEncoder(sub_agent_id=profile.observation_domain,
                                         mtu=profile.mtu, boot_ms=boot_ms)
             self.last_counters_ms = boot_ms
         else:
+            from flowprobe.export.netflow5 import Netflow5Encoder
             self.encoder = Netflow5Encoder(engine_id=profile.observation_domain,
                                            mtu=profile.mtu, boot_ms=boot_ms)
         self.encoder.sampling_interval = sampling_interval
