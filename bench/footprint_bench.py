@@ -16,11 +16,16 @@ Bytecode is compiled first (as OpenWrt ships .pyc): compiling is not start-up.
 
 Idle memory: flowprobe's daemon (the default table, an IPFIX collector) and
 softflowd (its default table) on the same veth, one after the other, each
-read from /proc once it settled: VmRSS, Pss (smaps_rollup), and flowprobe's
-mappings by kind (smaps): the flow table (its own anonymous mappings, the
-size the meter reports), the capture ring (the packet socket's mapping),
-the interpreter (python binary or libpython), other shared libraries and
-extensions, and the heap (Python's objects and the imported modules).
+read from /proc once it settled: VmRSS, Pss (smaps_rollup), anonymous
+memory, and flowprobe's mappings by kind (smaps): the flow table (reserved
+whole at start, resident only as flows use it: its resident part is what
+status reports, meter.resident_bytes), the capture ring (the packet
+socket's mapping), the interpreter (python binary or libpython), other
+shared libraries and extensions, and the heap (Python's objects and the
+imported modules).  The steps to it, each an idle process of its own: the
+same python3 doing nothing, and python3 with the daemon's modules imported
+and its meter built (`flowprobe run` of a config with `enabled '0'`: the
+daemon's start without a capture, then a sleep).
 A report: exit 0 whatever the figures, non-zero only when a tool fails.
 """
 
@@ -109,9 +114,9 @@ def daemon_until_ready(testbed, directory, python):
 
 def smaps_by_kind(pid, table_bytes):
     """kB resident by kind of mapping, from /proc/PID/smaps.  The flow table is
-    anonymous memory like Python's heap, and written whole at start: its
-    share is the size the meter reports, the rest of the anonymous memory
-    is the heap (Python's objects, the imported modules' code)."""
+    anonymous memory like Python's heap: its share is the resident part the
+    meter reports (table_bytes), the rest of the anonymous memory is the
+    heap (Python's objects, the imported modules' code)."""
     kinds = {"flow table": 0, "capture ring": 0, "interpreter": 0, "shared libraries": 0,
              "heap and imports": 0}
     name, rss = None, 0
@@ -155,6 +160,30 @@ def bare_python_idle(python, settle_s):
     return figures
 
 
+def imports_idle(python, directory, settle_s):
+    """python3 with the daemon's modules imported and its meter built, idle:
+    `flowprobe run` of a config with enabled '0' returns once the daemon is
+    built, before any capture opens."""
+    config = directory / "disabled.config"
+    config.write_text("config flowprobe 'main'\n\toption enabled '0'\n"
+                      f"\toption control_socket '{directory / 'disabled.sock'}'\n"
+                      "config collector 'sink'\n\toption protocol 'ipfix'\n"
+                      "\toption host '127.0.0.1'\n\toption port '4739'\n")
+    code = ("import sys, time\nfrom flowprobe.cli import main\n"
+            f"main(['run', '--config', {str(config)!r}, '--no-ubus'])\ntime.sleep(60)")
+    process = subprocess.Popen([python, "-c", code], env=CLEAN_ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(settle_s)
+        if process.poll() is not None:
+            raise ToolFailed("flowprobe run of a disabled config exited before it slept")
+        figures = rollup(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+    return figures
+
+
 def rollup(pid):
     values = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
@@ -174,8 +203,10 @@ def idle_memory(daemon, settle_s):
         if isinstance(daemon, Flowprobe):
             meter = daemon.status()["meter"]
             figures["table_bytes"] = meter["memory_bytes"]
+            # before resident_bytes (another checkout): the table was written whole
+            figures["resident_bytes"] = meter.get("resident_bytes", meter["memory_bytes"])
             figures["max_flows"] = meter["max_flows"]
-            figures["kinds"] = smaps_by_kind(pid, meter["memory_bytes"])
+            figures["kinds"] = smaps_by_kind(pid, figures["resident_bytes"])
     finally:
         daemon.request_stop()
         try:
@@ -226,28 +257,32 @@ def main(argv=None):
             print("  idle memory: needs root for a veth in a namespace: skipped")
             return 0
         bare = bare_python_idle(args.python, args.settle)
+        imported = imports_idle(args.python, directory, args.settle)
         with Testbed() as testbed:
             probe = idle_memory(ScriptFlowprobe(testbed, directory, None, args.python),
                                 args.settle)
             peer = (idle_memory(Softflowd(testbed, directory, None), args.settle)
                     if Path(SOFTFLOWD).exists() else None)
     print(f"  idle daemon, default table ({probe['max_flows']} flows, "
-          f"{mb(probe['table_bytes'] / 1024)}), an IPFIX collector, settled {args.settle:g} s:")
+          f"{mb(probe['table_bytes'] / 1024)} reserved, {mb(probe['resident_bytes'] / 1024)} "
+          f"resident), an IPFIX collector, settled {args.settle:g} s:")
     for label, figures in (("flowprobe", probe), ("softflowd", peer)):
         if figures is None:
             print(f"  {label}: not installed")
             continue
         ratio = (f"  {figures['VmRSS'] / peer['VmRSS']:.2f}x softflowd" if peer else "")
         print(f"  {label:<10} VmRSS {mb(figures['VmRSS']):>9}  Pss {mb(figures['Pss']):>9}"
-              f"{ratio}")
-    print(f"  {'python3 idle':<10} VmRSS {mb(bare['VmRSS']):>9}  Pss {mb(bare['Pss']):>9}"
-          f"  (the same interpreter, nothing imported)")
+              f"  anonymous {mb(figures['Anonymous']):>9}{ratio}")
+    print(f"  steps: python3 idle VmRSS {mb(bare['VmRSS'])} (anonymous "
+          f"{mb(bare['Anonymous'])}); + the daemon's imports and meter, no capture: "
+          f"{mb(imported['VmRSS'])} (anonymous {mb(imported['Anonymous'])}); + the capture "
+          f"and the loop: {mb(probe['VmRSS'])}")
     print(f"    {'by kind':<18} {'flowprobe':>9} {'python3':>9}")
     for kind, kb in probe["kinds"].items():
         print(f"    {kind:<18} {mb(kb):>9} {mb(bare['kinds'][kind]):>9}")
     own = probe["VmRSS"] - bare["VmRSS"] - probe["kinds"]["flow table"] \
         - probe["kinds"]["capture ring"]
-    print(f"  beyond python3, the table and the ring: {mb(own)}")
+    print(f"  beyond python3, the table's resident part and the ring: {mb(own)}")
     print(f"  flowprobe idle RSS {mb(probe['VmRSS'])} (target <= {mb(RSS_TARGET_KB)}: "
           f"{'met' if probe['VmRSS'] <= RSS_TARGET_KB else 'NOT met'})")
     return 0
