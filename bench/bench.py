@@ -289,7 +289,9 @@ def print_report(args, pcap, truth, max_flows, runs, tiny, held_at_peak, flowpro
                  f"{ipv6_pool * 36 / max_flows:.0f} B of it)" if ipv6_pool else "")
     print(f"flowprobe tables: memory_bytes {memory_bytes} / max_flows {max_flows} = "
           f"{memory_bytes / max_flows:.0f} B per flow slot (fragment table included{pool_note}); "
-          f"committed at start, so the tiny run's RSS already holds them")
+          f"reserved at start, resident as flows use it (a new flow writes its slot and a "
+          f"random bucket; with transparent huge pages 2 MiB at a time: the tiny run's "
+          f"flows already make most of it resident)")
     print("held at peak: flowprobe's flows_peak counter; softflowd reading a file expires only "
           "when full, one entry per conversation")
     ignored = softflowd_statistic(outputs["softflowd"][0], "Ignored packets")

@@ -81,17 +81,19 @@ def test_flows_make_pages_resident_and_every_packet_is_in_a_record():
     assert len(records) == 6000 and sum(r["packets"] for r in records) == 6000
 
 
-def test_a_capacity_the_process_cannot_map_refuses_to_start():
+def test_a_capacity_the_process_cannot_map_refuses_to_start_naming_it(tmp_path):
     """The whole capacity is mapped at start: beyond what the process may
-    have, the meter is not made (the daemon then exits 2 naming max_flows)."""
-    code = ("import resource\n"
+    have, the daemon exits 2 with one line naming max_flows, no traceback."""
+    config = tmp_path / "flowprobe.conf"
+    config.write_text("config flowprobe 'main'\n\toption enabled '1'\n\tlist interface 'lo'\n"
+                      "\toption max_flows '16777216'\n"
+                      f"\toption control_socket '{tmp_path / 'control.sock'}'\n")
+    code = ("import resource, sys\n"
             "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-            "from flowprobe.meter import Meter, MeterError\n"
-            "from flowprobe.settings import MeterSettings\n"
-            "try:\n"
-            "    Meter(MeterSettings(max_flows=16777216, bidirectional=True))\n"
-            "except MeterError as e:\n"
-            "    print('refused:', e)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "refused: cannot allocate the tables (max_flows 16777216" in done.stdout, \
-        done.stdout + done.stderr
+            "from flowprobe.cli import main\n"
+            f"sys.exit(main(['run', '--config', {str(config)!r}, '--no-ubus']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "cannot allocate the tables (max_flows 16777216" in done.stderr
+    assert "Traceback" not in done.stderr

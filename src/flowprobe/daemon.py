@@ -21,6 +21,7 @@ from flowprobe.errors import OptionError
 from flowprobe.export.fields import with_nat_fields
 from flowprobe.export.resolver import Resolver
 from flowprobe.export.transport import TransportError
+from flowprobe.meter import MeterError
 from flowprobe.privileges import PrivilegeError, account, drop_for_service
 from flowprobe.run_state import RunState
 from flowprobe.service import reload, status
@@ -225,6 +226,9 @@ def run(args):
     try:
         probe = Probe(args.config, control_socket=args.socket, ubus=not args.no_ubus)
     except (configuration.ConfigError, TransportError, OptionError) as e:
+        log.error("%s", e)
+        return 2
+    except MeterError as e:   # the tables' capacity cannot be reserved
         log.error("%s", e)
         return 2
     logging.getLogger().setLevel(probe.config.log_level.upper())

@@ -16,7 +16,7 @@ class SettingsError(OptionError):
 
 
 class MeterSettings(Frozen):
-    max_flows: int = 65536           # ~90 bytes each (table_size.py), committed at start
+    max_flows: int = 65536           # ~90 bytes each (table_size.py), reserved at start
     max_fragments: int = 4096
     idle_timeout: float = 15.0       # seconds; Cisco's and ipt-netflow's default
     active_timeout: float = 300.0    # long flows report every 5 min, nfcapd's bin width

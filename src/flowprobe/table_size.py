@@ -6,9 +6,10 @@
     rounded down to a multiple of 1024, within [MIN_FLOWS, MAX_FLOWS];
     without conntrack (the module not loaded): min(memory bound, DEFAULT_FLOWS).
 
-Why these two bounds: the table is committed and written at start (a router
-short of memory fails at start, not under load), so it must leave the
-router's RAM to the router: 1/32 is 4 MB of a 128 MB router.  And the
+Why these two bounds: the table is reserved at start and, once flows fill
+it, resident in full (an idle probe holds little of it, a busy one all),
+so it must leave the router's RAM to the router: 1/32 is 4 MB of a 128 MB
+router.  And the
 kernel's own connection table is the best estimate of how many
 conversations the router is sized to carry: its nf_conntrack_max
 connections are at most twice as many unidirectional flows (biflow or
