@@ -309,8 +309,10 @@ return view.extend({
 						number(meter.dropped_malformed), number(meter.dropped_fragment_orphaned)))
 				]),
 				E('tr', { 'class': 'tr' }, [
-					E('td', { 'class': 'td left' }, _('Memory (fixed at start)')),
-					E('td', { 'class': 'td left' }, bytes(meter.memory_bytes))
+					E('td', { 'class': 'td left' }, _('Memory (reserved at start / in use)')),
+					E('td', { 'class': 'td left' }, meter.resident_bytes != null
+						? '%s / %s'.format(bytes(meter.memory_bytes), bytes(meter.resident_bytes))
+						: bytes(meter.memory_bytes))
 				]),
 				E('tr', { 'class': 'tr' }, [
 					E('td', { 'class': 'td left' }, _('Version / running for')),
