@@ -30,7 +30,7 @@ from flowprobe.service.loop import Loop
 from flowprobe.service.metering import LastMinute, Metering
 from flowprobe.service.sinks import Sinks
 from flowprobe.sources.capture import CaptureSet
-from flowprobe.sources.conntrack import ConntrackService
+from flowprobe.sources.conntrack_on_demand import ConntrackService
 from flowprobe.store.service import HistoryService
 
 log = logging.getLogger("flowprobe")
