@@ -60,7 +60,8 @@ def test_the_started_daemon_keeps_no_start_up_only_module(tmp_path):
     kept = modules & {"argparse", "gettext", "locale", "logging.handlers", "pickle", "copy",
                       "queue", "encodings.idna", "stringprep", "unicodedata", "ipaddress",
                       "flowprobe.sources.conntrack", "flowprobe.export.netflow9",
-                      "flowprobe.export.netflow5", "flowprobe.export.sflow"}
+                      "flowprobe.export.netflow5", "flowprobe.export.sflow",
+                      "flowprobe.enrich.routes", "flowprobe.enrich.prefixes"}
     assert not kept, sorted(kept)
 
 

@@ -27,8 +27,6 @@ from collections import deque
 
 from flowprobe._cmeter_ffi import ffi, lib
 from flowprobe.enrich.devices import DeviceTable
-from flowprobe.enrich.prefixes import PrefixTable
-from flowprobe.enrich.routes import RouteTable
 
 log = logging.getLogger("flowprobe")
 
@@ -57,7 +55,7 @@ class Enrichment:
         self.clock = clock
         self.deliver_onward = deliver
         if routes is None and settings.routing:
-            routes = RouteTable(settings.route_cache)
+            routes = _route_table(settings.route_cache)
         self.routes = routes
         if devices is None and settings.devices:
             try:
@@ -67,8 +65,7 @@ class Enrichment:
                     routes.close()
                 raise
         self.devices = devices
-        self.prefixes = PrefixTable(settings.prefix_file, settings.max_prefixes) \
-            if settings.prefix_file else None
+        self.prefixes = _prefix_table(settings)
         self.held = deque()
         self.held_records = 0
         self._missing = ffi.new("int[]", 1024)
@@ -221,6 +218,19 @@ class Enrichment:
                 table.close()
 
 
+
+def _route_table(capacity):
+    from flowprobe.enrich.routes import RouteTable  # only with option routing: not kept otherwise
+    return RouteTable(capacity)
+
+
+def _prefix_table(settings):
+    """The prefix_file's table, None without one (prefixes.py imported only then)."""
+    if not settings.prefix_file:
+        return None
+    from flowprobe.enrich.prefixes import PrefixTable
+    return PrefixTable(settings.prefix_file, settings.max_prefixes)
+
 def device_table(settings):
     return DeviceTable(lease_file=settings.lease_file,
                        odhcpd_lease_file=settings.dhcpv6_lease_file)
@@ -241,15 +251,14 @@ def apply(current, settings, deliver, clock):
         current.finish(clock())   # what waits for its route leaves with the old table
         if current.routes:
             current.routes.close()
-        current.routes = _table(lambda: RouteTable(settings.route_cache), settings.routing)
+        current.routes = _table(lambda: _route_table(settings.route_cache), settings.routing)
     if (old.devices, old.lease_file, old.dhcpv6_lease_file) != (
             settings.devices, settings.lease_file, settings.dhcpv6_lease_file):
         if current.devices:
             current.devices.close()
         current.devices = _table(lambda: device_table(settings), settings.devices)
     if (old.prefix_file, old.max_prefixes) != (settings.prefix_file, settings.max_prefixes):
-        current.prefixes = PrefixTable(settings.prefix_file, settings.max_prefixes) \
-            if settings.prefix_file else None
+        current.prefixes = _prefix_table(settings)
     current.settings = settings
     return current
 
