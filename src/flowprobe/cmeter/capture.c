@@ -106,6 +106,7 @@ int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex
 {
 	char pcap_error[PCAP_ERRBUF_SIZE] = "";
 	int id = free_source(m, error);
+	struct savefile_map *map;
 	char *buffer;
 	pcap_t *handle;
 	FILE *file;
@@ -118,12 +119,14 @@ int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex
 		return -1;
 	}
 	/* libpcap reads a savefile with two freads a packet: a large buffer
-	 * turns that into few read() calls */
-	buffer = malloc(FILE_BUFFER_BYTES);
+	 * turns that into few read() calls; one read in place needs none */
+	map = savefile_map_open(file);
+	buffer = map ? NULL : malloc(FILE_BUFFER_BYTES);
 	if (buffer)
 		setvbuf(file, buffer, _IOFBF, FILE_BUFFER_BYTES);
 	handle = pcap_fopen_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_MICRO, pcap_error);
 	if (!handle) {
+		savefile_map_close(map);
 		fclose(file);
 		free(buffer);
 		if (strstr(pcap_error, path))
@@ -133,10 +136,15 @@ int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex
 		return -1;
 	}
 	id = adopt(m, id, handle, ifindex, FP_DIRECTION_ANY, path, error);
-	if (id < 0)
+	if (id < 0) {
 		free(buffer);
-	else
-		m->sources[id].file_buffer = buffer;
+		savefile_map_close(map);
+		return id;
+	}
+	m->sources[id].file_buffer = buffer;
+	m->sources[id].map = map;
+	if (map)
+		savefile_map_adopt(map, handle);
 	return id;
 }
 
@@ -198,6 +206,8 @@ void fp_meter_close_source(struct fp_meter *m, int id)
 
 	if (!s)
 		return;
+	savefile_map_close(s->map);  /* unmapped before libpcap closes the file */
+	s->map = NULL;
 	pcap_close(s->handle);
 	free(s->file_buffer);
 	s->handle = NULL;
@@ -212,6 +222,8 @@ int fp_meter_set_filter(struct fp_meter *m, int id, const char *bpf_filter, char
 		snprintf(error, FP_ERROR_SIZE, "no capture source %d", id);
 		return -1;
 	}
+	if (s->map)
+		return savefile_map_set_filter(s->map, s->handle, bpf_filter, error);
 	/* libpcap's pcap_setfilter() would also run the new filter over the
 	 * ring's blocks already taken, dropping (uncounted) the packets the old
 	 * filter accepted and the new one would not.  On Ethernet the compiled
@@ -355,6 +367,11 @@ int fp_meter_dispatch(struct fp_meter *m, int id, int max_packets, char *error)
 	}
 	if (meter_backlogged(m))  /* the caller drains first */
 		return 0;
+	if (s->map) {
+		status = savefile_map_dispatch(m, s, max_packets, error);
+		meter_process_batch(m);
+		return status;
+	}
 	m->dispatching = s->handle;
 	status = pcap_dispatch(s->handle, max_packets > 0 ? max_packets : -1, on_packet, (u_char *)&ctx);
 	/* a savefile keeps a break requested after its last packet for the
