@@ -22,27 +22,59 @@ static const char digit_pairs[] =
 	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
 	"8081828384858687888990919293949596979899";
 
-/* two digits a division: most numbers here are 13-digit timestamps */
+static const uint8_t end_reason_lengths[] = { 7, 12, 14, 11, 10, 17 };
+
+/* Digits without a call or a loop for the small numbers most fields hold,
+ * 32-bit arithmetic for the rest (cheap on a 32-bit router too), and a
+ * 13-digit timestamp as its high part and 8 digits. */
+static inline unsigned digits32(uint32_t value)
+{
+	unsigned n = 1;
+
+	while (value >= 10000) {
+		value /= 10000;
+		n += 4;
+	}
+	return n + (value >= 10) + (value >= 100) + (value >= 1000);
+}
+
+/* the last 2 * pairs digits of value, ending at end; the digits left */
+static inline uint32_t put_pairs(char *end, uint32_t value, int pairs)
+{
+	while (pairs-- > 0) {
+		end -= 2;
+		memcpy(end, digit_pairs + 2 * (value % 100), 2);
+		value /= 100;
+	}
+	return value;
+}
+
+static char *put_number32(char *out, uint32_t value)
+{
+	unsigned n;
+
+	if (value < 10) {
+		*out = (char)('0' + value);
+		return out + 1;
+	}
+	if (value < 100) {
+		memcpy(out, digit_pairs + 2 * value, 2);
+		return out + 2;
+	}
+	n = digits32(value);
+	value = put_pairs(out + n, value, (int)(n / 2));
+	if (n & 1)
+		*out = (char)('0' + value);
+	return out + n;
+}
+
 static char *put_number(char *out, uint64_t value)
 {
-	char digits[20];
-	int n = 20;
-
-	while (value >= 100) {
-		unsigned pair = (unsigned)(value % 100);
-
-		value /= 100;
-		n -= 2;
-		memcpy(digits + n, digit_pairs + 2 * pair, 2);
-	}
-	if (value >= 10) {
-		n -= 2;
-		memcpy(digits + n, digit_pairs + 2 * value, 2);
-	} else {
-		digits[--n] = (char)('0' + value);
-	}
-	memcpy(out, digits + n, (size_t)(20 - n));
-	return out + 20 - n;
+	if (value <= UINT32_MAX)
+		return put_number32(out, (uint32_t)value);
+	out = put_number(out, value / 100000000);
+	put_pairs(out + 8, (uint32_t)(value % 100000000), 4);
+	return out + 8;
 }
 
 static char *put_hex16(char *out, unsigned value)
@@ -131,7 +163,7 @@ static char *put_address(char *out, const struct fp_record *r, const uint8_t *ad
 
 static char *format_record(char *out, const struct fp_record *r, int bidirectional)
 {
-	const char *reason = end_reasons[r->end_reason <= FP_END_LACK_OF_RESOURCES ? r->end_reason : 0];
+	unsigned reason = r->end_reason <= FP_END_LACK_OF_RESOURCES ? r->end_reason : 0;
 
 	out = put_number(PUT_LITERAL(out, "{\"ip_version\": "), r->ip_version);
 	out = put_number(PUT_LITERAL(out, ", \"protocol\": "), r->protocol);
@@ -151,8 +183,8 @@ static char *format_record(char *out, const struct fp_record *r, int bidirection
 	out = put_number(PUT_LITERAL(out, ", \"inner_vlan_id\": "), r->inner_vlan_id);
 	out = put_number(PUT_LITERAL(out, ", \"ifindex\": "), r->ifindex);
 	out = PUT_LITERAL(out, ", \"end_reason\": \"");
-	memcpy(out, reason, strlen(reason));
-	out += strlen(reason);
+	memcpy(out, end_reasons[reason], end_reason_lengths[reason]);
+	out += end_reason_lengths[reason];
 	*out++ = '"';
 	if (r->protocol == 50)
 		out = put_number(PUT_LITERAL(out, ", \"ipsec_spi\": "), r->ipsec_spi);
