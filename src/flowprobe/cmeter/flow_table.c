@@ -111,19 +111,6 @@ uint32_t flow_table_bucket(const struct flow_table *t, const struct packet *p)
 				     p->segment_id));
 }
 
-void flow_table_prefetch_bucket(const struct flow_table *t, uint32_t bucket)
-{
-	__builtin_prefetch(&t->entries[bucket].bucket_head);
-}
-
-void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket)
-{
-	uint32_t i = chain_head(t, bucket);
-
-	if (i != FLOW_NONE)
-		__builtin_prefetch(&t->entries[i]);
-}
-
 static inline int same16(const uint8_t *a, const uint8_t *b)
 {
 	return load64(a) == load64(b) && load64(a + 8) == load64(b + 8);

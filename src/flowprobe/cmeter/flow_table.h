@@ -150,8 +150,19 @@ enum account_result flow_table_account(struct flow_table *t, const struct packet
 /* For batches: hash a packet's key, and warm the cache for its lookup a few
  * packets ahead (the table is far larger than the caches). */
 uint32_t flow_table_bucket(const struct flow_table *t, const struct packet *p);
-void flow_table_prefetch_bucket(const struct flow_table *t, uint32_t bucket);
-void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket);
+
+static inline void flow_table_prefetch_bucket(const struct flow_table *t, uint32_t bucket)
+{
+	__builtin_prefetch(&t->entries[bucket].bucket_head);
+}
+
+static inline void flow_table_prefetch_entry(const struct flow_table *t, uint32_t bucket)
+{
+	uint32_t i = t->entries[bucket].bucket_head - 1;  /* chain_head() in flow_table.c */
+
+	if (i != FLOW_NONE)
+		__builtin_prefetch(&t->entries[i]);
+}
 
 /* The active entry with p's key (either_direction: its reverse too), or
  * FLOW_NONE: for lookups that count nothing (ICMP errors' flows). */

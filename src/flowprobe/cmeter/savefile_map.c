@@ -15,7 +15,7 @@
 /* Mapped at a time: a bounded share of a 32-bit router's address space;
  * any record (at most a page + 16 + MAXIMUM_SNAPLEN bytes from the window's
  * start) fits whole in one window. */
-#define WINDOW_BYTES (8u << 20)
+#define WINDOW_BYTES (1u << 20)
 
 struct savefile_map {
 	int fd;
@@ -124,16 +124,14 @@ int savefile_map_set_filter(struct savefile_map *s, pcap_t *handle, const char *
 	return 0;
 }
 
-/* bytes at file offset `at`, mapped; NULL when the file (looked at again:
- * it may have grown) ends before them, *error set when mapping failed */
-static const uint8_t *view(struct savefile_map *s, uint64_t at, uint32_t bytes, int *error)
+/* the next window, from the page holding `at` */
+static __attribute__((noinline)) const uint8_t *remap(struct savefile_map *s, uint64_t at,
+							uint32_t bytes, int *error)
 {
 	static long page;
 	uint64_t base, length;
 	void *window;
 
-	if (at >= s->window_at && at + bytes <= s->window_at + s->window_length)
-		return s->window + (at - s->window_at);
 	if (at + bytes > s->size) {
 		struct stat st;
 
@@ -157,6 +155,15 @@ static const uint8_t *view(struct savefile_map *s, uint64_t at, uint32_t bytes, 
 	s->window_at = base;
 	s->window_length = (size_t)length;
 	return s->window + (at - base);
+}
+
+/* bytes at file offset `at`, mapped; NULL when the file (looked at again:
+ * it may have grown) ends before them, *error set when mapping failed */
+static inline const uint8_t *view(struct savefile_map *s, uint64_t at, uint32_t bytes, int *error)
+{
+	if (at >= s->window_at && at + bytes <= s->window_at + s->window_length)
+		return s->window + (at - s->window_at);
+	return remap(s, at, bytes, error);
 }
 
 /* libpcap's words for a file that ends inside a record */
