@@ -34,7 +34,7 @@ static inline void key_ports(const struct packet *p, uint16_t port[2])
 	}
 }
 
-static uint32_t key_hash(const struct flow_table *t, const uint8_t *src, const uint8_t *dst,
+static inline __attribute__((always_inline)) uint32_t key_hash(const struct flow_table *t, const uint8_t *src, const uint8_t *dst,
 			 const uint16_t port[2], uint8_t protocol, uint16_t vlan_id,
 			 uint16_t inner_vlan_id, uint8_t source, int ipv6, uint64_t segment_id)
 {
@@ -133,7 +133,7 @@ static inline int addresses_match(const struct flow_table *t, uint32_t i, const 
 }
 
 /* 1: same direction, -1: the reverse direction, 0: another flow. */
-static int entry_match(const struct flow_table *t, uint32_t i, const struct packet *p,
+static inline __attribute__((always_inline)) int entry_match(const struct flow_table *t, uint32_t i, const struct packet *p,
 		       const uint16_t port[2], int reverse_port)
 {
 	const struct flow_entry *e = &t->entries[i];
