@@ -33,10 +33,11 @@ def metered(path, max_packets=None):
     meter = Meter(MeterSettings(max_flows=4096))
     source = meter.open_file(path)
     records, error = [], None
+    arguments = (source, max_packets) if max_packets else (source,)
     try:
         while True:
             records += meter.drain()
-            if (meter.dispatch(source, max_packets) if max_packets else meter.dispatch(source)) == 0:
+            if meter.dispatch(*arguments) == 0:
                 break
     except CaptureError as e:
         error = str(e)
