@@ -5,6 +5,7 @@ captured lengths never above the wire's, libpcap reads 2.3 as 2.4), and a
 named pipe, which cannot be mapped."""
 
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -117,13 +118,51 @@ def test_odd_timestamps_as_libpcap_reads_them(tmp_path, generated, nanoseconds):
     assert mapped == reference
 
 
+def through_a_pipe(tmp_path, data):
+    """metered() of data as libpcap reads it from a named pipe (never mapped)"""
+    fifo = tmp_path / "fifo"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+
+    def write():
+        try:
+            with open(fifo, "wb") as pipe:
+                pipe.write(data)
+        except BrokenPipeError:  # the reader stopped at an error
+            pass
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        return metered(fifo)
+    finally:
+        writer.join()
+
+
 def test_a_pipe_is_read_by_libpcap(tmp_path, generated):
     data = pcapfile.to_bytes(generated[:500])
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
-    writer.start()
-    from_pipe = metered(fifo)
-    writer.join()
     (tmp_path / "file.pcap").write_bytes(data)
-    assert from_pipe == metered(tmp_path / "file.pcap")
+    assert through_a_pipe(tmp_path, data) == metered(tmp_path / "file.pcap")
+
+
+def test_damaged_files_read_as_libpcap_reads_them(tmp_path, generated):
+    """Record headers overwritten at random (lengths, times), files cut
+    anywhere: the same records, counters and error as libpcap from a pipe."""
+    data = pcapfile.to_bytes(generated[:300])
+    starts, at = [], 24
+    while at < len(data):
+        starts.append(at)
+        at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+    rng = random.Random(18)
+    for _ in range(40):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            record = rng.choice(starts)
+            field = rng.choice([0, 4, 8, 12, 8, 8])
+            value = rng.choice([0, 1, 59, 1 << 31, 0xFFFFFFFF, 262144, 262145, 65536,
+                                rng.getrandbits(32), rng.getrandbits(12)])
+            struct.pack_into("<I", damaged, record + field, value)
+        if rng.random() < 0.3:
+            damaged = damaged[:rng.randint(24, len(damaged))]
+        (tmp_path / "damaged.pcap").write_bytes(damaged)
+        assert metered(tmp_path / "damaged.pcap") == through_a_pipe(tmp_path, bytes(damaged))

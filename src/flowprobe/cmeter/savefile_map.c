@@ -213,9 +213,14 @@ int savefile_map_dispatch(struct fp_meter *m, struct capture_source *source, int
 			return FP_DISPATCH_ERROR;
 		}
 		frame = view(s, s->offset + RECORD_HEADER, caplen, &map_error);
-		if (!frame)
-			return truncated(s, "captured", caplen, s->offset + RECORD_HEADER, map_error,
-					 error);
+		if (!frame) {
+			/* libpcap reads the snapshot's bytes first, then the rest */
+			uint64_t from = s->offset + RECORD_HEADER;
+			uint32_t wanted = caplen > s->snapshot && s->size - from < s->snapshot
+						  ? s->snapshot : caplen;
+
+			return truncated(s, "captured", wanted, from, map_error, error);
+		}
 		s->offset += RECORD_HEADER + (uint64_t)caplen;
 		if (caplen > s->snapshot)  /* libpcap reads the snapshot and skips the rest */
 			caplen = s->snapshot;
