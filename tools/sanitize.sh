@@ -20,7 +20,7 @@ tests/test_flow_macs.py tests/test_enrich_prefixes.py tests/test_enrich_stage.py
 tests/test_enrich_routes.py tests/test_conntrack_exactly_once.py tests/test_sampling.py
 tests/test_tcp_end.py tests/test_icmp_errors.py tests/test_flow_slots.py
 tests/test_tunnels.py tests/test_l2_flows.py tests/test_checksums.py
-tests/test_enrich_route_lookup.py tests/test_savefile_map.py"
+tests/test_enrich_route_lookup.py tests/test_savefile.py"
 
 # gcc's runtime, so that the library preloaded is the one the build links
 export CC=gcc

@@ -19,7 +19,7 @@ C_SOURCES = ["_cmeter.c", "cmeter/pipeline.c", "cmeter/decode.c", "cmeter/flow_t
              "cmeter/tcp_end.c", "cmeter/icmp_error.c",
              "cmeter/l2_flow.c", "cmeter/checksum.c", "cmeter/record_batch.c",
              "cmeter/route_lookup.c", "cmeter/history_rows.c",
-             "cmeter/savefile_map.c"]
+             "cmeter/savefile.c"]
 
 
 def field_enumerators():

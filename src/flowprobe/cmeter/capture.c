@@ -106,7 +106,7 @@ int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex
 {
 	char pcap_error[PCAP_ERRBUF_SIZE] = "";
 	int id = free_source(m, error);
-	struct savefile_map *map;
+	struct savefile *reader;
 	char *buffer;
 	pcap_t *handle;
 	FILE *file;
@@ -119,14 +119,14 @@ int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex
 		return -1;
 	}
 	/* libpcap reads a savefile with two freads a packet: a large buffer
-	 * turns that into few read() calls; one read in place needs none */
-	map = savefile_map_open(file);
-	buffer = map ? NULL : malloc(FILE_BUFFER_BYTES);
+	 * turns that into few read() calls; savefile.c reads with its own */
+	reader = savefile_open(file);
+	buffer = reader ? NULL : malloc(FILE_BUFFER_BYTES);
 	if (buffer)
 		setvbuf(file, buffer, _IOFBF, FILE_BUFFER_BYTES);
 	handle = pcap_fopen_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_MICRO, pcap_error);
 	if (!handle) {
-		savefile_map_close(map);
+		savefile_close(reader);
 		fclose(file);
 		free(buffer);
 		if (strstr(pcap_error, path))
@@ -138,13 +138,13 @@ int fp_meter_open_offline(struct fp_meter *m, const char *path, uint32_t ifindex
 	id = adopt(m, id, handle, ifindex, FP_DIRECTION_ANY, path, error);
 	if (id < 0) {
 		free(buffer);
-		savefile_map_close(map);
+		savefile_close(reader);
 		return id;
 	}
 	m->sources[id].file_buffer = buffer;
-	m->sources[id].map = map;
-	if (map)
-		savefile_map_adopt(map, handle);
+	m->sources[id].savefile = reader;
+	if (reader)
+		savefile_adopt(reader, handle);
 	return id;
 }
 
@@ -206,8 +206,8 @@ void fp_meter_close_source(struct fp_meter *m, int id)
 
 	if (!s)
 		return;
-	savefile_map_close(s->map);  /* unmapped before libpcap closes the file */
-	s->map = NULL;
+	savefile_close(s->savefile);
+	s->savefile = NULL;
 	pcap_close(s->handle);
 	free(s->file_buffer);
 	s->handle = NULL;
@@ -222,8 +222,8 @@ int fp_meter_set_filter(struct fp_meter *m, int id, const char *bpf_filter, char
 		snprintf(error, FP_ERROR_SIZE, "no capture source %d", id);
 		return -1;
 	}
-	if (s->map)
-		return savefile_map_set_filter(s->map, s->handle, bpf_filter, error);
+	if (s->savefile)
+		return savefile_set_filter(s->savefile, s->handle, bpf_filter, error);
 	/* libpcap's pcap_setfilter() would also run the new filter over the
 	 * ring's blocks already taken, dropping (uncounted) the packets the old
 	 * filter accepted and the new one would not.  On Ethernet the compiled
@@ -367,8 +367,8 @@ int fp_meter_dispatch(struct fp_meter *m, int id, int max_packets, char *error)
 	}
 	if (meter_backlogged(m))  /* the caller drains first */
 		return 0;
-	if (s->map) {
-		status = savefile_map_dispatch(m, s, max_packets, error);
+	if (s->savefile) {
+		status = savefile_dispatch(m, s, max_packets, error);
 		meter_process_batch(m);
 		return status;
 	}

@@ -14,7 +14,7 @@
 #include "tunnel.h"
 #include "l2_flow.h"
 #include "checksum.h"
-#include "savefile_map.h"
+#include "savefile.h"
 
 /* Interface slots: one per capture source, plus ifindexes seen in frames
  * handed in directly.  A flow stores the slot (8 bits), not the ifindex. */
@@ -35,7 +35,7 @@ struct capture_source {
 	uint64_t octets_read;
 	char *file_buffer;  /* savefiles: a large stdio buffer, freed after pcap_close */
 	uint8_t sampler;    /* its interface's, in fp_meter.samplers */
-	struct savefile_map *map;  /* savefiles read in place (savefile_map.h), else NULL */
+	struct savefile *savefile;  /* classic pcap files, read by savefile.c; else NULL */
 };
 
 struct fp_meter {

@@ -1,4 +1,4 @@
-"""Capture files read in place (cmeter/savefile_map.c) take every record as
+"""Capture files read in place (cmeter/savefile.c) take every record as
 libpcap's own reader does.  The reference is the same capture with the
 header's minor version 3, which the in-place reader leaves to libpcap (with
 captured lengths never above the wire's, libpcap reads 2.3 as 2.4), and a

@@ -1,37 +1,35 @@
-/* Capture files read in place (savefile_map.h). */
-#include "savefile_map.h"
+/* Capture files read in place (savefile.h). */
+#include "savefile.h"
 #include "meter.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define FILE_HEADER 24
 #define RECORD_HEADER 16
 #define MAXIMUM_SNAPLEN 262144u  /* libpcap's bound for every link type the decoder reads */
-/* Mapped at a time: a bounded share of a 32-bit router's address space;
- * any record (at most a page + 16 + MAXIMUM_SNAPLEN bytes from the window's
- * start) fits whole in one window. */
-#define WINDOW_BYTES (1u << 20)
+/* Read at a time: small enough to stay in a router's cache while its
+ * packets are metered (a 1 MiB buffer, written by the kernel, was read
+ * back from memory); grown for a record larger than that. */
+#define BUFFER_BYTES (256u << 10)
 
-struct savefile_map {
+struct savefile {
 	int fd;
 	uint8_t swapped;
 	uint8_t nanoseconds;
 	uint8_t filtered;
 	uint32_t snapshot;
-	uint64_t size;             /* the file's size when last looked */
-	uint64_t offset;           /* the next record's header */
-	const uint8_t *window;
-	uint64_t window_at;        /* file offset of window[0], page aligned */
-	size_t window_length;
+	uint8_t *buffer;
+	uint32_t capacity;
+	uint32_t start, end;       /* buffer[start, end): read, not yet taken */
+	uint64_t offset;           /* the file offset of buffer[end] */
 	struct bpf_program filter;
 };
 
-static inline uint32_t field32(const struct savefile_map *s, const uint8_t *p)
+static inline uint32_t field32(const struct savefile *s, const uint8_t *p)
 {
 	uint32_t v;
 
@@ -39,9 +37,9 @@ static inline uint32_t field32(const struct savefile_map *s, const uint8_t *p)
 	return s->swapped ? __builtin_bswap32(v) : v;
 }
 
-struct savefile_map *savefile_map_open(FILE *file)
+struct savefile *savefile_open(FILE *file)
 {
-	struct savefile_map *s;
+	struct savefile *s;
 	uint8_t header[FILE_HEADER];
 	uint32_t magic;
 	uint16_t major, minor;
@@ -75,13 +73,18 @@ struct savefile_map *savefile_map_open(FILE *file)
 		free(s);
 		return NULL;
 	}
+	s->buffer = malloc(BUFFER_BYTES);
+	if (!s->buffer) {
+		free(s);
+		return NULL;
+	}
+	s->capacity = BUFFER_BYTES;
 	s->fd = fd;
-	s->size = (uint64_t)st.st_size;
 	s->offset = FILE_HEADER;
 	return s;
 }
 
-void savefile_map_adopt(struct savefile_map *s, pcap_t *handle)
+void savefile_adopt(struct savefile *s, pcap_t *handle)
 {
 	int snapshot = pcap_snapshot(handle);
 
@@ -89,25 +92,17 @@ void savefile_map_adopt(struct savefile_map *s, pcap_t *handle)
 									     : MAXIMUM_SNAPLEN;
 }
 
-static void unmap(struct savefile_map *s)
-{
-	if (s->window)
-		munmap((void *)s->window, s->window_length);
-	s->window = NULL;
-	s->window_length = 0;
-}
-
-void savefile_map_close(struct savefile_map *s)
+void savefile_close(struct savefile *s)
 {
 	if (!s)
 		return;
-	unmap(s);
 	if (s->filtered)
 		pcap_freecode(&s->filter);
+	free(s->buffer);
 	free(s);
 }
 
-int savefile_map_set_filter(struct savefile_map *s, pcap_t *handle, const char *bpf_filter,
+int savefile_set_filter(struct savefile *s, pcap_t *handle, const char *bpf_filter,
 			    char *error)
 {
 	struct bpf_program program;
@@ -124,77 +119,75 @@ int savefile_map_set_filter(struct savefile_map *s, pcap_t *handle, const char *
 	return 0;
 }
 
-/* the next window, from the page holding `at` */
-static __attribute__((noinline)) const uint8_t *remap(struct savefile_map *s, uint64_t at,
-							uint32_t bytes, int *error)
+/* Reads on until `bytes` wait in the buffer: 1, or 0 when the file (read
+ * again: it may have grown) ends before them, -1 with errno at an error. */
+static __attribute__((noinline)) int refill(struct savefile *s, uint32_t bytes)
 {
-	static long page;
-	uint64_t base, length;
-	void *window;
-
-	if (at + bytes > s->size) {
-		struct stat st;
-
-		if (fstat(s->fd, &st) == 0)
-			s->size = (uint64_t)st.st_size;
-		if (at + bytes > s->size)
-			return NULL;
+	if (bytes > s->capacity - s->start) {  /* make room at the end */
+		memmove(s->buffer, s->buffer + s->start, s->end - s->start);
+		s->end -= s->start;
+		s->start = 0;
 	}
-	if (!page)
-		page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
-	unmap(s);
-	base = at - at % (uint64_t)page;
-	length = s->size - base < WINDOW_BYTES ? s->size - base : WINDOW_BYTES;
-	window = mmap(NULL, (size_t)length, PROT_READ, MAP_SHARED, s->fd, (off_t)base);
-	if (window == MAP_FAILED) {
-		*error = errno;
-		return NULL;
+	if (bytes > s->capacity) {  /* a record longer than the buffer */
+		uint8_t *grown = realloc(s->buffer, bytes);
+
+		if (!grown) {
+			errno = ENOMEM;
+			return -1;
+		}
+		s->buffer = grown;
+		s->capacity = bytes;
 	}
-	madvise(window, (size_t)length, MADV_SEQUENTIAL);  /* advice: read ahead, drop behind */
-	s->window = window;
-	s->window_at = base;
-	s->window_length = (size_t)length;
-	return s->window + (at - base);
+	while (s->end - s->start < bytes) {
+		ssize_t got = pread(s->fd, s->buffer + s->end, s->capacity - s->end, (off_t)s->offset);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -1;
+		if (got == 0)
+			return 0;
+		s->end += (uint32_t)got;
+		s->offset += (uint64_t)got;
+	}
+	return 1;
 }
 
-/* bytes at file offset `at`, mapped; NULL when the file (looked at again:
- * it may have grown) ends before them, *error set when mapping failed */
-static inline const uint8_t *view(struct savefile_map *s, uint64_t at, uint32_t bytes, int *error)
+/* `bytes` at the buffer's start, or NULL (refill's 0 or -1 in *status) */
+static inline const uint8_t *take(struct savefile *s, uint32_t bytes, int *status)
 {
-	if (at >= s->window_at && at + bytes <= s->window_at + s->window_length)
-		return s->window + (at - s->window_at);
-	return remap(s, at, bytes, error);
+	if (s->end - s->start >= bytes || (*status = refill(s, bytes)) > 0)
+		return s->buffer + s->start;
+	return NULL;
 }
 
-/* libpcap's words for a file that ends inside a record */
-static int truncated(struct savefile_map *s, const char *what, uint32_t wanted, uint64_t from,
-		     int map_error, char *error)
+/* libpcap's words for a file that ends inside a record, or a read error */
+static int truncated(const char *what, uint32_t wanted, uint32_t got, int status, char *error)
 {
-	if (map_error)
-		snprintf(error, FP_ERROR_SIZE, "error reading dump file: %s", strerror(map_error));
+	if (status < 0)
+		snprintf(error, FP_ERROR_SIZE, "error reading dump file: %s", strerror(errno));
 	else
 		snprintf(error, FP_ERROR_SIZE,
-			 "truncated dump file; tried to read %u %s bytes, only got %llu", wanted, what,
-			 (unsigned long long)(s->size > from ? s->size - from : 0));
+			 "truncated dump file; tried to read %u %s bytes, only got %u", wanted, what, got);
 	return FP_DISPATCH_ERROR;
 }
 
-int savefile_map_dispatch(struct fp_meter *m, struct capture_source *source, int max_packets,
-			  char *error)
+int savefile_dispatch(struct fp_meter *m, struct capture_source *source, int max_packets,
+		      char *error)
 {
-	struct savefile_map *s = source->map;
-	int count = 0, map_error = 0;
+	struct savefile *s = source->savefile;
+	int count = 0, status = 1;
 
 	while (max_packets <= 0 || count < max_packets) {
-		const uint8_t *header = view(s, s->offset, RECORD_HEADER, &map_error);
+		const uint8_t *header = take(s, RECORD_HEADER, &status);
 		const uint8_t *frame;
 		uint32_t seconds, fraction, caplen, length;
 		struct pcap_pkthdr h;
 		uint64_t timestamp_us;
 
 		if (!header) {
-			if (map_error || s->offset < s->size)
-				return truncated(s, "header", RECORD_HEADER, s->offset, map_error, error);
+			if (status < 0 || s->end > s->start)
+				return truncated("header", RECORD_HEADER, s->end - s->start, status, error);
 			break;  /* the end of the file */
 		}
 		seconds = field32(s, header);
@@ -212,16 +205,17 @@ int savefile_map_dispatch(struct fp_meter *m, struct capture_source *source, int
 					 caplen, MAXIMUM_SNAPLEN);
 			return FP_DISPATCH_ERROR;
 		}
-		frame = view(s, s->offset + RECORD_HEADER, caplen, &map_error);
-		if (!frame) {
+		header = take(s, RECORD_HEADER + caplen, &status);
+		if (!header) {
 			/* libpcap reads the snapshot's bytes first, then the rest */
-			uint64_t from = s->offset + RECORD_HEADER;
-			uint32_t wanted = caplen > s->snapshot && s->size - from < s->snapshot
-						  ? s->snapshot : caplen;
+			uint32_t got = s->end - s->start - RECORD_HEADER;
 
-			return truncated(s, "captured", wanted, from, map_error, error);
+			return truncated("captured", caplen > s->snapshot && got < s->snapshot
+							     ? s->snapshot : caplen,
+					 got, status, error);
 		}
-		s->offset += RECORD_HEADER + (uint64_t)caplen;
+		frame = header + RECORD_HEADER;
+		s->start += RECORD_HEADER + caplen;
 		if (caplen > s->snapshot)  /* libpcap reads the snapshot and skips the rest */
 			caplen = s->snapshot;
 		/* as libpcap's 32-bit signed fields, widened, scaled down */
