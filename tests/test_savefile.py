@@ -2,7 +2,7 @@
 libpcap's own reader does.  The reference is the same capture with the
 header's minor version 3, which the in-place reader leaves to libpcap (with
 captured lengths never above the wire's, libpcap reads 2.3 as 2.4), and a
-named pipe, which cannot be mapped."""
+named pipe, which only libpcap reads."""
 
 import os
 import random
