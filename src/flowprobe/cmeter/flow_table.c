@@ -189,7 +189,7 @@ static inline int is_active(const struct flow_entry *e)
 
 /* ---- lists ---- */
 
-static void list_remove(struct flow_table *t, uint32_t i)
+static inline __attribute__((always_inline)) void list_remove(struct flow_table *t, uint32_t i)
 {
 	struct flow_entry *e = &t->entries[i];
 	struct flow_list_ends *l = &t->lists[e->list];
@@ -205,7 +205,7 @@ static void list_remove(struct flow_table *t, uint32_t i)
 	l->count--;
 }
 
-static void list_push(struct flow_table *t, uint32_t i, enum flow_list list)
+static inline __attribute__((always_inline)) void list_push(struct flow_table *t, uint32_t i, enum flow_list list)
 {
 	struct flow_entry *e = &t->entries[i];
 	struct flow_list_ends *l = &t->lists[list];
@@ -221,7 +221,7 @@ static void list_push(struct flow_table *t, uint32_t i, enum flow_list list)
 	l->count++;
 }
 
-static void list_move(struct flow_table *t, uint32_t i, enum flow_list list)
+static inline __attribute__((always_inline)) void list_move(struct flow_table *t, uint32_t i, enum flow_list list)
 {
 	if (t->entries[i].list == list && t->lists[list].head == i)
 		return;
