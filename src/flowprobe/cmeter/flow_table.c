@@ -341,6 +341,7 @@ void flow_table_expire_all(struct flow_table *t, uint8_t end_reason)
 static uint32_t evict_oldest(struct flow_table *t)
 {
 	uint32_t victim = FLOW_NONE;
+	uint64_t victim_last = UINT64_MAX;  /* entry_last(victim), kept: each table-full new flow pays this */
 	enum flow_list list;
 
 	for (list = LIST_ANSWERED; list <= LIST_CLOSING; list++) {
@@ -351,9 +352,14 @@ static uint32_t evict_oldest(struct flow_table *t)
 			continue;
 		for (uint16_t second = t->entries[i].list_second;
 		     i != FLOW_NONE && t->entries[i].list_second == second && candidates--;
-		     i = t->entries[i].list_prev)
-			if (victim == FLOW_NONE || entry_last(t, i) < entry_last(t, victim))
+		     i = t->entries[i].list_prev) {
+			uint64_t last = entry_last(t, i);
+
+			if (victim == FLOW_NONE || last < victim_last) {
 				victim = i;
+				victim_last = last;
+			}
+		}
 	}
 	if (victim != FLOW_NONE)
 		expire_entry(t, victim, FP_END_LACK_OF_RESOURCES);
