@@ -150,6 +150,8 @@ static __attribute__((noinline)) int refill(struct savefile *s, uint32_t bytes)
 		s->end += (uint32_t)got;
 		s->offset += (uint64_t)got;
 	}
+	/* where `read` shows its progress from: the descriptor's offset */
+	lseek(s->fd, (off_t)s->offset, SEEK_SET);
 	return 1;
 }
 
