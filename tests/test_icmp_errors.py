@@ -159,3 +159,47 @@ def test_read_icmp_errors_json(tmp_path):
     assert errors == [(1, 3, 4)]
     plain = run_cli("read", "--json", path)
     assert all("icmp_errors" not in r for r in cli_records(plain.stdout))
+
+
+IN, OUT = 1, 2   # FP_DIRECTION_IN, FP_DIRECTION_OUT
+
+
+@pytest.mark.parametrize("comes", ["soon", "late", "never"])
+def test_an_error_read_before_its_flow_waits_for_it(comes):
+    """A capture per direction reads two rings in either order: the router's
+    error going out may be read before the packets it is about coming in
+    (seen in the PMTU live test).  It waits and is joined when they come;
+    past its time, or at the end, it is unmatched."""
+    run = Run(icmp_errors=True)
+
+    def feed(at_ms, data, direction):
+        run.meter.process_frame(data, 1, START_US + at_ms * 1000, ifindex=2, direction=direction)
+
+    # both captures are open from the start: the incoming one has a slot
+    feed(0, frame(IP(src=SERVER, dst=ROUTER) / UDP(sport=53, dport=53)), IN)
+    feed(0, frag_needed(), OUT)
+    assert run.meter.counters()["icmp_errors_joined"] == 0
+    if comes == "soon":
+        feed(1, tcp_data(), IN)   # read from the other ring afterwards, timed before
+    elif comes == "late":
+        feed(2_001, tcp_data(), IN)
+    joined = 1 if comes == "soon" else 0
+    run.meter.flush()
+    counters = run.meter.counters()
+    assert (counters["icmp_errors_joined"], counters["icmp_errors_unmatched"]) == \
+        (joined, 1 - joined)
+    if comes == "soon":
+        tcp = by_protocol(run.meter.drain())[(6, CLIENT)]
+        assert (tcp["icmp_errors"], tcp["icmp_error_type"], tcp["icmp_error_code"]) == (1, 3, 4)
+
+
+def test_errors_waiting_are_bounded():
+    run = Run(icmp_errors=True)
+    run.meter.process_frame(tcp_data(False, 10), 1, START_US, ifindex=2, direction=IN)
+    for n in range(40):
+        run.meter.process_frame(frag_needed(sport=10000 + n), 1, START_US + n, ifindex=2,
+                                direction=OUT)
+    run.meter.process_frame(tcp_data(), 1, START_US + 3_000_000, ifindex=2, direction=IN)
+    counters = run.meter.counters()
+    # 32 wait; the 8 beyond are unmatched at once, the 32 when their time is up
+    assert counters["icmp_errors_unmatched"] == 40 and counters["icmp_errors_joined"] == 0

@@ -106,7 +106,15 @@ void fp_meter_process_frame(struct fp_meter *m, int linktype, uint32_t ifindex,
 			    uint64_t timestamp_us, const uint8_t *frame,
 			    uint32_t captured_length, uint32_t wire_length)
 {
-	uint8_t slot = meter_interface_slot(m, ifindex, FP_DIRECTION_ANY);
+	fp_meter_process_frame_from(m, linktype, ifindex, FP_DIRECTION_ANY, timestamp_us, frame,
+				    captured_length, wire_length);
+}
+
+void fp_meter_process_frame_from(struct fp_meter *m, int linktype, uint32_t ifindex,
+				 int direction, uint64_t timestamp_us, const uint8_t *frame,
+				 uint32_t captured_length, uint32_t wire_length)
+{
+	uint8_t slot = meter_interface_slot(m, ifindex, (uint8_t)direction);
 
 	m->interface_slots[slot].tunnels = (uint8_t)m->settings.tunnels;
 	m->interface_slots[slot].l2_flows = m->settings.l2_flows != 0;
@@ -120,6 +128,8 @@ void fp_meter_expire(struct fp_meter *m, uint64_t now_ms)
 	meter_process_batch(m);
 	m->next_scan_ms = 0;  /* scan now, whatever the interval */
 	meter_advance_clock(m, now_ms);
+	if (m->waiting_errors_used)
+		meter_join_waiting_errors(m, now_ms > m->counters.clock_ms ? now_ms : m->counters.clock_ms, 0);
 }
 
 void fp_meter_flush(struct fp_meter *m)
@@ -127,6 +137,7 @@ void fp_meter_flush(struct fp_meter *m)
 	struct frag_orphans orphans = {0, 0};
 
 	meter_process_batch(m);
+	meter_join_waiting_errors(m, m->counters.clock_ms, 1);
 	flow_table_expire_all(&m->flows, FP_END_FORCED);
 	frag_table_expire_all(&m->fragments, &orphans);
 	meter_count_orphans(m, &orphans);

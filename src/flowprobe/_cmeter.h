@@ -277,6 +277,10 @@ int fp_meter_dispatch(struct fp_meter *meter, int source, int max_packets, char 
 void fp_meter_process_frame(struct fp_meter *meter, int linktype, uint32_t ifindex,
 			    uint64_t timestamp_us, const uint8_t *frame,
 			    uint32_t captured_length, uint32_t wire_length);
+/* The same, as a capture of one direction (FP_DIRECTION_*) would see it. */
+void fp_meter_process_frame_from(struct fp_meter *meter, int linktype, uint32_t ifindex,
+				 int direction, uint64_t timestamp_us, const uint8_t *frame,
+				 uint32_t captured_length, uint32_t wire_length);
 
 /* Moves flows whose time has come to the export queue (idle, unanswered,
  * TCP end grace) and expires stale fragments. */

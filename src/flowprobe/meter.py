@@ -191,10 +191,12 @@ class Meter:
             raise CaptureError(ffi.string(error).decode(errors="replace"))
         return count
 
-    def process_frame(self, frame, linktype, timestamp_us, ifindex=0, wire_length=None):
-        """One frame handed in: for tests and fuzzing, not a data path."""
-        lib.fp_meter_process_frame(self._meter, linktype, ifindex, timestamp_us, frame,
-                                   len(frame), wire_length or len(frame))
+    def process_frame(self, frame, linktype, timestamp_us, ifindex=0, wire_length=None,
+                      direction=0):
+        """One frame handed in: for tests and fuzzing, not a data path.
+        direction: as a capture of that direction alone (FP_DIRECTION_*)."""
+        lib.fp_meter_process_frame_from(self._meter, linktype, ifindex, direction, timestamp_us,
+                                        frame, len(frame), wire_length or len(frame))
 
     # ---- time and records ----
 

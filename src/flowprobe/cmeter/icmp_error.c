@@ -150,11 +150,29 @@ static int opposite_slot(const struct fp_meter *m, uint8_t slot, uint8_t *opposi
 	return 0;
 }
 
+/* The quoted packet's flow: at the error's own slot, else at the same
+ * interface's other direction (has_opposite). */
+static uint32_t quoted_flow(const struct flow_table *t, struct packet *key, int has_opposite,
+			    uint8_t opposite)
+{
+	uint8_t own_slot = key->source;
+	uint32_t i = flow_table_lookup(t, key, t->bidirectional);
+
+	if (i == FLOW_NONE && has_opposite) {
+		key->source = opposite;
+		i = flow_table_lookup(t, key, t->bidirectional);
+		key->source = own_slot;
+	}
+	return i;
+}
+
 void meter_join_icmp_error(struct fp_meter *m, const struct packet *p, const struct icmp_quote *q)
 {
 	struct flow_table *t = &m->flows;
 	struct packet key;
 	uint32_t own = flow_table_lookup(t, p, t->bidirectional), quoted;
+	uint8_t opposite = 0;
+	int has_opposite;
 
 	if (own != FLOW_NONE)   /* none when the table refused it */
 		icmp_error_count(&t->icmp_errors[own], p->dst_port);
@@ -165,13 +183,46 @@ void meter_join_icmp_error(struct fp_meter *m, const struct packet *p, const str
 	/* the quoted packet went the way it names: that direction's entry, or
 	 * the biflow holding either */
 	icmp_quote_key(q, p, &key);
-	quoted = flow_table_lookup(t, &key, t->bidirectional);
-	if (quoted == FLOW_NONE && opposite_slot(m, p->source, &key.source))
-		quoted = flow_table_lookup(t, &key, t->bidirectional);
-	if (quoted == FLOW_NONE || quoted == own) {
-		m->counters.icmp_errors_unmatched++;
+	has_opposite = opposite_slot(m, p->source, &opposite);
+	quoted = quoted_flow(t, &key, has_opposite, opposite);
+	if (quoted != FLOW_NONE && quoted != own) {
+		icmp_error_count(&t->icmp_errors[quoted], p->dst_port);
+		m->counters.icmp_errors_joined++;
 		return;
 	}
-	icmp_error_count(&t->icmp_errors[quoted], p->dst_port);
-	m->counters.icmp_errors_joined++;
+	/* the other direction's ring may not have been read this far yet */
+	if (quoted == FLOW_NONE && has_opposite && m->waiting_errors_used < ICMP_ERRORS_WAITING) {
+		struct icmp_error_wait *w = &m->waiting_errors[m->waiting_errors_used++];
+
+		w->key = key;
+		w->until_ms = p->timestamp_ms + ICMP_ERROR_WAIT_MS;
+		w->own = own;
+		w->type_code = p->dst_port;
+		w->opposite = opposite;
+		return;
+	}
+	m->counters.icmp_errors_unmatched++;
+}
+
+void meter_join_waiting_errors(struct fp_meter *m, uint64_t now_ms, int settle)
+{
+	struct flow_table *t = &m->flows;
+	int i, kept = 0;
+
+	for (i = 0; i < m->waiting_errors_used; i++) {
+		struct icmp_error_wait *w = &m->waiting_errors[i];
+		/* a flow that came after the wait is not the one quoted */
+		uint32_t quoted = t->icmp_errors && now_ms < w->until_ms ?
+					  quoted_flow(t, &w->key, 1, w->opposite) : FLOW_NONE;
+
+		if (quoted != FLOW_NONE && quoted != w->own) {
+			icmp_error_count(&t->icmp_errors[quoted], w->type_code);
+			m->counters.icmp_errors_joined++;
+		} else if (settle || quoted == w->own || !t->icmp_errors || now_ms >= w->until_ms) {
+			m->counters.icmp_errors_unmatched++;
+		} else {
+			m->waiting_errors[kept++] = *w;
+		}
+	}
+	m->waiting_errors_used = kept;
 }

@@ -36,6 +36,22 @@ void icmp_quote_read(const uint8_t *quote, uint32_t length, struct icmp_quote *q
  * tunnel segment) with the quoted addresses, protocol and ports. */
 void icmp_quote_key(const struct icmp_quote *q, const struct packet *error, struct packet *key);
 
+/* An error read before the packets it quotes.  With a capture handle per
+ * direction, a router's error (going out) and the packets it is about
+ * (coming in) arrive through different rings, read in either order: an
+ * error whose flow is not there yet waits, a few of them briefly, and is
+ * joined when the flow comes, or counted unmatched when its time is up. */
+#define ICMP_ERRORS_WAITING 32
+#define ICMP_ERROR_WAIT_MS 2000
+
+struct icmp_error_wait {
+	struct packet key;   /* the quoted packet, at the error's own slot */
+	uint64_t until_ms;   /* on the meter's clock */
+	uint32_t own;        /* the error's own ICMP flow */
+	uint16_t type_code;
+	uint8_t opposite;    /* the same interface's other direction */
+};
+
 static inline void icmp_error_count(struct icmp_error_count *c, uint16_t type_code)
 {
 	c->errors++;

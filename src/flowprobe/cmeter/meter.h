@@ -57,6 +57,8 @@ struct fp_meter {
 	uint16_t samplers_used;
 	struct sample_ring samples;  /* sampled headers for sFlow; capacity 0: none kept */
 	struct icmp_quote quotes[BATCH_SIZE];  /* the batch's ICMP errors' quotes (icmp_error.h) */
+	struct icmp_error_wait waiting_errors[ICMP_ERRORS_WAITING];
+	int waiting_errors_used;
 };
 
 uint8_t meter_interface_slot(struct fp_meter *m, uint32_t ifindex, uint8_t direction);
@@ -104,6 +106,9 @@ void meter_count_tunnel(struct fp_meter *m, uint8_t outcome);
 /* An ICMP error accounted to its own flow: counted there and on the flow
  * its quote names (settings.icmp_errors). */
 void meter_join_icmp_error(struct fp_meter *m, const struct packet *p, const struct icmp_quote *q);
+/* Errors that waited for their flow: joined if it came; past their time
+ * (or all, with settle) counted unmatched. */
+void meter_join_waiting_errors(struct fp_meter *m, uint64_t now_ms, int settle);
 /* verify_checksums: the verdict on a decoded IP packet, counted. */
 void meter_check_checksums(struct fp_meter *m, struct packet *p);
 /* Fragments held for a first fragment that never came, counted as dropped. */

@@ -117,6 +117,8 @@ void meter_process_batch(struct fp_meter *m)
 		account_batch(m, n, 0);
 	}
 	m->batch_count = 0;
+	if (__builtin_expect(m->waiting_errors_used != 0, 0))
+		meter_join_waiting_errors(m, m->counters.clock_ms, 0);
 
 	if (m->dispatching && meter_backlogged(m))
 		pcap_breakloop(m->dispatching);
