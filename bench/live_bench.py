@@ -52,8 +52,8 @@ DRAIN_QUIET_S = 0.5      # a tool whose CPU time stands still this long has read
 DRAIN_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0    # flowprobe may spend up to 5 s handing its last exports over
 IDLE_RSS_WAIT_S = 3.0
-RSS_TARGET_MB = 20
-CPU_TARGET_RATIO = 0.25
+RSS_TARGET_MB = 14      # issue #18, as footprint_bench.py
+CPU_TARGET_RATIO = 0.2  # issue #18: live <= 0.2x softflowd per packet, net of idle
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # A UDP socket bound inside the namespace that nobody reads: the tools' exports stay on
