@@ -8,7 +8,7 @@ EXTENSION_STAMP := build/.extension-built
 SAMPLE := build/sample.pcap
 PCAP ?= $(SAMPLE)
 
-.PHONY: setup build run read test lint bench fuzz test-asan clean dist
+.PHONY: setup build run read test lint bench fuzz fuzz-savefile test-asan clean dist
 
 .setup-done: tools/setup-debian.sh pyproject.toml setup.py
 	./tools/setup-debian.sh
@@ -44,7 +44,7 @@ test: build
 lint: build
 	.venv/bin/ruff check src tests tools bench fuzz qemu
 	gcc -fsyntax-only -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
-		-Isrc/flowprobe $(filter %.c,$(C_SOURCES)) fuzz/fuzz_meter.c
+		-Isrc/flowprobe $(filter %.c,$(C_SOURCES)) fuzz/fuzz_meter.c fuzz/fuzz_savefile.c
 	gcc -fsyntax-only -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
 		-Isrc/flowprobe -Iqemu/cross -Ifuzz $(wildcard qemu/cross/*.c)
 	shfmt -d tools/*.sh .ci/run $(wildcard tests/realstack/*.sh qemu/*/*.sh)
@@ -65,10 +65,31 @@ build/fuzz/.corpus-made: fuzz/make_corpus.py | .setup-done
 	$(PYTHON) fuzz/make_corpus.py build/fuzz/corpus
 	@touch $@
 
-fuzz: build/fuzz/fuzz_meter build/fuzz/.corpus-made
+# a third of FUZZ_TIME goes to the capture-file reader (fuzz-savefile)
+FUZZ_SAVEFILE_TIME ?= $(shell expr $(FUZZ_TIME) / 3)
+fuzz: build/fuzz/fuzz_meter build/fuzz/.corpus-made fuzz-savefile
 	@mkdir -p build/fuzz/found build/fuzz/artifacts
-	build/fuzz/fuzz_meter -max_total_time=$(FUZZ_TIME) -max_len=8192 -print_final_stats=1 \
+	build/fuzz/fuzz_meter -max_total_time=$(shell expr $(FUZZ_TIME) - $(FUZZ_SAVEFILE_TIME)) \
+		-max_len=8192 -print_final_stats=1 \
 		-artifact_prefix=build/fuzz/artifacts/ build/fuzz/found build/fuzz/corpus
+
+# savefile.c with a 64-byte buffer: short files cross its refills and growth
+build/fuzz/fuzz_savefile: $(FUZZ_SOURCES:fuzz/fuzz_meter.c=fuzz/fuzz_savefile.c) \
+		$(filter %.h %.def,$(C_SOURCES)) fuzz/corpus_format.h
+	@mkdir -p build/fuzz
+	clang $(FUZZ_FLAGS) -DSAVEFILE_BUFFER_BYTES=64u -Isrc/flowprobe \
+		$(FUZZ_SOURCES:fuzz/fuzz_meter.c=fuzz/fuzz_savefile.c) -lpcap -o $@
+
+build/fuzz/.savefile-corpus-made: fuzz/make_savefile_corpus.py tools/pcapfile.py | .setup-done
+	rm -rf build/fuzz/savefile_corpus
+	$(PYTHON) fuzz/make_savefile_corpus.py build/fuzz/savefile_corpus
+	@touch $@
+
+fuzz-savefile: build/fuzz/fuzz_savefile build/fuzz/.savefile-corpus-made
+	@mkdir -p build/fuzz/savefile_found build/fuzz/artifacts
+	build/fuzz/fuzz_savefile -max_total_time=$(FUZZ_SAVEFILE_TIME) -max_len=4096 \
+		-print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/savefile- \
+		build/fuzz/savefile_found build/fuzz/savefile_corpus
 
 # the C core with ASan + UBSan under the tests that drive it (in build/asan/)
 test-asan: build

@@ -13,8 +13,13 @@
 #define MAXIMUM_SNAPLEN 262144u  /* libpcap's bound for every link type the decoder reads */
 /* Read at a time: small enough to stay in a router's cache while its
  * packets are metered (a 1 MiB buffer, written by the kernel, was read
- * back from memory); grown for a record larger than that. */
+ * back from memory); grown for a record larger than that.  The fuzz build
+ * makes it tiny, so that short files cross its refills and growth. */
+#ifdef SAVEFILE_BUFFER_BYTES
+#define BUFFER_BYTES SAVEFILE_BUFFER_BYTES
+#else
 #define BUFFER_BYTES (256u << 10)
+#endif
 
 struct savefile {
 	int fd;
@@ -22,6 +27,7 @@ struct savefile {
 	uint8_t nanoseconds;
 	uint8_t filtered;
 	uint32_t snapshot;
+	int libpcap_snapshot;      /* pcap_snapshot(), unbounded: libpcap's messages name it */
 	uint8_t *buffer;
 	uint32_t capacity;
 	uint32_t start, end;       /* buffer[start, end): read, not yet taken */
@@ -88,6 +94,7 @@ void savefile_adopt(struct savefile *s, pcap_t *handle)
 {
 	int snapshot = pcap_snapshot(handle);
 
+	s->libpcap_snapshot = snapshot;
 	s->snapshot = snapshot > 0 && (uint32_t)snapshot < MAXIMUM_SNAPLEN ? (uint32_t)snapshot
 									     : MAXIMUM_SNAPLEN;
 }
@@ -197,10 +204,10 @@ int savefile_dispatch(struct fp_meter *m, struct capture_source *source, int max
 		caplen = field32(s, header + 8);
 		length = field32(s, header + 12);
 		if (caplen > MAXIMUM_SNAPLEN) {
-			if (caplen > s->snapshot)
+			if (caplen > (uint32_t)s->libpcap_snapshot)
 				snprintf(error, FP_ERROR_SIZE,
-					 "invalid packet capture length %u, bigger than snaplen of %u",
-					 caplen, s->snapshot);
+					 "invalid packet capture length %u, bigger than snaplen of %d",
+					 caplen, s->libpcap_snapshot);
 			else
 				snprintf(error, FP_ERROR_SIZE,
 					 "invalid packet capture length %u, bigger than maximum of %u",
