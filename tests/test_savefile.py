@@ -103,6 +103,19 @@ def test_a_capture_length_beyond_any_snapshot_is_libpcaps_error(tmp_path, genera
     assert mapped[2] == reference[2]
 
 
+@pytest.mark.parametrize("captured, words", [(300_000, "bigger than maximum of 262144"),
+                                             (600_000_000, "bigger than snaplen of 500000000")])
+def test_a_snapshot_above_libpcaps_maximum_is_named_as_libpcap_names_it(tmp_path, generated,
+                                                                       captured, words):
+    """Found by fuzz/fuzz_savefile.c: libpcap keeps a header's snapshot
+    length above its maximum, compares records with it and names it."""
+    data = bytearray(pcapfile.to_bytes(generated[:3], snaplen=500_000_000))
+    struct.pack_into("<II", data, 24 + 16 + len(generated[0][1]) + 8, captured, captured + 1)
+    mapped, reference = both_ways(tmp_path, bytes(data))
+    assert mapped[2].endswith(f"invalid packet capture length {captured}, {words}")
+    assert mapped == reference and mapped[1]["packets_read"] == 1
+
+
 @pytest.mark.parametrize("nanoseconds", [False, True])
 def test_odd_timestamps_as_libpcap_reads_them(tmp_path, generated, nanoseconds):
     data = bytearray(pcapfile.to_bytes(generated[:40], nanoseconds=nanoseconds))
