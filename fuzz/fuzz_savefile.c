@@ -4,7 +4,9 @@
  * and every record is dispatched into a meter with small tables; the same
  * bytes are also read by libpcap alone (pcap_next_ex), and both must agree
  * on how many records there were, their wire lengths and the error that
- * ended the file (libpcap's words), or the target traps.
+ * ended the file (libpcap's words), or the target traps.  The meter samples
+ * every packet of its interface into a ring, so each record's time, wire
+ * length and first bytes (FP_SAMPLE_HEADER_BYTES) are compared too.
  *
  * The file lives in a memfd, opened through /proc/self/fd: a regular file,
  * as savefile.c wants, written once per input.  The fuzz build makes
@@ -24,6 +26,16 @@
 
 #define CHECK(condition) do { if (!(condition)) __builtin_trap(); } while (0)
 #define DRAIN 64
+#define COMPARED 1024  /* records compared one by one: more than -max_len holds */
+
+/* one record as libpcap handed it, as capture.c's on_packet sees it */
+struct reference_record {
+	uint64_t timestamp_us;
+	uint32_t wire, captured;
+	uint8_t header[FP_SAMPLE_HEADER_BYTES];
+};
+
+static struct reference_record reference_records[COMPARED];
 
 static int memfd = -1;
 static char path[64];
@@ -69,12 +81,51 @@ static void read_with_libpcap(struct reading *r)
 	}
 	r->opened = 1;
 	while ((status = pcap_next_ex(handle, &header, &data)) == 1) {
+		if (r->records < COMPARED) {
+			struct reference_record *record = &reference_records[r->records];
+
+			record->timestamp_us = (uint64_t)header->ts.tv_sec * 1000000u +
+					       (uint64_t)header->ts.tv_usec;
+			record->wire = header->len;
+			record->captured = header->caplen < FP_SAMPLE_HEADER_BYTES
+						   ? header->caplen : FP_SAMPLE_HEADER_BYTES;
+			memcpy(record->header, data, record->captured);
+		}
 		r->records++;
 		r->octets += header->len;
 	}
 	if (status == PCAP_ERROR)
 		snprintf(r->error, sizeof(r->error), "%s", pcap_geterr(handle));
 	pcap_close(handle);
+}
+
+/* every sample in the ring against libpcap's record of the same number */
+static uint64_t compare_samples(struct fp_meter *meter, uint64_t compared)
+{
+	static struct fp_packet_sample samples[DRAIN];
+	int i, n;
+
+	while ((n = fp_meter_drain_samples(meter, samples, DRAIN)) > 0) {
+		for (i = 0; i < n; i++, compared++) {
+			const struct reference_record *record = &reference_records[compared];
+
+			if (compared >= COMPARED)
+				continue;
+			if (samples[i].timestamp_us != record->timestamp_us ||
+			    samples[i].frame_length != record->wire ||
+			    samples[i].header_length != record->captured ||
+			    memcmp(samples[i].header, record->header, record->captured) != 0) {
+				fprintf(stderr, "record %llu: libpcap %llu us, %u wire, %u bytes; "
+					"meter %llu us, %u wire, %u bytes\n",
+					(unsigned long long)compared,
+					(unsigned long long)record->timestamp_us, record->wire,
+					record->captured, (unsigned long long)samples[i].timestamp_us,
+					samples[i].frame_length, samples[i].header_length);
+				abort();
+			}
+		}
+	}
+	return compared;
 }
 
 /* the meter's reading: max_packets varies the dispatch sizes */
@@ -85,12 +136,16 @@ static void read_with_meter(struct reading *r, int max_packets)
 	struct fp_settings settings;
 	struct fp_source_stats stats;
 	char error[FP_ERROR_SIZE] = "";
+	struct fp_sample_ring_stats ring;
 	struct fp_meter *meter;
 	int source, status;
+	uint64_t compared = 0;
 
 	corpus_settings(settings_bytes, &settings);
 	meter = fp_meter_new(&settings, error);
 	CHECK(meter != NULL);
+	CHECK(fp_meter_set_sampling(meter, 1, 1, FP_SAMPLING_DETERMINISTIC, 0, error) == 0);
+	CHECK(fp_meter_keep_samples(meter, COMPARED, error) == 0);
 	source = fp_meter_open_offline(meter, path, 1, error);
 	if (source < 0) {
 		snprintf(r->error, sizeof(r->error), "%s", error);
@@ -101,12 +156,17 @@ static void read_with_meter(struct reading *r, int max_packets)
 	do {
 		while (fp_meter_drain(meter, records, DRAIN) > 0)
 			;
+		compared = compare_samples(meter, compared);
 		status = fp_meter_dispatch(meter, source, max_packets, error);
 	} while (status > 0);
+	compared = compare_samples(meter, compared);
+	fp_meter_sample_ring_stats(meter, &ring);
 	if (status == FP_DISPATCH_ERROR)
 		snprintf(r->error, sizeof(r->error), "%s", error);
 	CHECK(fp_meter_source_stats(meter, source, &stats) == 0);
 	r->records = stats.packets_read;
+	/* every record sampled and compared, unless more than the ring holds */
+	CHECK(stats.packets_read > COMPARED || (ring.overflows == 0 && compared == r->records));
 	r->octets = stats.octets_read;
 	fp_meter_close_source(meter, source);
 	fp_meter_flush(meter);

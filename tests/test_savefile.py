@@ -117,15 +117,19 @@ def test_a_snapshot_above_libpcaps_maximum_is_named_as_libpcap_names_it(tmp_path
 
 
 @pytest.mark.parametrize("nanoseconds", [False, True])
-def test_odd_timestamps_as_libpcap_reads_them(tmp_path, generated, nanoseconds):
-    data = bytearray(pcapfile.to_bytes(generated[:40], nanoseconds=nanoseconds))
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_odd_timestamps_as_libpcap_reads_them(tmp_path, generated, nanoseconds, byte_order):
+    """Big-endian found by fuzz/fuzz_savefile.c: libpcap's byte swap makes
+    the time fields unsigned, so past 2**31 they are not negative there."""
+    data = bytearray(pcapfile.to_bytes(generated[:40], byte_order=byte_order,
+                                       nanoseconds=nanoseconds))
     at = 24
     odd = [(0x7FFFFFFF, 999_999_999), (0x80000001, 5), (1_700_000_000, 0x80000005),
            (1_700_000_001, 1_500_000_000), (0, 0)]
     for i in range(40):
         seconds, fraction = odd[i % len(odd)]
-        struct.pack_into("<II", data, at, seconds, fraction)
-        at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+        struct.pack_into(byte_order + "II", data, at, seconds, fraction)
+        at += 16 + struct.unpack_from(byte_order + "I", data, at + 8)[0]
     mapped, reference = both_ways(tmp_path, bytes(data))
     assert mapped[2] == reference[2]
     assert mapped == reference

@@ -43,6 +43,13 @@ static inline uint32_t field32(const struct savefile *s, const uint8_t *p)
 	return s->swapped ? __builtin_bswap32(v) : v;
 }
 
+/* A time field as libpcap widens it: its 32-bit signed fields are sign
+ * extended, but its byte swap (SWAPLONG) makes them unsigned first. */
+static inline int64_t widened(const struct savefile *s, uint32_t field)
+{
+	return s->swapped ? (int64_t)field : (int64_t)(int32_t)field;
+}
+
 struct savefile *savefile_open(FILE *file)
 {
 	struct savefile *s;
@@ -227,10 +234,10 @@ int savefile_dispatch(struct fp_meter *m, struct capture_source *source, int max
 		s->start += RECORD_HEADER + caplen;
 		if (caplen > s->snapshot)  /* libpcap reads the snapshot and skips the rest */
 			caplen = s->snapshot;
-		/* as libpcap's 32-bit signed fields, widened, scaled down */
-		timestamp_us = (uint64_t)(int64_t)(int32_t)seconds * 1000000u +
-			       (uint64_t)(s->nanoseconds ? (int64_t)(int32_t)fraction / 1000
-							 : (int64_t)(int32_t)fraction);
+		/* as libpcap's fields, widened, scaled down */
+		timestamp_us = (uint64_t)widened(s, seconds) * 1000000u +
+			       (uint64_t)(s->nanoseconds ? widened(s, fraction) / 1000
+							 : widened(s, fraction));
 		if (s->filtered) {
 			h.ts.tv_sec = (int32_t)seconds;
 			h.ts.tv_usec = 0;
