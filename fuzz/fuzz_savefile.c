@@ -6,7 +6,10 @@
  * on how many records there were, their wire lengths and the error that
  * ended the file (libpcap's words), or the target traps.  The meter samples
  * every packet of its interface into a ring, so each record's time, wire
- * length and first bytes (FP_SAMPLE_HEADER_BYTES) are compared too.
+ * length and first bytes (FP_SAMPLE_HEADER_BYTES) are compared too.  Every
+ * other input that savefile.c reads is read through a BPF filter (FILTER),
+ * set on both sides (a file libpcap reads for the meter takes none: filters
+ * are swapped in the kernel, for live captures).
  *
  * The file lives in a memfd, opened through /proc/self/fd: a regular file,
  * as savefile.c wants, written once per input.  The fuzz build makes
@@ -27,6 +30,8 @@
 #define CHECK(condition) do { if (!(condition)) __builtin_trap(); } while (0)
 #define DRAIN 64
 #define COMPARED 1024  /* records compared one by one: more than -max_len holds */
+/* on the records' lengths (pcap_offline_filter's) and contents */
+#define FILTER "len > 100 or udp or (ether[0] & 1 = 1)"
 
 /* one record as libpcap handed it, as capture.c's on_packet sees it */
 struct reference_record {
@@ -65,8 +70,27 @@ struct reading {
 	char error[FP_ERROR_SIZE + PCAP_ERRBUF_SIZE];  /* "" when the file just ended */
 };
 
+/* savefile.c reads it: classic magic, version 2.4 */
+static int read_in_place(const uint8_t *data, size_t size)
+{
+	uint32_t magic;
+	uint16_t version[2];
+	int swapped;
+
+	if (size < 24)
+		return 0;
+	memcpy(&magic, data, 4);
+	memcpy(version, data + 4, 4);
+	if (magic != 0xa1b2c3d4 && magic != 0xa1b23c4d && magic != 0xd4c3b2a1 &&
+	    magic != 0x4d3cb2a1)
+		return 0;
+	swapped = magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1;
+	return (swapped ? __builtin_bswap16(version[0]) : version[0]) == 2 &&
+	       (swapped ? __builtin_bswap16(version[1]) : version[1]) == 4;
+}
+
 /* libpcap's own reading of the file, the reference */
-static void read_with_libpcap(struct reading *r)
+static void read_with_libpcap(struct reading *r, int *filtered)
 {
 	char error[PCAP_ERRBUF_SIZE] = "";
 	struct pcap_pkthdr *header;
@@ -80,6 +104,15 @@ static void read_with_libpcap(struct reading *r)
 		return;
 	}
 	r->opened = 1;
+	if (*filtered) {  /* a filter that does not compile for the link type: none */
+		struct bpf_program program;
+
+		*filtered = pcap_compile(handle, &program, FILTER, 1, PCAP_NETMASK_UNKNOWN) == 0;
+		if (*filtered) {
+			CHECK(pcap_setfilter(handle, &program) == 0);
+			pcap_freecode(&program);
+		}
+	}
 	while ((status = pcap_next_ex(handle, &header, &data)) == 1) {
 		if (r->records < COMPARED) {
 			struct reference_record *record = &reference_records[r->records];
@@ -129,7 +162,7 @@ static uint64_t compare_samples(struct fp_meter *meter, uint64_t compared)
 }
 
 /* the meter's reading: max_packets varies the dispatch sizes */
-static void read_with_meter(struct reading *r, int max_packets)
+static void read_with_meter(struct reading *r, int max_packets, int filtered)
 {
 	static const uint8_t settings_bytes[4] = { 0x3D, 0x88, 0x88, 0x41 };  /* biflow, l2 */
 	static struct fp_record records[DRAIN];
@@ -153,6 +186,8 @@ static void read_with_meter(struct reading *r, int max_packets)
 		return;
 	}
 	r->opened = 1;
+	if (filtered)
+		CHECK(fp_meter_set_filter(meter, source, FILTER, error) == 0);
 	do {
 		while (fp_meter_drain(meter, records, DRAIN) > 0)
 			;
@@ -178,10 +213,11 @@ static void read_with_meter(struct reading *r, int max_packets)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct reading reference = { 0 }, metered = { 0 };
+	int filtered = (size / 7) % 2 && read_in_place(data, size);
 
 	write_file(data, size);
-	read_with_libpcap(&reference);
-	read_with_meter(&metered, (int)(size % 7) - 1);
+	read_with_libpcap(&reference, &filtered);
+	read_with_meter(&metered, (int)(size % 7) - 1, filtered);
 	if (reference.opened && !metered.opened) {  /* the meter's choice, not the reader's */
 		CHECK(strstr(metered.error, ": unsupported link type ") != NULL);
 		return 0;
