@@ -16,6 +16,7 @@ never exceed the mtu.
 import struct
 
 from flowprobe._cmeter_ffi import ffi, lib
+from flowprobe.addresses import packed_address
 from flowprobe.export.encoding import Encoder, split_messages, uncleared
 
 VERSION = 5
@@ -63,10 +64,9 @@ class SflowEncoder(Encoder):
     def _address(self):
         """(type, packed) of the agent address, parsed once per address."""
         if self._parsed[0] != self.agent_address:
-            import ipaddress  # once per agent address
-            address = ipaddress.ip_address(self.agent_address)
-            self._parsed = (self.agent_address, ADDRESS_IPV4 if address.version == 4
-                            else ADDRESS_IPV6, address.packed)
+            packed = packed_address(self.agent_address)  # not ipaddress: kept all run long
+            self._parsed = (self.agent_address, ADDRESS_IPV4 if len(packed) == 4
+                            else ADDRESS_IPV6, packed)
         return self._parsed[1:]
 
     def _datagram(self, now_ms, samples, count=None):
