@@ -101,3 +101,39 @@ def test_a_capacity_the_process_cannot_map_refuses_to_start_naming_it(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "cannot allocate the tables (max_flows 16777216" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_reload_to_a_capacity_the_process_cannot_map_is_refused_and_the_old_goes_on(tmp_path):
+    """Reload as well as start: the new capacity is mapped before the switch;
+    refused, the running table and its flows stay."""
+    import time
+
+    from flowprobe.control.client import call
+    sock = tmp_path / "control.sock"
+    config = tmp_path / "flowprobe.conf"
+    text = ("config flowprobe 'main'\n\toption enabled '1'\n\tlist interface 'lo'\n"
+            f"\toption max_flows '4096'\n\toption control_socket '{sock}'\n")
+    config.write_text(text)
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            "from flowprobe.cli import main\n"
+            f"sys.exit(main(['run', '--config', {str(config)!r}, '--no-ubus']))\n")
+    daemon = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.1)
+        status = call(sock, "status")
+        if not status["interfaces"]:
+            pytest.skip("capture on lo needs root")
+        config.write_text(text.replace("'4096'", "'16777216'"))
+        reply = call(sock, "reload")
+        assert not reply["reloaded"] and "max_flows 16777216" in reply["error"], reply
+        assert call(sock, "status")["meter"]["max_flows"] == 4096
+        assert daemon.poll() is None
+    finally:
+        daemon.terminate()
+        out = daemon.communicate(timeout=30)[0]
+    assert "Traceback" not in out, out

@@ -176,7 +176,7 @@ def test_a_new_table_takes_the_samplers_over(capture):
     old.set_sampling(3, 10, "deterministic")
     assert old.dispatch(source, 5000) == 5000
     metering.drain(0)
-    new = metering.apply(MeterSettings(hash_seed=1, max_flows=1000), 0)
+    new = metering.apply(metering.prepare(MeterSettings(hash_seed=1, max_flows=1000)), 0)
     assert new is not old and new.sample_ring_stats()["capacity"] == SAMPLE_RING
     while new.dispatch(source) or new.pending:
         metering.drain(0)

@@ -61,17 +61,25 @@ class Metering:
         self.sample_ring = SAMPLE_RING if wanted else 0
         self.meter.keep_samples(self.sample_ring)
 
-    def apply(self, settings, now_ms):
-        """New timeouts in place; new capacities: the old table's flows are
-        exported, and a new table reads on from the same capture handles.
-        Returns the meter now in use."""
+    def prepare(self, settings):
+        """New timeouts and policy go in place: None.  New capacities need a
+        new meter, made here, before a reload switches anything, so that
+        tables the process cannot map refuse the reload (MeterError) and the
+        running table goes on."""
         if self.meter.update_settings(settings):
+            return None
+        return Meter(settings)
+
+    def apply(self, meter, now_ms):
+        """meter: prepare()'s.  A new one takes over: the old table's flows
+        are exported, and the new table reads on from the same capture
+        handles.  Returns the meter now in use."""
+        if meter is None:
             return self.meter
         log.info("table settings changed: exporting %d flows, then a new table",
                  self.meter.counters()["flows_active"])
         self.meter.flush()
         self.drain(now_ms)
-        meter = Meter(settings)
         meter.take_sources(self.meter)
         meter.keep_samples(self.sample_ring)
         for key, value in self.meter.counters().items():

@@ -12,7 +12,7 @@ from flowprobe.enrich import on_demand as enrichment
 from flowprobe.errors import OptionError
 from flowprobe.export.resolver import is_address
 from flowprobe.export.transport import NotResolvedYet, TransportError
-from flowprobe.meter import CaptureError, check_filter
+from flowprobe.meter import CaptureError, MeterError, check_filter
 from flowprobe.service.sinks import exporter_changes
 from flowprobe.sources.capture import capture_filter, linktype_of
 
@@ -59,8 +59,15 @@ def reload(probe):
             exporter.close()   # its own collectors only: carried ones are still the old's
         return _refused(probe, e)
 
+    try:
+        meter = probe.metering.prepare(new.meter)
+    except MeterError as e:   # new capacities the process cannot map
+        if exporter:
+            exporter.close()
+        return _refused(probe, e)
+
     # nothing below can refuse
-    probe.captures.meter = probe.metering.apply(new.meter, now_ms)
+    probe.captures.meter = probe.metering.apply(meter, now_ms)
     probe.conntrack.before_reload(new, now_ms)   # off: what it holds leaves first
     if switch_exporter:
         if probe.loop:
