@@ -7,13 +7,9 @@
  * binds one blob a batch.  What the fields become (columns, expressions)
  * stays in rows.py: this file writes the fields it is told, in order. */
 #include "../_cmeter.h"
+#include "digit_pairs.h"
 
 #include <string.h>
-
-static const char digit_pairs[] =
-	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-	"8081828384858687888990919293949596979899";
 
 /* width characters, zero-padded: SQLite's CAST reads the leading zeros as
  * a decimal number.  Its integers are signed, so a 64-bit value beyond

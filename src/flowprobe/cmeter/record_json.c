@@ -5,6 +5,7 @@
  * inet_ntop writes them (RFC 5952, with its IPv4-embedded forms), which is
  * what Python's records use. */
 #include "../_cmeter.h"
+#include "digit_pairs.h"
 
 #include <string.h>
 
@@ -16,11 +17,6 @@
 static const char *const end_reasons[] = {
 	"unknown", "idle_timeout", "active_timeout", "end_of_flow", "forced_end", "lack_of_resources",
 };
-
-static const char digit_pairs[] =
-	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-	"8081828384858687888990919293949596979899";
 
 static const uint8_t end_reason_lengths[] = { 7, 12, 14, 11, 10, 17 };
 
